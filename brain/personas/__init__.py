@@ -1,0 +1,111 @@
+"""Persona presets (YAML files beside this module, plus an optional operator folder), custom
+personas, and SillyTavern ``chara_card_v2`` cards turned into personas."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from brain.api_models import Persona, PersonaScope, PersonaState
+
+PRESETS_DIR = Path(__file__).parent
+
+
+class PersonaError(ValueError):
+    """A persona that cannot be used, with a sentence saying why."""
+
+
+def load_presets(extra_dir: str | Path | None = None) -> dict[str, Persona]:
+    presets: dict[str, Persona] = {}
+    folders = [PRESETS_DIR] + ([Path(extra_dir)] if extra_dir else [])
+    for folder in folders:
+        for path in sorted(folder.glob("*.yaml")):
+            try:
+                persona = Persona.model_validate(yaml.safe_load(path.read_text()))
+            except (ValidationError, yaml.YAMLError) as exc:
+                raise PersonaError(f"persona file {path.name} is not valid: {exc}") from exc
+            presets[persona.name] = persona
+    return presets
+
+
+def custom_persona(text: str, max_chars: int) -> dict[str, Any]:
+    text = text.strip()
+    if len(text) > max_chars:
+        raise PersonaError(
+            f"a custom persona may be at most {max_chars} characters; this one has {len(text)}"
+        )
+    return {"name": "custom", "custom": True, "system_prompt": text, "greeting": ""}
+
+
+def persona_from_card(card: dict[str, Any], max_chars: int) -> dict[str, Any]:
+    """A SillyTavern character card (spec chara_card_v2) as a custom persona."""
+    if card.get("spec") != "chara_card_v2" or not isinstance(card.get("data"), dict):
+        raise PersonaError(
+            "the card is not a chara_card_v2 card (expected spec 'chara_card_v2' and a 'data' object)"
+        )
+    data = card["data"]
+    name = str(data.get("name") or "").strip()
+    if not name:
+        raise PersonaError("the card has no character name (data.name)")
+
+    def fill(text: Any) -> str:
+        return str(text or "").replace("{{char}}", name).replace("{{user}}", "the user").strip()
+
+    parts = [f"You are {name}."]
+    for label, value in (("", data.get("description")), ("Personality: ", data.get("personality")),
+                         ("Scenario: ", data.get("scenario"))):  # fmt: skip
+        if fill(value):
+            parts.append(label + fill(value))
+    base = "\n".join(parts)
+    own = fill(data.get("system_prompt"))
+    system_prompt = own.replace("{{original}}", base) if own else base
+    if fill(data.get("post_history_instructions")):
+        system_prompt += "\n" + fill(data.get("post_history_instructions"))
+    if len(system_prompt) > max_chars:
+        raise PersonaError(f"the card's persona is {len(system_prompt)} characters; at most {max_chars} fit")
+    slug = re.sub(r"[^a-z0-9_-]+", "-", name.lower()).strip("-")[:48] or "card"
+    return {
+        "name": slug,
+        "custom": True,
+        "system_prompt": system_prompt,
+        "greeting": fill(data.get("first_mes")),
+    }
+
+
+def preset_choice(name: str, presets: dict[str, Persona]) -> dict[str, Any]:
+    if name not in presets:
+        raise PersonaError(
+            f"there is no persona called '{name}'; choose one of: {', '.join(sorted(presets))}"
+        )
+    return {"name": name, "custom": False}
+
+
+def resolve(stored: dict[str, Any] | None, presets: dict[str, Persona], default: str) -> tuple[Persona, bool]:
+    """The Persona to use for a stored choice (a preset by name, or a custom one); falls back to the default."""
+    if stored and stored.get("custom"):
+        base = presets[default]
+        persona = Persona(
+            name=stored["name"],
+            description="custom",
+            system_prompt=stored["system_prompt"],
+            greeting=stored.get("greeting", ""),
+            sampling=base.sampling,
+        )
+        return persona, True
+    if stored and stored.get("name") in presets:
+        return presets[stored["name"]], False
+    return presets[default], False
+
+
+def state(persona: Persona, custom: bool, scope: PersonaScope) -> PersonaState:
+    return PersonaState(
+        name=persona.name,
+        custom=custom,
+        scope=scope,
+        system_prompt=persona.system_prompt,
+        greeting=persona.greeting,
+    )

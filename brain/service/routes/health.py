@@ -1,0 +1,38 @@
+"""Liveness, readiness and Prometheus metrics."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from redis.exceptions import RedisError
+
+from brain.service.auth import Authorized
+from brain.service.deps import RuntimeDep
+from brain.service.errors import error_response
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    """The process is alive."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz", response_model=None)
+async def readyz(runtime: RuntimeDep) -> dict[str, str] | Response:
+    """The model is loaded and Redis answers."""
+    try:
+        await runtime.store.ping()
+    except (RedisError, OSError):
+        runtime.metrics.redis_errors.inc()
+        return error_response(503, "not_ready", "Redis is not reachable.")
+    if not runtime.engine.running:
+        return error_response(503, "not_ready", "The model engine is not running.")
+    return {"status": "ready", "model": runtime.model_name}
+
+
+@router.get("/metrics", dependencies=[Authorized])
+async def metrics(runtime: RuntimeDep) -> Response:
+    """Prometheus metrics."""
+    return Response(generate_latest(runtime.metrics.registry), media_type=CONTENT_TYPE_LATEST)

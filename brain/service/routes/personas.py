@@ -1,0 +1,68 @@
+"""Persona presets, and each user's (or group chat's) persona."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from brain import personas as persona_lib
+from brain.api_models import ChatKind, Persona, PersonaList, PersonaScope, PersonaSet, PersonaState
+from brain.service.auth import Authorized
+from brain.service.deps import RuntimeDep
+from brain.service.errors import ApiError
+from brain.service.routes.users import user_key
+
+router = APIRouter(dependencies=[Authorized], tags=["personas"])
+
+
+@router.get("/v1/personas", response_model=PersonaList)
+async def list_personas(runtime: RuntimeDep) -> PersonaList:
+    """The persona presets."""
+    return PersonaList(presets=list(runtime.presets.values()))
+
+
+@router.get("/v1/personas/{name}", response_model=Persona)
+async def get_persona(name: str, runtime: RuntimeDep) -> Persona:
+    """One preset."""
+    if name not in runtime.presets:
+        raise ApiError(404, "unknown_persona", f"There is no persona called '{name}'.")
+    return runtime.presets[name]
+
+
+@router.get("/v1/users/{platform}/{user_id}/persona", response_model=PersonaState)
+async def current_persona(
+    platform: str, user_id: str, runtime: RuntimeDep, chat_id: str = "", chat_kind: ChatKind = ChatKind.direct
+) -> PersonaState:
+    """The persona that answers this user in this chat (a group chat's own persona in groups)."""
+    user = user_key(platform, user_id)
+    if chat_kind is ChatKind.group:
+        stored, scope = await runtime.store.get_chat_persona(platform, chat_id), PersonaScope.chat
+    else:
+        stored, scope = await runtime.store.get_user_persona(user), PersonaScope.user
+    persona, custom = persona_lib.resolve(stored, runtime.presets, runtime.settings.brain.default_persona)
+    return persona_lib.state(persona, custom, scope)
+
+
+@router.put("/v1/users/{platform}/{user_id}/persona", response_model=PersonaState)
+async def set_persona(platform: str, user_id: str, body: PersonaSet, runtime: RuntimeDep) -> PersonaState:
+    """Pick a preset, set a custom persona, or import a chara_card_v2 card."""
+    if (body.platform, body.user_id) != (platform, user_id):
+        raise ApiError(400, "user_mismatch", "The user in the body differs from the user in the path.")
+    limit = runtime.settings.limits.max_persona_chars
+    try:
+        if body.preset is not None:
+            choice = persona_lib.preset_choice(body.preset, runtime.presets)
+        elif body.custom is not None:
+            choice = persona_lib.custom_persona(body.custom, limit)
+        else:
+            choice = persona_lib.persona_from_card(body.card or {}, limit)
+    except persona_lib.PersonaError as exc:
+        status = 404 if body.preset is not None else 413 if "at most" in str(exc) else 400
+        raise ApiError(status, "invalid_persona", str(exc)) from exc
+    if body.chat_kind is ChatKind.group:
+        await runtime.store.set_chat_persona(platform, body.chat_id, choice)
+        scope = PersonaScope.chat
+    else:
+        await runtime.store.set_user_persona(body.key, choice)
+        scope = PersonaScope.user
+    persona, custom = persona_lib.resolve(choice, runtime.presets, runtime.settings.brain.default_persona)
+    return persona_lib.state(persona, custom, scope)

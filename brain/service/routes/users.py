@@ -1,0 +1,159 @@
+"""Consent and data: the privacy notice, opt-in, opt-out, forget, export, per-chat memory and reset."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+
+from fastapi import APIRouter
+
+from brain import personas as persona_lib
+from brain.api_models import (
+    ID_PATTERN,
+    PLATFORM_PATTERN,
+    ChatKind,
+    ConsentState,
+    ForgetResult,
+    LogEntry,
+    MemoryView,
+    OptOut,
+    PrivacyNotice,
+    ResetResult,
+    Stats,
+    Turn,
+    UserExport,
+)
+from brain.service.auth import Authorized
+from brain.service.deps import RuntimeDep
+from brain.service.errors import ApiError
+from brain.service.runtime import Runtime
+
+router = APIRouter(dependencies=[Authorized], tags=["users"])
+
+PRIVACY_TEXT = (
+    "What I keep, and why.\n"
+    "- Always: a short memory of our recent turns in each chat, and a summary of older ones, so that I can "
+    "answer in context. It expires after {ttl_days} days without talking, and /reset clears it.\n"
+    "- Only if you opt in: a training log of your messages to me and my replies (the text, the chat id, the "
+    "persona and the time). Every night it is cleaned (e-mail addresses, phone numbers, card numbers and "
+    "secret-bearing links are removed) and used to fine-tune the community model and, once you have enough "
+    "turns, a model of your own. A new model goes live only if it tests better than the current one.\n"
+    "- /optout stops the logging at once; /optout delete also deletes your log. /forget deletes everything "
+    "I keep about you, your own model included, and no later training run can use your data again."
+)
+
+
+def user_key(platform: str, user_id: str) -> str:
+    if not re.match(PLATFORM_PATTERN, platform) or not re.match(ID_PATTERN, user_id):
+        raise ApiError(400, "invalid_user", "The platform or user id is not valid.")
+    return f"{platform}:{user_id}"
+
+
+def _at(ms: str | None) -> datetime | None:
+    return datetime.fromtimestamp(int(ms) / 1000, tz=timezone.utc) if ms else None
+
+
+async def _consent(runtime: Runtime, user: str) -> ConsentState:
+    profile = await runtime.store.profile(user)
+    return ConsentState(
+        opted_in=profile.get("consent") == "in",
+        version=profile.get("consent_version"),
+        at=_at(profile.get("consent_at")),
+        logged_turns=await runtime.store.log_length(user),
+    )
+
+
+@router.get("/v1/privacy", response_model=PrivacyNotice)
+async def privacy(runtime: RuntimeDep) -> PrivacyNotice:
+    """What is collected and how it is used (shown before opting in)."""
+    days = runtime.settings.memory.ttl_s // 86400
+    return PrivacyNotice(
+        version=runtime.settings.brain.consent_version, text=PRIVACY_TEXT.format(ttl_days=days)
+    )
+
+
+@router.get("/v1/users/{platform}/{user_id}/consent", response_model=ConsentState)
+async def consent(platform: str, user_id: str, runtime: RuntimeDep) -> ConsentState:
+    """Whether the user is opted in, since when, under which consent version."""
+    return await _consent(runtime, user_key(platform, user_id))
+
+
+@router.post("/v1/users/{platform}/{user_id}/optin", response_model=ConsentState)
+async def opt_in(platform: str, user_id: str, runtime: RuntimeDep) -> ConsentState:
+    """Record consent (version and time): from now on the user's turns go to their training log."""
+    user = user_key(platform, user_id)
+    await runtime.store.opt_in(user, runtime.settings.brain.consent_version)
+    return await _consent(runtime, user)
+
+
+@router.post("/v1/users/{platform}/{user_id}/optout", response_model=ConsentState)
+async def opt_out(
+    platform: str, user_id: str, runtime: RuntimeDep, body: OptOut | None = None
+) -> ConsentState:
+    """Stop logging at once; with delete_logs, also delete the existing log."""
+    user = user_key(platform, user_id)
+    await runtime.store.opt_out(user, delete_logs=bool(body and body.delete_logs))
+    return await _consent(runtime, user)
+
+
+@router.post("/v1/users/{platform}/{user_id}/forget", response_model=ForgetResult)
+async def forget(platform: str, user_id: str, runtime: RuntimeDep) -> ForgetResult:
+    """Delete every key of the user, logs included, and leave a tombstone against later writes and exports."""
+    deleted = await runtime.store.forget(user_key(platform, user_id))
+    return ForgetResult(forgotten=True, deleted_keys=deleted)
+
+
+async def _memory_view(
+    runtime: Runtime, user: str, platform: str, chat_id: str, kind: ChatKind
+) -> MemoryView:
+    summary, turns = await runtime.store.chat_memory(user, chat_id)
+    if kind is ChatKind.group:
+        stored = await runtime.store.get_chat_persona(platform, chat_id)
+    else:
+        stored = await runtime.store.get_user_persona(user)
+    persona, _ = persona_lib.resolve(stored, runtime.presets, runtime.settings.brain.default_persona)
+    return MemoryView(summary=summary, turns=[Turn.model_validate(t) for t in turns], persona=persona.name)
+
+
+@router.get("/v1/users/{platform}/{user_id}/export", response_model=UserExport)
+async def export(platform: str, user_id: str, runtime: RuntimeDep) -> UserExport:
+    """Everything stored about the user, as JSON."""
+    user = user_key(platform, user_id)
+    chats = {
+        chat: await _memory_view(runtime, user, platform, chat, ChatKind.direct)
+        for chat in sorted(await runtime.store.chat_ids(user))
+    }
+    log = [
+        LogEntry(
+            id=e["id"],
+            chat_id=e["chat_id"],
+            user_text=e["user_text"],
+            reply=e["reply"],
+            consent_version=e["consent_version"],
+            persona=e["persona"],
+            ts=int(e["ts"]) / 1000,
+        )  # fmt: skip
+        async for e in runtime.store.log_entries(user)
+    ]
+    return UserExport(user=user, profile=await runtime.store.profile(user), chats=chats, log=log)
+
+
+@router.post("/v1/users/{platform}/{user_id}/chats/{chat_id}/reset", response_model=ResetResult)
+async def reset(platform: str, user_id: str, chat_id: str, runtime: RuntimeDep) -> ResetResult:
+    """Clear the memory of one chat (turns and summary); the training log is not touched."""
+    return ResetResult(cleared_turns=await runtime.store.reset_chat(user_key(platform, user_id), chat_id))
+
+
+@router.get("/v1/users/{platform}/{user_id}/chats/{chat_id}/memory", response_model=MemoryView)
+async def memory(
+    platform: str, user_id: str, chat_id: str, runtime: RuntimeDep, chat_kind: ChatKind = ChatKind.direct
+) -> MemoryView:
+    """What the brain remembers of this chat."""
+    return await _memory_view(runtime, user_key(platform, user_id), platform, chat_id, chat_kind)
+
+
+@router.get("/v1/stats", response_model=Stats)
+async def stats(runtime: RuntimeDep) -> Stats:
+    """Usage figures for operators."""
+    figures = await runtime.store.stats()
+    return Stats(model=runtime.model_name, **figures)

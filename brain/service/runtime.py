@@ -1,0 +1,165 @@
+"""What one brain process holds while it runs: settings, the Redis store, the model and its engine."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import weakref
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from brain import personas as persona_lib
+from brain.api_models import SamplingParams
+from brain.engine.batching import Engine, GenerationRequest
+from brain.engine.model_loading import LoadedModel, load_model
+from brain.engine.text import TextStream
+from brain.prompt import count_tokens, render
+from brain.service.metrics import Metrics
+from brain.settings import Settings
+from brain.store import Store, connect
+
+log = logging.getLogger("brain")
+
+
+@dataclass
+class Generated:
+    text: str
+    tokens: int
+    finish_reason: str
+
+
+class Runtime:
+    def __init__(self, settings: Settings, store: Store, loaded: LoadedModel):
+        self.settings = settings
+        self.store = store
+        self.loaded = loaded
+        self.tokenizer = loaded.tokenizer
+        self.metrics = Metrics()
+        self.presets = persona_lib.load_presets(settings.brain.personas_dir)
+        if settings.brain.default_persona not in self.presets:
+            raise persona_lib.PersonaError(
+                f"the default persona '{settings.brain.default_persona}' is not a preset"
+            )
+        self.engine = Engine(
+            loaded.model,
+            max_batch_size=settings.model.max_batch_size,
+            eos_token_ids=loaded.eos_token_ids,
+            device=loaded.device,
+            context_length=loaded.context_length,
+            on_step=self.metrics.on_step,
+        )
+        self.metrics.watch_engine(lambda: self.engine.waiting, lambda: self.engine.active)
+        self.context_tokens = min(settings.model.context_tokens, loaded.context_length)
+        self.slots = asyncio.Semaphore(settings.limits.max_concurrent)
+        self.background: set[asyncio.Task[Any]] = set()
+        self._summary_locks: weakref.WeakValueDictionary[tuple[str, str], asyncio.Lock] = (
+            weakref.WeakValueDictionary()
+        )
+
+    @classmethod
+    def create(cls, settings: Settings) -> Runtime:
+        loaded = load_model(
+            settings.model.name,
+            cache_dir=settings.model.cache_dir,
+            device=settings.model.device,
+            dtype=settings.model.dtype,
+        )
+        password = settings.secrets.redis_password
+        client = connect(
+            settings.redis.url,
+            cluster=settings.redis.cluster,
+            password=password.get_secret_value() if password else None,
+            timeout=settings.redis.socket_timeout_s,
+        )
+        return cls(settings, Store(client), loaded)
+
+    @property
+    def api_key(self) -> str | None:
+        key = self.settings.secrets.api_key
+        return key.get_secret_value() if key else None
+
+    @property
+    def model_name(self) -> str:
+        return self.loaded.name
+
+    def start(self) -> None:
+        self.engine.start()
+
+    async def stop(self) -> None:
+        for task in list(self.background):
+            task.cancel()
+        self.engine.stop()
+        await self.store.close()
+
+    def count(self, text: str) -> int:
+        return count_tokens(self.tokenizer, text)
+
+    def prompt_budget(self, max_new_tokens: int) -> int:
+        return max(self.context_tokens - max_new_tokens, 16)
+
+    async def generate(
+        self,
+        prompt_ids: list[int],
+        sampling: SamplingParams,
+        *,
+        stop: list[str] | None = None,
+        seed: int | None = None,
+    ) -> AsyncIterator[str | Generated]:
+        """Text deltas as they are generated, then one Generated with the whole reply."""
+        request = GenerationRequest(
+            prompt_ids=prompt_ids,
+            max_new_tokens=sampling.max_new_tokens,
+            temperature=sampling.temperature,
+            top_p=sampling.top_p,
+            top_k=sampling.top_k,
+            repetition_penalty=sampling.repetition_penalty,
+            seed=seed,
+        )
+        stream = TextStream(self.engine.submit(request), self.tokenizer, stop=stop or ())
+        try:
+            async for delta in stream:
+                yield delta
+        finally:
+            stream.cancel()
+        reason = stream.finish_reason or "cancelled"
+        yield Generated(text=stream.text.strip(), tokens=len(stream.token_ids), finish_reason=reason)
+
+    async def complete(self, prompt_ids: list[int], sampling: SamplingParams, **kw: Any) -> Generated:
+        async for item in self.generate(prompt_ids, sampling, **kw):
+            if isinstance(item, Generated):
+                return item
+        raise RuntimeError("generation ended without a result")
+
+    # rolling summary, written in the background so that it never delays a reply
+
+    def fold_in_background(
+        self, user: str, chat_id: str, summary: str, evicted: list[dict[str, Any]]
+    ) -> None:
+        task = asyncio.create_task(self._fold(user, chat_id, summary, evicted))
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
+
+    async def _fold(self, user: str, chat_id: str, summary: str, evicted: list[dict[str, Any]]) -> None:
+        lock = self._summary_locks.setdefault((user, chat_id), asyncio.Lock())
+        async with lock:
+            try:
+                current, _ = await self.store.chat_memory(user, chat_id)
+                lines = "\n".join(f"{t['role']}: {t['text']}" for t in evicted)
+                instructions = (
+                    "Update the summary of a conversation. Keep facts about the user (name, preferences, "
+                    "plans) and open questions; at most three sentences.\n\n"
+                    f"Summary so far: {current or summary or '(none)'}\n\nNew lines:\n{lines}\n\nUpdated summary:"
+                )
+                ids = render(self.tokenizer, [{"role": "user", "content": instructions}])
+                budget = self.prompt_budget(self.settings.memory.summary_max_tokens)
+                ids = ids[-budget:]
+                sampling = SamplingParams(
+                    temperature=0.0, top_p=1.0, top_k=0, repetition_penalty=1.1,
+                    max_new_tokens=self.settings.memory.summary_max_tokens,
+                )  # fmt: skip
+                result = await self.complete(ids, sampling)
+                if result.text:
+                    await self.store.fold_summary(user, chat_id, result.text, self.settings.memory.ttl_s)
+            except Exception:  # a failed summary must never hurt the chat; the next fold retries
+                log.exception("folding the summary of %s failed", chat_id)

@@ -1,0 +1,270 @@
+"""The one settings object of ownchat: defaults < a YAML file < environment variables.
+
+Torch-free and redis-free, so bots import it too. Secrets (tokens, the brain API key, the
+Redis password) come from the environment only: a YAML file that names one is refused.
+Environment variables use the prefix OWNCHAT_ and ``__`` between levels, for example
+``OWNCHAT_MODEL__NAME=/models/mine`` or ``OWNCHAT_LIMITS__RATE_PER_MINUTE=30``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+CONFIG_ENV = "OWNCHAT_CONFIG"
+DEFAULT_CONFIG_FILE = "ownchat.yaml"
+SECRET_NAMES = ("api_key", "redis_password", "telegram_token", "discord_token", "telegram_webhook_secret")
+PLACEHOLDERS = {"changeme", "change-me", "secret", "xxx", "your-token-here", "todo"}
+
+
+class Secrets(BaseSettings):
+    """Read from the environment only (OWNCHAT_API_KEY, OWNCHAT_TELEGRAM_TOKEN, ...)."""
+
+    model_config = SettingsConfigDict(env_prefix="OWNCHAT_", extra="ignore")
+
+    api_key: SecretStr | None = None
+    redis_password: SecretStr | None = None
+    telegram_token: SecretStr | None = None
+    telegram_webhook_secret: SecretStr | None = None
+    discord_token: SecretStr | None = None
+
+    @field_validator(*SECRET_NAMES)
+    @classmethod
+    def _refuse_placeholders(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        if value.get_secret_value().strip().lower() in PLACEHOLDERS:
+            raise ValueError("is a placeholder; set a real value or leave it unset")
+        return value
+
+
+class RedisSettings(BaseModel):
+    url: str = "redis://127.0.0.1:6379/0"
+    cluster: bool = False
+    # where no server answers at `url`, `brain serve --start-redis` starts one here
+    local_dir: str = "var/redis"
+    socket_timeout_s: float = 2.0
+
+
+class ModelSettings(BaseModel):
+    # a Hugging Face id, a local directory, or the offline default's alias
+    name: str = "smollm2-135m-instruct"
+    cache_dir: str = "~/.cache/ownchat/models"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    max_batch_size: int = Field(32, ge=1)
+    context_tokens: int = Field(2048, ge=64)
+    max_new_tokens: int = Field(256, ge=1)
+
+
+class MemorySettings(BaseModel):
+    max_turns: int = Field(24, ge=2)
+    max_tokens: int = Field(1536, ge=64)
+    ttl_s: int = Field(7 * 24 * 3600, ge=60)
+    summary_max_tokens: int = Field(96, ge=8)
+
+
+class LimitSettings(BaseModel):
+    rate_per_minute: int = Field(20, ge=1)
+    max_message_chars: int = Field(4000, ge=1)
+    max_concurrent: int = Field(64, ge=1)
+    max_persona_chars: int = Field(1500, ge=1)
+
+
+class BrainSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = 8080
+    consent_version: str = "2026-11"
+    default_persona: str = "assistant"
+    # extra persona presets (YAML files) beside the shipped ones
+    personas_dir: str | None = None
+
+
+class TelegramSettings(BaseModel):
+    mode: Literal["polling", "webhook"] = "polling"
+    webhook_url: str | None = None
+    webhook_listen: str = "0.0.0.0"
+    webhook_port: int = 8443
+    # in groups: answer only when mentioned, replied to or commanded ("mentions"), or always ("all")
+    group_replies: Literal["mentions", "all"] = "mentions"
+    base_url: str | None = None
+    operators: list[int] = []
+    # a streamed reply edits its message at most once per this many seconds in a chat (flood limits)
+    edit_interval_s: float = Field(1.0, ge=0.0)
+    # model replies are sent with this parse mode; a reply Telegram cannot parse is resent as plain text
+    parse_mode: Literal["plain", "Markdown", "MarkdownV2", "HTML"] = "plain"
+
+
+class DiscordSettings(BaseModel):
+    allowed_guilds: list[int] = []
+    allowed_channels: list[int] = []
+    allowed_roles: list[int] = []
+    # channels where the bot answers every message, not only mentions
+    reply_channels: list[int] = []
+    operators: list[int] = []
+    # None: one gateway connection; N: that many shards (AutoShardedBot); 0: as many as Discord advises
+    shard_count: int | None = Field(None, ge=0)
+    api_base: str | None = None
+    gateway_url: str | None = None
+    # a streamed reply is edited at most this often (Discord limits edits per channel)
+    edit_interval_s: float = Field(1.0, ge=0.0)
+
+
+class BotSettings(BaseModel):
+    brain_url: str = "http://127.0.0.1:8080"
+    timeout_s: float = 120.0
+    telegram: TelegramSettings = TelegramSettings()
+    discord: DiscordSettings = DiscordSettings()
+
+
+class FinetuneSettings(BaseModel):
+    """The nightly LoRA fine-tune of each target (the community, and each user with enough turns)."""
+
+    r: int = Field(8, ge=1)
+    alpha: int = Field(16, ge=1)
+    dropout: float = Field(0.05, ge=0.0, lt=1.0)
+    # module names to adapt; empty picks peft's default for the architecture (q_proj and v_proj for Llama)
+    target_modules: list[str] = []
+    # "assistant": loss on the bot's replies only; "all": on every token of the conversation
+    loss_on: Literal["assistant", "all"] = "assistant"
+    learning_rate: float = Field(2e-4, gt=0.0)
+    min_lr_ratio: float = Field(0.1, ge=0.0, le=1.0)
+    weight_decay: float = Field(0.0, ge=0.0)
+    warmup_steps: int = Field(10, ge=0)
+    epochs: int = Field(2, ge=1)
+    # an upper bound on optimizer steps per target (0: no bound beyond the epochs)
+    max_steps: int = Field(0, ge=0)
+    batch_size: int = Field(8, ge=1)
+    grad_clip: float = Field(1.0, gt=0.0)
+    eval_every: int = Field(25, ge=1)
+    # evaluations without a better validation loss before training stops early
+    patience: int = Field(3, ge=1)
+    checkpoint_every: int = Field(25, ge=1)
+    max_seq_tokens: int = Field(384, ge=32)
+    seed: int = 0
+    # how each fine-tune is started, e.g. "torchrun --nproc_per_node 2"; empty runs it in-process
+    launcher: str = ""
+
+
+class EvaluationSettings(BaseModel):
+    # a candidate's test perplexity must be below (1 - margin) x the live one's
+    margin: float = Field(0.02, ge=0.0, lt=1.0)
+    # its perplexity on the general set may exceed the live one's by at most this fraction
+    general_bound: float = Field(0.05, ge=0.0)
+    # chatterbot-corpus (English) categories that form the general set; never used for training
+    general_categories: list[str] = ["greetings", "humor", "literature", "science", "history", "food"]
+    general_max_conversations: int = Field(200, ge=1)
+    # test conversations whose replies are generated for BLEU and chrF
+    bleu_samples: int = Field(16, ge=0)
+    bleu_max_new_tokens: int = Field(32, ge=1)
+    batch_size: int = Field(8, ge=1)
+
+
+class TrainerSettings(BaseModel):
+    runs_dir: str = "var/runs"
+    registry_dir: str = "var/registry"
+    keep_versions: int = Field(5, ge=1)
+    min_user_turns: int = Field(50, ge=1)
+    schedule_cron: str = "0 3 * * *"
+    timezone: str = "UTC"
+    # a community adapter is trained once the cleaned data holds this many turns
+    min_community_turns: int = Field(20, ge=1)
+    # the data (exports, splits, checkpoints) of older runs is deleted; their reports are kept
+    keep_run_data: int = Field(1, ge=0)
+    val_fraction: float = Field(0.1, gt=0.0, lt=0.5)
+    test_fraction: float = Field(0.1, gt=0.0, lt=0.5)
+    # a pause this long in a chat starts a new conversation (the unit of the train/val/test split)
+    conversation_gap_s: int = Field(1800, ge=1)
+    max_turn_chars: int = Field(2000, ge=1)
+    lock_ttl_s: float = Field(120.0, ge=1.0)
+    # a scheduled run that could not start on time still starts within this many seconds
+    misfire_grace_s: int = Field(3600, ge=1)
+    # per-user adapters a brain keeps loaded (least recently used ones are unloaded)
+    adapter_cache_size: int = Field(8, ge=1)
+    finetune: FinetuneSettings = FinetuneSettings()
+    evaluation: EvaluationSettings = EvaluationSettings()
+
+
+class _YamlSource(PydanticBaseSettingsSource):
+    """Values from the YAML file named by OWNCHAT_CONFIG (or ./ownchat.yaml when present)."""
+
+    def __init__(self, settings_cls: type[BaseSettings], path: Path | None):
+        super().__init__(settings_cls)
+        self.path = path
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:  # pragma: no cover
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        if self.path is None:
+            return {}
+        data = yaml.safe_load(self.path.read_text()) or {}
+        if not isinstance(data, dict):
+            raise ValueError(f"{self.path}: the settings file must hold a mapping at the top level")
+        found = [name for name in SECRET_NAMES if _mentions(data, name)] + (
+            ["secrets"] if "secrets" in data else []
+        )
+        if found:
+            raise ValueError(
+                f"{self.path}: secrets ({', '.join(found)}) may only come from the environment, "
+                "for example OWNCHAT_API_KEY; remove them from the file"
+            )
+        return data
+
+
+def _mentions(data: Any, name: str) -> bool:
+    if isinstance(data, dict):
+        return any(k == name or _mentions(v, name) for k, v in data.items())
+    return False
+
+
+def config_path() -> Path | None:
+    named = os.environ.get(CONFIG_ENV)
+    if named:
+        path = Path(named).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"{CONFIG_ENV} names {path}, which is not a file")
+        return path
+    local = Path(DEFAULT_CONFIG_FILE)
+    return local if local.is_file() else None
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="OWNCHAT_", env_nested_delimiter="__", extra="forbid")
+
+    redis: RedisSettings = RedisSettings()
+    model: ModelSettings = ModelSettings()
+    memory: MemorySettings = MemorySettings()
+    limits: LimitSettings = LimitSettings()
+    brain: BrainSettings = BrainSettings()
+    bot: BotSettings = BotSettings()
+    trainer: TrainerSettings = TrainerSettings()
+    secrets: Secrets = Field(default_factory=Secrets, exclude=True)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _YamlSource(settings_cls, config_path()))
+
+    def masked(self) -> dict[str, Any]:
+        """The effective settings with every secret shown as set or unset, never its value."""
+        data = self.model_dump(mode="json")
+        data["secrets"] = {
+            name: ("***" if getattr(self.secrets, name) is not None else None) for name in SECRET_NAMES
+        }
+        return data
+
+
+def load_settings(**overrides: Any) -> Settings:
+    return Settings(**overrides)

@@ -1,0 +1,484 @@
+"""Redis key names and data layout of ownchat. Nothing else spells a key.
+
+Every per-user key carries the hash tag ``{platform:user_id}`` so that one user's keys share a
+Redis Cluster slot (the turn-writing script touches only those). Layout:
+
+- ``oc:profile:{u}``         hash: display_name, since (creation ms, detects a forget mid-request),
+                             consent (in/out), consent_version, consent_at, persona (JSON), adapter_version
+- ``oc:chats:{u}``           set of chat ids the user has memory in
+- ``oc:turns:{u}:CHAT``      list of JSON turns, oldest first, bounded by count and tokens, with a TTL
+- ``oc:summary:{u}:CHAT``    rolling summary of turns that fell out of the window
+- ``oc:log:{u}``             stream of opted-in turns for training (only while opted in)
+- ``oc:rate:{u}``            fixed-window request counter
+- ``oc:chatpersona:{platform:chat:CHAT}``  a group chat's persona (JSON)
+Global: ``oc:users`` (known users), ``oc:opted-in``, ``oc:logged-users`` (users with a log stream), ``oc:tombstones``
+(sorted set: SHA-256 of a forgotten user's id -> forget time in ms; the id itself is not kept),
+``oc:trainer:lock`` (the nightly run's token, with a TTL), ``oc:registry`` (hash: target -> JSON of its
+live adapter: version, dir, metrics, promoted_at), ``oc:registry:history:TARGET`` (list of JSON events,
+newest first) and the ``oc:registry:reload`` channel (JSON events that tell every brain replica to reload).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
+
+USERS = "oc:users"
+LOGGED_USERS = "oc:logged-users"
+OPTED_IN = "oc:opted-in"
+TOMBSTONES = "oc:tombstones"
+TRAINER_LOCK = "oc:trainer:lock"
+REGISTRY = "oc:registry"
+RELOAD_CHANNEL = "oc:registry:reload"
+REQUESTS_SERVED = "oc:stats:requests"
+REGISTRY_HISTORY_LENGTH = 100
+
+
+def profile_key(user: str) -> str:
+    return f"oc:profile:{{{user}}}"
+
+
+def chats_key(user: str) -> str:
+    return f"oc:chats:{{{user}}}"
+
+
+def turns_key(user: str, chat_id: str) -> str:
+    return f"oc:turns:{{{user}}}:{chat_id}"
+
+
+def summary_key(user: str, chat_id: str) -> str:
+    return f"oc:summary:{{{user}}}:{chat_id}"
+
+
+def log_key(user: str) -> str:
+    return f"oc:log:{{{user}}}"
+
+
+def rate_key(user: str) -> str:
+    return f"oc:rate:{{{user}}}"
+
+
+def chat_persona_key(platform: str, chat_id: str) -> str:
+    return f"oc:chatpersona:{{{platform}:chat:{chat_id}}}"
+
+
+def registry_history_key(target: str) -> str:
+    return f"oc:registry:history:{target}"
+
+
+def tombstone_member(user: str) -> str:
+    return hashlib.sha256(user.encode()).hexdigest()
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def connect(url: str, *, cluster: bool = False, password: str | None = None, timeout: float = 2.0) -> Any:
+    """A redis.asyncio client (or cluster client) that fails fast while Redis is down and reconnects after."""
+    options: dict[str, Any] = dict(
+        password=password, socket_timeout=timeout, socket_connect_timeout=timeout, decode_responses=True
+    )
+    if cluster:
+        return RedisCluster.from_url(url, **options)
+    return aioredis.from_url(url, health_check_interval=10, **options)
+
+
+# KEYS: profile, turns, log, chats, summary
+# ARGV: expected since ('' = new user), chat_id, user turn JSON, assistant turn JSON, max_turns,
+#       max_tokens, ttl_s, now_ms, display_name, persona name
+# Returns {status, logged, evicted turn JSON...}; status -1 = the user was forgotten meanwhile.
+_RECORD_TURN = """
+local since = redis.call('HGET', KEYS[1], 'since')
+if ARGV[1] ~= '' and since ~= ARGV[1] then return {-1, 0} end
+if not since then
+  redis.call('HSET', KEYS[1], 'since', ARGV[8], 'consent', 'out')
+end
+if ARGV[9] ~= '' then redis.call('HSET', KEYS[1], 'display_name', ARGV[9]) end
+redis.call('RPUSH', KEYS[2], ARGV[3], ARGV[4])
+local max_turns = tonumber(ARGV[5])
+local max_tokens = tonumber(ARGV[6])
+local items = redis.call('LRANGE', KEYS[2], 0, -1)
+local total = 0
+local sizes = {}
+for i, raw in ipairs(items) do
+  sizes[i] = tonumber(cjson.decode(raw)['tokens']) or 0
+  total = total + sizes[i]
+end
+local evicted = {}
+local count = #items
+local i = 1
+while count > 2 and (count > max_turns or total > max_tokens) do
+  table.insert(evicted, items[i])
+  total = total - sizes[i]
+  count = count - 1
+  i = i + 1
+end
+if #evicted > 0 then redis.call('LTRIM', KEYS[2], #evicted, -1) end
+redis.call('EXPIRE', KEYS[2], ARGV[7])
+redis.call('EXPIRE', KEYS[5], ARGV[7])
+redis.call('SADD', KEYS[4], ARGV[2])
+local logged = 0
+local consent = redis.call('HMGET', KEYS[1], 'consent', 'consent_version')
+if consent[1] == 'in' then
+  local u = cjson.decode(ARGV[3])
+  local a = cjson.decode(ARGV[4])
+  redis.call('XADD', KEYS[3], '*', 'chat_id', ARGV[2], 'user_text', u['text'], 'reply', a['text'],
+             'consent_version', consent[2] or '', 'persona', ARGV[10], 'ts', ARGV[8])
+  logged = 1
+end
+local out = {1, logged}
+for _, raw in ipairs(evicted) do table.insert(out, raw) end
+return out
+"""
+
+
+# KEYS: lock; ARGV: token, ttl_ms. Extends the lock only while this token still holds it.
+_RENEW_LOCK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
+
+# KEYS: lock; ARGV: token. Deletes the lock only while this token still holds it.
+_RELEASE_LOCK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+# KEYS: profile; ARGV: adapter version ('' removes it). Never recreates the profile of a forgotten user.
+_SET_ADAPTER_VERSION = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if ARGV[1] == '' then redis.call('HDEL', KEYS[1], 'adapter_version') return 1 end
+redis.call('HSET', KEYS[1], 'adapter_version', ARGV[1])
+return 1
+"""
+
+
+@dataclass
+class ChatState:
+    """Everything one chat message needs from Redis, loaded in one pipelined round trip."""
+
+    profile: dict[str, str]
+    turns: list[dict[str, Any]]
+    summary: str
+    chat_persona: dict[str, Any] | None
+    requests_this_window: int
+    window_left_s: int
+
+    @property
+    def since(self) -> str:
+        return self.profile.get("since", "")
+
+    @property
+    def opted_in(self) -> bool:
+        return self.profile.get("consent") == "in"
+
+    @property
+    def user_persona(self) -> dict[str, Any] | None:
+        raw = self.profile.get("persona")
+        return json.loads(raw) if raw else None
+
+
+@dataclass
+class RecordResult:
+    stored: bool
+    logged: bool
+    evicted: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Store:
+    """Every Redis read and write of ownchat, over one redis.asyncio client."""
+
+    def __init__(self, client: Any, *, rate_window_s: int = 60):
+        self.r = client
+        self.rate_window_s = rate_window_s
+        self._record_turn = client.register_script(_RECORD_TURN)
+        self._renew_lock = client.register_script(_RENEW_LOCK)
+        self._release_lock = client.register_script(_RELEASE_LOCK)
+        self._set_adapter_version = client.register_script(_SET_ADAPTER_VERSION)
+
+    async def ping(self) -> bool:
+        return bool(await self.r.ping())
+
+    async def close(self) -> None:
+        await self.r.aclose()
+
+    # chat path
+
+    async def load_chat_state(self, user: str, platform: str, chat_id: str, group: bool) -> ChatState:
+        pipe = self.r.pipeline(transaction=False)
+        pipe.hgetall(profile_key(user))
+        pipe.lrange(turns_key(user, chat_id), 0, -1)
+        pipe.get(summary_key(user, chat_id))
+        pipe.incr(rate_key(user))
+        pipe.expire(rate_key(user), self.rate_window_s, nx=True)
+        pipe.ttl(rate_key(user))
+        if group:  # last and only when needed: a cluster pipeline refuses keyless fillers such as ECHO
+            pipe.get(chat_persona_key(platform, chat_id))
+        profile, turns, summary, count, _, ttl, *persona = await pipe.execute()
+        chat_persona = persona[0] if persona else None
+        return ChatState(
+            profile=profile,
+            turns=[json.loads(t) for t in turns],
+            summary=summary or "",
+            chat_persona=json.loads(chat_persona) if chat_persona else None,
+            requests_this_window=int(count),
+            window_left_s=max(int(ttl), 1),
+        )
+
+    async def record_turn(
+        self,
+        user: str,
+        chat_id: str,
+        *,
+        since: str,
+        user_turn: dict[str, Any],
+        assistant_turn: dict[str, Any],
+        max_turns: int,
+        max_tokens: int,
+        ttl_s: int,
+        display_name: str,
+        persona: str,
+    ) -> RecordResult:
+        """Store one exchange; log it for training only if the user is opted in at this moment."""
+        keys = [
+            profile_key(user),
+            turns_key(user, chat_id),
+            log_key(user),
+            chats_key(user),
+            summary_key(user, chat_id),
+        ]
+        args = [
+            since, chat_id, json.dumps(user_turn), json.dumps(assistant_turn),
+            max_turns, max_tokens, ttl_s, now_ms(), display_name, persona,
+        ]  # fmt: skip
+        result = await self._record_turn(keys=keys, args=args)
+        status, logged = int(result[0]), bool(int(result[1]))
+        if status < 0:
+            return RecordResult(stored=False, logged=False)
+        pipe = self.r.pipeline(transaction=False)
+        pipe.sadd(USERS, user)
+        pipe.incr(REQUESTS_SERVED)
+        if logged:
+            pipe.sadd(LOGGED_USERS, user)
+        await pipe.execute()
+        return RecordResult(stored=True, logged=logged, evicted=[json.loads(t) for t in result[2:]])
+
+    async def fold_summary(self, user: str, chat_id: str, summary: str, ttl_s: int) -> None:
+        # only while the chat still exists: a /forget or /reset meanwhile must not bring it back
+        if await self.r.sismember(chats_key(user), chat_id):
+            await self.r.set(summary_key(user, chat_id), summary, ex=ttl_s)
+
+    async def count_request(self) -> None:
+        await self.r.incr(REQUESTS_SERVED)
+
+    # personas
+
+    async def set_user_persona(self, user: str, persona: dict[str, Any]) -> None:
+        pipe = self.r.pipeline(transaction=False)
+        pipe.hsetnx(profile_key(user), "since", now_ms())
+        pipe.hsetnx(profile_key(user), "consent", "out")
+        pipe.hset(profile_key(user), "persona", json.dumps(persona))
+        pipe.sadd(USERS, user)
+        await pipe.execute()
+
+    async def set_chat_persona(self, platform: str, chat_id: str, persona: dict[str, Any]) -> None:
+        await self.r.set(chat_persona_key(platform, chat_id), json.dumps(persona))
+
+    async def get_user_persona(self, user: str) -> dict[str, Any] | None:
+        raw = await self.r.hget(profile_key(user), "persona")
+        return json.loads(raw) if raw else None
+
+    async def get_chat_persona(self, platform: str, chat_id: str) -> dict[str, Any] | None:
+        raw = await self.r.get(chat_persona_key(platform, chat_id))
+        return json.loads(raw) if raw else None
+
+    # consent and data
+
+    async def profile(self, user: str) -> dict[str, str]:
+        return await self.r.hgetall(profile_key(user))
+
+    async def opt_in(self, user: str, version: str) -> int:
+        at = now_ms()
+        pipe = self.r.pipeline(transaction=False)
+        pipe.hsetnx(profile_key(user), "since", at)
+        pipe.hset(profile_key(user), mapping={"consent": "in", "consent_version": version, "consent_at": at})
+        pipe.sadd(USERS, user)
+        pipe.sadd(OPTED_IN, user)
+        await pipe.execute()
+        return at
+
+    async def opt_out(self, user: str, *, delete_logs: bool) -> int:
+        at = now_ms()
+        pipe = self.r.pipeline(transaction=False)
+        pipe.hsetnx(profile_key(user), "since", at)
+        pipe.hset(profile_key(user), mapping={"consent": "out", "consent_at": at})
+        pipe.srem(OPTED_IN, user)
+        if delete_logs:
+            pipe.delete(log_key(user))
+            pipe.srem(LOGGED_USERS, user)
+        await pipe.execute()
+        return at
+
+    async def log_length(self, user: str) -> int:
+        return int(await self.r.xlen(log_key(user)))
+
+    async def user_keys(self, user: str) -> list[str]:
+        chats = await self.r.smembers(chats_key(user))
+        keys = [profile_key(user), chats_key(user), log_key(user), rate_key(user)]
+        for chat in chats:
+            keys += [turns_key(user, chat), summary_key(user, chat)]
+        return keys
+
+    async def forget(self, user: str) -> int:
+        """Delete every key of the user and leave a tombstone (a hash of the id, with the time)."""
+        keys = await self.user_keys(user)
+        pipe = self.r.pipeline(transaction=False)
+        # the tombstone first: an export racing this call already sees the user as forgotten
+        pipe.zadd(TOMBSTONES, {tombstone_member(user): now_ms()})
+        for key in keys:
+            pipe.delete(key)
+        pipe.srem(USERS, user)
+        pipe.srem(LOGGED_USERS, user)
+        pipe.srem(OPTED_IN, user)
+        results = await pipe.execute()
+        return sum(int(n) for n in results[1 : 1 + len(keys)])
+
+    async def forgotten_at(self, user: str) -> int | None:
+        score = await self.r.zscore(TOMBSTONES, tombstone_member(user))
+        return int(score) if score is not None else None
+
+    async def tombstoned(self, members: list[str]) -> set[str]:
+        """Which of these tombstone members (hashes of user ids, see tombstone_member) are forgotten users."""
+        if not members:
+            return set()
+        scores = await self.r.zmscore(TOMBSTONES, members)
+        return {member for member, score in zip(members, scores, strict=True) if score is not None}
+
+    async def reset_chat(self, user: str, chat_id: str) -> int:
+        pipe = self.r.pipeline(transaction=False)
+        pipe.llen(turns_key(user, chat_id))
+        pipe.delete(turns_key(user, chat_id), summary_key(user, chat_id))
+        pipe.srem(chats_key(user), chat_id)
+        cleared, _, _ = await pipe.execute()
+        return int(cleared)
+
+    async def chat_memory(self, user: str, chat_id: str) -> tuple[str, list[dict[str, Any]]]:
+        pipe = self.r.pipeline(transaction=False)
+        pipe.get(summary_key(user, chat_id))
+        pipe.lrange(turns_key(user, chat_id), 0, -1)
+        summary, turns = await pipe.execute()
+        return summary or "", [json.loads(t) for t in turns]
+
+    async def chat_ids(self, user: str) -> set[str]:
+        return set(await self.r.smembers(chats_key(user)))
+
+    async def log_entries(
+        self, user: str, *, since_id: str = "-", count: int = 1000
+    ) -> AsyncIterator[dict[str, Any]]:
+        """The user's training log, oldest first; nothing for a forgotten user or from before the forget."""
+        forgotten = await self.forgotten_at(user)
+        start = since_id
+        while True:
+            batch = await self.r.xrange(log_key(user), min=start, max="+", count=count)
+            if not batch:
+                return
+            for entry_id, fields in batch:
+                if forgotten is None or int(entry_id.split("-")[0]) > forgotten:
+                    yield {"id": entry_id, **fields}
+            start = "(" + batch[-1][0]
+
+    async def logged_users(self) -> set[str]:
+        return set(await self.r.smembers(LOGGED_USERS))
+
+    async def stats(self) -> dict[str, int]:
+        pipe = self.r.pipeline(transaction=False)
+        pipe.scard(USERS)
+        pipe.scard(OPTED_IN)
+        pipe.smembers(LOGGED_USERS)
+        pipe.get(REQUESTS_SERVED)
+        users, opted, logged, served = await pipe.execute()
+        pipe = self.r.pipeline(transaction=False)
+        for user in logged:
+            pipe.xlen(log_key(user))
+        lengths = await pipe.execute() if logged else []
+        return {
+            "users": int(users),
+            "opted_in": int(opted),
+            "log_entries": sum(int(n) for n in lengths),
+            "requests_served": int(served or 0),
+        }
+
+    # trainer: its lock, the registry record of live adapters and the reload channel
+
+    async def acquire_trainer_lock(self, token: str, ttl_ms: int) -> bool:
+        return bool(await self.r.set(TRAINER_LOCK, token, nx=True, px=ttl_ms))
+
+    async def renew_trainer_lock(self, token: str, ttl_ms: int) -> bool:
+        return bool(int(await self._renew_lock(keys=[TRAINER_LOCK], args=[token, ttl_ms])))
+
+    async def release_trainer_lock(self, token: str) -> bool:
+        return bool(int(await self._release_lock(keys=[TRAINER_LOCK], args=[token])))
+
+    async def trainer_lock_holder(self) -> str | None:
+        return await self.r.get(TRAINER_LOCK)
+
+    async def registry_records(self) -> dict[str, dict[str, Any]]:
+        """The live adapter of every target."""
+        return {target: json.loads(raw) for target, raw in (await self.r.hgetall(REGISTRY)).items()}
+
+    async def registry_record(self, target: str) -> dict[str, Any] | None:
+        raw = await self.r.hget(REGISTRY, target)
+        return json.loads(raw) if raw else None
+
+    async def set_registry_record(self, target: str, record: dict[str, Any], event: dict[str, Any]) -> None:
+        """Make ``record`` the target's live adapter (one atomic HSET) and append ``event`` to its history."""
+        pipe = self.r.pipeline(transaction=False)
+        pipe.hset(REGISTRY, target, json.dumps(record))
+        pipe.lpush(registry_history_key(target), json.dumps(event))
+        pipe.ltrim(registry_history_key(target), 0, REGISTRY_HISTORY_LENGTH - 1)
+        await pipe.execute()
+
+    async def delete_registry_record(self, target: str, *, history: bool = False) -> None:
+        pipe = self.r.pipeline(transaction=False)
+        pipe.hdel(REGISTRY, target)
+        if history:
+            pipe.delete(registry_history_key(target))
+        await pipe.execute()
+
+    async def registry_history(self, target: str, count: int = REGISTRY_HISTORY_LENGTH) -> list[dict]:
+        """The target's promotions, rollbacks and removals, newest first."""
+        return [json.loads(raw) for raw in await self.r.lrange(registry_history_key(target), 0, count - 1)]
+
+    async def set_adapter_version(self, user: str, version: int | None) -> bool:
+        """Point the user's profile at their adapter (None removes it); False when the user has no profile."""
+        value = "" if version is None else str(version)
+        return bool(int(await self._set_adapter_version(keys=[profile_key(user)], args=[value])))
+
+    async def publish_reload(self, event: dict[str, Any]) -> int:
+        return int(await self.r.publish(RELOAD_CHANNEL, json.dumps(event)))
+
+    async def reload_events(self) -> AsyncIterator[dict[str, Any]]:
+        """Reload events as they are published; ends (by raising) when the connection to Redis is lost."""
+        if isinstance(self.r, RedisCluster):
+            # a cluster client learns its slot map on first use; a subscription may be that first use
+            await self.r.initialize()
+        pubsub = self.r.pubsub(ignore_subscribe_messages=True)
+        await pubsub.subscribe(RELOAD_CHANNEL)
+        try:
+            while True:
+                message = await pubsub.get_message(timeout=None)
+                if message and message.get("type") == "message":
+                    try:
+                        yield json.loads(message["data"])
+                    except ValueError:
+                        continue
+        finally:
+            await pubsub.aclose()

@@ -1,0 +1,35 @@
+"""The terminal console against a real brain: streamed replies and the shared commands."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+
+def run_console(brain, lines: list[str]) -> str:
+    env = {**os.environ, "OWNCHAT_API_KEY": brain.api_key, "COLUMNS": "200", "TERM": "dumb"}
+    run = subprocess.run(
+        [sys.executable, "-m", "bot", "console", "--brain-url", brain.url, "--user", "ann"],
+        input="\n".join(lines) + "\n", capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    return run.stdout
+
+
+def test_console_chats_and_runs_commands(brain):
+    out = run_console(brain, ["/help", "/persona tutor", "hello there", "/memory", "/optin", "/optin yes"])
+    assert "/forget" in out and "/persona" in out  # help lists the commands
+    assert "Persona set for you: tutor." in out
+    assert "bot>" in out
+    assert "Persona: tutor" in out and "Recent turns remembered here: 2" in out
+    assert "What I keep, and why." in out and "/optin yes" in out
+    assert "you are opted in" in out
+
+
+def test_console_forget_asks_first(brain):
+    out = run_console(brain, ["hello", "/forget", "/memory"])
+    assert "Send /forget yes to confirm" in out
+    assert "Recent turns remembered here: 2" in out  # nothing deleted without confirmation
+    out = run_console(brain, ["/forget yes", "/memory"])
+    assert "I forgot you" in out and "Recent turns remembered here: 0" in out

@@ -1,0 +1,149 @@
+"""The chat API end to end: a real brain (tiny model) over a real redis-server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import httpx
+import pytest
+
+from bot.client import BrainClient
+from brain.api_models import ChatKind, ChatReply, ChatRequest, PersonaSet, UserRef
+
+GREEDY = {"temperature": 0}
+
+
+def req(text: str, user: str = "1", chat: str = "c1", **kw) -> ChatRequest:
+    return ChatRequest(platform="telegram", user_id=user, chat_id=chat, text=text, sampling=GREEDY, **kw)
+
+
+@pytest.fixture
+async def client(brain):
+    c = BrainClient(brain.url, brain.api_key, retries=0)
+    yield c
+    await c.aclose()
+
+
+async def test_a_reply_is_stored_in_memory(client):
+    reply = await client.chat(req("hello there", display_name="Ann"))
+    assert reply.reply and reply.tokens > 0 and reply.persona == "assistant"
+    assert reply.logged is False
+    memory = await client.memory(UserRef(platform="telegram", user_id="1"), "c1")
+    assert [t.role for t in memory.turns] == ["user", "assistant"]
+    assert memory.turns[0].text == "hello there" and memory.turns[1].text == reply.reply
+
+
+async def test_streamed_reply_arrives_in_pieces_that_add_up(client):
+    pieces, final = [], None
+    async for item in client.chat_stream(req("tell me a story")):
+        if isinstance(item, ChatReply):
+            final = item
+        else:
+            pieces.append(item)
+    assert final is not None and len(pieces) > 1
+    assert "".join(pieces).strip() == final.reply
+
+
+async def test_opted_in_turns_are_logged_with_the_consent_version(client, brain):
+    user = UserRef(platform="telegram", user_id="5")
+    await client.chat(req("not logged", user="5"))
+    state = await client.opt_in(user)
+    assert state.opted_in and state.version == brain.settings.brain.consent_version and state.at is not None
+    reply = await client.chat(req("logged please", user="5"))
+    assert reply.logged
+    export = await client.export(user)
+    assert [e.user_text for e in export.log] == ["logged please"]
+    assert export.log[0].consent_version == brain.settings.brain.consent_version
+    await client.opt_out(user)
+    assert not (await client.chat(req("after opt-out", user="5"))).logged
+    assert len((await client.export(user)).log) == 1
+
+
+async def test_old_turns_fold_into_a_summary_in_the_background(client, brain):
+    for i in range(5):  # the brain keeps 6 turns: older ones fall out
+        await client.chat(req(f"message {i}"))
+    for _ in range(200):
+        memory = await client.memory(UserRef(platform="telegram", user_id="1"), "c1")
+        if memory.summary:
+            break
+        await asyncio.sleep(0.05)
+    assert memory.summary, "the summary of older turns was never written"
+    assert len(memory.turns) <= 6
+    assert "message 0" not in [t.text for t in memory.turns]
+
+
+async def test_personas_presets_custom_group_and_card(client):
+    presets = await client.personas()
+    assert len(presets) >= 5 and {"assistant", "tutor", "coder"} <= {p.name for p in presets}
+    me = dict(platform="telegram", user_id="1", chat_id="c1")
+    state = await client.set_persona(PersonaSet(**me, preset="pirate"))
+    assert state.name == "pirate" and state.scope.value == "user"
+    assert (await client.chat(req("ahoy"))).persona == "pirate"
+
+    group = dict(platform="telegram", user_id="1", chat_id="g1", chat_kind=ChatKind.group)
+    await client.set_persona(PersonaSet(**group, custom="You are a terse librarian."))
+    other = await client.get_persona(UserRef(platform="telegram", user_id="2"), "g1", "group")
+    assert (
+        other.custom and other.system_prompt == "You are a terse librarian." and other.scope.value == "chat"
+    )
+    assert (
+        await client.get_persona(UserRef(platform="telegram", user_id="1"), "c1", "direct")
+    ).name == "pirate"
+
+    card = {"spec": "chara_card_v2", "spec_version": "2.0",
+            "data": {"name": "Captain Nemo", "description": "{{char}} commands the Nautilus.",
+                     "personality": "brooding", "scenario": "", "first_mes": "Welcome aboard, {{user}}."}}  # fmt: skip
+    state = await client.set_persona(PersonaSet(**me, card=card))
+    assert state.name == "captain-nemo" and "Captain Nemo commands the Nautilus." in state.system_prompt
+    assert state.greeting == "Welcome aboard, the user."
+
+
+async def test_forget_removes_every_key_of_the_user(client, brain):
+    user = UserRef(platform="telegram", user_id="31337")
+    await client.opt_in(user)
+    await client.chat(req("remember CANARY-FORGET", user="31337"))
+    await client.set_persona(PersonaSet(platform="telegram", user_id="31337", chat_id="c1", preset="coach"))
+    result = await client.forget(user)
+    assert result.forgotten and result.deleted_keys >= 3
+    import redis
+
+    r = redis.Redis.from_url(brain.redis.url, decode_responses=True)
+    for key in r.scan_iter("*"):
+        assert "31337" not in key
+        if r.type(key) == "stream":
+            assert "CANARY-FORGET" not in json.dumps(r.xrange(key))
+    export = await client.export(user)
+    assert export.log == [] and export.chats == {} and export.profile == {}
+
+
+async def test_sixteen_concurrent_streams_all_complete(client):
+    async def one(i: int) -> str:
+        text = ""
+        async for item in client.chat_stream(req(f"question {i}", user=f"u{i}")):
+            if isinstance(item, ChatReply):
+                return item.reply
+            text += item
+        raise AssertionError("stream ended without a final reply")
+
+    replies = await asyncio.gather(*(one(i) for i in range(16)))
+    assert len(replies) == 16 and all(isinstance(r, str) for r in replies)
+
+
+async def test_batched_replies_equal_unbatched_greedy_replies(client):
+    prompts = [f"prompt number {i} " + "x" * i for i in range(8)]
+    alone = [(await client.chat(req(p, user=f"a{i}"))).reply for i, p in enumerate(prompts)]
+    together = await asyncio.gather(*(client.chat(req(p, user=f"b{i}")) for i, p in enumerate(prompts)))
+    assert [r.reply for r in together] == alone
+
+
+async def test_metrics_and_health(brain, client):
+    await client.chat(req("hi"))
+    async with httpx.AsyncClient(base_url=brain.url) as http:
+        assert (await http.get("/healthz")).status_code == 200
+        assert (await http.get("/readyz")).json()["status"] == "ready"
+        assert (await http.get("/metrics")).status_code == 401
+        text = (await http.get("/metrics", headers=brain.headers())).text
+    for name in ("ownchat_request_seconds", "ownchat_tokens_generated_total", "ownchat_queue_depth",
+                 "ownchat_batch_size", "ownchat_redis_errors_total"):  # fmt: skip
+        assert name in text

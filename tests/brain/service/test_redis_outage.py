@@ -1,0 +1,34 @@
+"""Redis down: 503 with a clear message and a failing /readyz; Redis back: served again, no restart."""
+
+from __future__ import annotations
+
+import httpx
+
+BODY = {
+    "platform": "telegram",
+    "user_id": "8",
+    "chat_id": "8",
+    "text": "hello",
+    "sampling": {"max_new_tokens": 4},
+}
+
+
+def test_brain_survives_a_redis_restart(brain):
+    with httpx.Client(base_url=brain.url, headers=brain.headers(), timeout=60) as http:
+        assert http.post("/v1/chat", json=BODY).status_code == 200
+        brain.redis.kill()
+        down = http.post("/v1/chat", json=BODY)
+        assert down.status_code == 503
+        assert (
+            "Redis" in down.json()["error"]["message"]
+            and down.json()["error"]["code"] == "storage_unavailable"
+        )
+        assert http.get("/readyz").status_code == 503
+        assert http.post("/v1/users/telegram/8/optin").status_code == 503
+
+        brain.redis.start()  # same port, same data directory (AOF)
+        again = http.post("/v1/chat", json=BODY)
+        assert again.status_code == 200, again.text
+        assert http.get("/readyz").status_code == 200
+        memory = http.get("/v1/users/telegram/8/chats/8/memory").json()
+        assert [t["text"] for t in memory["turns"] if t["role"] == "user"] == ["hello", "hello"]

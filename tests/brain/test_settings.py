@@ -1,0 +1,54 @@
+"""One settings object: defaults < YAML < environment; secrets from the environment only."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from pydantic import ValidationError
+
+from brain.settings import Settings
+
+
+def test_yaml_overrides_defaults_and_env_overrides_yaml(tmp_path, monkeypatch):
+    config = tmp_path / "ownchat.yaml"
+    config.write_text("limits:\n  rate_per_minute: 5\nmodel:\n  max_batch_size: 4\n")
+    monkeypatch.setenv("OWNCHAT_CONFIG", str(config))
+    monkeypatch.setenv("OWNCHAT_MODEL__MAX_BATCH_SIZE", "8")
+    settings = Settings()
+    assert settings.limits.rate_per_minute == 5
+    assert settings.model.max_batch_size == 8
+    assert settings.memory.max_turns == Settings.model_fields["memory"].default.max_turns
+
+
+def test_a_secret_in_the_yaml_file_is_refused(tmp_path, monkeypatch):
+    config = tmp_path / "ownchat.yaml"
+    config.write_text("bot:\n  telegram:\n    telegram_token: 123:abc\n")
+    monkeypatch.setenv("OWNCHAT_CONFIG", str(config))
+    with pytest.raises(ValueError, match="only come from the environment"):
+        Settings()
+
+
+def test_placeholder_secrets_are_refused(monkeypatch):
+    monkeypatch.setenv("OWNCHAT_API_KEY", "changeme")
+    with pytest.raises(ValidationError, match="placeholder"):
+        Settings()
+
+
+def test_brain_config_masks_secrets(monkeypatch):
+    env = {"OWNCHAT_API_KEY": "s3cret-value-123", "OWNCHAT_DISCORD_TOKEN": "tok-999", "PATH": ""}
+    out = subprocess.run(
+        [sys.executable, "-m", "brain", "config"], capture_output=True, text=True, env=env, check=True
+    ).stdout
+    assert "s3cret-value-123" not in out and "tok-999" not in out
+    data = json.loads(out)
+    assert data["secrets"]["api_key"] == "***" and data["secrets"]["telegram_token"] is None
+
+
+def test_brain_refuses_a_public_address_without_a_key():
+    env = {"OWNCHAT_BRAIN__HOST": "0.0.0.0", "PATH": ""}
+    run = subprocess.run([sys.executable, "-m", "brain", "serve"], capture_output=True, text=True, env=env)
+    assert run.returncode != 0
+    assert "without an API key" in run.stderr

@@ -1,0 +1,37 @@
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from brain.redis_local import LocalRedis
+
+# tests never reach a model hub
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[LocalRedis]:
+    """A fresh redis-server of this test's own; the test may kill and restart it."""
+    server = LocalRedis(tmp_path / "redis").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests.support.tiny_model import make_tiny_model_dir
+
+    return make_tiny_model_dir(tmp_path_factory.mktemp("tiny-model"))
+
+
+@pytest.fixture
+def brain(tmp_path: Path, tiny_model_dir: Path) -> Iterator[object]:
+    """A running brain (tiny model) with its own redis-server; API key 'test-key'."""
+    from tests.support.brain_server import running_brain
+
+    with running_brain(tmp_path, tiny_model_dir) as handle:
+        yield handle

@@ -1,0 +1,98 @@
+"""A real brain (uvicorn, in a thread of the test process) over a real redis-server and the tiny model."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+
+from brain.redis_local import LocalRedis, free_port
+from brain.service.app import create_app
+from brain.settings import Secrets, Settings
+
+
+@dataclass
+class BrainHandle:
+    url: str
+    api_key: str | None
+    redis: LocalRedis
+    settings: Settings
+    app: Any
+
+    @property
+    def runtime(self) -> Any:
+        return self.app.state.runtime
+
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+
+
+def brain_settings(redis_url: str, model_dir: Path, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "redis": {"url": redis_url, "socket_timeout_s": 1.0},
+        "model": {"name": str(model_dir), "max_new_tokens": 24, "context_tokens": 512},
+        "memory": {"max_turns": 6, "max_tokens": 400, "summary_max_tokens": 16},
+    }
+    for section, fields in overrides.items():
+        values.setdefault(section, {}).update(fields)
+    return Settings(**values)
+
+
+@contextmanager
+def serve_app(app: Any, port: int) -> Iterator[str]:
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the brain did not start")
+        time.sleep(0.02)
+    try:
+        yield url
+    finally:
+        server.should_exit = True
+        thread.join(30)
+
+
+@contextmanager
+def running_brain(
+    tmp_path: Path,
+    model_dir: Path,
+    *,
+    api_key: str | None = "test-key",
+    redis: LocalRedis | None = None,
+    **overrides: Any,
+) -> Iterator[BrainHandle]:
+    """A brain on a free port with its own redis-server (or the one given); stopped on exit."""
+    own_redis = redis is None
+    redis = redis or LocalRedis(tmp_path / "redis").start()
+    settings = brain_settings(redis.url, model_dir, **overrides)
+    settings.secrets = Secrets(api_key=api_key) if api_key else Secrets(api_key=None)
+    app = create_app(settings)
+    try:
+        with serve_app(app, free_port()) as url:
+            handle = BrainHandle(url=url, api_key=api_key, redis=redis, settings=settings, app=app)
+            _wait_ready(handle)
+            yield handle
+    finally:
+        if own_redis:
+            redis.stop()
+
+
+def _wait_ready(handle: BrainHandle, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while httpx.get(f"{handle.url}/readyz").status_code != 200:
+        if time.monotonic() > deadline:
+            raise RuntimeError("the brain did not become ready")
+        time.sleep(0.05)
