@@ -1,0 +1,519 @@
+"""Continuous batching on token ids: requests join the running batch at step boundaries and leave when done.
+
+A worker thread owns the model. Each turn of its loop it runs one decode step for every row, prefills
+the new arrivals (several at once, left-padded) and adds them to the batch, retires finished and
+cancelled rows, and hands each row's new token to its asyncio consumer (one call per event loop per
+step). The batch's key/value cache, written in place and copied only row by row when requests join or
+leave, lives in :mod:`brain.engine.kv_cache`; token choice in :mod:`brain.engine.sampling`.
+
+    engine = Engine(model, max_batch_size=32, eos_token_ids={2}, device=torch.device("cpu"))
+    engine.start()
+    handle = engine.submit(GenerationRequest(prompt_ids=[...], max_new_tokens=64))
+    async for token_id in handle:
+        ...
+    handle.finish_reason  # "stop", "length" or "cancelled"
+
+Stop and EOS tokens end a reply and are not yielded. ``adapter`` on a request names a LoRA adapter
+loaded in the model (a peft model holding several, see brain/adapters.py); each forward pass gets every
+row's adapter name (``__base__`` for none), so one batch serves several adapters. Adapters are loaded
+and unloaded through ``between_steps``, never while a step runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from transformers.cache_utils import DynamicCache
+
+from brain.engine.kv_cache import BatchCache
+from brain.engine.model_loading import context_length as config_context_length
+from brain.engine.sampling import RowSampler, make_sampler, pick_tokens
+
+log = logging.getLogger(__name__)
+# prompt tokens (rows x longest prompt) prefilled in one forward pass
+PREFILL_TOKEN_BUDGET = 4096
+_END = object()
+
+
+class EngineError(RuntimeError):
+    """Generation failed inside the engine, or the engine is not running."""
+
+
+@dataclass
+class GenerationRequest:
+    prompt_ids: list[int]
+    max_new_tokens: int
+    temperature: float = 0.0
+    top_p: float = 1.0
+    top_k: int = 0
+    repetition_penalty: float = 1.0
+    stop_token_ids: frozenset[int] = field(default_factory=frozenset)
+    seed: int | None = None
+    adapter: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.prompt_ids:
+            raise ValueError("prompt_ids is empty; a request needs at least one prompt token")
+        if self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be at least 1, not {self.max_new_tokens}")
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be 0 (greedy) or positive, not {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], not {self.top_p}")
+        if self.top_k < 0:
+            raise ValueError(f"top_k must be 0 (off) or positive, not {self.top_k}")
+        if self.repetition_penalty <= 0:
+            raise ValueError(f"repetition_penalty must be positive, not {self.repetition_penalty}")
+        self.stop_token_ids = frozenset(self.stop_token_ids)
+
+
+class RequestHandle:
+    """The consumer's side of a request: ``async for token_id in handle``, then ``finish_reason``.
+
+    Iterate it from the event loop that submitted it. Cancelling the iterating task cancels the
+    request; a consumer that stops iterating early should call ``cancel()``. If the engine fails,
+    iterating raises :class:`EngineError` and ``finish_reason`` is ``"error"``.
+    """
+
+    def __init__(self, request: GenerationRequest, loop: asyncio.AbstractEventLoop, engine: Engine) -> None:
+        self.request = request
+        self.finish_reason: str | None = None
+        self._loop = loop
+        self._engine = engine
+        self._queue: asyncio.Queue = asyncio.Queue()
+        self.cancel_requested = False
+
+    def cancel(self) -> None:
+        """Ask the engine to drop this request at its next step; it then finishes as ``cancelled``."""
+        if not self.cancel_requested:
+            self.cancel_requested = True
+            self._engine._wake()
+
+    def __aiter__(self) -> RequestHandle:
+        return self
+
+    async def __anext__(self) -> int:
+        try:
+            item = await self._queue.get()
+        except asyncio.CancelledError:
+            self.cancel()
+            raise
+        if item is _END:
+            self._queue.put_nowait(_END)  # iterating again ends at once
+            raise StopAsyncIteration
+        if isinstance(item, BaseException):
+            self._queue.put_nowait(item)
+            raise item
+        return item
+
+    async def token_ids(self) -> list[int]:
+        """Every generated id, once the request is finished."""
+        return [token async for token in self]
+
+    def _deliver(self, tokens: list[int], finish_reason: str | None, error: BaseException | None) -> None:
+        for token in tokens:
+            self._queue.put_nowait(token)
+        if error is not None:
+            self.finish_reason = "error"
+            self._queue.put_nowait(error)
+        elif finish_reason is not None:
+            self.finish_reason = finish_reason
+            self._queue.put_nowait(_END)
+
+
+@dataclass
+class _Row:
+    handle: RequestHandle
+    history: list[int]  # prompt then generated ids, for the repetition penalty
+    sampler: RowSampler
+    stop_ids: frozenset[int]
+    budget: int  # new tokens allowed, capped by the context length
+    generated: int = 0
+    finished: bool = False
+
+
+@dataclass
+class _Job:
+    run: Callable[[], object]
+    future: asyncio.Future
+    loop: asyncio.AbstractEventLoop
+
+
+class Engine:
+    """Serves many generation requests at once from one model with a shared, growing batch."""
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        *,
+        max_batch_size: int,
+        eos_token_ids: set[int] | frozenset[int],
+        device: torch.device | str,
+        context_length: int | None = None,
+        on_step: Callable[[int, int], None] | None = None,
+    ) -> None:
+        if max_batch_size < 1:
+            raise ValueError(f"max_batch_size must be at least 1, not {max_batch_size}")
+        self.model = model
+        self.max_batch_size = max_batch_size
+        self.eos_token_ids = frozenset(eos_token_ids)
+        self.device = torch.device(device)
+        self.context_length = context_length or config_context_length(model.config)
+        self.on_step = on_step
+        self._num_layers = model.config.get_text_config().num_hidden_layers
+        self._vocab_size = model.get_input_embeddings().num_embeddings
+        self._condition = threading.Condition()
+        self._queue: deque[RequestHandle] = deque()
+        self._jobs: deque[_Job] = deque()
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+        # the running batch, touched only by the worker thread
+        self._rows: list[_Row] = []
+        self._cache: BatchCache | None = None
+        self._inputs: torch.Tensor | None = None  # [rows, 1] the token each row feeds next
+
+    @property
+    def active(self) -> int:
+        """Rows in the running batch."""
+        return len(self._rows)
+
+    @property
+    def waiting(self) -> int:
+        """Requests queued for a free row."""
+        return len(self._queue)
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive() and not self._stopping
+
+    def start(self) -> None:
+        if self._thread is not None:
+            raise EngineError("the engine was already started; an engine runs once")
+        self._thread = threading.Thread(target=self._run, name="generation-engine", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float | None = 30.0) -> None:
+        """Finish the current step, end every pending request with ``cancelled`` and stop the worker."""
+        with self._condition:
+            self._stopping = True
+            self._condition.notify()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+
+    def submit(self, request: GenerationRequest) -> RequestHandle:
+        """Queue ``request``; call from a running event loop and iterate the handle there."""
+        if not self.running:
+            raise EngineError("the engine is not running; call start() first")
+        if request.adapter is not None and request.adapter not in getattr(self.model, "peft_config", {}):
+            raise ValueError(f"adapter {request.adapter!r} is not loaded in the model")
+        if len(request.prompt_ids) >= self.context_length:
+            raise ValueError(
+                f"the prompt has {len(request.prompt_ids)} tokens; the model's context holds "
+                f"{self.context_length}, including the reply"
+            )
+        outside = [token for token in request.prompt_ids if not 0 <= token < self._vocab_size]
+        if outside:
+            raise ValueError(f"prompt token id {outside[0]} is outside the model's vocabulary of {self._vocab_size}")
+        handle = RequestHandle(request, _running_loop(), self)
+        with self._condition:
+            self._queue.append(handle)
+            self._condition.notify()
+        return handle
+
+    async def between_steps(self, run: Callable[[], object]) -> object:
+        """Run ``run`` on the worker thread between two steps: the time to change the model's adapters."""
+        if not self.running:
+            raise EngineError("the engine is not running; call start() first")
+        loop = _running_loop()
+        job = _Job(run, loop.create_future(), loop)
+        with self._condition:
+            self._jobs.append(job)
+            self._condition.notify()
+        return await job.future
+
+    async def beam_search(self, request: GenerationRequest, num_beams: int) -> list[int]:
+        """The best beam's new ids (without the final stop token), run between batch steps."""
+        if num_beams < 1:
+            raise ValueError(f"num_beams must be at least 1, not {num_beams}")
+        if not self.running:
+            raise EngineError("the engine is not running; call start() first")
+        loop = _running_loop()
+        job = _Job(lambda: self._beam_search(request, num_beams), loop.create_future(), loop)
+        with self._condition:
+            self._jobs.append(job)
+            self._condition.notify()
+        return await job.future
+
+    # ---- worker thread -------------------------------------------------------------------------
+
+    def _wake(self) -> None:
+        with self._condition:
+            self._condition.notify()
+
+    def _run(self) -> None:
+        with torch.no_grad():
+            while True:
+                with self._condition:
+                    while not (self._stopping or self._queue or self._jobs or self._rows):
+                        self._condition.wait()
+                    if self._stopping:
+                        break
+                    jobs, self._jobs = list(self._jobs), deque()
+                    finished = self._take_cancelled_from_queue()
+                    arrivals = self._take_arrivals()
+                for job in jobs:
+                    self._run_job(job)
+                events, ran = [(handle, [], "cancelled") for handle in finished], 0
+                try:
+                    step_events, ran = self._step(arrivals)
+                    events += step_events
+                except Exception as error:  # a failed step fails its rows, not the engine
+                    log.exception("generation step failed; ending its %d requests", len(self._rows))
+                    self._fail(list(dict.fromkeys([row.handle for row in self._rows] + arrivals)), error)
+                self._publish(events)
+                if ran:
+                    self._report(ran, sum(len(event[1]) for event in events))
+            self._shut_down()
+
+    def _take_cancelled_from_queue(self) -> list[RequestHandle]:
+        cancelled = [handle for handle in self._queue if handle.cancel_requested]
+        for handle in cancelled:
+            self._queue.remove(handle)
+        return cancelled
+
+    def _take_arrivals(self) -> list[RequestHandle]:
+        arrivals = []
+        while self._queue and len(self._rows) + len(arrivals) < self.max_batch_size:
+            arrivals.append(self._queue.popleft())
+        return arrivals
+
+    def _step(self, arrivals: list[RequestHandle]) -> tuple[list[tuple], int]:
+        """Decode a token for every running row, prefill the arrivals, retire finished rows.
+
+        Returns the events to publish and the number of rows that produced a token."""
+        produced = self._decode() if self._rows else []
+        if arrivals:
+            produced += self._admit(arrivals)
+        events = self._account(produced)
+        if any(row.finished for row in self._rows):
+            self._keep_rows([index for index, row in enumerate(self._rows) if not row.finished])
+        return events, len(produced)
+
+    def _report(self, rows: int, tokens: int) -> None:
+        if self.on_step is None:
+            return
+        try:
+            self.on_step(rows, tokens)
+        except Exception:  # a metrics hook must not stop generation
+            log.exception("on_step callback failed")
+
+    def _decode(self) -> list[tuple[_Row, int]]:
+        assert self._cache is not None and self._inputs is not None
+        mask, positions = self._cache.next_step()
+        out = self.model(
+            input_ids=self._inputs,
+            attention_mask=mask,
+            position_ids=positions,
+            cache=self._cache,
+            use_cache=True,
+            **self._adapter_names([row.handle.request for row in self._rows]),
+        )
+        self._cache.advance()
+        tokens = pick_tokens(out.logits[:, -1], [row.sampler for row in self._rows], [r.history for r in self._rows])
+        self._inputs = torch.tensor(tokens, device=self.device).unsqueeze(1)
+        return list(zip(self._rows, tokens, strict=True))
+
+    def _admit(self, arrivals: list[RequestHandle]) -> list[tuple[_Row, int]]:
+        """Prefill the arrivals in groups of similar length, then add them to the running batch."""
+        produced = []
+        ordered = sorted(arrivals, key=lambda handle: (handle.request.adapter or "", len(handle.request.prompt_ids)))
+        for group in _prefill_groups(ordered):
+            rows = [self._new_row(handle) for handle in group]
+            prefilled, first = self._prefill([row.handle.request.prompt_ids for row in rows], rows)
+            if self._cache is None:
+                self._cache = BatchCache(self._num_layers, max_rows=self.max_batch_size)
+            self._cache.add_rows(prefilled, [len(row.handle.request.prompt_ids) for row in rows])
+            self._rows += rows
+            new_inputs = torch.tensor(first, device=self.device).unsqueeze(1)
+            self._inputs = new_inputs if self._inputs is None else torch.cat([self._inputs, new_inputs])
+            produced += zip(rows, first, strict=True)
+        return produced
+
+    def _prefill(self, prompts: list[list[int]], rows: list[_Row]) -> tuple[DynamicCache, list[int]]:
+        """Run the prompts, left-padded, through the model; their cache and each one's first new token."""
+        width = max(len(prompt) for prompt in prompts)
+        ids = torch.zeros(len(prompts), width, dtype=torch.long)
+        mask = torch.zeros(len(prompts), width, dtype=torch.long)
+        for index, prompt in enumerate(prompts):
+            ids[index, width - len(prompt) :] = torch.tensor(prompt)
+            mask[index, width - len(prompt) :] = 1
+        ids, mask = ids.to(self.device), mask.to(self.device)
+        cache = DynamicCache()
+        out = self.model(
+            input_ids=ids,
+            attention_mask=mask,
+            position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
+            cache=cache,
+            use_cache=True,
+            logits_to_keep=1,
+            **self._adapter_names([row.handle.request for row in rows]),
+        )
+        first = pick_tokens(out.logits[:, -1], [row.sampler for row in rows], [row.history for row in rows])
+        return cache, first
+
+    def _adapter_names(self, requests: list[GenerationRequest]) -> dict[str, list[str]]:
+        """Each row's adapter, for a model that takes them (a peft model's mixed-adapter batches)."""
+        if "adapter_names" not in getattr(self.model, "special_peft_forward_args", ()):
+            return {}
+        return {"adapter_names": [request.adapter or "__base__" for request in requests]}
+
+    def _new_row(self, handle: RequestHandle) -> _Row:
+        request = handle.request
+        room = self.context_length - len(request.prompt_ids)
+        sampler = make_sampler(
+            temperature=request.temperature,
+            top_p=request.top_p,
+            top_k=request.top_k,
+            repetition_penalty=request.repetition_penalty,
+            seed=request.seed,
+            device=self.device,
+        )
+        return _Row(
+            handle=handle,
+            history=list(request.prompt_ids),
+            sampler=sampler,
+            stop_ids=self.eos_token_ids | request.stop_token_ids,
+            budget=min(request.max_new_tokens, room),
+        )
+
+    def _account(self, produced: list[tuple[_Row, int]]) -> list[tuple]:
+        """Record each row's new token and decide whether the row is finished; the events to publish."""
+        events = []
+        for row, token in produced:
+            reason, tokens = None, []
+            if token in row.stop_ids:
+                reason = "stop"
+            else:
+                row.history.append(token)
+                row.generated += 1
+                tokens = [token]
+                if row.generated >= row.budget:
+                    reason = "length"
+            if reason is None and row.handle.cancel_requested:
+                reason = "cancelled"
+            row.finished = reason is not None
+            events.append((row.handle, tokens, reason))
+        return events
+
+    def _keep_rows(self, keep: list[int]) -> None:
+        if not keep:  # an idle engine holds no cache memory
+            self._rows, self._cache, self._inputs = [], None, None
+            return
+        kept = set(keep)
+        order = self._cache.remove_rows([index for index in range(len(self._rows)) if index not in kept])
+        self._rows = [self._rows[index] for index in order]
+        self._inputs = self._inputs[torch.tensor(order, device=self.device)]
+
+    def _beam_search(self, request: GenerationRequest, num_beams: int) -> list[int]:
+        prompt = torch.tensor([request.prompt_ids], device=self.device)
+        stop_ids = sorted(self.eos_token_ids | request.stop_token_ids)
+        output = self.model.generate(
+            input_ids=prompt,
+            attention_mask=torch.ones_like(prompt),
+            max_new_tokens=min(request.max_new_tokens, self.context_length - prompt.shape[1]),
+            num_beams=num_beams,
+            do_sample=False,
+            repetition_penalty=request.repetition_penalty,
+            eos_token_id=stop_ids or None,
+            pad_token_id=stop_ids[0] if stop_ids else 0,
+            **self._adapter_names([request]),
+        )
+        reply = output[0, prompt.shape[1] :].tolist()
+        return next((reply[:index] for index, token in enumerate(reply) if token in stop_ids), reply)
+
+    def _run_job(self, job: _Job) -> None:
+        if job.future.cancelled():
+            return
+        try:
+            result, error = job.run(), None
+        except Exception as exc:
+            result, error = None, exc
+        _call_in_loop(job.loop, _settle, job.future, result, error)
+
+    def _fail(self, handles: list[RequestHandle], error: Exception) -> None:
+        self._rows, self._cache, self._inputs = [], None, None
+        wrapped = EngineError(f"generation failed: {type(error).__name__}: {error}")
+        wrapped.__cause__ = error
+        self._publish([(handle, [], None, wrapped) for handle in handles])
+
+    def _publish(self, events: list[tuple]) -> None:
+        """Hand tokens and endings to their event loops: one call per loop per step."""
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple]] = {}
+        for event in events:
+            by_loop.setdefault(event[0]._loop, []).append(event)
+        for loop, batch in by_loop.items():
+            if not _call_in_loop(loop, _deliver_all, batch):
+                for handle, *_ in batch:  # nobody can read these any more
+                    handle.cancel_requested = True
+
+    def _shut_down(self) -> None:
+        with self._condition:
+            pending = [row.handle for row in self._rows] + list(self._queue)
+            jobs = list(self._jobs)
+            self._queue.clear()
+            self._jobs.clear()
+        self._rows, self._cache, self._inputs = [], None, None
+        self._publish([(handle, [], "cancelled") for handle in pending])
+        for job in jobs:
+            _call_in_loop(job.loop, _settle, job.future, None, EngineError("the engine stopped"))
+
+
+def _prefill_groups(handles: list[RequestHandle]) -> list[list[RequestHandle]]:
+    """Consecutive runs of one adapter whose padded size stays within the prefill budget."""
+    groups: list[list[RequestHandle]] = []
+    for handle in handles:
+        group = groups[-1] if groups else None
+        if (
+            group
+            and group[0].request.adapter == handle.request.adapter
+            and (len(group) + 1) * len(handle.request.prompt_ids) <= PREFILL_TOKEN_BUDGET
+        ):
+            group.append(handle)
+        else:
+            groups.append([handle])
+    return groups
+
+
+def _deliver_all(events: list[tuple]) -> None:
+    for handle, tokens, reason, *error in events:
+        handle._deliver(tokens, reason, error[0] if error else None)
+
+
+def _settle(future: asyncio.Future, result: object, error: BaseException | None) -> None:
+    if future.cancelled():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
+
+
+def _call_in_loop(loop: asyncio.AbstractEventLoop, callback: Callable, *args: object) -> bool:
+    try:
+        loop.call_soon_threadsafe(callback, *args)
+    except RuntimeError:  # the consumer's event loop is closed: nobody is listening any more
+        return False
+    return True
+
+
+def _running_loop() -> asyncio.AbstractEventLoop:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        raise EngineError("submit requests from a running asyncio event loop") from None
