@@ -1,0 +1,145 @@
+"""The Telegram bot: the Application built in one place, and its run by long polling or webhook."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import signal
+from collections.abc import AsyncIterator
+from urllib.parse import urlparse
+
+from telegram import BotCommand, Update
+from telegram.ext import (
+    Application,
+    ApplicationBuilder,
+    CallbackQueryHandler,
+    CommandHandler,
+    MessageHandler,
+    filters,
+)
+
+from bot.client import BrainClient
+from bot.commands import COMMANDS, OPERATOR_COMMANDS
+from bot.telegram.addressing import AddressedToMe, CommandForMe
+from bot.telegram.button_handler import on_button
+from bot.telegram.chat_handler import on_message
+from bot.telegram.command_handlers import on_command
+from bot.telegram.context import DEPS_KEY, Deps
+from bot.telegram.error_handler import on_error
+from bot.telegram.ordering import PerUserInOrder
+from bot.telegram.pacing import ChatPacer
+from brain.settings import Settings
+
+log = logging.getLogger(__name__)
+
+START_DESCRIPTION = "Say hello and see what I can do"
+ALLOWED_UPDATES = [Update.MESSAGE, Update.CALLBACK_QUERY]
+WEBHOOK_SECRET_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
+
+
+class TelegramConfigError(ValueError):
+    """The Telegram settings cannot work as given."""
+
+
+def build_application(settings: Settings, client: BrainClient) -> Application:
+    """The bot's Application with every handler; nothing is fetched from Telegram yet."""
+    tg = settings.bot.telegram
+    if settings.secrets.telegram_token is None:
+        raise TelegramConfigError("no Telegram token: set OWNCHAT_TELEGRAM_TOKEN to the token BotFather gave you")
+    if tg.mode == "webhook":
+        webhook_secret(settings)  # refuse a webhook anyone could post to, before anything starts
+    builder = ApplicationBuilder().token(settings.secrets.telegram_token.get_secret_value())
+    builder = builder.concurrent_updates(PerUserInOrder()).job_queue(None)  # no scheduled jobs here
+    if tg.base_url:
+        builder = builder.base_url(tg.base_url)
+    application = builder.build()
+    application.bot_data[DEPS_KEY] = Deps(client=client, settings=tg, pacer=ChatPacer(tg.edit_interval_s))
+
+    new_messages = filters.UpdateType.MESSAGE
+    known = ["start", *COMMANDS, *OPERATOR_COMMANDS]
+    application.add_handler(CommandHandler(known, on_command, filters=new_messages))
+    application.add_handler(MessageHandler(new_messages & filters.COMMAND & CommandForMe(), on_command))
+    addressed = new_messages & filters.TEXT & ~filters.COMMAND & AddressedToMe(tg.group_replies)
+    application.add_handler(MessageHandler(addressed, on_message))
+    application.add_handler(CallbackQueryHandler(on_button))
+    application.add_error_handler(on_error)
+    return application
+
+
+async def register_commands(application: Application) -> None:
+    """The command menu users see when they type '/' (operator commands stay out of it)."""
+    commands = [BotCommand("start", START_DESCRIPTION)]
+    commands += [BotCommand(name, description) for name, description in COMMANDS.items()]
+    await application.bot.set_my_commands(commands)
+
+
+@contextlib.asynccontextmanager
+async def running(application: Application, settings: Settings) -> AsyncIterator[Application]:
+    """Fetch updates (long polling, or a webhook) and handle them until the block ends."""
+    tg = settings.bot.telegram
+    async with application:
+        await register_commands(application)
+        if tg.mode == "webhook":
+            await _start_webhook(application, settings)
+        else:
+            await application.updater.start_polling(allowed_updates=ALLOWED_UPDATES)
+        await application.start()
+        log.info("Telegram bot @%s is answering (%s)", application.bot.username, tg.mode)
+        try:
+            yield application
+        finally:
+            await application.updater.stop()
+            await application.stop()
+
+
+async def _start_webhook(application: Application, settings: Settings) -> None:
+    tg = settings.bot.telegram
+    await application.updater.start_webhook(
+        listen=tg.webhook_listen,
+        port=tg.webhook_port,
+        # Telegram posts to the public URL; a proxy in front usually keeps its path
+        url_path=urlparse(tg.webhook_url or "").path.strip("/"),
+        webhook_url=tg.webhook_url,
+        secret_token=webhook_secret(settings),
+        allowed_updates=ALLOWED_UPDATES,
+    )
+
+
+def webhook_secret(settings: Settings) -> str:
+    """The secret Telegram must echo in every webhook call; webhook mode refuses to run without one."""
+    secret = settings.secrets.telegram_webhook_secret
+    if not settings.bot.telegram.webhook_url:
+        raise TelegramConfigError("webhook mode needs bot.telegram.webhook_url, the public HTTPS address of the bot")
+    if secret is None:
+        raise TelegramConfigError(
+            "webhook mode needs OWNCHAT_TELEGRAM_WEBHOOK_SECRET, so that only Telegram can post updates"
+        )
+    if not WEBHOOK_SECRET_PATTERN.match(secret.get_secret_value()):
+        raise TelegramConfigError(
+            "OWNCHAT_TELEGRAM_WEBHOOK_SECRET must be 1 to 256 characters of A-Z, a-z, 0-9, _ and -"
+        )
+    return secret.get_secret_value()
+
+
+async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
+    """Run the bot until `stop` is set (or SIGINT/SIGTERM), then close everything cleanly."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    api_key = settings.secrets.api_key.get_secret_value() if settings.secrets.api_key else None
+    async with BrainClient(settings.bot.brain_url, api_key, timeout=settings.bot.timeout_s) as client:
+        application = build_application(settings, client)
+        async with running(application, settings):
+            await stop.wait()
+
+
+def run_telegram(settings: Settings) -> None:
+    """`bot telegram`: answer on Telegram until interrupted."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # httpx logs every request URL at INFO, and Bot API URLs contain the token
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    asyncio.run(serve(settings))

@@ -1,0 +1,17 @@
+"""Settings of a bot under test: the local Bot API, a given brain, streamed edits unthrottled."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from brain.settings import Secrets, Settings
+from tests.bot.telegram.brain_double import API_KEY
+from tests.support.telegram_api import TelegramApiServer
+
+
+def bot_settings(telegram: TelegramApiServer, brain_url: str, *, webhook_secret: str | None = None, **tg: Any):
+    """Settings for a bot talking to the local Bot API; streamed edits unthrottled unless a test says so."""
+    telegram_settings = {"base_url": telegram.base_url, "edit_interval_s": 0.0} | tg
+    settings = Settings(bot={"brain_url": brain_url, "telegram": telegram_settings})
+    settings.secrets = Secrets(telegram_token=telegram.token, api_key=API_KEY, telegram_webhook_secret=webhook_secret)
+    return settings
