@@ -1,0 +1,131 @@
+"""The Discord bot: a commands.Bot given its brain client and settings, run by `bot discord`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import discord
+import yarl
+from discord import app_commands
+from discord.ext import commands
+from discord.gateway import DiscordWebSocket
+from discord.http import Route
+
+from bot.client import BrainClient
+from bot.discord.access import Access
+from bot.discord.buttons import CommandButton
+from bot.discord.cogs.admin import Admin
+from bot.discord.cogs.chat import Chat
+from bot.discord.cogs.data import Data
+from bot.discord.cogs.persona import Persona
+from brain.settings import DiscordSettings, Settings
+
+log = logging.getLogger(__name__)
+
+NOT_HERE = "I'm not active in this channel."
+
+
+def required_intents() -> discord.Intents:
+    intents = discord.Intents.default()
+    # privileged: enable "Message Content Intent" in the developer portal, or Discord closes with 4014
+    intents.message_content = True
+    return intents
+
+
+class OwnchatTree(app_commands.CommandTree):
+    async def interaction_check(self, interaction: discord.Interaction, /) -> bool:
+        """Slash commands work only where the bot may speak (see bot.discord.access)."""
+        bot: OwnchatBot = self.client  # type: ignore[assignment]
+        if bot.access.allows_interaction(interaction):
+            return True
+        if interaction.type is discord.InteractionType.application_command:
+            # only the caller sees this; without an answer Discord would tell them the bot failed
+            await interaction.response.send_message(NOT_HERE, ephemeral=True)
+        return False
+
+
+class OwnchatBot(commands.Bot):
+    def __init__(self, settings: Settings, brain: BrainClient, **options: Any):
+        super().__init__(
+            command_prefix=commands.when_mentioned,
+            help_command=None,
+            tree_cls=OwnchatTree,
+            intents=required_intents(),
+            # a model's words must never ping @everyone, a role or a stranger; the asker may be
+            allowed_mentions=discord.AllowedMentions(everyone=False, users=False, roles=False, replied_user=True),
+            **options,
+        )
+        self.settings = settings
+        self.config: DiscordSettings = settings.bot.discord
+        self.brain = brain
+        self.access = Access(self.config)
+
+    async def setup_hook(self) -> None:
+        if self.config.api_base and not self.config.gateway_url:
+            # a Discord-compatible API elsewhere names its gateway, as Discord does
+            _, url, _ = await self.http.get_bot_gateway()
+            DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(url)
+        for cog in (Chat(self), Persona(self), Data(self), Admin(self)):
+            await self.add_cog(cog)
+        self.add_dynamic_items(CommandButton)
+        synced = await self.tree.sync()
+        log.info("synced %d slash commands", len(synced))
+
+    async def on_message(self, message: discord.Message, /) -> None:
+        """No prefix commands: the Chat cog listens to messages and slash commands do the rest."""
+
+
+class ShardedOwnchatBot(OwnchatBot, commands.AutoShardedBot):
+    """The same bot over several gateway connections (bot.discord.shard_count)."""
+
+
+def make_bot(settings: Settings, brain: BrainClient, **options: Any) -> OwnchatBot:
+    """One connection by default; with `shard_count` set, that many shards (0: as many as Discord advises).
+
+    `options` go to discord.py's client as they are.
+    """
+    config = settings.bot.discord
+    use_endpoints(config.api_base, config.gateway_url)
+    if config.shard_count is None:
+        return OwnchatBot(settings, brain, **options)
+    return ShardedOwnchatBot(settings, brain, shard_count=config.shard_count or None, **options)
+
+
+def use_endpoints(api_base: str | None, gateway_url: str | None) -> None:
+    """Point discord.py at another REST base and gateway (a proxy, or a test's local Discord).
+
+    discord.py keeps both in class attributes (Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY), so this
+    sets them for the whole process; a bot process runs one bot.
+    """
+    if api_base:
+        Route.BASE = api_base.rstrip("/")
+    if gateway_url:
+        DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(gateway_url)
+
+
+def run_discord(settings: Settings) -> None:
+    """Run the Discord bot until interrupted."""
+    token = settings.secrets.discord_token
+    if token is None:
+        raise SystemExit("No Discord token: set OWNCHAT_DISCORD_TOKEN to the bot token from the developer portal.")
+    discord.utils.setup_logging()
+    try:
+        asyncio.run(serve(settings, token.get_secret_value()))
+    except KeyboardInterrupt:
+        pass
+    except discord.PrivilegedIntentsRequired:
+        raise SystemExit(
+            "Discord refused the connection: enable 'Message Content Intent' under Bot > Privileged Gateway "
+            "Intents in the developer portal."
+        ) from None
+    except discord.LoginFailure:
+        raise SystemExit("Discord refused the token in OWNCHAT_DISCORD_TOKEN.") from None
+
+
+async def serve(settings: Settings, token: str) -> None:
+    api_key = settings.secrets.api_key.get_secret_value() if settings.secrets.api_key else None
+    async with BrainClient(settings.bot.brain_url, api_key, timeout=settings.bot.timeout_s) as brain:
+        async with make_bot(settings, brain) as bot:
+            await bot.start(token)

@@ -1,0 +1,1 @@
+"""One feature per cog: chat, persona, consent and data, admin."""

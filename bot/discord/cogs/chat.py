@@ -1,0 +1,126 @@
+"""Chat: answers DMs, mentions and messages in reply channels, streaming the reply as it is written."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, suppress
+from typing import TYPE_CHECKING
+
+import discord
+import httpx
+from discord.ext import commands
+
+from bot.client import BrainError, BrainUnavailable
+from bot.commands import friendly_error
+from bot.discord.context import earlier_messages, readable_text
+from bot.discord.ordering import TurnQueue
+from bot.discord.speakers import speaker_for_message
+from bot.discord.streaming import StreamedReply
+from brain.api_models import ChatReply, ChatRequest
+
+if TYPE_CHECKING:
+    from bot.discord.app import OwnchatBot
+
+log = logging.getLogger(__name__)
+
+EMPTY_MENTION_HINT = "Yes? Ask me anything, or try /help."
+_USER_MESSAGE_TYPES = (discord.MessageType.default, discord.MessageType.reply)
+
+
+class Chat(commands.Cog):
+    def __init__(self, bot: OwnchatBot):
+        self.bot = bot
+        self.turns = TurnQueue()
+
+    @commands.Cog.listener()
+    async def on_message(self, message: discord.Message) -> None:
+        if not self.is_addressed(message):
+            return
+        async with self.turns.turn(message.author.id):
+            await self.answer(message)
+
+    def is_addressed(self, message: discord.Message) -> bool:
+        me = self.bot.user
+        if me is None or message.author.bot or message.type not in _USER_MESSAGE_TYPES:
+            return False
+        if not self.bot.access.allows_message(message):
+            return False
+        if message.guild is None or self.bot.access.answers_every_message(message.channel):
+            return True
+        if me.id in message.raw_mentions:
+            return True
+        replied_to = message.reference.resolved if message.reference else None
+        return isinstance(replied_to, discord.Message) and replied_to.author.id == me.id
+
+    async def answer(self, message: discord.Message) -> None:
+        me = self.bot.user
+        assert me is not None
+        text = readable_text(message, me.id)
+        reply = StreamedReply(message, interval_s=self.bot.config.edit_interval_s)
+        try:
+            if not text:
+                await reply.fail(EMPTY_MENTION_HINT)
+                return
+            who = speaker_for_message(message, self.bot.config.operators)
+            request = ChatRequest(
+                **who.chat.model_dump(),
+                display_name=who.display_name,
+                text=text,
+                context=await earlier_messages(message, me.id),
+            )
+            await self._stream(message.channel, request, reply)
+        except discord.HTTPException:
+            log.exception("could not post a reply in channel %s", message.channel.id)
+        except Exception as exc:  # the user gets a sentence, the log gets the traceback
+            log.exception("answering message %s failed", message.id)
+            with suppress(discord.HTTPException):
+                await reply.fail(friendly_error(exc))
+
+    async def _stream(self, channel: discord.abc.Messageable, request: ChatRequest, reply: StreamedReply) -> None:
+        async with AsyncExitStack() as typing:
+            await _start_typing(typing, channel)
+            try:
+                async for item in self._chat(request):
+                    if isinstance(item, ChatReply):
+                        await reply.finish(item.reply)
+                    else:
+                        await reply.add(item)
+                    if reply.started:
+                        await typing.aclose()  # the words are there now; the indicator would only linger
+            except BrainError as exc:
+                log.warning("chat failed for %s: %s (%s)", request.user_id, exc.code, exc.message)
+                await reply.fail(friendly_error(exc))
+
+    async def _chat(self, request: ChatRequest) -> AsyncIterator[str | ChatReply]:
+        """The brain's streamed reply, asked again with backoff while the brain cannot take it.
+
+        A chat turn is not idempotent, so it is asked again only when it surely never reached the
+        model: the connection was refused, or the brain answered 503 before any text.
+        """
+        brain = self.bot.brain
+        delay = brain.backoff_s
+        for attempt in range(brain.retries + 1):
+            started = False
+            try:
+                async for item in brain.chat_stream(request):
+                    started = True
+                    yield item
+                return
+            except BrainUnavailable as exc:
+                if started or attempt == brain.retries or not _never_reached_model(exc):
+                    raise
+            await asyncio.sleep(delay)
+            delay *= 2
+
+
+def _never_reached_model(exc: BrainUnavailable) -> bool:
+    return exc.status == 503 or isinstance(exc.__cause__, (httpx.ConnectError, httpx.ConnectTimeout))
+
+
+async def _start_typing(stack: AsyncExitStack, channel: discord.abc.Messageable) -> None:
+    try:
+        await stack.enter_async_context(channel.typing())
+    except discord.HTTPException:
+        pass  # without the typing indicator the reply still comes

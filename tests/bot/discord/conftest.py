@@ -1,0 +1,101 @@
+"""Fixtures for the Discord adapter: a local Discord, a scripted brain, and the real bot between them."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import discord
+import pytest
+from discord.gateway import DiscordWebSocket
+from discord.http import Route
+
+import bot as bot_package
+from bot.client import BrainClient
+from bot.discord.app import OwnchatBot, make_bot
+from brain.settings import Settings
+from tests.bot.discord.scripted_brain import API_KEY, ScriptedBrain
+from tests.support.discord_api import LocalDiscord
+
+
+@pytest.fixture
+def discord_endpoints_restored(monkeypatch: pytest.MonkeyPatch) -> None:
+    """discord.py keeps its REST base and gateway in class attributes; the bot repoints them, this undoes it."""
+    monkeypatch.setattr(Route, "BASE", Route.BASE)
+    monkeypatch.setattr(DiscordWebSocket, "DEFAULT_GATEWAY", DiscordWebSocket.DEFAULT_GATEWAY)
+
+
+@pytest.fixture
+async def local_discord(discord_endpoints_restored: None) -> AsyncIterator[LocalDiscord]:
+    async with LocalDiscord() as local:
+        yield local
+
+
+@pytest.fixture
+async def scripted_brain() -> AsyncIterator[ScriptedBrain]:
+    async with ScriptedBrain() as brain:
+        yield brain
+
+
+StartBot = Callable[..., Awaitable[OwnchatBot]]
+
+
+@pytest.fixture
+async def start_bot(local_discord: LocalDiscord) -> AsyncIterator[StartBot]:
+    """Start the real bot against the local Discord; it is closed (and checked closed) after the test."""
+    running: list[tuple[OwnchatBot, asyncio.Task[None]]] = []
+
+    async def start(brain_url: str, *, api_key: str = API_KEY, timeout_s: float = 10.0, **discord: Any) -> OwnchatBot:
+        # no gateway_url: the bot asks the local Discord's GET /gateway/bot for it, as it would ask Discord
+        config = {"api_base": local_discord.api_base, "edit_interval_s": 0.0} | discord
+        settings = Settings(bot={"brain_url": brain_url, "discord": config})
+        brain = BrainClient(brain_url, api_key, retries=2, backoff_s=0.01, timeout=timeout_s)
+        # discord.py waits this long after the last GUILD_CREATE before it calls itself ready
+        bot = make_bot(settings, brain, guild_ready_timeout=0.05)
+        task = asyncio.create_task(bot.start("local-token"))
+        running.append((bot, task))
+        ready = asyncio.create_task(bot.wait_until_ready())
+        done, _ = await asyncio.wait({task, ready}, timeout=15, return_when=asyncio.FIRST_COMPLETED)
+        if ready not in done:
+            ready.cancel()
+            if task in done:
+                task.result()  # raises what stopped the bot
+            raise TimeoutError("the bot did not get ready")
+        return bot
+
+    yield start
+    for running_bot, task in running:
+        await running_bot.close()
+        await asyncio.wait_for(task, 10)
+        await running_bot.brain.aclose()
+        assert running_bot.is_closed()
+    await asyncio.sleep(0)
+    assert not _bot_tasks(), f"tasks left running after the bot closed: {_bot_tasks()}"
+    for heartbeat in [t for t in threading.enumerate() if t.name.startswith("keep-alive")]:
+        heartbeat.join(timeout=5)  # told to stop on close; it wakes up to notice
+        assert not heartbeat.is_alive(), "a gateway heartbeat thread lingers"
+
+
+_BOT_CODE = (str(Path(discord.__file__).parent), str(Path(bot_package.__file__).parent))
+
+
+def _bot_tasks() -> list[asyncio.Task[Any]]:
+    """Unfinished tasks running discord.py's or the adapter's code."""
+    found = []
+    for task in asyncio.all_tasks():
+        code = getattr(task.get_coro(), "cr_code", None)
+        where = code.co_filename if code else ""
+        if not task.done() and where.startswith(_BOT_CODE):
+            found.append(task)
+    return found
+
+
+@pytest.fixture
+def unused_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
