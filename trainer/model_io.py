@@ -1,0 +1,93 @@
+"""Loading any causal LM the trainer works on -- a run directory, a LoRA adapter directory or a
+Hugging Face id -- with clear errors for a path that is missing or a directory that is damaged."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers.utils import logging as hf_logging
+
+from trainer.errors import CheckpointError
+from trainer.runtime import pick_device, pick_dtype
+
+# a loading bar per model is noise in a command's output
+hf_logging.disable_progress_bar()
+
+
+@dataclass
+class LoadedModel:
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    name: str
+    device: torch.device
+
+    @property
+    def max_positions(self) -> int | None:
+        """The longest sequence the model's position embeddings allow (None: no fixed limit)."""
+        config = self.model.config
+        return getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", None)
+
+
+def looks_like_path(name: str) -> bool:
+    return name.startswith((".", "/", "~")) or Path(name).expanduser().exists() or name.count("/") > 1
+
+
+def resolve_name(name: str) -> str:
+    """A local directory for the names the brain knows (the offline default's alias among them, which
+    the brain converts once from its GGUF file); other names are left to transformers."""
+    if looks_like_path(name):
+        return name
+    try:
+        from brain.engine.model_loading import ModelNotFoundError, resolve_model
+        from brain.settings import Settings
+    except ImportError:  # a trainer installed without the brain
+        return name
+    try:
+        return str(resolve_model(name, Path(Settings().model.cache_dir).expanduser()))
+    except ModelNotFoundError as e:
+        raise CheckpointError(f"model not found: {e}") from None
+
+
+def load_model(name: str, device: str = "auto", dtype: torch.dtype | None = None) -> LoadedModel:
+    """A model and its tokenizer, in eval mode, on the chosen device (bf16 on a GPU, fp32 on CPU)."""
+    target = pick_device(device)
+    dtype = dtype or pick_dtype(target)
+    source = resolve_name(name)
+    path = Path(source).expanduser()
+    if looks_like_path(source):
+        if not path.exists():
+            raise CheckpointError(f"model not found: {path} does not exist")
+        if not (path / "config.json").is_file() and not (path / "adapter_config.json").is_file():
+            raise CheckpointError(f"{path} is not a model directory: it has no config.json")
+    try:
+        if (path / "adapter_config.json").is_file():
+            model, tokenizer = _load_adapter(path, dtype)
+        else:
+            model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
+            tokenizer = AutoTokenizer.from_pretrained(source)
+    except CheckpointError:
+        raise
+    except Exception as e:  # a damaged file surfaces as one of many library errors
+        raise CheckpointError(f"the model {name} does not load: {e}") from None
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model.to(target).eval()
+    return LoadedModel(model=model, tokenizer=tokenizer, name=name, device=target)
+
+
+def _load_adapter(path: Path, dtype: torch.dtype):
+    from peft import PeftModel
+
+    base = json.loads((path / "adapter_config.json").read_text()).get("base_model_name_or_path")
+    if not base:
+        raise CheckpointError(f"the adapter {path} does not name its base model (base_model_name_or_path)")
+    base = resolve_name(base)
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype)
+    model = PeftModel.from_pretrained(model, path)
+    has_tokenizer = (path / "tokenizer_config.json").is_file()
+    tokenizer = AutoTokenizer.from_pretrained(path if has_tokenizer else base)
+    return model, tokenizer

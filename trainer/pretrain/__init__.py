@@ -1,0 +1,1 @@
+"""Pretraining a GPT from random weights: data, tokenizer, model, training loop, checkpoints."""
