@@ -28,10 +28,8 @@ def render(tokenizer: Any, messages: list[dict[str, str]]) -> list[int]:
     return tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
-def system_message(system_prompt: str, summary: str, display_name: str) -> str:
+def system_message(system_prompt: str, summary: str) -> str:
     parts = [system_prompt.strip()]
-    if display_name:
-        parts.append(f"You are talking with {display_name}.")
     if summary:
         parts.append(f"Summary of your earlier conversation with them: {summary.strip()}")
     return "\n\n".join(parts)
@@ -45,11 +43,10 @@ def build_prompt(
     turns: list[dict[str, Any]],
     text: str,
     budget: int,
-    display_name: str = "",
     context: list[ContextMessage] | None = None,
 ) -> Prompt:
     """The prompt ids for `text`; raises ValueError when even the message alone does not fit."""
-    head = [{"role": "system", "content": system_message(system_prompt, summary, display_name)}]
+    head = [{"role": "system", "content": system_message(system_prompt, summary)}]
     for message in context or []:
         role = "assistant" if message.from_bot else "user"
         content = message.text if message.from_bot else f"{message.author}: {message.text}"

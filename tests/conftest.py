@@ -10,6 +10,8 @@ from brain.redis_local import LocalRedis
 
 # tests never reach a model hub
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# torch's busy-waiting OpenMP threads slow everything down on a small shared machine; set before torch loads
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
