@@ -9,6 +9,9 @@ with the same prompts and the same reply budget:
                   sized for the workload (left to itself on CPU it sizes the cache from free RAM and
                   spends most of a short run zero-filling gigabytes).
 
+All three run the same model object, as ``load_model`` returns it: on CPU its linear layers use
+oneDNN-packed weights (brain.engine.cpu_linear); ``--stock-weights`` measures transformers' defaults.
+
 Aggregate decode throughput is generated tokens (EOS excluded) over wall time from the first request
 to the last reply. Run from the repository root:
 
@@ -278,19 +281,31 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="rounds of engine and generate_batch")
     parser.add_argument("--generate-repeats", type=int, default=1, help="rounds of the slow per-request generate")
     parser.add_argument("--model", default=DEFAULT_MODEL_ALIAS)
+    parser.add_argument(
+        "--stock-weights",
+        action="store_true",
+        help="keep transformers' own CPU linear layers instead of the oneDNN-packed ones that load_model sets up",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     args.users = [int(users) for users in args.users.split(",")]
     args.generate_repeats = max(1, min(args.generate_repeats, args.repeats))
 
     console = Console(width=120)
-    loaded = load_model(args.model, cache_dir=Settings().model.cache_dir, device="cpu", dtype="float32")
+    loaded = load_model(
+        args.model,
+        cache_dir=Settings().model.cache_dir,
+        device="cpu",
+        dtype="float32",
+        pack_cpu_weights=not args.stock_weights,
+    )
     result = asyncio.run(measure(args, loaded, console))
     result |= {
         "model": args.model,
         "device": str(loaded.device),
         "dtype": str(loaded.dtype),
         "max_new_tokens": args.max_new_tokens,
+        "cpu_weights": "stock" if args.stock_weights else "onednn-packed (all methods share the loaded model)",
         "repeats": args.repeats,
         "torch_threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),

@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from brain.engine.cpu_linear import pack_linears
+
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
@@ -84,14 +86,23 @@ def resolve_model(name: str, cache_dir: str | Path) -> Path:
     return _hub_snapshot(name)
 
 
-def load_model(name: str, *, cache_dir: str | Path, device: str = "auto", dtype: str = "auto") -> LoadedModel:
-    """Resolve ``name``, load model and tokenizer, and put the model in eval mode on the chosen device."""
+def load_model(
+    name: str, *, cache_dir: str | Path, device: str = "auto", dtype: str = "auto", pack_cpu_weights: bool = True
+) -> LoadedModel:
+    """Resolve ``name``, load model and tokenizer, and put the model in eval mode on the chosen device.
+
+    On a CPU in float32, ``pack_cpu_weights`` gives the linear layers oneDNN-packed copies of their
+    weights (see :mod:`brain.engine.cpu_linear`): about twice the speed for batched decoding and
+    prefill, for a second copy of those weights in memory.
+    """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path = resolve_model(name, cache_dir)
     torch_device = pick_device(device)
     torch_dtype = pick_dtype(torch_device, dtype)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype).to(torch_device).eval()
+    if pack_cpu_weights and torch_device.type == "cpu" and torch_dtype == torch.float32:
+        pack_linears(model)
     tokenizer = AutoTokenizer.from_pretrained(path)
     return LoadedModel(
         model=model,
