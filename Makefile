@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test install lint format bench-serving bench-pretrain bench-nightly clean
+.PHONY: run test install lint format bench-serve bench-pretrain bench-nightly clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,8 +32,8 @@ lint: install
 format: install
 	$(BIN)/ruff format . && $(BIN)/ruff check --fix .
 
-bench-serving: install
-	$(BIN)/python bench/serving.py
+bench-serve: install
+	$(BIN)/python bench/serve.py
 
 bench-pretrain: install
 	$(BIN)/python bench/pretrain.py

@@ -8,9 +8,7 @@ import typer
 
 from brain.settings import load_settings
 
-app = typer.Typer(
-    help="ownchat chat adapters: Telegram, Discord and a terminal console.", no_args_is_help=True
-)
+app = typer.Typer(help="ownchat chat adapters: Telegram, Discord and a terminal console.", no_args_is_help=True)
 
 
 @app.command()
@@ -19,15 +17,22 @@ def console(
     start_brain: bool = typer.Option(
         False, "--start-brain", help="Start Redis and a brain when none answers at the URL."
     ),
+    embedded: bool = typer.Option(
+        False, "--embedded", help="Run a brain inside this process (needs ownchat[brain]) instead of a service."
+    ),
     user: str = typer.Option("local", help="Your user id on the console platform."),
 ) -> None:
     """Chat with the brain in the terminal, replies streamed as they are generated."""
     from bot.console import run_console
 
     settings = load_settings()
-    raise SystemExit(
-        asyncio.run(run_console(settings, brain_url=brain_url, start_brain=start_brain, user_id=user))
-    )
+    if embedded:
+        # only here does a bot process load the model: the console doubles as a one-process chat
+        from brain.service.embedded import embedded_brain
+
+        with embedded_brain(settings) as url:
+            raise SystemExit(asyncio.run(run_console(settings, brain_url=url, user_id=user)))
+    raise SystemExit(asyncio.run(run_console(settings, brain_url=brain_url, start_brain=start_brain, user_id=user)))
 
 
 @app.command()

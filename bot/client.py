@@ -88,9 +88,7 @@ class BrainClient:
             try:
                 response = await self._http.request(method, path, json=json_body, params=params)
             except (httpx.TransportError, httpx.TimeoutException) as exc:
-                error: BrainError = BrainUnavailable(
-                    0, "unreachable", f"the brain could not be reached: {exc}"
-                )
+                error: BrainError = BrainUnavailable(0, "unreachable", f"the brain could not be reached: {exc}")
             else:
                 if response.status_code < 400:
                     return response.json()
@@ -165,9 +163,7 @@ class BrainClient:
         return await self._get(f"{_user_path(user)}/persona", PersonaState, params)
 
     async def set_persona(self, request: PersonaSet) -> PersonaState:
-        data = await self._request(
-            "PUT", f"{_user_path(request)}/persona", json_body=request.model_dump(mode="json")
-        )
+        data = await self._request("PUT", f"{_user_path(request)}/persona", json_body=request.model_dump(mode="json"))
         return PersonaState.model_validate(data)
 
     # consent and data

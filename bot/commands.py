@@ -44,9 +44,7 @@ class Speaker:
 
     @property
     def chat(self) -> ChatRef:
-        return ChatRef(
-            platform=self.platform, user_id=self.user_id, chat_id=self.chat_id, chat_kind=self.chat_kind
-        )
+        return ChatRef(platform=self.platform, user_id=self.user_id, chat_id=self.chat_id, chat_kind=self.chat_kind)
 
 
 @dataclass(frozen=True)
@@ -152,9 +150,7 @@ async def _optout(client: BrainClient, who: Speaker, args: str) -> CommandReply:
     delete = args.lower() in ("delete", "delete-logs")
     state = await client.opt_out(who.user, delete_logs=delete)
     if delete:
-        return CommandReply(
-            "You are opted out, and the conversations you had logged for training are deleted."
-        )
+        return CommandReply("You are opted out, and the conversations you had logged for training are deleted.")
     text = (
         "You are opted out: from now on nothing you say is kept for training. "
         f"{state.logged_turns} earlier turns are still in your training log."
@@ -183,9 +179,7 @@ async def _memory(client: BrainClient, who: Speaker, args: str) -> CommandReply:
     view = await client.memory(who.user, who.chat_id, who.chat_kind.value)
     consent = await client.consent(who.user)
     lines = [f"Persona: {view.persona}", f"Learning from our chats: {'yes' if consent.opted_in else 'no'}"]
-    lines.append(
-        f"Summary of earlier talk: {view.summary}" if view.summary else "No summary of earlier talk yet."
-    )
+    lines.append(f"Summary of earlier talk: {view.summary}" if view.summary else "No summary of earlier talk yet.")
     lines.append(f"Recent turns remembered here: {len(view.turns)}")
     lines += [f"  {t.role}: {t.text[:80]}" for t in view.turns[-6:]]
     return CommandReply("\n".join(lines))

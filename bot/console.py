@@ -19,9 +19,7 @@ PLATFORM = "console"
 console = Console(highlight=False)
 
 
-async def start_brain_if_needed(
-    client: BrainClient, brain_url: str, timeout_s: float = 900
-) -> subprocess.Popen | None:
+async def start_brain_if_needed(client: BrainClient, brain_url: str, timeout_s: float = 900) -> subprocess.Popen | None:
     """Start `brain serve --start-redis` (which converts the default model on first use) unless one answers."""
     if await client.ready():
         return None
@@ -34,9 +32,7 @@ async def start_brain_if_needed(
     process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
-    with console.status(
-        "Loading the model (the first run converts it once, with progress in var/brain.log)..."
-    ):
+    with console.status("Loading the model (the first run converts it once, with progress in var/brain.log)..."):
         while not await client.ready():
             if process.poll() is not None:
                 raise SystemExit(f"the brain exited with code {process.returncode}; see var/brain.log")

@@ -29,6 +29,8 @@ class SamplingParams(BaseModel):
     top_k: int = Field(50, ge=0)
     repetition_penalty: float = Field(1.1, ge=1.0, le=3.0)
     max_new_tokens: int = Field(256, ge=1, le=4096)
+    # beam search (num_beams > 1) is deterministic and only for non-streaming requests
+    num_beams: int = Field(1, ge=1, le=8)
 
 
 class UserRef(BaseModel):

@@ -51,9 +51,7 @@ def serve(
     host: str = typer.Option(None, help="Address to listen on (default: settings brain.host)."),
     port: int = typer.Option(None, help="Port (default: settings brain.port)."),
     model: str = typer.Option(None, help="Model: a Hugging Face id, a local directory or the default alias."),
-    start_redis: bool = typer.Option(
-        False, "--start-redis", help="Start a local redis-server if none answers."
-    ),
+    start_redis: bool = typer.Option(False, "--start-redis", help="Start a local redis-server if none answers."),
 ) -> None:
     """Serve the chat API with uvicorn."""
     import uvicorn
@@ -71,9 +69,7 @@ def serve(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     local_redis = ensure_local_redis(settings) if start_redis else None
     try:
-        uvicorn.run(
-            create_app(settings), host=settings.brain.host, port=settings.brain.port, log_level="info"
-        )
+        uvicorn.run(create_app(settings), host=settings.brain.host, port=settings.brain.port, log_level="info")
     finally:
         if local_redis is not None:
             local_redis.stop()  # type: ignore[attr-defined]

@@ -59,9 +59,7 @@ def build_prompt(
         head = head[:1]
         fixed = render(tokenizer, head + tail)
         if len(fixed) > budget:
-            raise ValueError(
-                f"the message needs {len(fixed)} tokens, more than the {budget} the model can take"
-            )
+            raise ValueError(f"the message needs {len(fixed)} tokens, more than the {budget} the model can take")
 
     # newest pairs first, estimated from stored token counts, then verified with the real template
     spare = budget - len(fixed)

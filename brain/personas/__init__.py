@@ -35,18 +35,14 @@ def load_presets(extra_dir: str | Path | None = None) -> dict[str, Persona]:
 def custom_persona(text: str, max_chars: int) -> dict[str, Any]:
     text = text.strip()
     if len(text) > max_chars:
-        raise PersonaError(
-            f"a custom persona may be at most {max_chars} characters; this one has {len(text)}"
-        )
+        raise PersonaError(f"a custom persona may be at most {max_chars} characters; this one has {len(text)}")
     return {"name": "custom", "custom": True, "system_prompt": text, "greeting": ""}
 
 
 def persona_from_card(card: dict[str, Any], max_chars: int) -> dict[str, Any]:
     """A SillyTavern character card (spec chara_card_v2) as a custom persona."""
     if card.get("spec") != "chara_card_v2" or not isinstance(card.get("data"), dict):
-        raise PersonaError(
-            "the card is not a chara_card_v2 card (expected spec 'chara_card_v2' and a 'data' object)"
-        )
+        raise PersonaError("the card is not a chara_card_v2 card (expected spec 'chara_card_v2' and a 'data' object)")
     data = card["data"]
     name = str(data.get("name") or "").strip()
     if not name:
@@ -78,9 +74,7 @@ def persona_from_card(card: dict[str, Any], max_chars: int) -> dict[str, Any]:
 
 def preset_choice(name: str, presets: dict[str, Persona]) -> dict[str, Any]:
     if name not in presets:
-        raise PersonaError(
-            f"there is no persona called '{name}'; choose one of: {', '.join(sorted(presets))}"
-        )
+        raise PersonaError(f"there is no persona called '{name}'; choose one of: {', '.join(sorted(presets))}")
     return {"name": name, "custom": False}
 
 

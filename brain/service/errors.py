@@ -11,9 +11,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from brain.api_models import ErrorBody, ErrorDetail
 
-STORAGE_DOWN = (
-    "The brain's storage (Redis) is unavailable right now; nothing was stored. Please retry shortly."
-)
+STORAGE_DOWN = "The brain's storage (Redis) is unavailable right now; nothing was stored. Please retry shortly."
 
 
 class ApiError(Exception):
@@ -22,9 +20,7 @@ class ApiError(Exception):
         self.status, self.code, self.message, self.headers = status, code, message, headers
 
 
-def error_response(
-    status: int, code: str, message: str, headers: dict[str, str] | None = None
-) -> JSONResponse:
+def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
     body = ErrorBody(error=ErrorDetail(code=code, message=message))
     return JSONResponse(body.model_dump(), status_code=status, headers=headers)
 

@@ -14,25 +14,17 @@ class Metrics:
             "ownchat_request_seconds", "Request latency by route", ["route"], registry=self.registry,
             buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120),
         )  # fmt: skip
-        self.tokens_generated = Counter(
-            "ownchat_tokens_generated", "Tokens generated", registry=self.registry
-        )
+        self.tokens_generated = Counter("ownchat_tokens_generated", "Tokens generated", registry=self.registry)
         self.batch_size = Histogram(
             "ownchat_batch_size",
             "Rows per decode step",
             registry=self.registry,
             buckets=(1, 2, 4, 8, 16, 32, 64),
         )
-        self.queue_depth = Gauge(
-            "ownchat_queue_depth", "Requests waiting for a batch slot", registry=self.registry
-        )
+        self.queue_depth = Gauge("ownchat_queue_depth", "Requests waiting for a batch slot", registry=self.registry)
         self.active = Gauge("ownchat_active_sequences", "Sequences being generated", registry=self.registry)
-        self.redis_errors = Counter(
-            "ownchat_redis_errors", "Requests that failed on Redis", registry=self.registry
-        )
-        self.replies = Counter(
-            "ownchat_replies", "Chat replies by outcome", ["outcome"], registry=self.registry
-        )
+        self.redis_errors = Counter("ownchat_redis_errors", "Requests that failed on Redis", registry=self.registry)
+        self.replies = Counter("ownchat_replies", "Chat replies by outcome", ["outcome"], registry=self.registry)
 
     def watch_engine(self, waiting: Callable[[], float], active: Callable[[], float]) -> None:
         self.queue_depth.set_function(waiting)

@@ -33,3 +33,19 @@ def test_console_forget_asks_first(brain):
     assert "Recent turns remembered here: 2" in out  # nothing deleted without confirmation
     out = run_console(brain, ["/forget yes", "/memory"])
     assert "I forgot you" in out and "Recent turns remembered here: 0" in out
+
+
+def test_console_with_an_embedded_brain(tmp_path, tiny_model_dir, redis_server):
+    env = {
+        **os.environ,
+        "OWNCHAT_MODEL__NAME": str(tiny_model_dir),
+        "OWNCHAT_MODEL__MAX_NEW_TOKENS": "8",
+        "OWNCHAT_REDIS__URL": redis_server.url,
+        "TERM": "dumb",
+    }
+    run = subprocess.run(
+        [sys.executable, "-m", "bot", "console", "--embedded", "--user", "eve"],
+        input="hello\n/memory\n", capture_output=True, text=True, env=env, timeout=180, cwd=tmp_path,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert "bot>" in run.stdout and "Recent turns remembered here: 2" in run.stdout

@@ -26,9 +26,7 @@ def history(tokenizer, n: int) -> list[dict]:
 
 def test_prompt_fits_the_budget_and_keeps_the_newest_turns(tokenizer):
     turns = history(tokenizer, 30)
-    prompt = build_prompt(
-        tokenizer, system_prompt="Be kind.", summary="", turns=turns, text="latest?", budget=200
-    )
+    prompt = build_prompt(tokenizer, system_prompt="Be kind.", summary="", turns=turns, text="latest?", budget=200)
     assert len(prompt.ids) <= 200
     assert 0 < prompt.turns_used < len(turns)
     kept = prompt.messages[1:-1]
@@ -39,9 +37,7 @@ def test_prompt_fits_the_budget_and_keeps_the_newest_turns(tokenizer):
 
 def test_everything_fits_when_there_is_room(tokenizer):
     turns = history(tokenizer, 3)
-    prompt = build_prompt(
-        tokenizer, system_prompt="Be kind.", summary="", turns=turns, text="hi", budget=2000
-    )
+    prompt = build_prompt(tokenizer, system_prompt="Be kind.", summary="", turns=turns, text="hi", budget=2000)
     assert prompt.turns_used == 6
 
 

@@ -38,8 +38,8 @@ async def chat_completions(body: OAIChatRequest, runtime: RuntimeDep) -> Any:
     ids = render(runtime.tokenizer, [m.model_dump() for m in body.messages])
     budget = runtime.prompt_budget(max_new)
     if len(ids) > budget:
-        raise ApiError(413, "context_length_exceeded",
-                       f"The messages take {len(ids)} tokens; at most {budget} fit with max_tokens={max_new}.")  # fmt: skip
+        message = f"The messages take {len(ids)} tokens; at most {budget} fit with max_tokens={max_new}."
+        raise ApiError(413, "context_length_exceeded", message)
     if runtime.slots.locked():
         raise ApiError(503, "busy", "The brain is at its limit of concurrent requests; retry shortly.",
                        {"Retry-After": "1"})  # fmt: skip
@@ -64,9 +64,7 @@ async def chat_completions(body: OAIChatRequest, runtime: RuntimeDep) -> Any:
                 finish_reason="length" if result.finish_reason == "length" else "stop",
             )
         ],
-        usage=OAIUsage(
-            prompt_tokens=len(ids), completion_tokens=result.tokens, total_tokens=len(ids) + result.tokens
-        ),
+        usage=OAIUsage(prompt_tokens=len(ids), completion_tokens=result.tokens, total_tokens=len(ids) + result.tokens),
     )
 
 

@@ -79,3 +79,24 @@ def test_rate_limit_answers_429_with_retry_after(tmp_path, tiny_model_dir):
             assert 1 <= int(limited.headers["Retry-After"]) <= 60
             assert "Too many messages" in limited.json()["error"]["message"]
             assert redis.Redis.from_url(b.redis.url).llen("oc:turns:{telegram:7}:7") == turns_before
+
+
+def test_beam_search_cannot_stream(http):
+    response = http.post("/v1/chat", json={**BODY, "stream": True, "sampling": {"num_beams": 3}})
+    assert response.status_code == 400 and "non-streaming" in response.json()["error"]["message"]
+
+
+def test_the_concurrency_limit_answers_503_busy(tmp_path, tiny_model_dir):
+    overrides = {"limits": {"max_concurrent": 1}, "model": {"max_new_tokens": 400}}
+    with running_brain(tmp_path, tiny_model_dir, **overrides) as b:
+        with httpx.Client(base_url=b.url, headers=b.headers(), timeout=60) as http:
+            long = {**BODY, "stream": True, "sampling": {"max_new_tokens": 400, "temperature": 0}}
+            with http.stream("POST", "/v1/chat", json=long) as first:
+                lines = first.iter_lines()
+                next(lines)  # the first reply is being generated and holds the only slot
+                busy = http.post("/v1/chat", json={**BODY, "user_id": "8"})
+                assert busy.status_code == 503 and busy.json()["error"]["code"] == "busy"
+                assert "Retry-After" in busy.headers
+                done = [line for line in lines if line.startswith("data:")][-1]
+                assert '"finish_reason":"length"' in done  # it was still generating when refused
+            assert http.post("/v1/chat", json={**BODY, "user_id": "9"}).status_code == 200

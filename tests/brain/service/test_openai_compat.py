@@ -8,9 +8,7 @@ import openai
 def test_openai_client_gets_a_completion_and_a_stream(brain):
     client = openai.OpenAI(base_url=f"{brain.url}/v1", api_key=brain.api_key)
     messages = [{"role": "user", "content": "Say something."}]
-    completion = client.chat.completions.create(
-        model="default", messages=messages, max_tokens=8, temperature=0
-    )
+    completion = client.chat.completions.create(model="default", messages=messages, max_tokens=8, temperature=0)
     text = completion.choices[0].message.content
     assert text and completion.usage.completion_tokens > 0
     assert completion.choices[0].finish_reason in ("stop", "length")

@@ -19,10 +19,7 @@ def test_brain_survives_a_redis_restart(brain):
         brain.redis.kill()
         down = http.post("/v1/chat", json=BODY)
         assert down.status_code == 503
-        assert (
-            "Redis" in down.json()["error"]["message"]
-            and down.json()["error"]["code"] == "storage_unavailable"
-        )
+        assert "Redis" in down.json()["error"]["message"] and down.json()["error"]["code"] == "storage_unavailable"
         assert http.get("/readyz").status_code == 503
         assert http.post("/v1/users/telegram/8/optin").status_code == 503
 

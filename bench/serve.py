@@ -15,10 +15,10 @@ oneDNN-packed weights (brain.engine.cpu_linear); ``--stock-weights`` measures tr
 Aggregate decode throughput is generated tokens (EOS excluded) over wall time from the first request
 to the last reply. Run from the repository root:
 
-    python -m bench.serving                      # users 1,4,16,32, 64 new tokens
-    python -m bench.serving --users 1,16 --max-new-tokens 16 --repeats 1   # a quick look
+    python -m bench.serve                      # users 1,4,16,32, 64 new tokens
+    python -m bench.serve --users 1,16 --max-new-tokens 16 --repeats 1   # a quick look
 
-Prints a table and writes bench/results/serving.json.
+Prints a table and writes bench/results/serve.json.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ from brain.engine.batching import Engine, GenerationRequest  # noqa: E402
 from brain.engine.model_loading import DEFAULT_MODEL_ALIAS, LoadedModel, load_model  # noqa: E402
 from brain.settings import Settings  # noqa: E402
 
-RESULTS = Path(__file__).parent / "results" / "serving.json"
+RESULTS = Path(__file__).parent / "results" / "serve.json"
 QUESTIONS = [
     "Explain how a rainbow forms.",
     "Write a short poem about the sea.",
