@@ -13,12 +13,19 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 CONFIG_ENV = "OWNCHAT_CONFIG"
 DEFAULT_CONFIG_FILE = "ownchat.yaml"
-SECRET_NAMES = ("api_key", "redis_password", "telegram_token", "discord_token", "telegram_webhook_secret")
+SECRET_NAMES = (
+    "api_key",
+    "redis_password",
+    "telegram_token",
+    "discord_token",
+    "telegram_webhook_secret",
+    "vllm_api_key",
+)
 PLACEHOLDERS = {"changeme", "change-me", "secret", "xxx", "your-token-here", "todo"}
 
 
@@ -32,6 +39,8 @@ class Secrets(BaseSettings):
     telegram_token: SecretStr | None = None
     telegram_webhook_secret: SecretStr | None = None
     discord_token: SecretStr | None = None
+    # the bearer key of an external generation server (model.engine: vllm started with --api-key)
+    vllm_api_key: SecretStr | None = None
 
     @field_validator(*SECRET_NAMES)
     @classmethod
@@ -60,6 +69,19 @@ class ModelSettings(BaseModel):
     max_batch_size: int = Field(32, ge=1)
     context_tokens: int = Field(2048, ge=64)
     max_new_tokens: int = Field(256, ge=1)
+    # "local": generate in this process (transformers); "vllm": on an external OpenAI-compatible server
+    # (vLLM) at vllm_url, with only the tokenizer of `name` loaded here to build prompts
+    engine: Literal["local", "vllm"] = "local"
+    vllm_url: str | None = None
+
+    @model_validator(mode="after")
+    def _remote_engine_needs_url(self) -> ModelSettings:
+        if self.engine == "vllm" and not (self.vllm_url or "").strip():
+            raise ValueError(
+                "model.engine is 'vllm' but model.vllm_url is not set; give the server's base URL, "
+                "for example http://vllm:8000"
+            )
+        return self
 
 
 class MemorySettings(BaseModel):
@@ -146,6 +168,8 @@ class FinetuneSettings(BaseModel):
     patience: int = Field(3, ge=1)
     checkpoint_every: int = Field(25, ge=1)
     max_seq_tokens: int = Field(384, ge=32)
+    # padded tokens per forward pass: a larger batch is split and its gradients accumulated (bounds memory)
+    max_batch_tokens: int = Field(1024, ge=32)
     seed: int = 0
     # how each fine-tune is started, e.g. "torchrun --nproc_per_node 2"; empty runs it in-process
     launcher: str = ""
@@ -163,6 +187,7 @@ class EvaluationSettings(BaseModel):
     bleu_samples: int = Field(16, ge=0)
     bleu_max_new_tokens: int = Field(32, ge=1)
     batch_size: int = Field(8, ge=1)
+    max_batch_tokens: int = Field(2048, ge=32)
 
 
 class TrainerSettings(BaseModel):
@@ -206,9 +231,7 @@ class _YamlSource(PydanticBaseSettingsSource):
         data = yaml.safe_load(self.path.read_text()) or {}
         if not isinstance(data, dict):
             raise ValueError(f"{self.path}: the settings file must hold a mapping at the top level")
-        found = [name for name in SECRET_NAMES if _mentions(data, name)] + (
-            ["secrets"] if "secrets" in data else []
-        )
+        found = [name for name in SECRET_NAMES if _mentions(data, name)] + (["secrets"] if "secrets" in data else [])
         if found:
             raise ValueError(
                 f"{self.path}: secrets ({', '.join(found)}) may only come from the environment, "
@@ -260,9 +283,7 @@ class Settings(BaseSettings):
     def masked(self) -> dict[str, Any]:
         """The effective settings with every secret shown as set or unset, never its value."""
         data = self.model_dump(mode="json")
-        data["secrets"] = {
-            name: ("***" if getattr(self.secrets, name) is not None else None) for name in SECRET_NAMES
-        }
+        data["secrets"] = {name: ("***" if getattr(self.secrets, name) is not None else None) for name in SECRET_NAMES}
         return data
 
 

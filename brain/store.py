@@ -380,9 +380,7 @@ class Store:
     async def chat_ids(self, user: str) -> set[str]:
         return set(await self.r.smembers(chats_key(user)))
 
-    async def log_entries(
-        self, user: str, *, since_id: str = "-", count: int = 1000
-    ) -> AsyncIterator[dict[str, Any]]:
+    async def log_entries(self, user: str, *, since_id: str = "-", count: int = 1000) -> AsyncIterator[dict[str, Any]]:
         """The user's training log, oldest first; nothing for a forgotten user or from before the forget."""
         forgotten = await self.forgotten_at(user)
         start = since_id
@@ -446,11 +444,17 @@ class Store:
         pipe.ltrim(registry_history_key(target), 0, REGISTRY_HISTORY_LENGTH - 1)
         await pipe.execute()
 
-    async def delete_registry_record(self, target: str, *, history: bool = False) -> None:
+    async def delete_registry_record(
+        self, target: str, *, event: dict[str, Any] | None = None, history: bool = False
+    ) -> None:
+        """Take the target out of service, noting ``event`` in its history, or deleting the history too."""
         pipe = self.r.pipeline(transaction=False)
         pipe.hdel(REGISTRY, target)
         if history:
             pipe.delete(registry_history_key(target))
+        elif event is not None:
+            pipe.lpush(registry_history_key(target), json.dumps(event))
+            pipe.ltrim(registry_history_key(target), 0, REGISTRY_HISTORY_LENGTH - 1)
         await pipe.execute()
 
     async def registry_history(self, target: str, count: int = REGISTRY_HISTORY_LENGTH) -> list[dict]:

@@ -10,11 +10,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from brain import personas as persona_lib
+from brain.adapters import AdapterManager
 from brain.api_models import SamplingParams
 from brain.engine.batching import Engine, GenerationRequest
 from brain.engine.model_loading import LoadedModel, load_model
+from brain.engine.remote import RemoteEngine, RemoteEngineError, load_tokenizer_only
+from brain.engine.remote_adapters import RemoteAdapters
 from brain.engine.text import TextStream
 from brain.prompt import count_tokens, render
+from brain.service.errors import ApiError
 from brain.service.metrics import Metrics
 from brain.settings import Settings
 from brain.store import Store, connect
@@ -30,7 +34,7 @@ class Generated:
 
 
 class Runtime:
-    def __init__(self, settings: Settings, store: Store, loaded: LoadedModel):
+    def __init__(self, settings: Settings, store: Store, loaded: LoadedModel, remote: RemoteEngine | None = None):
         self.settings = settings
         self.store = store
         self.loaded = loaded
@@ -38,10 +42,10 @@ class Runtime:
         self.metrics = Metrics()
         self.presets = persona_lib.load_presets(settings.brain.personas_dir)
         if settings.brain.default_persona not in self.presets:
-            raise persona_lib.PersonaError(
-                f"the default persona '{settings.brain.default_persona}' is not a preset"
-            )
-        self.engine = Engine(
+            raise persona_lib.PersonaError(f"the default persona '{settings.brain.default_persona}' is not a preset")
+        # model.engine: vllm generates on an external server; only the tokenizer was loaded here
+        self.remote = remote
+        self.engine = remote or Engine(
             loaded.model,
             max_batch_size=settings.model.max_batch_size,
             eos_token_ids=loaded.eos_token_ids,
@@ -50,21 +54,42 @@ class Runtime:
             on_step=self.metrics.on_step,
         )
         self.metrics.watch_engine(lambda: self.engine.waiting, lambda: self.engine.active)
+        # LoRA adapters from the registry that `trainer nightly` fills; a remote engine's live in its server
+        self.adapters: AdapterManager | RemoteAdapters = (
+            RemoteAdapters(remote, store, registry_dir=settings.trainer.registry_dir, base_model=settings.model.name)
+            if remote
+            else AdapterManager(
+                loaded.model,
+                store,
+                registry_dir=settings.trainer.registry_dir,
+                base_model=settings.model.name,
+                capacity=settings.trainer.adapter_cache_size,
+                engine=self.engine,
+            )
+        )
         self.context_tokens = min(settings.model.context_tokens, loaded.context_length)
         self.slots = asyncio.Semaphore(settings.limits.max_concurrent)
         self.background: set[asyncio.Task[Any]] = set()
-        self._summary_locks: weakref.WeakValueDictionary[tuple[str, str], asyncio.Lock] = (
-            weakref.WeakValueDictionary()
-        )
+        self._summary_locks: weakref.WeakValueDictionary[tuple[str, str], asyncio.Lock] = weakref.WeakValueDictionary()
 
     @classmethod
     def create(cls, settings: Settings) -> Runtime:
-        loaded = load_model(
-            settings.model.name,
-            cache_dir=settings.model.cache_dir,
-            device=settings.model.device,
-            dtype=settings.model.dtype,
-        )
+        remote = None
+        if settings.model.engine == "vllm":
+            loaded = load_tokenizer_only(settings.model.name, cache_dir=settings.model.cache_dir)
+            vllm_key = settings.secrets.vllm_api_key
+            remote = RemoteEngine(
+                settings.model.vllm_url or "",
+                api_key=vllm_key.get_secret_value() if vllm_key else None,
+                stop_token_ids=loaded.eos_token_ids,
+            )
+        else:
+            loaded = load_model(
+                settings.model.name,
+                cache_dir=settings.model.cache_dir,
+                device=settings.model.device,
+                dtype=settings.model.dtype,
+            )
         password = settings.secrets.redis_password
         client = connect(
             settings.redis.url,
@@ -72,7 +97,7 @@ class Runtime:
             password=password.get_secret_value() if password else None,
             timeout=settings.redis.socket_timeout_s,
         )
-        return cls(settings, Store(client), loaded)
+        return cls(settings, Store(client), loaded, remote)
 
     @property
     def api_key(self) -> str | None:
@@ -85,11 +110,15 @@ class Runtime:
 
     def start(self) -> None:
         self.engine.start()
+        self.adapters.start()
 
     async def stop(self) -> None:
         for task in list(self.background):
             task.cancel()
+        await self.adapters.stop()
         self.engine.stop()
+        if self.remote is not None:
+            await self.remote.aclose()
         await self.store.close()
 
     def count(self, text: str) -> int:
@@ -105,8 +134,22 @@ class Runtime:
         *,
         stop: list[str] | None = None,
         seed: int | None = None,
+        adapter: str | None = None,
     ) -> AsyncIterator[str | Generated]:
         """Text deltas as they are generated, then one Generated with the whole reply."""
+        if self.remote is not None:
+            try:
+                async for piece in self.remote.generate(prompt_ids, sampling, stop=stop, seed=seed, adapter=adapter):
+                    if isinstance(piece, str):
+                        yield piece
+                    else:
+                        yield Generated(text=piece.text.strip(), tokens=piece.tokens, finish_reason=piece.finish_reason)
+            except RemoteEngineError as exc:
+                raise ApiError(503, "engine_unavailable", str(exc), {"Retry-After": "2"}) from exc
+            return
+        if sampling.num_beams > 1:
+            yield await self._beam_search(prompt_ids, sampling, adapter)
+            return
         request = GenerationRequest(
             prompt_ids=prompt_ids,
             max_new_tokens=sampling.max_new_tokens,
@@ -115,6 +158,7 @@ class Runtime:
             top_k=sampling.top_k,
             repetition_penalty=sampling.repetition_penalty,
             seed=seed,
+            adapter=adapter,
         )
         stream = TextStream(self.engine.submit(request), self.tokenizer, stop=stop or ())
         try:
@@ -125,6 +169,19 @@ class Runtime:
         reason = stream.finish_reason or "cancelled"
         yield Generated(text=stream.text.strip(), tokens=len(stream.token_ids), finish_reason=reason)
 
+    async def _beam_search(self, prompt_ids: list[int], sampling: SamplingParams, adapter: str | None) -> Generated:
+        request = GenerationRequest(
+            prompt_ids=prompt_ids,
+            max_new_tokens=sampling.max_new_tokens,
+            repetition_penalty=sampling.repetition_penalty,
+            adapter=adapter,
+        )
+        ids = await self.engine.beam_search(request, sampling.num_beams)
+        text = self.tokenizer.decode(ids, skip_special_tokens=True).strip()
+        return Generated(
+            text=text, tokens=len(ids), finish_reason="length" if len(ids) >= request.max_new_tokens else "stop"
+        )
+
     async def complete(self, prompt_ids: list[int], sampling: SamplingParams, **kw: Any) -> Generated:
         async for item in self.generate(prompt_ids, sampling, **kw):
             if isinstance(item, Generated):
@@ -133,9 +190,7 @@ class Runtime:
 
     # rolling summary, written in the background so that it never delays a reply
 
-    def fold_in_background(
-        self, user: str, chat_id: str, summary: str, evicted: list[dict[str, Any]]
-    ) -> None:
+    def fold_in_background(self, user: str, chat_id: str, summary: str, evicted: list[dict[str, Any]]) -> None:
         task = asyncio.create_task(self._fold(user, chat_id, summary, evicted))
         self.background.add(task)
         task.add_done_callback(self.background.discard)

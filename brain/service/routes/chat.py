@@ -22,9 +22,7 @@ from brain.store import ChatState
 
 router = APIRouter(dependencies=[Authorized], tags=["chat"])
 
-ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorBody} for code in (400, 401, 413, 422, 429, 503)
-}
+ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody} for code in (400, 401, 413, 422, 429, 503)}
 
 
 def check_text(runtime: Runtime, text: str) -> None:
@@ -32,9 +30,7 @@ def check_text(runtime: Runtime, text: str) -> None:
         raise ApiError(400, "empty_message", "The message is empty; send some text.")
     limit = runtime.settings.limits.max_message_chars
     if len(text) > limit:
-        raise ApiError(
-            413, "message_too_long", f"The message has {len(text)} characters; at most {limit} are allowed."
-        )
+        raise ApiError(413, "message_too_long", f"The message has {len(text)} characters; at most {limit} are allowed.")
 
 
 def check_rate(runtime: Runtime, state: ChatState) -> None:
@@ -48,11 +44,12 @@ def check_rate(runtime: Runtime, state: ChatState) -> None:
         )
 
 
-def sampling_for(persona_sampling: SamplingParams, overrides: dict[str, Any] | None) -> SamplingParams:
-    if not overrides:
-        return persona_sampling
+def sampling_for(persona_sampling: SamplingParams, overrides: dict[str, Any] | None, cap: int) -> SamplingParams:
+    """The persona's sampling with the request's overrides; model.max_new_tokens caps the reply length."""
+    values = {**persona_sampling.model_dump(), **(overrides or {})}
+    values["max_new_tokens"] = min(int(values["max_new_tokens"]), cap)
     try:
-        return SamplingParams.model_validate({**persona_sampling.model_dump(), **overrides})
+        return SamplingParams.model_validate(values)
     except ValueError as exc:
         raise ApiError(422, "invalid_sampling", f"The sampling overrides are not valid: {exc}") from exc
 
@@ -72,7 +69,11 @@ async def chat(body: ChatRequest, request: Request, runtime: RuntimeDep) -> Any:
 
     stored = state.chat_persona if group else state.user_persona
     persona, _ = persona_lib.resolve(stored, runtime.presets, runtime.settings.brain.default_persona)
-    sampling = sampling_for(persona.sampling, body.sampling)
+    sampling = sampling_for(persona.sampling, body.sampling, runtime.settings.model.max_new_tokens)
+    if sampling.num_beams > 1 and (body.stream or runtime.remote is not None):
+        raise ApiError(
+            400, "beam_not_streamable", "Beam search works only for non-streaming requests on the local engine."
+        )
     try:
         prompt = build_prompt(
             runtime.tokenizer,
@@ -81,16 +82,15 @@ async def chat(body: ChatRequest, request: Request, runtime: RuntimeDep) -> Any:
             turns=state.turns,
             text=body.text,
             budget=runtime.prompt_budget(sampling.max_new_tokens),
-            display_name=body.display_name,
             context=body.context,
         )
     except ValueError as exc:
         raise ApiError(413, "message_too_long", str(exc)) from exc
 
     async def produce() -> AsyncIterator[str | Generated | ChatReply]:
-        async with runtime.slots:
+        async with runtime.slots, runtime.adapters.serving(user, state.profile) as adapter:
             result: Generated | None = None
-            async for item in runtime.generate(prompt.ids, sampling):
+            async for item in runtime.generate(prompt.ids, sampling, adapter=adapter):
                 if isinstance(item, Generated):
                     result = item
                 else:
@@ -124,6 +124,7 @@ async def chat(body: ChatRequest, request: Request, runtime: RuntimeDep) -> Any:
                 tokens=result.tokens,
                 finish_reason=result.finish_reason,  # type: ignore[arg-type]
                 logged=record.logged,
+                adapter=adapter,
             )
 
     if body.stream:

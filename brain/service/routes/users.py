@@ -67,9 +67,7 @@ async def _consent(runtime: Runtime, user: str) -> ConsentState:
 async def privacy(runtime: RuntimeDep) -> PrivacyNotice:
     """What is collected and how it is used (shown before opting in)."""
     days = runtime.settings.memory.ttl_s // 86400
-    return PrivacyNotice(
-        version=runtime.settings.brain.consent_version, text=PRIVACY_TEXT.format(ttl_days=days)
-    )
+    return PrivacyNotice(version=runtime.settings.brain.consent_version, text=PRIVACY_TEXT.format(ttl_days=days))
 
 
 @router.get("/v1/users/{platform}/{user_id}/consent", response_model=ConsentState)
@@ -87,9 +85,7 @@ async def opt_in(platform: str, user_id: str, runtime: RuntimeDep) -> ConsentSta
 
 
 @router.post("/v1/users/{platform}/{user_id}/optout", response_model=ConsentState)
-async def opt_out(
-    platform: str, user_id: str, runtime: RuntimeDep, body: OptOut | None = None
-) -> ConsentState:
+async def opt_out(platform: str, user_id: str, runtime: RuntimeDep, body: OptOut | None = None) -> ConsentState:
     """Stop logging at once; with delete_logs, also delete the existing log."""
     user = user_key(platform, user_id)
     await runtime.store.opt_out(user, delete_logs=bool(body and body.delete_logs))
@@ -100,12 +96,11 @@ async def opt_out(
 async def forget(platform: str, user_id: str, runtime: RuntimeDep) -> ForgetResult:
     """Delete every key of the user, logs included, and leave a tombstone against later writes and exports."""
     deleted = await runtime.store.forget(user_key(platform, user_id))
+    await runtime.adapters.forget(user_key(platform, user_id))  # their own adapter, on every replica
     return ForgetResult(forgotten=True, deleted_keys=deleted)
 
 
-async def _memory_view(
-    runtime: Runtime, user: str, platform: str, chat_id: str, kind: ChatKind
-) -> MemoryView:
+async def _memory_view(runtime: Runtime, user: str, platform: str, chat_id: str, kind: ChatKind) -> MemoryView:
     summary, turns = await runtime.store.chat_memory(user, chat_id)
     if kind is ChatKind.group:
         stored = await runtime.store.get_chat_persona(platform, chat_id)

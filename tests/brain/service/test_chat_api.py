@@ -14,8 +14,10 @@ from brain.api_models import ChatKind, ChatReply, ChatRequest, PersonaSet, UserR
 GREEDY = {"temperature": 0}
 
 
-def req(text: str, user: str = "1", chat: str = "c1", **kw) -> ChatRequest:
-    return ChatRequest(platform="telegram", user_id=user, chat_id=chat, text=text, sampling=GREEDY, **kw)
+def req(text: str, user: str = "1", chat: str = "c1", sampling: dict | None = None, **kw) -> ChatRequest:
+    return ChatRequest(
+        platform="telegram", user_id=user, chat_id=chat, text=text, sampling={**GREEDY, **(sampling or {})}, **kw
+    )
 
 
 @pytest.fixture
@@ -84,12 +86,8 @@ async def test_personas_presets_custom_group_and_card(client):
     group = dict(platform="telegram", user_id="1", chat_id="g1", chat_kind=ChatKind.group)
     await client.set_persona(PersonaSet(**group, custom="You are a terse librarian."))
     other = await client.get_persona(UserRef(platform="telegram", user_id="2"), "g1", "group")
-    assert (
-        other.custom and other.system_prompt == "You are a terse librarian." and other.scope.value == "chat"
-    )
-    assert (
-        await client.get_persona(UserRef(platform="telegram", user_id="1"), "c1", "direct")
-    ).name == "pirate"
+    assert other.custom and other.system_prompt == "You are a terse librarian." and other.scope.value == "chat"
+    assert (await client.get_persona(UserRef(platform="telegram", user_id="1"), "c1", "direct")).name == "pirate"
 
     card = {"spec": "chara_card_v2", "spec_version": "2.0",
             "data": {"name": "Captain Nemo", "description": "{{char}} commands the Nautilus.",
@@ -147,3 +145,9 @@ async def test_metrics_and_health(brain, client):
     for name in ("ownchat_request_seconds", "ownchat_tokens_generated_total", "ownchat_queue_depth",
                  "ownchat_batch_size", "ownchat_redis_errors_total"):  # fmt: skip
         assert name in text
+
+
+async def test_beam_search_for_non_streaming_requests(client):
+    beam = await client.chat(req("tell me about cats", user="beam", sampling={"num_beams": 3, "max_new_tokens": 8}))
+    again = await client.chat(req("tell me about cats", user="beam2", sampling={"num_beams": 3, "max_new_tokens": 8}))
+    assert beam.reply and beam.reply == again.reply  # beam search is deterministic

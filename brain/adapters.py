@@ -1,0 +1,260 @@
+"""LoRA adapters in the brain: which one serves a request, loaded from the registry, swapped in on reload.
+
+The registry (written by ``trainer nightly``) is a directory of versioned adapters plus, in Redis, the
+record of each target's live version and a channel of reload events:
+
+    <registry_dir>/community/v3/            adapter_config.json, adapter_model.safetensors, meta.json
+    <registry_dir>/user-<hash>/v1/          one user's own adapter (hash: see user_target)
+
+A request is served with its user's adapter (the version in their profile, so a /forget stops it at
+once), else the live community adapter, else the base model. Loaded adapters live side by side in one
+peft model under versioned names such as ``community@3``; the engine passes each row's name to the
+forward pass (peft's mixed-adapter batches), so one batch serves several adapters. A reload loads the
+new version next to the old one: requests already running finish on the old one, which is unloaded
+once no request uses it. Per-user adapters are kept in an LRU of a configured size.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import shutil
+import warnings
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from brain.store import Store, tombstone_member
+
+log = logging.getLogger("brain.adapters")
+
+COMMUNITY = "community"
+USER_PREFIX = "user-"
+
+
+def user_target(user: str) -> str:
+    """A user's registry target: a hash of their id, like their tombstone, so no directory names them."""
+    return USER_PREFIX + tombstone_member(user)[:16]
+
+
+def version_dir(registry_dir: str | Path, target: str, version: int) -> Path:
+    return Path(registry_dir).expanduser() / target / f"v{version}"
+
+
+def adapter_name(target: str, version: int) -> str:
+    """The name of a loaded adapter, also what ChatReply.adapter shows: ``community@3``."""
+    return f"{target}@{version}"
+
+
+class RegistryFollower:
+    """Re-reads what is live at start and after every reload event, riding out Redis outages."""
+
+    store: Store
+    _listener: asyncio.Task | None = None
+
+    def start(self) -> None:
+        """Follow the registry's reload events (call from the running event loop)."""
+        self._listener = asyncio.get_running_loop().create_task(self._follow_reloads())
+
+    async def stop(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            try:
+                await self._listener
+            except (asyncio.CancelledError, Exception):
+                pass
+
+    async def _follow_reloads(self, retry_s: float = 1.0) -> None:
+        while True:
+            try:
+                events = self.store.reload_events()
+                await self.refresh()  # after subscribing: nothing published meanwhile is missed
+                async for event in events:
+                    log.info("registry event %s", event)
+                    await self.refresh()
+                    retry_s = 1.0
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # Redis away: keep serving what is loaded, retry, then re-read
+                log.warning("following registry reloads failed (%s); retrying in %.0f s", error, retry_s)
+                await asyncio.sleep(retry_s)
+                retry_s = min(retry_s * 2, 30.0)
+
+    async def refresh(self) -> None:
+        raise NotImplementedError
+
+
+@dataclass
+class _Loaded:
+    target: str
+    version: int
+    in_use: int = 0
+    stale: bool = False  # replaced or withdrawn: unloaded once no request uses it
+
+
+class AdapterManager(RegistryFollower):
+    """Which adapter serves a request, and the peft model that holds the loaded ones.
+
+    ``engine`` is the generation engine (anything with a ``model`` attribute and an async
+    ``between_steps(fn)``): adapters are added to and removed from the model only between two of its
+    steps, and the engine's model becomes the peft model that wraps the base once the first adapter loads.
+    Without a model (generation on a remote server) every request is served by the base model.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        store: Store,
+        *,
+        registry_dir: str | Path,
+        base_model: str,
+        capacity: int = 8,
+        engine: Any = None,
+    ):
+        self.base = model
+        self.peft: Any = None
+        self.store = store
+        self.registry_dir = Path(registry_dir).expanduser()
+        self.base_model = base_model
+        self.capacity = capacity
+        self.engine = engine
+        self.live: dict[str, dict[str, Any]] = {}
+        self.loaded: OrderedDict[str, _Loaded] = OrderedDict()  # least recently used first
+        self._broken: set[str] = set()
+        self._loading = asyncio.Lock()
+
+    def start(self) -> None:
+        """Read the registry and follow its reload events (call from the running event loop)."""
+        if self.base is not None:
+            super().start()
+
+    async def refresh(self) -> None:
+        """Re-read what is live; mark replaced versions stale and load the live community adapter."""
+        self.live = await self.store.registry_records()
+        self._broken.clear()
+        for name, entry in list(self.loaded.items()):
+            record = self.live.get(entry.target)
+            if record is None or record["version"] != entry.version:
+                entry.stale = True
+                await self._unload_if_idle(name)
+        community = self.live.get(COMMUNITY)
+        if community:
+            await self._ensure(COMMUNITY, int(community["version"]))
+
+    # serving
+
+    @asynccontextmanager
+    async def serving(self, user: str | None, profile: dict[str, str] | None) -> AsyncIterator[str | None]:
+        """The adapter name for a request (None: the base model), held loaded until the block ends."""
+        name = await self.acquire(user, profile)
+        try:
+            yield name
+        finally:
+            await self.release(name)
+
+    async def acquire(self, user: str | None, profile: dict[str, str] | None) -> str | None:
+        """The user's adapter if they are opted in and have one, else the community's, else None."""
+        if self.base is None:
+            return None
+        profile = profile or {}
+        name = None
+        version = profile.get("adapter_version")
+        if user and version and profile.get("consent") == "in":
+            name = await self._ensure(user_target(user), int(version))
+        community = self.live.get(COMMUNITY)
+        if name is None and community:
+            name = await self._ensure(COMMUNITY, int(community["version"]))
+        if name is not None:
+            self.loaded[name].in_use += 1  # no await since _ensure returned: it is still loaded
+        return name
+
+    async def release(self, name: str | None) -> None:
+        if name is not None and name in self.loaded:
+            self.loaded[name].in_use -= 1
+            await self._unload_if_idle(name)
+
+    async def forget(self, user: str) -> None:
+        """A /forget: withdraw the user's adapter from every brain and delete its files where we may."""
+        target = user_target(user)
+        await self.store.delete_registry_record(target, history=True)
+        await self.store.publish_reload({"target": target, "version": None, "action": "remove"})
+        for name, entry in list(self.loaded.items()):
+            if entry.target == target:
+                entry.stale = True
+                await self._unload_if_idle(name)
+        shutil.rmtree(self.registry_dir / target, ignore_errors=True)  # else the next nightly run does it
+
+    # loading and unloading, always between engine steps
+
+    async def _ensure(self, target: str, version: int) -> str | None:
+        name = adapter_name(target, version)
+        if name in self.loaded and not self.loaded[name].stale:
+            self.loaded.move_to_end(name)
+            return name
+        if name in self._broken:
+            return None
+        async with self._loading:
+            if name not in self.loaded:
+                path = version_dir(self.registry_dir, target, version)
+                try:
+                    self._check(path)
+                    await self._between_steps(lambda: self._load(name, path))
+                except Exception as error:  # a missing or foreign adapter: serve without it
+                    log.warning("cannot load adapter %s from %s: %s", name, path, error)
+                    self._broken.add(name)
+                    return None
+                self.loaded[name] = _Loaded(target, version)
+            self.loaded[name].stale = False
+            self.loaded.move_to_end(name)
+            await self._evict(protect=name)
+        return name if name in self.loaded else None
+
+    def _check(self, path: Path) -> None:
+        meta_path = path / "meta.json"
+        if not meta_path.is_file():
+            raise FileNotFoundError(f"{path} holds no adapter (no meta.json)")
+        trained_on = json.loads(meta_path.read_text()).get("base_model")
+        if trained_on != self.base_model:
+            raise ValueError(f"it was trained on {trained_on!r}, but this brain serves {self.base_model!r}")
+
+    def _load(self, name: str, path: Path) -> None:
+        from peft import PeftModel
+
+        if self.peft is None:
+            self.peft = PeftModel.from_pretrained(self.base, str(path), adapter_name=name)
+            if self.engine is not None:
+                self.engine.model = self.peft  # from now on the engine passes each row's adapter name
+        else:
+            self.peft.load_adapter(str(path), adapter_name=name)
+        self.peft.eval()  # fresh LoRA layers start in training mode (dropout on)
+
+    async def _evict(self, protect: str) -> None:
+        """Unload the least recently used idle user adapters beyond the capacity."""
+        users = [name for name, entry in self.loaded.items() if entry.target != COMMUNITY]
+        for name in users[: max(0, len(users) - self.capacity)]:
+            if name != protect and name in self.loaded and self.loaded[name].in_use == 0:
+                self.loaded[name].stale = True
+                await self._unload_if_idle(name)
+
+    async def _unload_if_idle(self, name: str) -> None:
+        entry = self.loaded.get(name)
+        if entry is None or not entry.stale or entry.in_use > 0:
+            return
+        if len(self.loaded) == 1:
+            return  # a peft model needs one adapter; an unused one costs little and serves nobody
+        del self.loaded[name]
+        await self._between_steps(lambda: self._delete(name))
+
+    def _delete(self, name: str) -> None:
+        with warnings.catch_warnings():  # "the active adapter was deleted": rows name theirs, none is active
+            warnings.simplefilter("ignore", UserWarning)
+            self.peft.delete_adapter(name)
+
+    async def _between_steps(self, change: Callable[[], Any]) -> Any:
+        if self.engine is not None and getattr(self.engine, "running", False):
+            return await self.engine.between_steps(change)
+        return change()

@@ -1,0 +1,115 @@
+"""Safety: a run killed midway leaves the live adapter alone and the next run completes (resuming the
+fine-tune); the scheduler fires at 03:00 local time and stops cleanly on SIGTERM; two processes train."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from brain.adapters import COMMUNITY
+from brain.settings import Settings
+from tests.trainer.nightly.helpers import (
+    nightly_settings,
+    seed_community,
+    trainer_process,
+    wait_for_checkpoint,
+    write_config,
+)
+from trainer.errors import ConfigError
+from trainer.nightly.link import RedisLink
+from trainer.nightly.lock import LockHeldError
+from trainer.nightly.registry import Registry
+from trainer.nightly.run import run_nightly
+from trainer.nightly.runs import run_dirs
+from trainer.nightly.schedule import build_scheduler, cron_trigger
+
+SLOW = {"finetune": {"max_steps": 150, "checkpoint_every": 2, "eval_every": 50}}
+
+
+def registry_files(root: Path) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob("*") if p.is_file()}
+
+
+def community(report: dict) -> dict:
+    return next(o for o in report["targets"] if o["target"] == COMMUNITY)
+
+
+def test_a_run_killed_midway_leaves_the_live_adapter_and_the_next_run_completes(
+    redis_server, tmp_path: Path, tiny_model_dir: Path
+):
+    asyncio.run(seed_community(redis_server.url))
+    run_nightly(nightly_settings(redis_server.url, tiny_model_dir, tmp_path), quiet=True)
+    slow = nightly_settings(redis_server.url, tiny_model_dir, tmp_path, **SLOW)
+    registry_dir = Path(slow.trainer.registry_dir)
+    with RedisLink(redis_server.url) as link:
+        live_before = Registry(registry_dir, link).live(COMMUNITY)
+    files_before = registry_files(registry_dir)
+
+    process = trainer_process(write_config(tmp_path / "ownchat.yaml", slow), "nightly")
+    wait_for_checkpoint(Path(slow.trainer.runs_dir), process)
+    process.send_signal(signal.SIGKILL)  # mid-training, no chance to clean up
+    process.wait(30)
+
+    with RedisLink(redis_server.url) as link:
+        assert Registry(registry_dir, link).live(COMMUNITY) == live_before
+    assert registry_files(registry_dir) == files_before
+    with pytest.raises(LockHeldError):  # the dead run's lock lingers until its TTL runs out
+        run_nightly(slow, quiet=True)
+    time.sleep(slow.trainer.lock_ttl_s + 0.5)
+
+    report = run_nightly(slow, quiet=True)
+    assert report["status"] == "finished"
+    assert community(report)["finetune"]["resumed_from"] >= 2, "the fine-tune continued from the checkpoint"
+    assert community(report)["status"] in {"promoted", "kept"}
+    killed = run_dirs(slow.trainer.runs_dir)[1]
+    assert not (killed / "report.json").exists() and not (killed / "targets").exists(), "its data was purged"
+
+
+def test_the_schedule_fires_at_three_in_the_configured_time_zone() -> None:
+    berlin = ZoneInfo("Europe/Berlin")
+    settings = Settings(trainer={"timezone": "Europe/Berlin", "misfire_grace_s": 900})
+    fire = cron_trigger(settings).get_next_fire_time(None, datetime(2026, 7, 1, 12, 0, tzinfo=berlin))
+    assert fire == datetime(2026, 7, 2, 3, 0, tzinfo=berlin) and fire.utcoffset() == timedelta(hours=2)
+
+    job = build_scheduler(settings, stop=None).get_job("nightly")
+    assert (job.misfire_grace_time, job.coalesce, job.max_instances) == (900, True, 1)
+    with pytest.raises(ConfigError, match="not a known time zone"):
+        cron_trigger(Settings(trainer={"timezone": "Mars/Olympus"}))
+    with pytest.raises(ConfigError, match="schedule_cron"):
+        cron_trigger(Settings(trainer={"schedule_cron": "at three"}))
+
+
+def test_sigterm_stops_the_scheduler_cleanly_during_a_run(redis_server, tmp_path: Path, tiny_model_dir: Path):
+    asyncio.run(seed_community(redis_server.url))
+    settings = nightly_settings(redis_server.url, tiny_model_dir, tmp_path, finetune={"max_steps": 5000})
+    process = trainer_process(write_config(tmp_path / "ownchat.yaml", settings), "schedule", "--now")
+    wait_for_checkpoint(Path(settings.trainer.runs_dir), process)
+    process.send_signal(signal.SIGTERM)
+
+    assert process.wait(60) == 0, process.stdout.read().decode()
+    report = json.loads((run_dirs(settings.trainer.runs_dir)[-1] / "report.json").read_text())
+    assert report["status"] == "cancelled"
+    with RedisLink(redis_server.url) as link:
+        assert link.call(link.store.trainer_lock_holder()) is None, "the lock was released"
+        assert Registry(settings.trainer.registry_dir, link).live(COMMUNITY) is None
+
+
+def test_the_fine_tune_runs_unchanged_with_two_processes(redis_server, tmp_path: Path, tiny_model_dir: Path):
+    asyncio.run(seed_community(redis_server.url))
+    launcher = f"{sys.executable} -m torch.distributed.run --standalone --nproc_per_node 2"
+    settings = nightly_settings(redis_server.url, tiny_model_dir, tmp_path, finetune={"launcher": launcher})
+
+    report = run_nightly(settings, quiet=True)
+
+    tuned = community(report)["finetune"]
+    assert tuned["processes"] == 2
+    assert tuned["best_val_loss"] < 0.5 * tuned["base_val_loss"]
+    assert community(report)["status"] == "promoted"

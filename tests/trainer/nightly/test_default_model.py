@@ -1,0 +1,60 @@
+"""The nightly run with the real default model (SmolLM2-135M-Instruct, offline) on chatterbot-corpus
+conversations as the community's opted-in logs; held-out categories form the general set."""
+
+from __future__ import annotations
+
+import asyncio
+import resource
+import time
+
+import pytest
+
+from brain.adapters import COMMUNITY
+from brain.settings import Settings
+from brain.store import Store, connect
+from trainer.nightly.corpus import community_chats, log_chats
+from trainer.nightly.run import run_nightly
+
+pytestmark = pytest.mark.integration
+
+
+def test_the_promoted_community_adapter_is_clearly_better_than_the_base_model(redis_server, tmp_path) -> None:
+    general = Settings().trainer.evaluation.general_categories
+
+    async def seed() -> None:
+        store = Store(connect(redis_server.url))
+        await log_chats(store, community_chats(400, exclude=general), users=8, consent="2026-11")
+        await store.close()
+
+    asyncio.run(seed())
+    settings = Settings(
+        redis={"url": redis_server.url},
+        model={"name": "smollm2-135m-instruct"},
+        trainer={
+            "runs_dir": str(tmp_path / "runs"),
+            "registry_dir": str(tmp_path / "registry"),
+            "min_user_turns": 10_000,  # the community adapter only: the figure this test is about
+            "finetune": {
+                "r": 8, "alpha": 16, "learning_rate": 2e-3, "max_steps": 40, "warmup_steps": 4, "batch_size": 8,
+                "eval_every": 20, "checkpoint_every": 20, "max_seq_tokens": 256,
+            },
+            "evaluation": {"general_max_conversations": 60, "bleu_samples": 8, "bleu_max_new_tokens": 24},
+        },
+    )  # fmt: skip
+
+    started = time.perf_counter()
+    report = run_nightly(settings)
+    elapsed = time.perf_counter() - started
+
+    community = next(o for o in report["targets"] if o["target"] == COMMUNITY)
+    base, candidate = community["scores"]["base"], community["scores"]["candidate"]
+    print(
+        f"\ntest perplexity: base {base['test_ppl']:.2f} -> candidate {candidate['test_ppl']:.2f}; "
+        f"general set: base {base['general_ppl']:.2f} -> candidate {candidate['general_ppl']:.2f}; "
+        f"BLEU {base['bleu']:.2f} -> {candidate['bleu']:.2f}; chrF {base['chrf']:.2f} -> {candidate['chrf']:.2f}; "
+        f"{community['finetune']['steps']} steps on {community['finetune']['train_examples']} examples, "
+        f"{elapsed:.0f} s, peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024} MiB"
+    )
+    assert community["status"] == "promoted", community["reasons"]
+    assert candidate["test_ppl"] < 0.8 * base["test_ppl"]
+    assert candidate["general_ppl"] <= 1.05 * base["general_ppl"]

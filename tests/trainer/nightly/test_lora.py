@@ -1,0 +1,50 @@
+"""The fine-tune's arithmetic: a batch split to fit the token budget yields the gradient of the whole batch."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import torch
+
+from brain.settings import FinetuneSettings
+from trainer import runtime as rt
+from trainer.nightly.data import IGNORE, Example, chunks
+from trainer.nightly.lora import train_step
+
+
+def examples(count: int, seed: int = 0) -> list[Example]:
+    rng = random.Random(seed)
+    out = []
+    for _ in range(count):
+        ids = [rng.randrange(3, 500) for _ in range(rng.randrange(8, 60))]
+        cut = rng.randrange(2, len(ids) - 2)
+        out.append(Example(ids, [IGNORE] * cut + ids[cut:]))
+    return out
+
+
+def gradients(model_dir: Path, batch: list[Example], max_batch_tokens: int) -> list[torch.Tensor]:
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(model_dir), LoraConfig(r=4, init_lora_weights=False))
+    model.eval()  # no dropout: both runs see the same function
+    cfg = FinetuneSettings(batch_size=len(batch), max_batch_tokens=max_batch_tokens)
+    train_step(model, batch, cfg, rt.Runtime(device=torch.device("cpu")), pad=0)
+    return [p.grad for p in model.parameters() if p.requires_grad]
+
+
+def test_pieces_within_the_token_budget_give_the_whole_batchs_gradient(tiny_model_dir: Path) -> None:
+    batch = examples(8)
+    assert len(chunks(sorted(batch, key=lambda e: len(e.ids)), 8, 128)) > 2, "the budget splits the batch"
+    whole, pieces = gradients(tiny_model_dir, batch, 10_000), gradients(tiny_model_dir, batch, 128)
+    for a, b in zip(whole, pieces, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_chunks_stay_within_the_budget_and_keep_every_example() -> None:
+    batch = sorted(examples(40, seed=1), key=lambda e: len(e.ids))
+    groups = chunks(batch, max_examples=8, max_tokens=200)
+    assert [e for g in groups for e in g] == batch
+    assert all(len(g) <= 8 and max(len(e.ids) for e in g) * len(g) <= 200 for g in groups)

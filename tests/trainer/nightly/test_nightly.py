@@ -1,0 +1,183 @@
+"""A nightly run end to end: it trains, evaluates and promotes; the brain then answers with the adapter;
+the gate refuses a bad candidate and says why; rollback goes back; a forgotten user's adapter goes away."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from bot.client import BrainClient
+from brain.adapters import COMMUNITY, user_target
+from brain.api_models import ChatRequest
+from brain.store import Store, connect
+from tests.support.brain_server import running_brain
+from tests.trainer.nightly.helpers import ANSWER, QUESTIONS, log_turns, nightly_settings, question, seed_community
+from trainer.cli import app
+from trainer.nightly.export import load_snapshot
+from trainer.nightly.link import RedisLink
+from trainer.nightly.lock import LockHeldError, TrainerLock
+from trainer.nightly.registry import Registry
+from trainer.nightly.run import run_nightly
+from trainer.nightly.runs import run_dirs
+
+GREEDY = {"temperature": 0, "repetition_penalty": 1.0}
+
+
+def outcome(report: dict, target: str = COMMUNITY) -> dict:
+    return next(o for o in report["targets"] if o["target"] == target)
+
+
+async def ask(client: BrainClient, chat: str) -> object:
+    request = ChatRequest(
+        platform="telegram", user_id="7", chat_id=chat, text=QUESTIONS[0], sampling={"temperature": 0}
+    )
+    return await client.chat(request)
+
+
+def cli(settings_env: dict[str, str], *args: str) -> object:
+    return CliRunner().invoke(app, list(args), env=settings_env, catch_exceptions=False)
+
+
+def env_for(settings) -> dict[str, str]:
+    return {
+        "OWNCHAT_REDIS__URL": settings.redis.url,
+        "OWNCHAT_MODEL__NAME": settings.model.name,
+        "OWNCHAT_TRAINER__REGISTRY_DIR": settings.trainer.registry_dir,
+        "OWNCHAT_TRAINER__RUNS_DIR": settings.trainer.runs_dir,
+    }
+
+
+async def test_nightly_promotes_and_the_brain_answers_with_the_new_adapter(tmp_path: Path, tiny_model_dir: Path):
+    registry_dir = str(tmp_path / "registry")
+    with running_brain(tmp_path, tiny_model_dir, trainer={"registry_dir": registry_dir}) as brain:
+        async with BrainClient(brain.url, brain.api_key) as client:
+            before = await ask(client, "before")
+            await seed_community(brain.redis.url)
+            settings = nightly_settings(brain.redis.url, tiny_model_dir, tmp_path, finetune={"max_steps": 60})
+            report = await asyncio.to_thread(run_nightly, settings, quiet=True)
+
+            community = outcome(report)
+            assert community["status"] == "promoted" and community["version"] == 1
+            scores = community["scores"]
+            assert scores["candidate"]["test_ppl"] < 0.5 * scores["base"]["test_ppl"]
+            for attempt in range(100):  # the brain reloads on the registry's event; a fresh chat each time
+                after = await ask(client, f"after-{attempt}")
+                if after.adapter:
+                    break
+                await asyncio.sleep(0.1)
+
+    assert before.adapter is None and before.reply != ANSWER
+    assert after.adapter == "community@1"
+    assert after.reply.startswith("The capital of France") and "Paris" in after.reply  # what it was taught
+    run = Path(settings.trainer.runs_dir) / report["run"]
+    saved = json.loads((run / "report.json").read_text())
+    assert saved["targets"][0]["status"] == "promoted"
+    assert (run / "report.png").stat().st_size > 10_000
+    assert (Path(registry_dir) / COMMUNITY / "v1" / "adapter_model.safetensors").is_file()
+
+
+def test_the_gate_refuses_a_worse_candidate_and_says_why(redis_server, tmp_path: Path, tiny_model_dir: Path):
+    asyncio.run(seed_community(redis_server.url))
+    good = nightly_settings(redis_server.url, tiny_model_dir, tmp_path)
+    assert outcome(run_nightly(good, quiet=True))["status"] == "promoted"
+
+    # a learning rate that wrecks the model: worse on the test split and on general text
+    bad = nightly_settings(
+        redis_server.url, tiny_model_dir, tmp_path, finetune={"learning_rate": 30.0, "eval_every": 100},
+        evaluation={"general_bound": 0.05},
+    )  # fmt: skip
+    report = run_nightly(bad, quiet=True)
+
+    refused = outcome(report)
+    assert refused["status"] == "kept" and refused["version"] is None
+    reasons = " ".join(refused["reasons"])
+    assert "does not beat community@1's" in reasons
+    assert "beyond the bound of +5%" in reasons
+    with RedisLink(redis_server.url) as link:
+        registry = Registry(good.trainer.registry_dir, link)
+        assert registry.live(COMMUNITY)["version"] == 1
+        assert registry.versions(COMMUNITY) == [1]
+
+
+def test_rollback_puts_the_previous_version_live_and_tells_the_brains(
+    redis_server, tmp_path: Path, tiny_model_dir: Path
+):
+    asyncio.run(seed_community(redis_server.url))
+    settings = nightly_settings(redis_server.url, tiny_model_dir, tmp_path, evaluation={"margin": 0.0})
+    run_nightly(settings, quiet=True)
+    assert outcome(run_nightly(settings, quiet=True))["version"] == 2  # as good as v1: margin 0 lets it in
+
+    async def rollback_and_listen() -> dict:
+        store = Store(connect(redis_server.url))
+        events = store.reload_events()
+        waiting = asyncio.ensure_future(events.__anext__())
+        await asyncio.sleep(0.3)  # subscribed
+        result = await asyncio.to_thread(cli, env_for(settings), "rollback", "community")
+        assert result.exit_code == 0, result.output
+        event = await asyncio.wait_for(waiting, 10)
+        await events.aclose()
+        await store.close()
+        return event
+
+    assert asyncio.run(rollback_and_listen()) == {"target": COMMUNITY, "version": 1, "action": "rollback"}
+    status = json.loads(cli(env_for(settings), "status", "--json").output)
+    community = status["targets"][COMMUNITY]
+    assert community["live"]["version"] == 1
+    assert community["versions"] == [1, 2]
+    assert [e["action"] for e in community["history"]] == ["rollback", "promote", "promote"]
+
+    assert cli(env_for(settings), "rollback", "community", "base").exit_code == 0
+    assert json.loads(cli(env_for(settings), "status", "--json").output)["targets"][COMMUNITY]["live"] is None
+    missing = cli(env_for(settings), "rollback", "community", "7")
+    assert missing.exit_code == 1 and "has no version 7" in missing.output
+
+
+def test_a_second_run_waits_for_the_lock(redis_server, tmp_path: Path, tiny_model_dir: Path):
+    settings = nightly_settings(redis_server.url, tiny_model_dir, tmp_path)
+    with RedisLink(redis_server.url) as link, TrainerLock(link, ttl_s=30):  # another replica's run
+        with pytest.raises(LockHeldError):
+            run_nightly(settings, quiet=True)
+        result = cli(env_for(settings), "nightly")
+    assert result.exit_code == 0 and "holds the lock" in result.output
+    assert run_dirs(settings.trainer.runs_dir) == [], "nothing was exported"
+
+
+def test_forget_removes_the_users_adapter_and_their_data_from_later_runs(
+    redis_server, tmp_path: Path, tiny_model_dir: Path
+):
+    ann = "telegram:1"
+
+    async def seed() -> None:
+        await seed_community(redis_server.url, users=3, turns=9)
+        store = Store(connect(redis_server.url))
+        await store.opt_in(ann, "2026-11")
+        for i in range(18):  # Ann's own way of answering, which her adapter learns
+            await log_turns(store, ann, [(question(i), "Paris, of course!")], chat=f"a{i // 3}")
+        await store.close()
+
+    asyncio.run(seed())
+    settings = nightly_settings(redis_server.url, tiny_model_dir, tmp_path, min_user_turns=15)
+    first = run_nightly(settings, quiet=True)
+    assert outcome(first, user_target(ann))["status"] == "promoted", outcome(first, user_target(ann))["reasons"]
+    assert (Path(settings.trainer.registry_dir) / user_target(ann)).is_dir()
+
+    async def forget() -> dict:
+        store = Store(connect(redis_server.url))
+        assert (await store.profile(ann))["adapter_version"] == "1"
+        await store.forget(ann)
+        await store.close()
+
+    asyncio.run(forget())
+    second = run_nightly(settings, quiet=True)
+
+    assert second["purged_targets"] == [user_target(ann)]
+    assert not (Path(settings.trainer.registry_dir) / user_target(ann)).exists()
+    assert all(row["user"] != ann for row in load_snapshot(run_dirs(settings.trainer.runs_dir)[-1]))
+    assert [o["target"] for o in second["targets"]] == [COMMUNITY]
+    assert not (run_dirs(settings.trainer.runs_dir)[0] / "export").exists(), "the first run's data went too"
+    with RedisLink(redis_server.url) as link:
+        assert Registry(settings.trainer.registry_dir, link).live(user_target(ann)) is None

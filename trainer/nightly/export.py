@@ -1,0 +1,100 @@
+"""Export the opted-in training logs into the run directory: a JSONL snapshot and a manifest.
+
+The store logs a turn only while its user is opted in, and skips a forgotten user's entries (and every
+entry from before a forget). A /forget can land while we read, so each user's tombstone is checked again
+after their entries are read, and anything from before it is dropped.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from brain.store import Store, tombstone_member
+from trainer.nightly.files import read_json, read_jsonl, write_json, write_jsonl
+from trainer.nightly.link import RedisLink
+
+SNAPSHOT = "export/snapshot.jsonl"
+MANIFEST = "export/manifest.json"
+
+
+@dataclass
+class Manifest:
+    entries: int
+    users: dict[str, dict[str, Any]]  # user -> {"entries": n, "consent_versions": [...]}
+    user_hashes: list[str]  # tombstone members of every exported user: later forgets find this run's data
+    consent_versions: dict[str, int]
+    first_at: str | None
+    last_at: str | None
+    dropped_after_forget: int = 0
+    exported_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
+
+
+def entry_ms(entry: dict[str, Any]) -> int:
+    """The time a stream entry was logged, from its id (milliseconds since the epoch)."""
+    return int(entry["id"].split("-")[0])
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).isoformat()
+
+
+async def read_logs(store: Store) -> tuple[list[dict[str, Any]], int]:
+    """Every exportable log entry, oldest first per user, and how many were dropped by a forget meanwhile."""
+    rows: list[dict[str, Any]] = []
+    dropped = 0
+    for user in sorted(await store.logged_users()):
+        entries = [entry async for entry in store.log_entries(user)]
+        forgotten = await store.forgotten_at(user)
+        if forgotten is not None:
+            kept = [e for e in entries if entry_ms(e) > forgotten]
+            dropped += len(entries) - len(kept)
+            entries = kept
+        rows += [
+            {
+                "id": e["id"],
+                "user": user,
+                "chat_id": e.get("chat_id", ""),
+                "user_text": e.get("user_text", ""),
+                "reply": e.get("reply", ""),
+                "persona": e.get("persona", ""),
+                "consent_version": e.get("consent_version", ""),
+                "ts": entry_ms(e) / 1000,
+            }
+            for e in entries
+        ]
+    return rows, dropped
+
+
+def export_logs(link: RedisLink, run_dir: Path) -> Manifest:
+    rows, dropped = link.call(read_logs(link.store), timeout=600)
+    users: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        info = users.setdefault(row["user"], {"entries": 0, "consent_versions": []})
+        info["entries"] += 1
+        if row["consent_version"] not in info["consent_versions"]:
+            info["consent_versions"].append(row["consent_version"])
+    stamps = [entry_ms(row) for row in rows]
+    manifest = Manifest(
+        entries=len(rows),
+        users=users,
+        user_hashes=sorted(tombstone_member(user) for user in users),
+        consent_versions=dict(Counter(row["consent_version"] for row in rows)),
+        first_at=_iso(min(stamps)) if stamps else None,
+        last_at=_iso(max(stamps)) if stamps else None,
+        dropped_after_forget=dropped,
+    )
+    write_jsonl(run_dir / SNAPSHOT, rows)
+    write_json(run_dir / MANIFEST, asdict(manifest))
+    return manifest
+
+
+def load_snapshot(run_dir: Path) -> list[dict[str, Any]]:
+    return read_jsonl(run_dir / SNAPSHOT)
+
+
+def load_manifest(run_dir: Path) -> dict[str, Any]:
+    return read_json(run_dir / MANIFEST)

@@ -1,0 +1,194 @@
+"""The model registry: versioned adapter directories on disk and, in Redis, the record of what is live.
+
+A version is copied into a temporary directory beside its final place and renamed into place, so a
+reader finds either nothing or a whole adapter. Going live is one HSET of the target's record, written
+only after its directory exists, then a reload event for every brain. The newest K versions stay on disk,
+and the live one always. Layout and names are shared with the brain (brain/adapters.py).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from brain.adapters import COMMUNITY, USER_PREFIX, adapter_name, user_target, version_dir
+from brain.store import tombstone_member
+from trainer.errors import TrainerInputError
+from trainer.nightly.files import read_json, write_json
+from trainer.nightly.link import RedisLink
+from trainer.nightly.lock import TrainerLock
+
+VERSION_DIR = re.compile(r"^v(\d+)$")
+BASE = "base"
+
+
+class RegistryError(TrainerInputError):
+    """A target or version that does not exist, or a rollback with nowhere to go."""
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class Registry:
+    def __init__(self, root: str | Path, link: RedisLink, keep: int = 5):
+        self.root = Path(root).expanduser()
+        self.link = link
+        self.keep = keep
+
+    @property
+    def store(self) -> Any:
+        return self.link.store
+
+    def targets(self) -> list[str]:
+        folders = self.root.iterdir() if self.root.is_dir() else []
+        on_disk = {p.name for p in folders if p.is_dir() and not p.name.startswith(".")}
+        return sorted(on_disk | set(self.records()), key=lambda t: (t != COMMUNITY, t))
+
+    def versions(self, target: str) -> list[int]:
+        folder = self.root / target
+        if not folder.is_dir():
+            return []
+        found = (VERSION_DIR.match(p.name) for p in folder.iterdir())
+        return sorted(int(m.group(1)) for m in found if m and (folder / m.group(0) / "meta.json").is_file())
+
+    def meta(self, target: str, version: int) -> dict[str, Any]:
+        return read_json(version_dir(self.root, target, version) / "meta.json")
+
+    def records(self) -> dict[str, dict[str, Any]]:
+        return self.link.call(self.store.registry_records())
+
+    def live(self, target: str) -> dict[str, Any] | None:
+        return self.link.call(self.store.registry_record(target))
+
+    def history(self, target: str) -> list[dict[str, Any]]:
+        return self.link.call(self.store.registry_history(target))
+
+    def add(self, target: str, adapter_dir: str | Path, meta: dict[str, Any]) -> int:
+        """Copy an adapter in as the target's next version (not live yet); returns the version number."""
+        history = [e.get("version") or 0 for e in self.history(target)]
+        live = (self.live(target) or {}).get("version") or 0
+        version = max([0, live, *history, *self.versions(target)]) + 1
+        final = version_dir(self.root, target, version)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = final.parent / f".tmp-{final.name}-{uuid.uuid4().hex[:8]}"
+        shutil.copytree(adapter_dir, tmp)
+        (tmp / "README.md").unlink(missing_ok=True)  # peft's model card names paths of the training machine
+        write_json(tmp / "meta.json", {**meta, "target": target, "version": version, "created_at": now_iso()})
+        os.rename(tmp, final)
+        return version
+
+    def promote(
+        self,
+        target: str,
+        version: int,
+        *,
+        lock: TrainerLock,
+        action: str = "promote",
+        user: str | None = None,
+    ) -> dict[str, Any]:
+        """Make ``version`` live: the Redis record, the user's profile (for a user target), a reload event."""
+        if version not in self.versions(target):
+            raise RegistryError(f"{target} has no version {version}; it has {self._listing(target)}")
+        meta = self.meta(target, version)
+        previous = self.live(target)
+        user = user or (previous or {}).get("user")
+        if target.startswith(USER_PREFIX) and (user is None or user_target(user) != target):
+            raise RegistryError(f"{target}: the user it belongs to is unknown, so their profile cannot be updated")
+        lock.check()
+        record = {
+            "version": version,
+            "name": adapter_name(target, version),
+            "path": f"{target}/v{version}",
+            "metrics": meta.get("metrics", {}),
+            "base_model": meta.get("base_model"),
+            "promoted_at": now_iso(),
+            **({"user": user} if user else {}),
+        }
+        event = {
+            "action": action,
+            "version": version,
+            "previous": (previous or {}).get("version"),
+            "at": record["promoted_at"],
+            "metrics": record["metrics"],
+            "run": meta.get("run"),
+        }
+        self.link.call(self.store.set_registry_record(target, record, event))
+        if user:
+            self.link.call(self.store.set_adapter_version(user, version))
+        self.link.call(self.store.publish_reload({"target": target, "version": version, "action": action}))
+        return record
+
+    def rollback(self, target: str, version: int | str | None, *, lock: TrainerLock) -> dict[str, Any] | None:
+        """Go back to ``version``, to the version live before the current one (None), or to ``base``."""
+        current = self.live(target)
+        if version == BASE:
+            return self.unpublish(target, lock=lock, action="rollback")
+        if version is None:
+            if current is None:
+                raise RegistryError(f"{target} has no live adapter to roll back from")
+            been_live = {e["version"] for e in self.history(target) if e.get("version")}
+            earlier = [v for v in self.versions(target) if v < current["version"] and v in been_live]
+            if not earlier:
+                raise RegistryError(
+                    f"{target} has no earlier version on disk to roll back to (versions: {self._listing(target)}); "
+                    f"use `{BASE}` to serve without it"
+                )
+            version = earlier[-1]
+        return self.promote(target, int(version), lock=lock, action="rollback")
+
+    def unpublish(self, target: str, *, lock: TrainerLock, action: str) -> None:
+        """Take the target's adapter out of service (its versions stay on disk)."""
+        current = self.live(target)
+        lock.check()
+        if current and current.get("user"):
+            self.link.call(self.store.set_adapter_version(current["user"], None))
+        event = {"action": action, "version": None, "previous": (current or {}).get("version"), "at": now_iso()}
+        self.link.call(self.store.delete_registry_record(target, event=event))
+        self.link.call(self.store.publish_reload({"target": target, "version": None, "action": action}))
+
+    def prune(self, target: str) -> list[int]:
+        """Delete all but the newest K versions, never the live one; returns the deleted versions."""
+        live = (self.live(target) or {}).get("version")
+        versions = self.versions(target)
+        doomed = [v for v in versions[: max(0, len(versions) - self.keep)] if v != live]
+        for v in doomed:
+            shutil.rmtree(version_dir(self.root, target, v), ignore_errors=True)
+        for leftover in (self.root / target).glob(".tmp-*"):  # from a run killed while copying
+            shutil.rmtree(leftover, ignore_errors=True)
+        return doomed
+
+    def remove(self, target: str) -> None:
+        """Delete a target entirely: its record, its history and every version (a forgotten user's)."""
+        current = self.live(target)
+        self.link.call(self.store.delete_registry_record(target, history=True))
+        if current and current.get("user"):
+            self.link.call(self.store.set_adapter_version(current["user"], None))
+        shutil.rmtree(self.root / target, ignore_errors=True)
+        self.link.call(self.store.publish_reload({"target": target, "version": None, "action": "remove"}))
+
+    def purge_forgotten(self) -> list[str]:
+        """Remove the adapters of users who have been forgotten; returns the removed targets."""
+        records = self.records()
+        owners: dict[str, str] = {}  # tombstone member (hash of the user id) -> target
+        for target in self.targets():
+            if not target.startswith(USER_PREFIX):
+                continue
+            user = records.get(target, {}).get("user")
+            metas = (self.meta(target, v) for v in self.versions(target))
+            member = tombstone_member(user) if user else next((m["user_hash"] for m in metas if "user_hash" in m), None)
+            if member:
+                owners[member] = target
+        gone = self.link.call(self.store.tombstoned(list(owners)))
+        for member in gone:
+            self.remove(owners[member])
+        return sorted(owners[member] for member in gone)
+
+    def _listing(self, target: str) -> str:
+        versions = self.versions(target)
+        return ", ".join(f"v{v}" for v in versions) if versions else "none"

@@ -1,0 +1,279 @@
+"""One nightly run, top to bottom.
+
+lock -> purge what forgotten users left -> export -> clean and split -> for each target (the community,
+then each opted-in user with enough turns): fine-tune, evaluate base, live and candidate, gate, promote
+-> prune old versions and old run data -> report.
+
+What is live changes in one place only: Registry.promote, after the candidate's directory is complete and
+while the lock is still ours. A run killed at any other point leaves the live model as it was; the next
+run starts afresh and resumes a fine-tune from its checkpoint when the data and settings are the same.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import gc
+import shlex
+import subprocess
+import sys
+import threading
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from rich.console import Console
+
+from brain import personas
+from brain.adapters import COMMUNITY, user_target, version_dir
+from brain.engine.model_loading import resolve_model
+from brain.settings import Settings
+from brain.store import tombstone_member
+from trainer.nightly import runs
+from trainer.nightly.clean import clean_export, load_split
+from trainer.nightly.corpus import general_set
+from trainer.nightly.data import Renderer, encode_all
+from trainer.nightly.evaluate import EvalSet, Evaluator, Scores
+from trainer.nightly.export import export_logs, load_snapshot
+from trainer.nightly.files import write_json
+from trainer.nightly.gate import decide
+from trainer.nightly.link import RedisLink
+from trainer.nightly.lock import TrainerLock
+from trainer.nightly.lora import CancelledError, FinetuneJob, finetune, load_result
+from trainer.nightly.registry import Registry, now_iso
+from trainer.nightly.report import print_report, write_plot
+
+console = Console(stderr=True)
+
+
+@dataclass
+class Target:
+    name: str
+    user: str | None
+    turns: int
+
+
+@dataclass
+class Outcome:
+    target: str
+    status: str  # promoted, kept, skipped, failed
+    reasons: list[str]
+    turns: int = 0
+    version: int | None = None
+    scores: dict[str, dict[str, Any]] = field(default_factory=dict)
+    finetune: dict[str, Any] = field(default_factory=dict)
+
+
+class Nightly:
+    def __init__(self, settings: Settings, link: RedisLink, lock: TrainerLock, stop: threading.Event | None):
+        self.settings = settings
+        self.cfg = settings.trainer
+        self.link = link
+        self.lock = lock
+        self.stop = stop
+        self.registry = Registry(self.cfg.registry_dir, link, self.cfg.keep_versions)
+        self.run_dir = runs.new_run_dir(self.cfg.runs_dir)
+        self.model_path = str(resolve_model(settings.model.name, settings.model.cache_dir))
+        presets = personas.load_presets(settings.brain.personas_dir)
+        self.system_prompts = {name: p.system_prompt for name, p in presets.items()}
+        self._evaluator: Evaluator | None = None
+        self._general: list[dict[str, Any]] | None = None
+
+    def run(self) -> dict[str, Any]:
+        report: dict[str, Any] = {"run": self.run_dir.name, "started_at": now_iso(), "status": "running"}
+        try:
+            report["purged_targets"] = self.registry.purge_forgotten()
+            report["purged_runs"] = runs.purge_run_data(
+                self.cfg.runs_dir, self.link, keep=self.cfg.keep_run_data, current=self.run_dir
+            )
+            manifest = export_logs(self.link, self.run_dir)
+            report["export"] = {**asdict(manifest), "users": len(manifest.users)}
+            del report["export"]["user_hashes"]
+            cleaned = clean_export(
+                load_snapshot(self.run_dir),
+                self.run_dir,
+                max_chars=self.cfg.max_turn_chars,
+                gap_s=self.cfg.conversation_gap_s,
+                val_fraction=self.cfg.val_fraction,
+                test_fraction=self.cfg.test_fraction,
+            )
+            report["clean"] = asdict(cleaned)
+            report["targets"] = []
+            for target in self.plan():
+                report["targets"].append(asdict(self.train_target(target)))
+                release_memory()
+            report["status"] = "finished"
+        except BaseException as error:
+            report["status"] = "cancelled" if isinstance(error, (CancelledError, KeyboardInterrupt)) else "failed"
+            report["error"] = f"{type(error).__name__}: {error}"
+            raise
+        finally:
+            report["finished_at"] = now_iso()
+            report["settings"] = {
+                "model": self.settings.model.name,
+                "finetune": self.cfg.finetune.model_dump(),
+                "evaluation": self.cfg.evaluation.model_dump(),
+            }
+            write_json(self.run_dir / runs.REPORT, report)
+        for target in self.registry.targets():
+            self.registry.prune(target)
+        runs.purge_run_data(self.cfg.runs_dir, self.link, keep=max(0, self.cfg.keep_run_data - 1), current=self.run_dir)
+        write_plot(self.run_dir, report, runs.finished_reports(self.cfg.runs_dir))
+        return report
+
+    def plan(self) -> list[Target]:
+        """The community, then each user who is opted in now and has enough turns (ordered by the hash)."""
+        turns: Counter = Counter()
+        for split in ("train", "val", "test"):
+            for conv in load_split(self.run_dir, split):
+                turns[conv["user"]] += len(conv["turns"])
+        targets = [Target(COMMUNITY, None, sum(turns.values()))]
+        for user, count in turns.items():
+            if count >= self.cfg.min_user_turns:
+                profile = self.link.call(self.link.store.profile(user))
+                if profile.get("consent") == "in":
+                    targets.append(Target(user_target(user), user, count))
+        return targets[:1] + sorted(targets[1:], key=lambda t: t.name)
+
+    def train_target(self, target: Target) -> Outcome:
+        minimum = self.cfg.min_community_turns if target.user is None else self.cfg.min_user_turns
+        if target.turns < minimum:
+            return Outcome(target.name, "skipped", [f"{target.turns} turns, fewer than the {minimum} needed"])
+        splits = {name: load_split(self.run_dir, name, target.user) for name in ("train", "val", "test")}
+        if not all(splits.values()):
+            sizes = ", ".join(f"{name} {len(convs)}" for name, convs in splits.items())
+            return Outcome(target.name, "skipped", [f"a split has no conversation ({sizes})"], target.turns)
+        try:
+            return self._train_and_gate(target)
+        except (CancelledError, KeyboardInterrupt):
+            raise
+        except Exception as error:  # one target's failure leaves the others (and what is live) alone
+            console.print(f"[red]{target.name} failed: {type(error).__name__}: {error}")
+            return Outcome(target.name, "failed", [f"{type(error).__name__}: {error}"], target.turns)
+
+    def _train_and_gate(self, target: Target) -> Outcome:
+        out_dir = self.run_dir / "targets" / target.name
+        job = FinetuneJob(
+            target=target.name,
+            model_path=self.model_path,
+            run_dir=str(self.run_dir),
+            out_dir=str(out_dir),
+            user=target.user,
+            system_prompts=self.system_prompts,
+            default_persona=self.settings.brain.default_persona,
+            settings=self.cfg.finetune.model_dump(),
+            resume_dirs=[str(p) for p in runs.interrupted(self.cfg.runs_dir, target.name, self.run_dir)],
+        )
+        job.save(out_dir / "job.json")
+        if self.cfg.finetune.launcher.strip():
+            command = [
+                *shlex.split(self.cfg.finetune.launcher),
+                "-m",
+                "trainer.nightly.lora",
+                str(out_dir / "job.json"),
+            ]
+            subprocess.run(command, check=True)
+            result = load_result(out_dir)
+        else:
+            result = finetune(job, self.stop)
+        outcome = Outcome(target.name, "kept", [], target.turns, finetune=asdict(result))
+        outcome.finetune.pop("adapter_dir")
+
+        data = self._eval_set(target)
+        evaluator = self._get_evaluator()
+        base = evaluator.score("base", None, data)
+        live = self._live_scores(target, data, base)
+        candidate = evaluator.score("candidate", result.adapter_dir, data)
+        outcome.scores = {"base": base.as_dict(), "live": live.as_dict(), "candidate": candidate.as_dict()}
+        decision = decide(
+            candidate, live, base, margin=self.cfg.evaluation.margin, general_bound=self.cfg.evaluation.general_bound
+        )
+        outcome.reasons = decision.reasons
+        if not decision.promote:
+            return outcome
+        if self.stop is not None and self.stop.is_set():
+            raise CancelledError("stopped before promoting")
+        if target.user and self.link.call(self.link.store.forgotten_at(target.user)) is not None:
+            outcome.status, outcome.reasons = "skipped", ["the user was forgotten during the run"]
+            return outcome
+        metrics = {
+            "test_ppl": candidate.test_ppl,
+            "general_ppl": candidate.general_ppl,
+            "bleu": candidate.bleu,
+            "chrf": candidate.chrf,
+            "base_test_ppl": base.test_ppl,
+            "base_general_ppl": base.general_ppl,
+            "live_test_ppl": live.test_ppl,
+        }
+        meta = {"run": self.run_dir.name, "metrics": metrics, "base_model": self.settings.model.name}
+        if target.user:
+            meta["user_hash"] = tombstone_member(target.user)
+        outcome.version = self.registry.add(target.name, result.adapter_dir, meta)
+        self.registry.promote(target.name, outcome.version, lock=self.lock, user=target.user)
+        outcome.status = "promoted"
+        return outcome
+
+    def _eval_set(self, target: Target) -> EvalSet:
+        evaluation = self.cfg.evaluation
+        renderer = Renderer(
+            self._get_evaluator().tokenizer,
+            self.system_prompts,
+            self.settings.brain.default_persona,
+            loss_on=self.cfg.finetune.loss_on,
+            max_tokens=self.cfg.finetune.max_seq_tokens,
+        )
+        if self._general is None:
+            self._general = general_set(
+                evaluation.general_categories, evaluation.general_max_conversations, self.settings.brain.default_persona
+            )
+        test = load_split(self.run_dir, "test", target.user)
+        return EvalSet(
+            test=encode_all(renderer, test),
+            general=encode_all(renderer, self._general),
+            prompts=renderer.prompts(test, evaluation.bleu_samples),
+        )
+
+    def _live_scores(self, target: Target, data: EvalSet, base: Scores) -> Scores:
+        """What serves this target's traffic now: its own live adapter, else the community one, else the base."""
+        records = self.registry.records()
+        for name in (target.name, COMMUNITY):
+            record = records.get(name)
+            if record and record.get("base_model") == self.settings.model.name:
+                path = version_dir(self.cfg.registry_dir, name, record["version"])
+                if path.is_dir():
+                    return self._get_evaluator().score(record["name"], str(path), data)
+        return base
+
+    def _get_evaluator(self) -> Evaluator:
+        if self._evaluator is None:
+            evaluation = self.cfg.evaluation
+            self._evaluator = Evaluator(
+                self.model_path,
+                batch_size=evaluation.batch_size,
+                max_batch_tokens=evaluation.max_batch_tokens,
+                max_new_tokens=evaluation.bleu_max_new_tokens,
+            )
+        return self._evaluator
+
+
+def release_memory() -> None:
+    """Hand memory freed by a target's fine-tune back to the system before the next one starts.
+
+    glibc keeps freed blocks in its arenas, so without this the resident size only grows from one
+    target to the next although nothing is leaked."""
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to trim
+        pass
+
+
+def run_nightly(settings: Settings, *, stop: threading.Event | None = None, quiet: bool = False) -> dict[str, Any]:
+    """Run once under the trainer lock; raises LockHeldError when another run holds it."""
+    with RedisLink.from_settings(settings) as link, TrainerLock(link, settings.trainer.lock_ttl_s) as lock:
+        report = Nightly(settings, link, lock, stop).run()
+    if not quiet:
+        print_report(report, Console(file=sys.stdout))
+    return report

@@ -1,0 +1,72 @@
+"""The runs directory: one folder per nightly run, named by its start time so that names sort by age.
+
+A run's data (the export, the splits, checkpoints, candidate adapters) is personal data: it is deleted once
+newer runs have replaced it, and at once when a user it holds has been forgotten. Reports stay.
+"""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+from trainer.nightly.export import MANIFEST
+from trainer.nightly.files import read_json
+from trainer.nightly.link import RedisLink
+
+REPORT = "report.json"
+DATA_PARTS = ("export", "data", "targets")
+
+
+def new_run_dir(runs_dir: str | Path) -> Path:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    path = Path(runs_dir).expanduser() / f"{stamp}-{uuid.uuid4().hex[:4]}"
+    path.mkdir(parents=True)
+    return path
+
+
+def run_dirs(runs_dir: str | Path) -> list[Path]:
+    """Every run, oldest first."""
+    root = Path(runs_dir).expanduser()
+    return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")) if root.is_dir() else []
+
+
+def finished_reports(runs_dir: str | Path) -> list[dict]:
+    return [read_json(p / REPORT) for p in run_dirs(runs_dir) if (p / REPORT).is_file()]
+
+
+def has_data(run: Path) -> bool:
+    return any((run / part).exists() for part in DATA_PARTS)
+
+
+def delete_data(run: Path) -> None:
+    for part in DATA_PARTS:
+        shutil.rmtree(run / part, ignore_errors=True)
+
+
+def purge_run_data(runs_dir: str | Path, link: RedisLink, *, keep: int, current: Path | None) -> list[str]:
+    """Delete the data of all but the newest ``keep`` other runs, and of every run holding a forgotten user."""
+    others = [run for run in run_dirs(runs_dir) if run != current and has_data(run)]
+    doomed = set(others[: max(0, len(others) - keep)])
+    for run in others:
+        if run in doomed:
+            continue
+        if not (run / MANIFEST).is_file():  # killed while exporting: whose data it holds is unknown
+            doomed.add(run)
+        elif link.call(link.store.tombstoned(read_json(run / MANIFEST).get("user_hashes", []))):
+            doomed.add(run)
+    for run in doomed:
+        delete_data(run)
+    return sorted(run.name for run in doomed)
+
+
+def interrupted(runs_dir: str | Path, target: str, current: Path) -> list[Path]:
+    """The target folders that earlier unfinished runs left with a checkpoint, newest first."""
+    found = []
+    for run in reversed(run_dirs(runs_dir)):
+        folder = run / "targets" / target
+        finished = (run / REPORT).is_file() and read_json(run / REPORT).get("status") == "finished"
+        if run != current and not finished and (folder / "checkpoint" / "state.pt").is_file():
+            found.append(folder)
+    return found

@@ -1,0 +1,84 @@
+"""`trainer schedule`: run the nightly job on a cron schedule until SIGTERM (or Ctrl-C).
+
+APScheduler with a cron trigger in the configured time zone (default 03:00), a misfire grace time,
+coalesced missed runs and one run at a time. Every run takes the same Redis lock as `trainer nightly`, so
+several schedulers (one per replica) still train once. SIGTERM stops cleanly: no new run starts, a running
+one stops at its next training step without promoting anything, and its lock is released.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.triggers.cron import CronTrigger
+
+from brain.settings import Settings
+from trainer.errors import ConfigError
+
+log = logging.getLogger("trainer.schedule")
+
+
+def cron_trigger(settings: Settings) -> CronTrigger:
+    try:
+        zone = ZoneInfo(settings.trainer.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"trainer.timezone {settings.trainer.timezone!r} is not a known time zone") from None
+    try:
+        return CronTrigger.from_crontab(settings.trainer.schedule_cron, timezone=zone)
+    except ValueError as error:
+        raise ConfigError(f"trainer.schedule_cron {settings.trainer.schedule_cron!r} is not valid: {error}") from None
+
+
+def nightly_job(settings: Settings, stop: threading.Event) -> None:
+    from trainer.nightly.lock import LockHeldError
+    from trainer.nightly.lora import CancelledError
+    from trainer.nightly.run import run_nightly
+
+    try:
+        run_nightly(settings, stop=stop)
+    except LockHeldError as error:
+        log.warning("skipped: %s", error)
+    except CancelledError as error:
+        log.warning("the run was stopped: %s", error)
+    except Exception:  # the scheduler outlives a failed run; the next night tries again
+        log.exception("the nightly run failed")
+
+
+def build_scheduler(settings: Settings, stop: threading.Event, *, now: bool = False) -> BlockingScheduler:
+    trigger = cron_trigger(settings)
+    scheduler = BlockingScheduler(timezone=trigger.timezone)
+    options: dict[str, Any] = {"next_run_time": datetime.now(trigger.timezone)} if now else {}
+    scheduler.add_job(
+        nightly_job,
+        trigger,
+        args=[settings, stop],
+        id="nightly",
+        misfire_grace_time=settings.trainer.misfire_grace_s,
+        coalesce=True,
+        max_instances=1,
+        **options,
+    )
+    return scheduler
+
+
+def serve(settings: Settings, *, now: bool = False) -> None:
+    """Block, running the nightly job on schedule, until SIGTERM or SIGINT."""
+    stop = threading.Event()
+    scheduler = build_scheduler(settings, stop, now=now)
+
+    def on_signal(signum: int, frame: Any) -> None:
+        log.warning("received %s: stopping", signal.Signals(signum).name)
+        stop.set()
+        scheduler.shutdown(wait=False)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    job = scheduler.get_job("nightly")
+    log.warning("next nightly run at %s", job.next_run_time if job else "never")
+    scheduler.start()  # returns after shutdown; a running job's thread is joined at exit
