@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -11,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import uvicorn
 
 from brain.redis_local import LocalRedis, free_port
 from brain.service.app import create_app
+from brain.service.embedded import serve_in_thread
 from brain.settings import Secrets, Settings
 
 
@@ -46,26 +45,6 @@ def brain_settings(redis_url: str, model_dir: Path, **overrides: Any) -> Setting
 
 
 @contextmanager
-def serve_app(app: Any, port: int) -> Iterator[str]:
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the brain did not start")
-        time.sleep(0.02)
-    try:
-        yield url
-    finally:
-        server.should_exit = True
-        thread.join(30)
-
-
-@contextmanager
 def running_brain(
     tmp_path: Path,
     model_dir: Path,
@@ -81,7 +60,7 @@ def running_brain(
     settings.secrets = Secrets(api_key=api_key) if api_key else Secrets(api_key=None)
     app = create_app(settings)
     try:
-        with serve_app(app, free_port()) as url:
+        with serve_in_thread(app, free_port(), timeout_s=60) as url:
             handle = BrainHandle(url=url, api_key=api_key, redis=redis, settings=settings, app=app)
             _wait_ready(handle)
             yield handle

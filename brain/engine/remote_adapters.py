@@ -1,0 +1,95 @@
+"""Which LoRA adapter serves a request when a vLLM server generates (``model.engine: vllm``).
+
+The same choice as :mod:`brain.adapters` (the user's own adapter while they are opted in, else the live
+community adapter, else the base model), read from the same registry record and reload events. The weights
+live in the vLLM server, not here: choosing a version loads it there under its versioned name
+(``community@3``), and requests name it as the model. A promotion therefore changes the name every request
+carries, and the server can never answer with a cached copy of the version before.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from brain.adapters import COMMUNITY, RegistryFollower, user_target, version_dir
+from brain.engine.remote import AdapterRef, RemoteEngine, RemoteEngineError, ServerUnreachable
+from brain.store import Store
+
+log = logging.getLogger("brain.adapters")
+
+
+class RemoteAdapters(RegistryFollower):
+    """The adapter side of the brain's runtime for a remote engine: ``serving``, ``forget``, ``start``, ``stop``."""
+
+    def __init__(self, engine: RemoteEngine, store: Store, *, registry_dir: str | Path, base_model: str):
+        self.engine = engine
+        self.store = store
+        self.registry_dir = Path(registry_dir).expanduser()
+        self.base_model = base_model
+        self.live: dict[str, dict[str, Any]] = {}
+        self._broken: set[str] = set()
+
+    async def refresh(self) -> None:
+        """Re-read what is live, and load the live community version into the server ahead of requests."""
+        self.live = await self.store.registry_records()
+        self._broken.clear()
+        community = self.live.get(COMMUNITY)
+        if community:
+            await self._ensure(COMMUNITY, int(community["version"]))
+
+    @asynccontextmanager
+    async def serving(self, user: str | None, profile: dict[str, str] | None) -> AsyncIterator[str | None]:
+        """The served name of the request's adapter (None: the base model)."""
+        yield await self.acquire(user, profile)
+
+    async def acquire(self, user: str | None, profile: dict[str, str] | None) -> str | None:
+        profile = profile or {}
+        name = None
+        version = profile.get("adapter_version")
+        if user and version and profile.get("consent") == "in":
+            name = await self._ensure(user_target(user), int(version))
+        community = self.live.get(COMMUNITY)
+        if name is None and community:
+            name = await self._ensure(COMMUNITY, int(community["version"]))
+        return name
+
+    async def forget(self, user: str) -> None:
+        """A /forget: withdraw the user's adapter from the registry, from the server and from disk."""
+        target = user_target(user)
+        await self.store.delete_registry_record(target, history=True)
+        await self.store.publish_reload({"target": target, "version": None, "action": "remove"})
+        for name in self.engine.loaded_adapters(target):
+            try:
+                await self.engine.unload_adapter(name)
+            except RemoteEngineError as error:  # the server is away; it forgets run-time adapters on restart
+                log.warning("could not unload %s: %s", name, error)
+        shutil.rmtree(self.registry_dir / target, ignore_errors=True)
+
+    async def _ensure(self, target: str, version: int) -> str | None:
+        path = version_dir(self.registry_dir, target, version)
+        ref = AdapterRef(target, version, str(path))
+        if ref.served_name in self._broken:
+            return None
+        try:
+            self._check(path)
+            return await self.engine.ensure_adapter(ref)
+        except ServerUnreachable:  # generation fails too and says so; try again with the next request
+            return None
+        except (RemoteEngineError, OSError, ValueError) as error:  # a bad adapter: serve without it, say why
+            log.warning("cannot load adapter %s from %s: %s", ref.served_name, path, error)
+            self._broken.add(ref.served_name)
+            return None
+
+    def _check(self, path: Path) -> None:
+        meta_path = path / "meta.json"
+        if not meta_path.is_file():
+            raise FileNotFoundError(f"{path} holds no adapter (no meta.json)")
+        trained_on = json.loads(meta_path.read_text()).get("base_model")
+        if trained_on != self.base_model:
+            raise ValueError(f"it was trained on {trained_on!r}, but this brain serves {self.base_model!r}")
