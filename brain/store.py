@@ -217,12 +217,13 @@ class Store:
         pipe.hgetall(profile_key(user))
         pipe.lrange(turns_key(user, chat_id), 0, -1)
         pipe.get(summary_key(user, chat_id))
+        # the window starts with the first request (SET NX EX rather than EXPIRE NX, which Redis 6.2 lacks)
+        pipe.set(rate_key(user), 0, ex=self.rate_window_s, nx=True)
         pipe.incr(rate_key(user))
-        pipe.expire(rate_key(user), self.rate_window_s, nx=True)
         pipe.ttl(rate_key(user))
         if group:  # last and only when needed: a cluster pipeline refuses keyless fillers such as ECHO
             pipe.get(chat_persona_key(platform, chat_id))
-        profile, turns, summary, count, _, ttl, *persona = await pipe.execute()
+        profile, turns, summary, _, count, ttl, *persona = await pipe.execute()
         chat_persona = persona[0] if persona else None
         return ChatState(
             profile=profile,

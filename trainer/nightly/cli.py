@@ -16,11 +16,11 @@ from trainer.cli import app, user_errors
 console = Console()
 
 
-def _settings(**trainer_overrides: Any) -> Any:
+def _settings(**finetune_overrides: Any) -> Any:
     from brain.settings import load_settings
 
     settings = load_settings()
-    finetune = {k: v for k, v in trainer_overrides.items() if v is not None}
+    finetune = {k: v for k, v in finetune_overrides.items() if v is not None}
     if finetune:
         settings.trainer.finetune = settings.trainer.finetune.model_copy(update=finetune)
     return settings
@@ -34,6 +34,7 @@ def nightly(
     ),
 ) -> None:
     """Fine-tune on the opted-in logs, evaluate, and promote the candidates that pass the gate."""
+    from brain.engine.model_loading import ModelNotFoundError
     from trainer.nightly.lock import LockHeldError
     from trainer.nightly.run import run_nightly
 
@@ -44,6 +45,9 @@ def nightly(
         except LockHeldError as error:
             console.print(f"[yellow]{error}")
             raise typer.Exit(0) from None
+        except ModelNotFoundError as error:
+            console.print(f"[bold red]error:[/] {error}")
+            raise typer.Exit(2) from None
     console.print(f"report: {settings.trainer.runs_dir}/{report['run']}/report.json (and report.png)")
 
 

@@ -17,8 +17,10 @@ import shlex
 import subprocess
 import sys
 import threading
+import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -72,8 +74,8 @@ class Nightly:
         self.lock = lock
         self.stop = stop
         self.registry = Registry(self.cfg.registry_dir, link, self.cfg.keep_versions)
-        self.run_dir = runs.new_run_dir(self.cfg.runs_dir)
         self.model_path = str(resolve_model(settings.model.name, settings.model.cache_dir))
+        self.run_dir = runs.new_run_dir(self.cfg.runs_dir)
         presets = personas.load_presets(settings.brain.personas_dir)
         self.system_prompts = {name: p.system_prompt for name, p in presets.items()}
         self._evaluator: Evaluator | None = None
@@ -166,13 +168,7 @@ class Nightly:
         )
         job.save(out_dir / "job.json")
         if self.cfg.finetune.launcher.strip():
-            command = [
-                *shlex.split(self.cfg.finetune.launcher),
-                "-m",
-                "trainer.nightly.lora",
-                str(out_dir / "job.json"),
-            ]
-            subprocess.run(command, check=True)
+            self._launch(out_dir / "job.json")
             result = load_result(out_dir)
         else:
             result = finetune(job, self.stop)
@@ -212,6 +208,19 @@ class Nightly:
         self.registry.promote(target.name, outcome.version, lock=self.lock, user=target.user)
         outcome.status = "promoted"
         return outcome
+
+    def _launch(self, job_file: Path) -> None:
+        """Run the fine-tune under the configured launcher (torchrun, accelerate launch) and wait for it."""
+        command = [*shlex.split(self.cfg.finetune.launcher), "-m", "trainer.nightly.lora", str(job_file)]
+        process = subprocess.Popen(command)
+        while process.poll() is None:
+            if self.stop is not None and self.stop.is_set():
+                process.terminate()
+                process.wait()
+                raise CancelledError("stopped during the fine-tune")
+            time.sleep(0.2)
+        if process.returncode != 0:
+            raise RuntimeError(f"the fine-tune under {command[0]} ended with status {process.returncode}")
 
     def _eval_set(self, target: Target) -> EvalSet:
         evaluation = self.cfg.evaluation
