@@ -84,8 +84,26 @@ class RegistryFollower:
                 await asyncio.sleep(retry_s)
                 retry_s = min(retry_s * 2, 30.0)
 
+    live: dict[str, dict[str, Any]]
+
     async def refresh(self) -> None:
         raise NotImplementedError
+
+    async def _ensure(self, target: str, version: int) -> str | None:
+        """The served name of that adapter version, loaded first where needed (None if it cannot be)."""
+        raise NotImplementedError
+
+    async def choose(self, user: str | None, profile: dict[str, str] | None) -> str | None:
+        """The user's own adapter while they are opted in and have one, else the live community one, else None."""
+        profile = profile or {}
+        name = None
+        version = profile.get("adapter_version")
+        if user and version and profile.get("consent") == "in":
+            name = await self._ensure(user_target(user), int(version))
+        community = self.live.get(COMMUNITY)
+        if name is None and community:
+            name = await self._ensure(COMMUNITY, int(community["version"]))
+        return name
 
 
 @dataclass
@@ -160,14 +178,7 @@ class AdapterManager(RegistryFollower):
         """The user's adapter if they are opted in and have one, else the community's, else None."""
         if self.base is None:
             return None
-        profile = profile or {}
-        name = None
-        version = profile.get("adapter_version")
-        if user and version and profile.get("consent") == "in":
-            name = await self._ensure(user_target(user), int(version))
-        community = self.live.get(COMMUNITY)
-        if name is None and community:
-            name = await self._ensure(COMMUNITY, int(community["version"]))
+        name = await self.choose(user, profile)
         if name is not None:
             self.loaded[name].in_use += 1  # no await since _ensure returned: it is still loaded
         return name

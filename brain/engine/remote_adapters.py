@@ -46,18 +46,7 @@ class RemoteAdapters(RegistryFollower):
     @asynccontextmanager
     async def serving(self, user: str | None, profile: dict[str, str] | None) -> AsyncIterator[str | None]:
         """The served name of the request's adapter (None: the base model)."""
-        yield await self.acquire(user, profile)
-
-    async def acquire(self, user: str | None, profile: dict[str, str] | None) -> str | None:
-        profile = profile or {}
-        name = None
-        version = profile.get("adapter_version")
-        if user and version and profile.get("consent") == "in":
-            name = await self._ensure(user_target(user), int(version))
-        community = self.live.get(COMMUNITY)
-        if name is None and community:
-            name = await self._ensure(COMMUNITY, int(community["version"]))
-        return name
+        yield await self.choose(user, profile)
 
     async def forget(self, user: str) -> None:
         """A /forget: withdraw the user's adapter from the registry, from the server and from disk."""
