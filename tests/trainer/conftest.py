@@ -1,18 +1,12 @@
 from __future__ import annotations
 
-import os
+import random
+from dataclasses import dataclass
+from pathlib import Path
 
-# OpenMP threads that spin while they wait make torch many times slower on a busy machine (it is set
-# here, before torch loads, for runs of these tests alone; the trainer's CLI sets it too)
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+import pytest
 
-import random  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import pytest  # noqa: E402
-
-from trainer.pretrain.train import PretrainConfig, PretrainResult, pretrain  # noqa: E402
+from trainer.pretrain.train import PretrainConfig, PretrainResult, pretrain
 
 TINY = dict(
     n_layer=2,
