@@ -126,12 +126,14 @@ def split(convs: list[dict[str, Any]], val_fraction: float, test_fraction: float
 
 
 def _hold_out(parts: dict[str, list[dict[str, Any]]], belongs: Any) -> None:
-    """Move the training conversation nearest the split boundary into an empty held-out split."""
-    for name in ("test", "val"):
-        train = [conv for conv in parts["train"] if belongs(conv)]
-        if len(train) >= 2 and not any(belongs(conv) for conv in parts[name]):
-            nearest = min(train, key=lambda conv: hashlib.sha256(conv["id"].encode()).hexdigest())
-            parts["train"].remove(nearest)
+    """Fill each empty split with one conversation (the one nearest the split boundary) from the split
+    holding the most, when that split can spare one."""
+    for name in ("test", "val", "train"):
+        mine = {split: [conv for conv in convs if belongs(conv)] for split, convs in parts.items()}
+        donor = max(SPLITS, key=lambda split: len(mine[split]))
+        if not mine[name] and len(mine[donor]) >= 2:
+            nearest = min(mine[donor], key=lambda conv: hashlib.sha256(conv["id"].encode()).hexdigest())
+            parts[donor].remove(nearest)
             parts[name].append(nearest)
 
 

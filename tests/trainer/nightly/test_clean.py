@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from trainer.nightly.clean import CleanReport, clean_turns, conversations, split
+from trainer.nightly.clean import CleanReport, clean_turns, conversations, split, split_of
 from trainer.nightly.scrub import scrub
 
 
@@ -74,3 +74,14 @@ def test_a_long_pause_starts_a_new_conversation() -> None:
     rows = [row("t:1", "c", "morning", ts=0), row("t:1", "c", "still morning", ts=60, n=1),
             row("t:1", "c", "evening", ts=9 * 3600, n=2)]  # fmt: skip
     assert [len(c["turns"]) for c in conversations(rows, gap_s=1800)] == [2, 1]
+
+
+def test_three_conversations_always_give_each_split_one() -> None:
+    # hashes decide the first placement; across many sets every placement occurs, two in one split included
+    placements = set()
+    for n in range(300):
+        convs = conversations([row(f"t:{u}", "c", f"hello {u}", ts=n, n=n * 10 + u) for u in range(3)], 1800)
+        parts = split(convs, val_fraction=0.3, test_fraction=0.3)
+        assert sorted(len(p) for p in parts.values()) == [1, 1, 1], parts
+        placements.add(tuple(sorted(split_of(c["id"], 0.3, 0.3) for c in convs)))
+    assert ("test", "val", "val") in placements and ("test", "test", "test") in placements
