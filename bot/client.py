@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from typing import Any, TypeVar
 
 import httpx
@@ -46,7 +47,22 @@ class BrainError(Exception):
 
 
 class BrainUnavailable(BrainError):
-    """The brain could not be reached, timed out, or is not ready."""
+    """The brain could not be reached, timed out, or is not ready.
+
+    ``never_handled`` is true when the brain surely did not act on the request (the connection was
+    refused, or it answered 502/503/504), so asking again cannot store a chat turn twice.
+    """
+
+    def __init__(
+        self, status: int, code: str, message: str, retry_after: float | None = None, *, never_handled: bool = False
+    ):
+        super().__init__(status, code, message, retry_after)
+        self.never_handled = never_handled or status in (502, 503, 504)
+
+
+def _transport_error(exc: httpx.HTTPError) -> BrainUnavailable:
+    refused = isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout))
+    return BrainUnavailable(0, "unreachable", f"the brain could not be reached: {exc}", never_handled=refused)
 
 
 class BrainClient:
@@ -81,21 +97,22 @@ class BrainClient:
 
     # plumbing
 
-    async def _request(self, method: str, path: str, *, json_body: Any = None, params: Any = None) -> Any:
-        """One call, retried with backoff while the brain is unreachable or unavailable (never on 4xx)."""
+    async def _request(
+        self, method: str, path: str, *, json_body: Any = None, params: Any = None, idempotent: bool = True
+    ) -> Any:
+        """One call, retried with backoff while the brain is unreachable or unavailable (never on 4xx).
+        A call that is not idempotent is retried only when the brain surely never acted on it."""
         delay = self.backoff_s
         for attempt in range(self.retries + 1):
             try:
                 response = await self._http.request(method, path, json=json_body, params=params)
             except (httpx.TransportError, httpx.TimeoutException) as exc:
-                error: BrainError = BrainUnavailable(0, "unreachable", f"the brain could not be reached: {exc}")
+                error: BrainError = _transport_error(exc)
             else:
                 if response.status_code < 400:
                     return response.json()
                 error = _error_from(response.status_code, response.headers, response.content)
-                if not isinstance(error, BrainUnavailable):
-                    raise error
-            if attempt == self.retries:
+            if not _worth_retrying(error, idempotent) or attempt == self.retries:
                 raise error
             await asyncio.sleep(delay)
             delay *= 2
@@ -120,12 +137,32 @@ class BrainClient:
     # chat
 
     async def chat(self, request: ChatRequest) -> ChatReply:
-        # a chat turn is not idempotent: it is never retried once the brain answered
+        # the brain stores every turn it answers, so a chat is asked again only if it never got there
         body = request.model_copy(update={"stream": False}).model_dump(mode="json")
-        return ChatReply.model_validate(await self._request("POST", "/v1/chat", json_body=body))
+        return ChatReply.model_validate(await self._request("POST", "/v1/chat", json_body=body, idempotent=False))
 
     async def chat_stream(self, request: ChatRequest) -> AsyncIterator[str | ChatReply]:
-        """Yields text deltas as they are generated, then the final ChatReply."""
+        """Yields text deltas as they are generated, then the final ChatReply.
+
+        Asked again with backoff while the brain surely never took the message; once text has come,
+        or the brain went quiet mid-request, the error stands (the turn may be stored already).
+        """
+        delay = self.backoff_s
+        for attempt in range(self.retries + 1):
+            begun = False
+            try:
+                async with aclosing(self._stream_once(request)) as pieces:
+                    async for piece in pieces:
+                        begun = True
+                        yield piece
+                return
+            except BrainUnavailable as exc:
+                if begun or not exc.never_handled or attempt == self.retries:
+                    raise
+            await asyncio.sleep(delay)
+            delay *= 2
+
+    async def _stream_once(self, request: ChatRequest) -> AsyncIterator[str | ChatReply]:
         body = request.model_copy(update={"stream": True}).model_dump(mode="json")
         try:
             async with self._http.stream("POST", "/v1/chat", json=body) as response:
@@ -147,7 +184,7 @@ class BrainClient:
                     elif not line:
                         event = "message"
         except (httpx.TransportError, httpx.TimeoutException) as exc:
-            raise BrainUnavailable(0, "unreachable", f"the brain could not be reached: {exc}") from exc
+            raise _transport_error(exc) from exc
         raise BrainUnavailable(0, "incomplete", "the brain stopped before finishing the reply")
 
     # personas
@@ -199,6 +236,10 @@ class BrainClient:
 
 def _user_path(user: UserRef) -> str:
     return f"/v1/users/{user.platform}/{user.user_id}"
+
+
+def _worth_retrying(error: BrainError, idempotent: bool) -> bool:
+    return isinstance(error, BrainUnavailable) and (idempotent or error.never_handled)
 
 
 def _error_from(status: int, headers: httpx.Headers, content: bytes) -> BrainError:

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import AsyncIterator
 from contextlib import aclosing
 
-import httpx
-
-from bot.client import BrainClient, BrainError, BrainUnavailable
+from bot.client import BrainClient, BrainError
 from bot.commands import friendly_error
 from bot.telegram.outbox import Outbox
 from bot.telegram.streaming import StreamedReply
@@ -25,7 +21,7 @@ async def stream_answer(client: BrainClient, outbox: Outbox, request: ChatReques
     try:
         async with (
             typing_shown(outbox.bot, outbox.chat_id),
-            aclosing(chat_with_retries(client, request)) as pieces,
+            aclosing(client.chat_stream(request)) as pieces,
         ):
             async for piece in pieces:
                 if isinstance(piece, ChatReply):
@@ -37,30 +33,3 @@ async def stream_answer(client: BrainClient, outbox: Outbox, request: ChatReques
         if reply.text.strip():
             await reply.finish(reply.text.rstrip() + " …")  # what was shown stays, marked as cut off
         await outbox.send(friendly_error(exc))
-
-
-async def chat_with_retries(client: BrainClient, request: ChatRequest) -> AsyncIterator[str | ChatReply]:
-    """client.chat_stream, tried again with backoff while the brain cannot have seen the message.
-
-    A chat turn is stored by the brain, so it is only repeated when the brain refused it (503) or was
-    never reached; once a reply has begun, or the brain went quiet mid-request, the error stands.
-    """
-    delay = client.backoff_s
-    for attempt in range(client.retries + 1):
-        begun = False
-        try:
-            async with aclosing(client.chat_stream(request)) as pieces:
-                async for piece in pieces:
-                    begun = True
-                    yield piece
-            return
-        except BrainUnavailable as exc:
-            if begun or not _never_handled(exc) or attempt == client.retries:
-                raise
-            log.info("the brain is unavailable (%s); asking again in %.1f s", exc.code, delay)
-        await asyncio.sleep(delay)
-        delay *= 2
-
-
-def _never_handled(exc: BrainUnavailable) -> bool:
-    return exc.status == 503 or isinstance(exc.__cause__, (httpx.ConnectError, httpx.ConnectTimeout))

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, suppress
 from typing import TYPE_CHECKING
 
 import discord
-import httpx
 from discord.ext import commands
 
-from bot.client import BrainError, BrainUnavailable
+from bot.client import BrainError
 from bot.commands import friendly_error
 from bot.discord.context import earlier_messages, readable_text
 from bot.discord.ordering import TurnQueue
@@ -82,7 +79,7 @@ class Chat(commands.Cog):
         async with AsyncExitStack() as typing:
             await _start_typing(typing, channel)
             try:
-                async for item in self._chat(request):
+                async for item in self.bot.brain.chat_stream(request):
                     if isinstance(item, ChatReply):
                         await reply.finish(item.reply)
                     else:
@@ -92,31 +89,6 @@ class Chat(commands.Cog):
             except BrainError as exc:
                 log.warning("chat failed for %s: %s (%s)", request.user_id, exc.code, exc.message)
                 await reply.fail(friendly_error(exc))
-
-    async def _chat(self, request: ChatRequest) -> AsyncIterator[str | ChatReply]:
-        """The brain's streamed reply, asked again with backoff while the brain cannot take it.
-
-        A chat turn is not idempotent, so it is asked again only when it surely never reached the
-        model: the connection was refused, or the brain answered 503 before any text.
-        """
-        brain = self.bot.brain
-        delay = brain.backoff_s
-        for attempt in range(brain.retries + 1):
-            started = False
-            try:
-                async for item in brain.chat_stream(request):
-                    started = True
-                    yield item
-                return
-            except BrainUnavailable as exc:
-                if started or attempt == brain.retries or not _never_reached_model(exc):
-                    raise
-            await asyncio.sleep(delay)
-            delay *= 2
-
-
-def _never_reached_model(exc: BrainUnavailable) -> bool:
-    return exc.status == 503 or isinstance(exc.__cause__, (httpx.ConnectError, httpx.ConnectTimeout))
 
 
 async def _start_typing(stack: AsyncExitStack, channel: discord.abc.Messageable) -> None:
