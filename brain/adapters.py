@@ -54,6 +54,7 @@ class RegistryFollower:
     """Re-reads what is live at start and after every reload event, riding out Redis outages."""
 
     store: Store
+    base_model: str
     _listener: asyncio.Task | None = None
 
     def start(self) -> None:
@@ -92,6 +93,14 @@ class RegistryFollower:
     async def _ensure(self, target: str, version: int) -> str | None:
         """The served name of that adapter version, loaded first where needed (None if it cannot be)."""
         raise NotImplementedError
+
+    def _check(self, path: Path) -> None:
+        meta_path = path / "meta.json"
+        if not meta_path.is_file():
+            raise FileNotFoundError(f"{path} holds no adapter (no meta.json)")
+        trained_on = json.loads(meta_path.read_text()).get("base_model")
+        if trained_on != self.base_model:
+            raise ValueError(f"it was trained on {trained_on!r}, but this brain serves {self.base_model!r}")
 
     async def choose(self, user: str | None, profile: dict[str, str] | None) -> str | None:
         """The user's own adapter while they are opted in and have one, else the live community one, else None."""
@@ -223,14 +232,6 @@ class AdapterManager(RegistryFollower):
             self.loaded.move_to_end(name)
             await self._evict(protect=name)
         return name if name in self.loaded else None
-
-    def _check(self, path: Path) -> None:
-        meta_path = path / "meta.json"
-        if not meta_path.is_file():
-            raise FileNotFoundError(f"{path} holds no adapter (no meta.json)")
-        trained_on = json.loads(meta_path.read_text()).get("base_model")
-        if trained_on != self.base_model:
-            raise ValueError(f"it was trained on {trained_on!r}, but this brain serves {self.base_model!r}")
 
     def _load(self, name: str, path: Path) -> None:
         from peft import PeftModel

@@ -9,7 +9,6 @@ carries, and the server can never answer with a cached copy of the version befor
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 from collections.abc import AsyncIterator
@@ -74,11 +73,3 @@ class RemoteAdapters(RegistryFollower):
             log.warning("cannot load adapter %s from %s: %s", ref.served_name, path, error)
             self._broken.add(ref.served_name)
             return None
-
-    def _check(self, path: Path) -> None:
-        meta_path = path / "meta.json"
-        if not meta_path.is_file():
-            raise FileNotFoundError(f"{path} holds no adapter (no meta.json)")
-        trained_on = json.loads(meta_path.read_text()).get("base_model")
-        if trained_on != self.base_model:
-            raise ValueError(f"it was trained on {trained_on!r}, but this brain serves {self.base_model!r}")
