@@ -218,11 +218,7 @@ class RemoteEngine:
                         if choice.get("finish_reason"):
                             finish = "length" if choice["finish_reason"] == "length" else "stop"
         except httpx.TransportError as exc:
-            self._reachable = False
-            raise ServerUnreachable(
-                f"the generation server at {self.base_url} is unreachable ({type(exc).__name__}); "
-                "check model.vllm_url and that the server is up"
-            ) from exc
+            raise self._unreachable(exc) from exc
         self._reachable = True
         yield RemoteResult(text="".join(text), tokens=usage_tokens if usage_tokens is not None else chunks,
                            finish_reason=finish)  # fmt: skip
@@ -277,11 +273,7 @@ class RemoteEngine:
         try:
             response = await self._require_client().get("/v1/models")
         except httpx.TransportError as exc:
-            self._reachable = False
-            raise ServerUnreachable(
-                f"the generation server at {self.base_url} is unreachable ({type(exc).__name__}); "
-                "check model.vllm_url and that the server is up"
-            ) from exc
+            raise self._unreachable(exc) from exc
         if response.status_code != 200:
             self._reachable = False
             raise RemoteEngineError(
@@ -306,10 +298,14 @@ class RemoteEngine:
         try:
             return await self._require_client().post(path, json=body)
         except httpx.TransportError as exc:
-            self._reachable = False
-            raise ServerUnreachable(
-                f"the generation server at {self.base_url} is unreachable ({type(exc).__name__})"
-            ) from exc
+            raise self._unreachable(exc) from exc
+
+    def _unreachable(self, exc: httpx.TransportError) -> ServerUnreachable:
+        self._reachable = False
+        return ServerUnreachable(
+            f"the generation server at {self.base_url} is unreachable ({type(exc).__name__}); "
+            "check model.vllm_url and that the server is up"
+        )
 
     def _require_client(self) -> httpx.AsyncClient:
         if self._client is None:
