@@ -130,11 +130,18 @@ def eos_token_ids(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase) ->
 
 
 def context_length(config: object) -> int:
+    """How many tokens one sequence may span. For a model with sliding-window attention that is at most
+    the window: the engine's cache keeps every column and its rows are padded, so the window must never slide."""
+    length = 2048
     for field in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
         value = getattr(config, field, None)
         if isinstance(value, int) and value > 0:
-            return value
-    return 2048
+            length = value
+            break
+    window = getattr(config, "sliding_window", None)
+    if isinstance(window, int) and window > 0 and getattr(config, "use_sliding_window", True):
+        length = min(length, window)
+    return length
 
 
 def _hub_snapshot(name: str) -> Path:

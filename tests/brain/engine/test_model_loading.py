@@ -69,3 +69,12 @@ def test_device_and_dtype_choice() -> None:
         assert pick_device() == torch.device("cpu")
         with pytest.raises(ValueError, match="no CUDA device"):
             pick_device("cuda")
+
+
+def test_a_sliding_window_model_never_gets_a_context_past_its_window() -> None:
+    from transformers import MistralConfig, Qwen2Config
+
+    assert model_loading.context_length(MistralConfig(max_position_embeddings=4096, sliding_window=256)) == 256
+    assert model_loading.context_length(MistralConfig(max_position_embeddings=4096, sliding_window=None)) == 4096
+    # Qwen2 names a window but does not use it unless told to
+    assert model_loading.context_length(Qwen2Config(max_position_embeddings=4096, sliding_window=256)) == 4096
