@@ -126,8 +126,8 @@ def split(convs: list[dict[str, Any]], val_fraction: float, test_fraction: float
 
 
 def _hold_out(parts: dict[str, list[dict[str, Any]]], belongs: Any) -> None:
-    """Fill each empty split with one conversation (the one nearest the split boundary) from the split
-    holding the most, when that split can spare one."""
+    """Fill each empty split with one conversation from the split holding the most, when that split can
+    spare one; the one with the lowest hash moves, so the same data always splits the same way."""
     for name in ("test", "val", "train"):
         mine = {split: [conv for conv in convs if belongs(conv)] for split, convs in parts.items()}
         donor = max(SPLITS, key=lambda split: len(mine[split]))
