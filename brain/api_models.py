@@ -205,17 +205,43 @@ class OAIMessage(BaseModel):
     content: str
 
 
-class OAIChatRequest(BaseModel):
+class OAIStreamOptions(BaseModel):
+    include_usage: bool = False
+
+
+class OAISampling(BaseModel):
+    """What the OpenAI-style requests share, with vLLM's extensions top_k (-1 or 0: off) and repetition_penalty."""
+
     model: str = "default"
-    messages: list[OAIMessage] = Field(min_length=1)
     stream: bool = False
-    max_tokens: int | None = Field(None, ge=1, le=4096)
-    max_completion_tokens: int | None = Field(None, ge=1, le=4096)
+    stream_options: OAIStreamOptions | None = None
     temperature: float = Field(1.0, ge=0.0, le=2.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
+    top_k: int = Field(-1, ge=-1)
+    repetition_penalty: float = Field(1.0, ge=1.0, le=3.0)
     stop: str | list[str] | None = None
     n: int = Field(1, ge=1, le=1)
     seed: int | None = None
+
+    def sampling(self, max_new_tokens: int) -> SamplingParams:
+        return SamplingParams(
+            temperature=self.temperature, top_p=self.top_p, top_k=max(self.top_k, 0),
+            repetition_penalty=self.repetition_penalty, max_new_tokens=max_new_tokens,
+        )  # fmt: skip
+
+    @property
+    def stops(self) -> list[str]:
+        return [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
+
+    @property
+    def include_usage(self) -> bool:
+        return self.stream_options is not None and self.stream_options.include_usage
+
+
+class OAIChatRequest(OAISampling):
+    messages: list[OAIMessage] = Field(min_length=1)
+    max_tokens: int | None = Field(None, ge=1, le=4096)
+    max_completion_tokens: int | None = Field(None, ge=1, le=4096)
 
     @field_validator("messages")
     @classmethod
@@ -223,6 +249,20 @@ class OAIChatRequest(BaseModel):
         if not any(m.content.strip() for m in messages):
             raise ValueError("the messages hold no text")
         return messages
+
+
+class OAICompletionRequest(OAISampling):
+    """A text completion: the prompt as text, or as token ids (the way vLLM takes a prompt rendered elsewhere)."""
+
+    prompt: str | list[int]
+    max_tokens: int = Field(16, ge=1, le=4096)
+
+    @field_validator("prompt")
+    @classmethod
+    def _not_empty(cls, prompt: str | list[int]) -> str | list[int]:
+        if not (prompt.strip() if isinstance(prompt, str) else prompt):
+            raise ValueError("the prompt is empty")
+        return prompt
 
 
 class OAIChoice(BaseModel):
@@ -243,4 +283,19 @@ class OAIChatResponse(BaseModel):
     created: int
     model: str
     choices: list[OAIChoice]
+    usage: OAIUsage
+
+
+class OAICompletionChoice(BaseModel):
+    index: int = 0
+    text: str
+    finish_reason: Literal["stop", "length"]
+
+
+class OAICompletionResponse(BaseModel):
+    id: str
+    object: Literal["text_completion"] = "text_completion"
+    created: int
+    model: str
+    choices: list[OAICompletionChoice]
     usage: OAIUsage

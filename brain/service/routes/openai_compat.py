@@ -1,17 +1,28 @@
-"""An OpenAI-compatible /v1/chat/completions over the same engine: stateless, no memory, no logging."""
+"""OpenAI-compatible /v1/chat/completions and /v1/completions over the same engine: stateless, no memory,
+no logging."""
 
 from __future__ import annotations
 
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 
-from brain.api_models import OAIChatRequest, OAIChatResponse, OAIChoice, OAIMessage, OAIUsage, SamplingParams
+from brain.api_models import (
+    OAIChatRequest,
+    OAIChatResponse,
+    OAIChoice,
+    OAICompletionChoice,
+    OAICompletionRequest,
+    OAICompletionResponse,
+    OAIMessage,
+    OAISampling,
+    OAIUsage,
+)
 from brain.prompt import render
 from brain.service.auth import Authorized
 from brain.service.deps import RuntimeDep
@@ -31,64 +42,118 @@ async def models(runtime: RuntimeDep) -> dict[str, Any]:
 async def chat_completions(body: OAIChatRequest, runtime: RuntimeDep) -> Any:
     """Chat completions for any OpenAI client (streaming with `stream: true`)."""
     max_new = body.max_completion_tokens or body.max_tokens or runtime.settings.model.max_new_tokens
-    sampling = SamplingParams(
-        temperature=min(body.temperature, 5.0), top_p=body.top_p, top_k=0, repetition_penalty=1.0,
-        max_new_tokens=max_new,
-    )  # fmt: skip
     ids = render(runtime.tokenizer, [m.model_dump() for m in body.messages])
+    _admit(runtime, ids, max_new, what="The messages")
+    cid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
+    if body.stream:
+
+        def choice(piece: str | None, finish: str | None = None) -> dict[str, Any]:
+            delta = {"role": "assistant", "content": ""} if piece is None else ({"content": piece} if piece else {})
+            return {"index": 0, "delta": delta, "finish_reason": finish}
+
+        events = _events(runtime, ids, body, max_new, choice, opening=True)
+        return _sse(events, cid, "chat.completion.chunk", created, runtime.model_name)
+    _, result = await _complete(runtime, ids, body, max_new)
+    return OAIChatResponse(
+        id=cid,
+        created=created,
+        model=runtime.model_name,
+        choices=[OAIChoice(message=OAIMessage(role="assistant", content=result.text), finish_reason=_finish(result))],
+        usage=_usage(ids, result),
+    )
+
+
+@router.post("/v1/completions", response_model=OAICompletionResponse)
+async def completions(body: OAICompletionRequest, runtime: RuntimeDep) -> Any:
+    """Text completions of a raw prompt, which may be token ids already rendered by the caller."""
+    if isinstance(body.prompt, str):
+        ids = runtime.tokenizer(body.prompt, add_special_tokens=False)["input_ids"]
+    else:
+        ids, vocab = body.prompt, len(runtime.tokenizer)
+        if any(not 0 <= i < vocab for i in ids):
+            raise ApiError(400, "invalid_prompt", f"The prompt holds token ids outside this model's 0..{vocab - 1}.")
+    _admit(runtime, ids, body.max_tokens, what="The prompt")
+    cid, created = f"cmpl-{uuid.uuid4().hex[:24]}", int(time.time())
+    if body.stream:
+
+        def choice(piece: str | None, finish: str | None = None) -> dict[str, Any]:
+            return {"index": 0, "text": piece or "", "finish_reason": finish}
+
+        events = _events(runtime, ids, body, body.max_tokens, choice, opening=False)
+        return _sse(events, cid, "text_completion", created, runtime.model_name)
+    text, result = await _complete(runtime, ids, body, body.max_tokens)
+    return OAICompletionResponse(
+        id=cid,
+        created=created,
+        model=runtime.model_name,
+        choices=[OAICompletionChoice(text=text, finish_reason=_finish(result))],
+        usage=_usage(ids, result),
+    )
+
+
+def _admit(runtime: Any, ids: list[int], max_new: int, *, what: str) -> None:
+    """Refuse, before any work, a prompt that does not fit the context, and a request with no free slot."""
     budget = runtime.prompt_budget(max_new)
     if len(ids) > budget:
-        message = f"The messages take {len(ids)} tokens; at most {budget} fit with max_tokens={max_new}."
+        message = f"{what} take {len(ids)} tokens; at most {budget} fit with max_tokens={max_new}."
         raise ApiError(413, "context_length_exceeded", message)
     if runtime.slots.locked():
         raise ApiError(503, "busy", "The brain is at its limit of concurrent requests; retry shortly.",
                        {"Retry-After": "1"})  # fmt: skip
-    stop = [body.stop] if isinstance(body.stop, str) else list(body.stop or [])
-    completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
-    created = int(time.time())
 
-    if body.stream:
-        return StreamingResponse(
-            _stream(runtime, ids, sampling, stop, body.seed, completion_id, created),
-            media_type="text/event-stream",
-        )
+
+def _finish(result: Generated) -> str:
+    return "length" if result.finish_reason == "length" else "stop"
+
+
+def _usage(ids: list[int], result: Generated) -> OAIUsage:
+    return OAIUsage(prompt_tokens=len(ids), completion_tokens=result.tokens, total_tokens=len(ids) + result.tokens)
+
+
+async def _complete(runtime: Any, ids: list[int], body: OAISampling, max_new: int) -> tuple[str, Generated]:
+    """The whole text as generated (not stripped: a completion continues its prompt exactly), and the result."""
+    pieces: list[str] = []
     async with runtime.slots:
-        result = await runtime.complete(ids, sampling, stop=stop, seed=body.seed)
-    return OAIChatResponse(
-        id=completion_id,
-        created=created,
-        model=runtime.model_name,
-        choices=[
-            OAIChoice(
-                message=OAIMessage(role="assistant", content=result.text),
-                finish_reason="length" if result.finish_reason == "length" else "stop",
-            )
-        ],
-        usage=OAIUsage(prompt_tokens=len(ids), completion_tokens=result.tokens, total_tokens=len(ids) + result.tokens),
-    )
+        async for item in runtime.generate(ids, body.sampling(max_new), stop=body.stops, seed=body.seed):
+            if isinstance(item, Generated):
+                return "".join(pieces), item
+            pieces.append(item)
+    raise RuntimeError("generation ended without a result")
 
 
-async def _stream(
+async def _events(
     runtime: Any,
     ids: list[int],
-    sampling: SamplingParams,
-    stop: list[str],
-    seed: int | None,
-    cid: str,
-    created: int,
-) -> AsyncIterator[str]:
-    def chunk(delta: dict[str, str], finish: str | None = None) -> str:
-        payload = {
-            "id": cid, "object": "chat.completion.chunk", "created": created, "model": runtime.model_name,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-        }  # fmt: skip
-        return f"data: {json.dumps(payload)}\n\n"
-
+    body: OAISampling,
+    max_new: int,
+    choice: Callable[..., dict[str, Any]],
+    *,
+    opening: bool,
+) -> AsyncIterator[tuple[list[dict[str, Any]], OAIUsage | None]]:
+    """Each chunk's choices (an opening one where the format has it, the text, the finish), then the usage
+    in a chunk of its own when the client asked for it."""
     async with runtime.slots:
-        yield chunk({"role": "assistant", "content": ""})
-        async for item in runtime.generate(ids, sampling, stop=stop, seed=seed):
-            if isinstance(item, Generated):
-                yield chunk({}, "length" if item.finish_reason == "length" else "stop")
-            else:
-                yield chunk({"content": item})
-    yield "data: [DONE]\n\n"
+        if opening:
+            yield [choice(None)], None
+        async for item in runtime.generate(ids, body.sampling(max_new), stop=body.stops, seed=body.seed):
+            if not isinstance(item, Generated):
+                yield [choice(item)], None
+                continue
+            yield [choice("", _finish(item))], None
+            if body.include_usage:
+                yield [], _usage(ids, item)
+
+
+def _sse(
+    events: AsyncIterator[tuple[list[dict[str, Any]], OAIUsage | None]], cid: str, kind: str, created: int, model: str
+) -> StreamingResponse:
+    async def lines() -> AsyncIterator[str]:
+        async for choices, usage in events:
+            payload: dict[str, Any] = {"id": cid, "object": kind, "created": created, "model": model}
+            payload["choices"] = choices
+            if usage is not None:
+                payload["usage"] = usage.model_dump()
+            yield f"data: {json.dumps(payload)}\n\n"
+        yield "data: [DONE]\n\n"
+
+    return StreamingResponse(lines(), media_type="text/event-stream")

@@ -1,7 +1,8 @@
-"""The official openai client against the brain's /v1/chat/completions."""
+"""The official openai client against the brain's /v1/chat/completions and /v1/completions."""
 
 from __future__ import annotations
 
+import httpx
 import openai
 
 
@@ -29,3 +30,31 @@ def test_openai_client_sees_a_wrong_key(brain):
         assert exc.status_code == 401
     else:
         raise AssertionError("a wrong key was accepted")
+
+
+def test_openai_client_gets_a_text_completion_the_same_from_text_or_token_ids(brain):
+    client = openai.OpenAI(base_url=f"{brain.url}/v1", api_key=brain.api_key)
+    prompt = "Once upon a time"
+    whole = client.completions.create(model="default", prompt=prompt, max_tokens=8, temperature=0)
+    text = whole.choices[0].text
+    assert text and whole.usage.completion_tokens > 0 and whole.choices[0].finish_reason in ("stop", "length")
+
+    stream = client.completions.create(
+        model="default", prompt=prompt, max_tokens=8, temperature=0, stream=True,
+        stream_options={"include_usage": True},
+    )  # fmt: skip
+    chunks = list(stream)
+    assert "".join(c.choices[0].text for c in chunks if c.choices) == text, "the stream adds up to the whole completion"
+    assert chunks[-1].usage.completion_tokens == whole.usage.completion_tokens
+
+    plain = httpx.post(f"{brain.url}/v1/completions", headers=brain.headers(), json={"prompt": prompt}).json()
+    assert plain["usage"]["prompt_tokens"] == whole.usage.prompt_tokens
+    token_ids = brain.runtime.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    by_ids = client.completions.create(model="default", prompt=token_ids, max_tokens=8, temperature=0)
+    assert by_ids.choices[0].text == text
+
+
+def test_a_completion_with_a_bad_prompt_is_refused_with_a_reason(brain):
+    for prompt, status, word in (([0, 10**9], 400, "token ids"), ("   ", 422, "empty"), ([], 422, "empty")):
+        response = httpx.post(f"{brain.url}/v1/completions", headers=brain.headers(), json={"prompt": prompt})
+        assert response.status_code == status and word in response.text, response.text
