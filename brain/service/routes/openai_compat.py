@@ -1,5 +1,5 @@
 """OpenAI-compatible /v1/chat/completions and /v1/completions over the same engine: stateless, no memory,
-no logging."""
+no logging. `model: community` is served with the live community adapter, any other name with the base model."""
 
 from __future__ import annotations
 
@@ -7,11 +7,13 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 
+from brain.adapters import COMMUNITY
 from brain.api_models import (
     OAIChatRequest,
     OAIChatResponse,
@@ -34,8 +36,9 @@ router = APIRouter(dependencies=[Authorized], tags=["openai"])
 
 @router.get("/v1/models")
 async def models(runtime: RuntimeDep) -> dict[str, Any]:
-    """The one served model, OpenAI style."""
-    return {"object": "list", "data": [{"id": runtime.model_name, "object": "model", "owned_by": "ownchat"}]}
+    """The served model, and `community` while a community adapter is live, OpenAI style."""
+    names = [runtime.model_name] + ([COMMUNITY] if COMMUNITY in runtime.adapters.live else [])
+    return {"object": "list", "data": [{"id": name, "object": "model", "owned_by": "ownchat"} for name in names]}
 
 
 @router.post("/v1/chat/completions", response_model=OAIChatResponse)
@@ -43,7 +46,7 @@ async def chat_completions(body: OAIChatRequest, runtime: RuntimeDep) -> Any:
     """Chat completions for any OpenAI client (streaming with `stream: true`)."""
     max_new = body.max_completion_tokens or body.max_tokens or runtime.settings.model.max_new_tokens
     ids = render(runtime.tokenizer, [m.model_dump() for m in body.messages])
-    _admit(runtime, ids, max_new, what="The messages")
+    _admit(runtime, ids, body, max_new, what="The messages")
     cid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
     if body.stream:
 
@@ -72,7 +75,7 @@ async def completions(body: OAICompletionRequest, runtime: RuntimeDep) -> Any:
         ids, vocab = body.prompt, len(runtime.tokenizer)
         if any(not 0 <= i < vocab for i in ids):
             raise ApiError(400, "invalid_prompt", f"The prompt holds token ids outside this model's 0..{vocab - 1}.")
-    _admit(runtime, ids, body.max_tokens, what="The prompt")
+    _admit(runtime, ids, body, body.max_tokens, what="The prompt")
     cid, created = f"cmpl-{uuid.uuid4().hex[:24]}", int(time.time())
     if body.stream:
 
@@ -91,8 +94,11 @@ async def completions(body: OAICompletionRequest, runtime: RuntimeDep) -> Any:
     )
 
 
-def _admit(runtime: Any, ids: list[int], max_new: int, *, what: str) -> None:
-    """Refuse, before any work, a prompt that does not fit the context, and a request with no free slot."""
+def _admit(runtime: Any, ids: list[int], body: OAISampling, max_new: int, *, what: str) -> None:
+    """Refuse, before any work, a model that is not there, a prompt that does not fit the context, and a
+    request with no free slot."""
+    if body.model == COMMUNITY and COMMUNITY not in runtime.adapters.live:
+        raise ApiError(404, "model_not_found", "No community adapter is live yet; `trainer nightly` promotes one.")
     budget = runtime.prompt_budget(max_new)
     if len(ids) > budget:
         message = f"{what} take {len(ids)} tokens; at most {budget} fit with max_tokens={max_new}."
@@ -100,6 +106,16 @@ def _admit(runtime: Any, ids: list[int], max_new: int, *, what: str) -> None:
     if runtime.slots.locked():
         raise ApiError(503, "busy", "The brain is at its limit of concurrent requests; retry shortly.",
                        {"Retry-After": "1"})  # fmt: skip
+
+
+@asynccontextmanager
+async def _adapter(runtime: Any, model: str) -> AsyncIterator[str | None]:
+    """The live community adapter for `model: community` (held loaded while in use), else the base model."""
+    if model != COMMUNITY:
+        yield None
+        return
+    async with runtime.adapters.serving(None, None) as name:
+        yield name
 
 
 def _finish(result: Generated) -> str:
@@ -113,8 +129,10 @@ def _usage(ids: list[int], result: Generated) -> OAIUsage:
 async def _complete(runtime: Any, ids: list[int], body: OAISampling, max_new: int) -> tuple[str, Generated]:
     """The whole text as generated (not stripped: a completion continues its prompt exactly), and the result."""
     pieces: list[str] = []
-    async with runtime.slots:
-        async for item in runtime.generate(ids, body.sampling(max_new), stop=body.stops, seed=body.seed):
+    async with runtime.slots, _adapter(runtime, body.model) as adapter:
+        async for item in runtime.generate(
+            ids, body.sampling(max_new), stop=body.stops, seed=body.seed, adapter=adapter
+        ):
             if isinstance(item, Generated):
                 return "".join(pieces), item
             pieces.append(item)
@@ -132,10 +150,12 @@ async def _events(
 ) -> AsyncIterator[tuple[list[dict[str, Any]], OAIUsage | None]]:
     """Each chunk's choices (an opening one where the format has it, the text, the finish), then the usage
     in a chunk of its own when the client asked for it."""
-    async with runtime.slots:
+    async with runtime.slots, _adapter(runtime, body.model) as adapter:
         if opening:
             yield [choice(None)], None
-        async for item in runtime.generate(ids, body.sampling(max_new), stop=body.stops, seed=body.seed):
+        async for item in runtime.generate(
+            ids, body.sampling(max_new), stop=body.stops, seed=body.seed, adapter=adapter
+        ):
             if not isinstance(item, Generated):
                 yield [choice(item)], None
                 continue

@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
+
 import httpx
 import openai
+import pytest
+
+from brain.adapters import COMMUNITY
+from brain.store import Store, connect
+from tests.brain.test_adapters import make_adapter, publish
+from tests.support.brain_server import running_brain
 
 
 def test_openai_client_gets_a_completion_and_a_stream(brain):
@@ -58,3 +67,29 @@ def test_a_completion_with_a_bad_prompt_is_refused_with_a_reason(brain):
     for prompt, status, word in (([0, 10**9], 400, "token ids"), ("   ", 422, "empty"), ([], 422, "empty")):
         response = httpx.post(f"{brain.url}/v1/completions", headers=brain.headers(), json={"prompt": prompt})
         assert response.status_code == status and word in response.text, response.text
+
+
+async def test_the_community_model_is_served_with_the_live_community_adapter(tmp_path: Path, tiny_model_dir: Path):
+    registry = tmp_path / "registry"
+    with running_brain(tmp_path, tiny_model_dir, trainer={"registry_dir": str(registry)}) as brain:
+        client = openai.AsyncOpenAI(base_url=f"{brain.url}/v1", api_key=brain.api_key, max_retries=0)
+
+        async def complete(model: str) -> str:
+            reply = await client.completions.create(model=model, prompt="Once upon a time", max_tokens=8, temperature=0)
+            return reply.choices[0].text
+
+        with pytest.raises(openai.NotFoundError, match="No community adapter is live"):
+            await complete("community")
+        base = await complete("default")
+
+        make_adapter(tiny_model_dir, registry, COMMUNITY, 1, seed=3, base=str(tiny_model_dir))
+        store = Store(connect(brain.redis.url))
+        await publish(store, COMMUNITY, 1)
+        await store.close()
+        for _ in range(100):
+            if "community" in [m.id async for m in client.models.list()]:
+                break
+            await asyncio.sleep(0.1)
+        assert await complete("community") != base, "the adapter changes the model's answer"
+        assert await complete("default") == base, "other names keep the base model"
+        await client.close()
