@@ -172,8 +172,10 @@ class Registry:
         shutil.rmtree(self.root / target, ignore_errors=True)
         self.link.call(self.store.publish_reload({"target": target, "version": None, "action": "remove"}))
 
-    def purge_forgotten(self) -> list[str]:
-        """Remove the adapters of users who have been forgotten; returns the removed targets."""
+    def purge_forgotten(self, *, lock: TrainerLock) -> dict[str, Any]:
+        """Remove every adapter that learned from a user who has since been forgotten: their own target,
+        and each community version trained on their data. A live one is first replaced by the newest earlier
+        version that learned nothing from them, else taken out of service (the base model serves)."""
         records = self.records()
         owners: dict[str, str] = {}  # tombstone member (hash of the user id) -> target
         for target in self.targets():
@@ -184,10 +186,21 @@ class Registry:
             member = tombstone_member(user) if user else next((m["user_hash"] for m in metas if "user_hash" in m), None)
             if member:
                 owners[member] = target
-        gone = self.link.call(self.store.tombstoned(list(owners)))
-        for member in gone:
+        trained_on = {v: set(self.meta(COMMUNITY, v).get("user_hashes", [])) for v in self.versions(COMMUNITY)}
+        gone = self.link.call(self.store.tombstoned(sorted(set(owners).union(*trained_on.values()))))
+        for member in gone & set(owners):
             self.remove(owners[member])
-        return sorted(owners[member] for member in gone)
+        tainted = [v for v, members in trained_on.items() if members & gone]
+        if (self.live(COMMUNITY) or {}).get("version") in tainted:
+            been_live = {e["version"] for e in self.history(COMMUNITY) if e.get("version")}
+            clean = [v for v in self.versions(COMMUNITY) if v in been_live and v not in tainted]
+            if clean:
+                self.promote(COMMUNITY, clean[-1], lock=lock, action="forget")
+            else:
+                self.unpublish(COMMUNITY, lock=lock, action="forget")
+        for v in tainted:  # only once no record points at them
+            shutil.rmtree(version_dir(self.root, COMMUNITY, v), ignore_errors=True)
+        return {"targets": sorted(owners[member] for member in gone & set(owners)), "community_versions": tainted}
 
     def _listing(self, target: str) -> str:
         versions = self.versions(target)

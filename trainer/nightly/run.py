@@ -80,15 +80,19 @@ class Nightly:
         self.system_prompts = {name: p.system_prompt for name, p in presets.items()}
         self._evaluator: Evaluator | None = None
         self._general: list[dict[str, Any]] | None = None
+        self.trained_on: list[str] = []  # tombstone members of the exported users
 
     def run(self) -> dict[str, Any]:
         report: dict[str, Any] = {"run": self.run_dir.name, "started_at": now_iso(), "status": "running"}
         try:
-            report["purged_targets"] = self.registry.purge_forgotten()
+            purged = self.registry.purge_forgotten(lock=self.lock)
+            report["purged_targets"] = purged["targets"]
+            report["purged_community_versions"] = purged["community_versions"]
             report["purged_runs"] = runs.purge_run_data(
                 self.cfg.runs_dir, self.link, keep=self.cfg.keep_run_data, current=self.run_dir
             )
             manifest = export_logs(self.link, self.run_dir)
+            self.trained_on = manifest.user_hashes
             report["export"] = {**asdict(manifest), "users": len(manifest.users)}
             del report["export"]["user_hashes"]
             cleaned = clean_export(
@@ -202,8 +206,11 @@ class Nightly:
             "live_test_ppl": live.test_ppl,
         }
         meta = {"run": self.run_dir.name, "metrics": metrics, "base_model": self.settings.model.name}
+        # who the version learned from, so that a later /forget can take it out of service
         if target.user:
             meta["user_hash"] = tombstone_member(target.user)
+        else:
+            meta["user_hashes"] = self.trained_on
         outcome.version = self.registry.add(target.name, result.adapter_dir, meta)
         self.registry.promote(target.name, outcome.version, lock=self.lock, user=target.user)
         outcome.status = "promoted"

@@ -11,9 +11,9 @@ import pytest
 from typer.testing import CliRunner
 
 from bot.client import BrainClient
-from brain.adapters import COMMUNITY, user_target
+from brain.adapters import COMMUNITY, user_target, version_dir
 from brain.api_models import ChatRequest
-from brain.store import Store, connect
+from brain.store import Store, connect, tombstone_member
 from tests.support.brain_server import running_brain
 from tests.trainer.nightly.helpers import ANSWER, QUESTIONS, log_turns, nightly_settings, question, seed_community
 from trainer.cli import app
@@ -163,7 +163,10 @@ def test_forget_removes_the_users_adapter_and_their_data_from_later_runs(
     settings = nightly_settings(redis_server.url, tiny_model_dir, tmp_path, min_user_turns=15)
     first = run_nightly(settings, quiet=True)
     assert outcome(first, user_target(ann))["status"] == "promoted", outcome(first, user_target(ann))["reasons"]
+    assert outcome(first)["status"] == "promoted", outcome(first)["reasons"]
     assert (Path(settings.trainer.registry_dir) / user_target(ann)).is_dir()
+    community_v1 = version_dir(settings.trainer.registry_dir, COMMUNITY, 1)
+    assert tombstone_member(ann) in json.loads((community_v1 / "meta.json").read_text())["user_hashes"]
 
     async def forget() -> dict:
         store = Store(connect(redis_server.url))
@@ -175,9 +178,39 @@ def test_forget_removes_the_users_adapter_and_their_data_from_later_runs(
     second = run_nightly(settings, quiet=True)
 
     assert second["purged_targets"] == [user_target(ann)]
+    assert second["purged_community_versions"] == [1], "the community version that learned from Ann went too"
+    assert not community_v1.exists()
     assert not (Path(settings.trainer.registry_dir) / user_target(ann)).exists()
     assert all(row["user"] != ann for row in load_snapshot(run_dirs(settings.trainer.runs_dir)[-1]))
     assert [o["target"] for o in second["targets"]] == [COMMUNITY]
     assert not (run_dirs(settings.trainer.runs_dir)[0] / "export").exists(), "the first run's data went too"
     with RedisLink(redis_server.url) as link:
-        assert Registry(settings.trainer.registry_dir, link).live(user_target(ann)) is None
+        registry = Registry(settings.trainer.registry_dir, link)
+        assert registry.live(user_target(ann)) is None
+        assert (registry.live(COMMUNITY) or {}).get("version") != 1
+        assert any(e["action"] == "forget" and e["previous"] == 1 for e in registry.history(COMMUNITY))
+
+
+def test_forget_puts_the_newest_community_version_that_never_saw_the_user_back_live(redis_server, tmp_path: Path):
+    ann, bob = "telegram:1", "telegram:2"
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_model.safetensors").write_bytes(b"weights")
+    with RedisLink(redis_server.url) as link, TrainerLock(link, ttl_s=30) as lock:
+        registry = Registry(tmp_path / "registry", link)
+        for learned_from in ([bob], [ann, bob], [bob], [ann]):  # v1 live, v2 live, v3 never live, v4 live
+            meta = {"base_model": "m", "user_hashes": [tombstone_member(u) for u in learned_from]}
+            version = registry.add(COMMUNITY, adapter, meta)
+            if version != 3:
+                registry.promote(COMMUNITY, version, lock=lock)
+        link.call(link.store.forget(ann))
+
+        purged = registry.purge_forgotten(lock=lock)
+
+        assert purged == {"targets": [], "community_versions": [2, 4]}
+        assert registry.versions(COMMUNITY) == [1, 3]
+        assert registry.live(COMMUNITY)["version"] == 1, "v3 never passed the gate, so v1 serves"
+        assert registry.history(COMMUNITY)[0]["action"] == "forget"
+        link.call(link.store.forget(bob))
+        registry.purge_forgotten(lock=lock)
+        assert registry.live(COMMUNITY) is None and registry.versions(COMMUNITY) == []
