@@ -39,7 +39,8 @@ PRIVACY_TEXT = (
     "secret-bearing links are removed) and used to fine-tune the community model and, once you have enough "
     "turns, a model of your own. A new model goes live only if it tests better than the current one.\n"
     "- /optout stops the logging at once; /optout delete also deletes your log. /forget deletes everything "
-    "I keep about you, your own model included, and no later training run can use your data again."
+    "I keep about you, your own model included; by the next nightly run, community models that learned from "
+    "you are retired too, and no later training run can use your data again."
 )
 
 
