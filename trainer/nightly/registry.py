@@ -132,8 +132,7 @@ class Registry:
         if version is None:
             if current is None:
                 raise RegistryError(f"{target} has no live adapter to roll back from")
-            been_live = {e["version"] for e in self.history(target) if e.get("version")}
-            earlier = [v for v in self.versions(target) if v < current["version"] and v in been_live]
+            earlier = [v for v in self._once_live(target) if v < current["version"]]
             if not earlier:
                 raise RegistryError(
                     f"{target} has no earlier version on disk to roll back to (versions: {self._listing(target)}); "
@@ -174,10 +173,21 @@ class Registry:
 
     def purge_forgotten(self, *, lock: TrainerLock) -> dict[str, Any]:
         """Remove every adapter that learned from a user who has since been forgotten: their own target,
-        and each community version trained on their data. A live one is first replaced by the newest earlier
-        version that learned nothing from them, else taken out of service (the base model serves)."""
+        and each community version trained on their data."""
+        owners = self._user_target_owners()
+        trained_on = {v: set(self.meta(COMMUNITY, v).get("user_hashes", [])) for v in self.versions(COMMUNITY)}
+        gone = self.link.call(self.store.tombstoned(sorted(set(owners).union(*trained_on.values()))))
+        targets = sorted(owners[member] for member in gone & set(owners))
+        for target in targets:
+            self.remove(target)
+        tainted = [v for v, members in trained_on.items() if members & gone]
+        self._retire_community(tainted, lock=lock)
+        return {"targets": targets, "community_versions": tainted}
+
+    def _user_target_owners(self) -> dict[str, str]:
+        """Each user target by its owner's tombstone member (the hash of the user id)."""
         records = self.records()
-        owners: dict[str, str] = {}  # tombstone member (hash of the user id) -> target
+        owners: dict[str, str] = {}
         for target in self.targets():
             if not target.startswith(USER_PREFIX):
                 continue
@@ -186,21 +196,24 @@ class Registry:
             member = tombstone_member(user) if user else next((m["user_hash"] for m in metas if "user_hash" in m), None)
             if member:
                 owners[member] = target
-        trained_on = {v: set(self.meta(COMMUNITY, v).get("user_hashes", [])) for v in self.versions(COMMUNITY)}
-        gone = self.link.call(self.store.tombstoned(sorted(set(owners).union(*trained_on.values()))))
-        for member in gone & set(owners):
-            self.remove(owners[member])
-        tainted = [v for v, members in trained_on.items() if members & gone]
-        if (self.live(COMMUNITY) or {}).get("version") in tainted:
-            been_live = {e["version"] for e in self.history(COMMUNITY) if e.get("version")}
-            clean = [v for v in self.versions(COMMUNITY) if v in been_live and v not in tainted]
+        return owners
+
+    def _retire_community(self, versions: list[int], *, lock: TrainerLock) -> None:
+        """Delete these community versions. A live one is first replaced by the newest other version that
+        has been live, else taken out of service (the base model serves)."""
+        if (self.live(COMMUNITY) or {}).get("version") in versions:
+            clean = [v for v in self._once_live(COMMUNITY) if v not in versions]
             if clean:
                 self.promote(COMMUNITY, clean[-1], lock=lock, action="forget")
             else:
                 self.unpublish(COMMUNITY, lock=lock, action="forget")
-        for v in tainted:  # only once no record points at them
+        for v in versions:  # only once no record points at them
             shutil.rmtree(version_dir(self.root, COMMUNITY, v), ignore_errors=True)
-        return {"targets": sorted(owners[member] for member in gone & set(owners)), "community_versions": tainted}
+
+    def _once_live(self, target: str) -> list[int]:
+        """The versions on disk that have been live at some time, oldest first."""
+        been_live = {e["version"] for e in self.history(target) if e.get("version")}
+        return [v for v in self.versions(target) if v in been_live]
 
     def _listing(self, target: str) -> str:
         versions = self.versions(target)
