@@ -9,7 +9,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from contextlib import aclosing
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 from pydantic import BaseModel
@@ -31,6 +31,9 @@ from brain.api_models import (
     UserExport,
     UserRef,
 )
+
+if TYPE_CHECKING:
+    from brain.settings import Settings
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -85,6 +88,12 @@ class BrainClient:
         )
         self.retries = retries
         self.backoff_s = backoff_s
+
+    @classmethod
+    def from_settings(cls, settings: Settings, base_url: str | None = None) -> BrainClient:
+        """A client of the configured brain (or of ``base_url``), with the configured key and timeout."""
+        key = settings.secrets.api_key.get_secret_value() if settings.secrets.api_key else None
+        return cls(base_url or settings.bot.brain_url, key, timeout=settings.bot.timeout_s)
 
     async def aclose(self) -> None:
         await self._http.aclose()

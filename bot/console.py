@@ -47,8 +47,7 @@ async def run_console(
     settings: Settings, *, brain_url: str | None = None, start_brain: bool = False, user_id: str = "local"
 ) -> int:
     url = brain_url or settings.bot.brain_url
-    key = settings.secrets.api_key.get_secret_value() if settings.secrets.api_key else None
-    client = BrainClient(url, key, timeout=settings.bot.timeout_s)
+    client = BrainClient.from_settings(settings, url)
     process = await start_brain_if_needed(client, url) if start_brain else None
     who = Speaker(PLATFORM, user_id, chat_id=user_id, chat_kind=ChatKind.direct, display_name=user_id,
                   is_operator=True)  # fmt: skip

@@ -125,7 +125,6 @@ def run_discord(settings: Settings) -> None:
 
 
 async def serve(settings: Settings, token: str) -> None:
-    api_key = settings.secrets.api_key.get_secret_value() if settings.secrets.api_key else None
-    async with BrainClient(settings.bot.brain_url, api_key, timeout=settings.bot.timeout_s) as brain:
+    async with BrainClient.from_settings(settings) as brain:
         async with make_bot(settings, brain) as bot:
             await bot.start(token)

@@ -130,8 +130,7 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
-    api_key = settings.secrets.api_key.get_secret_value() if settings.secrets.api_key else None
-    async with BrainClient(settings.bot.brain_url, api_key, timeout=settings.bot.timeout_s) as client:
+    async with BrainClient.from_settings(settings) as client:
         application = build_application(settings, client)
         async with running(application, settings):
             await stop.wait()

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable
 from typing import Any
 
 from telegram import Update
 from telegram.ext import BaseUpdateProcessor
+
+from bot.ordering import TurnQueue
 
 
 class PerUserInOrder(BaseUpdateProcessor):
@@ -19,24 +20,15 @@ class PerUserInOrder(BaseUpdateProcessor):
 
     def __init__(self, max_concurrent_updates: int = 256):
         super().__init__(max_concurrent_updates)
-        self._locks: dict[tuple[int, int], tuple[asyncio.Lock, int]] = {}
+        self._turns = TurnQueue()
 
     async def do_process_update(self, update: object, coroutine: Awaitable[Any]) -> None:
         key = _key(update)
         if key is None:
             await coroutine
             return
-        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
-        self._locks[key] = (lock, users + 1)
-        try:
-            async with lock:
-                await coroutine
-        finally:
-            lock, users = self._locks[key]
-            if users == 1:
-                del self._locks[key]
-            else:
-                self._locks[key] = (lock, users - 1)
+        async with self._turns.turn(key):
+            await coroutine
 
     async def initialize(self) -> None:
         """Nothing to set up."""

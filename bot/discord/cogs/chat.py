@@ -12,9 +12,9 @@ from discord.ext import commands
 from bot.client import BrainError
 from bot.commands import friendly_error
 from bot.discord.context import earlier_messages, readable_text
-from bot.discord.ordering import TurnQueue
 from bot.discord.speakers import speaker_for_message
 from bot.discord.streaming import StreamedReply
+from bot.ordering import TurnQueue
 from brain.api_models import ChatReply, ChatRequest
 
 if TYPE_CHECKING:
