@@ -33,6 +33,7 @@ class RemoteAdapters(RegistryFollower):
         self.base_model = base_model
         self.live: dict[str, dict[str, Any]] = {}
         self._broken: set[str] = set()
+        self._checked: set[str] = set()
 
     async def refresh(self) -> None:
         """Re-read what is live, and load the live community version into the server ahead of requests."""
@@ -65,7 +66,9 @@ class RemoteAdapters(RegistryFollower):
         if ref.served_name in self._broken:
             return None
         try:
-            self._check(path)
+            if ref.served_name not in self._checked:  # a version never changes: its folder is read once
+                self._check(path)
+                self._checked.add(ref.served_name)
             return await self.engine.ensure_adapter(ref)
         except ServerUnreachable:  # generation fails too and says so; try again with the next request
             return None

@@ -121,6 +121,12 @@ class Runtime:
             await self.remote.aclose()
         await self.store.close()
 
+    def check_free_slot(self) -> None:
+        """Refuse a request up front, rather than queue it, when every concurrency slot is taken."""
+        if self.slots.locked():
+            raise ApiError(503, "busy", "The brain is at its limit of concurrent requests; retry shortly.",
+                           {"Retry-After": "1"})  # fmt: skip
+
     def count(self, text: str) -> int:
         return count_tokens(self.tokenizer, text)
 

@@ -59,9 +59,7 @@ async def chat(body: ChatRequest, request: Request, runtime: RuntimeDep) -> Any:
     """Answer one message with the user's memory and persona; stream it with `"stream": true`."""
     started = time.perf_counter()
     check_text(runtime, body.text)
-    if runtime.slots.locked():
-        raise ApiError(503, "busy", "The brain is at its limit of concurrent requests; retry shortly.",
-                       {"Retry-After": "1"})  # fmt: skip
+    runtime.check_free_slot()
     user = body.key
     group = body.chat_kind is ChatKind.group
     state = await runtime.store.load_chat_state(user, body.platform, body.chat_id, group)

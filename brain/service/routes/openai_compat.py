@@ -103,9 +103,7 @@ def _admit(runtime: Any, ids: list[int], body: OAISampling, max_new: int, *, wha
     if len(ids) > budget:
         message = f"{what} take {len(ids)} tokens; at most {budget} fit with max_tokens={max_new}."
         raise ApiError(413, "context_length_exceeded", message)
-    if runtime.slots.locked():
-        raise ApiError(503, "busy", "The brain is at its limit of concurrent requests; retry shortly.",
-                       {"Retry-After": "1"})  # fmt: skip
+    runtime.check_free_slot()
 
 
 @asynccontextmanager
