@@ -21,7 +21,6 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from trainer import runtime as rt
 from trainer.chats import IGNORE, chat_example, is_chat_file, read_chats
@@ -194,15 +193,7 @@ def train_loop(loaded: LoadedModel, train: list[Example], cfg: FinetuneConfig, r
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_cosine(s, warmup, total, 0.1))
     order = torch.Generator().manual_seed(cfg.seed)
     batches: list[list[Example]] = []
-    bar = Progress(
-        TextColumn("[bold]finetune"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[info]}"),
-        TimeRemainingColumn(),
-        console=console,
-        disable=not progress,
-    )
+    bar = rt.progress_bar("finetune", console, enabled=progress)
     with bar:
         task = bar.add_task("finetune", total=total, info="")
         for step in range(total):

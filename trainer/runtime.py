@@ -14,6 +14,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.distributed as dist
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from brain.engine.model_loading import pick_device
 
 
 @dataclass(frozen=True)
@@ -44,14 +48,6 @@ class Runtime:
     def barrier(self) -> None:
         if self.distributed:
             dist.barrier()
-
-
-def pick_device(requested: str = "auto") -> torch.device:
-    if requested == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if requested.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device {requested!r} was asked for, but this machine has no CUDA device")
-    return torch.device(requested)
 
 
 def pick_dtype(device: torch.device) -> torch.dtype:
@@ -126,3 +122,16 @@ def mean_across_ranks(value: float, runtime: Runtime) -> float:
     t = torch.tensor([value], dtype=torch.float64, device=runtime.device)
     dist.all_reduce(t)
     return t.item() / runtime.world_size
+
+
+def progress_bar(label: str, console: Console, *, enabled: bool = True) -> Progress:
+    """The trainers' bar: steps done of all, a field ``info`` (loss, speed) and the time left."""
+    return Progress(
+        TextColumn(f"[bold]{label}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeRemainingColumn(),
+        console=console,
+        disable=not enabled,
+    )

@@ -25,7 +25,6 @@ from typing import Any
 
 import torch
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from brain.settings import FinetuneSettings
@@ -34,6 +33,7 @@ from trainer.errors import DataError
 from trainer.nightly.clean import load_split
 from trainer.nightly.data import IGNORE, Example, Renderer, chunks, collate, encode_all, token_losses
 from trainer.nightly.files import read_json, write_json
+from trainer.pretrain.checkpoint import replace_dir
 from trainer.schedule import warmup_cosine
 
 console = Console(stderr=True)
@@ -165,13 +165,10 @@ def train_step(ddp: Any, examples: list[Example], cfg: FinetuneSettings, runtime
 
 def save_adapter(model: Any, out: Path) -> None:
     """Write the adapter beside ``out``, then swap it in: ``out`` never holds half an adapter."""
-    tmp, old = out.with_name(f".{out.name}.tmp"), out.with_name(f".{out.name}.old")
+    tmp = out.with_name(f".{out.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp)
-    if out.exists():
-        os.replace(out, old)
-    os.replace(tmp, out)
-    shutil.rmtree(old, ignore_errors=True)
+    replace_dir(tmp, out)
 
 
 @dataclass
@@ -251,15 +248,7 @@ def finetune(job: FinetuneJob, stop: threading.Event | None = None) -> FinetuneR
             save_adapter(model, out / "adapter")  # the untrained adapter is the base model: the floor
     base_val = state.history["val"][0]["loss"]
     stopped_early = False
-    progress = Progress(
-        TextColumn(f"[bold]{job.target}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[info]}"),
-        TimeRemainingColumn(),
-        console=console,
-        disable=not runtime.is_main,
-    )
+    progress = rt.progress_bar(job.target, console, enabled=runtime.is_main)
     with progress:
         task = progress.add_task("fine-tune", total=total, completed=state.step, info="")
         while state.step < total:

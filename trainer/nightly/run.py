@@ -34,7 +34,7 @@ from brain.store import tombstone_member
 from trainer.nightly import runs
 from trainer.nightly.clean import clean_export, load_split
 from trainer.nightly.corpus import general_set
-from trainer.nightly.data import Renderer, encode_all
+from trainer.nightly.data import Example, Renderer, encode_all
 from trainer.nightly.evaluate import EvalSet, Evaluator, Scores
 from trainer.nightly.export import export_logs, load_snapshot
 from trainer.nightly.files import write_json
@@ -79,7 +79,7 @@ class Nightly:
         presets = personas.load_presets(settings.brain.personas_dir)
         self.system_prompts = {name: p.system_prompt for name, p in presets.items()}
         self._evaluator: Evaluator | None = None
-        self._general: list[dict[str, Any]] | None = None
+        self._general: list[Example] | None = None
         self.trained_on: list[str] = []  # tombstone members of the exported users
 
     def run(self) -> dict[str, Any]:
@@ -238,14 +238,15 @@ class Nightly:
             loss_on=self.cfg.finetune.loss_on,
             max_tokens=self.cfg.finetune.max_seq_tokens,
         )
-        if self._general is None:
-            self._general = general_set(
+        if self._general is None:  # the same for every target: rendered and tokenized once
+            conversations = general_set(
                 evaluation.general_categories, evaluation.general_max_conversations, self.settings.brain.default_persona
             )
+            self._general = encode_all(renderer, conversations)
         test = load_split(self.run_dir, "test", target.user)
         return EvalSet(
             test=encode_all(renderer, test),
-            general=encode_all(renderer, self._general),
+            general=self._general,
             prompts=renderer.prompts(test, evaluation.bleu_samples),
         )
 

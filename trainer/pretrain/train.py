@@ -20,7 +20,6 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from trainer import runtime as rt
@@ -196,11 +195,12 @@ def _pretrain(
     # -- data: every check that can fail runs here, before the tokenizer or the model costs anything
     text = D.load_clean_text(cfg.data)
     splits = D.split_text(text, cfg.split)
+    fingerprint = D.fingerprint(text)
     needed = {"train": splits.train, "validation": splits.val}
     D.check_context_fits(cfg.block_size, {k: len(v.encode("utf-8")) for k, v in needed.items()})
     if restored is not None:
         tokenizer = restored.tokenizer
-        if restored.meta["data"]["fingerprint"] != D.fingerprint(text):
+        if restored.meta["data"]["fingerprint"] != fingerprint:
             raise CheckpointError(
                 f"the checkpoint {restored.path} was trained on other data than {cfg.data}; "
                 "resume with the same data, or start a new run"
@@ -208,10 +208,10 @@ def _pretrain(
     else:
         # characters: the alphabet of all the text, so the validation split has no unknowns;
         # BPE merges: learned from the training split only
-        check_vocab_size(cfg.tokenizer, cfg.vocab_size, text if cfg.tokenizer == "char" else splits.train)
+        source = text if cfg.tokenizer == "char" else splits.train
+        check_vocab_size(cfg.tokenizer, cfg.vocab_size, source)
         tokenizer_dir = checkpoints / "tokenizer"
         if run.is_main:
-            source = text if cfg.tokenizer == "char" else splits.train
             trained = train_tokenizer(cfg.tokenizer, source, cfg.vocab_size)
             trained.model_max_length = cfg.block_size
             trained.save_pretrained(tokenizer_dir)
@@ -223,7 +223,7 @@ def _pretrain(
     D.check_context_fits(cfg.block_size, {"train": len(ids["train"]), "validation": len(ids["val"])})
     data_info = {
         "path": str(cfg.data),
-        "fingerprint": D.fingerprint(text),
+        "fingerprint": fingerprint,
         "characters": len(text),
         "split": list(cfg.split),
         "tokens": {name: int(len(v)) for name, v in ids.items()},
@@ -311,15 +311,7 @@ def _pretrain(
         evaluate()
     limit = min(cfg.max_steps, stop_after) if stop_after is not None else cfg.max_steps
     train_time, train_tokens, tok_s, val = 0.0, 0, 0.0, history["val"][-1][1] if history["val"] else math.nan
-    bar = Progress(
-        TextColumn("[bold]pretrain"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[info]}"),
-        TimeRemainingColumn(),
-        console=console,
-        disable=not (progress and run.is_main),
-    )
+    bar = rt.progress_bar("pretrain", console, enabled=progress and run.is_main)
     with bar:
         task = bar.add_task("pretrain", total=cfg.max_steps, completed=step, info="")
         while step < limit:
