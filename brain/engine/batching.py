@@ -17,12 +17,18 @@ Stop and EOS tokens end a reply and are not yielded. ``adapter`` on a request na
 loaded in the model (a peft model holding several, see brain/adapters.py); each forward pass gets every
 row's adapter name (``__base__`` for none), so one batch serves several adapters. Adapters are loaded
 and unloaded through ``between_steps``, never while a step runs.
+
+One request's failure is its own: settings that cannot be sampled (:class:`RequestError`) or a prompt
+whose prefill fails (:class:`EngineError`) end that request while the other rows keep generating. Only
+a failure of the shared decode step, which no row can be blamed for, ends every running request; the
+engine itself keeps serving.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -33,7 +39,7 @@ from transformers.cache_utils import DynamicCache
 
 from brain.engine.kv_cache import BatchCache
 from brain.engine.model_loading import context_length as config_context_length
-from brain.engine.sampling import RowSampler, make_sampler, pick_tokens
+from brain.engine.sampling import SEED_LIMIT, RowSampler, SamplingError, make_sampler, pick_tokens
 
 log = logging.getLogger(__name__)
 # prompt tokens (rows x longest prompt) prefilled in one forward pass
@@ -43,6 +49,10 @@ _END = object()
 
 class EngineError(RuntimeError):
     """Generation failed inside the engine, or the engine is not running."""
+
+
+class RequestError(EngineError, ValueError):
+    """This request's own settings cannot be served: it alone failed, and the engine goes on."""
 
 
 @dataclass
@@ -60,6 +70,13 @@ class GenerationRequest:
     def __post_init__(self) -> None:
         if not self.prompt_ids:
             raise ValueError("prompt_ids is empty; a request needs at least one prompt token")
+        if not all(isinstance(token, int) for token in self.prompt_ids):
+            raise ValueError("prompt_ids must be integer token ids")
+        for name in ("temperature", "top_p", "repetition_penalty"):
+            if not math.isfinite(getattr(self, name)):
+                raise ValueError(f"{name} must be a finite number, not {getattr(self, name)}")
+        if self.seed is not None and not (isinstance(self.seed, int) and 0 <= self.seed < SEED_LIMIT):
+            raise ValueError(f"seed must be an integer between 0 and 2**64 - 1, not {self.seed}")
         if self.max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be at least 1, not {self.max_new_tokens}")
         if self.temperature < 0:
@@ -77,8 +94,9 @@ class RequestHandle:
     """The consumer's side of a request: ``async for token_id in handle``, then ``finish_reason``.
 
     Iterate it from the event loop that submitted it. Cancelling the iterating task cancels the
-    request; a consumer that stops iterating early should call ``cancel()``. If the engine fails,
-    iterating raises :class:`EngineError` and ``finish_reason`` is ``"error"``.
+    request; a consumer that stops iterating early should call ``cancel()``. If generation fails,
+    iterating raises :class:`EngineError` (:class:`RequestError` where the request's own settings are
+    at fault) and ``finish_reason`` is ``"error"``.
     """
 
     def __init__(self, request: GenerationRequest, loop: asyncio.AbstractEventLoop, engine: Engine) -> None:
@@ -294,16 +312,28 @@ class Engine:
         return arrivals
 
     def _step(self, arrivals: list[RequestHandle]) -> tuple[list[tuple], int]:
-        """Decode a token for every running row, prefill the arrivals, retire finished rows.
+        """Decode a token for every running row, prefill the arrivals, retire finished and failed rows.
 
         Returns the events to publish and the number of rows that produced a token."""
+        ended = self._retire_cancelled()
         produced = self._decode() if self._rows else []
         if arrivals:
-            produced += self._admit(arrivals)
-        events = self._account(produced)
+            joined, not_started = self._admit(arrivals)
+            produced += joined
+            ended += not_started
+        events = ended + self._account(produced)
         if any(row.finished for row in self._rows):
             self._keep_rows([index for index, row in enumerate(self._rows) if not row.finished])
-        return events, len(produced)
+        return events, sum(isinstance(token, int) for _, token in produced)
+
+    def _retire_cancelled(self) -> list[tuple]:
+        """Drop the rows cancelled since the last step before decoding them again; their events."""
+        gone = {index for index, row in enumerate(self._rows) if row.handle.cancel_requested}
+        if not gone:
+            return []
+        events = [(self._rows[index].handle, [], "cancelled") for index in sorted(gone)]
+        self._keep_rows([index for index in range(len(self._rows)) if index not in gone])
+        return events
 
     def _report(self, rows: int, tokens: int) -> None:
         if self.on_step is None:
@@ -313,7 +343,7 @@ class Engine:
         except Exception:  # a metrics hook must not stop generation
             log.exception("on_step callback failed")
 
-    def _decode(self) -> list[tuple[_Row, int]]:
+    def _decode(self) -> list[tuple[_Row, int | SamplingError]]:
         assert self._cache is not None and self._inputs is not None
         mask, positions = self._cache.next_step()
         out = self.model(
@@ -326,26 +356,50 @@ class Engine:
         )
         self._cache.advance()
         tokens = pick_tokens(out.logits[:, -1], [row.sampler for row in self._rows], [r.history for r in self._rows])
-        self._inputs = torch.tensor(tokens, device=self.device).unsqueeze(1)
+        self._inputs = _next_inputs(tokens, self.device)
         return list(zip(self._rows, tokens, strict=True))
 
-    def _admit(self, arrivals: list[RequestHandle]) -> list[tuple[_Row, int]]:
-        """Prefill the arrivals in groups of similar length, then add them to the running batch."""
+    def _admit(self, arrivals: list[RequestHandle]) -> tuple[list[tuple[_Row, int | SamplingError]], list[tuple]]:
+        """Prefill the arrivals in groups of similar length, then add them to the running batch.
+
+        Returns each new row's first token and the failure events of requests that could not start."""
+        rows, failed = [], []
+        for handle in arrivals:
+            try:
+                rows.append(self._new_row(handle))
+            except Exception as error:  # unusable settings: this request fails, the others start
+                log.warning("a request could not start: %s", error)
+                failed.append((handle, [], None, _row_error(error)))
         produced = []
-        ordered = sorted(arrivals, key=lambda handle: (handle.request.adapter or "", len(handle.request.prompt_ids)))
-        for group in _prefill_groups(ordered):
-            rows = [self._new_row(handle) for handle in group]
+        rows.sort(key=lambda row: (row.handle.request.adapter or "", len(row.handle.request.prompt_ids)))
+        for group in _prefill_groups(rows):
+            joined, group_failed = self._join(group)
+            produced += joined
+            failed += group_failed
+        return produced, failed
+
+    def _join(self, rows: list[_Row]) -> tuple[list[tuple[_Row, int | SamplingError]], list[tuple]]:
+        """Prefill ``rows`` together and add them to the batch; if that fails, each alone, so that only the
+        request at fault fails. Returns each joined row's first token and the failure events."""
+        try:
             prefilled, first = self._prefill([row.handle.request.prompt_ids for row in rows], rows)
+        except Exception as error:
+            if len(rows) == 1:
+                log.exception("prefilling a request failed; it alone fails")
+                return [], [(rows[0].handle, [], None, _engine_error(error))]
+            log.warning("prefilling %d requests together failed (%s); trying each alone", len(rows), error)
+        else:
             if self._cache is None:
                 self._cache = BatchCache(self._num_layers, max_rows=self.max_batch_size)
             self._cache.add_rows(prefilled, [len(row.handle.request.prompt_ids) for row in rows])
             self._rows += rows
-            new_inputs = torch.tensor(first, device=self.device).unsqueeze(1)
+            new_inputs = _next_inputs(first, self.device)
             self._inputs = new_inputs if self._inputs is None else torch.cat([self._inputs, new_inputs])
-            produced += zip(rows, first, strict=True)
-        return produced
+            return list(zip(rows, first, strict=True)), []
+        results = [self._join([row]) for row in rows]
+        return [pair for joined, _ in results for pair in joined], [event for _, failed in results for event in failed]
 
-    def _prefill(self, prompts: list[list[int]], rows: list[_Row]) -> tuple[DynamicCache, list[int]]:
+    def _prefill(self, prompts: list[list[int]], rows: list[_Row]) -> tuple[DynamicCache, list[int | SamplingError]]:
         """Run the prompts, left-padded, through the model; their cache and each one's first new token."""
         width = max(len(prompt) for prompt in prompts)
         ids = torch.zeros(len(prompts), width, dtype=torch.long)
@@ -392,10 +446,15 @@ class Engine:
             budget=min(request.max_new_tokens, room),
         )
 
-    def _account(self, produced: list[tuple[_Row, int]]) -> list[tuple]:
+    def _account(self, produced: list[tuple[_Row, int | SamplingError]]) -> list[tuple]:
         """Record each row's new token and decide whether the row is finished; the events to publish."""
-        events = []
+        events: list[tuple] = []
         for row, token in produced:
+            if isinstance(token, SamplingError):  # this row alone ends; its cache row goes with the finished
+                log.warning("a request failed while sampling: %s", token)
+                row.finished = True
+                events.append((row.handle, [], None, _row_error(token)))
+                continue
             reason, tokens = None, []
             if token in row.stop_ids:
                 reason = "stop"
@@ -448,8 +507,7 @@ class Engine:
 
     def _fail(self, handles: list[RequestHandle], error: Exception) -> None:
         self._rows, self._cache, self._inputs = [], None, None
-        wrapped = EngineError(f"generation failed: {type(error).__name__}: {error}")
-        wrapped.__cause__ = error
+        wrapped = _engine_error(error)
         self._publish([(handle, [], None, wrapped) for handle in handles])
 
     def _publish(self, events: list[tuple]) -> None:
@@ -474,20 +532,41 @@ class Engine:
             _call_in_loop(job.loop, _settle, job.future, None, EngineError("the engine stopped"))
 
 
-def _prefill_groups(handles: list[RequestHandle]) -> list[list[RequestHandle]]:
+def _prefill_groups(rows: list[_Row]) -> list[list[_Row]]:
     """Consecutive runs of one adapter whose padded size stays within the prefill budget."""
-    groups: list[list[RequestHandle]] = []
-    for handle in handles:
+    groups: list[list[_Row]] = []
+    for row in rows:
+        request = row.handle.request
         group = groups[-1] if groups else None
         if (
             group
-            and group[0].request.adapter == handle.request.adapter
-            and (len(group) + 1) * len(handle.request.prompt_ids) <= PREFILL_TOKEN_BUDGET
+            and group[0].handle.request.adapter == request.adapter
+            and (len(group) + 1) * len(request.prompt_ids) <= PREFILL_TOKEN_BUDGET
         ):
-            group.append(handle)
+            group.append(row)
         else:
-            groups.append([handle])
+            groups.append([row])
     return groups
+
+
+def _next_inputs(tokens: list[int | SamplingError], device: torch.device) -> torch.Tensor:
+    """[rows, 1] the ids each row feeds next; a failed row feeds 0 until it is retired at the step's end."""
+    return torch.tensor([token if isinstance(token, int) else 0 for token in tokens], device=device).unsqueeze(1)
+
+
+def _engine_error(error: BaseException) -> EngineError:
+    wrapped = EngineError(f"generation failed: {type(error).__name__}: {error}")
+    wrapped.__cause__ = error
+    return wrapped
+
+
+def _row_error(error: BaseException) -> EngineError:
+    """What one failed request's consumer gets: a RequestError where its settings were at fault."""
+    if not isinstance(error, SamplingError):
+        return _engine_error(error)
+    wrapped = RequestError(str(error))
+    wrapped.__cause__ = error
+    return wrapped
 
 
 def _deliver_all(events: list[tuple]) -> None:
