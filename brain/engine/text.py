@@ -14,6 +14,10 @@ incomplete UTF-8 character. Text that could be the start of a stop string is hel
 stop string appears the text before it is released, the request is cancelled in the engine (freeing
 its row) and the stream ends with reason ``stop``. Leaving the loop early or cancelling the task
 that iterates cancels the request as well.
+
+If the tokenizer fails on this reply's tokens, the request is cancelled and iterating raises
+:class:`TextStreamError` (an EngineError); an error from the engine is raised as it is. Either way
+``finish_reason`` is ``"error"``, and only this stream ends.
 """
 
 from __future__ import annotations
@@ -21,10 +25,16 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Protocol
 
+from brain.engine.batching import EngineError
+
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
 REPLACEMENT_CHAR = "\ufffd"
+
+
+class TextStreamError(EngineError):
+    """Turning one reply's tokens into text failed; that reply ends, the others go on."""
 
 
 class TokenStream(Protocol):
@@ -49,6 +59,8 @@ class TextStream:
         skip_special_tokens: bool = True,
     ) -> None:
         stop = [stop] if isinstance(stop, str) else stop
+        if any(not isinstance(text, str) for text in stop):
+            raise ValueError("stop strings must be text")
         if any(not text for text in stop):
             raise ValueError("stop strings must not be empty")
         self.handle = handle
@@ -79,7 +91,7 @@ class TextStream:
         try:
             async for token in self.handle:
                 self.token_ids.append(token)
-                released, stopped = self._release(self._decode_new(final=False))
+                released, stopped = self._advance(final=False)
                 if released:
                     yield released
                 if stopped:
@@ -87,14 +99,26 @@ class TextStream:
                     self.handle.cancel()
                     finished = True
                     return
-            released, stopped = self._release(self._decode_new(final=True), final=True)
+            released, stopped = self._advance(final=True)
             self.finish_reason = "stop" if stopped else self.handle.finish_reason
             finished = True
             if released:
                 yield released
+        except Exception:
+            self.finish_reason = "error"
+            raise
         finally:
-            if not finished:
+            if not finished:  # an error, a consumer that left, a cancelled task: free the engine row
                 self.handle.cancel()
+
+    def _advance(self, *, final: bool) -> tuple[str, bool]:
+        """Decode what the new tokens add and match it against the stop strings (see ``_release``)."""
+        try:
+            return self._release(self._decode_new(final=final), final=final)
+        except Exception as error:  # say which step failed: a bare KeyError from a tokenizer explains nothing
+            raise TextStreamError(
+                f"turning the reply's tokens into text failed: {type(error).__name__}: {error}"
+            ) from error
 
     def _decode_new(self, *, final: bool) -> str:
         window = self.token_ids[self._prefix_offset :]
