@@ -8,30 +8,7 @@ import torch
 
 from brain.engine.batching import EngineError, GenerationRequest
 from brain.engine.model_loading import LoadedModel
-
-
-def random_prompts(count: int, *, seed: int = 0, longest: int = 60) -> list[list[int]]:
-    rng = random.Random(seed)
-    return [[rng.randrange(3, 500) for _ in range(rng.randrange(1, longest))] for _ in range(count)]
-
-
-def reference_greedy(loaded: LoadedModel, prompt: list[int], max_new_tokens: int) -> list[int]:
-    """The reply of plain ``model.generate`` for this prompt alone, without its final EOS."""
-    eos = sorted(loaded.eos_token_ids)
-    output = loaded.model.generate(
-        torch.tensor([prompt]),
-        attention_mask=torch.ones(1, len(prompt), dtype=torch.long),
-        max_new_tokens=max_new_tokens,
-        do_sample=False,
-        eos_token_id=eos,
-        pad_token_id=eos[0],
-    )
-    reply = output[0, len(prompt) :].tolist()
-    return reply[:-1] if reply and reply[-1] in eos else reply
-
-
-async def collect(handle) -> list[int]:
-    return [token async for token in handle]
+from tests.brain.engine.helpers import collect, random_prompts, reference_greedy
 
 
 async def test_concurrent_streams_match_unbatched_greedy(tiny: LoadedModel, start_engine) -> None:
