@@ -6,14 +6,51 @@ the OpenAPI document is generated from it. Nothing here may import torch or redi
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from enum import Enum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 PLATFORM_PATTERN = r"^[a-z][a-z0-9_-]{0,31}$"
 ID_PATTERN = r"^[A-Za-z0-9_.:@-]{1,128}$"
+# seeds are drawn into torch generators, which take 64-bit seeds; positive 63-bit ones are portable
+MAX_SEED = 2**63 - 1
+# below this a sampled temperature divides logits into overflow; use 0 for greedy
+MIN_TEMPERATURE = 0.01
+MAX_STOP_STRINGS = 16
+MAX_STOP_CHARS = 128
+MAX_CARD_JSON_CHARS = 64_000
+
+
+def check_unicode(value: Any) -> Any:
+    """Refuse text that is not valid Unicode (a lone surrogate from a JSON escape such as "\\udfff"), anywhere in
+    ``value``: it could be stored, and would then break every later prompt that includes it."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("the text is not valid Unicode (it holds a lone surrogate)") from None
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            check_unicode(key)
+            check_unicode(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            check_unicode(item)
+    return value
+
+
+class Contract(BaseModel):
+    """Every model of the API: numbers are finite, and every text is valid Unicode."""
+
+    model_config = ConfigDict(allow_inf_nan=False)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _valid_unicode(cls, value: Any) -> Any:
+        return check_unicode(value)
 
 
 class ChatKind(str, Enum):
@@ -21,19 +58,41 @@ class ChatKind(str, Enum):
     group = "group"
 
 
-class SamplingParams(BaseModel):
+def _temperature(value: float | None) -> float | None:
+    if value is not None and 0 < value < MIN_TEMPERATURE:
+        raise ValueError(f"a temperature must be 0 (greedy) or at least {MIN_TEMPERATURE}")
+    return value
+
+
+Temperature = Annotated[float, AfterValidator(_temperature)]
+
+
+class SamplingParams(Contract):
     """How a reply is drawn. temperature 0 means greedy decoding."""
 
-    temperature: float = Field(0.7, ge=0.0, le=5.0)
+    temperature: Temperature = Field(0.7, ge=0.0, le=5.0)
     top_p: float = Field(0.9, gt=0.0, le=1.0)
-    top_k: int = Field(50, ge=0)
+    top_k: int = Field(50, ge=0, le=100_000)
     repetition_penalty: float = Field(1.1, ge=1.0, le=3.0)
     max_new_tokens: int = Field(256, ge=1, le=4096)
     # beam search (num_beams > 1) is deterministic and only for non-streaming requests
     num_beams: int = Field(1, ge=1, le=8)
 
 
-class UserRef(BaseModel):
+class SamplingOverrides(Contract):
+    """A request's overrides of its persona's sampling; fields left out keep the persona's values."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    temperature: Temperature | None = Field(None, ge=0.0, le=5.0)
+    top_p: float | None = Field(None, gt=0.0, le=1.0)
+    top_k: int | None = Field(None, ge=0, le=100_000)
+    repetition_penalty: float | None = Field(None, ge=1.0, le=3.0)
+    max_new_tokens: int | None = Field(None, ge=1, le=4096)
+    num_beams: int | None = Field(None, ge=1, le=8)
+
+
+class UserRef(Contract):
     platform: str = Field(pattern=PLATFORM_PATTERN, examples=["telegram"])
     user_id: str = Field(pattern=ID_PATTERN, examples=["123456"])
 
@@ -48,7 +107,7 @@ class ChatRef(UserRef):
     chat_kind: ChatKind = ChatKind.direct
 
 
-class ContextMessage(BaseModel):
+class ContextMessage(Contract):
     """An earlier message of a thread or reply chain that the platform shows the bot."""
 
     author: str = Field(max_length=128)
@@ -62,13 +121,13 @@ class ChatRequest(ChatRef):
     stream: bool = False
     context: list[ContextMessage] = Field(default_factory=list, max_length=20)
     # overrides of the persona's sampling defaults, e.g. {"temperature": 0} for greedy replies
-    sampling: dict[str, float | int] | None = None
+    sampling: SamplingOverrides | None = None
 
 
 FinishReason = Literal["stop", "length", "cancelled"]
 
 
-class ChatReply(BaseModel):
+class ChatReply(Contract):
     reply: str
     persona: str
     tokens: int
@@ -77,22 +136,22 @@ class ChatReply(BaseModel):
     adapter: str | None = None
 
 
-class StreamDelta(BaseModel):
+class StreamDelta(Contract):
     """One server-sent ``delta`` event of a streamed chat reply; a final ``done`` event carries ChatReply."""
 
     delta: str
 
 
-class ErrorDetail(BaseModel):
+class ErrorDetail(Contract):
     code: str
     message: str
 
 
-class ErrorBody(BaseModel):
+class ErrorBody(Contract):
     error: ErrorDetail
 
 
-class Persona(BaseModel):
+class Persona(Contract):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,47}$")
     description: str = Field("", max_length=300)
     system_prompt: str = Field(min_length=1, max_length=8000)
@@ -100,7 +159,7 @@ class Persona(BaseModel):
     sampling: SamplingParams = SamplingParams()
 
 
-class PersonaList(BaseModel):
+class PersonaList(Contract):
     presets: list[Persona]
 
 
@@ -112,9 +171,17 @@ class PersonaScope(str, Enum):
 class PersonaSet(ChatRef):
     """Pick a preset, set a custom system prompt, or import a SillyTavern chara_card_v2 card: exactly one."""
 
-    preset: str | None = None
-    custom: str | None = None
+    preset: str | None = Field(None, max_length=48)
+    custom: str | None = Field(None, max_length=100_000)
     card: dict[str, Any] | None = None
+
+    @field_validator("card")
+    @classmethod
+    def _card_size(cls, card: dict[str, Any] | None) -> dict[str, Any] | None:
+        # measured before any macro of the card is expanded
+        if card is not None and len(json.dumps(card)) > MAX_CARD_JSON_CHARS:
+            raise ValueError(f"the card is larger than {MAX_CARD_JSON_CHARS} characters of JSON")
+        return card
 
     @model_validator(mode="after")
     def _exactly_one(self) -> PersonaSet:
@@ -126,7 +193,7 @@ class PersonaSet(ChatRef):
         return self
 
 
-class PersonaState(BaseModel):
+class PersonaState(Contract):
     name: str
     custom: bool
     scope: PersonaScope
@@ -134,45 +201,45 @@ class PersonaState(BaseModel):
     greeting: str = ""
 
 
-class PrivacyNotice(BaseModel):
+class PrivacyNotice(Contract):
     version: str
     text: str
 
 
-class OptOut(BaseModel):
+class OptOut(Contract):
     delete_logs: bool = False
 
 
-class ConsentState(BaseModel):
+class ConsentState(Contract):
     opted_in: bool
     version: str | None = None
     at: datetime | None = None
     logged_turns: int = 0
 
 
-class ForgetResult(BaseModel):
+class ForgetResult(Contract):
     forgotten: bool
     deleted_keys: int
 
 
-class Turn(BaseModel):
+class Turn(Contract):
     role: Literal["user", "assistant"]
     text: str
     ts: float
     tokens: int = 0
 
 
-class MemoryView(BaseModel):
+class MemoryView(Contract):
     summary: str
     turns: list[Turn]
     persona: str
 
 
-class ResetResult(BaseModel):
+class ResetResult(Contract):
     cleared_turns: int
 
 
-class LogEntry(BaseModel):
+class LogEntry(Contract):
     id: str
     chat_id: str
     user_text: str
@@ -182,14 +249,14 @@ class LogEntry(BaseModel):
     ts: float
 
 
-class UserExport(BaseModel):
+class UserExport(Contract):
     user: str
     profile: dict[str, str]
     chats: dict[str, MemoryView]
     log: list[LogEntry]
 
 
-class Stats(BaseModel):
+class Stats(Contract):
     users: int
     opted_in: int
     log_entries: int
@@ -200,28 +267,40 @@ class Stats(BaseModel):
 # OpenAI-compatible /v1/chat/completions (stateless; a subset of the official schema)
 
 
-class OAIMessage(BaseModel):
+class OAIMessage(Contract):
     role: Literal["system", "user", "assistant"]
-    content: str
+    content: str = Field(max_length=100_000)
 
 
-class OAIStreamOptions(BaseModel):
+class OAIStreamOptions(Contract):
     include_usage: bool = False
 
 
-class OAISampling(BaseModel):
+class OAISampling(Contract):
     """What the OpenAI-style requests share, with vLLM's extensions top_k (-1 or 0: off) and repetition_penalty."""
 
     model: str = "default"
     stream: bool = False
     stream_options: OAIStreamOptions | None = None
-    temperature: float = Field(1.0, ge=0.0, le=2.0)
+    temperature: Temperature = Field(1.0, ge=0.0, le=2.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
-    top_k: int = Field(-1, ge=-1)
+    top_k: int = Field(-1, ge=-1, le=100_000)
     repetition_penalty: float = Field(1.0, ge=1.0, le=3.0)
     stop: str | list[str] | None = None
     n: int = Field(1, ge=1, le=1)
-    seed: int | None = None
+    seed: int | None = Field(None, ge=0, le=MAX_SEED)
+
+    @field_validator("stop")
+    @classmethod
+    def _bounded_stops(cls, stop: str | list[str] | None) -> str | list[str] | None:
+        stops = [stop] if isinstance(stop, str) else stop or []
+        if len(stops) > MAX_STOP_STRINGS:
+            raise ValueError(f"at most {MAX_STOP_STRINGS} stop strings are allowed")
+        if any(not text for text in stops):
+            raise ValueError("a stop string must not be empty")
+        if any(len(text) > MAX_STOP_CHARS for text in stops):
+            raise ValueError(f"a stop string may be at most {MAX_STOP_CHARS} characters")
+        return stop
 
     def sampling(self, max_new_tokens: int) -> SamplingParams:
         return SamplingParams(
@@ -239,7 +318,7 @@ class OAISampling(BaseModel):
 
 
 class OAIChatRequest(OAISampling):
-    messages: list[OAIMessage] = Field(min_length=1)
+    messages: list[OAIMessage] = Field(min_length=1, max_length=1024)
     max_tokens: int | None = Field(None, ge=1, le=4096)
     max_completion_tokens: int | None = Field(None, ge=1, le=4096)
 
@@ -254,7 +333,7 @@ class OAIChatRequest(OAISampling):
 class OAICompletionRequest(OAISampling):
     """A text completion: the prompt as text, or as token ids (the way vLLM takes a prompt rendered elsewhere)."""
 
-    prompt: str | list[int]
+    prompt: str | list[Annotated[int, Field(ge=0, lt=2**31)]] = Field(max_length=100_000)
     max_tokens: int = Field(16, ge=1, le=4096)
 
     @field_validator("prompt")
@@ -265,19 +344,19 @@ class OAICompletionRequest(OAISampling):
         return prompt
 
 
-class OAIChoice(BaseModel):
+class OAIChoice(Contract):
     index: int = 0
     message: OAIMessage
     finish_reason: Literal["stop", "length"]
 
 
-class OAIUsage(BaseModel):
+class OAIUsage(Contract):
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
 
 
-class OAIChatResponse(BaseModel):
+class OAIChatResponse(Contract):
     id: str
     object: Literal["chat.completion"] = "chat.completion"
     created: int
@@ -286,13 +365,13 @@ class OAIChatResponse(BaseModel):
     usage: OAIUsage
 
 
-class OAICompletionChoice(BaseModel):
+class OAICompletionChoice(Contract):
     index: int = 0
     text: str
     finish_reason: Literal["stop", "length"]
 
 
-class OAICompletionResponse(BaseModel):
+class OAICompletionResponse(Contract):
     id: str
     object: Literal["text_completion"] = "text_completion"
     created: int

@@ -24,11 +24,23 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+MIN_EXPOSED_KEY_CHARS = 32
+
+
 def check_exposure(settings: Settings) -> None:
-    if not is_loopback(settings.brain.host) and settings.secrets.api_key is None:
+    """A brain reachable from other machines needs a key long enough not to be guessed."""
+    if is_loopback(settings.brain.host):
+        return
+    key = settings.secrets.api_key
+    if key is None:
         raise typer.BadParameter(
             f"refusing to listen on {settings.brain.host} without an API key: set OWNCHAT_API_KEY "
             "(or listen on 127.0.0.1)"
+        )
+    if len(key.get_secret_value()) < MIN_EXPOSED_KEY_CHARS:
+        raise typer.BadParameter(
+            f"refusing to listen on {settings.brain.host} with an API key of fewer than {MIN_EXPOSED_KEY_CHARS} "
+            "characters; make one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'"
         )
 
 
@@ -57,6 +69,7 @@ def serve(
     import uvicorn
 
     from brain.service.app import create_app
+    from brain.service.server import uvicorn_config
 
     settings = load_settings()
     if host:
@@ -69,7 +82,10 @@ def serve(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     local_redis = ensure_local_redis(settings) if start_redis else None
     try:
-        uvicorn.run(create_app(settings), host=settings.brain.host, port=settings.brain.port, log_level="info")
+        config = uvicorn_config(
+            create_app(settings), settings.limits, host=settings.brain.host, port=settings.brain.port
+        )
+        uvicorn.Server(config).run()
     finally:
         if local_redis is not None:
             local_redis.stop()  # type: ignore[attr-defined]

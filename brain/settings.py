@@ -94,8 +94,16 @@ class MemorySettings(BaseModel):
 class LimitSettings(BaseModel):
     rate_per_minute: int = Field(20, ge=1)
     max_message_chars: int = Field(4000, ge=1)
+    # generations at once over every route; a request beyond it gets 503 with Retry-After, before any work
     max_concurrent: int = Field(64, ge=1)
     max_persona_chars: int = Field(1500, ge=1)
+    # all the text of one prompt (message and thread context, or OpenAI messages), counted before tokenizing
+    max_prompt_chars: int = Field(32_000, ge=1)
+    # a request body larger than this is refused with 413 before it is parsed
+    max_body_bytes: int = Field(1_048_576, ge=1024)
+    # a client must send its request headers, and then its whole body, within these (slow senders are cut off)
+    header_timeout_s: float = Field(10.0, gt=0.0)
+    body_timeout_s: float = Field(30.0, gt=0.0)
 
 
 class BrainSettings(BaseModel):
@@ -105,6 +113,8 @@ class BrainSettings(BaseModel):
     default_persona: str = "assistant"
     # extra persona presets (YAML files) beside the shipped ones
     personas_dir: str | None = None
+    # with an API key set, the OpenAPI document and the docs pages need it too, unless this opens them
+    public_docs: bool = False
 
 
 class TelegramSettings(BaseModel):
@@ -211,6 +221,8 @@ class TrainerSettings(BaseModel):
     misfire_grace_s: int = Field(3600, ge=1)
     # per-user adapters a brain keeps loaded (least recently used ones are unloaded)
     adapter_cache_size: int = Field(8, ge=1)
+    # brains re-read the registry this often, so a reload event that was lost or never sent costs at most this
+    reload_reconcile_s: float = Field(30.0, gt=0.0)
     finetune: FinetuneSettings = FinetuneSettings()
     evaluation: EvaluationSettings = EvaluationSettings()
 

@@ -39,6 +39,20 @@ def custom_persona(text: str, max_chars: int) -> dict[str, Any]:
     return {"name": "custom", "custom": True, "system_prompt": text, "greeting": ""}
 
 
+CARD_NAME_CHARS = 100
+
+
+def expand(text: str, macros: dict[str, str], limit: int) -> str:
+    """``text`` with each macro replaced, refused before it is built when the result would exceed ``limit``
+    characters (a card can nest macros so that its expansion grows without bound)."""
+    size = len(text) + sum(text.count(macro) * (len(value) - len(macro)) for macro, value in macros.items())
+    if size > limit:
+        raise PersonaError(f"the card's persona would be {size} characters; at most {limit} fit")
+    for macro, value in macros.items():
+        text = text.replace(macro, value)
+    return text
+
+
 def persona_from_card(card: dict[str, Any], max_chars: int) -> dict[str, Any]:
     """A SillyTavern character card (spec chara_card_v2) as a custom persona."""
     if card.get("spec") != "chara_card_v2" or not isinstance(card.get("data"), dict):
@@ -47,9 +61,12 @@ def persona_from_card(card: dict[str, Any], max_chars: int) -> dict[str, Any]:
     name = str(data.get("name") or "").strip()
     if not name:
         raise PersonaError("the card has no character name (data.name)")
+    if len(name) > CARD_NAME_CHARS:
+        raise PersonaError(f"the card's character name may be at most {CARD_NAME_CHARS} characters")
 
     def fill(text: Any) -> str:
-        return str(text or "").replace("{{char}}", name).replace("{{user}}", "the user").strip()
+        text = str(text or "")
+        return expand(text, {"{{char}}": name, "{{user}}": "the user"}, max_chars).strip()
 
     parts = [f"You are {name}."]
     for label, value in (("", data.get("description")), ("Personality: ", data.get("personality")),
@@ -58,7 +75,7 @@ def persona_from_card(card: dict[str, Any], max_chars: int) -> dict[str, Any]:
             parts.append(label + fill(value))
     base = "\n".join(parts)
     own = fill(data.get("system_prompt"))
-    system_prompt = own.replace("{{original}}", base) if own else base
+    system_prompt = expand(own, {"{{original}}": base}, max_chars) if own else base
     if fill(data.get("post_history_instructions")):
         system_prompt += "\n" + fill(data.get("post_history_instructions"))
     if len(system_prompt) > max_chars:

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse
 
 from brain.service import errors
+from brain.service.auth import Authorized
+from brain.service.body_limits import BodyLimits
 from brain.service.routes import chat, health, openai_compat, personas, users
 from brain.service.runtime import Runtime
 from brain.settings import Settings
@@ -26,8 +31,28 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         finally:
             await rt.stop()
 
-    app = FastAPI(title="ownchat brain", version="0.1.0", lifespan=lifespan)
+    # the OpenAPI document and the docs page are served below, behind the API key unless brain.public_docs
+    app = FastAPI(
+        title="ownchat brain", version="0.1.0", lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None
+    )
     errors.install(app)
     for module in (health, chat, personas, users, openai_compat):
         app.include_router(module.router)
+    app.include_router(_docs_router(app, public=settings.brain.public_docs))
+    limits = settings.limits
+    app.add_middleware(BodyLimits, max_bytes=limits.max_body_bytes, timeout_s=limits.body_timeout_s)
     return app
+
+
+def _docs_router(app: FastAPI, *, public: bool) -> APIRouter:
+    router = APIRouter(dependencies=[] if public else [Authorized], include_in_schema=False)
+
+    @router.get("/openapi.json")
+    async def openapi() -> dict[str, Any]:
+        return app.openapi()
+
+    @router.get("/docs")
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="ownchat brain")
+
+    return router

@@ -11,13 +11,17 @@ from typing import Any
 import uvicorn
 
 from brain.redis_local import free_port
-from brain.settings import Settings
+from brain.service.server import uvicorn_config
+from brain.settings import LimitSettings, Settings
 
 
 @contextmanager
-def serve_in_thread(app: Any, port: int, *, timeout_s: float = 600) -> Iterator[str]:
+def serve_in_thread(
+    app: Any, port: int, *, limits: LimitSettings | None = None, timeout_s: float = 600
+) -> Iterator[str]:
     """Run `app` with uvicorn on 127.0.0.1:port in a daemon thread; yields its URL once it listens."""
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    config = uvicorn_config(app, limits or LimitSettings(), host="127.0.0.1", port=port, log_level="warning")
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="embedded-brain", daemon=True)
     thread.start()
     deadline = time.monotonic() + timeout_s
@@ -40,7 +44,7 @@ def embedded_brain(settings: Settings) -> Iterator[str]:
 
     local_redis = ensure_local_redis(settings)
     try:
-        with serve_in_thread(create_app(settings), free_port()) as url:
+        with serve_in_thread(create_app(settings), free_port(), limits=settings.limits) as url:
             yield url
     finally:
         if local_redis is not None:

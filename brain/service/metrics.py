@@ -25,10 +25,14 @@ class Metrics:
         self.active = Gauge("ownchat_active_sequences", "Sequences being generated", registry=self.registry)
         self.redis_errors = Counter("ownchat_redis_errors", "Requests that failed on Redis", registry=self.registry)
         self.replies = Counter("ownchat_replies", "Chat replies by outcome", ["outcome"], registry=self.registry)
+        self.admitted = Gauge("ownchat_admitted_requests", "Generation slots in use", registry=self.registry)
 
     def watch_engine(self, waiting: Callable[[], float], active: Callable[[], float]) -> None:
         self.queue_depth.set_function(waiting)
         self.active.set_function(active)
+
+    def watch_admission(self, in_use: Callable[[], float]) -> None:
+        self.admitted.set_function(in_use)
 
     def on_step(self, batch_size: int, new_tokens: int) -> None:
         self.batch_size.observe(batch_size)

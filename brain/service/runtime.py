@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeVar
 
 from brain import personas as persona_lib
 from brain.adapters import AdapterManager
@@ -18,12 +21,14 @@ from brain.engine.remote import RemoteEngine, RemoteEngineError, load_tokenizer_
 from brain.engine.remote_adapters import RemoteAdapters
 from brain.engine.text import TextStream
 from brain.prompt import count_tokens, render
+from brain.service.admission import Admission
 from brain.service.errors import ApiError
 from brain.service.metrics import Metrics
 from brain.settings import Settings
 from brain.store import Store, connect
 
 log = logging.getLogger("brain")
+T = TypeVar("T")
 
 
 @dataclass
@@ -56,7 +61,13 @@ class Runtime:
         self.metrics.watch_engine(lambda: self.engine.waiting, lambda: self.engine.active)
         # LoRA adapters from the registry that `trainer nightly` fills; a remote engine's live in its server
         self.adapters: AdapterManager | RemoteAdapters = (
-            RemoteAdapters(remote, store, registry_dir=settings.trainer.registry_dir, base_model=settings.model.name)
+            RemoteAdapters(
+                remote,
+                store,
+                registry_dir=settings.trainer.registry_dir,
+                base_model=settings.model.name,
+                reconcile_s=settings.trainer.reload_reconcile_s,
+            )
             if remote
             else AdapterManager(
                 loaded.model,
@@ -65,10 +76,15 @@ class Runtime:
                 base_model=settings.model.name,
                 capacity=settings.trainer.adapter_cache_size,
                 engine=self.engine,
+                reconcile_s=settings.trainer.reload_reconcile_s,
             )
         )
         self.context_tokens = min(settings.model.context_tokens, loaded.context_length)
-        self.slots = asyncio.Semaphore(settings.limits.max_concurrent)
+        self.admission = Admission(settings.limits.max_concurrent)
+        self.metrics.watch_admission(lambda: self.admission.in_use)
+        # tokenizing and rendering templates take milliseconds to seconds: never on the event loop. One thread,
+        # because a fast tokenizer must not be used from two threads at once.
+        self._text_worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tokenizer")
         self.background: set[asyncio.Task[Any]] = set()
         self._summary_locks: weakref.WeakValueDictionary[tuple[str, str], asyncio.Lock] = weakref.WeakValueDictionary()
 
@@ -106,7 +122,8 @@ class Runtime:
 
     @property
     def model_name(self) -> str:
-        return self.loaded.name
+        """The model's public name: a local directory is named by its last part, never by its path."""
+        return public_model_name(self.loaded.name)
 
     def start(self) -> None:
         self.engine.start()
@@ -120,12 +137,12 @@ class Runtime:
         if self.remote is not None:
             await self.remote.aclose()
         await self.store.close()
+        self._text_worker.shutdown(wait=False, cancel_futures=True)
 
-    def check_free_slot(self) -> None:
-        """Refuse a request up front, rather than queue it, when every concurrency slot is taken."""
-        if self.slots.locked():
-            raise ApiError(503, "busy", "The brain is at its limit of concurrent requests; retry shortly.",
-                           {"Retry-After": "1"})  # fmt: skip
+    async def off_loop(self, work: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run tokenizer work (counting, rendering, building a prompt) on the tokenizer thread."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._text_worker, functools.partial(work, *args, **kwargs))
 
     def count(self, text: str) -> int:
         return count_tokens(self.tokenizer, text)
@@ -224,3 +241,11 @@ class Runtime:
                     await self.store.fold_summary(user, chat_id, result.text, self.settings.memory.ttl_s)
             except Exception:  # a failed summary must never hurt the chat; the next fold retries
                 log.exception("folding the summary of %s failed", chat_id)
+
+
+def public_model_name(name: str) -> str:
+    """``name`` as clients may see it: a Hugging Face id or alias as it is, a local directory by its last part."""
+    path = Path(name).expanduser()
+    if name.startswith((".", "/", "~")) or path.exists():
+        return path.resolve().name or "model"
+    return name

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from brain.api_models import OAICompletionRequest
@@ -71,7 +71,7 @@ def add_vllm_routes(app: FastAPI) -> ServerLog:
         return f"Success: LoRA adapter '{name}' removed successfully."
 
     @router.post("/v1/completions")
-    async def completions(body: dict[str, Any], runtime: RuntimeDep) -> Any:
+    async def completions(body: dict[str, Any], request: Request, runtime: RuntimeDep) -> Any:
         model = body.get("model")
         server.completion_models.append(model)
         server.completion_bodies.append(body)
@@ -80,7 +80,7 @@ def add_vllm_routes(app: FastAPI) -> ServerLog:
         prompt = body.get("prompt")
         if not isinstance(prompt, list) or not all(isinstance(i, int) for i in prompt):
             return _error(400, "this server takes prompts as lists of token ids", "BadRequestError")
-        return await openai_compat.completions(OAICompletionRequest.model_validate(body), runtime)
+        return await openai_compat.completions(OAICompletionRequest.model_validate(body), request, runtime)
 
     # routes match in order: these go before the brain's own /v1/completions, which knows no run-time adapters
     before = len(app.router.routes)

@@ -48,7 +48,7 @@ def vllm_like_server(directory: Path, model_dir: Path) -> Iterator[Backend]:
         app = create_app(settings)
         log = add_vllm_routes(app)
         with serve_in_thread(app, free_port()) as url:
-            yield Backend(url, log, str(model_dir))
+            yield Backend(url, log, model_dir.name)  # as its /v1/models names it: no path
     finally:
         redis.stop()
 

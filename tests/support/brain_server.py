@@ -60,7 +60,7 @@ def running_brain(
     settings.secrets = Secrets(api_key=api_key) if api_key else Secrets(api_key=None)
     app = create_app(settings)
     try:
-        with serve_in_thread(app, free_port(), timeout_s=60) as url:
+        with serve_in_thread(app, free_port(), limits=settings.limits, timeout_s=60) as url:
             handle = BrainHandle(url=url, api_key=api_key, redis=redis, settings=settings, app=app)
             _wait_ready(handle)
             yield handle

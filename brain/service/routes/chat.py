@@ -2,35 +2,44 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import StreamingResponse
-from redis.exceptions import RedisError
 
 from brain import personas as persona_lib
-from brain.api_models import ChatKind, ChatReply, ChatRequest, ErrorBody, SamplingParams
-from brain.prompt import build_prompt
+from brain.api_models import ChatKind, ChatReply, ChatRequest, SamplingOverrides, SamplingParams, StreamDelta
+from brain.prompt import Prompt, build_prompt
 from brain.service.auth import Authorized
 from brain.service.deps import RuntimeDep
-from brain.service.errors import STORAGE_DOWN, ApiError
+from brain.service.errors import ApiError, responses
 from brain.service.runtime import Generated, Runtime
+from brain.service.streaming import EventStream, events_or_error, sse, stream_responses, unless_disconnected
 from brain.store import ChatState
 
 router = APIRouter(dependencies=[Authorized], tags=["chat"])
 
-ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody} for code in (400, 401, 413, 422, 429, 503)}
 
-
-def check_text(runtime: Runtime, text: str) -> None:
-    if not text.strip():
+def check_text(runtime: Runtime, body: ChatRequest) -> None:
+    """The message is not empty, and it and its thread context are within their sizes (in characters: this
+    runs before anything is tokenized)."""
+    if not body.text.strip():
         raise ApiError(400, "empty_message", "The message is empty; send some text.")
-    limit = runtime.settings.limits.max_message_chars
-    if len(text) > limit:
-        raise ApiError(413, "message_too_long", f"The message has {len(text)} characters; at most {limit} are allowed.")
+    limits = runtime.settings.limits
+    if len(body.text) > limits.max_message_chars:
+        raise ApiError(
+            413,
+            "message_too_long",
+            f"The message has {len(body.text)} characters; at most {limits.max_message_chars} are allowed.",
+        )
+    total = len(body.text) + sum(len(m.text) + len(m.author) for m in body.context)
+    if total > limits.max_prompt_chars:
+        raise ApiError(
+            413,
+            "prompt_too_long",
+            f"The message and its thread context have {total} characters; at most {limits.max_prompt_chars} fit.",
+        )
 
 
 def check_rate(runtime: Runtime, state: ChatState) -> None:
@@ -44,9 +53,16 @@ def check_rate(runtime: Runtime, state: ChatState) -> None:
         )
 
 
-def sampling_for(persona_sampling: SamplingParams, overrides: dict[str, Any] | None, cap: int) -> SamplingParams:
+def check_beams(runtime: Runtime, stream: bool, num_beams: int) -> None:
+    if num_beams > 1 and (stream or runtime.remote is not None):
+        raise ApiError(
+            400, "beam_not_streamable", "Beam search works only for non-streaming requests on the local engine."
+        )
+
+
+def sampling_for(persona_sampling: SamplingParams, overrides: SamplingOverrides | None, cap: int) -> SamplingParams:
     """The persona's sampling with the request's overrides; model.max_new_tokens caps the reply length."""
-    values = {**persona_sampling.model_dump(), **(overrides or {})}
+    values = {**persona_sampling.model_dump(), **(overrides.model_dump(exclude_none=True) if overrides else {})}
     values["max_new_tokens"] = min(int(values["max_new_tokens"]), cap)
     try:
         return SamplingParams.model_validate(values)
@@ -54,93 +70,114 @@ def sampling_for(persona_sampling: SamplingParams, overrides: dict[str, Any] | N
         raise ApiError(422, "invalid_sampling", f"The sampling overrides are not valid: {exc}") from exc
 
 
-@router.post("/v1/chat", response_model=ChatReply, responses=ERRORS)
+@router.post(
+    "/v1/chat",
+    response_model=ChatReply,
+    responses={
+        **responses(400, 429),
+        **stream_responses("The reply; with `stream`, `delta` events then `done`.", ["delta", "done", "error"]),
+    },
+)
 async def chat(body: ChatRequest, request: Request, runtime: RuntimeDep) -> Any:
-    """Answer one message with the user's memory and persona; stream it with `"stream": true`."""
+    """Answer one message with the user's memory and persona; stream it with `"stream": true`.
+
+    A streamed reply is a series of `delta` events (StreamDelta) and a last `done` event (ChatReply); if the
+    reply fails after the stream started, the last event is an `error` event (ErrorBody) instead.
+    """
     started = time.perf_counter()
-    check_text(runtime, body.text)
-    runtime.check_free_slot()
-    user = body.key
-    group = body.chat_kind is ChatKind.group
-    state = await runtime.store.load_chat_state(user, body.platform, body.chat_id, group)
-    check_rate(runtime, state)
-
-    stored = state.chat_persona if group else state.user_persona
-    persona, _ = persona_lib.resolve(stored, runtime.presets, runtime.settings.brain.default_persona)
-    sampling = sampling_for(persona.sampling, body.sampling, runtime.settings.model.max_new_tokens)
-    if sampling.num_beams > 1 and (body.stream or runtime.remote is not None):
-        raise ApiError(
-            400, "beam_not_streamable", "Beam search works only for non-streaming requests on the local engine."
-        )
-    try:
-        prompt = build_prompt(
-            runtime.tokenizer,
-            system_prompt=persona.system_prompt,
-            summary=state.summary,
-            turns=state.turns,
-            text=body.text,
-            budget=runtime.prompt_budget(sampling.max_new_tokens),
-            context=body.context,
-        )
-    except ValueError as exc:
-        raise ApiError(413, "message_too_long", str(exc)) from exc
-
-    async def produce() -> AsyncIterator[str | Generated | ChatReply]:
-        async with runtime.slots, runtime.adapters.serving(user, state.profile) as adapter:
-            result: Generated | None = None
-            async for item in runtime.generate(prompt.ids, sampling, adapter=adapter):
-                if isinstance(item, Generated):
-                    result = item
-                else:
-                    yield item
-            assert result is not None
-            if result.finish_reason == "cancelled":
-                runtime.metrics.replies.labels("cancelled").inc()
-                return
-            now = time.time()
-            user_turn = {"role": "user", "text": body.text, "ts": now, "tokens": runtime.count(body.text)}
-            reply_turn = {"role": "assistant", "text": result.text, "ts": now, "tokens": result.tokens}
-            record = await runtime.store.record_turn(
-                user,
-                body.chat_id,
-                since=state.since,
-                user_turn=user_turn,
-                assistant_turn=reply_turn,
-                max_turns=runtime.settings.memory.max_turns,
-                max_tokens=runtime.settings.memory.max_tokens,
-                ttl_s=runtime.settings.memory.ttl_s,
-                display_name=body.display_name,
-                persona=persona.name,
+    check_text(runtime, body)
+    check_beams(runtime, body.stream, (body.sampling and body.sampling.num_beams) or 1)
+    # nothing was stored and nothing counted for a request refused above; from here on it counts against the rate
+    with runtime.admission.take() as slot:
+        user = body.key
+        group = body.chat_kind is ChatKind.group
+        state = await runtime.store.load_chat_state(user, body.platform, body.chat_id, group)
+        check_rate(runtime, state)
+        stored = state.chat_persona if group else state.user_persona
+        persona, _ = persona_lib.resolve(stored, runtime.presets, runtime.settings.brain.default_persona)
+        sampling = sampling_for(persona.sampling, body.sampling, runtime.settings.model.max_new_tokens)
+        check_beams(runtime, body.stream, sampling.num_beams)
+        try:
+            prompt = await runtime.off_loop(
+                build_prompt,
+                runtime.tokenizer,
+                system_prompt=persona.system_prompt,
+                summary=state.summary,
+                turns=state.turns,
+                text=body.text,
+                budget=runtime.prompt_budget(sampling.max_new_tokens),
+                context=body.context,
             )
-            if record.evicted:
-                runtime.fold_in_background(user, body.chat_id, state.summary, record.evicted)
-            runtime.metrics.replies.labels("ok").inc()
-            runtime.metrics.request_latency.labels("chat").observe(time.perf_counter() - started)
-            yield ChatReply(
-                reply=result.text,
-                persona=persona.name,
-                tokens=result.tokens,
-                finish_reason=result.finish_reason,  # type: ignore[arg-type]
-                logged=record.logged,
-                adapter=adapter,
-            )
+        except ValueError as exc:
+            raise ApiError(413, "message_too_long", str(exc)) from exc
+        reply = _reply(runtime, body, state, persona.name, sampling, prompt, started)
+        if body.stream:
+            return EventStream(events_or_error(_sse(reply), lambda error: sse("error", error)), slot)
+        return await unless_disconnected(request, _whole(reply))
 
-    if body.stream:
-        return StreamingResponse(_sse(produce(), request), media_type="text/event-stream")
-    async for item in produce():
+
+async def _whole(items: AsyncIterator[str | ChatReply]) -> ChatReply:
+    """The ChatReply of a non-streaming request, its deltas dropped."""
+    async for item in items:
         if isinstance(item, ChatReply):
             return item
-    raise ApiError(503, "cancelled", "The reply was cancelled before it finished.")
+    raise ApiError(503, "cancelled", "The reply was cancelled before it finished; nothing was stored.")
 
 
-async def _sse(items: AsyncIterator[Any], request: Request) -> AsyncIterator[str]:
-    try:
-        async for item in items:
-            if isinstance(item, ChatReply):
-                yield f"event: done\ndata: {item.model_dump_json()}\n\n"
+async def _reply(
+    runtime: Runtime,
+    body: ChatRequest,
+    state: ChatState,
+    persona: str,
+    sampling: SamplingParams,
+    prompt: Prompt,
+    started: float,
+) -> AsyncIterator[str | ChatReply]:
+    """The reply's text deltas, then, once the turn is stored, the ChatReply."""
+    user = body.key
+    async with runtime.adapters.serving(user, state.profile) as adapter:
+        result: Generated | None = None
+        async for item in runtime.generate(prompt.ids, sampling, adapter=adapter):
+            if isinstance(item, Generated):
+                result = item
             else:
-                yield f"event: delta\ndata: {json.dumps({'delta': item})}\n\n"
-    except RedisError:
-        request.app.state.runtime.metrics.redis_errors.inc()
-        error = {"error": {"code": "storage_unavailable", "message": STORAGE_DOWN}}
-        yield f"event: error\ndata: {json.dumps(error)}\n\n"
+                yield item
+        if result is None or result.finish_reason == "cancelled":
+            runtime.metrics.replies.labels("cancelled").inc()
+            return
+        now = time.time()
+        user_tokens = await runtime.off_loop(runtime.count, body.text)
+        user_turn = {"role": "user", "text": body.text, "ts": now, "tokens": user_tokens}
+        reply_turn = {"role": "assistant", "text": result.text, "ts": now, "tokens": result.tokens}
+        record = await runtime.store.record_turn(
+            user,
+            body.chat_id,
+            since=state.since,
+            user_turn=user_turn,
+            assistant_turn=reply_turn,
+            max_turns=runtime.settings.memory.max_turns,
+            max_tokens=runtime.settings.memory.max_tokens,
+            ttl_s=runtime.settings.memory.ttl_s,
+            display_name=body.display_name,
+            persona=persona,
+        )
+        if record.evicted:
+            runtime.fold_in_background(user, body.chat_id, state.summary, record.evicted)
+        runtime.metrics.replies.labels("ok").inc()
+        runtime.metrics.request_latency.labels("chat").observe(time.perf_counter() - started)
+        yield ChatReply(
+            reply=result.text,
+            persona=persona,
+            tokens=result.tokens,
+            finish_reason=result.finish_reason,  # type: ignore[arg-type]
+            logged=record.logged,
+            adapter=adapter,
+        )
+
+
+async def _sse(items: AsyncIterator[str | ChatReply]) -> AsyncIterator[str]:
+    async for item in items:
+        if isinstance(item, ChatReply):
+            yield sse("done", item.model_dump_json())
+        else:
+            yield sse("delta", StreamDelta(delta=item).model_dump_json())

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Response
+from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.exceptions import RedisError
 
 from brain.service.auth import Authorized
 from brain.service.deps import RuntimeDep
-from brain.service.errors import error_response
+from brain.service.errors import error_response, responses
 
-router = APIRouter(tags=["health"])
+router = APIRouter(tags=["health"], responses=responses(authorized=False))
 
 
 @router.get("/healthz")
@@ -32,7 +33,7 @@ async def readyz(runtime: RuntimeDep) -> dict[str, str] | Response:
     return {"status": "ready", "model": runtime.model_name}
 
 
-@router.get("/metrics", dependencies=[Authorized])
+@router.get("/metrics", dependencies=[Authorized], response_class=PlainTextResponse, responses=responses())
 async def metrics(runtime: RuntimeDep) -> Response:
     """Prometheus metrics."""
     return Response(generate_latest(runtime.metrics.registry), media_type=CONTENT_TYPE_LATEST)

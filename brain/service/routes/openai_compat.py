@@ -3,15 +3,13 @@ no logging. `model: community` is served with the live community adapter, any ot
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import APIRouter
-from fastapi.responses import StreamingResponse
+from fastapi import APIRouter, Request
 
 from brain.adapters import COMMUNITY
 from brain.api_models import (
@@ -26,37 +24,47 @@ from brain.api_models import (
     OAIUsage,
 )
 from brain.prompt import render
+from brain.service.admission import Slot
 from brain.service.auth import Authorized
 from brain.service.deps import RuntimeDep
-from brain.service.errors import ApiError
-from brain.service.runtime import Generated
+from brain.service.errors import ApiError, responses
+from brain.service.runtime import Generated, Runtime
+from brain.service.streaming import EventStream, events_or_error, json_line, stream_responses, unless_disconnected
 
 router = APIRouter(dependencies=[Authorized], tags=["openai"])
+STREAMED = "The completion; with `stream`, `data:` chunks, then `data: [DONE]` (an error ends the stream as "
+STREAMED += "a chunk holding `error`)."
 
 
-@router.get("/v1/models")
+@router.get("/v1/models", responses=responses())
 async def models(runtime: RuntimeDep) -> dict[str, Any]:
     """The served model, and `community` while a community adapter is live, OpenAI style."""
     names = [runtime.model_name] + ([COMMUNITY] if COMMUNITY in runtime.adapters.live else [])
     return {"object": "list", "data": [{"id": name, "object": "model", "owned_by": "ownchat"} for name in names]}
 
 
-@router.post("/v1/chat/completions", response_model=OAIChatResponse)
-async def chat_completions(body: OAIChatRequest, runtime: RuntimeDep) -> Any:
+@router.post(
+    "/v1/chat/completions",
+    response_model=OAIChatResponse,
+    responses={**responses(404), **stream_responses(STREAMED, ["message"])},
+)
+async def chat_completions(body: OAIChatRequest, request: Request, runtime: RuntimeDep) -> Any:
     """Chat completions for any OpenAI client (streaming with `stream: true`)."""
     max_new = body.max_completion_tokens or body.max_tokens or runtime.settings.model.max_new_tokens
-    ids = render(runtime.tokenizer, [m.model_dump() for m in body.messages])
-    _admit(runtime, ids, body, max_new, what="The messages")
-    cid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
-    if body.stream:
+    _check_chars(runtime, sum(len(m.content) for m in body.messages), "The messages")
+    with runtime.admission.take() as slot:
+        ids = await runtime.off_loop(render, runtime.tokenizer, [m.model_dump() for m in body.messages])
+        _check_fit(runtime, ids, body, max_new, what="The messages")
+        cid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
+        if body.stream:
 
-        def choice(piece: str | None, finish: str | None = None) -> dict[str, Any]:
-            delta = {"role": "assistant", "content": ""} if piece is None else ({"content": piece} if piece else {})
-            return {"index": 0, "delta": delta, "finish_reason": finish}
+            def choice(piece: str | None, finish: str | None = None) -> dict[str, Any]:
+                delta = {"role": "assistant", "content": ""} if piece is None else ({"content": piece} if piece else {})
+                return {"index": 0, "delta": delta, "finish_reason": finish}
 
-        events = _events(runtime, ids, body, max_new, choice, opening=True)
-        return _sse(events, cid, "chat.completion.chunk", created, runtime.model_name)
-    _, result = await _complete(runtime, ids, body, max_new)
+            events = _events(runtime, ids, body, max_new, choice, opening=True)
+            return _sse(events, cid, "chat.completion.chunk", created, runtime.model_name, slot)
+        _, result = await unless_disconnected(request, _complete(runtime, ids, body, max_new))
     return OAIChatResponse(
         id=cid,
         created=created,
@@ -66,25 +74,34 @@ async def chat_completions(body: OAIChatRequest, runtime: RuntimeDep) -> Any:
     )
 
 
-@router.post("/v1/completions", response_model=OAICompletionResponse)
-async def completions(body: OAICompletionRequest, runtime: RuntimeDep) -> Any:
+@router.post(
+    "/v1/completions",
+    response_model=OAICompletionResponse,
+    responses={**responses(400, 404), **stream_responses(STREAMED, ["message"])},
+)
+async def completions(body: OAICompletionRequest, request: Request, runtime: RuntimeDep) -> Any:
     """Text completions of a raw prompt, which may be token ids already rendered by the caller."""
     if isinstance(body.prompt, str):
-        ids = runtime.tokenizer(body.prompt, add_special_tokens=False)["input_ids"]
+        _check_chars(runtime, len(body.prompt), "The prompt")
     else:
-        ids, vocab = body.prompt, len(runtime.tokenizer)
-        if any(not 0 <= i < vocab for i in ids):
+        vocab = len(runtime.tokenizer)
+        if any(not 0 <= i < vocab for i in body.prompt):
             raise ApiError(400, "invalid_prompt", f"The prompt holds token ids outside this model's 0..{vocab - 1}.")
-    _admit(runtime, ids, body, body.max_tokens, what="The prompt")
-    cid, created = f"cmpl-{uuid.uuid4().hex[:24]}", int(time.time())
-    if body.stream:
+    with runtime.admission.take() as slot:
+        if isinstance(body.prompt, str):
+            ids = await runtime.off_loop(_tokenize, runtime.tokenizer, body.prompt)
+        else:
+            ids = body.prompt
+        _check_fit(runtime, ids, body, body.max_tokens, what="The prompt")
+        cid, created = f"cmpl-{uuid.uuid4().hex[:24]}", int(time.time())
+        if body.stream:
 
-        def choice(piece: str | None, finish: str | None = None) -> dict[str, Any]:
-            return {"index": 0, "text": piece or "", "finish_reason": finish}
+            def choice(piece: str | None, finish: str | None = None) -> dict[str, Any]:
+                return {"index": 0, "text": piece or "", "finish_reason": finish}
 
-        events = _events(runtime, ids, body, body.max_tokens, choice, opening=False)
-        return _sse(events, cid, "text_completion", created, runtime.model_name)
-    text, result = await _complete(runtime, ids, body, body.max_tokens)
+            events = _events(runtime, ids, body, body.max_tokens, choice, opening=False)
+            return _sse(events, cid, "text_completion", created, runtime.model_name, slot)
+        text, result = await unless_disconnected(request, _complete(runtime, ids, body, body.max_tokens))
     return OAICompletionResponse(
         id=cid,
         created=created,
@@ -94,16 +111,25 @@ async def completions(body: OAICompletionRequest, runtime: RuntimeDep) -> Any:
     )
 
 
-def _admit(runtime: Any, ids: list[int], body: OAISampling, max_new: int, *, what: str) -> None:
-    """Refuse, before any work, a model that is not there, a prompt that does not fit the context, and a
-    request with no free slot."""
+def _tokenize(tokenizer: Any, text: str) -> list[int]:
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def _check_chars(runtime: Runtime, chars: int, what: str) -> None:
+    """Refuse, before anything is tokenized, a prompt longer in characters than any prompt can be."""
+    limit = runtime.settings.limits.max_prompt_chars
+    if chars > limit:
+        raise ApiError(413, "context_length_exceeded", f"{what} have {chars} characters; at most {limit} fit.")
+
+
+def _check_fit(runtime: Runtime, ids: list[int], body: OAISampling, max_new: int, *, what: str) -> None:
+    """Refuse a model that is not there, and a prompt that does not fit the context."""
     if body.model == COMMUNITY and COMMUNITY not in runtime.adapters.live:
         raise ApiError(404, "model_not_found", "No community adapter is live yet; `trainer nightly` promotes one.")
     budget = runtime.prompt_budget(max_new)
     if len(ids) > budget:
         message = f"{what} take {len(ids)} tokens; at most {budget} fit with max_tokens={max_new}."
         raise ApiError(413, "context_length_exceeded", message)
-    runtime.check_free_slot()
 
 
 @asynccontextmanager
@@ -127,7 +153,7 @@ def _usage(ids: list[int], result: Generated) -> OAIUsage:
 async def _complete(runtime: Any, ids: list[int], body: OAISampling, max_new: int) -> tuple[str, Generated]:
     """The whole text as generated (not stripped: a completion continues its prompt exactly), and the result."""
     pieces: list[str] = []
-    async with runtime.slots, _adapter(runtime, body.model) as adapter:
+    async with _adapter(runtime, body.model) as adapter:
         async for item in runtime.generate(
             ids, body.sampling(max_new), stop=body.stops, seed=body.seed, adapter=adapter
         ):
@@ -148,7 +174,7 @@ async def _events(
 ) -> AsyncIterator[tuple[list[dict[str, Any]], OAIUsage | None]]:
     """Each chunk's choices (an opening one where the format has it, the text, the finish), then the usage
     in a chunk of its own when the client asked for it."""
-    async with runtime.slots, _adapter(runtime, body.model) as adapter:
+    async with _adapter(runtime, body.model) as adapter:
         if opening:
             yield [choice(None)], None
         async for item in runtime.generate(
@@ -163,15 +189,26 @@ async def _events(
 
 
 def _sse(
-    events: AsyncIterator[tuple[list[dict[str, Any]], OAIUsage | None]], cid: str, kind: str, created: int, model: str
-) -> StreamingResponse:
-    async def lines() -> AsyncIterator[str]:
+    events: AsyncIterator[tuple[list[dict[str, Any]], OAIUsage | None]],
+    cid: str,
+    kind: str,
+    created: int,
+    model: str,
+    slot: Slot,
+) -> EventStream:
+    """OpenAI's stream: a `data:` line per chunk, an error as a chunk of its own (as vLLM does), then [DONE]."""
+
+    async def chunks() -> AsyncIterator[str]:
         async for choices, usage in events:
             payload: dict[str, Any] = {"id": cid, "object": kind, "created": created, "model": model}
             payload["choices"] = choices
             if usage is not None:
                 payload["usage"] = usage.model_dump()
-            yield f"data: {json.dumps(payload)}\n\n"
+            yield json_line(payload)
+
+    async def lines() -> AsyncIterator[str]:
+        async for line in events_or_error(chunks(), lambda error: f"data: {error}\n\n"):
+            yield line
         yield "data: [DONE]\n\n"
 
-    return StreamingResponse(lines(), media_type="text/event-stream")
+    return EventStream(lines(), slot)

@@ -7,11 +7,11 @@ from fastapi import APIRouter
 from brain import personas as persona_lib
 from brain.api_models import ChatKind, Persona, PersonaList, PersonaScope, PersonaSet, PersonaState
 from brain.service.auth import Authorized
-from brain.service.deps import RuntimeDep
-from brain.service.errors import ApiError
+from brain.service.deps import ChatIdQuery, PersonaNamePath, PlatformPath, RuntimeDep, UserIdPath
+from brain.service.errors import ApiError, responses
 from brain.service.routes.users import user_key
 
-router = APIRouter(dependencies=[Authorized], tags=["personas"])
+router = APIRouter(dependencies=[Authorized], tags=["personas"], responses=responses())
 
 
 @router.get("/v1/personas", response_model=PersonaList)
@@ -20,21 +20,27 @@ async def list_personas(runtime: RuntimeDep) -> PersonaList:
     return PersonaList(presets=list(runtime.presets.values()))
 
 
-@router.get("/v1/personas/{name}", response_model=Persona)
-async def get_persona(name: str, runtime: RuntimeDep) -> Persona:
+@router.get("/v1/personas/{name}", response_model=Persona, responses=responses(404))
+async def get_persona(name: PersonaNamePath, runtime: RuntimeDep) -> Persona:
     """One preset."""
     if name not in runtime.presets:
         raise ApiError(404, "unknown_persona", f"There is no persona called '{name}'.")
     return runtime.presets[name]
 
 
-@router.get("/v1/users/{platform}/{user_id}/persona", response_model=PersonaState)
+@router.get("/v1/users/{platform}/{user_id}/persona", response_model=PersonaState, responses=responses(400))
 async def current_persona(
-    platform: str, user_id: str, runtime: RuntimeDep, chat_id: str = "", chat_kind: ChatKind = ChatKind.direct
+    platform: PlatformPath,
+    user_id: UserIdPath,
+    runtime: RuntimeDep,
+    chat_id: ChatIdQuery | None = None,
+    chat_kind: ChatKind = ChatKind.direct,
 ) -> PersonaState:
     """The persona that answers this user in this chat (a group chat's own persona in groups)."""
     user = user_key(platform, user_id)
     if chat_kind is ChatKind.group:
+        if chat_id is None:
+            raise ApiError(400, "missing_chat", "A group chat's persona needs its chat_id.")
         stored, scope = await runtime.store.get_chat_persona(platform, chat_id), PersonaScope.chat
     else:
         stored, scope = await runtime.store.get_user_persona(user), PersonaScope.user
@@ -42,8 +48,10 @@ async def current_persona(
     return persona_lib.state(persona, custom, scope)
 
 
-@router.put("/v1/users/{platform}/{user_id}/persona", response_model=PersonaState)
-async def set_persona(platform: str, user_id: str, body: PersonaSet, runtime: RuntimeDep) -> PersonaState:
+@router.put("/v1/users/{platform}/{user_id}/persona", response_model=PersonaState, responses=responses(400, 404))
+async def set_persona(
+    platform: PlatformPath, user_id: UserIdPath, body: PersonaSet, runtime: RuntimeDep
+) -> PersonaState:
     """Pick a preset, set a custom persona, or import a chara_card_v2 card."""
     if (body.platform, body.user_id) != (platform, user_id):
         raise ApiError(400, "user_mismatch", "The user in the body differs from the user in the path.")
@@ -59,7 +67,7 @@ async def set_persona(platform: str, user_id: str, body: PersonaSet, runtime: Ru
         status = 404 if body.preset is not None else 413 if "at most" in str(exc) else 400
         raise ApiError(status, "invalid_persona", str(exc)) from exc
     if body.chat_kind is ChatKind.group:
-        await runtime.store.set_chat_persona(platform, body.chat_id, choice)
+        await runtime.store.set_chat_persona(platform, body.chat_id, choice, author=body.key)
         scope = PersonaScope.chat
     else:
         await runtime.store.set_user_persona(body.key, choice)

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from datetime import datetime, timezone
 
 from fastapi import APIRouter
 
 from brain import personas as persona_lib
 from brain.api_models import (
-    ID_PATTERN,
-    PLATFORM_PATTERN,
     ChatKind,
     ConsentState,
     ForgetResult,
@@ -24,11 +21,11 @@ from brain.api_models import (
     UserExport,
 )
 from brain.service.auth import Authorized
-from brain.service.deps import RuntimeDep
-from brain.service.errors import ApiError
+from brain.service.deps import ChatIdPath, PlatformPath, RuntimeDep, UserIdPath
+from brain.service.errors import responses
 from brain.service.runtime import Runtime
 
-router = APIRouter(dependencies=[Authorized], tags=["users"])
+router = APIRouter(dependencies=[Authorized], tags=["users"], responses=responses())
 
 PRIVACY_TEXT = (
     "What I keep, and why.\n"
@@ -45,8 +42,7 @@ PRIVACY_TEXT = (
 
 
 def user_key(platform: str, user_id: str) -> str:
-    if not re.match(PLATFORM_PATTERN, platform) or not re.match(ID_PATTERN, user_id):
-        raise ApiError(400, "invalid_user", "The platform or user id is not valid.")
+    """The store's name of a user whose platform and id have been validated (PlatformPath, UserIdPath)."""
     return f"{platform}:{user_id}"
 
 
@@ -72,13 +68,13 @@ async def privacy(runtime: RuntimeDep) -> PrivacyNotice:
 
 
 @router.get("/v1/users/{platform}/{user_id}/consent", response_model=ConsentState)
-async def consent(platform: str, user_id: str, runtime: RuntimeDep) -> ConsentState:
+async def consent(platform: PlatformPath, user_id: UserIdPath, runtime: RuntimeDep) -> ConsentState:
     """Whether the user is opted in, since when, under which consent version."""
     return await _consent(runtime, user_key(platform, user_id))
 
 
 @router.post("/v1/users/{platform}/{user_id}/optin", response_model=ConsentState)
-async def opt_in(platform: str, user_id: str, runtime: RuntimeDep) -> ConsentState:
+async def opt_in(platform: PlatformPath, user_id: UserIdPath, runtime: RuntimeDep) -> ConsentState:
     """Record consent (version and time): from now on the user's turns go to their training log."""
     user = user_key(platform, user_id)
     await runtime.store.opt_in(user, runtime.settings.brain.consent_version)
@@ -86,7 +82,9 @@ async def opt_in(platform: str, user_id: str, runtime: RuntimeDep) -> ConsentSta
 
 
 @router.post("/v1/users/{platform}/{user_id}/optout", response_model=ConsentState)
-async def opt_out(platform: str, user_id: str, runtime: RuntimeDep, body: OptOut | None = None) -> ConsentState:
+async def opt_out(
+    platform: PlatformPath, user_id: UserIdPath, runtime: RuntimeDep, body: OptOut | None = None
+) -> ConsentState:
     """Stop logging at once; with delete_logs, also delete the existing log."""
     user = user_key(platform, user_id)
     await runtime.store.opt_out(user, delete_logs=bool(body and body.delete_logs))
@@ -94,7 +92,7 @@ async def opt_out(platform: str, user_id: str, runtime: RuntimeDep, body: OptOut
 
 
 @router.post("/v1/users/{platform}/{user_id}/forget", response_model=ForgetResult)
-async def forget(platform: str, user_id: str, runtime: RuntimeDep) -> ForgetResult:
+async def forget(platform: PlatformPath, user_id: UserIdPath, runtime: RuntimeDep) -> ForgetResult:
     """Delete every key of the user, logs included, and leave a tombstone against later writes and exports."""
     deleted = await runtime.store.forget(user_key(platform, user_id))
     await runtime.adapters.forget(user_key(platform, user_id))  # their own adapter, on every replica
@@ -112,7 +110,7 @@ async def _memory_view(runtime: Runtime, user: str, platform: str, chat_id: str,
 
 
 @router.get("/v1/users/{platform}/{user_id}/export", response_model=UserExport)
-async def export(platform: str, user_id: str, runtime: RuntimeDep) -> UserExport:
+async def export(platform: PlatformPath, user_id: UserIdPath, runtime: RuntimeDep) -> UserExport:
     """Everything stored about the user, as JSON."""
     user = user_key(platform, user_id)
     chats = {
@@ -135,14 +133,18 @@ async def export(platform: str, user_id: str, runtime: RuntimeDep) -> UserExport
 
 
 @router.post("/v1/users/{platform}/{user_id}/chats/{chat_id}/reset", response_model=ResetResult)
-async def reset(platform: str, user_id: str, chat_id: str, runtime: RuntimeDep) -> ResetResult:
+async def reset(platform: PlatformPath, user_id: UserIdPath, chat_id: ChatIdPath, runtime: RuntimeDep) -> ResetResult:
     """Clear the memory of one chat (turns and summary); the training log is not touched."""
     return ResetResult(cleared_turns=await runtime.store.reset_chat(user_key(platform, user_id), chat_id))
 
 
 @router.get("/v1/users/{platform}/{user_id}/chats/{chat_id}/memory", response_model=MemoryView)
 async def memory(
-    platform: str, user_id: str, chat_id: str, runtime: RuntimeDep, chat_kind: ChatKind = ChatKind.direct
+    platform: PlatformPath,
+    user_id: UserIdPath,
+    chat_id: ChatIdPath,
+    runtime: RuntimeDep,
+    chat_kind: ChatKind = ChatKind.direct,
 ) -> MemoryView:
     """What the brain remembers of this chat."""
     return await _memory_view(runtime, user_key(platform, user_id), platform, chat_id, chat_kind)

@@ -28,7 +28,7 @@ def http(brain):
         ({**BODY, "text": "x" * 4001}, 413, "message_too_long", "at most 4000"),
         ({**BODY, "platform": "Not A Platform"}, 422, "invalid_request", "platform"),
         ({k: v for k, v in BODY.items() if k != "text"}, 422, "invalid_request", "text"),
-        ({**BODY, "sampling": {"temperature": -1}}, 422, "invalid_sampling", "temperature"),
+        ({**BODY, "sampling": {"temperature": -1}}, 422, "invalid_request", "temperature"),
     ],
 )
 def test_bad_chat_requests_are_refused_clearly_and_store_nothing(brain, http, body, status, code, phrase):
@@ -37,8 +37,7 @@ def test_bad_chat_requests_are_refused_clearly_and_store_nothing(brain, http, bo
     assert response.status_code == status
     error = response.json()["error"]
     assert error["code"] == code and phrase in error["message"]
-    assert stored_keys(brain.redis.url) - before <= {"oc:rate:{telegram:7}"}
-    assert not any(k.startswith(("oc:turns", "oc:log", "oc:profile")) for k in stored_keys(brain.redis.url))
+    assert stored_keys(brain.redis.url) == before  # the rate counter included
 
 
 def test_malformed_json_is_422(http):
