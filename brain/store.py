@@ -9,21 +9,30 @@ Redis Cluster slot (the turn-writing script touches only those). Layout:
 - ``oc:turns:{u}:CHAT``      list of JSON turns, oldest first, bounded by count and tokens, with a TTL
 - ``oc:summary:{u}:CHAT``    rolling summary of turns that fell out of the window
 - ``oc:log:{u}``             stream of opted-in turns for training (only while opted in)
-- ``oc:rate:{u}``            fixed-window request counter
-- ``oc:chatpersona:{platform:chat:CHAT}``  a group chat's persona (JSON)
+- ``oc:rate:{u}``            fixed-window request counter; the script that counts also gives it its TTL, so
+                             it never outlives its window
+- ``oc:authored:{u}``        set of the chat-persona keys of group personas the user set (a /forget deletes
+                             those the user still authored)
+- ``oc:chatpersona:{platform:chat:CHAT}``  a group chat's persona (JSON, with ``author``: the user who set it)
 Global: ``oc:users`` (known users), ``oc:opted-in``, ``oc:logged-users`` (users with a log stream), ``oc:tombstones``
 (sorted set: SHA-256 of a forgotten user's id -> forget time in ms; the id itself is not kept),
-``oc:trainer:lock`` (the nightly run's token, with a TTL), ``oc:registry`` (hash: target -> JSON of its
-live adapter: version, dir, metrics, promoted_at), ``oc:registry:history:TARGET`` (list of JSON events,
-newest first) and the ``oc:registry:reload`` channel (JSON events that tell every brain replica to reload).
+``oc:persistence:rewritten-at`` (ms when the nightly run last had Redis rewrite its append-only file, so that
+forgotten data leaves the disk), ``oc:trainer:lock`` (JSON of the nightly run's holder: host, pid; with a TTL),
+``oc:registry`` (hash: target -> JSON of its live adapter: version, dir, metrics, promoted_at),
+``oc:registry:history:TARGET`` (list of JSON events, newest first) and the ``oc:registry:reload`` channel (JSON
+events that tell every brain replica to reload; brains also re-read ``oc:registry`` on a timer).
+
+Every read-modify-write that must not interleave with another client's is one Lua script over keys of one user
+(or one key); global keys stay outside scripts, since in a cluster they live in other slots.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +43,7 @@ USERS = "oc:users"
 LOGGED_USERS = "oc:logged-users"
 OPTED_IN = "oc:opted-in"
 TOMBSTONES = "oc:tombstones"
+PERSISTENCE_REWRITTEN = "oc:persistence:rewritten-at"
 TRAINER_LOCK = "oc:trainer:lock"
 REGISTRY = "oc:registry"
 RELOAD_CHANNEL = "oc:registry:reload"
@@ -63,6 +73,10 @@ def log_key(user: str) -> str:
 
 def rate_key(user: str) -> str:
     return f"oc:rate:{{{user}}}"
+
+
+def authored_key(user: str) -> str:
+    return f"oc:authored:{{{user}}}"
 
 
 def chat_persona_key(platform: str, chat_id: str) -> str:
@@ -140,6 +154,73 @@ return out
 """
 
 
+# KEYS: rate; ARGV: window_s. Returns {requests in this window, seconds left}. A counter found without a
+# TTL (left by an older, non-atomic version) gets one here too.
+_COUNT_REQUEST = """
+local count = redis.call('INCR', KEYS[1])
+local ttl = redis.call('TTL', KEYS[1])
+if ttl < 0 then
+  redis.call('EXPIRE', KEYS[1], ARGV[1])
+  ttl = tonumber(ARGV[1])
+end
+return {count, ttl}
+"""
+
+# KEYS: chats, summary; ARGV: chat_id, summary, ttl_s. Writes only while the chat still exists.
+_FOLD_SUMMARY = """
+if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 0 then return 0 end
+redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
+return 1
+"""
+
+# KEYS: profile, log; ARGV: now_ms, delete the log ('1'/'0'), then field, value pairs.
+# Creates the profile where there is none (since now, consent out), then sets the fields.
+_UPDATE_PROFILE = """
+redis.call('HSETNX', KEYS[1], 'since', ARGV[1])
+redis.call('HSETNX', KEYS[1], 'consent', 'out')
+if #ARGV > 2 then redis.call('HSET', KEYS[1], unpack(ARGV, 3)) end
+if ARGV[2] == '1' then redis.call('DEL', KEYS[2]) end
+return 1
+"""
+
+# KEYS: turns, summary, chats; ARGV: chat_id. Returns how many turns were cleared.
+_RESET_CHAT = """
+local cleared = redis.call('LLEN', KEYS[1])
+redis.call('DEL', KEYS[1], KEYS[2])
+redis.call('SREM', KEYS[3], ARGV[1])
+return cleared
+"""
+
+# KEYS: profile, chats, log, rate, authored; ARGV: turns key prefix, summary key prefix.
+# Deletes every key of the user, the memory of each chat in the chats set at this moment included.
+# Returns {keys deleted, the chat-persona keys the user authored...}; those live in other slots.
+_FORGET = """
+local deleted = 0
+for _, chat in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+  deleted = deleted + redis.call('DEL', ARGV[1] .. chat, ARGV[2] .. chat)
+end
+local out = {0}
+for _, key in ipairs(redis.call('SMEMBERS', KEYS[5])) do table.insert(out, key) end
+out[1] = deleted + redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5])
+return out
+"""
+
+# KEYS: a chat persona; ARGV: user. Deletes it only while that user is its author (another may have replaced it).
+_DELETE_AUTHORED = """
+local raw = redis.call('GET', KEYS[1])
+if not raw then return 0 end
+local ok, persona = pcall(cjson.decode, raw)
+if ok and type(persona) == 'table' and persona['author'] == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+# KEYS: lock; ARGV: the holder's token, our token, ttl_ms. Takes the lock over only from that holder.
+_TAKE_OVER_LOCK = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+return 1
+"""
+
 # KEYS: lock; ARGV: token, ttl_ms. Extends the lock only while this token still holds it.
 _RENEW_LOCK = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
@@ -203,6 +284,9 @@ class Store:
         self._renew_lock = client.register_script(_RENEW_LOCK)
         self._release_lock = client.register_script(_RELEASE_LOCK)
         self._set_adapter_version = client.register_script(_SET_ADAPTER_VERSION)
+        self._fold_summary = client.register_script(_FOLD_SUMMARY)
+        self._reset_chat = client.register_script(_RESET_CHAT)
+        self._take_over_lock = client.register_script(_TAKE_OVER_LOCK)
 
     async def ping(self) -> bool:
         return bool(await self.r.ping())
@@ -217,19 +301,16 @@ class Store:
         pipe.hgetall(profile_key(user))
         pipe.lrange(turns_key(user, chat_id), 0, -1)
         pipe.get(summary_key(user, chat_id))
-        # the window starts with the first request (SET NX EX rather than EXPIRE NX, which Redis 6.2 lacks)
-        pipe.set(rate_key(user), 0, ex=self.rate_window_s, nx=True)
-        pipe.incr(rate_key(user))
-        pipe.ttl(rate_key(user))
+        # count and expiry in one script: the window starts with the first request and always ends
+        _eval(pipe, _COUNT_REQUEST, [rate_key(user)], [self.rate_window_s])
         if group:  # last and only when needed: a cluster pipeline refuses keyless fillers such as ECHO
             pipe.get(chat_persona_key(platform, chat_id))
-        profile, turns, summary, _, count, ttl, *persona = await pipe.execute()
-        chat_persona = persona[0] if persona else None
+        profile, turns, summary, (count, ttl), *persona = await pipe.execute()
         return ChatState(
             profile=profile,
             turns=[json.loads(t) for t in turns],
             summary=summary or "",
-            chat_persona=json.loads(chat_persona) if chat_persona else None,
+            chat_persona=_chat_persona(persona[0] if persona else None),
             requests_this_window=int(count),
             window_left_s=max(int(ttl), 1),
         )
@@ -274,8 +355,8 @@ class Store:
 
     async def fold_summary(self, user: str, chat_id: str, summary: str, ttl_s: int) -> None:
         # only while the chat still exists: a /forget or /reset meanwhile must not bring it back
-        if await self.r.sismember(chats_key(user), chat_id):
-            await self.r.set(summary_key(user, chat_id), summary, ex=ttl_s)
+        keys = [chats_key(user), summary_key(user, chat_id)]
+        await self._fold_summary(keys=keys, args=[chat_id, summary, ttl_s])
 
     async def count_request(self) -> None:
         await self.r.incr(REQUESTS_SERVED)
@@ -283,23 +364,23 @@ class Store:
     # personas
 
     async def set_user_persona(self, user: str, persona: dict[str, Any]) -> None:
-        pipe = self.r.pipeline(transaction=False)
-        pipe.hsetnx(profile_key(user), "since", now_ms())
-        pipe.hsetnx(profile_key(user), "consent", "out")
-        pipe.hset(profile_key(user), "persona", json.dumps(persona))
-        pipe.sadd(USERS, user)
-        await pipe.execute()
+        await self._update_profile(user, {"persona": json.dumps(persona)}, users=(USERS,))
 
-    async def set_chat_persona(self, platform: str, chat_id: str, persona: dict[str, Any]) -> None:
-        await self.r.set(chat_persona_key(platform, chat_id), json.dumps(persona))
+    async def set_chat_persona(self, platform: str, chat_id: str, persona: dict[str, Any], *, author: str) -> None:
+        """A group chat's persona, noted among the author's keys so that their /forget deletes it."""
+        key = chat_persona_key(platform, chat_id)
+        pipe = self.r.pipeline(transaction=False)
+        # the persona first: a /forget landing between the two leaves it listed, so a later one finds it
+        pipe.set(key, json.dumps({**persona, "author": author}))
+        pipe.sadd(authored_key(author), key)
+        await pipe.execute()
 
     async def get_user_persona(self, user: str) -> dict[str, Any] | None:
         raw = await self.r.hget(profile_key(user), "persona")
         return json.loads(raw) if raw else None
 
     async def get_chat_persona(self, platform: str, chat_id: str) -> dict[str, Any] | None:
-        raw = await self.r.get(chat_persona_key(platform, chat_id))
-        return json.loads(raw) if raw else None
+        return _chat_persona(await self.r.get(chat_persona_key(platform, chat_id)))
 
     # consent and data
 
@@ -308,53 +389,84 @@ class Store:
 
     async def opt_in(self, user: str, version: str) -> int:
         at = now_ms()
-        pipe = self.r.pipeline(transaction=False)
-        pipe.hsetnx(profile_key(user), "since", at)
-        pipe.hset(profile_key(user), mapping={"consent": "in", "consent_version": version, "consent_at": at})
-        pipe.sadd(USERS, user)
-        pipe.sadd(OPTED_IN, user)
-        await pipe.execute()
+        fields = {"consent": "in", "consent_version": version, "consent_at": at}
+        await self._update_profile(user, fields, at=at, users=(USERS, OPTED_IN))
         return at
 
     async def opt_out(self, user: str, *, delete_logs: bool) -> int:
         at = now_ms()
-        pipe = self.r.pipeline(transaction=False)
-        pipe.hsetnx(profile_key(user), "since", at)
-        pipe.hset(profile_key(user), mapping={"consent": "out", "consent_at": at})
-        pipe.srem(OPTED_IN, user)
-        if delete_logs:
-            pipe.delete(log_key(user))
-            pipe.srem(LOGGED_USERS, user)
-        await pipe.execute()
+        unlisted = (OPTED_IN, LOGGED_USERS) if delete_logs else (OPTED_IN,)
+        await self._update_profile(user, {"consent": "out", "consent_at": at}, at=at, delete_log=delete_logs,
+                                   unlisted=unlisted)  # fmt: skip
         return at
+
+    async def _update_profile(
+        self,
+        user: str,
+        fields: dict[str, Any],
+        *,
+        at: int | None = None,
+        delete_log: bool = False,
+        users: tuple[str, ...] = (),
+        unlisted: tuple[str, ...] = (),
+    ) -> None:
+        """Set profile fields (creating the profile where there is none) in one script, then the global sets."""
+        pipe = self.r.pipeline(transaction=False)
+        args: list[Any] = [at or now_ms(), "1" if delete_log else "0"]
+        for name, value in fields.items():
+            args += [name, value]
+        _eval(pipe, _UPDATE_PROFILE, [profile_key(user), log_key(user)], args)
+        for name in users:
+            pipe.sadd(name, user)
+        for name in unlisted:
+            pipe.srem(name, user)
+        await pipe.execute()
 
     async def log_length(self, user: str) -> int:
         return int(await self.r.xlen(log_key(user)))
 
     async def user_keys(self, user: str) -> list[str]:
         chats = await self.r.smembers(chats_key(user))
-        keys = [profile_key(user), chats_key(user), log_key(user), rate_key(user)]
+        keys = [profile_key(user), chats_key(user), log_key(user), rate_key(user), authored_key(user)]
         for chat in chats:
             keys += [turns_key(user, chat), summary_key(user, chat)]
         return keys
 
     async def forget(self, user: str) -> int:
-        """Delete every key of the user and leave a tombstone (a hash of the id, with the time)."""
-        keys = await self.user_keys(user)
+        """Delete every key of the user and the group personas they authored, and leave a tombstone (a hash
+        of the id, with the time). Returns how many keys were deleted."""
         pipe = self.r.pipeline(transaction=False)
         # the tombstone first: an export racing this call already sees the user as forgotten
         pipe.zadd(TOMBSTONES, {tombstone_member(user): now_ms()})
-        for key in keys:
-            pipe.delete(key)
+        pipe.smembers(authored_key(user))
+        _, authored = await pipe.execute()
+        # the personas before the set that lists them: a crash in between leaves them findable
+        deleted = await self._delete_authored(user, authored)
+        pipe = self.r.pipeline(transaction=False)
+        keys = [profile_key(user), chats_key(user), log_key(user), rate_key(user), authored_key(user)]
+        _eval(pipe, _FORGET, keys, [turns_key(user, ""), summary_key(user, "")])
         pipe.srem(USERS, user)
         pipe.srem(LOGGED_USERS, user)
         pipe.srem(OPTED_IN, user)
-        results = await pipe.execute()
-        return sum(int(n) for n in results[1 : 1 + len(keys)])
+        (removed, *listed), *_ = await pipe.execute()
+        late = set(listed) - set(authored)  # set by the user while this ran
+        return deleted + int(removed) + await self._delete_authored(user, late)
+
+    async def _delete_authored(self, user: str, keys: Any) -> int:
+        if not keys:
+            return 0
+        pipe = self.r.pipeline(transaction=False)
+        for key in sorted(keys):
+            _eval(pipe, _DELETE_AUTHORED, [key], [user])
+        return sum(int(n) for n in await pipe.execute())
 
     async def forgotten_at(self, user: str) -> int | None:
         score = await self.r.zscore(TOMBSTONES, tombstone_member(user))
         return int(score) if score is not None else None
+
+    async def tombstone_members(self) -> list[str]:
+        """Every forgotten user, as the hash of their id (see tombstone_member)."""
+        return list(await self.r.zrange(TOMBSTONES, 0, -1))
 
     async def tombstoned(self, members: list[str]) -> set[str]:
         """Which of these tombstone members (hashes of user ids, see tombstone_member) are forgotten users."""
@@ -364,12 +476,8 @@ class Store:
         return {member for member, score in zip(members, scores, strict=True) if score is not None}
 
     async def reset_chat(self, user: str, chat_id: str) -> int:
-        pipe = self.r.pipeline(transaction=False)
-        pipe.llen(turns_key(user, chat_id))
-        pipe.delete(turns_key(user, chat_id), summary_key(user, chat_id))
-        pipe.srem(chats_key(user), chat_id)
-        cleared, _, _ = await pipe.execute()
-        return int(cleared)
+        keys = [turns_key(user, chat_id), summary_key(user, chat_id), chats_key(user)]
+        return int(await self._reset_chat(keys=keys, args=[chat_id]))
 
     async def chat_memory(self, user: str, chat_id: str) -> tuple[str, list[dict[str, Any]]]:
         pipe = self.r.pipeline(transaction=False)
@@ -419,6 +527,10 @@ class Store:
 
     async def acquire_trainer_lock(self, token: str, ttl_ms: int) -> bool:
         return bool(await self.r.set(TRAINER_LOCK, token, nx=True, px=ttl_ms))
+
+    async def take_over_trainer_lock(self, holder: str, token: str, ttl_ms: int) -> bool:
+        """Replace ``holder``'s token by ours, only while ``holder`` still holds the lock."""
+        return bool(int(await self._take_over_lock(keys=[TRAINER_LOCK], args=[holder, token, ttl_ms])))
 
     async def renew_trainer_lock(self, token: str, ttl_ms: int) -> bool:
         return bool(int(await self._renew_lock(keys=[TRAINER_LOCK], args=[token, ttl_ms])))
@@ -470,14 +582,22 @@ class Store:
     async def publish_reload(self, event: dict[str, Any]) -> int:
         return int(await self.r.publish(RELOAD_CHANNEL, json.dumps(event)))
 
-    async def reload_events(self) -> AsyncIterator[dict[str, Any]]:
-        """Reload events as they are published; ends (by raising) when the connection to Redis is lost."""
+    async def reload_events(
+        self, on_subscribed: Callable[[], Awaitable[Any]] | None = None
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Reload events as they are published; ends (by raising) when the connection to Redis is lost.
+        ``on_subscribed`` runs once the subscription stands, before the first event is read."""
         if isinstance(self.r, RedisCluster):
             # a cluster client learns its slot map on first use; a subscription may be that first use
             await self.r.initialize()
-        pubsub = self.r.pubsub(ignore_subscribe_messages=True)
+        pubsub = self.r.pubsub()
         await pubsub.subscribe(RELOAD_CHANNEL)
         try:
+            # the server's confirmation: from here on no event is missed
+            while ((await pubsub.get_message(timeout=None)) or {}).get("type") != "subscribe":
+                pass
+            if on_subscribed is not None:
+                await on_subscribed()
             while True:
                 message = await pubsub.get_message(timeout=None)
                 if message and message.get("type") == "message":
@@ -487,3 +607,59 @@ class Store:
                         continue
         finally:
             await pubsub.aclose()
+
+    # persistence: after a /forget, Redis's own files must lose the forgotten data too
+
+    async def forgotten_since_rewrite(self) -> bool:
+        """Whether a user was forgotten after the last rewrite of the append-only file."""
+        pipe = self.r.pipeline(transaction=False)
+        pipe.zrange(TOMBSTONES, -1, -1, withscores=True)
+        pipe.get(PERSISTENCE_REWRITTEN)
+        latest, rewritten = await pipe.execute()
+        return bool(latest) and latest[0][1] > int(rewritten or 0)
+
+    async def rewrite_persistence(self, *, timeout_s: float = 600.0, poll_s: float = 0.2) -> bool:
+        """Have every Redis node with an append-only file rewrite it from memory (BGREWRITEAOF), so that
+        deleted data leaves the disk, and wait until they are done. False where no node keeps one."""
+        started = now_ms()
+        if not any(int(info.get("aof_enabled", 0)) for info in await self._on_each_node("INFO", "persistence")):
+            return False
+        await self._on_each_node("BGREWRITEAOF")
+        deadline = time.monotonic() + timeout_s
+        while True:
+            nodes = await self._on_each_node("INFO", "persistence")
+            busy = ("aof_rewrite_in_progress", "aof_rewrite_scheduled")
+            if not any(int(node.get(field, 0)) for node in nodes for field in busy):
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"Redis did not finish rewriting its append-only file within {timeout_s:.0f} s")
+            await asyncio.sleep(poll_s)
+        failed = [n for n in nodes if n.get("aof_last_bgrewrite_status", "ok") != "ok"]
+        if failed:
+            raise RuntimeError("Redis could not rewrite its append-only file (aof_last_bgrewrite_status: err)")
+        await self.r.set(PERSISTENCE_REWRITTEN, started)
+        return True
+
+    async def _on_each_node(self, *command: str) -> list[Any]:
+        """A server command on every node (each master and replica of a cluster keeps files of its own)."""
+        if isinstance(self.r, RedisCluster):
+            await self.r.initialize()
+            # the nodes themselves: a node flag such as ALL_NODES fails for commands the client has no policy for
+            replies = await self.r.execute_command(*command, target_nodes=self.r.get_nodes())
+            return list(replies.values()) if isinstance(replies, dict) else [replies]
+        return [await self.r.execute_command(*command)]
+
+
+def _eval(pipe: Any, script: str, keys: list[str], args: list[Any]) -> None:
+    """Queue a script on a pipeline. The source travels with it, because a cluster pipeline cannot load
+    scripts on the nodes the way a plain pipeline does before EVALSHA."""
+    pipe.eval(script, len(keys), *keys, *args)
+
+
+def _chat_persona(raw: str | None) -> dict[str, Any] | None:
+    """A stored chat persona as its choice, without the author it is stored with."""
+    if not raw:
+        return None
+    persona = json.loads(raw)
+    persona.pop("author", None)
+    return persona

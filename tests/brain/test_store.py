@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 import pytest
 
-from brain.store import Store, connect
+from brain.store import Store, connect, rate_key
 
 
 @pytest.fixture
@@ -126,3 +129,65 @@ async def test_one_users_keys_share_a_cluster_slot(store):
     await store.opt_in(user, "v1")
     keys = await store.user_keys(user)
     assert len({key_slot(k.encode()) for k in keys}) == 1
+
+
+async def test_the_rate_window_always_ends_however_requests_race_its_expiry(redis_server):
+    store = Store(connect(redis_server.url), rate_window_s=1)
+    user = "telegram:5"
+    try:
+
+        async def hammer() -> list[int]:
+            seen = []
+            for _ in range(12):
+                state = await store.load_chat_state(user, "telegram", "c1", False)
+                seen.append(state.requests_this_window)
+                await asyncio.sleep(0.02)
+            return seen
+
+        started = time.monotonic()
+        counts: list[int] = []
+        while time.monotonic() - started < 2.5:  # across at least two expiries of the one-second window
+            for seen in await asyncio.gather(*(hammer() for _ in range(16))):
+                counts += seen
+            assert await store.r.ttl(rate_key(user)) != -1, "the counter lost its TTL: the user is refused forever"
+        assert min(counts) == 1 and counts.count(1) >= 2, "the window never started again"
+        assert max(counts) < len(counts)
+    finally:
+        await store.close()
+
+
+async def test_a_counter_left_without_a_ttl_gets_one_at_the_next_request(store):
+    user = "telegram:6"
+    await store.r.set(rate_key(user), 500)  # as a non-atomic count could leave it
+    state = await store.load_chat_state(user, "telegram", "c1", False)
+    assert state.requests_this_window == 501
+    assert 0 < await store.r.ttl(rate_key(user)) <= store.rate_window_s
+
+
+async def test_forget_deletes_the_group_personas_the_user_set_and_no_others(store):
+    ann, bob = "telegram:1", "telegram:2"
+    pirate, coach = {"name": "pirate", "custom": False}, {"name": "coach", "custom": False}
+    secret = {"name": "custom", "custom": True, "system_prompt": "ANN-CANARY persona", "greeting": ""}
+    await store.set_chat_persona("telegram", "g1", secret, author=ann)
+    await store.set_chat_persona("telegram", "g2", coach, author=bob)
+    await store.set_chat_persona("telegram", "g3", secret, author=ann)
+    await store.set_chat_persona("telegram", "g3", pirate, author=bob)  # Bob replaced Ann's persona there
+    assert await store.get_chat_persona("telegram", "g1") == secret  # the author is not part of the choice
+
+    deleted = await store.forget(ann)
+
+    assert await store.get_chat_persona("telegram", "g1") is None
+    assert await store.get_chat_persona("telegram", "g2") == coach
+    assert await store.get_chat_persona("telegram", "g3") == pirate
+    assert deleted >= 2  # her persona in g1 and the set that listed it
+    dump = await all_text(store)
+    assert "ANN-CANARY" not in dump and ann not in dump
+    await store.forget(bob)
+    assert await store.get_chat_persona("telegram", "g2") is None
+    assert await store.get_chat_persona("telegram", "g3") is None
+
+
+async def test_every_member_of_a_group_gets_its_persona_without_its_author(store):
+    await store.set_chat_persona("telegram", "g1", {"name": "pirate", "custom": False}, author="telegram:1")
+    state = await store.load_chat_state("telegram:9", "telegram", "g1", True)
+    assert state.chat_persona == {"name": "pirate", "custom": False}
