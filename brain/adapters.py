@@ -38,7 +38,12 @@ USER_PREFIX = "user-"
 
 def user_target(user: str) -> str:
     """A user's registry target: a hash of their id, like their tombstone, so no directory names them."""
-    return USER_PREFIX + tombstone_member(user)[:16]
+    return target_of_member(tombstone_member(user))
+
+
+def target_of_member(member: str) -> str:
+    """The registry target of the user whose tombstone member (hash of the id) this is."""
+    return USER_PREFIX + member[:16]
 
 
 def version_dir(registry_dir: str | Path, target: str, version: int) -> Path:
@@ -51,32 +56,41 @@ def adapter_name(target: str, version: int) -> str:
 
 
 class RegistryFollower:
-    """Re-reads what is live at start and after every reload event, riding out Redis outages."""
+    """Re-reads what is live at start, after every reload event and on a timer, riding out Redis outages.
+
+    The timer catches what no event announced: a trainer killed between writing the live record and
+    publishing, or an event sent while this brain was cut off from Redis. Such a change reaches this brain
+    within ``reconcile_s`` (``trainer.reload_reconcile_s``)."""
 
     store: Store
     base_model: str
-    _listener: asyncio.Task | None = None
+    reconcile_s: float = 30.0
+    _tasks: tuple[asyncio.Task, ...] = ()
+    _refreshing: asyncio.Lock | None = None
 
     def start(self) -> None:
-        """Follow the registry's reload events (call from the running event loop)."""
-        self._listener = asyncio.get_running_loop().create_task(self._follow_reloads())
+        """Follow the registry's reload events, and reconcile on a timer (call from the running event loop)."""
+        loop = asyncio.get_running_loop()
+        self._refreshing = asyncio.Lock()
+        self._tasks = (loop.create_task(self._follow_reloads()), loop.create_task(self._reconcile_forever()))
 
     async def stop(self) -> None:
-        if self._listener is not None:
-            self._listener.cancel()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
             try:
-                await self._listener
+                await task
             except (asyncio.CancelledError, Exception):
                 pass
+        self._tasks = ()
 
     async def _follow_reloads(self, retry_s: float = 1.0) -> None:
         while True:
             try:
-                events = self.store.reload_events()
-                await self.refresh()  # after subscribing: nothing published meanwhile is missed
-                async for event in events:
+                # re-read once subscribed (on every reconnect too): nothing published meanwhile is missed
+                async for event in self.store.reload_events(on_subscribed=self._refresh_once):
                     log.info("registry event %s", event)
-                    await self.refresh()
+                    await self._refresh_once()
                     retry_s = 1.0
             except asyncio.CancelledError:
                 raise
@@ -84,6 +98,25 @@ class RegistryFollower:
                 log.warning("following registry reloads failed (%s); retrying in %.0f s", error, retry_s)
                 await asyncio.sleep(retry_s)
                 retry_s = min(retry_s * 2, 30.0)
+
+    async def _reconcile_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.reconcile_s)
+            try:
+                if await self.store.registry_records() != self.live:
+                    log.warning("the registry changed without a reload event reaching this brain; reloading")
+                    await self._refresh_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # Redis away: the event listener says so; try again next time
+                log.debug("reconciling with the registry failed: %s", error)
+
+    async def _refresh_once(self) -> None:
+        """refresh(), never two at once (the event listener and the timer may both ask)."""
+        if self._refreshing is None:
+            self._refreshing = asyncio.Lock()
+        async with self._refreshing:
+            await self.refresh()
 
     live: dict[str, dict[str, Any]]
 
@@ -141,8 +174,10 @@ class AdapterManager(RegistryFollower):
         base_model: str,
         capacity: int = 8,
         engine: Any = None,
+        reconcile_s: float = 30.0,
     ):
         self.base = model
+        self.reconcile_s = reconcile_s
         self.peft: Any = None
         self.store = store
         self.registry_dir = Path(registry_dir).expanduser()
@@ -171,6 +206,8 @@ class AdapterManager(RegistryFollower):
         community = self.live.get(COMMUNITY)
         if community:
             await self._ensure(COMMUNITY, int(community["version"]))
+        for name in [name for name, entry in self.loaded.items() if entry.stale]:
+            await self._unload_if_idle(name)  # a replaced one that was the only adapter loaded a moment ago
 
     # serving
 

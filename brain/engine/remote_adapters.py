@@ -26,8 +26,17 @@ log = logging.getLogger("brain.adapters")
 class RemoteAdapters(RegistryFollower):
     """The adapter side of the brain's runtime for a remote engine: ``serving``, ``forget``, ``start``, ``stop``."""
 
-    def __init__(self, engine: RemoteEngine, store: Store, *, registry_dir: str | Path, base_model: str):
+    def __init__(
+        self,
+        engine: RemoteEngine,
+        store: Store,
+        *,
+        registry_dir: str | Path,
+        base_model: str,
+        reconcile_s: float = 30.0,
+    ):
         self.engine = engine
+        self.reconcile_s = reconcile_s
         self.store = store
         self.registry_dir = Path(registry_dir).expanduser()
         self.base_model = base_model

@@ -192,3 +192,23 @@ async def test_an_adapter_trained_on_another_base_model_is_not_served(
     await publish(store, COMMUNITY, 1)
     await serving.refresh()
     assert await serving.acquire(None, None) is None
+
+
+async def test_a_brain_that_missed_the_reload_event_serves_the_live_version_after_the_reconcile_interval(
+    serving: AdapterManager, store: Store, tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    registry, base = tmp_path / "registry", str(tiny_model_dir)
+    make_adapter(tiny_model_dir, registry, COMMUNITY, 1, seed=1, base=base)
+    make_adapter(tiny_model_dir, registry, COMMUNITY, 2, seed=3, base=base)
+    await publish(store, COMMUNITY, 1)
+    serving.reconcile_s = 0.3
+    serving.start()
+    await wait_for(lambda: "community@1" in serving.loaded)
+
+    # what a trainer killed between writing the live record and publishing leaves: the record, no event
+    record = {"version": 2, "name": "community@2", "path": "community/v2"}
+    await store.set_registry_record(COMMUNITY, record, {"action": "promote", "version": 2})
+
+    await wait_for(lambda: "community@2" in serving.loaded)
+    assert await serving.acquire(None, None) == "community@2"
+    await wait_for(lambda: "community@1" not in serving.engine.model.peft_config)
