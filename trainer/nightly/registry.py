@@ -2,12 +2,14 @@
 
 A version is copied into a temporary directory beside its final place and renamed into place, so a
 reader finds either nothing or a whole adapter. Going live is one HSET of the target's record, written
-only after its directory exists, then a reload event for every brain. The newest K versions stay on disk,
-and the live one always. Layout and names are shared with the brain (brain/adapters.py).
+only after its directory exists, then a reload event for every brain. The record is what counts: brains
+also re-read it on a timer, so a run killed between the two still reaches every brain. The newest K
+versions stay on disk, and the live one always. Layout and names are shared with the brain (brain/adapters.py).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shutil
@@ -16,6 +18,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from redis.exceptions import RedisError
+
 from brain.adapters import COMMUNITY, USER_PREFIX, adapter_name, user_target, version_dir
 from brain.store import tombstone_member
 from trainer.errors import TrainerInputError
@@ -23,6 +27,7 @@ from trainer.nightly.files import read_json, write_json
 from trainer.nightly.link import RedisLink
 from trainer.nightly.lock import TrainerLock
 
+log = logging.getLogger("trainer.registry")
 VERSION_DIR = re.compile(r"^v(\d+)$")
 BASE = "base"
 
@@ -121,7 +126,7 @@ class Registry:
         self.link.call(self.store.set_registry_record(target, record, event))
         if user:
             self.link.call(self.store.set_adapter_version(user, version))
-        self.link.call(self.store.publish_reload({"target": target, "version": version, "action": action}))
+        self._announce({"target": target, "version": version, "action": action})
         return record
 
     def rollback(self, target: str, version: int | str | None, *, lock: TrainerLock) -> dict[str, Any] | None:
@@ -149,7 +154,7 @@ class Registry:
             self.link.call(self.store.set_adapter_version(current["user"], None))
         event = {"action": action, "version": None, "previous": (current or {}).get("version"), "at": now_iso()}
         self.link.call(self.store.delete_registry_record(target, event=event))
-        self.link.call(self.store.publish_reload({"target": target, "version": None, "action": action}))
+        self._announce({"target": target, "version": None, "action": action})
 
     def prune(self, target: str) -> list[int]:
         """Delete all but the newest K versions, never the live one; returns the deleted versions."""
@@ -169,7 +174,7 @@ class Registry:
         if current and current.get("user"):
             self.link.call(self.store.set_adapter_version(current["user"], None))
         shutil.rmtree(self.root / target, ignore_errors=True)
-        self.link.call(self.store.publish_reload({"target": target, "version": None, "action": "remove"}))
+        self._announce({"target": target, "version": None, "action": "remove"})
 
     def purge_forgotten(self, *, lock: TrainerLock) -> dict[str, Any]:
         """Remove every adapter that learned from a user who has since been forgotten: their own target,
@@ -209,6 +214,15 @@ class Registry:
                 self.unpublish(COMMUNITY, lock=lock, action="forget")
         for v in versions:  # only once no record points at them
             shutil.rmtree(version_dir(self.root, COMMUNITY, v), ignore_errors=True)
+
+    def _announce(self, event: dict[str, Any]) -> None:
+        """Tell every brain to reload now. The record already counts: a brain that never hears this reads
+        the record on its next reconcile (trainer.reload_reconcile_s), so a failure here changes nothing else."""
+        try:
+            self.link.call(self.store.publish_reload(event))
+        except RedisError as error:
+            log.warning("the reload event %s was not sent (%s); brains pick the change up when they reconcile",
+                        event, error)  # fmt: skip
 
     def _once_live(self, target: str) -> list[int]:
         """The versions on disk that have been live at some time, oldest first."""
