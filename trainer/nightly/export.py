@@ -2,7 +2,8 @@
 
 The store logs a turn only while its user is opted in, and skips a forgotten user's entries (and every
 entry from before a forget). A /forget can land while we read, so each user's tombstone is checked again
-after their entries are read, and anything from before it is dropped.
+after their entries are read, and anything from before it is dropped. Personal data is scrubbed before the
+snapshot is written (see scrub.py): no file of a run ever holds the raw text.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 from brain.store import Store, tombstone_member
 from trainer.nightly.files import read_json, read_jsonl, write_json, write_jsonl
 from trainer.nightly.link import RedisLink
+from trainer.nightly.scrub import scrub
 
 SNAPSHOT = "export/snapshot.jsonl"
 MANIFEST = "export/manifest.json"
@@ -30,6 +32,7 @@ class Manifest:
     first_at: str | None
     last_at: str | None
     dropped_after_forget: int = 0
+    scrubbed: dict[str, int] = field(default_factory=dict)  # replacements by kind (email, phone, card, url)
     exported_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
 
 
@@ -71,6 +74,9 @@ async def read_logs(store: Store) -> tuple[list[dict[str, Any]], int]:
 
 def export_logs(link: RedisLink, run_dir: Path) -> Manifest:
     rows, dropped = link.call(read_logs(link.store), timeout=600)
+    scrubbed: Counter = Counter()
+    for row in rows:
+        row["user_text"], row["reply"] = scrub(row["user_text"], scrubbed), scrub(row["reply"], scrubbed)
     users: dict[str, dict[str, Any]] = {}
     for row in rows:
         info = users.setdefault(row["user"], {"entries": 0, "consent_versions": []})
@@ -86,6 +92,7 @@ def export_logs(link: RedisLink, run_dir: Path) -> Manifest:
         first_at=_iso(min(stamps)) if stamps else None,
         last_at=_iso(max(stamps)) if stamps else None,
         dropped_after_forget=dropped,
+        scrubbed=dict(scrubbed),
     )
     write_jsonl(run_dir / SNAPSHOT, rows)
     write_json(run_dir / MANIFEST, asdict(manifest))

@@ -24,7 +24,7 @@ def print_report(report: dict[str, Any], console: Console) -> None:
     console.print(
         f"[bold]nightly run {report['run']}[/] {report['status']}: {export.get('entries', 0)} log entries of "
         f"{export.get('users', 0)} users; kept {clean.get('kept', 0)} turns, dropped {clean.get('dropped', {})}, "
-        f"scrubbed {clean.get('scrubbed', {})}"
+        f"scrubbed {export.get('scrubbed', clean.get('scrubbed', {}))}"
     )
     table = Table(title="targets", caption="perplexity on the test split; general: on the general set")
     for column in ("target", "turns", "steps", "base", "live", "candidate", "general", "BLEU / chrF", "status"):

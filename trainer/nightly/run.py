@@ -1,8 +1,9 @@
 """One nightly run, top to bottom.
 
-lock -> purge what forgotten users left -> export -> clean and split -> for each target (the community,
-then each opted-in user with enough turns): fine-tune, evaluate base, live and candidate, gate, promote
--> prune old versions and old run data -> report.
+lock -> purge what forgotten users left (their adapters, run data, mentions in kept reports and plots, and,
+through a rewrite of Redis's append-only file, their data on Redis's disk) -> export (scrubbed) -> clean and
+split -> for each target (the community, then each opted-in user with enough turns): fine-tune, evaluate
+base, live and candidate, gate, promote -> prune old versions and old run data -> report.
 
 What is live changes in one place only: Registry.promote, after the candidate's directory is complete and
 while the lock is still ours. A run killed at any other point leaves the live model as it was; the next
@@ -27,7 +28,7 @@ import torch
 from rich.console import Console
 
 from brain import personas
-from brain.adapters import COMMUNITY, user_target, version_dir
+from brain.adapters import COMMUNITY, target_of_member, user_target, version_dir
 from brain.engine.model_loading import resolve_model
 from brain.settings import Settings
 from brain.store import tombstone_member
@@ -86,11 +87,13 @@ class Nightly:
         report: dict[str, Any] = {"run": self.run_dir.name, "started_at": now_iso(), "status": "running"}
         try:
             purged = self.registry.purge_forgotten(lock=self.lock)
-            report["purged_targets"] = purged["targets"]
+            report["purged_targets"] = len(purged["targets"])  # a count: this report must not name them
             report["purged_community_versions"] = purged["community_versions"]
             report["purged_runs"] = runs.purge_run_data(
                 self.cfg.runs_dir, self.link, keep=self.cfg.keep_run_data, current=self.run_dir
             )
+            report["redacted_reports"] = runs.redact_reports(self.cfg.runs_dir, self._forgotten_targets())
+            report["persistence"] = self._rewrite_persistence()
             manifest = export_logs(self.link, self.run_dir)
             self.trained_on = manifest.user_hashes
             report["export"] = {**asdict(manifest), "users": len(manifest.users)}
@@ -126,6 +129,21 @@ class Nightly:
         runs.purge_run_data(self.cfg.runs_dir, self.link, keep=max(0, self.cfg.keep_run_data - 1), current=self.run_dir)
         write_plot(self.run_dir, report, runs.finished_reports(self.cfg.runs_dir))
         return report
+
+    def _forgotten_targets(self) -> set[str]:
+        return {target_of_member(member) for member in self.link.call(self.link.store.tombstone_members())}
+
+    def _rewrite_persistence(self) -> str:
+        """After a /forget, have Redis rewrite its append-only file: until then it still holds what was deleted."""
+        store = self.link.store
+        if not self.link.call(store.forgotten_since_rewrite()):
+            return "unchanged"
+        try:
+            rewritten = self.link.call(store.rewrite_persistence(timeout_s=600), timeout=660)
+        except Exception as error:  # a managed Redis may refuse BGREWRITEAOF: say so, train all the same
+            console.print(f"[yellow]Redis did not rewrite its append-only file: {type(error).__name__}: {error}")
+            return f"failed: {type(error).__name__}: {error}"
+        return "rewritten" if rewritten else "no append-only file"
 
     def plan(self) -> list[Target]:
         """The community, then each user who is opted in now and has enough turns (ordered by the hash)."""

@@ -1,22 +1,29 @@
 """The runs directory: one folder per nightly run, named by its start time so that names sort by age.
 
 A run's data (the export, the splits, checkpoints, candidate adapters) is personal data: it is deleted once
-newer runs have replaced it, and at once when a user it holds has been forgotten. Reports stay.
+newer runs have replaced it, and at once when a user it holds has been forgotten. Reports and their plots
+stay, less what they said of a forgotten user's own adapter.
 """
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
+from brain.adapters import USER_PREFIX
 from trainer.nightly.export import MANIFEST
-from trainer.nightly.files import read_json
+from trainer.nightly.files import read_json, write_json
 from trainer.nightly.link import RedisLink
+from trainer.nightly.report import PLOT, write_plot
 
 REPORT = "report.json"
 DATA_PARTS = ("export", "data", "targets")
+USER_TARGET = re.compile(re.escape(USER_PREFIX) + r"[0-9a-f]{16}")
+FORGOTTEN = "[forgotten]"
 
 
 def new_run_dir(runs_dir: str | Path) -> Path:
@@ -70,3 +77,32 @@ def interrupted(runs_dir: str | Path, target: str, current: Path) -> list[Path]:
         if run != current and not finished and (folder / "checkpoint" / "state.pt").is_file():
             found.append(folder)
     return found
+
+
+def redact_reports(runs_dir: str | Path, forgotten: set[str]) -> list[str]:
+    """Take every mention of these user targets (of forgotten users) out of the kept reports, and draw the
+    plot of each changed report again without them. Returns the runs whose report changed."""
+    runs = [run for run in run_dirs(runs_dir) if (run / REPORT).is_file()]
+    reports = [read_json(run / REPORT) for run in runs]
+    changed = []
+    for index, run in enumerate(runs):
+        named = set(USER_TARGET.findall(json.dumps(reports[index]))) & forgotten
+        if named:
+            reports[index] = _redact(reports[index], named)
+            write_json(run / REPORT, reports[index])
+            changed.append(index)
+    for index in changed:  # each plot as it was drawn: its own run and the runs before it
+        if write_plot(runs[index], reports[index], reports[: index + 1]) is None:
+            (runs[index] / PLOT).unlink(missing_ok=True)
+    return [runs[index].name for index in changed]
+
+
+def _redact(report: dict, targets: set[str]) -> dict:
+    outcomes = [o for o in report.get("targets", []) if o.get("target") not in targets]
+    redacted = {**report, "targets": outcomes} if "targets" in report else dict(report)
+    if isinstance(report.get("purged_targets"), list):
+        redacted["purged_targets"] = len(report["purged_targets"])
+    text = json.dumps(redacted)
+    for target in targets:  # anything else that names them, such as a reason
+        text = text.replace(target, FORGOTTEN)
+    return json.loads(text)

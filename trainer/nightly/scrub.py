@@ -1,7 +1,9 @@
 """Personal data scrubbing: e-mail addresses, phone numbers, card-like numbers and URLs that carry secrets.
 
 Each kind is replaced by a placeholder and counted. URLs go first (they may hold an address or digits),
-cards before phones (a card number also looks like a long phone number).
+cards before phones (a card number also looks like a long phone number). Every run of 13 to 19 digits
+counts as a card number, whether or not it passes the Luhn check: a mistyped card number, an account or
+an ID number is no less personal.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 URL = re.compile(r"(?:\bhttps?://|\bwww\.)[^\s<>\"']+", re.IGNORECASE)
 EMAIL = re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b")
-CARD = re.compile(r"(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d-])")
+CARD = re.compile(r"(?<![\d-])\d(?:[ .-]?\d){12,18}(?![\d-])")
 PHONE = re.compile(r"(?<![\w+])\+?\(?\d[\d\s().-]{5,}\d(?!\w)")
 DECIMAL = re.compile(r"^\d+\.\d+$")
 SECRET_PARAMS = {
@@ -23,16 +25,6 @@ SECRET_PARAMS = {
 # a path segment or fragment this long, mixing letters and digits, is most likely a credential
 TOKEN_LIKE = re.compile(r"(?=[A-Za-z0-9_\-]*\d)(?=[A-Za-z0-9_\-]*[A-Za-z])[A-Za-z0-9_\-]{24,}")
 PLACEHOLDERS = {"url": "[url]", "email": "[email]", "card": "[card]", "phone": "[phone]"}
-
-
-def luhn_valid(digits: str) -> bool:
-    total = 0
-    for index, char in enumerate(reversed(digits)):
-        n = int(char)
-        if index % 2 == 1:
-            n = n * 2 - 9 if n > 4 else n * 2
-        total += n
-    return total % 10 == 0
 
 
 def carries_secret(url: str) -> bool:
@@ -55,7 +47,7 @@ def scrub(text: str, counts: Counter) -> str:
 
     def card(match: re.Match) -> str:
         digits = re.sub(r"\D", "", match.group(0))
-        if 13 <= len(digits) <= 19 and luhn_valid(digits):
+        if 13 <= len(digits) <= 19:
             counts["card"] += 1
             return PLACEHOLDERS["card"]
         return match.group(0)

@@ -33,8 +33,13 @@ def test_ordinary_numbers_and_links_stay() -> None:
     text = "In 2024, 1,000 people paid 12.50 at 10:30; pi is 3.14159265; see https://python.org/downloads/"
     assert scrub(text, counts) == text
     assert not counts
-    # sixteen digits that fail the Luhn check are not a card (nor, being that long, a phone number)
-    assert scrub("order 4111-1111-1111-1112", counts) == "order 4111-1111-1111-1112"
+
+
+def test_every_run_of_13_to_19_digits_is_scrubbed_whatever_its_checksum() -> None:
+    counts: Counter = Counter()
+    for number in ("4111-1111-1111-1112", "1234567890123", "1234 5678 9012 3456 789", "4111.1111.1111.1111"):
+        assert scrub(f"my number is {number}.", counts) == "my number is [card].", number
+    assert counts == {"card": 4}
 
 
 def test_empty_garbage_and_duplicate_turns_are_dropped_and_counted() -> None:

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+import redis
 from typer.testing import CliRunner
 
 from bot.client import BrainClient
@@ -36,6 +37,18 @@ async def ask(client: BrainClient, chat: str) -> object:
         platform="telegram", user_id="7", chat_id=chat, text=QUESTIONS[0], sampling={"temperature": 0}
     )
     return await client.chat(request)
+
+
+def plot_rows(run: Path) -> int:
+    """How many targets a run's plot shows: one row of two panels each, 3.2 inches at 110 dpi."""
+    from PIL import Image
+
+    with Image.open(run / "report.png") as image:
+        return round(image.size[1] / (3.2 * 110))
+
+
+def on_redis_disk(server, text: bytes) -> bool:
+    return any(text in path.read_bytes() for path in server.directory.rglob("*") if path.is_file())
 
 
 def cli(settings_env: dict[str, str], *args: str) -> object:
@@ -150,6 +163,8 @@ def test_forget_removes_the_users_adapter_and_their_data_from_later_runs(
     redis_server, tmp_path: Path, tiny_model_dir: Path
 ):
     ann = "telegram:1"
+    with redis.Redis.from_url(redis_server.url) as r:  # an append-only file of plain commands, to search
+        r.config_set("aof-use-rdb-preamble", "no")
 
     async def seed() -> None:
         await seed_community(redis_server.url, users=3, turns=9)
@@ -167,6 +182,10 @@ def test_forget_removes_the_users_adapter_and_their_data_from_later_runs(
     assert (Path(settings.trainer.registry_dir) / user_target(ann)).is_dir()
     community_v1 = version_dir(settings.trainer.registry_dir, COMMUNITY, 1)
     assert tombstone_member(ann) in json.loads((community_v1 / "meta.json").read_text())["user_hashes"]
+    first_run = run_dirs(settings.trainer.runs_dir)[0]
+    assert user_target(ann) in (first_run / "report.json").read_text()
+    plot_before = plot_rows(first_run)
+    assert on_redis_disk(redis_server, b"Paris, of course!")
 
     async def forget() -> dict:
         store = Store(connect(redis_server.url))
@@ -177,7 +196,7 @@ def test_forget_removes_the_users_adapter_and_their_data_from_later_runs(
     asyncio.run(forget())
     second = run_nightly(settings, quiet=True)
 
-    assert second["purged_targets"] == [user_target(ann)]
+    assert second["purged_targets"] == 1
     assert second["purged_community_versions"] == [1], "the community version that learned from Ann went too"
     assert not community_v1.exists()
     assert not (Path(settings.trainer.registry_dir) / user_target(ann)).exists()
@@ -189,6 +208,16 @@ def test_forget_removes_the_users_adapter_and_their_data_from_later_runs(
         assert registry.live(user_target(ann)) is None
         assert (registry.live(COMMUNITY) or {}).get("version") != 1
         assert any(e["action"] == "forget" and e["previous"] == 1 for e in registry.history(COMMUNITY))
+
+    # what the runs kept names her adapter no more: reports, and the plot drawn again without her panels
+    assert second["redacted_reports"] == [first_run.name]
+    for report in Path(settings.trainer.runs_dir).rglob("report.json"):
+        assert user_target(ann) not in report.read_text(), report
+    assert [o["target"] for o in json.loads((first_run / "report.json").read_text())["targets"]] == [COMMUNITY]
+    assert plot_rows(first_run) == plot_before - 1
+    # and Redis rewrote its append-only file: her words are gone from its disk too
+    assert second["persistence"] == "rewritten"
+    assert not on_redis_disk(redis_server, b"Paris, of course!")
 
 
 def test_forget_puts_the_newest_community_version_that_never_saw_the_user_back_live(redis_server, tmp_path: Path):
