@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ from brain.redis_local import LocalRedis, free_port
 from brain.service.app import create_app
 from brain.service.embedded import serve_in_thread
 from brain.settings import Secrets, Settings
+from tests.support.eventually import eventually_sync
 
 
 @dataclass
@@ -70,8 +70,6 @@ def running_brain(
 
 
 def _wait_ready(handle: BrainHandle, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while httpx.get(f"{handle.url}/readyz").status_code != 200:
-        if time.monotonic() > deadline:
-            raise RuntimeError("the brain did not become ready")
-        time.sleep(0.05)
+    eventually_sync(
+        lambda: httpx.get(f"{handle.url}/readyz").status_code == 200, "the brain was ready", timeout=timeout
+    )

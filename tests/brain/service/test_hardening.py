@@ -8,7 +8,6 @@ import asyncio
 import json
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -18,6 +17,7 @@ import pytest
 import redis
 
 from tests.support.brain_server import BrainHandle, running_brain
+from tests.support.eventually import eventually
 
 CHAT = {"platform": "telegram", "user_id": "7", "chat_id": "7", "text": "hi", "sampling": {"temperature": 0}}
 JSON = {"Content-Type": "application/json"}
@@ -180,14 +180,6 @@ def engine_paused(handle: BrainHandle) -> Iterator[None]:
         thread.join(10)
 
 
-async def wait_until(condition: Any, what: str, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting until {what}")
-        await asyncio.sleep(0.02)
-
-
 async def test_at_most_max_concurrent_generations_are_admitted_on_every_route(tmp_path, tiny_model_dir):
     with running_brain(tmp_path, tiny_model_dir, limits={"max_concurrent": 4}) as b:
         r = redis.Redis.from_url(b.redis.url, decode_responses=True)
@@ -196,7 +188,7 @@ async def test_at_most_max_concurrent_generations_are_admitted_on_every_route(tm
         async with httpx.AsyncClient(base_url=b.url, headers=b.headers(), timeout=60) as client:
             with engine_paused(b):
                 tasks = [asyncio.create_task(client.post(route, json=body)) for route, body in requests]
-                await wait_until(lambda: sum(t.done() for t in tasks) == len(tasks) - 4, "all but 4 were answered")
+                await eventually(lambda: sum(t.done() for t in tasks) == len(tasks) - 4, "all but 4 were answered")
                 early = [t.result() for t in tasks if t.done()]
                 assert b.runtime.admission.in_use == 4
             responses = await asyncio.gather(*tasks)
@@ -221,15 +213,15 @@ async def test_a_client_that_leaves_cancels_its_generation_and_stores_nothing(tm
             with engine_paused(b):
                 with pytest.raises(httpx.ReadTimeout):
                     await client.post("/v1/chat", json=body, timeout=1.0)
-            await wait_until(lambda: b.runtime.admission.in_use == 0, "the slot was given back")
-            await wait_until(lambda: b.runtime.engine.active == 0, "the generation was cancelled")
+            await eventually(lambda: b.runtime.admission.in_use == 0, "the slot was given back")
+            await eventually(lambda: b.runtime.engine.active == 0, "the generation was cancelled")
             # streaming: the client reads one delta, then leaves
             async with client.stream("POST", "/v1/chat", json={**body, "stream": True}) as response:
                 async for line in response.aiter_lines():
                     if line.startswith("data:"):
                         break
-            await wait_until(lambda: b.runtime.admission.in_use == 0, "the stream's slot was given back")
-            await wait_until(lambda: b.runtime.engine.active == 0, "the stream's generation was cancelled")
+            await eventually(lambda: b.runtime.admission.in_use == 0, "the stream's slot was given back")
+            await eventually(lambda: b.runtime.engine.active == 0, "the stream's generation was cancelled")
         assert r.keys("oc:turns:*") == []
 
 
