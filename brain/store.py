@@ -621,24 +621,28 @@ class Store:
     async def rewrite_persistence(self, *, timeout_s: float = 600.0, poll_s: float = 0.2) -> bool:
         """Have every Redis node with an append-only file rewrite it from memory (BGREWRITEAOF), so that
         deleted data leaves the disk, and wait until they are done. False where no node keeps one."""
-        started = now_ms()
         if not any(int(info.get("aof_enabled", 0)) for info in await self._on_each_node("INFO", "persistence")):
             return False
-        await self._on_each_node("BGREWRITEAOF")
         deadline = time.monotonic() + timeout_s
-        while True:
-            nodes = await self._on_each_node("INFO", "persistence")
-            busy = ("aof_rewrite_in_progress", "aof_rewrite_scheduled")
-            if not any(int(node.get(field, 0)) for node in nodes for field in busy):
-                break
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"Redis did not finish rewriting its append-only file within {timeout_s:.0f} s")
-            await asyncio.sleep(poll_s)
-        failed = [n for n in nodes if n.get("aof_last_bgrewrite_status", "ok") != "ok"]
-        if failed:
+        await self._rewrites_done(deadline, poll_s)  # one already running may have copied the data before
+        started = now_ms()
+        await self._on_each_node("BGREWRITEAOF")
+        nodes = await self._rewrites_done(deadline, poll_s)
+        if any(node.get("aof_last_bgrewrite_status", "ok") != "ok" for node in nodes):
             raise RuntimeError("Redis could not rewrite its append-only file (aof_last_bgrewrite_status: err)")
         await self.r.set(PERSISTENCE_REWRITTEN, started)
         return True
+
+    async def _rewrites_done(self, deadline: float, poll_s: float) -> list[dict[str, Any]]:
+        """Wait until no node rewrites its append-only file or has a rewrite scheduled; their INFO then."""
+        busy = ("aof_rewrite_in_progress", "aof_rewrite_scheduled")
+        while True:
+            nodes = await self._on_each_node("INFO", "persistence")
+            if not any(int(node.get(name, 0)) for node in nodes for name in busy):
+                return nodes
+            if time.monotonic() > deadline:
+                raise TimeoutError("Redis did not finish rewriting its append-only file in time")
+            await asyncio.sleep(poll_s)
 
     async def _on_each_node(self, *command: str) -> list[Any]:
         """A server command on every node (each master and replica of a cluster keeps files of its own)."""

@@ -92,7 +92,11 @@ def redact_reports(runs_dir: str | Path, forgotten: set[str]) -> list[str]:
             write_json(run / REPORT, reports[index])
             changed.append(index)
     for index in changed:  # each plot as it was drawn: its own run and the runs before it
-        if write_plot(runs[index], reports[index], reports[: index + 1]) is None:
+        try:
+            drawn = write_plot(runs[index], reports[index], reports[: index + 1])
+        except (KeyError, TypeError, ValueError):  # a report of an older layout: no plot rather than one naming them
+            drawn = None
+        if drawn is None:
             (runs[index] / PLOT).unlink(missing_ok=True)
     return [runs[index].name for index in changed]
 
