@@ -23,10 +23,10 @@ import shutil
 import warnings
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from brain.store import Store, tombstone_member
 
@@ -53,6 +53,27 @@ def version_dir(registry_dir: str | Path, target: str, version: int) -> Path:
 def adapter_name(target: str, version: int) -> str:
     """The name of a loaded adapter, also what ChatReply.adapter shows: ``community@3``."""
     return f"{target}@{version}"
+
+
+class AdapterBackend(Protocol):
+    """What the service needs of adapter management, whichever engine holds the weights (AdapterManager here,
+    RemoteAdapters in brain/engine/remote_adapters.py for a vLLM server)."""
+
+    live: dict[str, dict[str, Any]]  # target -> its live registry record
+
+    def start(self) -> None:
+        """Read the registry and follow it (call from the running event loop)."""
+        ...
+
+    async def stop(self) -> None: ...
+
+    def serving(self, user: str | None, profile: dict[str, str] | None) -> AbstractAsyncContextManager[str | None]:
+        """The adapter name for a request (None: the base model), held loaded until the block ends."""
+        ...
+
+    async def forget(self, user: str) -> None:
+        """A /forget: withdraw the user's own adapter from every brain."""
+        ...
 
 
 class RegistryFollower:

@@ -16,7 +16,7 @@ directories at the same paths as the brain (mount the registry volume at the sam
     engine = RemoteEngine("http://vllm:8000", api_key=None, stop_token_ids={2})
     engine.start()                          # inside the running event loop
     async for item in engine.generate(ids, sampling, adapter=AdapterRef("community", 7, "/registry/...")):
-        ...                                 # str deltas, then one RemoteResult
+        ...                                 # str deltas, then one Generated
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from typing import Any
 import httpx
 
 from brain.api_models import SamplingParams
+from brain.engine.backend import FinishReason, Generated
 
 log = logging.getLogger("brain.remote")
 
@@ -61,15 +62,11 @@ class AdapterRef:
         return adapter_name(self.target, self.version)
 
 
-@dataclass
-class RemoteResult:
-    text: str
-    tokens: int
-    finish_reason: str  # "stop" or "length"
-
-
 class RemoteEngine:
-    """Streams completions from an OpenAI-compatible server; same ``running``/``waiting``/``active`` as Engine."""
+    """A GenerationBackend (brain/engine/backend.py) that streams completions from an OpenAI-compatible
+    server such as vLLM."""
+
+    supports_beam_search = False
 
     def __init__(
         self,
@@ -129,8 +126,8 @@ class RemoteEngine:
         stop: list[str] | None = None,
         seed: int | None = None,
         adapter: AdapterRef | str | None = None,
-    ) -> AsyncIterator[str | RemoteResult]:
-        """Text deltas as the server streams them, then one RemoteResult.
+    ) -> AsyncIterator[str | Generated]:
+        """Text deltas as the server streams them, then one Generated.
 
         ``adapter``: a version to serve with, or the served name of one loaded with ``ensure_adapter``.
         """
@@ -185,9 +182,10 @@ class RemoteEngine:
             body["seed"] = seed
         return body
 
-    async def _stream(self, body: dict[str, Any]) -> AsyncIterator[str | RemoteResult]:
+    async def _stream(self, body: dict[str, Any]) -> AsyncIterator[str | Generated]:
         client = self._require_client()
-        text, chunks, usage_tokens, finish = [], 0, None, "stop"
+        text, chunks, usage_tokens = [], 0, None
+        finish: FinishReason = "stop"
         try:
             async with client.stream("POST", "/v1/completions", json=body) as response:
                 if response.status_code >= 400:
@@ -220,8 +218,8 @@ class RemoteEngine:
         except httpx.TransportError as exc:
             raise self._unreachable(exc) from exc
         self._reachable = True
-        yield RemoteResult(text="".join(text), tokens=usage_tokens if usage_tokens is not None else chunks,
-                           finish_reason=finish)  # fmt: skip
+        tokens = usage_tokens if usage_tokens is not None else chunks
+        yield Generated(text="".join(text).strip(), tokens=tokens, finish_reason=finish)
 
     # adapters
 

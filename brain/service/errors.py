@@ -41,12 +41,16 @@ def responses(*statuses: int, authorized: bool = True) -> dict[int | str, dict[s
 
 def as_api_error(error: BaseException) -> ApiError:
     """The ApiError that tells a client what went wrong, for any error raised while serving a request."""
-    from brain.engine.batching import EngineError  # the engine imports torch; errors.py must stay light
+    # the engines import torch; errors.py must stay light
+    from brain.engine.batching import EngineError
+    from brain.engine.remote import RemoteEngineError
 
     if isinstance(error, ApiError):
         return error
     if isinstance(error, RedisConnectionError | RedisTimeoutError | ConnectionRefusedError):
         return ApiError(503, "storage_unavailable", STORAGE_DOWN, {"Retry-After": "2"})
+    if isinstance(error, RemoteEngineError):
+        return ApiError(503, "engine_unavailable", str(error), {"Retry-After": "2"})
     if isinstance(error, EngineError):
         log.error("generation failed: %s", error, exc_info=error)
         return ApiError(500, "generation_failed", f"Generating the reply failed ({error}); nothing was stored.")

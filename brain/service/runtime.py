@@ -8,21 +8,19 @@ import logging
 import weakref
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 from brain import personas as persona_lib
-from brain.adapters import AdapterManager
+from brain.adapters import AdapterBackend, AdapterManager
 from brain.api_models import SamplingParams
-from brain.engine.batching import Engine, GenerationRequest
+from brain.engine.backend import Generated, GenerationBackend, LocalBackend
+from brain.engine.batching import Engine
 from brain.engine.model_loading import LoadedModel, load_model
-from brain.engine.remote import RemoteEngine, RemoteEngineError, load_tokenizer_only
+from brain.engine.remote import RemoteEngine, load_tokenizer_only
 from brain.engine.remote_adapters import RemoteAdapters
-from brain.engine.text import TextStream
 from brain.prompt import count_tokens, render
 from brain.service.admission import Admission
-from brain.service.errors import ApiError
 from brain.service.metrics import Metrics
 from brain.settings import Settings
 from brain.store import Store, connect
@@ -31,54 +29,29 @@ log = logging.getLogger("brain")
 T = TypeVar("T")
 
 
-@dataclass
-class Generated:
-    text: str
-    tokens: int
-    finish_reason: str
-
-
 class Runtime:
-    def __init__(self, settings: Settings, store: Store, loaded: LoadedModel, remote: RemoteEngine | None = None):
+    """The brain's parts, built once at start-up (``Runtime.create``) and shared by every request."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        loaded: LoadedModel,
+        backend: GenerationBackend,
+        adapters: AdapterBackend,
+        metrics: Metrics,
+    ):
         self.settings = settings
         self.store = store
         self.loaded = loaded
         self.tokenizer = loaded.tokenizer
-        self.metrics = Metrics()
+        self.backend = backend
+        self.adapters = adapters
+        self.metrics = metrics
+        self.metrics.watch_engine(lambda: self.backend.waiting, lambda: self.backend.active)
         self.presets = persona_lib.load_presets(settings.brain.personas_dir)
         if settings.brain.default_persona not in self.presets:
             raise persona_lib.PersonaError(f"the default persona '{settings.brain.default_persona}' is not a preset")
-        # model.engine: vllm generates on an external server; only the tokenizer was loaded here
-        self.remote = remote
-        self.engine = remote or Engine(
-            loaded.model,
-            max_batch_size=settings.model.max_batch_size,
-            eos_token_ids=loaded.eos_token_ids,
-            device=loaded.device,
-            context_length=loaded.context_length,
-            on_step=self.metrics.on_step,
-        )
-        self.metrics.watch_engine(lambda: self.engine.waiting, lambda: self.engine.active)
-        # LoRA adapters from the registry that `trainer nightly` fills; a remote engine's live in its server
-        self.adapters: AdapterManager | RemoteAdapters = (
-            RemoteAdapters(
-                remote,
-                store,
-                registry_dir=settings.trainer.registry_dir,
-                base_model=settings.model.name,
-                reconcile_s=settings.trainer.reload_reconcile_s,
-            )
-            if remote
-            else AdapterManager(
-                loaded.model,
-                store,
-                registry_dir=settings.trainer.registry_dir,
-                base_model=settings.model.name,
-                capacity=settings.trainer.adapter_cache_size,
-                engine=self.engine,
-                reconcile_s=settings.trainer.reload_reconcile_s,
-            )
-        )
         self.context_tokens = min(settings.model.context_tokens, loaded.context_length)
         self.admission = Admission(settings.limits.max_concurrent)
         self.metrics.watch_admission(lambda: self.admission.in_use)
@@ -90,7 +63,18 @@ class Runtime:
 
     @classmethod
     def create(cls, settings: Settings) -> Runtime:
-        remote = None
+        """The one place that chooses the engine: in this process (model.engine: local), or on an external
+        OpenAI-compatible server (model.engine: vllm), where only the tokenizer is loaded here."""
+        password = settings.secrets.redis_password
+        client = connect(
+            settings.redis.url,
+            cluster=settings.redis.cluster,
+            password=password.get_secret_value() if password else None,
+            timeout=settings.redis.socket_timeout_s,
+        )
+        store, metrics, trainer = Store(client), Metrics(), settings.trainer
+        backend: GenerationBackend
+        adapters: AdapterBackend
         if settings.model.engine == "vllm":
             loaded = load_tokenizer_only(settings.model.name, cache_dir=settings.model.cache_dir)
             vllm_key = settings.secrets.vllm_api_key
@@ -99,6 +83,14 @@ class Runtime:
                 api_key=vllm_key.get_secret_value() if vllm_key else None,
                 stop_token_ids=loaded.eos_token_ids,
             )
+            backend = remote
+            adapters = RemoteAdapters(
+                remote,
+                store,
+                registry_dir=trainer.registry_dir,
+                base_model=settings.model.name,
+                reconcile_s=trainer.reload_reconcile_s,
+            )
         else:
             loaded = load_model(
                 settings.model.name,
@@ -106,14 +98,25 @@ class Runtime:
                 device=settings.model.device,
                 dtype=settings.model.dtype,
             )
-        password = settings.secrets.redis_password
-        client = connect(
-            settings.redis.url,
-            cluster=settings.redis.cluster,
-            password=password.get_secret_value() if password else None,
-            timeout=settings.redis.socket_timeout_s,
-        )
-        return cls(settings, Store(client), loaded, remote)
+            engine = Engine(
+                loaded.model,
+                max_batch_size=settings.model.max_batch_size,
+                eos_token_ids=loaded.eos_token_ids,
+                device=loaded.device,
+                context_length=loaded.context_length,
+                on_step=metrics.on_step,
+            )
+            backend = LocalBackend(engine, loaded.tokenizer)
+            adapters = AdapterManager(
+                loaded.model,
+                store,
+                registry_dir=trainer.registry_dir,
+                base_model=settings.model.name,
+                capacity=trainer.adapter_cache_size,
+                engine=engine,
+                reconcile_s=trainer.reload_reconcile_s,
+            )
+        return cls(settings, store, loaded, backend, adapters, metrics)
 
     @property
     def api_key(self) -> str | None:
@@ -126,16 +129,14 @@ class Runtime:
         return public_model_name(self.loaded.name)
 
     def start(self) -> None:
-        self.engine.start()
+        self.backend.start()
         self.adapters.start()
 
     async def stop(self) -> None:
         for task in list(self.background):
             task.cancel()
         await self.adapters.stop()
-        self.engine.stop()
-        if self.remote is not None:
-            await self.remote.aclose()
+        await self.backend.aclose()
         await self.store.close()
         self._text_worker.shutdown(wait=False, cancel_futures=True)
 
@@ -150,7 +151,7 @@ class Runtime:
     def prompt_budget(self, max_new_tokens: int) -> int:
         return max(self.context_tokens - max_new_tokens, 16)
 
-    async def generate(
+    def generate(
         self,
         prompt_ids: list[int],
         sampling: SamplingParams,
@@ -160,50 +161,7 @@ class Runtime:
         adapter: str | None = None,
     ) -> AsyncIterator[str | Generated]:
         """Text deltas as they are generated, then one Generated with the whole reply."""
-        if self.remote is not None:
-            try:
-                async for piece in self.remote.generate(prompt_ids, sampling, stop=stop, seed=seed, adapter=adapter):
-                    if isinstance(piece, str):
-                        yield piece
-                    else:
-                        yield Generated(text=piece.text.strip(), tokens=piece.tokens, finish_reason=piece.finish_reason)
-            except RemoteEngineError as exc:
-                raise ApiError(503, "engine_unavailable", str(exc), {"Retry-After": "2"}) from exc
-            return
-        if sampling.num_beams > 1:
-            yield await self._beam_search(prompt_ids, sampling, adapter)
-            return
-        request = GenerationRequest(
-            prompt_ids=prompt_ids,
-            max_new_tokens=sampling.max_new_tokens,
-            temperature=sampling.temperature,
-            top_p=sampling.top_p,
-            top_k=sampling.top_k,
-            repetition_penalty=sampling.repetition_penalty,
-            seed=seed,
-            adapter=adapter,
-        )
-        stream = TextStream(self.engine.submit(request), self.tokenizer, stop=stop or ())
-        try:
-            async for delta in stream:
-                yield delta
-        finally:
-            stream.cancel()
-        reason = stream.finish_reason or "cancelled"
-        yield Generated(text=stream.text.strip(), tokens=len(stream.token_ids), finish_reason=reason)
-
-    async def _beam_search(self, prompt_ids: list[int], sampling: SamplingParams, adapter: str | None) -> Generated:
-        request = GenerationRequest(
-            prompt_ids=prompt_ids,
-            max_new_tokens=sampling.max_new_tokens,
-            repetition_penalty=sampling.repetition_penalty,
-            adapter=adapter,
-        )
-        ids = await self.engine.beam_search(request, sampling.num_beams)
-        text = self.tokenizer.decode(ids, skip_special_tokens=True).strip()
-        return Generated(
-            text=text, tokens=len(ids), finish_reason="length" if len(ids) >= request.max_new_tokens else "stop"
-        )
+        return self.backend.generate(prompt_ids, sampling, stop=stop, seed=seed, adapter=adapter)
 
     async def complete(self, prompt_ids: list[int], sampling: SamplingParams, **kw: Any) -> Generated:
         async for item in self.generate(prompt_ids, sampling, **kw):

@@ -18,7 +18,8 @@ from transformers import AutoTokenizer
 from bot.client import BrainClient
 from brain.adapters import COMMUNITY, user_target, version_dir
 from brain.api_models import ChatReply, ChatRequest, SamplingParams, UserRef
-from brain.engine.remote import AdapterRef, RemoteEngine, RemoteEngineError, RemoteResult
+from brain.engine.backend import Generated
+from brain.engine.remote import AdapterRef, RemoteEngine, RemoteEngineError
 from brain.prompt import render
 from brain.redis_local import LocalRedis, free_port
 from brain.service.app import create_app
@@ -79,10 +80,10 @@ def chat(text: str, user: str = "7") -> ChatRequest:
     return ChatRequest(platform="telegram", user_id=user, chat_id="c1", text=text, sampling=SHORT_GREEDY)
 
 
-async def collect(items: AsyncIterator[str | RemoteResult]) -> tuple[list[str], RemoteResult]:
+async def collect(items: AsyncIterator[str | Generated]) -> tuple[list[str], Generated]:
     deltas, result = [], None
     async for item in items:
-        if isinstance(item, RemoteResult):
+        if isinstance(item, Generated):
             result = item
         else:
             deltas.append(item)

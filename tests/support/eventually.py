@@ -1,6 +1,6 @@
 """The one way tests wait for something: poll a condition until it holds, or fail loudly saying what was awaited.
 
-    await eventually(lambda: brain.runtime.engine.active == 0, "the row was freed")
+    await eventually(lambda: brain.runtime.backend.active == 0, "the row was freed")
     eventually_sync(lambda: path.exists(), f"{path} was written", timeout=60)
 
 A condition may be a coroutine function too (``await eventually(has_turns, "two turns were stored")``). The

@@ -10,11 +10,12 @@ from fastapi import APIRouter, Request
 
 from brain import personas as persona_lib
 from brain.api_models import ChatKind, ChatReply, ChatRequest, SamplingOverrides, SamplingParams, StreamDelta
+from brain.engine.backend import Generated
 from brain.prompt import Prompt, build_prompt
 from brain.service.auth import Authorized
 from brain.service.deps import RuntimeDep
 from brain.service.errors import ApiError, responses
-from brain.service.runtime import Generated, Runtime
+from brain.service.runtime import Runtime
 from brain.service.streaming import EventStream, events_or_error, sse, stream_responses, unless_disconnected
 from brain.store import ChatState
 
@@ -54,7 +55,7 @@ def check_rate(runtime: Runtime, state: ChatState) -> None:
 
 
 def check_beams(runtime: Runtime, stream: bool, num_beams: int) -> None:
-    if num_beams > 1 and (stream or runtime.remote is not None):
+    if num_beams > 1 and (stream or not runtime.backend.supports_beam_search):
         raise ApiError(
             400, "beam_not_streamable", "Beam search works only for non-streaming requests on the local engine."
         )

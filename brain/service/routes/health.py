@@ -28,7 +28,7 @@ async def readyz(runtime: RuntimeDep) -> dict[str, str] | Response:
     except (RedisError, OSError):
         runtime.metrics.redis_errors.inc()
         return error_response(503, "not_ready", "Redis is not reachable.")
-    if not runtime.engine.running:
+    if not runtime.backend.running:
         return error_response(503, "not_ready", "The model engine is not running.")
     return {"status": "ready", "model": runtime.model_name}
 

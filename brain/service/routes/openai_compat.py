@@ -23,12 +23,13 @@ from brain.api_models import (
     OAISampling,
     OAIUsage,
 )
+from brain.engine.backend import Generated
 from brain.prompt import render
 from brain.service.admission import Slot
 from brain.service.auth import Authorized
 from brain.service.deps import RuntimeDep
 from brain.service.errors import ApiError, responses
-from brain.service.runtime import Generated, Runtime
+from brain.service.runtime import Runtime
 from brain.service.streaming import EventStream, events_or_error, json_line, stream_responses, unless_disconnected
 
 router = APIRouter(dependencies=[Authorized], tags=["openai"])

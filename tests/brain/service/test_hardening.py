@@ -170,7 +170,9 @@ def engine_paused(handle: BrainHandle) -> Iterator[None]:
         entered.set()
         release.wait(60)
 
-    thread = threading.Thread(target=asyncio.run, args=(handle.runtime.engine.between_steps(hold),), daemon=True)
+    thread = threading.Thread(
+        target=asyncio.run, args=(handle.runtime.backend.engine.between_steps(hold),), daemon=True
+    )
     thread.start()
     assert entered.wait(10), "the engine never paused"
     try:
@@ -214,14 +216,14 @@ async def test_a_client_that_leaves_cancels_its_generation_and_stores_nothing(tm
                 with pytest.raises(httpx.ReadTimeout):
                     await client.post("/v1/chat", json=body, timeout=1.0)
             await eventually(lambda: b.runtime.admission.in_use == 0, "the slot was given back")
-            await eventually(lambda: b.runtime.engine.active == 0, "the generation was cancelled")
+            await eventually(lambda: b.runtime.backend.active == 0, "the generation was cancelled")
             # streaming: the client reads one delta, then leaves
             async with client.stream("POST", "/v1/chat", json={**body, "stream": True}) as response:
                 async for line in response.aiter_lines():
                     if line.startswith("data:"):
                         break
             await eventually(lambda: b.runtime.admission.in_use == 0, "the stream's slot was given back")
-            await eventually(lambda: b.runtime.engine.active == 0, "the stream's generation was cancelled")
+            await eventually(lambda: b.runtime.backend.active == 0, "the stream's generation was cancelled")
         assert r.keys("oc:turns:*") == []
 
 

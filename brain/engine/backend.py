@@ -1,0 +1,145 @@
+"""The one interface the service generates through, whichever engine does the work.
+
+    backend = LocalBackend(engine, tokenizer)         # continuous batching in this process
+    backend = RemoteEngine(url, ...)                  # an OpenAI-compatible server such as vLLM
+    async for item in backend.generate(prompt_ids, sampling, stop=[...], seed=1, adapter="community@3"):
+        ...                                           # str deltas, then one Generated
+
+The service (brain/service/runtime.py) holds a ``GenerationBackend`` and never asks which one it is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal, Protocol
+
+from brain.api_models import SamplingParams
+from brain.engine.batching import Engine, GenerationRequest
+from brain.engine.text import TextStream
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+FinishReason = Literal["stop", "length", "cancelled"]
+
+
+@dataclass(frozen=True)
+class Generated:
+    """The end of one generation: the whole reply (stripped), its token count and why it ended."""
+
+    text: str
+    tokens: int  # generated tokens, the stop token excluded
+    finish_reason: FinishReason  # "stop": end of turn or a stop string; "cancelled": the consumer left
+
+
+class GenerationBackend(Protocol):
+    """What the service needs of an engine."""
+
+    @property
+    def running(self) -> bool:
+        """Ready to generate (the local worker runs; the remote server answered its last probe)."""
+        ...
+
+    @property
+    def active(self) -> int:
+        """Requests being generated now."""
+        ...
+
+    @property
+    def waiting(self) -> int:
+        """Requests queued for a free row."""
+        ...
+
+    @property
+    def supports_beam_search(self) -> bool: ...
+
+    def start(self) -> None:
+        """Start serving; call from the running event loop."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+    def generate(
+        self,
+        prompt_ids: list[int],
+        sampling: SamplingParams,
+        *,
+        stop: list[str] | None = None,
+        seed: int | None = None,
+        adapter: str | None = None,
+    ) -> AsyncIterator[str | Generated]:
+        """Text deltas as they are generated, then one Generated; leaving early cancels the request."""
+        ...
+
+
+class LocalBackend:
+    """The in-process engine (brain/engine/batching.py) behind the backend interface: it turns the engine's
+    token ids into text (with stop strings) and serves beam search."""
+
+    supports_beam_search = True
+
+    def __init__(self, engine: Engine, tokenizer: PreTrainedTokenizerBase) -> None:
+        self.engine = engine
+        self.tokenizer = tokenizer
+
+    @property
+    def running(self) -> bool:
+        return self.engine.running
+
+    @property
+    def active(self) -> int:
+        return self.engine.active
+
+    @property
+    def waiting(self) -> int:
+        return self.engine.waiting
+
+    def start(self) -> None:
+        self.engine.start()
+
+    async def aclose(self) -> None:
+        self.engine.stop()
+
+    async def generate(
+        self,
+        prompt_ids: list[int],
+        sampling: SamplingParams,
+        *,
+        stop: list[str] | None = None,
+        seed: int | None = None,
+        adapter: str | None = None,
+    ) -> AsyncIterator[str | Generated]:
+        if sampling.num_beams > 1:
+            yield await self._beam_search(prompt_ids, sampling, adapter)
+            return
+        request = GenerationRequest(
+            prompt_ids=prompt_ids,
+            max_new_tokens=sampling.max_new_tokens,
+            temperature=sampling.temperature,
+            top_p=sampling.top_p,
+            top_k=sampling.top_k,
+            repetition_penalty=sampling.repetition_penalty,
+            seed=seed,
+            adapter=adapter,
+        )
+        stream = TextStream(self.engine.submit(request), self.tokenizer, stop=stop or ())
+        try:
+            async for delta in stream:
+                yield delta
+        finally:
+            stream.cancel()
+        reason = stream.finish_reason if stream.finish_reason in ("stop", "length") else "cancelled"
+        yield Generated(text=stream.text.strip(), tokens=len(stream.token_ids), finish_reason=reason)
+
+    async def _beam_search(self, prompt_ids: list[int], sampling: SamplingParams, adapter: str | None) -> Generated:
+        request = GenerationRequest(
+            prompt_ids=prompt_ids,
+            max_new_tokens=sampling.max_new_tokens,
+            repetition_penalty=sampling.repetition_penalty,
+            adapter=adapter,
+        )
+        ids = await self.engine.beam_search(request, sampling.num_beams)
+        text = self.tokenizer.decode(ids, skip_special_tokens=True).strip()
+        reason: FinishReason = "length" if len(ids) >= request.max_new_tokens else "stop"
+        return Generated(text=text, tokens=len(ids), finish_reason=reason)
