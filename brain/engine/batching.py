@@ -146,6 +146,16 @@ class RequestHandle:
 
 
 @dataclass
+class StepEvent:
+    """What one step means for one request, handed to its event loop: new tokens, and how it ended, if it did."""
+
+    handle: RequestHandle
+    tokens: list[int] = field(default_factory=list)  # generated this step (none when it stopped or failed)
+    finish_reason: str | None = None  # "stop", "length" or "cancelled" once finished
+    error: BaseException | None = None  # set when the request failed; the others in the batch go on
+
+
+@dataclass
 class _Row:
     handle: RequestHandle
     history: list[int]  # prompt then generated ids, for the repetition penalty
@@ -287,7 +297,7 @@ class Engine:
                     arrivals = self._take_arrivals()
                 for job in jobs:
                     self._run_job(job)
-                events, ran = [(handle, [], "cancelled") for handle in finished], 0
+                events, ran = [StepEvent(handle, finish_reason="cancelled") for handle in finished], 0
                 try:
                     step_events, ran = self._step(arrivals)
                     events += step_events
@@ -296,7 +306,7 @@ class Engine:
                     self._fail(list(dict.fromkeys([row.handle for row in self._rows] + arrivals)), error)
                 self._publish(events)
                 if ran:
-                    self._report(ran, sum(len(event[1]) for event in events))
+                    self._report(ran, sum(len(event.tokens) for event in events))
             self._shut_down()
 
     def _take_cancelled_from_queue(self) -> list[RequestHandle]:
@@ -311,7 +321,7 @@ class Engine:
             arrivals.append(self._queue.popleft())
         return arrivals
 
-    def _step(self, arrivals: list[RequestHandle]) -> tuple[list[tuple], int]:
+    def _step(self, arrivals: list[RequestHandle]) -> tuple[list[StepEvent], int]:
         """Decode a token for every running row, prefill the arrivals, retire finished and failed rows.
 
         Returns the events to publish and the number of rows that produced a token."""
@@ -326,12 +336,12 @@ class Engine:
             self._keep_rows([index for index, row in enumerate(self._rows) if not row.finished])
         return events, sum(isinstance(token, int) for _, token in produced)
 
-    def _retire_cancelled(self) -> list[tuple]:
+    def _retire_cancelled(self) -> list[StepEvent]:
         """Drop the rows cancelled since the last step before decoding them again; their events."""
         gone = {index for index, row in enumerate(self._rows) if row.handle.cancel_requested}
         if not gone:
             return []
-        events = [(self._rows[index].handle, [], "cancelled") for index in sorted(gone)]
+        events = [StepEvent(self._rows[index].handle, finish_reason="cancelled") for index in sorted(gone)]
         self._keep_rows([index for index in range(len(self._rows)) if index not in gone])
         return events
 
@@ -359,7 +369,7 @@ class Engine:
         self._inputs = _next_inputs(tokens, self.device)
         return list(zip(self._rows, tokens, strict=True))
 
-    def _admit(self, arrivals: list[RequestHandle]) -> tuple[list[tuple[_Row, int | SamplingError]], list[tuple]]:
+    def _admit(self, arrivals: list[RequestHandle]) -> tuple[list[tuple[_Row, int | SamplingError]], list[StepEvent]]:
         """Prefill the arrivals in groups of similar length, then add them to the running batch.
 
         Returns each new row's first token and the failure events of requests that could not start."""
@@ -369,7 +379,7 @@ class Engine:
                 rows.append(self._new_row(handle))
             except Exception as error:  # unusable settings: this request fails, the others start
                 log.warning("a request could not start: %s", error)
-                failed.append((handle, [], None, _row_error(error)))
+                failed.append(StepEvent(handle, error=_row_error(error)))
         produced = []
         rows.sort(key=lambda row: (row.handle.request.adapter or "", len(row.handle.request.prompt_ids)))
         for group in _prefill_groups(rows):
@@ -378,7 +388,7 @@ class Engine:
             failed += group_failed
         return produced, failed
 
-    def _join(self, rows: list[_Row]) -> tuple[list[tuple[_Row, int | SamplingError]], list[tuple]]:
+    def _join(self, rows: list[_Row]) -> tuple[list[tuple[_Row, int | SamplingError]], list[StepEvent]]:
         """Prefill ``rows`` together and add them to the batch; if that fails, each alone, so that only the
         request at fault fails. Returns each joined row's first token and the failure events."""
         try:
@@ -386,7 +396,7 @@ class Engine:
         except Exception as error:
             if len(rows) == 1:
                 log.exception("prefilling a request failed; it alone fails")
-                return [], [(rows[0].handle, [], None, _engine_error(error))]
+                return [], [StepEvent(rows[0].handle, error=_engine_error(error))]
             log.warning("prefilling %d requests together failed (%s); trying each alone", len(rows), error)
         else:
             if self._cache is None:
@@ -446,14 +456,14 @@ class Engine:
             budget=min(request.max_new_tokens, room),
         )
 
-    def _account(self, produced: list[tuple[_Row, int | SamplingError]]) -> list[tuple]:
+    def _account(self, produced: list[tuple[_Row, int | SamplingError]]) -> list[StepEvent]:
         """Record each row's new token and decide whether the row is finished; the events to publish."""
-        events: list[tuple] = []
+        events: list[StepEvent] = []
         for row, token in produced:
             if isinstance(token, SamplingError):  # this row alone ends; its cache row goes with the finished
                 log.warning("a request failed while sampling: %s", token)
                 row.finished = True
-                events.append((row.handle, [], None, _row_error(token)))
+                events.append(StepEvent(row.handle, error=_row_error(token)))
                 continue
             reason, tokens = None, []
             if token in row.stop_ids:
@@ -467,7 +477,7 @@ class Engine:
             if reason is None and row.handle.cancel_requested:
                 reason = "cancelled"
             row.finished = reason is not None
-            events.append((row.handle, tokens, reason))
+            events.append(StepEvent(row.handle, tokens, reason))
         return events
 
     def _keep_rows(self, keep: list[int]) -> None:
@@ -508,17 +518,17 @@ class Engine:
     def _fail(self, handles: list[RequestHandle], error: Exception) -> None:
         self._rows, self._cache, self._inputs = [], None, None
         wrapped = _engine_error(error)
-        self._publish([(handle, [], None, wrapped) for handle in handles])
+        self._publish([StepEvent(handle, error=wrapped) for handle in handles])
 
-    def _publish(self, events: list[tuple]) -> None:
+    def _publish(self, events: list[StepEvent]) -> None:
         """Hand tokens and endings to their event loops: one call per loop per step."""
-        by_loop: dict[asyncio.AbstractEventLoop, list[tuple]] = {}
+        by_loop: dict[asyncio.AbstractEventLoop, list[StepEvent]] = {}
         for event in events:
-            by_loop.setdefault(event[0]._loop, []).append(event)
+            by_loop.setdefault(event.handle._loop, []).append(event)
         for loop, batch in by_loop.items():
             if not _call_in_loop(loop, _deliver_all, batch):
-                for handle, *_ in batch:  # nobody can read these any more
-                    handle.cancel_requested = True
+                for event in batch:  # nobody can read these any more
+                    event.handle.cancel_requested = True
 
     def _shut_down(self) -> None:
         with self._condition:
@@ -527,7 +537,7 @@ class Engine:
             self._queue.clear()
             self._jobs.clear()
         self._rows, self._cache, self._inputs = [], None, None
-        self._publish([(handle, [], "cancelled") for handle in pending])
+        self._publish([StepEvent(handle, finish_reason="cancelled") for handle in pending])
         for job in jobs:
             _call_in_loop(job.loop, _settle, job.future, None, EngineError("the engine stopped"))
 
@@ -569,9 +579,9 @@ def _row_error(error: BaseException) -> EngineError:
     return wrapped
 
 
-def _deliver_all(events: list[tuple]) -> None:
-    for handle, tokens, reason, *error in events:
-        handle._deliver(tokens, reason, error[0] if error else None)
+def _deliver_all(events: list[StepEvent]) -> None:
+    for event in events:
+        event.handle._deliver(event.tokens, event.finish_reason, event.error)
 
 
 def _settle(future: asyncio.Future, result: object, error: BaseException | None) -> None:
