@@ -38,6 +38,10 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 USERS = "oc:users"
 LOGGED_USERS = "oc:logged-users"
@@ -98,7 +102,13 @@ def now_ms() -> int:
 def connect(url: str, *, cluster: bool = False, password: str | None = None, timeout: float = 2.0) -> Any:
     """A redis.asyncio client (or cluster client) that fails fast while Redis is down and reconnects after."""
     options: dict[str, Any] = dict(
-        password=password, socket_timeout=timeout, socket_connect_timeout=timeout, decode_responses=True
+        password=password,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        decode_responses=True,
+        # after a Redis restart every pooled connection is dead: retry on a fresh one rather than fail the request
+        retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 3),
+        retry_on_error=[RedisConnectionError, RedisTimeoutError],
     )
     if cluster:
         return RedisCluster.from_url(url, **options)
