@@ -24,6 +24,8 @@ COMMANDS: dict[str, str] = {
 }
 OPERATOR_COMMANDS: dict[str, str] = {"stats": "Usage figures (operators only)"}
 CONFIRM = "yes"
+EMPTY_MENTION = "Yes? Ask me anything, or try /help."
+NOT_YOURS = "These buttons are for the person who asked."
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,13 @@ class Button:
 class CommandReply:
     text: str
     buttons: list[Button] = field(default_factory=list)
+
+
+def may_press(owner_id: str, presser_id: str) -> bool:
+    """Whether a member may press a button offered with a reply: only the member it was offered to, on every
+    platform. A button runs its command as if its presser typed it, and most act on that person's own data
+    (a consent, a deletion); a persona menu is the asker's too, and anyone else can ask for their own."""
+    return owner_id == presser_id
 
 
 def parse_command(text: str) -> tuple[str, str] | None:

@@ -1,4 +1,4 @@
-"""Buttons that run a command line (a CommandReply's buttons), for the one user they were offered to.
+"""Buttons that run a command line (a CommandReply's buttons), for the member they were offered to only.
 
 Everything a button needs lives in its custom_id ("ownchat:<user id>:<command line>"), so a button
 still works after the bot restarts; discord.py routes it here through a DynamicItem.
@@ -10,13 +10,11 @@ from typing import TYPE_CHECKING, Any
 
 import discord
 
-from bot.commands import Button, parse_command
+from bot.commands import NOT_YOURS, Button, may_press, parse_command
+from bot.discord.limits import BUTTON_LABEL_LIMIT, BUTTONS_PER_MESSAGE, CUSTOM_ID_LIMIT
 
 if TYPE_CHECKING:
     from bot.discord.app import OwnchatBot
-
-CUSTOM_ID_LIMIT = 100
-NOT_YOURS = "These buttons are for the person who asked."
 
 
 def custom_id(owner_id: int, command: str) -> str:
@@ -29,7 +27,8 @@ class CommandButton(
 ):
     def __init__(self, owner_id: int, label: str, command: str):
         style = discord.ButtonStyle.danger if _is_destructive(command) else discord.ButtonStyle.primary
-        super().__init__(discord.ui.Button(label=label[:80], style=style, custom_id=custom_id(owner_id, command)))
+        label = label[:BUTTON_LABEL_LIMIT]
+        super().__init__(discord.ui.Button(label=label, style=style, custom_id=custom_id(owner_id, command)))
         self.owner_id = owner_id
         self.command = command
 
@@ -42,7 +41,7 @@ class CommandButton(
     async def callback(self, interaction: discord.Interaction) -> None:  # type: ignore[override]
         from bot.discord.responding import answer_button
 
-        if interaction.user.id != self.owner_id:
+        if not may_press(str(self.owner_id), str(interaction.user.id)):
             await interaction.response.send_message(NOT_YOURS, ephemeral=True)
             return
         parsed = parse_command(self.command)
@@ -53,12 +52,12 @@ class CommandButton(
 
 
 def buttons_view(buttons: list[Button], owner_id: int) -> discord.ui.View | None:
-    """A view of at most 25 buttons (Discord's limit); None when there are none to show."""
+    """A view of the buttons Discord allows on one message; None when there are none to show."""
     items = [
         CommandButton(owner_id, b.label, b.command)
         for b in buttons
         if len(custom_id(owner_id, b.command)) <= CUSTOM_ID_LIMIT
-    ][:25]
+    ][:BUTTONS_PER_MESSAGE]
     if not items:
         return None
     view = discord.ui.View(timeout=None)

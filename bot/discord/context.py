@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import re
+
 import discord
 
-from bot.discord.text import without_mention
 from brain.api_models import ContextMessage
 
 MAX_CONTEXT_MESSAGES = 10
@@ -62,3 +63,8 @@ def readable_text(message: discord.Message, bot_id: int) -> str:
                 f"<@!{user.id}>", f"@{user.display_name}"
             )
     return text
+
+
+def without_mention(content: str, user_id: int) -> str:
+    """The text of a message addressed to the bot, its mention of the bot taken out."""
+    return re.sub(rf"<@!?{user_id}>", " ", content).strip()

@@ -9,8 +9,10 @@ import discord
 
 from bot.commands import CommandReply, friendly_error, run_command
 from bot.discord.buttons import buttons_view
+from bot.discord.limits import MESSAGE_LIMIT
 from bot.discord.speakers import speaker_for_interaction
-from bot.discord.text import split_message
+from bot.splitting import split_message
+from bot.streaming import EMPTY_REPLY
 
 if TYPE_CHECKING:
     from bot.discord.app import OwnchatBot
@@ -27,7 +29,7 @@ async def answer_command(
     # Discord waits 3 s for an answer; the brain may take longer (and retries while it is away)
     await interaction.response.defer(ephemeral=ephemeral, thinking=True)
     reply = await _run(bot, interaction, name, args)
-    pieces = split_message(reply.text)
+    pieces = split_message(reply.text, MESSAGE_LIMIT) or [EMPTY_REPLY]
     for index, piece in enumerate(pieces):
         view = buttons_view(reply.buttons, interaction.user.id) if index == len(pieces) - 1 else None
         await interaction.followup.send(piece, ephemeral=ephemeral, **({"view": view} if view else {}))
@@ -37,7 +39,7 @@ async def answer_button(bot: OwnchatBot, interaction: discord.Interaction, name:
     """Run a button's command and show its answer in place of the message that offered the button."""
     await interaction.response.defer()
     reply = await _run(bot, interaction, name, args)
-    pieces = split_message(reply.text)
+    pieces = split_message(reply.text, MESSAGE_LIMIT) or [EMPTY_REPLY]
     view = buttons_view(reply.buttons, interaction.user.id)
     await interaction.edit_original_response(content=pieces[0], view=view if len(pieces) == 1 else None)
     ephemeral = bool(interaction.message and interaction.message.flags.ephemeral)

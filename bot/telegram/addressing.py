@@ -8,7 +8,7 @@ import re
 from telegram import Message, MessageEntity
 from telegram.ext import filters
 
-from bot.telegram.speakers import GROUP_TYPES
+from bot.telegram.limits import GROUP_TYPES
 from brain.api_models import ContextMessage
 
 

@@ -23,13 +23,9 @@ from telegram.ext import (
 from bot.client import BrainClient
 from bot.commands import COMMANDS, OPERATOR_COMMANDS
 from bot.telegram.addressing import AddressedToMe, CommandForMe
-from bot.telegram.button_handler import on_button
-from bot.telegram.chat_handler import on_message
-from bot.telegram.command_handlers import on_command
-from bot.telegram.context import DEPS_KEY, Deps
-from bot.telegram.error_handler import on_error
-from bot.telegram.ordering import PerUserInOrder
-from bot.telegram.pacing import ChatPacer
+from bot.telegram.context import CONTEXT_TYPES, BotData
+from bot.telegram.handlers import on_button, on_command, on_error, on_message
+from bot.telegram.ordering import InTurn
 from brain.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -44,26 +40,30 @@ class TelegramConfigError(ValueError):
 
 
 def build_application(settings: Settings, client: BrainClient) -> Application:
-    """The bot's Application with every handler; nothing is fetched from Telegram yet."""
+    """The bot's Application and its routing table; nothing is fetched from Telegram yet."""
     tg = settings.bot.telegram
     if settings.secrets.telegram_token is None:
         raise TelegramConfigError("no Telegram token: set OWNCHAT_TELEGRAM_TOKEN to the token BotFather gave you")
     if tg.mode == "webhook":
         webhook_secret(settings)  # refuse a webhook anyone could post to, before anything starts
     builder = ApplicationBuilder().token(settings.secrets.telegram_token.get_secret_value())
-    builder = builder.concurrent_updates(PerUserInOrder()).job_queue(None)  # no scheduled jobs here
+    builder = builder.context_types(CONTEXT_TYPES).concurrent_updates(InTurn())
+    builder = builder.job_queue(None)  # no scheduled jobs here
     if tg.base_url:
         builder = builder.base_url(tg.base_url)
     application = builder.build()
-    application.bot_data[DEPS_KEY] = Deps(client=client, settings=tg, pacer=ChatPacer(tg.edit_interval_s))
+    bot_data: BotData = application.bot_data
+    bot_data.provide(client, tg)
 
-    new_messages = filters.UpdateType.MESSAGE
-    known = ["start", *COMMANDS, *OPERATOR_COMMANDS]
-    application.add_handler(CommandHandler(known, on_command, filters=new_messages))
-    application.add_handler(MessageHandler(new_messages & filters.COMMAND & CommandForMe(), on_command))
-    addressed = new_messages & filters.TEXT & ~filters.COMMAND & AddressedToMe(tg.group_replies)
-    application.add_handler(MessageHandler(addressed, on_message))
-    application.add_handler(CallbackQueryHandler(on_button))
+    new = filters.UpdateType.MESSAGE
+    application.add_handlers(
+        [
+            CommandHandler(["start", *COMMANDS, *OPERATOR_COMMANDS], on_command, filters=new),
+            MessageHandler(new & filters.COMMAND & CommandForMe(), on_command),  # unknown ones: /help is offered
+            MessageHandler(new & filters.TEXT & ~filters.COMMAND & AddressedToMe(tg.group_replies), on_message),
+            CallbackQueryHandler(on_button),
+        ]
+    )
     application.add_error_handler(on_error)
     return application
 

@@ -1,28 +1,33 @@
-"""What every handler needs, kept in PTB's bot_data under one key."""
+"""What every handler needs, as PTB's typed bot_data (`context.bot_data.client`, not `bot_data["…"]`)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import Any
 
-from telegram.ext import ContextTypes
+from telegram.ext import CallbackContext, ContextTypes, ExtBot
 
 from bot.client import BrainClient
-from bot.telegram.pacing import ChatPacer
+from bot.telegram.outbox import ChatPacer
 from brain.settings import TelegramSettings
 
-DEPS_KEY = "ownchat"
 
+class BotData:
+    """The bot's dependencies. PTB creates bot_data without arguments; build_application fills it in once."""
 
-@dataclass
-class Deps:
     client: BrainClient
     settings: TelegramSettings
     pacer: ChatPacer
 
+    def provide(self, client: BrainClient, settings: TelegramSettings) -> None:
+        self.client = client
+        self.settings = settings
+        self.pacer = ChatPacer(settings.edit_interval_s)
+
     @property
     def parse_mode(self) -> str | None:
+        """The parse mode of the model's replies (commands' replies are plain text)."""
         return None if self.settings.parse_mode == "plain" else self.settings.parse_mode
 
 
-def deps(context: ContextTypes.DEFAULT_TYPE) -> Deps:
-    return context.bot_data[DEPS_KEY]
+Context = CallbackContext[ExtBot[None], dict[Any, Any], dict[Any, Any], BotData]
+CONTEXT_TYPES = ContextTypes(bot_data=BotData)

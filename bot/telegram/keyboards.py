@@ -1,43 +1,59 @@
-"""Inline keyboards for a CommandReply's buttons, and reading back which button was pressed."""
+"""Inline keyboards for a CommandReply's buttons, and reading back which button was pressed.
+
+A button's callback_data is its command line and the id of the member it was offered to ("/optin yes|42"),
+so a press can be checked against bot.commands.may_press and still works after the bot restarts.
+"""
 
 from __future__ import annotations
 
-from telegram import InlineKeyboardButton, InlineKeyboardMarkup
+import logging
+from dataclasses import dataclass
 
-from bot.commands import Button
+from telegram import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup
+from telegram.error import TelegramError
 
-CALLBACK_DATA_LIMIT = 64  # bytes, set by Telegram
+from bot.commands import Button, parse_command
+from bot.telegram.limits import CALLBACK_DATA_LIMIT
+
+log = logging.getLogger(__name__)
+
 BUTTONS_PER_ROW = 2
 
 
-def owned_by_asker(button: Button) -> bool:
-    """Confirmations act on the presser's own data, so only the person who asked may press them.
+@dataclass(frozen=True)
+class Pressed:
+    name: str
+    args: str
+    owner_id: str
 
-    A persona keyboard is the exception: anyone in the chat may pick (the admin rule still applies).
-    """
-    return not button.command.startswith("/persona ")
 
-
-def callback_data(button: Button, asker_id: int) -> str | None:
-    data = f"{button.command}|{asker_id}" if owned_by_asker(button) else button.command
+def callback_data(button: Button, owner_id: int) -> str | None:
+    data = f"{button.command}|{owner_id}"
     # a button whose command does not fit is left out; the reply's text says how to type it
     return data if len(data.encode()) <= CALLBACK_DATA_LIMIT else None
 
 
-def keyboard(buttons: list[Button], asker_id: int) -> InlineKeyboardMarkup | None:
+def keyboard(buttons: list[Button], owner_id: int) -> InlineKeyboardMarkup | None:
     keys = [
         InlineKeyboardButton(button.label, callback_data=data)
         for button in buttons
-        if (data := callback_data(button, asker_id)) is not None
+        if (data := callback_data(button, owner_id)) is not None
     ]
     if not keys:
         return None
     return InlineKeyboardMarkup([keys[i : i + BUTTONS_PER_ROW] for i in range(0, len(keys), BUTTONS_PER_ROW)])
 
 
-def pressed(data: str) -> tuple[str, int | None]:
-    """(command line, id of the only user allowed to press it, or None for anyone)."""
+def pressed(data: str) -> Pressed | None:
+    """The command and owner of a pressed button; None for data this bot did not write."""
     command, _, owner = data.rpartition("|")
-    if command and owner.isdigit():
-        return command, int(owner)
-    return data, None
+    parsed = parse_command(command)
+    return Pressed(*parsed, owner) if parsed and owner.isdigit() else None
+
+
+async def remove_keyboard(query: CallbackQuery) -> None:
+    """Take a pressed keyboard away, so that nobody presses it twice."""
+    try:
+        await query.edit_message_reply_markup(reply_markup=None)
+    except TelegramError as exc:
+        log.info("could not remove a pressed keyboard: %s", exc)

@@ -1,4 +1,4 @@
-"""One person's updates in one chat are handled one after another; everyone else's concurrently."""
+"""bot.ordering's rule for Telegram: a member's updates in one chat are handled one after another."""
 
 from __future__ import annotations
 
@@ -11,11 +11,10 @@ from telegram.ext import BaseUpdateProcessor
 from bot.ordering import TurnQueue
 
 
-class PerUserInOrder(BaseUpdateProcessor):
-    """A user's second message, sent while the first reply still streams, is answered after it.
+class InTurn(BaseUpdateProcessor):
+    """A member's second message, sent while the first reply still streams, is answered after it.
 
-    PTB starts the updates' tasks in the order they arrived, and asyncio.Lock wakes its waiters
-    first come, first served, so the updates of one (chat, user) run in arrival order.
+    PTB starts the updates' tasks in the order they arrived, and TurnQueue lets them through in that order.
     """
 
     def __init__(self, max_concurrent_updates: int = 256):
@@ -23,11 +22,10 @@ class PerUserInOrder(BaseUpdateProcessor):
         self._turns = TurnQueue()
 
     async def do_process_update(self, update: object, coroutine: Awaitable[Any]) -> None:
-        key = _key(update)
-        if key is None:
+        if not isinstance(update, Update) or update.effective_chat is None or update.effective_user is None:
             await coroutine
             return
-        async with self._turns.turn(key):
+        async with self._turns.turn(update.effective_chat.id, update.effective_user.id):
             await coroutine
 
     async def initialize(self) -> None:
@@ -35,9 +33,3 @@ class PerUserInOrder(BaseUpdateProcessor):
 
     async def shutdown(self) -> None:
         """Nothing to free."""
-
-
-def _key(update: object) -> tuple[int, int] | None:
-    if not isinstance(update, Update) or update.effective_chat is None or update.effective_user is None:
-        return None
-    return update.effective_chat.id, update.effective_user.id

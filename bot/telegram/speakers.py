@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import logging
 
-from telegram import Bot, Chat, Update
+from telegram import Bot, Update
 from telegram.constants import ChatMemberStatus
 from telegram.error import TelegramError
 
 from bot.commands import Speaker
+from bot.telegram.limits import GROUP_TYPES
 from brain.api_models import ChatKind
 from brain.settings import TelegramSettings
 
 log = logging.getLogger(__name__)
 
 PLATFORM = "telegram"
-GROUP_TYPES = (Chat.GROUP, Chat.SUPERGROUP)
 
 
 def speaker_for(update: Update, settings: TelegramSettings, *, is_chat_admin: bool = True) -> Speaker:
@@ -32,6 +32,15 @@ def speaker_for(update: Update, settings: TelegramSettings, *, is_chat_admin: bo
         is_chat_admin=is_chat_admin,
         is_operator=user.id in settings.operators,
     )
+
+
+async def commander(update: Update, bot: Bot, settings: TelegramSettings, name: str, args: str) -> Speaker:
+    """The speaker of a command; whether they administer the chat is asked only where it matters."""
+    who = speaker_for(update, settings)
+    if who.chat_kind is ChatKind.group and name == "persona" and args:
+        admin = await is_chat_admin(bot, update.effective_chat.id, update.effective_user.id)
+        who = speaker_for(update, settings, is_chat_admin=admin)
+    return who
 
 
 async def is_chat_admin(bot: Bot, chat_id: int, user_id: int) -> bool:

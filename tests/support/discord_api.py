@@ -9,15 +9,15 @@ their edits, so a test asserts what a user would see.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import json
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
 from aiohttp import WSMsgType, web
+
+from tests.support.eventually import eventually
 
 API_VERSION = 10
 EPHEMERAL = 1 << 6
@@ -161,14 +161,12 @@ class LocalDiscord:
         self.commands: list[dict[str, Any]] = []
         self.interactions: dict[str, Interaction] = {}
         self._sockets: list[_Connection] = []
-        self._changed: asyncio.Condition | None = None
         self._runner: web.AppRunner | None = None
         self.port = 0
 
     # lifecycle
 
     async def __aenter__(self) -> LocalDiscord:
-        self._changed = asyncio.Condition()
         app = web.Application()
         app.router.add_get("/gateway", self._gateway)
         app.router.add_route("*", "/api/v{version}/{tail:.*}", self._rest)
@@ -293,15 +291,14 @@ class LocalDiscord:
         ids = ([interaction.original_id] if interaction.original_id else []) + interaction.followup_ids
         return [self.messages[i] for i in ids if not self.messages[i]["flags"] & LOADING]
 
+    async def wait_for_answers(self, interaction: Interaction) -> list[dict[str, Any]]:
+        """The bot's answers to an interaction, once there is one."""
+        return await eventually(
+            lambda: self.answers(interaction), f"an answer to {interaction.user.name}'s interaction"
+        )
+
     def typing_calls(self, channel: Channel) -> list[Call]:
         return [c for c in self.calls if c.method == "POST" and c.path == f"/channels/{channel.id}/typing"]
-
-    async def wait_until(self, condition: Callable[[], Any], timeout: float = 10.0) -> Any:
-        """Wait until `condition()` is truthy (checked after each REST call of the bot); return its value."""
-        assert self._changed is not None
-        async with self._changed:
-            await asyncio.wait_for(self._changed.wait_for(condition), timeout)
-        return condition()
 
     # the gateway
 
@@ -598,9 +595,6 @@ class LocalDiscord:
         except Exception as exc:  # a request this imitation cannot take: fail it fast (a 5xx is retried)
             self.unhandled.append(call)
             result = _json({"code": 0, "message": repr(exc)}, status=400)
-        assert self._changed is not None
-        async with self._changed:
-            self._changed.notify_all()
         return result
 
     def _route(self, call: Call) -> web.Response:

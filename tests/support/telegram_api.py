@@ -21,6 +21,8 @@ from typing import Any, TypeVar
 import aiohttp
 from aiohttp import web
 
+from tests.support.eventually import NeverHappened, eventually
+
 T = TypeVar("T")
 
 DEFAULT_TOKEN = "123456:TEST-telegram-token"
@@ -294,45 +296,30 @@ class TelegramApiServer:
     def calls_to(self, method: str, *, ok: bool | None = None) -> list[ApiCall]:
         return [c for c in self.calls if c.method == method and (ok is None or c.ok == ok)]
 
-    async def wait_for(self, predicate: Callable[[], T], *, timeout: float = 15.0, what: str = "") -> T:
-        """Wait until `predicate()` is truthy, re-checking after every Bot API call; returns its value."""
-
-        async def satisfied() -> T:
-            async with self._changed:
-                result: T | None = None
-
-                def check() -> bool:
-                    nonlocal result
-                    result = predicate()
-                    return bool(result)
-
-                await self._changed.wait_for(check)
-                return result  # type: ignore[return-value]
-
-        try:
-            return await asyncio.wait_for(satisfied(), timeout)
-        except TimeoutError:
-            shown = {chat.id: self.transcript(chat) for chat in self.chats.values()}
-            raise AssertionError(
-                f"timed out waiting for {what or 'a condition'}; bot messages by chat: {shown}"
-            ) from None
-
     async def wait_for_reply(self, chat: TgChat, after: int = 0, *, what: str = "a reply") -> TgMessage:
         """The first bot message in `chat` beyond the first `after` ones."""
-        return await self.wait_for(
-            lambda: (self.bot_messages(chat)[after:] or [None])[0], what=f"{what} in chat {chat.id}"
+        return await self._eventually(
+            lambda: (self.bot_messages(chat)[after:] or [None])[0], f"{what} in chat {chat.id}"
         )
 
     async def wait_for_text(self, chat: TgChat, text: str) -> TgMessage:
         """Wait until a bot message in `chat` shows exactly `text` (a streamed reply, once complete)."""
-        return await self.wait_for(
+        return await self._eventually(
             lambda: next((m for m in self.bot_messages(chat) if m.text == text), None),
-            what=f"a bot message {text[:60]!r} in chat {chat.id}",
+            f"a bot message {text[:60]!r} in chat {chat.id}",
         )
 
     async def wait_fetched(self, update_id: int) -> None:
         """Wait until the bot has received the update (polling acknowledged it, or the webhook took it)."""
-        await self.wait_for(lambda: self.fetched_update_id >= update_id, what=f"update {update_id} fetched")
+        await self._eventually(lambda: self.fetched_update_id >= update_id, f"update {update_id} fetched")
+
+    async def _eventually(self, condition: Callable[[], T], what: str) -> T:
+        """eventually(), whose failure also tells what the bot showed in every chat."""
+        try:
+            return await eventually(condition, what)
+        except NeverHappened as exc:
+            shown = {chat.id: self.transcript(chat) for chat in self.chats.values()}
+            raise NeverHappened(f"{exc}; bot messages by chat: {shown}") from None
 
     # faults
 
@@ -440,7 +427,6 @@ class TelegramApiServer:
         limit = int(params.get("limit") or 100)
         deadline = time.monotonic() + float(params.get("timeout") or 0)
         async with self._changed:
-            self._changed.notify_all()  # waiters on fetched_update_id need not wait for this long poll to end
             while not self._pending and not self._closing and time.monotonic() < deadline:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._changed.wait(), deadline - time.monotonic())

@@ -10,11 +10,13 @@ import discord
 from discord.ext import commands
 
 from bot.client import BrainError
-from bot.commands import friendly_error
+from bot.commands import EMPTY_MENTION, friendly_error
 from bot.discord.context import earlier_messages, readable_text
+from bot.discord.limits import MESSAGE_LIMIT
+from bot.discord.screen import ChannelScreen
 from bot.discord.speakers import speaker_for_message
-from bot.discord.streaming import StreamedReply
 from bot.ordering import TurnQueue
+from bot.streaming import StreamedReply
 from brain.api_models import ChatReply, ChatRequest
 
 if TYPE_CHECKING:
@@ -22,7 +24,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-EMPTY_MENTION_HINT = "Yes? Ask me anything, or try /help."
 _USER_MESSAGE_TYPES = (discord.MessageType.default, discord.MessageType.reply)
 
 
@@ -35,7 +36,7 @@ class Chat(commands.Cog):
     async def on_message(self, message: discord.Message) -> None:
         if not self.is_addressed(message):
             return
-        async with self.turns.turn(message.author.id):
+        async with self.turns.turn(message.channel.id, message.author.id):
             await self.answer(message)
 
     def is_addressed(self, message: discord.Message) -> bool:
@@ -55,10 +56,10 @@ class Chat(commands.Cog):
         me = self.bot.user
         assert me is not None
         text = readable_text(message, me.id)
-        reply = StreamedReply(message, interval_s=self.bot.config.edit_interval_s)
+        screen = ChannelScreen(message)
         try:
             if not text:
-                await reply.fail(EMPTY_MENTION_HINT)
+                await screen.post(EMPTY_MENTION)
                 return
             who = speaker_for_message(message, self.bot.config.operators)
             request = ChatRequest(
@@ -67,15 +68,18 @@ class Chat(commands.Cog):
                 text=text,
                 context=await earlier_messages(message, me.id),
             )
-            await self._stream(message.channel, request, reply)
+            async with StreamedReply(screen, limit=MESSAGE_LIMIT, interval_s=self.bot.config.edit_interval_s) as reply:
+                await self._stream(message.channel, request, reply, screen)
         except discord.HTTPException:
             log.exception("could not post a reply in channel %s", message.channel.id)
         except Exception as exc:  # the user gets a sentence, the log gets the traceback
             log.exception("answering message %s failed", message.id)
             with suppress(discord.HTTPException):
-                await reply.fail(friendly_error(exc))
+                await screen.post(friendly_error(exc))
 
-    async def _stream(self, channel: discord.abc.Messageable, request: ChatRequest, reply: StreamedReply) -> None:
+    async def _stream(
+        self, channel: discord.abc.Messageable, request: ChatRequest, reply: StreamedReply, screen: ChannelScreen
+    ) -> None:
         async with AsyncExitStack() as typing:
             await _start_typing(typing, channel)
             try:
@@ -83,12 +87,13 @@ class Chat(commands.Cog):
                     if isinstance(item, ChatReply):
                         await reply.finish(item.reply)
                     else:
-                        await reply.add(item)
+                        reply.add(item)
                     if reply.started:
                         await typing.aclose()  # the words are there now; the indicator would only linger
             except BrainError as exc:
                 log.warning("chat failed for %s: %s (%s)", request.user_id, exc.code, exc.message)
-                await reply.fail(friendly_error(exc))
+                await reply.cut_off()
+                await screen.post(friendly_error(exc))
 
 
 async def _start_typing(stack: AsyncExitStack, channel: discord.abc.Messageable) -> None:

@@ -11,6 +11,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.client import BrainClient, BrainError
+from bot.discord.limits import AUTOCOMPLETE_WAIT_S, CHOICE_NAME_LIMIT, CHOICES_LIMIT
 from bot.discord.responding import answer_command
 from brain.api_models import Persona as PersonaPreset
 
@@ -21,9 +22,9 @@ log = logging.getLogger(__name__)
 
 
 class PresetCache:
-    """The brain's presets, kept a while: Discord drops an autocompletion not answered within 3 s."""
+    """The brain's presets, kept a while: Discord drops an autocompletion not answered in time."""
 
-    def __init__(self, brain: BrainClient, *, ttl_s: float = 60.0, wait_s: float = 2.0):
+    def __init__(self, brain: BrainClient, *, ttl_s: float = 60.0, wait_s: float = AUTOCOMPLETE_WAIT_S):
         self.brain = brain
         self.ttl_s = ttl_s
         self.wait_s = wait_s
@@ -63,9 +64,9 @@ class Persona(commands.Cog):
             app_commands.Choice(name=_choice_label(p), value=p.name)
             for p in await self.presets.get()
             if typed in p.name or typed in p.description.lower()
-        ][:25]
+        ][:CHOICES_LIMIT]
 
 
 def _choice_label(preset: PersonaPreset) -> str:
     label = f"{preset.name}: {preset.description}" if preset.description else preset.name
-    return label if len(label) <= 100 else label[:99] + "…"
+    return label if len(label) <= CHOICE_NAME_LIMIT else label[: CHOICE_NAME_LIMIT - 1] + "…"

@@ -1,4 +1,4 @@
-"""Fixtures for the Discord adapter: a local Discord, a scripted brain, and the real bot between them."""
+"""Fixtures for the Discord adapter: a local Discord, the fake brain, and the real bot between them."""
 
 from __future__ import annotations
 
@@ -18,8 +18,9 @@ import bot as bot_package
 from bot.client import BrainClient
 from bot.discord.app import OwnchatBot, make_bot
 from brain.settings import Settings
-from tests.bot.discord.scripted_brain import API_KEY, ScriptedBrain
 from tests.support.discord_api import LocalDiscord
+from tests.support.eventually import eventually
+from tests.support.fake_brain import API_KEY
 
 
 @pytest.fixture
@@ -33,12 +34,6 @@ def discord_endpoints_restored(monkeypatch: pytest.MonkeyPatch) -> None:
 async def local_discord(discord_endpoints_restored: None) -> AsyncIterator[LocalDiscord]:
     async with LocalDiscord() as local:
         yield local
-
-
-@pytest.fixture
-async def scripted_brain() -> AsyncIterator[ScriptedBrain]:
-    async with ScriptedBrain() as brain:
-        yield brain
 
 
 StartBot = Callable[..., Awaitable[OwnchatBot]]
@@ -58,26 +53,21 @@ async def start_bot(local_discord: LocalDiscord) -> AsyncIterator[StartBot]:
         bot = make_bot(settings, brain, guild_ready_timeout=0.05)
         task = asyncio.create_task(bot.start("local-token"))
         running.append((bot, task))
-        ready = asyncio.create_task(bot.wait_until_ready())
-        done, _ = await asyncio.wait({task, ready}, timeout=15, return_when=asyncio.FIRST_COMPLETED)
-        if ready not in done:
-            ready.cancel()
-            if task in done:
-                task.result()  # raises what stopped the bot
-            raise TimeoutError("the bot did not get ready")
+        await eventually(lambda: bot.is_ready() or task.done(), "the bot getting ready")
+        if task.done():
+            task.result()  # raises what stopped the bot
         return bot
 
     yield start
     for running_bot, task in running:
         await running_bot.close()
-        await asyncio.wait_for(task, 10)
+        await eventually(task.done, "the bot stopping")
+        task.result()  # it stopped cleanly
         await running_bot.brain.aclose()
         assert running_bot.is_closed()
-    await asyncio.sleep(0)
-    assert not _bot_tasks(), f"tasks left running after the bot closed: {_bot_tasks()}"
-    for heartbeat in [t for t in threading.enumerate() if t.name.startswith("keep-alive")]:
-        heartbeat.join(timeout=5)  # told to stop on close; it wakes up to notice
-        assert not heartbeat.is_alive(), "a gateway heartbeat thread lingers"
+    await eventually(lambda: not _bot_tasks(), "every task of the bot finished")
+    # each heartbeat thread was told to stop on close; it wakes up to notice
+    await eventually(lambda: not _heartbeats(), "the gateway heartbeat threads ending")
 
 
 _BOT_CODE = (str(Path(discord.__file__).parent), str(Path(bot_package.__file__).parent))
@@ -92,6 +82,10 @@ def _bot_tasks() -> list[asyncio.Task[Any]]:
         if not task.done() and where.startswith(_BOT_CODE):
             found.append(task)
     return found
+
+
+def _heartbeats() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("keep-alive") and t.is_alive()]
 
 
 @pytest.fixture

@@ -1,3 +1,5 @@
+"""The real Telegram Application against a local Bot API and, unless a test says otherwise, the fake brain."""
+
 from __future__ import annotations
 
 import contextlib
@@ -9,11 +11,9 @@ from telegram.ext import Application
 
 from bot.client import BrainClient
 from bot.telegram.app import build_application, running
-from tests.bot.telegram.brain_double import API_KEY, BrainDouble
 from tests.bot.telegram.settings_for_tests import bot_settings
+from tests.support.fake_brain import API_KEY, FakeBrain
 from tests.support.telegram_api import TelegramApiServer
-
-OPERATOR_NAME = "Olga"
 
 StartBot = Callable[..., Awaitable[Application]]
 
@@ -25,21 +25,14 @@ async def telegram() -> AsyncIterator[TelegramApiServer]:
 
 
 @pytest.fixture
-async def double() -> AsyncIterator[BrainDouble]:
-    double = await BrainDouble().start()
-    yield double
-    await double.stop()
-
-
-@pytest.fixture
-async def start_bot(telegram: TelegramApiServer, double: BrainDouble) -> AsyncIterator[StartBot]:
-    """Starts the real Application against the local Bot API and a brain (the double unless told)."""
+async def start_bot(telegram: TelegramApiServer, fake_brain: FakeBrain) -> AsyncIterator[StartBot]:
+    """Starts the real Application against the local Bot API and a brain (the fake unless told)."""
     async with contextlib.AsyncExitStack() as stack:
 
         async def start(
             *, brain_url: str | None = None, api_key: str = API_KEY, client_timeout: float = 10.0, **tg: Any
         ) -> Application:
-            settings = bot_settings(telegram, brain_url or double.url, **tg)
+            settings = bot_settings(telegram, brain_url or fake_brain.url, **tg)
             client = BrainClient(settings.bot.brain_url, api_key, timeout=client_timeout, retries=2, backoff_s=0.01)
             stack.push_async_callback(client.aclose)
             application = build_application(settings, client)

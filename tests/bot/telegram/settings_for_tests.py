@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from brain.settings import Secrets, Settings
-from tests.bot.telegram.brain_double import API_KEY
+from tests.support.fake_brain import API_KEY
 from tests.support.telegram_api import TelegramApiServer
 
 

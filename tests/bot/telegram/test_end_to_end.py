@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -13,6 +12,7 @@ import yaml
 from bot.client import BrainClient
 from brain.api_models import MemoryView, UserRef
 from tests.support.brain_server import BrainHandle, running_brain
+from tests.support.eventually import eventually
 from tests.support.telegram_api import TelegramApiServer, TgChat, TgMessage, TgUser
 
 
@@ -61,19 +61,20 @@ async def chats(telegram: TelegramApiServer, brain_api: BrainClient, user: TgUse
     asked = text.replace("@ownchat_test_bot", "").strip()
     memory = await remembered(brain_api, me, chat, asked)
     reply = memory.turns[-1].text.strip() or "…"
-    await telegram.wait_for(lambda: " ".join(telegram.transcript(chat)[seen:]) == reply, what="the whole reply")
+    await eventually(lambda: " ".join(telegram.transcript(chat)[seen:]) == reply, f"the whole reply {reply!r} shown")
     return reply
 
 
 async def remembered(brain_api: BrainClient, user: UserRef, chat: TgChat, asked: str) -> MemoryView:
     """The brain's memory of the chat once it ends with `asked` and the reply (stored as the reply completes)."""
     kind = "direct" if chat.type == "private" else "group"
-    for _ in range(600):
+
+    async def answered() -> MemoryView | None:
         memory = await brain_api.memory(user, str(chat.id), kind)
-        if len(memory.turns) >= 2 and memory.turns[-2].text == asked and memory.turns[-1].role == "assistant":
-            return memory
-        await asyncio.sleep(0.05)  # the brain's state has no event to await from here
-    raise AssertionError(f"the brain does not remember {asked!r} answered: {memory}")
+        turns = memory.turns
+        return memory if len(turns) >= 2 and turns[-2].text == asked and turns[-1].role == "assistant" else None
+
+    return await eventually(answered, f"the brain remembering {asked!r} answered")
 
 
 async def test_a_user_opts_in_chats_sets_a_persona_and_is_forgotten(

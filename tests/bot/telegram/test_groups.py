@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from tests.bot.telegram.brain_double import BrainDouble
+from tests.support.fake_brain import FakeBrain
 from tests.support.telegram_api import TelegramApiServer
 
 
@@ -10,7 +10,7 @@ def group_with(telegram: TelegramApiServer):
 
 
 async def test_in_a_group_the_bot_answers_a_mention_and_nothing_else(
-    telegram: TelegramApiServer, double: BrainDouble, start_bot
+    telegram: TelegramApiServer, fake_brain: FakeBrain, start_bot
 ):
     await start_bot()
     ana, bob, group = group_with(telegram)
@@ -21,13 +21,16 @@ async def test_in_a_group_the_bot_answers_a_mention_and_nothing_else(
 
     reply = await telegram.wait_for_text(group, "You said: who wrote Middlemarch?")
     assert reply.reply_to is not None and reply.reply_to.text.endswith("who wrote Middlemarch?")
-    # Ana's mention was handled after her earlier message, which therefore got no answer
-    assert [r.text for r in double.requests] == ["who wrote Middlemarch?"]
-    request = double.requests[0]
+    request = fake_brain.requests[0]
     assert (request.user_id, request.chat_id, request.chat_kind.value) == (str(ana.id), str(group.id), "group")
+    # a member's messages in a chat are handled in order: once Bob is answered, his earlier one was passed over,
+    # as Ana's was before her mention
+    telegram.send_text(bob, group, "@ownchat_test_bot me too")
+    await telegram.wait_for_text(group, "You said: me too")
+    assert [r.text for r in fake_brain.requests] == ["who wrote Middlemarch?", "me too"]
 
 
-async def test_in_a_group_a_reply_to_the_bot_is_answered(telegram: TelegramApiServer, double: BrainDouble, start_bot):
+async def test_in_a_group_a_reply_to_the_bot_is_answered(telegram: TelegramApiServer, fake_brain: FakeBrain, start_bot):
     await start_bot()
     ana, bob, group = group_with(telegram)
     telegram.send_text(ana, group, "@ownchat_test_bot hi")
@@ -37,12 +40,12 @@ async def test_in_a_group_a_reply_to_the_bot_is_answered(telegram: TelegramApiSe
 
     await telegram.wait_for_text(group, "You said: and what about you?")
     # the replied-to message travels as context
-    assert double.requests[1].context[0].text == "You said: hi"
-    assert double.requests[1].context[0].from_bot
+    assert fake_brain.requests[1].context[0].text == "You said: hi"
+    assert fake_brain.requests[1].context[0].from_bot
 
 
 async def test_in_a_group_commands_are_answered_unless_meant_for_another_bot(
-    telegram: TelegramApiServer, double: BrainDouble, start_bot
+    telegram: TelegramApiServer, fake_brain: FakeBrain, start_bot
 ):
     await start_bot()
     ana, _, group = group_with(telegram)
@@ -59,7 +62,7 @@ async def test_in_a_group_commands_are_answered_unless_meant_for_another_bot(
 
 
 async def test_with_group_replies_all_every_group_message_is_answered(
-    telegram: TelegramApiServer, double: BrainDouble, start_bot
+    telegram: TelegramApiServer, fake_brain: FakeBrain, start_bot
 ):
     await start_bot(group_replies="all")
     ana, _, group = group_with(telegram)

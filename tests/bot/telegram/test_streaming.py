@@ -1,11 +1,10 @@
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
-from bot.telegram.splitting import utf16_len
-from tests.bot.telegram.brain_double import BrainDouble
+from bot.splitting import utf16_len
+from tests.support.eventually import eventually
+from tests.support.fake_brain import FakeBrain, by_words
 from tests.support.telegram_api import TelegramApiServer
 
 
@@ -16,17 +15,17 @@ def ana_alone(telegram: TelegramApiServer):
 
 @pytest.mark.parametrize("edit_interval_s", [0.0, 0.2])
 async def test_a_reply_streams_into_one_message_and_a_429_delays_it_without_losing_text(
-    telegram: TelegramApiServer, double: BrainDouble, start_bot, edit_interval_s: float
+    telegram: TelegramApiServer, fake_brain: FakeBrain, start_bot, edit_interval_s: float
 ):
     await start_bot(edit_interval_s=edit_interval_s)
     ana, chat = ana_alone(telegram)
-    double.reply_for = lambda request: "one two three four five six"
+    fake_brain.reply_for = lambda request: "one two three four five six"
 
     async def one_delta_per_screen_update(request, index: int, sent: str) -> None:
         if sent:  # let the user see each piece before the next is generated
-            await telegram.wait_for(lambda: telegram.transcript(chat) == [sent])
+            await eventually(lambda: telegram.transcript(chat) == [sent], f"{sent!r} on screen")
 
-    double.before_delta = one_delta_per_screen_update
+    fake_brain.before_delta = one_delta_per_screen_update
     telegram.fail_next("editMessageText", retry_after=1)
 
     telegram.send_text(ana, chat, "count to six")
@@ -39,29 +38,27 @@ async def test_a_reply_streams_into_one_message_and_a_429_delays_it_without_losi
 
 
 async def test_text_arriving_while_telegram_makes_the_bot_wait_is_shown_in_one_edit(
-    telegram: TelegramApiServer, double: BrainDouble, start_bot
+    telegram: TelegramApiServer, fake_brain: FakeBrain, start_bot
 ):
     await start_bot()
     ana, chat = ana_alone(telegram)
     words = [f"w{i}" for i in range(40)]
-    double.reply_for = lambda request: " ".join(words)
-    double.words_per_delta = 1
-    flood_refused = asyncio.Event()
+    fake_brain.reply_for = lambda request: " ".join(words)
+    fake_brain.deltas = by_words(1)
 
     async def stream_fast_while_held(request, index: int, sent: str) -> None:
         if index == 1:
-            await telegram.wait_for(lambda: telegram.transcript(chat) == ["w0"])
+            await eventually(lambda: telegram.transcript(chat) == ["w0"], "the first word on screen")
         if index == 2:
-            await telegram.wait_for(lambda: telegram.calls_to("editMessageText", ok=False))
-            flood_refused.set()
+            await eventually(lambda: telegram.calls_to("editMessageText", ok=False), "Telegram refusing an edit")
 
-    double.before_delta = stream_fast_while_held
+    fake_brain.before_delta = stream_fast_while_held
     telegram.fail_next("editMessageText", retry_after=1)
 
     telegram.send_text(ana, chat, "go")
 
     message = await telegram.wait_for_text(chat, " ".join(words))
-    assert flood_refused.is_set()
+    assert [c.status for c in telegram.calls_to("editMessageText")][0] == 429
     # 39 deltas came in while the chat was on hold; they reached the screen in a couple of edits
     assert len(message.versions) <= 4
     assert len(telegram.calls_to("editMessageText")) <= 4
@@ -73,20 +70,18 @@ def long_reply() -> str:
 
 
 async def test_a_reply_over_4096_characters_is_split_at_boundaries_and_nothing_is_lost(
-    telegram: TelegramApiServer, double: BrainDouble, start_bot
+    telegram: TelegramApiServer, fake_brain: FakeBrain, start_bot
 ):
     await start_bot()
     ana, chat = ana_alone(telegram)
     reply = long_reply()
     assert len(reply) > 2 * 4096
-    double.reply_for = lambda request: reply
-    double.words_per_delta = 40
+    fake_brain.reply_for = lambda request: reply
+    fake_brain.deltas = by_words(40)
 
     telegram.send_text(ana, chat, "tell me everything")
 
-    await telegram.wait_for(
-        lambda: " ".join(telegram.transcript(chat)).split() == reply.split(), what="the whole long reply"
-    )
+    await eventually(lambda: " ".join(telegram.transcript(chat)).split() == reply.split(), "the whole long reply")
     pieces = telegram.transcript(chat)
     assert len(pieces) >= 3
     assert all(utf16_len(piece) <= 4096 for piece in pieces)
@@ -95,11 +90,11 @@ async def test_a_reply_over_4096_characters_is_split_at_boundaries_and_nothing_i
 
 
 async def test_markup_telegram_cannot_parse_is_resent_as_plain_text(
-    telegram: TelegramApiServer, double: BrainDouble, start_bot
+    telegram: TelegramApiServer, fake_brain: FakeBrain, start_bot
 ):
     await start_bot(parse_mode="Markdown")
     ana, chat = ana_alone(telegram)
-    double.reply_for = lambda request: "Use *bold* for emphasis and *this never closes"
+    fake_brain.reply_for = lambda request: "Use *bold* for emphasis and *this never closes"
 
     telegram.send_text(ana, chat, "how do I format?")
 
@@ -109,10 +104,10 @@ async def test_markup_telegram_cannot_parse_is_resent_as_plain_text(
     assert refused, "the reply was first tried with Markdown"
 
 
-async def test_well_formed_markup_keeps_its_parse_mode(telegram: TelegramApiServer, double: BrainDouble, start_bot):
+async def test_well_formed_markup_keeps_its_parse_mode(telegram: TelegramApiServer, fake_brain: FakeBrain, start_bot):
     await start_bot(parse_mode="Markdown")
     ana, chat = ana_alone(telegram)
-    double.reply_for = lambda request: "Use *bold* for emphasis."
+    fake_brain.reply_for = lambda request: "Use *bold* for emphasis."
 
     telegram.send_text(ana, chat, "how do I format?")
 

@@ -6,15 +6,15 @@ import pytest
 from bot.client import BrainClient
 from bot.telegram.app import TelegramConfigError, build_application
 from brain.redis_local import free_port
-from tests.bot.telegram.brain_double import BrainDouble
 from tests.bot.telegram.settings_for_tests import bot_settings
+from tests.support.fake_brain import FakeBrain
 from tests.support.telegram_api import TelegramApiServer
 
 SECRET = "a-webhook-secret_42"
 
 
 async def test_in_webhook_mode_telegram_posts_updates_with_the_secret_and_gets_answers(
-    telegram: TelegramApiServer, double: BrainDouble, start_bot
+    telegram: TelegramApiServer, fake_brain: FakeBrain, start_bot
 ):
     port = free_port()
     hook = f"http://127.0.0.1:{port}/telegram/hook"
@@ -33,7 +33,7 @@ async def test_in_webhook_mode_telegram_posts_updates_with_the_secret_and_gets_a
 
 
 async def test_the_webhook_refuses_posts_without_the_secret(
-    telegram: TelegramApiServer, double: BrainDouble, start_bot
+    telegram: TelegramApiServer, fake_brain: FakeBrain, start_bot
 ):
     port = free_port()
     hook = f"http://127.0.0.1:{port}/telegram/hook"
@@ -51,7 +51,7 @@ async def test_the_webhook_refuses_posts_without_the_secret(
     assert (without.status_code, wrong.status_code) == (403, 403)
     telegram.send_text(ana, chat, "the real one")
     await telegram.wait_for_text(chat, "You said: the real one")
-    assert [r.text for r in double.requests] == ["the real one"]
+    assert [r.text for r in fake_brain.requests] == ["the real one"]
 
 
 @pytest.mark.parametrize(
