@@ -23,7 +23,7 @@ from telegram.ext import (
 from bot.client import BrainClient
 from bot.commands import COMMANDS, OPERATOR_COMMANDS
 from bot.telegram.addressing import AddressedToMe, CommandForMe
-from bot.telegram.context import CONTEXT_TYPES, BotData
+from bot.telegram.context import CONTEXT_TYPES
 from bot.telegram.handlers import on_button, on_command, on_error, on_message
 from bot.telegram.ordering import InTurn
 from brain.settings import Settings
@@ -46,14 +46,17 @@ def build_application(settings: Settings, client: BrainClient) -> Application:
         raise TelegramConfigError("no Telegram token: set OWNCHAT_TELEGRAM_TOKEN to the token BotFather gave you")
     if tg.mode == "webhook":
         webhook_secret(settings)  # refuse a webhook anyone could post to, before anything starts
-    builder = ApplicationBuilder().token(settings.secrets.telegram_token.get_secret_value())
-    builder = builder.context_types(CONTEXT_TYPES).concurrent_updates(InTurn())
-    builder = builder.job_queue(None)  # no scheduled jobs here
+    builder = (
+        ApplicationBuilder()
+        .token(settings.secrets.telegram_token.get_secret_value())
+        .job_queue(None)  # no scheduled jobs here
+        .context_types(CONTEXT_TYPES)
+        .concurrent_updates(InTurn())
+    )
     if tg.base_url:
         builder = builder.base_url(tg.base_url)
     application = builder.build()
-    bot_data: BotData = application.bot_data
-    bot_data.provide(client, tg)
+    application.bot_data.provide(client, tg)
 
     new = filters.UpdateType.MESSAGE
     application.add_handlers(
