@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import signal
 from collections.abc import AsyncIterator
 from urllib.parse import urlparse
@@ -25,6 +24,7 @@ from bot.commands import COMMANDS, OPERATOR_COMMANDS
 from bot.telegram.addressing import AddressedToMe, CommandForMe
 from bot.telegram.context import CONTEXT_TYPES
 from bot.telegram.handlers import on_button, on_command, on_error, on_message
+from bot.telegram.limits import WEBHOOK_SECRET_PATTERN
 from bot.telegram.ordering import InTurn
 from brain.settings import Settings
 
@@ -32,7 +32,6 @@ log = logging.getLogger(__name__)
 
 START_DESCRIPTION = "Say hello and see what I can do"
 ALLOWED_UPDATES = [Update.MESSAGE, Update.CALLBACK_QUERY]
-WEBHOOK_SECRET_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
 
 
 class TelegramConfigError(ValueError):
