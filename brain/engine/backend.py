@@ -129,7 +129,9 @@ class LocalBackend:
                 yield delta
         finally:
             stream.cancel()
-        reason = stream.finish_reason if stream.finish_reason in ("stop", "length") else "cancelled"
+        reason: FinishReason = "cancelled"
+        if stream.finish_reason == "stop" or stream.finish_reason == "length":
+            reason = stream.finish_reason
         yield Generated(text=stream.text.strip(), tokens=len(stream.token_ids), finish_reason=reason)
 
     async def _beam_search(self, prompt_ids: list[int], sampling: SamplingParams, adapter: str | None) -> Generated:
@@ -140,6 +142,6 @@ class LocalBackend:
             adapter=adapter,
         )
         ids = await self.engine.beam_search(request, sampling.num_beams)
-        text = self.tokenizer.decode(ids, skip_special_tokens=True).strip()
+        text = str(self.tokenizer.decode(ids, skip_special_tokens=True)).strip()
         reason: FinishReason = "length" if len(ids) >= request.max_new_tokens else "stop"
         return Generated(text=text, tokens=len(ids), finish_reason=reason)

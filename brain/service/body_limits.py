@@ -38,8 +38,8 @@ class BodyLimits:
             try:
                 message = await asyncio.wait_for(receive(), max(deadline - loop.time(), 0))
             except asyncio.TimeoutError:
-                message = "The request body did not arrive in time; send it whole, faster."
-                await error_response(408, "body_timeout", message, {"Connection": "close"})(scope, receive, send)
+                text = "The request body did not arrive in time; send it whole, faster."
+                await error_response(408, "body_timeout", text, {"Connection": "close"})(scope, receive, send)
                 return
             if message["type"] == "http.disconnect":
                 return

@@ -170,7 +170,7 @@ async def _reply(
             reply=result.text,
             persona=persona,
             tokens=result.tokens,
-            finish_reason=result.finish_reason,  # type: ignore[arg-type]
+            finish_reason=result.finish_reason,
             logged=record.logged,
             adapter=adapter,
         )
