@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
 FinishReason = Literal["stop", "length", "cancelled"]
+_ENDINGS: dict[str | None, FinishReason] = {"stop": "stop", "length": "length"}
 
 
 @dataclass(frozen=True)
@@ -129,9 +130,7 @@ class LocalBackend:
                 yield delta
         finally:
             stream.cancel()
-        reason: FinishReason = "cancelled"
-        if stream.finish_reason == "stop" or stream.finish_reason == "length":
-            reason = stream.finish_reason
+        reason = _ENDINGS.get(stream.finish_reason, "cancelled")
         yield Generated(text=stream.text.strip(), tokens=len(stream.token_ids), finish_reason=reason)
 
     async def _beam_search(self, prompt_ids: list[int], sampling: SamplingParams, adapter: str | None) -> Generated:

@@ -11,6 +11,8 @@ from fastapi import APIRouter, Request
 from brain import personas as persona_lib
 from brain.api_models import ChatKind, ChatReply, ChatRequest, SamplingOverrides, SamplingParams, StreamDelta
 from brain.engine.backend import Generated
+from brain.memory.context import EARLIER_TURNS_KEPT, Memory
+from brain.memory.extract import extract_in_background
 from brain.prompt import Prompt, build_prompt
 from brain.service.auth import Authorized
 from brain.service.deps import RuntimeDep
@@ -92,7 +94,9 @@ async def chat(body: ChatRequest, request: Request, runtime: RuntimeDep) -> Any:
     with runtime.admission.take() as slot:
         user = body.key
         group = body.chat_kind is ChatKind.group
-        state = await runtime.store.load_chat_state(user, body.platform, body.chat_id, group)
+        memory = runtime.settings.memory
+        recall = memory.recall_tokens > 0
+        state = await runtime.store.load_chat_state(user, body.platform, body.chat_id, group, earlier=recall)
         check_rate(runtime, state)
         stored = state.chat_persona if group else state.user_persona
         persona, _ = persona_lib.resolve(stored, runtime.presets, runtime.settings.brain.default_persona)
@@ -108,6 +112,14 @@ async def chat(body: ChatRequest, request: Request, runtime: RuntimeDep) -> Any:
                 text=body.text,
                 budget=runtime.prompt_budget(sampling.max_new_tokens),
                 context=body.context,
+                memory=Memory.for_chat(
+                    state.facts,
+                    state.earlier,
+                    chat_id=body.chat_id,
+                    group=group,
+                    share_direct=memory.share_direct_in_groups,
+                    recall_tokens=memory.recall_tokens,
+                ),
             )
         except ValueError as exc:
             raise ApiError(413, "message_too_long", str(exc)) from exc
@@ -161,9 +173,13 @@ async def _reply(
             ttl_s=runtime.settings.memory.ttl_s,
             display_name=body.display_name,
             persona=persona,
+            chat_kind=body.chat_kind.value,
+            keep_earlier=EARLIER_TURNS_KEPT if runtime.settings.memory.recall_tokens > 0 else 0,
         )
         if record.evicted:
             runtime.fold_in_background(user, body.chat_id, state.summary, record.evicted)
+        if record.stored and runtime.settings.memory.extract_facts:
+            extract_in_background(runtime, user, body.chat_id, body.chat_kind.value, record.since, body.text)
         runtime.metrics.replies.labels("ok").inc()
         runtime.metrics.request_latency.labels("chat").observe(time.perf_counter() - started)
         yield ChatReply(
