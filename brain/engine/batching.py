@@ -3,8 +3,15 @@
 A worker thread owns the model. Each turn of its loop it runs one decode step for every row, prefills
 the new arrivals (several at once, left-padded) and adds them to the batch, retires finished and
 cancelled rows, and hands each row's new token to its asyncio consumer (one call per event loop per
-step). The batch's key/value cache, written in place and copied only row by row when requests join or
-leave, lives in :mod:`brain.engine.kv_cache`; token choice in :mod:`brain.engine.sampling`.
+step). The batch's key/value cache, written in place and kept by each row's own length, lives in
+:mod:`brain.engine.kv_cache`; token choice in :mod:`brain.engine.sampling`.
+
+Prompts reuse what earlier requests computed: a finished request's keys and values go to a
+:class:`~brain.engine.prefix_cache.PrefixCache` (``prefix_cache_tokens``), and a new request of the
+same adapter prefills only what follows the longest prefix it shares with one of them (the member's
+previous prompt and reply, or their persona's system prompt). ``forget(owner)`` drops the entries of
+a request's ``owner``. A request joins the batch once the tokens it may need (prompt and reply
+budget) fit in ``kv_cache_tokens`` beside the running rows'.
 
     engine = Engine(model, max_batch_size=32, eos_token_ids={2}, device=torch.device("cpu"))
     engine.start()
@@ -35,10 +42,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
-from transformers.cache_utils import DynamicCache
 
-from brain.engine.kv_cache import BatchCache
+from brain.engine.kv_cache import KVShape, RowCache, use_rows_attention
 from brain.engine.model_loading import context_length as config_context_length
+from brain.engine.prefix_cache import PrefixCache, PrefixEntry
 from brain.engine.sampling import SEED_LIMIT, RowSampler, SamplingError, make_sampler, pick_tokens
 
 log = logging.getLogger(__name__)
@@ -66,6 +73,7 @@ class GenerationRequest:
     stop_token_ids: frozenset[int] = field(default_factory=frozenset)
     seed: int | None = None
     adapter: str | None = None
+    owner: str | None = None  # whose conversation this is: Engine.forget(owner) drops what it left cached
 
     def __post_init__(self) -> None:
         if not self.prompt_ids:
@@ -106,6 +114,7 @@ class RequestHandle:
         self._engine = engine
         self._queue: asyncio.Queue = asyncio.Queue()
         self.cancel_requested = False
+        self.forgotten = False  # its owner was forgotten: what it computed is not kept
 
     def cancel(self) -> None:
         """Ask the engine to drop this request at its next step; it then finishes as ``cancelled``."""
@@ -155,7 +164,7 @@ class StepEvent:
     error: BaseException | None = None  # set when the request failed; the others in the batch go on
 
 
-@dataclass
+@dataclass(eq=False)
 class _Row:
     handle: RequestHandle
     history: list[int]  # prompt then generated ids, for the repetition penalty
@@ -164,6 +173,15 @@ class _Row:
     budget: int  # new tokens allowed, capped by the context length
     generated: int = 0
     finished: bool = False
+    failed: bool = False
+    next_token: int = 0  # what the row feeds at the next decode step
+    prefix: PrefixEntry | None = None  # the cached prefix it started from
+    reused: int = 0  # prompt tokens taken from that prefix
+
+    @property
+    def reserved(self) -> int:
+        """The cache tokens this row may come to hold."""
+        return len(self.handle.request.prompt_ids) + self.budget
 
 
 @dataclass
@@ -185,6 +203,8 @@ class Engine:
         device: torch.device | str,
         context_length: int | None = None,
         on_step: Callable[[int, int], None] | None = None,
+        kv_cache_tokens: int | None = None,
+        prefix_cache_tokens: int = 0,
     ) -> None:
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be at least 1, not {max_batch_size}")
@@ -193,18 +213,22 @@ class Engine:
         self.eos_token_ids = frozenset(eos_token_ids)
         self.device = torch.device(device)
         self.context_length = context_length or config_context_length(model.config)
+        # a request alone may always run: the budget is at least one context
+        self.kv_cache_tokens = max(kv_cache_tokens or max_batch_size * self.context_length, self.context_length)
+        self.prefixes = PrefixCache(prefix_cache_tokens)
         self.on_step = on_step
-        self._num_layers = model.config.get_text_config().num_hidden_layers
+        self._shape = KVShape.of(model, self.device)
         self._vocab_size = model.get_input_embeddings().num_embeddings
         self._condition = threading.Condition()
         self._queue: deque[RequestHandle] = deque()
         self._jobs: deque[_Job] = deque()
         self._thread: threading.Thread | None = None
         self._stopping = False
-        # the running batch, touched only by the worker thread
+        # the running batch, touched only by the worker thread; rows in the cache's batch order
         self._rows: list[_Row] = []
-        self._cache: BatchCache | None = None
-        self._inputs: torch.Tensor | None = None  # [rows, 1] the token each row feeds next
+        self._cache = RowCache(self._shape, self.context_length)
+        self._reserved = 0  # cache tokens the running rows may come to hold
+        use_rows_attention(model)
 
     @property
     def active(self) -> int:
@@ -265,6 +289,13 @@ class Engine:
             self._condition.notify()
         return await job.future
 
+    async def forget(self, owner: str) -> int:
+        """Drop every cached prefix of ``owner`` now, and keep none of their requests still running;
+        how many entries were dropped."""
+        if not self.running:
+            return self.prefixes.drop_owner(owner)
+        return await self.between_steps(lambda: self._forget(owner))
+
     async def beam_search(self, request: GenerationRequest, num_beams: int) -> list[int]:
         """The best beam's new ids (without the final stop token), run between batch steps."""
         if num_beams < 1:
@@ -297,6 +328,8 @@ class Engine:
                     arrivals = self._take_arrivals()
                 for job in jobs:
                     self._run_job(job)
+                if jobs:  # an adapter unloaded by a job takes its cached prefixes with it
+                    self.prefixes.keep_adapters(set(getattr(self.model, "peft_config", {})))
                 events, ran = [StepEvent(handle, finish_reason="cancelled") for handle in finished], 0
                 try:
                     step_events, ran = self._step(arrivals)
@@ -316,8 +349,14 @@ class Engine:
         return cancelled
 
     def _take_arrivals(self) -> list[RequestHandle]:
-        arrivals = []
+        """The queued requests that fit now: a free row each, and their tokens within the cache budget."""
+        arrivals, reserved = [], self._reserved
         while self._queue and len(self._rows) + len(arrivals) < self.max_batch_size:
+            request = self._queue[0].request
+            need = min(len(request.prompt_ids) + request.max_new_tokens, self.context_length)
+            if (self._rows or arrivals) and reserved + need > self.kv_cache_tokens:
+                break  # first come, first served: it waits for rows to finish, and so do those behind it
+            reserved += need
             arrivals.append(self._queue.popleft())
         return arrivals
 
@@ -332,18 +371,14 @@ class Engine:
             produced += joined
             ended += not_started
         events = ended + self._account(produced)
-        if any(row.finished for row in self._rows):
-            self._keep_rows([index for index, row in enumerate(self._rows) if not row.finished])
+        self._retire([row for row in self._rows if row.finished])
         return events, sum(isinstance(token, int) for _, token in produced)
 
     def _retire_cancelled(self) -> list[StepEvent]:
         """Drop the rows cancelled since the last step before decoding them again; their events."""
-        gone = {index for index, row in enumerate(self._rows) if row.handle.cancel_requested}
-        if not gone:
-            return []
-        events = [StepEvent(self._rows[index].handle, finish_reason="cancelled") for index in sorted(gone)]
-        self._keep_rows([index for index in range(len(self._rows)) if index not in gone])
-        return events
+        gone = [row for row in self._rows if row.handle.cancel_requested]
+        self._retire(gone)
+        return [StepEvent(row.handle, finish_reason="cancelled") for row in gone]
 
     def _report(self, rows: int, tokens: int) -> None:
         if self.on_step is None:
@@ -354,20 +389,25 @@ class Engine:
             log.exception("on_step callback failed")
 
     def _decode(self) -> list[tuple[_Row, int | SamplingError]]:
-        assert self._cache is not None and self._inputs is not None
-        mask, positions = self._cache.next_step()
-        out = self.model(
-            input_ids=self._inputs,
-            attention_mask=mask,
+        plan = self._cache.decode_plan()
+        self._put_in_cache_order()
+        rows = self._rows
+        positions = torch.cat([group.columns for group in plan.groups])[:, None]
+        out = self._forward(torch.tensor([[row.next_token] for row in rows], device=self.device), positions, plan, rows)
+        self._cache.advance(plan)
+        tokens = pick_tokens(out.logits[:, -1], [row.sampler for row in rows], [row.history for row in rows])
+        return list(zip(rows, tokens, strict=True))
+
+    def _forward(self, ids: torch.Tensor, positions: torch.Tensor, plan: object, rows: list[_Row]) -> object:
+        use_rows_attention(self.model)  # again: generate_batch and friends may have switched it
+        return self.model(
+            input_ids=ids,
             position_ids=positions,
-            cache=self._cache,
-            use_cache=True,
-            **self._adapter_names([row.handle.request for row in self._rows]),
+            use_cache=False,
+            logits_to_keep=1,
+            rows_plan=plan,
+            **self._adapter_names([row.handle.request for row in rows]),
         )
-        self._cache.advance()
-        tokens = pick_tokens(out.logits[:, -1], [row.sampler for row in self._rows], [r.history for r in self._rows])
-        self._inputs = _next_inputs(tokens, self.device)
-        return list(zip(self._rows, tokens, strict=True))
 
     def _admit(self, arrivals: list[RequestHandle]) -> tuple[list[tuple[_Row, int | SamplingError]], list[StepEvent]]:
         """Prefill the arrivals in groups of similar length, then add them to the running batch.
@@ -381,55 +421,55 @@ class Engine:
                 log.warning("a request could not start: %s", error)
                 failed.append(StepEvent(handle, error=_row_error(error)))
         produced = []
-        rows.sort(key=lambda row: (row.handle.request.adapter or "", len(row.handle.request.prompt_ids)))
+        for row in rows:
+            request = row.handle.request
+            row.prefix, row.reused = self.prefixes.lookup(request.adapter, request.prompt_ids)
+        rows.sort(key=lambda row: (row.handle.request.adapter or "", len(row.handle.request.prompt_ids) - row.reused))
         for group in _prefill_groups(rows):
             joined, group_failed = self._join(group)
             produced += joined
             failed += group_failed
+        self._put_in_cache_order()
         return produced, failed
 
     def _join(self, rows: list[_Row]) -> tuple[list[tuple[_Row, int | SamplingError]], list[StepEvent]]:
-        """Prefill ``rows`` together and add them to the batch; if that fails, each alone, so that only the
+        """Prefill ``rows`` together into new rows of the batch; if that fails, each alone, so that only the
         request at fault fails. Returns each joined row's first token and the failure events."""
         try:
-            prefilled, first = self._prefill([row.handle.request.prompt_ids for row in rows], rows)
+            first = self._prefill(rows)
         except Exception as error:
+            self._cache.remove([row for row in rows if row in self._cache])
             if len(rows) == 1:
                 log.exception("prefilling a request failed; it alone fails")
                 return [], [StepEvent(rows[0].handle, error=_engine_error(error))]
             log.warning("prefilling %d requests together failed (%s); trying each alone", len(rows), error)
         else:
-            if self._cache is None:
-                self._cache = BatchCache(self._num_layers, max_rows=self.max_batch_size)
-            self._cache.add_rows(prefilled, [len(row.handle.request.prompt_ids) for row in rows])
             self._rows += rows
-            new_inputs = _next_inputs(first, self.device)
-            self._inputs = new_inputs if self._inputs is None else torch.cat([self._inputs, new_inputs])
+            self._reserved += sum(row.reserved for row in rows)
             return list(zip(rows, first, strict=True)), []
         results = [self._join([row]) for row in rows]
         return [pair for joined, _ in results for pair in joined], [event for _, failed in results for event in failed]
 
-    def _prefill(self, prompts: list[list[int]], rows: list[_Row]) -> tuple[DynamicCache, list[int | SamplingError]]:
-        """Run the prompts, left-padded, through the model; their cache and each one's first new token."""
-        width = max(len(prompt) for prompt in prompts)
-        ids = torch.zeros(len(prompts), width, dtype=torch.long)
-        mask = torch.zeros(len(prompts), width, dtype=torch.long)
-        for index, prompt in enumerate(prompts):
-            ids[index, width - len(prompt) :] = torch.tensor(prompt)
-            mask[index, width - len(prompt) :] = 1
-        ids, mask = ids.to(self.device), mask.to(self.device)
-        cache = DynamicCache()
-        out = self.model(
-            input_ids=ids,
-            attention_mask=mask,
-            position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
-            cache=cache,
-            use_cache=True,
-            logits_to_keep=1,
-            **self._adapter_names([row.handle.request for row in rows]),
+    def _prefill(self, rows: list[_Row]) -> list[int | SamplingError]:
+        """Put each row's reused prefix in place and run the rest of its prompt, left-padded with the
+        others', through the model; each row's first new token."""
+        news = [row.handle.request.prompt_ids[row.reused :] for row in rows]
+        width = max(len(new) for new in news)
+        ids = torch.zeros(len(rows), width, dtype=torch.long)
+        positions = torch.zeros(len(rows), width, dtype=torch.long)
+        for index, (row, new) in enumerate(zip(rows, news, strict=True)):
+            ids[index, width - len(new) :] = torch.tensor(new)
+            positions[index, width - len(new) :] = torch.arange(row.reused, row.reused + len(new))
+            self._cache.add(row, len(row.handle.request.prompt_ids) + 1)
+            if row.reused:
+                self._cache.write_prefix(row, row.prefix.keys, row.prefix.values, row.reused)
+        plan = self._cache.prefill_plan(
+            [(row, row.reused, len(new)) for row, new in zip(rows, news, strict=True)], width
         )
+        out = self._forward(ids.to(self.device), positions.to(self.device), plan, rows)
+        self._cache.finish_prefill(plan)
         first = pick_tokens(out.logits[:, -1], [row.sampler for row in rows], [row.history for row in rows])
-        return cache, first
+        return first
 
     def _adapter_names(self, requests: list[GenerationRequest]) -> dict[str, list[str]]:
         """Each row's adapter, for a model that takes them (a peft model's mixed-adapter batches)."""
@@ -462,7 +502,7 @@ class Engine:
         for row, token in produced:
             if isinstance(token, SamplingError):  # this row alone ends; its cache row goes with the finished
                 log.warning("a request failed while sampling: %s", token)
-                row.finished = True
+                row.finished = row.failed = True
                 events.append(StepEvent(row.handle, error=_row_error(token)))
                 continue
             reason, tokens = None, []
@@ -471,6 +511,7 @@ class Engine:
             else:
                 row.history.append(token)
                 row.generated += 1
+                row.next_token = token
                 tokens = [token]
                 if row.generated >= row.budget:
                     reason = "length"
@@ -480,14 +521,42 @@ class Engine:
             events.append(StepEvent(row.handle, tokens, reason))
         return events
 
-    def _keep_rows(self, keep: list[int]) -> None:
-        if not keep:  # an idle engine holds no cache memory
-            self._rows, self._cache, self._inputs = [], None, None
+    def _retire(self, rows: list[_Row]) -> None:
+        """Take ``rows`` out of the batch, keeping what they computed for later prompts."""
+        if not rows:
             return
-        kept = set(keep)
-        order = self._cache.remove_rows([index for index in range(len(self._rows)) if index not in kept])
-        self._rows = [self._rows[index] for index in order]
-        self._inputs = self._inputs[torch.tensor(order, device=self.device)]
+        for row in rows:
+            if not row.failed and self.prefixes.token_budget:
+                self._keep_prefix(row)
+        self._cache.remove(rows)
+        gone = set(rows)
+        self._rows = [row for row in self._rows if row not in gone]
+        self._reserved -= sum(row.reserved for row in rows)
+        self._put_in_cache_order()
+
+    def _keep_prefix(self, row: _Row) -> None:
+        request = row.handle.request
+        if row.handle.forgotten:
+            return
+        count = self._cache.length(row)
+        keys, values = self._cache.read(row, count)
+        self.prefixes.store(request.adapter, request.owner, row.history[:count], keys, values, replaces=row.prefix)
+
+    def _forget(self, owner: str) -> int:
+        # requests of this owner still running or queued finish, but leave nothing behind
+        with self._condition:
+            handles = [row.handle for row in self._rows] + list(self._queue)
+        for handle in handles:
+            if handle.request.owner == owner:
+                handle.forgotten = True
+        return self.prefixes.drop_owner(owner)
+
+    def _put_in_cache_order(self) -> None:
+        order = self._cache.order
+        if len(order) == len(self._rows) and all(a is b for a, b in zip(order, self._rows, strict=True)):
+            return
+        joined = set(self._rows)
+        self._rows = [row for row in order if row in joined]
 
     def _beam_search(self, request: GenerationRequest, num_beams: int) -> list[int]:
         prompt = torch.tensor([request.prompt_ids], device=self.device)
@@ -516,9 +585,12 @@ class Engine:
         _call_in_loop(job.loop, _settle, job.future, result, error)
 
     def _fail(self, handles: list[RequestHandle], error: Exception) -> None:
-        self._rows, self._cache, self._inputs = [], None, None
+        self._drop_batch()
         wrapped = _engine_error(error)
         self._publish([StepEvent(handle, error=wrapped) for handle in handles])
+
+    def _drop_batch(self) -> None:
+        self._rows, self._cache, self._reserved = [], RowCache(self._shape, self.context_length), 0
 
     def _publish(self, events: list[StepEvent]) -> None:
         """Hand tokens and endings to their event loops: one call per loop per step."""
@@ -536,7 +608,8 @@ class Engine:
             jobs = list(self._jobs)
             self._queue.clear()
             self._jobs.clear()
-        self._rows, self._cache, self._inputs = [], None, None
+        self._drop_batch()
+        self.prefixes.clear()
         self._publish([StepEvent(handle, finish_reason="cancelled") for handle in pending])
         for job in jobs:
             _call_in_loop(job.loop, _settle, job.future, None, EngineError("the engine stopped"))
@@ -551,17 +624,12 @@ def _prefill_groups(rows: list[_Row]) -> list[list[_Row]]:
         if (
             group
             and group[0].handle.request.adapter == request.adapter
-            and (len(group) + 1) * len(request.prompt_ids) <= PREFILL_TOKEN_BUDGET
+            and (len(group) + 1) * (len(request.prompt_ids) - row.reused) <= PREFILL_TOKEN_BUDGET
         ):
             group.append(row)
         else:
             groups.append([row])
     return groups
-
-
-def _next_inputs(tokens: list[int | SamplingError], device: torch.device) -> torch.Tensor:
-    """[rows, 1] the ids each row feeds next; a failed row feeds 0 until it is retired at the step's end."""
-    return torch.tensor([token if isinstance(token, int) else 0 for token in tokens], device=device).unsqueeze(1)
 
 
 def _engine_error(error: BaseException) -> EngineError:

@@ -1,148 +1,338 @@
-"""The running batch's key/value cache: one row per request, preallocated, written in place.
+"""The running batch's keys and values, kept by length, and the attention that reads them.
 
-transformers' DynamicCache appends with ``torch.cat`` (a copy of the whole cache at every step) and
-keeps rows aligned, so that a request joining or leaving the batch copies everyone's keys again.
-Here each layer keeps its keys and values in buffers of shape
-``[row capacity, kv heads, column capacity, head dim]``:
+Each row's keys and values live in a *group* of rows of one width: buffers of shape
+``[row capacity, kv heads, width, head dim]`` per layer, where a row's token at position p sits in
+column p. Widths go 128, 256, 512, ... up to the context length; a row lives in the narrowest group
+that holds its tokens and moves (one row copied) to the next when it outgrows it. So memory follows
+each row's own length: one long reply widens its own row, not every row of the batch. A leaving row's
+place is taken by its group's last row; an emptied group frees its buffers.
 
-- row r holds its request's tokens in columns ``0 .. lengths[r]-1``, so a token's column is its
-  position id; a decode step writes every row's new key and value at that row's own column, and the
-  model attends over the first ``max(lengths) + 1`` columns with a mask hiding each row's unused tail;
-- a joining request is prefilled on its own (left-padded with the others that arrive with it, in a
-  plain DynamicCache) and copied into the next free row;
-- a leaving row's place is taken by the last row: one row is copied, not the batch;
-- buffers are copied only when the batch outgrows them.
+The model reads them through an attention function registered with transformers under
+``ATTENTION_NAME``: the engine passes a plan with every forward pass (``rows_plan=``), and the
+attention writes each row's new keys and values into its place and attends over that row's tokens
+only, so no padding mask is built or read:
+
+- a decode step (one new token per row) runs one attention call per group, the batch's rows ordered
+  group by group (``RowCache.order``);
+- a prefill runs one call per row, over the keys already in place (a reused prefix) and its new ones.
+
+Without a plan (``model.generate``, beam search) the function is transformers' own SDPA attention.
 """
 
 from __future__ import annotations
 
+from collections.abc import Hashable
+from dataclasses import dataclass
+
 import torch
-from transformers.cache_utils import DynamicCache, DynamicLayer
+import torch.nn.functional as F
+from transformers import AttentionInterface
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-# spare columns, at least, whenever the buffers grow, so that growing stays rare
-HEADROOM = 64
-
-
-class SlotLayer(DynamicLayer):
-    """One layer's keys and values; ``update`` writes one new token per row in place."""
-
-    def __init__(self, cache: BatchCache) -> None:
-        super().__init__()
-        self.cache = cache
-        self.key_buffer: torch.Tensor | None = None
-        self.value_buffer: torch.Tensor | None = None
-
-    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
-        if key_states.shape[-2] != 1:
-            raise ValueError("BatchCache takes one new token per row; prefill arrivals and use add_rows")
-        cache = self.cache
-        self.key_buffer[cache.row_index, :, cache.columns] = key_states[:, :, 0]
-        self.value_buffer[cache.row_index, :, cache.columns] = value_states[:, :, 0]
-        self.keys = self.key_buffer[: cache.rows, :, : cache.length + 1]
-        self.values = self.value_buffer[: cache.rows, :, : cache.length + 1]
-        return self.keys, self.values
-
-    def get_seq_length(self) -> int:
-        return self.cache.length
+ATTENTION_NAME = "ownchat_rows"
+MIN_WIDTH = 128
 
 
-class BatchCache(DynamicCache):
-    """The cache of the running batch; the engine drives it with add_rows, next_step, advance, remove_rows."""
+class _Group:
+    """Rows of one width; row i of the group is the batch's row ``offset + i`` during a decode step."""
 
-    def __init__(self, num_layers: int, max_rows: int) -> None:
-        super().__init__()
-        self.layers = [SlotLayer(self) for _ in range(num_layers)]
-        self.layer_class_to_replicate = None
-        self.max_rows = max_rows
-        self.rows = 0
-        self.lengths: list[int] = []  # tokens held by each row
-        self.length = 0  # the longest row's length
-        self.mask: torch.Tensor | None = None  # [row capacity, column capacity], 1 where a row holds a token
-        self.row_index: torch.Tensor | None = None  # set by next_step for the layers' in-place writes
+    def __init__(self, width: int, shape: KVShape) -> None:
+        self.width = width
+        self.shape = shape
+        self.keys: list[torch.Tensor] = []
+        self.values: list[torch.Tensor] = []
+        self.members: list[Hashable] = []  # the row key in each slot
+        self.lengths: list[int] = []  # tokens held by each slot
+        self.mask: torch.Tensor | None = None  # [capacity, width], True where a slot holds a token
+        # set by RowCache.decode_plan for the layers' in-place writes
+        self.slots: torch.Tensor | None = None
         self.columns: torch.Tensor | None = None
+        self.step_mask: torch.Tensor | None = None
+        self.span = 0
+        self.longest = 0
 
-    def add_rows(self, prefilled: DynamicCache, prompt_lengths: list[int]) -> None:
-        """Copy a left-padded prefill of ``len(prompt_lengths)`` prompts into new rows at the end."""
-        count, width = len(prompt_lengths), prefilled.layers[0].keys.shape[-2]
-        first = self.rows
-        self._reserve(first + count, max(prompt_lengths), prefilled)
-        device = self.mask.device
-        lengths = torch.tensor(prompt_lengths, device=device)
-        columns = torch.arange(width, device=device)
-        # shift each row left by its padding, so that its first real token lands in column 0
-        source = (columns[None, :] + (width - lengths)[:, None]).clamp(max=width - 1)
-        for layer, new in zip(self.layers, prefilled.layers, strict=True):
-            index = source[:, None, :, None].expand_as(new.keys)
-            layer.key_buffer[first : first + count, :, :width] = new.keys.gather(2, index)
-            layer.value_buffer[first : first + count, :, :width] = new.values.gather(2, index)
-        self.mask[first : first + count] = 0
-        self.mask[first : first + count, :width] = columns[None, :] < lengths[:, None]
-        self.rows += count
-        self.lengths += prompt_lengths
-        self.length = max(self.lengths)
+    @property
+    def rows(self) -> int:
+        return len(self.members)
 
-    def next_step(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Make room for one more token per row; the attention mask and position ids of that step."""
-        self._reserve(self.rows, self.length + 1)
-        device = self.mask.device
-        self.row_index = torch.arange(self.rows, device=device)
-        self.columns = torch.tensor(self.lengths, device=device)
-        self.mask[self.row_index, self.columns] = 1
-        return self.mask[: self.rows, : self.length + 1], self.columns[:, None]
+    @property
+    def capacity(self) -> int:
+        return self.mask.shape[0] if self.mask is not None else 0
 
-    def advance(self) -> None:
-        """Count the token that the step just written into every row."""
-        self.lengths = [length + 1 for length in self.lengths]
-        self.length += 1
+    def add(self, key: Hashable) -> int:
+        if self.rows == self.capacity:
+            self._grow(max(1, 2 * self.capacity))
+        self.members.append(key)
+        self.lengths.append(0)
+        self.mask[self.rows - 1] = False
+        return self.rows - 1
 
-    def remove_rows(self, drop: list[int]) -> list[int]:
-        """Drop rows, moving the last rows into the holes; the old index of each remaining row, in order."""
-        remaining = self.rows - len(drop)
-        dropped = set(drop)
-        holes = [index for index in range(remaining) if index in dropped]
-        movers = [index for index in range(remaining, self.rows) if index not in dropped]
-        order = list(range(remaining))
-        if holes:
-            to = torch.tensor(holes, device=self.mask.device)
-            source = torch.tensor(movers, device=self.mask.device)
-            for layer in self.layers:
-                layer.key_buffer[to, :, : self.length] = layer.key_buffer[source, :, : self.length]
-                layer.value_buffer[to, :, : self.length] = layer.value_buffer[source, :, : self.length]
-            self.mask[to] = self.mask[source]
-            for hole, mover in zip(holes, movers, strict=True):
-                order[hole] = mover
-        self.lengths = [self.lengths[index] for index in order]
-        self.rows = remaining
-        self.length = max(self.lengths, default=0)
-        return order
+    def remove(self, slot: int) -> Hashable | None:
+        """Drop ``slot``, moving the last row into it; the key of the row that moved, if one did."""
+        last = self.rows - 1
+        moved = None
+        if slot != last:
+            for buffers in (self.keys, self.values):
+                for buffer in buffers:
+                    buffer[slot] = buffer[last]
+            self.mask[slot] = self.mask[last]
+            self.members[slot], self.lengths[slot] = self.members[last], self.lengths[last]
+            moved = self.members[slot]
+        self.members.pop()
+        self.lengths.pop()
+        return moved
 
-    def _reserve(self, rows: int, columns: int, like: DynamicCache | None = None) -> None:
-        """Grow the buffers (a copy) if ``rows`` rows of ``columns`` tokens do not fit."""
-        old_rows, old_columns = self.mask.shape if self.mask is not None else (0, 0)
-        if rows <= old_rows and columns <= old_columns:
-            return
-        new_rows = old_rows if rows <= old_rows else max(rows, min(self.max_rows, 2 * old_rows))
-        new_columns = old_columns if columns <= old_columns else max(columns + HEADROOM, old_columns * 3 // 2)
-        for index, layer in enumerate(self.layers):
-            if layer.key_buffer is None:  # the first rows: shapes, dtype and device come from their prefill
-                template = like.layers[index]
-                layer.key_buffer = _zeros(template.keys, new_rows, new_columns)
-                layer.value_buffer = _zeros(template.values, new_rows, new_columns)
-                layer.is_initialized = True
-                layer.dtype, layer.device = template.keys.dtype, template.keys.device
-                continue
-            keys = _zeros(layer.key_buffer, new_rows, new_columns)
-            values = _zeros(layer.value_buffer, new_rows, new_columns)
-            keys[: self.rows, :, : self.length] = layer.key_buffer[: self.rows, :, : self.length]
-            values[: self.rows, :, : self.length] = layer.value_buffer[: self.rows, :, : self.length]
-            layer.key_buffer, layer.value_buffer = keys, values
-        device = self.layers[0].key_buffer.device
-        mask = torch.zeros(new_rows, new_columns, dtype=torch.long, device=device)
+    def _grow(self, capacity: int) -> None:
+        shape = self.shape
+        size = (capacity, shape.kv_heads, self.width, shape.head_dim)
+        old = self.rows
+        for buffers in (self.keys, self.values):
+            for layer in range(shape.layers):
+                # zeros, not garbage: a slot's unused columns sit beside real ones in the attention read
+                new = torch.zeros(size, dtype=shape.dtype, device=shape.device)
+                if layer < len(buffers):
+                    new[:old] = buffers[layer][:old]
+                    buffers[layer] = new
+                else:
+                    buffers.append(new)
+        mask = torch.zeros(capacity, self.width, dtype=torch.bool, device=shape.device)
         if self.mask is not None:
-            mask[: self.rows, : self.length] = self.mask[: self.rows, : self.length]
+            mask[:old] = self.mask[:old]
         self.mask = mask
 
 
-def _zeros(like: torch.Tensor, rows: int, columns: int) -> torch.Tensor:
-    """Zeros, not garbage: masked columns are still read by attention, and 0 x NaN would be NaN."""
-    return like.new_zeros(rows, like.shape[1], columns, like.shape[3])
+@dataclass(frozen=True)
+class KVShape:
+    layers: int
+    kv_heads: int
+    head_dim: int
+    dtype: torch.dtype
+    device: torch.device
+
+    @classmethod
+    def of(cls, model: torch.nn.Module, device: torch.device) -> KVShape:
+        config = model.config.get_text_config()
+        heads = config.num_attention_heads
+        kv_heads = getattr(config, "num_key_value_heads", None) or heads
+        head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+        dtype = next(parameter.dtype for parameter in model.parameters() if parameter.is_floating_point())
+        return cls(config.num_hidden_layers, kv_heads, head_dim, dtype, device)
+
+    def token_bytes(self) -> int:
+        """Bytes of one token's keys and values over every layer."""
+        return 2 * self.layers * self.kv_heads * self.head_dim * torch.finfo(self.dtype).bits // 8
+
+
+@dataclass
+class PrefillRow:
+    """One row of a prefill: where its keys go, how many are there already and how many it adds."""
+
+    group: _Group
+    slot: int
+    reused: int  # tokens already in place (a reused prefix)
+    new: int  # tokens this pass adds
+    pad: int  # left padding of this row in the pass's input
+    mask: torch.Tensor | None  # [new, reused + new] causal mask, when part of the prefix was reused
+
+
+@dataclass
+class PrefillPlan:
+    rows: list[PrefillRow]
+
+
+@dataclass
+class DecodePlan:
+    groups: list[_Group]  # in batch order; each group's ``span`` rows follow the previous group's
+
+
+class RowCache:
+    """Keys and values of the running rows (see the module docstring); rows are named by hashable keys."""
+
+    def __init__(self, shape: KVShape, context_length: int) -> None:
+        self.shape = shape
+        self.context_length = context_length
+        self._groups: dict[int, _Group] = {}
+        self._where: dict[Hashable, tuple[_Group, int]] = {}
+
+    @property
+    def order(self) -> list[Hashable]:
+        """The keys of the rows in batch order: narrow groups first, each by slot."""
+        return [key for width in sorted(self._groups) for key in self._groups[width].members]
+
+    def __len__(self) -> int:
+        return len(self._where)
+
+    def __contains__(self, key: Hashable) -> bool:
+        return key in self._where
+
+    def length(self, key: Hashable) -> int:
+        group, slot = self._where[key]
+        return group.lengths[slot]
+
+    def allocated_tokens(self) -> int:
+        return sum(group.capacity * group.width for group in self._groups.values())
+
+    def add(self, key: Hashable, tokens: int) -> None:
+        """A new, empty row with room for ``tokens`` tokens."""
+        self._place(key, self._width_for(tokens))
+
+    def remove(self, keys: list[Hashable]) -> None:
+        for key in keys:
+            group, slot = self._where.pop(key)
+            moved = group.remove(slot)
+            if moved is not None:
+                self._where[moved] = (group, slot)
+            if not group.rows:  # an empty group holds no memory
+                del self._groups[group.width]
+
+    def write_prefix(self, key: Hashable, keys: list[torch.Tensor], values: list[torch.Tensor], count: int) -> None:
+        """Copy the first ``count`` tokens of a stored prefix (per layer ``[kv heads, tokens, head dim]``) in."""
+        group, slot = self._where[key]
+        for layer in range(self.shape.layers):
+            group.keys[layer][slot, :, :count] = keys[layer][:, :count]
+            group.values[layer][slot, :, :count] = values[layer][:, :count]
+        group.mask[slot, :count] = True
+        group.lengths[slot] = count
+
+    def read(self, key: Hashable, count: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """A copy of a row's first ``count`` tokens, per layer ``[kv heads, tokens, head dim]``."""
+        group, slot = self._where[key]
+        keys = [buffer[slot, :, :count].clone() for buffer in group.keys]
+        values = [buffer[slot, :, :count].clone() for buffer in group.values]
+        return keys, values
+
+    def prefill_plan(self, rows: list[tuple[Hashable, int, int]], width: int) -> PrefillPlan:
+        """The plan of a prefill of ``(key, reused, new)`` rows, left-padded to ``width`` tokens."""
+        planned = []
+        for key, reused, new in rows:
+            group, slot = self._where[key]
+            mask = None
+            if reused:
+                columns = torch.arange(reused + new, device=self.shape.device)
+                mask = columns[None, :] <= (reused + torch.arange(new, device=self.shape.device))[:, None]
+            planned.append(PrefillRow(group, slot, reused, new, width - new, mask))
+        return PrefillPlan(planned)
+
+    def finish_prefill(self, plan: PrefillPlan) -> None:
+        for row in plan.rows:
+            row.group.mask[row.slot, row.reused : row.reused + row.new] = True
+            row.group.lengths[row.slot] = row.reused + row.new
+
+    def decode_plan(self) -> DecodePlan:
+        """Make room for one more token in every row (moving rows that outgrew their group); the step's plan.
+
+        The batch order may change: read ``order`` after this call."""
+        for key, (group, slot) in list(self._where.items()):
+            if group.lengths[slot] + 1 > group.width:
+                self._move(key, self._width_for(group.lengths[slot] + 1))
+        groups = [self._groups[width] for width in sorted(self._groups)]
+        device = self.shape.device
+        for group in groups:
+            group.span = group.rows
+            group.slots = torch.arange(group.rows, device=device)
+            group.columns = torch.tensor(group.lengths, device=device)
+            group.mask[group.slots, group.columns] = True
+            group.longest = max(group.lengths) + 1
+            same = min(group.lengths) + 1 == group.longest
+            group.step_mask = None if same else group.mask[: group.rows, None, None, : group.longest]
+        return DecodePlan(groups)
+
+    def advance(self, plan: DecodePlan) -> None:
+        """Count the token that the step just wrote into every row."""
+        for group in plan.groups:
+            group.lengths = [length + 1 for length in group.lengths]
+
+    def _width_for(self, tokens: int) -> int:
+        if tokens > self.context_length:
+            raise ValueError(f"a row of {tokens} tokens does not fit the context of {self.context_length}")
+        width = MIN_WIDTH
+        while width < tokens:
+            width *= 2
+        return min(width, max(self.context_length, MIN_WIDTH))
+
+    def _place(self, key: Hashable, width: int) -> tuple[_Group, int]:
+        group = self._groups.get(width)
+        if group is None:
+            group = self._groups[width] = _Group(width, self.shape)
+        slot = group.add(key)
+        self._where[key] = (group, slot)
+        return group, slot
+
+    def _move(self, key: Hashable, width: int) -> None:
+        old, old_slot = self._where[key]
+        count = old.lengths[old_slot]
+        keys = [buffer[old_slot, :, :count].clone() for buffer in old.keys]
+        values = [buffer[old_slot, :, :count].clone() for buffer in old.values]
+        self.remove([key])
+        self._place(key, width)
+        self.write_prefix(key, keys, values, count)
+
+
+def rows_attention(
+    module: torch.nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float | None = None,
+    dropout: float = 0.0,
+    rows_plan: PrefillPlan | DecodePlan | None = None,
+    **kwargs: object,
+) -> tuple[torch.Tensor, None]:
+    """Attention over the rows' own tokens (see the module docstring); ``[batch, tokens, heads, head dim]``."""
+    if rows_plan is None:
+        return sdpa_attention_forward(
+            module, query, key, value, attention_mask, scaling=scaling, dropout=dropout, **kwargs
+        )
+    layer = module.layer_idx
+    gqa = query.shape[1] != key.shape[1]
+    if isinstance(rows_plan, DecodePlan):
+        outputs, start = [], 0
+        for group in rows_plan.groups:
+            end = start + group.span
+            keys, values = group.keys[layer], group.values[layer]
+            keys[group.slots, :, group.columns] = key[start:end, :, 0]
+            values[group.slots, :, group.columns] = value[start:end, :, 0]
+            outputs.append(
+                F.scaled_dot_product_attention(
+                    query[start:end],
+                    keys[: group.span, :, : group.longest],
+                    values[: group.span, :, : group.longest],
+                    attn_mask=group.step_mask,
+                    scale=scaling,
+                    enable_gqa=gqa,
+                )
+            )
+            start = end
+        output = outputs[0] if len(outputs) == 1 else torch.cat(outputs)
+        return output.transpose(1, 2), None
+    output = query.new_zeros(query.shape)
+    for index, row in enumerate(rows_plan.rows):
+        keys, values = row.group.keys[layer], row.group.values[layer]
+        end = row.reused + row.new
+        keys[row.slot, :, row.reused : end] = key[index, :, row.pad :]
+        values[row.slot, :, row.reused : end] = value[index, :, row.pad :]
+        output[index : index + 1, :, row.pad :] = F.scaled_dot_product_attention(
+            query[index : index + 1, :, row.pad :],
+            keys[row.slot : row.slot + 1, :, :end],
+            values[row.slot : row.slot + 1, :, :end],
+            attn_mask=row.mask,
+            is_causal=row.mask is None,
+            scale=scaling,
+            enable_gqa=gqa,
+        )
+    return output.transpose(1, 2), None
+
+
+AttentionInterface.register(ATTENTION_NAME, rows_attention)
+
+
+def use_rows_attention(model: torch.nn.Module) -> None:
+    """Make ``model`` attend through :func:`rows_attention` (which falls back to SDPA without a plan)."""
+    config = model.config
+    if config._attn_implementation != ATTENTION_NAME:
+        config._attn_implementation = ATTENTION_NAME
+        for sub in config.sub_configs:
+            sub_config = getattr(config, sub, None)
+            if sub_config is not None:
+                sub_config._attn_implementation = ATTENTION_NAME

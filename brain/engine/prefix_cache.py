@@ -1,0 +1,144 @@
+"""Keys and values of finished requests, kept so that the next prompt that starts the same way skips them.
+
+A member's next message is their previous prompt, the reply, and a little more; every prompt of a
+persona starts with its system prompt. So when a request finishes, the keys and values of its tokens
+(prompt and reply) are kept here, under the adapter that computed them; a new request of the same
+adapter reuses the longest prefix any entry shares with its prompt and prefills only the rest.
+Matching is by token ids, so a prompt that changed (a summary fold, a ``/reset``) simply stops
+matching, and its entry ages out.
+
+Entries are found through a hash of each 16-token block of their ids, chained with the block before
+it, so a lookup costs one hash per block of the prompt, whatever the number of entries. The cache
+holds at most ``token_budget`` tokens and drops the least recently used entries to stay within it.
+An entry is also dropped when a newer one extends it (the same conversation, one message on), when
+its owner is forgotten (``drop_owner``) and when its adapter is unloaded (``keep_adapters``).
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+
+import torch
+
+BLOCK = 16  # tokens per hashed block; shorter shared prefixes are not worth a lookup
+
+
+@dataclass
+class PrefixEntry:
+    adapter: str | None
+    owner: str | None  # whose conversation it holds, for drop_owner; None for anonymous requests
+    ids: tuple[int, ...]  # the tokens whose keys and values are held
+    keys: list[torch.Tensor]  # per layer [kv heads, tokens, head dim]
+    values: list[torch.Tensor]
+    used: int = 0  # the tick of its last use
+    key: int = -1
+    hashes: list[int] = field(default_factory=list)
+
+
+class PrefixCache:
+    """Finished requests' keys and values by adapter and token ids, least recently used dropped first."""
+
+    def __init__(self, token_budget: int) -> None:
+        self.token_budget = token_budget
+        self.tokens = 0
+        self._entries: dict[int, PrefixEntry] = {}
+        self._index: dict[tuple[str | None, int], set[int]] = {}
+        self._ids = itertools.count()
+        self._tick = itertools.count(1)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def lookup(self, adapter: str | None, prompt: list[int]) -> tuple[PrefixEntry | None, int]:
+        """The entry sharing the longest prefix with ``prompt`` and how many tokens it gives.
+
+        At least one prompt token is always left to prefill (its logits choose the first new token)."""
+        best: set[int] = set()
+        for hashed in _block_hashes(prompt[: len(prompt) - 1]):
+            found = self._index.get((adapter, hashed))
+            if not found:
+                break
+            best = found
+        if not best:
+            return None, 0
+        entry = max((self._entries[key] for key in best), key=lambda entry: entry.used)
+        shared = _common_prefix(entry.ids, prompt, limit=len(prompt) - 1)
+        if shared < BLOCK:
+            return None, 0
+        entry.used = next(self._tick)
+        return entry, shared
+
+    def store(
+        self,
+        adapter: str | None,
+        owner: str | None,
+        ids: list[int],
+        keys: list[torch.Tensor],
+        values: list[torch.Tensor],
+        replaces: PrefixEntry | None = None,
+    ) -> None:
+        """Keep a finished request's tokens; ``replaces`` (the entry it started from) goes if this one extends it."""
+        if replaces is not None and replaces.adapter == adapter and _is_prefix(replaces.ids, ids):
+            self._drop(replaces)
+        if len(ids) < BLOCK or len(ids) > self.token_budget:
+            return
+        while self.tokens + len(ids) > self.token_budget:
+            self._drop(min(self._entries.values(), key=lambda entry: entry.used))
+        entry = PrefixEntry(adapter, owner, tuple(ids), keys, values, used=next(self._tick))
+        entry.hashes = list(_block_hashes(ids))
+        key = entry.key = next(self._ids)
+        self._entries[key] = entry
+        for hashed in entry.hashes:
+            self._index.setdefault((adapter, hashed), set()).add(key)
+        self.tokens += len(ids)
+
+    def drop_owner(self, owner: str) -> int:
+        """Drop every entry of ``owner`` (a forgotten user); how many were dropped."""
+        gone = [entry for entry in self._entries.values() if entry.owner == owner]
+        for entry in gone:
+            self._drop(entry)
+        return len(gone)
+
+    def keep_adapters(self, loaded: set[str]) -> None:
+        """Drop the entries of adapters no longer loaded: a later adapter of the same name is another model."""
+        for entry in [entry for entry in self._entries.values() if entry.adapter not in loaded | {None}]:
+            self._drop(entry)
+
+    def clear(self) -> None:
+        for entry in list(self._entries.values()):
+            self._drop(entry)
+
+    def _drop(self, entry: PrefixEntry) -> None:
+        key = entry.key
+        if self._entries.get(key) is not entry:
+            return
+        del self._entries[key]
+        for hashed in entry.hashes:
+            holders = self._index.get((entry.adapter, hashed))
+            if holders is not None:
+                holders.discard(key)
+                if not holders:
+                    del self._index[(entry.adapter, hashed)]
+        self.tokens -= len(entry.ids)
+
+
+def _block_hashes(ids: list[int] | tuple[int, ...]):
+    """The chained hash of each whole block of ``ids``."""
+    hashed = 0
+    for start in range(0, len(ids) - BLOCK + 1, BLOCK):
+        hashed = hash((hashed, tuple(ids[start : start + BLOCK])))
+        yield hashed
+
+
+def _common_prefix(a: tuple[int, ...], b: list[int], limit: int) -> int:
+    count = 0
+    for x, y in zip(a, b[:limit], strict=False):
+        if x != y:
+            break
+        count += 1
+    return count
+
+
+def _is_prefix(short: tuple[int, ...], ids: list[int]) -> bool:
+    return len(short) <= len(ids) and tuple(ids[: len(short)]) == short
