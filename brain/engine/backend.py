@@ -69,8 +69,15 @@ class GenerationBackend(Protocol):
         stop: list[str] | None = None,
         seed: int | None = None,
         adapter: str | None = None,
+        user: str | None = None,
     ) -> AsyncIterator[str | Generated]:
-        """Text deltas as they are generated, then one Generated; leaving early cancels the request."""
+        """Text deltas as they are generated, then one Generated; leaving early cancels the request.
+
+        ``user``: whose conversation the prompt holds, so that ``forget(user)`` can drop what it left cached."""
+        ...
+
+    async def forget(self, user: str) -> None:
+        """Drop whatever the engine keeps of ``user``'s prompts (cached keys and values) now."""
         ...
 
 
@@ -102,6 +109,9 @@ class LocalBackend:
     async def aclose(self) -> None:
         self.engine.stop()
 
+    async def forget(self, user: str) -> None:
+        await self.engine.forget(user)
+
     async def generate(
         self,
         prompt_ids: list[int],
@@ -110,6 +120,7 @@ class LocalBackend:
         stop: list[str] | None = None,
         seed: int | None = None,
         adapter: str | None = None,
+        user: str | None = None,
     ) -> AsyncIterator[str | Generated]:
         if sampling.num_beams > 1:
             yield await self._beam_search(prompt_ids, sampling, adapter)
@@ -123,6 +134,7 @@ class LocalBackend:
             repetition_penalty=sampling.repetition_penalty,
             seed=seed,
             adapter=adapter,
+            owner=user,
         )
         stream = TextStream(self.engine.submit(request), self.tokenizer, stop=stop or ())
         try:

@@ -228,6 +228,9 @@ class Engine:
         self._rows: list[_Row] = []
         self._cache = RowCache(self._shape, self.context_length)
         self._reserved = 0  # cache tokens the running rows may come to hold
+        # prompt tokens admitted, and how many of them came from the prefix cache instead of a prefill
+        self.prompt_tokens = 0
+        self.reused_tokens = 0
         use_rows_attention(model)
 
     @property
@@ -468,6 +471,8 @@ class Engine:
         )
         out = self._forward(ids.to(self.device), positions.to(self.device), plan, rows)
         self._cache.finish_prefill(plan)
+        self.prompt_tokens += sum(len(row.handle.request.prompt_ids) for row in rows)
+        self.reused_tokens += sum(row.reused for row in rows)
         first = pick_tokens(out.logits[:, -1], [row.sampler for row in rows], [row.history for row in rows])
         return first
 

@@ -222,7 +222,8 @@ class RowCache:
         """Make room for one more token in every row (moving rows that outgrew their group); the step's plan.
 
         The batch order may change: read ``order`` after this call."""
-        for key, (group, slot) in list(self._where.items()):
+        for key in list(self._where):
+            group, slot = self._where[key]  # read afresh: a move fills its hole with another row
             if group.lengths[slot] + 1 > group.width:
                 self._move(key, self._width_for(group.lengths[slot] + 1))
         groups = [self._groups[width] for width in sorted(self._groups)]

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from brain.engine.cpu_linear import pack_linears
+from brain.engine.cpu_linear import cpu_has_bf16, pack_linears
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -68,6 +68,18 @@ def pick_dtype(device: torch.device, pref: str = "auto") -> torch.dtype:
     return names[pref]
 
 
+def serving_dtype(device: torch.device, dtype: str = "auto", cpu_weights: str = "float32") -> torch.dtype:
+    """The dtype to serve in: ``dtype`` when it is set; with ``auto``, on a CPU, ``cpu_weights`` decides.
+
+    ``cpu_weights`` ``auto`` is bfloat16 on a CPU with bfloat16 instructions (AMX or AVX512-BF16: half the
+    bytes read per token, perplexity within 1 % of float32, see bench/weights.py) and float32 elsewhere."""
+    if dtype != "auto" or device.type != "cpu":
+        return pick_dtype(device, dtype)
+    if cpu_weights == "auto":
+        return torch.bfloat16 if cpu_has_bf16() else torch.float32
+    return pick_dtype(device, cpu_weights)
+
+
 def resolve_model(name: str, cache_dir: str | Path) -> Path:
     """The local directory that holds the model called ``name`` (see the module docstring)."""
     if not name or not name.strip():
@@ -87,21 +99,28 @@ def resolve_model(name: str, cache_dir: str | Path) -> Path:
 
 
 def load_model(
-    name: str, *, cache_dir: str | Path, device: str = "auto", dtype: str = "auto", pack_cpu_weights: bool = True
+    name: str,
+    *,
+    cache_dir: str | Path,
+    device: str = "auto",
+    dtype: str = "auto",
+    pack_cpu_weights: bool = True,
+    cpu_weights: str = "float32",
 ) -> LoadedModel:
     """Resolve ``name``, load model and tokenizer, and put the model in eval mode on the chosen device.
 
-    On a CPU in float32, ``pack_cpu_weights`` gives the linear layers oneDNN-packed copies of their
-    weights (see :mod:`brain.engine.cpu_linear`): about twice the speed for batched decoding and
-    prefill, for a second copy of those weights in memory.
+    On a CPU, ``pack_cpu_weights`` gives the linear layers oneDNN-packed copies of their weights (see
+    :mod:`brain.engine.cpu_linear`): about twice the speed for batched decoding and prefill, for a
+    second copy of those weights in memory. With ``dtype`` ``auto``, ``cpu_weights`` picks the CPU's
+    dtype (see :func:`serving_dtype`); the service passes its ``model.cpu_weights`` setting.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path = resolve_model(name, cache_dir)
     torch_device = pick_device(device)
-    torch_dtype = pick_dtype(torch_device, dtype)
+    torch_dtype = serving_dtype(torch_device, dtype, cpu_weights)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype).to(torch_device).eval()
-    if pack_cpu_weights and torch_device.type == "cpu" and torch_dtype == torch.float32:
+    if pack_cpu_weights and torch_device.type == "cpu":
         pack_linears(model)
     tokenizer = AutoTokenizer.from_pretrained(path)
     return LoadedModel(

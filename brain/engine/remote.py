@@ -110,6 +110,9 @@ class RemoteEngine:
             self._probe.cancel()
             self._probe = None
 
+    async def forget(self, user: str) -> None:
+        """Nothing to drop here: what the server caches is its own (vLLM's prefix cache has no owners)."""
+
     async def aclose(self) -> None:
         self.stop()
         if self._client is not None:
@@ -126,10 +129,12 @@ class RemoteEngine:
         stop: list[str] | None = None,
         seed: int | None = None,
         adapter: AdapterRef | str | None = None,
+        user: str | None = None,
     ) -> AsyncIterator[str | Generated]:
         """Text deltas as the server streams them, then one Generated.
 
         ``adapter``: a version to serve with, or the served name of one loaded with ``ensure_adapter``.
+        ``user`` is not sent: the server's own prefix cache is keyed by content and shared.
         """
         if isinstance(adapter, str):
             if adapter not in self._known:

@@ -97,6 +97,7 @@ class Runtime:
                 cache_dir=settings.model.cache_dir,
                 device=settings.model.device,
                 dtype=settings.model.dtype,
+                cpu_weights=settings.model.cpu_weights,
             )
             engine = Engine(
                 loaded.model,
@@ -105,6 +106,8 @@ class Runtime:
                 device=loaded.device,
                 context_length=loaded.context_length,
                 on_step=metrics.on_step,
+                kv_cache_tokens=settings.model.kv_cache_tokens,
+                prefix_cache_tokens=settings.model.prefix_cache_tokens,
             )
             backend = LocalBackend(engine, loaded.tokenizer)
             adapters = AdapterManager(
@@ -159,9 +162,10 @@ class Runtime:
         stop: list[str] | None = None,
         seed: int | None = None,
         adapter: str | None = None,
+        user: str | None = None,
     ) -> AsyncIterator[str | Generated]:
         """Text deltas as they are generated, then one Generated with the whole reply."""
-        return self.backend.generate(prompt_ids, sampling, stop=stop, seed=seed, adapter=adapter)
+        return self.backend.generate(prompt_ids, sampling, stop=stop, seed=seed, adapter=adapter, user=user)
 
     async def complete(self, prompt_ids: list[int], sampling: SamplingParams, **kw: Any) -> Generated:
         async for item in self.generate(prompt_ids, sampling, **kw):
@@ -194,7 +198,7 @@ class Runtime:
                     temperature=0.0, top_p=1.0, top_k=0, repetition_penalty=1.1,
                     max_new_tokens=self.settings.memory.summary_max_tokens,
                 )  # fmt: skip
-                result = await self.complete(ids, sampling)
+                result = await self.complete(ids, sampling, user=user)
                 if result.text:
                     await self.store.fold_summary(user, chat_id, result.text, self.settings.memory.ttl_s)
             except Exception:  # a failed summary must never hurt the chat; the next fold retries

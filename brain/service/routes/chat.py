@@ -150,7 +150,7 @@ async def _reply(
     user = body.key
     async with runtime.adapters.serving(user, state.profile) as adapter:
         result: Generated | None = None
-        async for item in runtime.generate(prompt.ids, sampling, adapter=adapter):
+        async for item in runtime.generate(prompt.ids, sampling, adapter=adapter, user=user):
             if isinstance(item, Generated):
                 result = item
             else:
