@@ -69,6 +69,12 @@ class ModelSettings(BaseModel):
     max_batch_size: int = Field(32, ge=1)
     context_tokens: int = Field(2048, ge=64)
     max_new_tokens: int = Field(256, ge=1)
+    # CPU weights when dtype is auto: "auto" is bfloat16 on a CPU with bfloat16 instructions (AMX, AVX512-BF16)
+    cpu_weights: Literal["auto", "float32", "bfloat16"] = "auto"
+    # the running batch's key/value cache, in tokens: a request joins once its prompt and reply budget fit
+    kv_cache_tokens: int = Field(65_536, ge=64)
+    # finished requests' keys and values kept for the next prompt that starts the same way; 0 turns it off
+    prefix_cache_tokens: int = Field(65_536, ge=0)
     # "local": generate in this process (transformers); "vllm": on an external OpenAI-compatible server
     # (vLLM) at vllm_url, with only the tokenizer of `name` loaded here to build prompts
     engine: Literal["local", "vllm"] = "local"

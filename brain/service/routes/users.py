@@ -96,6 +96,7 @@ async def forget(platform: PlatformPath, user_id: UserIdPath, runtime: RuntimeDe
     """Delete every key of the user, logs included, and leave a tombstone against later writes and exports."""
     deleted = await runtime.store.forget(user_key(platform, user_id))
     await runtime.adapters.forget(user_key(platform, user_id))  # their own adapter, on every replica
+    await runtime.backend.forget(user_key(platform, user_id))  # their conversations' cached keys and values
     return ForgetResult(forgotten=True, deleted_keys=deleted)
 
 
