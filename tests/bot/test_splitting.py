@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import regex
 
 from bot.discord.limits import MESSAGE_LIMIT as DISCORD_LIMIT
 from bot.splitting import split_message, utf16_len
@@ -56,3 +57,42 @@ def test_a_growing_text_keeps_its_finished_pieces(limit: int):
     late = split_message(text, limit)
     assert late[0] == early[0]
     assert all(len(piece) <= limit and piece.endswith(".") for piece in late)
+
+
+# what a reader sees as one character, though it is several code points (and more UTF-16 units)
+CLUSTERS = {
+    "combining accents": "e\u0301\u0323",
+    "ZWJ family": "👩\u200d👩\u200d👧\u200d👦",
+    "ZWJ rainbow flag": "🏳\ufe0f\u200d🌈",
+    "flag": "🇫🇷",
+    "skin tone": "👍🏽",
+}
+
+
+def clusters(text: str) -> list[str]:
+    """The grapheme clusters of `text` that are not whitespace."""
+    return [c for c in regex.findall(r"\X", text) if not c.isspace()]
+
+
+@pytest.mark.parametrize("name", CLUSTERS)
+@pytest.mark.parametrize("filler", ["x", "ab "], ids=["hard cut", "word cut"])
+def test_no_cut_falls_inside_a_character_people_see_as_one(name: str, filler: str):
+    cluster, limit = CLUSTERS[name], 40
+    for before in range(limit - 14, limit + 2):
+        # the cluster twice in a row, at every position around the limit
+        text = (filler * limit)[:before] + cluster * 2 + "y" * 30
+
+        pieces = split_message(text, limit)
+
+        assert all(utf16_len(piece) <= limit for piece in pieces), (before, pieces)
+        # the pieces' clusters are the text's: had a cut gone through one, both halves would show as other clusters
+        assert [c for piece in pieces for c in clusters(piece)] == clusters(text), (before, pieces)
+
+
+def test_a_long_run_of_emoji_is_cut_between_them_and_nothing_is_lost():
+    text = "🇫🇷" * 50 + "👍🏽" * 50 + "👩\u200d👩\u200d👧\u200d👦" * 20
+
+    pieces = split_message(text, 64)
+
+    assert "".join(pieces) == text
+    assert [c for piece in pieces for c in clusters(piece)] == clusters(text)
