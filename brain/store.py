@@ -8,9 +8,17 @@ Redis Cluster slot (the turn-writing script touches only those). Layout:
 - ``oc:chats:{u}``           set of chat ids the user has memory in
 - ``oc:turns:{u}:CHAT``      list of JSON turns, oldest first, bounded by count and tokens, with a TTL
 - ``oc:summary:{u}:CHAT``    rolling summary of turns that fell out of the window
+- ``oc:earlier:{u}``         list of JSON turns that fell out of the window of any chat, oldest first, each with its
+                             ``chat_id`` and ``chat_kind`` (for recall in later prompts); bounded by count, with the
+                             memory TTL; kept only while recall is on
+- ``oc:facts:{u}``           list of JSON facts about the user, oldest first: id, text, source (pinned by the user or
+                             extracted from a message, then with the ``quote``), chat_id and chat_kind where it was
+                             stated, ts; bounded by count, with the memory TTL (refreshed by every turn)
 - ``oc:log:{u}``             stream of opted-in turns for training (only while opted in)
 - ``oc:rate:{u}``            fixed-window request counter; the script that counts also gives it its TTL, so
                              it never outlives its window
+- ``oc:request:{u}:ID``      a chat request's idempotency key, claimed (SET NX, with the memory TTL) by the request
+                             that stores its turn: a retried request finds it taken and stores nothing
 - ``oc:authored:{u}``        set of the chat-persona keys of group personas the user set (a /forget deletes
                              those the user still authored)
 - ``oc:chatpersona:{platform:chat:CHAT}``  a group chat's persona (JSON, with ``author``: the user who set it)
@@ -34,6 +42,7 @@ import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -71,12 +80,24 @@ def summary_key(user: str, chat_id: str) -> str:
     return f"oc:summary:{{{user}}}:{chat_id}"
 
 
+def earlier_key(user: str) -> str:
+    return f"oc:earlier:{{{user}}}"
+
+
+def facts_key(user: str) -> str:
+    return f"oc:facts:{{{user}}}"
+
+
 def log_key(user: str) -> str:
     return f"oc:log:{{{user}}}"
 
 
 def rate_key(user: str) -> str:
     return f"oc:rate:{{{user}}}"
+
+
+def request_key(user: str, request_id: str) -> str:
+    return f"oc:request:{{{user}}}:{request_id}"
 
 
 def authored_key(user: str) -> str:
@@ -115,15 +136,16 @@ def connect(url: str, *, cluster: bool = False, password: str | None = None, tim
     return aioredis.from_url(url, health_check_interval=10, **options)
 
 
-# KEYS: profile, turns, log, chats, summary
+# KEYS: profile, turns, log, chats, summary, earlier, facts
 # ARGV: expected since ('' = new user), chat_id, user turn JSON, assistant turn JSON, max_turns,
-#       max_tokens, ttl_s, now_ms, display_name, persona name
-# Returns {status, logged, evicted turn JSON...}; status -1 = the user was forgotten meanwhile.
+#       max_tokens, ttl_s, now_ms, display_name, persona name, chat_kind, earlier turns to keep (0: none)
+# Returns {status, logged, since, evicted turn JSON...}; status -1 = the user was forgotten meanwhile.
 _RECORD_TURN = """
 local since = redis.call('HGET', KEYS[1], 'since')
-if ARGV[1] ~= '' and since ~= ARGV[1] then return {-1, 0} end
+if ARGV[1] ~= '' and since ~= ARGV[1] then return {-1, 0, ''} end
 if not since then
-  redis.call('HSET', KEYS[1], 'since', ARGV[8], 'consent', 'out')
+  since = ARGV[8]
+  redis.call('HSET', KEYS[1], 'since', since, 'consent', 'out')
 end
 if ARGV[9] ~= '' then redis.call('HSET', KEYS[1], 'display_name', ARGV[9]) end
 redis.call('RPUSH', KEYS[2], ARGV[3], ARGV[4])
@@ -146,8 +168,20 @@ while count > 2 and (count > max_turns or total > max_tokens) do
   i = i + 1
 end
 if #evicted > 0 then redis.call('LTRIM', KEYS[2], #evicted, -1) end
+local keep = tonumber(ARGV[12])
+if keep > 0 and #evicted > 0 then
+  for _, raw in ipairs(evicted) do
+    local turn = cjson.decode(raw)
+    turn['chat_id'] = ARGV[2]
+    turn['chat_kind'] = ARGV[11]
+    redis.call('RPUSH', KEYS[6], cjson.encode(turn))
+  end
+  redis.call('LTRIM', KEYS[6], -keep, -1)
+end
 redis.call('EXPIRE', KEYS[2], ARGV[7])
 redis.call('EXPIRE', KEYS[5], ARGV[7])
+redis.call('EXPIRE', KEYS[6], ARGV[7])
+redis.call('EXPIRE', KEYS[7], ARGV[7])
 redis.call('SADD', KEYS[4], ARGV[2])
 local logged = 0
 local consent = redis.call('HMGET', KEYS[1], 'consent', 'consent_version')
@@ -158,7 +192,7 @@ if consent[1] == 'in' then
              'consent_version', consent[2] or '', 'persona', ARGV[10], 'ts', ARGV[8])
   logged = 1
 end
-local out = {1, logged}
+local out = {1, logged, since}
 for _, raw in ipairs(evicted) do table.insert(out, raw) end
 return out
 """
@@ -193,15 +227,68 @@ if ARGV[2] == '1' then redis.call('DEL', KEYS[2]) end
 return 1
 """
 
-# KEYS: turns, summary, chats; ARGV: chat_id. Returns how many turns were cleared.
+# KEYS: turns, summary, chats, earlier; ARGV: chat_id. Returns how many turns were cleared (those in the window).
 _RESET_CHAT = """
 local cleared = redis.call('LLEN', KEYS[1])
 redis.call('DEL', KEYS[1], KEYS[2])
 redis.call('SREM', KEYS[3], ARGV[1])
+local kept = {}
+local dropped = false
+for _, raw in ipairs(redis.call('LRANGE', KEYS[4], 0, -1)) do
+  if cjson.decode(raw)['chat_id'] == ARGV[1] then dropped = true else table.insert(kept, raw) end
+end
+if dropped then
+  local ttl = redis.call('TTL', KEYS[4])
+  redis.call('DEL', KEYS[4])
+  for _, raw in ipairs(kept) do redis.call('RPUSH', KEYS[4], raw) end
+  if #kept > 0 and ttl > 0 then redis.call('EXPIRE', KEYS[4], ttl) end
+end
 return cleared
 """
 
-# KEYS: profile, chats, log, rate, authored; ARGV: turns key prefix, summary key prefix.
+# KEYS: facts, profile; ARGV: fact JSON, max facts, ttl_s, now_ms, expected since ('' = none expected: a fact the
+# user pins, which creates the profile where there is none), make room ('1': an extracted fact, which replaces the
+# oldest extracted fact when the list is full). Facts are compared by their text, lower-cased, without punctuation.
+# Returns 1 added, 0 already known, -1 the user was forgotten meanwhile, -2 full.
+_ADD_FACT = """
+local function norm(text)
+  return (string.gsub(string.lower(text), '[%s%p]+', ' ')):match('^%s*(.-)%s*$')
+end
+local since = redis.call('HGET', KEYS[2], 'since')
+if ARGV[5] ~= '' and since ~= ARGV[5] then return -1 end
+local fact = cjson.decode(ARGV[1])
+local wanted = norm(fact['text'])
+local items = redis.call('LRANGE', KEYS[1], 0, -1)
+for _, raw in ipairs(items) do
+  if norm(cjson.decode(raw)['text']) == wanted then return 0 end
+end
+if #items >= tonumber(ARGV[2]) then
+  if ARGV[6] ~= '1' then return -2 end
+  local oldest = nil
+  for _, raw in ipairs(items) do
+    if cjson.decode(raw)['source'] == 'extracted' then oldest = raw break end
+  end
+  if not oldest then return -2 end
+  redis.call('LREM', KEYS[1], 1, oldest)
+end
+if not since then redis.call('HSET', KEYS[2], 'since', ARGV[4], 'consent', 'out') end
+redis.call('RPUSH', KEYS[1], ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return 1
+"""
+
+# KEYS: facts; ARGV: ids. Returns how many facts were deleted.
+_DELETE_FACTS = """
+local wanted = {}
+for _, id in ipairs(ARGV) do wanted[id] = true end
+local deleted = 0
+for _, raw in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
+  if wanted[cjson.decode(raw)['id']] then deleted = deleted + redis.call('LREM', KEYS[1], 1, raw) end
+end
+return deleted
+"""
+
+# KEYS: profile, chats, log, rate, authored, earlier, facts; ARGV: turns key prefix, summary key prefix.
 # Deletes every key of the user, the memory of each chat in the chats set at this moment included.
 # Returns {keys deleted, the chat-persona keys the user authored...}; those live in other slots.
 _FORGET = """
@@ -211,7 +298,7 @@ for _, chat in ipairs(redis.call('SMEMBERS', KEYS[2])) do
 end
 local out = {0}
 for _, key in ipairs(redis.call('SMEMBERS', KEYS[5])) do table.insert(out, key) end
-out[1] = deleted + redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5])
+out[1] = deleted + redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7])
 return out
 """
 
@@ -262,6 +349,9 @@ class ChatState:
     chat_persona: dict[str, Any] | None
     requests_this_window: int
     window_left_s: int
+    # the user's facts and the turns that left the window of any of their chats (empty unless asked for)
+    facts: list[dict[str, Any]] = field(default_factory=list)
+    earlier: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def since(self) -> str:
@@ -282,6 +372,15 @@ class RecordResult:
     stored: bool
     logged: bool
     evicted: list[dict[str, Any]] = field(default_factory=list)
+    # the profile's creation time: work done later for this turn (an extracted fact) checks it is unchanged
+    since: str = ""
+
+
+class FactAdded(Enum):
+    added = 1
+    known = 0
+    forgotten = -1
+    full = -2
 
 
 class Store:
@@ -297,6 +396,8 @@ class Store:
         self._fold_summary = client.register_script(_FOLD_SUMMARY)
         self._reset_chat = client.register_script(_RESET_CHAT)
         self._take_over_lock = client.register_script(_TAKE_OVER_LOCK)
+        self._add_fact = client.register_script(_ADD_FACT)
+        self._delete_facts = client.register_script(_DELETE_FACTS)
 
     async def ping(self) -> bool:
         return bool(await self.r.ping())
@@ -306,23 +407,32 @@ class Store:
 
     # chat path
 
-    async def load_chat_state(self, user: str, platform: str, chat_id: str, group: bool) -> ChatState:
+    async def load_chat_state(
+        self, user: str, platform: str, chat_id: str, group: bool, *, earlier: bool = False
+    ) -> ChatState:
+        """The user's state for one message; with ``earlier``, also the turns kept for recall."""
         pipe = self.r.pipeline(transaction=False)
         pipe.hgetall(profile_key(user))
         pipe.lrange(turns_key(user, chat_id), 0, -1)
         pipe.get(summary_key(user, chat_id))
         # count and expiry in one script: the window starts with the first request and always ends
         _eval(pipe, _COUNT_REQUEST, [rate_key(user)], [self.rate_window_s])
+        pipe.lrange(facts_key(user), 0, -1)
+        if earlier:
+            pipe.lrange(earlier_key(user), 0, -1)
         if group:  # last and only when needed: a cluster pipeline refuses keyless fillers such as ECHO
             pipe.get(chat_persona_key(platform, chat_id))
-        profile, turns, summary, (count, ttl), *persona = await pipe.execute()
+        profile, turns, summary, (count, ttl), facts, *rest = await pipe.execute()
+        kept = rest.pop(0) if earlier else []
         return ChatState(
             profile=profile,
             turns=[json.loads(t) for t in turns],
             summary=summary or "",
-            chat_persona=_chat_persona(persona[0] if persona else None),
+            chat_persona=_chat_persona(rest[0] if rest else None),
             requests_this_window=int(count),
             window_left_s=max(int(ttl), 1),
+            facts=[json.loads(f) for f in facts],
+            earlier=[json.loads(t) for t in kept],
         )
 
     async def record_turn(
@@ -338,18 +448,23 @@ class Store:
         ttl_s: int,
         display_name: str,
         persona: str,
+        chat_kind: str = "direct",
+        keep_earlier: int = 0,
     ) -> RecordResult:
-        """Store one exchange; log it for training only if the user is opted in at this moment."""
+        """Store one exchange; log it for training only if the user is opted in at this moment. Turns that
+        leave the window are kept for recall (the last ``keep_earlier`` of them, over every chat)."""
         keys = [
             profile_key(user),
             turns_key(user, chat_id),
             log_key(user),
             chats_key(user),
             summary_key(user, chat_id),
+            earlier_key(user),
+            facts_key(user),
         ]
         args = [
             since, chat_id, json.dumps(user_turn), json.dumps(assistant_turn),
-            max_turns, max_tokens, ttl_s, now_ms(), display_name, persona,
+            max_turns, max_tokens, ttl_s, now_ms(), display_name, persona, chat_kind, keep_earlier,
         ]  # fmt: skip
         result = await self._record_turn(keys=keys, args=args)
         status, logged = int(result[0]), bool(int(result[1]))
@@ -361,7 +476,12 @@ class Store:
         if logged:
             pipe.sadd(LOGGED_USERS, user)
         await pipe.execute()
-        return RecordResult(stored=True, logged=logged, evicted=[json.loads(t) for t in result[2:]])
+        evicted = [json.loads(t) for t in result[3:]]
+        return RecordResult(stored=True, logged=logged, evicted=evicted, since=str(result[2]))
+
+    async def claim_request(self, user: str, request_id: str, ttl_s: int) -> bool:
+        """Whether this is the first time the user's request with this idempotency key stores its turn."""
+        return bool(await self.r.set(request_key(user, request_id), "1", nx=True, ex=ttl_s))
 
     async def fold_summary(self, user: str, chat_id: str, summary: str, ttl_s: int) -> None:
         # only while the chat still exists: a /forget or /reset meanwhile must not bring it back
@@ -437,7 +557,7 @@ class Store:
 
     async def user_keys(self, user: str) -> list[str]:
         chats = await self.r.smembers(chats_key(user))
-        keys = [profile_key(user), chats_key(user), log_key(user), rate_key(user), authored_key(user)]
+        keys = _own_keys(user)
         for chat in chats:
             keys += [turns_key(user, chat), summary_key(user, chat)]
         return keys
@@ -453,8 +573,7 @@ class Store:
         # the personas before the set that lists them: a crash in between leaves them findable
         deleted = await self._delete_authored(user, authored)
         pipe = self.r.pipeline(transaction=False)
-        keys = [profile_key(user), chats_key(user), log_key(user), rate_key(user), authored_key(user)]
-        _eval(pipe, _FORGET, keys, [turns_key(user, ""), summary_key(user, "")])
+        _eval(pipe, _FORGET, _own_keys(user), [turns_key(user, ""), summary_key(user, "")])
         pipe.srem(USERS, user)
         pipe.srem(LOGGED_USERS, user)
         pipe.srem(OPTED_IN, user)
@@ -486,8 +605,38 @@ class Store:
         return {member for member, score in zip(members, scores, strict=True) if score is not None}
 
     async def reset_chat(self, user: str, chat_id: str) -> int:
-        keys = [turns_key(user, chat_id), summary_key(user, chat_id), chats_key(user)]
+        """Clear one chat's memory: its turns, its summary and its turns kept for recall."""
+        keys = [turns_key(user, chat_id), summary_key(user, chat_id), chats_key(user), earlier_key(user)]
         return int(await self._reset_chat(keys=keys, args=[chat_id]))
+
+    async def earlier_turns(self, user: str) -> list[dict[str, Any]]:
+        """The turns kept for recall, oldest first, each with its chat_id and chat_kind."""
+        return [json.loads(t) for t in await self.r.lrange(earlier_key(user), 0, -1)]
+
+    # facts about the user
+
+    async def facts(self, user: str) -> list[dict[str, Any]]:
+        """Every fact about the user, oldest first."""
+        return [json.loads(f) for f in await self.r.lrange(facts_key(user), 0, -1)]
+
+    async def add_fact(
+        self, user: str, fact: dict[str, Any], *, max_facts: int, ttl_s: int, since: str | None = None
+    ) -> FactAdded:
+        """Add a fact unless one with the same text is known. A pinned fact (``since`` None) creates the
+        profile where there is none and is refused when the list is full; an extracted one is added only while
+        the profile created at ``since`` stands (no forget meanwhile) and replaces the oldest extracted fact."""
+        keys = [facts_key(user), profile_key(user)]
+        args = [json.dumps(fact), max_facts, ttl_s, now_ms(), since or "", "0" if since is None else "1"]
+        status = FactAdded(int(await self._add_fact(keys=keys, args=args)))
+        if status is FactAdded.added and since is None:
+            await self.r.sadd(USERS, user)
+        return status
+
+    async def delete_facts(self, user: str, ids: list[str]) -> int:
+        """Delete the facts with these ids; returns how many there were."""
+        if not ids:
+            return 0
+        return int(await self._delete_facts(keys=[facts_key(user)], args=ids))
 
     async def chat_memory(self, user: str, chat_id: str) -> tuple[str, list[dict[str, Any]]]:
         pipe = self.r.pipeline(transaction=False)
@@ -662,6 +811,14 @@ class Store:
             replies = await self.r.execute_command(*command, target_nodes=self.r.get_nodes())
             return list(replies.values()) if isinstance(replies, dict) else [replies]
         return [await self.r.execute_command(*command)]
+
+
+def _own_keys(user: str) -> list[str]:
+    """The user's keys that are not per chat, in the order the forget script takes them."""
+    return [
+        profile_key(user), chats_key(user), log_key(user), rate_key(user), authored_key(user),
+        earlier_key(user), facts_key(user),
+    ]  # fmt: skip
 
 
 def _eval(pipe: Any, script: str, keys: list[str], args: list[Any]) -> None:
