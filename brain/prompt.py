@@ -1,15 +1,19 @@
 """Prompt assembly with the model's own chat template, within a token budget.
 
-Order: the persona's system prompt (with the rolling summary of older talk), the platform's thread
-context, then as many recent turns as fit (newest kept, whole user/assistant pairs), then the message.
+Order: the system message (the persona's prompt, then the member's facts and the earlier messages of theirs that
+match the new one, then the rolling summary of older talk), the platform's thread context, then as many recent
+turns as fit (newest kept, whole user/assistant pairs), then the message. Facts and recalled messages go in the
+system message, stated plainly up front: small models use that far better than the same words deep in history.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from brain.api_models import ContextMessage
+from brain.memory.context import Memory
 
 
 @dataclass
@@ -28,11 +32,26 @@ def render(tokenizer: Any, messages: list[dict[str, str]]) -> list[int]:
     return tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
-def system_message(system_prompt: str, summary: str) -> str:
+def system_message(system_prompt: str, summary: str, facts: Sequence[str] = (), recalled: Sequence[str] = ()) -> str:
     parts = [system_prompt.strip()]
+    if facts:
+        parts.append("What the user told you about themselves:\n" + "\n".join(f"- {fact}" for fact in facts))
+    if recalled:
+        parts.append("Earlier, the user said:\n" + "\n".join(f'- "{quote}"' for quote in recalled))
     if summary:
         parts.append(f"Summary of your earlier conversation with them: {summary.strip()}")
     return "\n\n".join(parts)
+
+
+def within_tokens(tokenizer: Any, texts: list[str], budget: int) -> list[str]:
+    """The first texts whose tokens add up to at most ``budget`` (a text that does not fit is skipped)."""
+    kept, spent = [], 0
+    for text in texts:
+        cost = count_tokens(tokenizer, text) + 4  # the quotes and bullet around it
+        if spent + cost <= budget:
+            kept.append(text)
+            spent += cost
+    return kept
 
 
 def build_prompt(
@@ -44,22 +63,29 @@ def build_prompt(
     text: str,
     budget: int,
     context: list[ContextMessage] | None = None,
+    memory: Memory | None = None,
 ) -> Prompt:
     """The prompt ids for `text`; raises ValueError when even the message alone does not fit."""
-    head = [{"role": "system", "content": system_message(system_prompt, summary)}]
+    memory = memory or Memory()
+    facts = memory.facts
+    recalled = within_tokens(tokenizer, memory.recalled(text), memory.recall_tokens)
+    thread = []
     for message in context or []:
         role = "assistant" if message.from_bot else "user"
         content = message.text if message.from_bot else f"{message.author}: {message.text}"
-        head.append({"role": role, "content": content})
+        thread.append({"role": role, "content": content})
     tail = [{"role": "user", "content": text}]
 
-    fixed = render(tokenizer, head + tail)
-    if len(fixed) > budget:
-        # thread context is a nicety: drop it before refusing
-        head = head[:1]
+    # what is dropped first when the message leaves too little room: the thread context (a nicety), then the
+    # recalled messages, then the facts; only then is the message refused
+    for keep_thread, keep_recalled, keep_facts in ((1, 1, 1), (0, 1, 1), (0, 0, 1), (0, 0, 0)):
+        system = system_message(system_prompt, summary, facts if keep_facts else [], recalled if keep_recalled else [])
+        head = [{"role": "system", "content": system}] + (thread if keep_thread else [])
         fixed = render(tokenizer, head + tail)
-        if len(fixed) > budget:
-            raise ValueError(f"the message needs {len(fixed)} tokens, more than the {budget} the model can take")
+        if len(fixed) <= budget:
+            break
+    else:
+        raise ValueError(f"the message needs {len(fixed)} tokens, more than the {budget} the model can take")
 
     # newest pairs first, estimated from stored token counts, then verified with the real template
     spare = budget - len(fixed)

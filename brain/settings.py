@@ -95,6 +95,14 @@ class MemorySettings(BaseModel):
     max_tokens: int = Field(1536, ge=64)
     ttl_s: int = Field(7 * 24 * 3600, ge=60)
     summary_max_tokens: int = Field(96, ge=8)
+    # the member's earlier messages that match a new one come back into its prompt, up to this many tokens;
+    # 0 turns recall off (and turns that leave the window are then not kept at all)
+    recall_tokens: int = Field(160, ge=0, le=1024)
+    # facts picked out of what members say, in the background. Off by default: with the small default model the
+    # picks are noisy (bench/recall.py measures it); turn it on with a capable model
+    extract_facts: bool = False
+    # in group chats, also use (and list) what a member told the bot in direct chats; off: groups see none of it
+    share_direct_in_groups: bool = False
 
 
 class LimitSettings(BaseModel):
@@ -156,6 +164,9 @@ class DiscordSettings(BaseModel):
 class BotSettings(BaseModel):
     brain_url: str = "http://127.0.0.1:8080"
     timeout_s: float = 120.0
+    # a message the brain could not take (it is down or restarting) is asked again for this long, under a
+    # "still thinking…" notice, before the member is told it was not answered (0: told at once)
+    retry_window_s: float = Field(60.0, ge=0.0)
     telegram: TelegramSettings = TelegramSettings()
     discord: DiscordSettings = DiscordSettings()
 

@@ -1,0 +1,65 @@
+"""What one prompt gets of a member's memory: their facts, and the earlier turns that match the new message."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from brain.memory.facts import visible
+from brain.memory.recall import rank
+
+# turns that left the window, over all of a member's chats, kept for recall (oldest dropped first)
+EARLIER_TURNS_KEPT = 400
+# an earlier message is quoted whole up to this length (longer ones are cut): a few short quotes beat one essay
+MAX_QUOTE_CHARS = 280
+
+
+@dataclass(frozen=True)
+class Memory:
+    """The member's memory that this chat may use. Built from ChatState (store.py) by ``for_chat``."""
+
+    facts: list[str] = field(default_factory=list)
+    # the member's own earlier messages that left the window, oldest first
+    earlier: list[str] = field(default_factory=list)
+    # how many tokens of recalled messages one prompt may hold (0: none)
+    recall_tokens: int = 0
+    recall_count: int = 3
+
+    @classmethod
+    def for_chat(
+        cls,
+        facts: list[dict[str, Any]],
+        earlier: list[dict[str, Any]],
+        *,
+        chat_id: str,
+        group: bool,
+        share_direct: bool,
+        recall_tokens: int,
+    ) -> Memory:
+        """Only what may reach a prompt in this chat (facts.visible): the speaker's own, and in a group chat
+        nothing from their direct chats unless the operator allows it."""
+        seen: set[str] = set()
+        messages = []
+        for turn in earlier:
+            text = " ".join(str(turn.get("text", "")).split())
+            if turn.get("role") != "user" or not text or text.lower() in seen:
+                continue
+            if visible(turn, chat_id, group, share_direct):
+                seen.add(text.lower())
+                messages.append(text)
+        return cls(
+            facts=[f["text"] for f in facts if visible(f, chat_id, group, share_direct)],
+            earlier=messages if recall_tokens > 0 else [],
+            recall_tokens=recall_tokens,
+        )
+
+    def recalled(self, message: str) -> list[str]:
+        """The earlier messages that match ``message``, best first, each cut to MAX_QUOTE_CHARS."""
+        if not self.earlier or self.recall_tokens <= 0:
+            return []
+        best = rank(message, self.earlier)[: self.recall_count]
+        return [_clip(self.earlier[index]) for index, _ in best]
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= MAX_QUOTE_CHARS else text[: MAX_QUOTE_CHARS - 1].rstrip() + "…"

@@ -1,0 +1,63 @@
+"""Recall ranks a member's earlier messages by what a new one asks about."""
+
+from __future__ import annotations
+
+from brain.memory.context import Memory
+from brain.memory.recall import rank
+
+EARLIER = [
+    "Hi! My name is Alice. I live in Lisbon and my dog is called Biscuit.",
+    "Can you explain how rainbows form?",
+    "How do I teach a dog to sit?",
+    "What should I cook for dinner tonight?",
+    "I'm living with two flatmates at the moment.",
+]
+
+
+def best(question: str) -> str | None:
+    ranked = rank(question, EARLIER)
+    return EARLIER[ranked[0][0]] if ranked else None
+
+
+def test_the_message_that_named_the_dog_comes_back_for_a_question_about_it():
+    assert best("What is my dog called?") == EARLIER[0]
+
+
+def test_the_words_of_a_question_match_other_forms_of_them():
+    # 'live' finds 'living', and 'name' finds 'named'
+    ranked = [EARLIER[i] for i, _ in rank("Where do I live?", EARLIER)]
+    assert set(ranked[:2]) == {EARLIER[0], EARLIER[4]}
+    assert rank("Who named you?", ["The cat I adopted is named Pickle."])
+
+
+def test_a_message_of_function_words_alone_recalls_nothing():
+    assert rank("What is it? Can you tell me?", EARLIER) == []
+    assert rank("anything about volcanoes", EARLIER) == []
+
+
+def test_a_prompt_quotes_only_what_the_chat_may_use():
+    earlier = [
+        {"role": "user", "text": "My dog is called Biscuit.", "chat_id": "dm", "chat_kind": "direct"},
+        {"role": "assistant", "text": "What a lovely dog name!", "chat_id": "dm", "chat_kind": "direct"},
+        {"role": "user", "text": "Our team's dog is called Rex.", "chat_id": "g1", "chat_kind": "group"},
+        {"role": "user", "text": "The club dog is called Fido.", "chat_id": "g2", "chat_kind": "group"},
+    ]
+    facts = [
+        {"text": "I have a dog.", "chat_id": "dm", "chat_kind": "direct"},
+        {"text": "I run the g1 team.", "chat_id": "g1", "chat_kind": "group"},
+    ]
+
+    def memory(chat_id: str, group: bool, share: bool = False) -> Memory:
+        return Memory.for_chat(facts, earlier, chat_id=chat_id, group=group, share_direct=share, recall_tokens=99)
+
+    in_private = memory("dm", group=False)
+    assert in_private.facts == ["I have a dog.", "I run the g1 team."]
+    assert set(in_private.recalled("what is my dog called")) == {
+        "My dog is called Biscuit.", "Our team's dog is called Rex.", "The club dog is called Fido.",
+    }  # fmt: skip
+    in_group = memory("g1", group=True)
+    assert in_group.facts == ["I run the g1 team."]
+    assert in_group.recalled("what is my dog called") == ["Our team's dog is called Rex."]
+    shared = memory("g1", group=True, share=True)
+    assert shared.facts == ["I have a dog.", "I run the g1 team."]
+    assert set(shared.recalled("dog called")) == {"My dog is called Biscuit.", "Our team's dog is called Rex."}
