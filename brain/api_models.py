@@ -22,6 +22,10 @@ MIN_TEMPERATURE = 0.01
 MAX_STOP_STRINGS = 16
 MAX_STOP_CHARS = 128
 MAX_CARD_JSON_CHARS = 64_000
+REQUEST_ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
+# a fact about a member is one short sentence: every prompt of theirs states all of them
+MAX_FACT_CHARS = 200
+FACT_ID_PATTERN = r"^[0-9a-f]{8}$"
 
 
 def check_unicode(value: Any) -> Any:
@@ -122,6 +126,12 @@ class ChatRequest(ChatRef):
     context: list[ContextMessage] = Field(default_factory=list, max_length=20)
     # overrides of the persona's sampling defaults, e.g. {"temperature": 0} for greedy replies
     sampling: SamplingOverrides | None = None
+    request_id: str | None = Field(
+        None,
+        pattern=REQUEST_ID_PATTERN,
+        description="an idempotency key (a bot uses the platform's message id): a request with a key that this user "
+        "already sent within the memory TTL is answered again, but its turn is not stored twice",
+    )
 
 
 FinishReason = Literal["stop", "length", "cancelled"]
@@ -249,11 +259,60 @@ class LogEntry(Contract):
     ts: float
 
 
+class FactSource(str, Enum):
+    pinned = "pinned"
+    extracted = "extracted"
+
+
+class Fact(Contract):
+    """A fact about the member, stated in their prompts where the chat may use it."""
+
+    id: str = Field(pattern=FACT_ID_PATTERN)
+    text: str
+    source: FactSource = Field(description="pinned by the member (/remember), or extracted from a message")
+    chat_id: str = Field(description="the chat it was stated in")
+    chat_kind: ChatKind = Field(description="a fact from a group chat is used only in that group")
+    ts: float
+    quote: str = Field("", description="for an extracted fact: the message it was picked out of")
+
+
+class FactList(Contract):
+    """The member's facts that the chat asked about may use (all of them in a direct chat), oldest first."""
+
+    facts: list[Fact]
+
+
+class FactPin(ChatRef):
+    """A fact the member pins (/remember TEXT) in this chat."""
+
+    text: str = Field(min_length=1, max_length=MAX_FACT_CHARS)
+
+    @field_validator("text")
+    @classmethod
+    def _not_blank(cls, text: str) -> str:
+        if not text.strip():
+            raise ValueError("the fact is empty")
+        return " ".join(text.split())
+
+
+class FactsDeleted(Contract):
+    deleted: int
+
+
+class EarlierTurn(Turn):
+    """A turn that left a chat's window, kept so that it can be recalled when a later message matches it."""
+
+    chat_id: str
+    chat_kind: ChatKind
+
+
 class UserExport(Contract):
     user: str
     profile: dict[str, str]
     chats: dict[str, MemoryView]
     log: list[LogEntry]
+    facts: list[Fact] = []
+    earlier_turns: list[EarlierTurn] = []
 
 
 class Stats(Contract):

@@ -10,6 +10,8 @@ from brain import personas as persona_lib
 from brain.api_models import (
     ChatKind,
     ConsentState,
+    EarlierTurn,
+    Fact,
     ForgetResult,
     LogEntry,
     MemoryView,
@@ -30,7 +32,9 @@ router = APIRouter(dependencies=[Authorized], tags=["users"], responses=response
 PRIVACY_TEXT = (
     "What I keep, and why.\n"
     "- Always: a short memory of our recent turns in each chat, and a summary of older ones, so that I can "
-    "answer in context. It expires after {ttl_days} days without talking, and /reset clears it.\n"
+    "answer in context, and the facts about you that you pin with /remember{extracted}.{recall} In a group I use "
+    "only what you said in that group{private}. All of it expires after {ttl_days} days without talking; /reset "
+    "clears a chat's memory, /memory lists your facts, /memory forget N or /memory clear deletes them.\n"
     "- Only if you opt in: a training log of your messages to me and my replies (the text, the chat id, the "
     "persona and the time). Every night it is cleaned (e-mail addresses, phone numbers, card numbers and "
     "secret-bearing links are removed) and used to fine-tune the community model and, once you have enough "
@@ -63,8 +67,18 @@ async def _consent(runtime: Runtime, user: str) -> ConsentState:
 @router.get("/v1/privacy", response_model=PrivacyNotice)
 async def privacy(runtime: RuntimeDep) -> PrivacyNotice:
     """What is collected and how it is used (shown before opting in)."""
-    days = runtime.settings.memory.ttl_s // 86400
-    return PrivacyNotice(version=runtime.settings.brain.consent_version, text=PRIVACY_TEXT.format(ttl_days=days))
+    memory = runtime.settings.memory
+    text = PRIVACY_TEXT.format(
+        ttl_days=memory.ttl_s // 86400,
+        extracted=" and those I pick up from what you tell me" if memory.extract_facts else "",
+        recall=" Your older messages come back when a new one matches them." if memory.recall_tokens else "",
+        private=(
+            " and, as this server is set up, what you told me in private"
+            if memory.share_direct_in_groups
+            else ", never what you told me in private"
+        ),
+    )
+    return PrivacyNotice(version=runtime.settings.brain.consent_version, text=text)
 
 
 @router.get("/v1/users/{platform}/{user_id}/consent", response_model=ConsentState)
@@ -130,12 +144,20 @@ async def export(platform: PlatformPath, user_id: UserIdPath, runtime: RuntimeDe
         )  # fmt: skip
         async for e in runtime.store.log_entries(user)
     ]
-    return UserExport(user=user, profile=await runtime.store.profile(user), chats=chats, log=log)
+    return UserExport(
+        user=user,
+        profile=await runtime.store.profile(user),
+        chats=chats,
+        log=log,
+        facts=[Fact.model_validate(f) for f in await runtime.store.facts(user)],
+        earlier_turns=[EarlierTurn.model_validate(t) for t in await runtime.store.earlier_turns(user)],
+    )
 
 
 @router.post("/v1/users/{platform}/{user_id}/chats/{chat_id}/reset", response_model=ResetResult)
 async def reset(platform: PlatformPath, user_id: UserIdPath, chat_id: ChatIdPath, runtime: RuntimeDep) -> ResetResult:
-    """Clear the memory of one chat (turns and summary); the training log is not touched."""
+    """Clear the memory of one chat (turns, summary and its turns kept for recall); the training log and the facts
+    are not touched."""
     return ResetResult(cleared_turns=await runtime.store.reset_chat(user_key(platform, user_id), chat_id))
 
 
