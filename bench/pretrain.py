@@ -29,12 +29,14 @@ from rich.table import Table  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from trainer.evaluate import text_score  # noqa: E402
-from trainer.model_io import load_model  # noqa: E402
+from trainer.core.config import PretrainConfig, SamplingOptions  # noqa: E402
+from trainer.core.evaluation import text_score  # noqa: E402
+from trainer.core.models import load_model  # noqa: E402
+from trainer.core.text import load_clean_text  # noqa: E402
 from trainer.ngram import KneserNeyLM  # noqa: E402
-from trainer.pretrain.data import load_clean_text, split_text  # noqa: E402
-from trainer.pretrain.train import PretrainConfig, pretrain  # noqa: E402
-from trainer.sampling import SamplingOptions, generate  # noqa: E402
+from trainer.pretrain.data import split_text  # noqa: E402
+from trainer.pretrain.train import pretrain  # noqa: E402
+from trainer.sampling import generate  # noqa: E402
 
 BAR_NATS_PER_CHAR = 1.88
 RESULTS = ROOT / "bench" / "results"
@@ -108,10 +110,10 @@ def main() -> int:
         "data": Path(args.data).name,
         "characters": len(text),
         "distinct_characters": len(set(text)),
-        "config": {k: v for k, v in vars(cfg).items() if k not in ("data", "out_dir")},
+        "config": cfg.model_dump(exclude={"data", "out_dir"}),
         "parameters": sum(p.numel() for p in model.model.parameters()),
         "threads": torch.get_num_threads(),
-        "steps": result.step,
+        "steps": result.steps,
         "best_step": result.best_step,
         "best_val_loss": result.best_val_loss,
         "best_val_loss_estimated_on": f"{args.eval_batches} batches of {cfg.batch_size}x{cfg.block_size}",
@@ -133,7 +135,7 @@ def main() -> int:
     table = Table(title="pretraining tiny Shakespeare (character level, CPU)")
     table.add_column("measure")
     table.add_column("value", justify="right")
-    table.add_row("steps / best step", f"{result.step} / {result.best_step}")
+    table.add_row("steps / best step", f"{result.steps} / {result.best_step}")
     table.add_row("best validation loss (nats/char)", f"{result.best_val_loss:.4f}")
     table.add_row("whole validation split (nats/char)", f"{figures['whole_val_split_nats_per_char']:.4f}")
     table.add_row("whole validation split (bits/char)", f"{whole_val.bits_per_char:.4f}")

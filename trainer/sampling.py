@@ -1,65 +1,21 @@
 """Text from a model: greedy decoding, sampling (temperature, top-k, top-p) with a seed, beam search.
 
-All of it is `model.generate`; this module maps a strategy to its arguments, formats chat prompts
-with the tokenizer's template, and keeps prompt plus reply inside the model's context.
+All of it is `model.generate` with the arguments SamplingOptions (trainer/core/config.py) maps a strategy
+to; this module formats chat prompts with the tokenizer's template and keeps prompt plus reply inside the
+model's context.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
-
 import torch
 from transformers import set_seed
 
+from trainer.core.config import SamplingOptions
+from trainer.core.models import ModelWithTokenizer
 from trainer.errors import ConfigError
-from trainer.model_io import LoadedModel
-
-Strategy = Literal["greedy", "sample", "beam"]
 
 
-@dataclass(frozen=True)
-class SamplingOptions:
-    strategy: Strategy = "sample"
-    max_new_tokens: int = 200
-    temperature: float = 0.8
-    top_k: int | None = None
-    top_p: float | None = None
-    num_beams: int = 4
-    num_return_sequences: int = 1
-    seed: int | None = None
-
-    def generate_kwargs(self) -> dict:
-        if self.max_new_tokens < 1:
-            raise ConfigError(f"max_new_tokens must be at least 1, not {self.max_new_tokens}")
-        if self.strategy == "greedy":
-            return {"do_sample": False, "num_beams": 1}
-        if self.strategy == "beam":
-            if self.num_beams < 1 or self.num_return_sequences > self.num_beams:
-                raise ConfigError("beam search needs num_beams >= 1 and no more sequences than beams")
-            return {
-                "do_sample": False,
-                "num_beams": self.num_beams,
-                "num_return_sequences": self.num_return_sequences,
-                "early_stopping": True,
-            }
-        if self.strategy == "sample":
-            if self.temperature <= 0:
-                raise ConfigError(f"temperature must be positive, not {self.temperature}; use greedy instead")
-            if self.top_p is not None and not 0 < self.top_p <= 1:
-                raise ConfigError(f"top_p must be in (0, 1], not {self.top_p}")
-            # 0 and 1.0 switch top-k and top-p off in transformers
-            return {
-                "do_sample": True,
-                "temperature": self.temperature,
-                "top_k": self.top_k or 0,
-                "top_p": self.top_p or 1.0,
-                "num_return_sequences": self.num_return_sequences,
-            }
-        raise ConfigError(f"unknown strategy {self.strategy!r}: use greedy, sample or beam")
-
-
-def prompt_ids(loaded: LoadedModel, prompt: str, chat: bool) -> list[int]:
+def prompt_ids(loaded: ModelWithTokenizer, prompt: str, chat: bool) -> list[int]:
     """The prompt as ids: the chat template around it for chat, else the bare text after a BOS."""
     tok = loaded.tokenizer
     if chat:
@@ -76,13 +32,13 @@ def prompt_ids(loaded: LoadedModel, prompt: str, chat: bool) -> list[int]:
     return ids
 
 
-def generate(loaded: LoadedModel, prompt: str, options: SamplingOptions, chat: bool = False) -> list[str]:
+def generate(loaded: ModelWithTokenizer, prompt: str, options: SamplingOptions, chat: bool = False) -> list[str]:
     """Continuations of `prompt` (replies, with chat=True), without the prompt itself."""
     return generate_from_ids(loaded, prompt_ids(loaded, prompt, chat), options)
 
 
 @torch.no_grad()
-def generate_from_ids(loaded: LoadedModel, ids: list[int], options: SamplingOptions) -> list[str]:
+def generate_from_ids(loaded: ModelWithTokenizer, ids: list[int], options: SamplingOptions) -> list[str]:
     """Continuations of the prompt `ids`. Text longer than the model's context is written in rounds,
     each starting from the last half-context of what came before (as nanoGPT's sampler crops it)."""
     kwargs = options.generate_kwargs()
@@ -105,7 +61,7 @@ def generate_from_ids(loaded: LoadedModel, ids: list[int], options: SamplingOpti
     return [loaded.tokenizer.decode(seq, skip_special_tokens=True) for seq in new]
 
 
-def _generate(loaded: LoadedModel, ids: list[int], max_new_tokens: int, kwargs: dict) -> list[list[int]]:
+def _generate(loaded: ModelWithTokenizer, ids: list[int], max_new_tokens: int, kwargs: dict) -> list[list[int]]:
     input_ids = torch.tensor([ids], device=loaded.device)
     out = loaded.model.generate(
         input_ids=input_ids,
@@ -122,7 +78,9 @@ def _generate(loaded: LoadedModel, ids: list[int], max_new_tokens: int, kwargs: 
     return result
 
 
-def _generate_rolling(loaded: LoadedModel, ids: list[int], max_new_tokens: int, kwargs: dict, limit: int) -> list[int]:
+def _generate_rolling(
+    loaded: ModelWithTokenizer, ids: list[int], max_new_tokens: int, kwargs: dict, limit: int
+) -> list[int]:
     out: list[int] = []
     context = ids[-(limit // 2) :]
     while len(out) < max_new_tokens:
@@ -135,7 +93,7 @@ def _generate_rolling(loaded: LoadedModel, ids: list[int], max_new_tokens: int, 
     return out
 
 
-def _stop_ids(loaded: LoadedModel) -> set[int]:
+def _stop_ids(loaded: ModelWithTokenizer) -> set[int]:
     eos = loaded.model.generation_config.eos_token_id
     ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
     if loaded.tokenizer.eos_token_id is not None:

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from trainer.pretrain.train import PretrainConfig, PretrainResult, pretrain
+from trainer.core.config import PretrainConfig
+from trainer.pretrain.train import PretrainResult, pretrain
 
 TINY = dict(
     n_layer=2,

@@ -7,11 +7,12 @@ from typer.testing import CliRunner
 
 from tests.trainer.conftest import TINY
 from trainer.cli import app
+from trainer.core.config import FinetuneConfig, PretrainConfig
+from trainer.core.models import load_model
 from trainer.errors import CheckpointError, ContextTooLongError, DataError, VocabularyTooSmallError
-from trainer.evaluate import evaluate
-from trainer.finetune import FinetuneConfig, finetune
-from trainer.model_io import load_model
-from trainer.pretrain.train import PretrainConfig, pretrain
+from trainer.eval_report import evaluate
+from trainer.finetune import finetune
+from trainer.pretrain.train import pretrain
 
 
 def run_pretrain(tmp_path, data, **overrides):

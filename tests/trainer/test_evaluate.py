@@ -4,8 +4,10 @@ import math
 import pytest
 import torch
 
-from trainer.evaluate import evaluate, text_score, token_nll
-from trainer.model_io import load_model
+from trainer.core.config import EvalOptions
+from trainer.core.evaluation import text_score, token_nll
+from trainer.core.models import load_model
+from trainer.eval_report import evaluate
 from trainer.ngram import KneserNeyLM
 from trainer.pretrain.data import split_text
 
@@ -48,7 +50,7 @@ def test_bits_per_character_is_total_bits_over_characters(loaded):
 
 
 def test_the_model_and_the_ngram_are_scored_on_the_same_held_out_text(loaded, gpt_run, tmp_path):
-    report = evaluate(loaded, gpt_run.data, split="test", ngram_order=3)
+    report = evaluate(loaded, gpt_run.data, EvalOptions(split="test", ngram_order=3))
     model_row, ngram_row = report.rows
     # the model recorded its split, so the test split is text it never trained on
     parts = split_text(gpt_run.data.read_text(), (0.9, 0.05, 0.05))
@@ -72,7 +74,7 @@ def test_chat_data_gets_bleu_and_chrf_for_model_and_ngram(tiny_model_dir, tmp_pa
                 {"role": "assistant", "content": f"the {animal} says hello number {i % 5}."},
             ]
             f.write(json.dumps({"messages": messages}) + "\n")
-    report = evaluate(load_model(str(tiny_model_dir), device="cpu"), chats, max_new_tokens=16)
+    report = evaluate(load_model(str(tiny_model_dir), device="cpu"), chats, EvalOptions(max_new_tokens=16))
     model_row, ngram_row = report.rows
     held_out = [json.loads(line)["messages"][1]["content"] for line in chats.read_text().splitlines()[27:]]
     assert model_row.score.chars == ngram_row.score.chars == sum(map(len, held_out))

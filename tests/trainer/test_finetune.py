@@ -4,10 +4,11 @@ import pytest
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from tests.trainer.conftest import toy_corpus
-from trainer.chats import IGNORE, chat_example
-from trainer.finetune import FinetuneConfig, finetune
-from trainer.model_io import load_model
-from trainer.sampling import SamplingOptions, generate
+from trainer.core.config import FinetuneConfig, SamplingOptions
+from trainer.core.examples import IGNORE_INDEX, ChatRenderer
+from trainer.core.models import load_model
+from trainer.finetune import finetune
+from trainer.sampling import generate
 
 
 @pytest.fixture
@@ -35,11 +36,11 @@ def test_only_the_assistant_replies_are_targets(tiny_model_dir):
         {"role": "user", "content": "bye"},
         {"role": "assistant", "content": "see you."},
     ]
-    ids, labels = chat_example(tokenizer, messages, max_length=512)
-    targets = [t for t, label in zip(ids, labels, strict=True) if label != IGNORE]
+    [example] = ChatRenderer(tokenizer, max_tokens=512).examples(messages)
+    targets = [t for t, label in zip(example.ids, example.labels, strict=True) if label != IGNORE_INDEX]
     assert tokenizer.decode(targets) == "hello!<|im_end|>see you.<|im_end|>"
-    # cut before the first reply ends, nothing is left to learn from
-    assert chat_example(tokenizer, messages, max_length=10) is None
+    # a window too short for any reply leaves nothing to learn from
+    assert ChatRenderer(tokenizer, max_tokens=10).examples(messages) == []
 
 
 def test_lora_fine_tuning_on_chats_lowers_the_held_out_loss_and_saves_an_adapter(tiny_model_dir, chats, tmp_path):
@@ -50,19 +51,20 @@ def test_lora_fine_tuning_on_chats_lowers_the_held_out_loss_and_saves_an_adapter
             data=str(chats),
             out_dir=str(out),
             method="lora",
-            lora_r=8,
-            lr=1e-2,
+            target_modules=["all-linear"],
+            r=8,
+            learning_rate=1e-2,
             epochs=3,
             batch_size=4,
         ),
         progress=False,
     )
     assert (result.train_examples, result.val_examples) == (36, 4)
-    assert result.val_loss_after < result.val_loss_before - 0.5
+    assert result.best_val_loss < result.base_val_loss - 0.5
     assert (out / "adapter_config.json").is_file() and (out / "adapter_model.safetensors").is_file()
     assert not (out / "model.safetensors").exists()  # an adapter, not a copy of the model
     record = json.loads((out / "finetune.json").read_text())
-    assert record["val_loss_after"] == result.val_loss_after
+    assert record["val_loss_after"] == result.best_val_loss
     # anyone's peft loads it onto the base model named in its config, and it answers
     adapted = load_model(str(out), device="cpu")
     reply = generate(
@@ -82,15 +84,15 @@ def test_full_fine_tuning_on_plain_text_lowers_the_held_out_loss(gpt_run, tmp_pa
             data=str(text),
             out_dir=str(out),
             method="full",
-            lr=3e-3,
-            max_length=32,
+            learning_rate=3e-3,
+            max_seq_tokens=32,
             max_steps=30,
             batch_size=8,
         ),
         progress=False,
     )
     assert result.steps == 30
-    assert result.val_loss_after < result.val_loss_before - 0.3
+    assert result.best_val_loss < result.base_val_loss - 0.3
     model = AutoModelForCausalLM.from_pretrained(out)
     assert model.config.n_positions == 32
     assert AutoTokenizer.from_pretrained(out).chat_template

@@ -5,8 +5,9 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from tests.trainer.conftest import TINY
+from trainer.core.config import PretrainConfig
 from trainer.pretrain.tokenizer import train_tokenizer
-from trainer.pretrain.train import PretrainConfig, pretrain
+from trainer.pretrain.train import pretrain
 
 
 def test_a_tiny_pretrain_run_lowers_the_validation_loss(gpt_run):
@@ -59,7 +60,7 @@ def uninterrupted(tmp_path_factory, corpus_file):
 def cut_run(out, corpus_file):
     cfg = PretrainConfig(data=str(corpus_file), out_dir=str(out), **RESUME)
     cut = pretrain(cfg, stop_after=3, progress=False)
-    assert cut.step == 3 and len(cut.history["train"]) == 3
+    assert cut.steps == 3 and len(cut.history["train"]) == 3
     return cfg
 
 
@@ -67,7 +68,7 @@ def test_resuming_gives_the_same_next_step_loss_as_the_uninterrupted_run(tmp_pat
     # dropout and gradient accumulation are on, so the RNG and the data position must both be restored
     cfg = cut_run(tmp_path / "run", corpus_file)
     resumed = pretrain(cfg, resume=tmp_path / "run", progress=False)
-    assert resumed.step == 6
+    assert resumed.steps == 6
     assert resumed.history["train"][3] == uninterrupted.history["train"][3]  # step 4, the first after resuming
     assert resumed.history["train"] == uninterrupted.history["train"]
     assert resumed.history["val"] == uninterrupted.history["val"]

@@ -1,8 +1,9 @@
 import pytest
 
+from trainer.core.config import SamplingOptions
+from trainer.core.models import load_model
 from trainer.errors import ConfigError
-from trainer.model_io import load_model
-from trainer.sampling import SamplingOptions, generate, prompt_ids
+from trainer.sampling import generate, prompt_ids
 
 PROMPTS = ["the cat ", "a dog likes ", "our queen"]
 

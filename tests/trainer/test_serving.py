@@ -2,8 +2,9 @@
 
 from brain.engine.batching import Engine, GenerationRequest
 from brain.engine.model_loading import load_model as brain_load_model
-from trainer.model_io import load_model
-from trainer.sampling import SamplingOptions, generate
+from trainer.core.config import SamplingOptions
+from trainer.core.models import load_model
+from trainer.sampling import generate
 
 
 async def test_the_saved_model_loads_in_the_brains_engine_and_generates(gpt_run, tmp_path):

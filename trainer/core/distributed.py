@@ -1,4 +1,4 @@
-"""Where training runs: device and dtype chosen at run time, seeding, and the torch.distributed setup.
+"""Where training runs: the device, this process's rank among the processes, seeding and RNG state.
 
 One process per device. Under `torchrun` (or `accelerate launch`) the environment carries RANK,
 LOCAL_RANK and WORLD_SIZE; a plain `python` run is a world of one.
@@ -10,18 +10,20 @@ import contextlib
 import os
 import random
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 import torch.distributed as dist
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from torch.nn.parallel import DistributedDataParallel
 
 from brain.engine.model_loading import pick_device
 
 
 @dataclass(frozen=True)
-class Runtime:
+class Placement:
+    """This process's device and its rank among the training processes."""
+
     device: torch.device
     rank: int = 0
     local_rank: int = 0
@@ -35,29 +37,18 @@ class Runtime:
     def distributed(self) -> bool:
         return self.world_size > 1
 
-    @property
-    def autocast_dtype(self) -> torch.dtype | None:
-        """bf16 mixed precision on CUDA; CPU stays in fp32."""
-        return torch.bfloat16 if self.device.type == "cuda" else None
-
     def autocast(self) -> contextlib.AbstractContextManager:
-        if self.autocast_dtype is None:
+        """bf16 mixed precision on CUDA; CPU stays in fp32."""
+        if self.device.type != "cuda":
             return contextlib.nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype)
+        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
 
     def barrier(self) -> None:
         if self.distributed:
             dist.barrier()
 
 
-def pick_dtype(device: torch.device) -> torch.dtype:
-    """Weights for inference and fine-tuning: bf16 on a GPU that has it, else fp32."""
-    if device.type == "cuda" and torch.cuda.is_bf16_supported():
-        return torch.bfloat16
-    return torch.float32
-
-
-def start(requested_device: str = "auto") -> Runtime:
+def start(requested_device: str = "auto") -> Placement:
     """Join the process group when launched by torchrun; set threads so processes share the cores."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
@@ -74,12 +65,22 @@ def start(requested_device: str = "auto") -> Runtime:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, local_world)))
     if world_size > 1 and not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-    return Runtime(device=device, rank=rank, local_rank=local_rank, world_size=world_size)
+    return Placement(device=device, rank=rank, local_rank=local_rank, world_size=world_size)
 
 
-def stop(runtime: Runtime) -> None:
-    if runtime.distributed and dist.is_initialized():
+def stop(placement: Placement) -> None:
+    if placement.distributed and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def data_parallel(model: torch.nn.Module, placement: Placement) -> torch.nn.Module:
+    """The model as the training steps call it: under DDP when there are several processes (gradients are
+    averaged across them on backward), else the model itself."""
+    if not placement.distributed:
+        return model
+    return DistributedDataParallel(
+        model, device_ids=[placement.device.index] if placement.device.type == "cuda" else None
+    )
 
 
 def seed_everything(seed: int) -> None:
@@ -88,7 +89,7 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def rng_state() -> dict:
+def rng_state() -> dict[str, Any]:
     """Every generator's state, in types that `torch.load(weights_only=True)` accepts."""
     name, keys, pos, has_gauss, cached = np.random.get_state()
     numpy_state = (name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached)
@@ -98,7 +99,7 @@ def rng_state() -> dict:
     return state
 
 
-def set_rng_state(state: dict) -> None:
+def set_rng_state(state: dict[str, Any]) -> None:
     random.setstate(state["python"])
     name, keys, pos, has_gauss, cached = state["numpy"]
     np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
@@ -107,31 +108,25 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def all_gather(obj: object, runtime: Runtime) -> list:
+def all_gather(obj: object, placement: Placement) -> list:
     """Every rank's `obj`, in rank order (just [obj] outside torchrun)."""
-    if not runtime.distributed:
+    if not placement.distributed:
         return [obj]
-    out: list = [None] * runtime.world_size
+    out: list = [None] * placement.world_size
     dist.all_gather_object(out, obj)
     return out
 
 
-def mean_across_ranks(value: float, runtime: Runtime) -> float:
-    if not runtime.distributed:
-        return value
-    t = torch.tensor([value], dtype=torch.float64, device=runtime.device)
+def sum_across_ranks(values: list[float], placement: Placement) -> list[float]:
+    """Each value summed over the processes, in float64."""
+    if not placement.distributed:
+        return values
+    t = torch.tensor(values, dtype=torch.float64, device=placement.device)
     dist.all_reduce(t)
-    return t.item() / runtime.world_size
+    return t.tolist()
 
 
-def progress_bar(label: str, console: Console, *, enabled: bool = True) -> Progress:
-    """The trainers' bar: steps done of all, a field ``info`` (loss, speed) and the time left."""
-    return Progress(
-        TextColumn(f"[bold]{label}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[info]}"),
-        TimeRemainingColumn(),
-        console=console,
-        disable=not enabled,
-    )
+def mean_across_ranks(value: float, placement: Placement) -> float:
+    if not placement.distributed:
+        return value
+    return sum_across_ranks([value], placement)[0] / placement.world_size

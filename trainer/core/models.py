@@ -1,25 +1,32 @@
-"""Loading any causal LM the trainer works on -- a run directory, a LoRA adapter directory or a
-Hugging Face id -- with clear errors for a path that is missing or a directory that is damaged."""
+"""The trainer's one model loader: any causal LM -- a run directory, a LoRA adapter directory or a Hugging
+Face id -- with clear errors for a path that is missing or a directory that is damaged; and LoRA adapters
+put on a model for training, with the modules they adapt decided here once.
+"""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Literal
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 from transformers.utils import logging as hf_logging
 
+from brain.engine.model_loading import pick_device
+from brain.settings import FinetuneSettings
 from trainer.errors import CheckpointError
-from trainer.runtime import pick_device, pick_dtype
 
 # a loading bar per model is noise in a command's output
 hf_logging.disable_progress_bar()
 
 
+Method = Literal["lora", "full"]
+
+
 @dataclass
-class LoadedModel:
+class ModelWithTokenizer:
     model: PreTrainedModel
     tokenizer: PreTrainedTokenizerBase
     name: str
@@ -30,6 +37,18 @@ class LoadedModel:
         """The longest sequence the model's position embeddings allow (None: no fixed limit)."""
         config = self.model.config
         return getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", None)
+
+
+def pick_dtype(device: torch.device) -> torch.dtype:
+    """Weights for inference and fine-tuning: bf16 on a GPU that has it, else fp32."""
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float32
+
+
+def training_dtype(method: Method, device: torch.device) -> torch.dtype:
+    """A full fine-tune keeps fp32 master weights (under autocast); LoRA trains fp32 adapters on a bf16 base."""
+    return torch.float32 if method == "full" else pick_dtype(device)
 
 
 def looks_like_path(name: str) -> bool:
@@ -52,7 +71,7 @@ def resolve_name(name: str) -> str:
         raise CheckpointError(f"model not found: {e}") from None
 
 
-def load_model(name: str, device: str = "auto", dtype: torch.dtype | None = None) -> LoadedModel:
+def load_model(name: str, device: str = "auto", dtype: torch.dtype | None = None) -> ModelWithTokenizer:
     """A model and its tokenizer, in eval mode, on the chosen device (bf16 on a GPU, fp32 on CPU)."""
     target = pick_device(device)
     dtype = dtype or pick_dtype(target)
@@ -76,7 +95,7 @@ def load_model(name: str, device: str = "auto", dtype: torch.dtype | None = None
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     model.to(target).eval()
-    return LoadedModel(model=model, tokenizer=tokenizer, name=name, device=target)
+    return ModelWithTokenizer(model=model, tokenizer=tokenizer, name=name, device=target)
 
 
 def _load_adapter(path: Path, dtype: torch.dtype):
@@ -91,3 +110,20 @@ def _load_adapter(path: Path, dtype: torch.dtype):
     has_tokenizer = (path / "tokenizer_config.json").is_file()
     tokenizer = AutoTokenizer.from_pretrained(path if has_tokenizer else base)
     return model, tokenizer
+
+
+def add_lora(model: PreTrainedModel, settings: FinetuneSettings) -> Any:
+    """``model`` with a fresh LoRA adapter (from the seeded RNG) on the modules ``settings.target_modules``
+    names; none named means peft's choice for the architecture (q_proj and v_proj for Llama, c_attn for
+    GPT-2), and the one name "all-linear" every linear layer but the output head."""
+    from peft import LoraConfig, get_peft_model
+
+    modules = settings.target_modules
+    config = LoraConfig(
+        r=settings.r,
+        lora_alpha=settings.alpha,
+        lora_dropout=settings.dropout,
+        target_modules="all-linear" if modules == ["all-linear"] else modules or None,
+        task_type="CAUSAL_LM",
+    )
+    return get_peft_model(model, config)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from trainer.nightly.evaluate import Scores
+from trainer.nightly.scoring import Scores
 
 
 @dataclass

@@ -1,98 +1,159 @@
-"""The run's report: JSON in the run directory (written by run.py), a table in the terminal, and a PNG with
-each target's loss curves and its evaluation history over the runs."""
+"""The run's report: a typed record written as report.json in the run directory, and a table in the terminal.
+
+Every reader goes through RunReport, which refuses a report of another version with a message that says so
+(reports are kept for good, so older ones stay on disk beside newer ones). The plot is report_plot.py's.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
+import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+from pydantic import BaseModel, Field, ValidationError
 from rich.console import Console
 from rich.table import Table
 
-PLOT = "report.png"
+from brain.settings import EvaluationSettings, FinetuneSettings
+from trainer.core.finetuning import FinetuneResult
+from trainer.errors import TrainerInputError
+from trainer.nightly.clean import CleanReport
+from trainer.nightly.files import write_json
+from trainer.nightly.scoring import Scores
+
+REPORT = "report.json"
+# the layout of report.json; a reader refuses any other
+REPORT_VERSION = 1
+RunStatus = Literal["running", "finished", "failed", "cancelled"]
+TargetStatus = Literal["promoted", "kept", "skipped", "failed"]
 STATUS_STYLE = {"promoted": "green", "kept": "yellow", "skipped": "dim", "failed": "red"}
 
 
-def _ppl(scores: dict[str, Any], who: str, key: str = "test_ppl") -> str:
-    value = scores.get(who, {}).get(key)
+class ReportVersionError(TrainerInputError):
+    """A report.json of another layout than this trainer's, or none it can read."""
+
+
+class ScoreSet(BaseModel):
+    base: Scores
+    live: Scores  # what served the target's traffic: its live adapter, the community's, or the base model
+    candidate: Scores
+
+
+class Outcome(BaseModel):
+    """What became of one target (the community, or one user) in a run."""
+
+    target: str
+    status: TargetStatus
+    reasons: list[str]
+    turns: int = 0
+    version: int | None = None  # the registry version it was promoted as
+    scores: ScoreSet | None = None
+    finetune: FinetuneResult | None = None
+
+
+class ExportSummary(BaseModel):
+    """The export's manifest, less whom it holds: only how many."""
+
+    entries: int
+    users: int
+    consent_versions: dict[str, int]
+    first_at: str | None
+    last_at: str | None
+    dropped_after_forget: int = 0
+    scrubbed: dict[str, int] = Field(default_factory=dict)
+    exported_at: str
+
+
+class RunSettings(BaseModel):
+    model: str
+    finetune: FinetuneSettings
+    evaluation: EvaluationSettings
+
+
+class RunReport(BaseModel):
+    version: int = REPORT_VERSION
+    run: str
+    started_at: str
+    status: RunStatus = "running"
+    finished_at: str | None = None
+    purged_targets: int = 0  # a count: a report must not name a forgotten user
+    purged_community_versions: list[int] = Field(default_factory=list)
+    purged_runs: list[str] = Field(default_factory=list)
+    redacted_reports: list[str] = Field(default_factory=list)
+    persistence: str | None = None  # what became of Redis's append-only file after a /forget
+    export: ExportSummary | None = None
+    clean: CleanReport | None = None
+    targets: list[Outcome] = Field(default_factory=list)
+    error: str | None = None
+    settings: RunSettings | None = None
+
+    def outcome(self, target: str) -> Outcome | None:
+        return next((o for o in self.targets if o.target == target), None)
+
+
+def write_report(run_dir: Path, report: RunReport) -> None:
+    write_json(run_dir / REPORT, report.model_dump(mode="json"))
+
+
+def parse_report(data: Any, source: Path | str) -> RunReport:
+    """A report read from JSON, if it is of this trainer's version."""
+    version = data.get("version", 0) if isinstance(data, dict) else None
+    if version != REPORT_VERSION:
+        written = "before reports carried a version" if version == 0 else f"in version {version}"
+        raise ReportVersionError(
+            f"{source} is a report written {written}; this trainer reads version {REPORT_VERSION} only"
+        )
+    try:
+        return RunReport.model_validate(data)
+    except ValidationError as error:
+        raise ReportVersionError(f"{source} is not a readable version-{REPORT_VERSION} report: {error}") from None
+
+
+def read_report(run_dir: Path) -> RunReport:
+    path = run_dir / REPORT
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise ReportVersionError(f"{path} cannot be read: {error}") from None
+    return parse_report(data, path)
+
+
+def _ppl(scores: ScoreSet | None, who: str, key: str = "test_ppl") -> str:
+    value = getattr(getattr(scores, who), key) if scores is not None else None
     return f"{value:.2f}" if isinstance(value, (int, float)) else "-"
 
 
-def print_report(report: dict[str, Any], console: Console) -> None:
-    export, clean = report.get("export", {}), report.get("clean", {})
+def print_report(report: RunReport, console: Console) -> None:
+    export, clean = report.export, report.clean
+    dropped = clean.dropped if clean else {}
+    scrubbed = export.scrubbed if export else (clean.scrubbed if clean else {})
     console.print(
-        f"[bold]nightly run {report['run']}[/] {report['status']}: {export.get('entries', 0)} log entries of "
-        f"{export.get('users', 0)} users; kept {clean.get('kept', 0)} turns, dropped {clean.get('dropped', {})}, "
-        f"scrubbed {export.get('scrubbed', clean.get('scrubbed', {}))}"
+        f"[bold]nightly run {report.run}[/] {report.status}: {export.entries if export else 0} log entries of "
+        f"{export.users if export else 0} users; kept {clean.kept if clean else 0} turns, dropped {dropped}, "
+        f"scrubbed {scrubbed}"
     )
     table = Table(title="targets", caption="perplexity on the test split; general: on the general set")
     for column in ("target", "turns", "steps", "base", "live", "candidate", "general", "BLEU / chrF", "status"):
         table.add_column(column, justify="left" if column in ("target", "status") else "right")
-    for outcome in report.get("targets", []):
-        scores, tune = outcome.get("scores", {}), outcome.get("finetune", {})
-        style = STATUS_STYLE.get(outcome["status"], "")
+    for outcome in report.targets:
+        scores, tune = outcome.scores, outcome.finetune
+        style = STATUS_STYLE.get(outcome.status, "")
         table.add_row(
-            outcome["target"],
-            str(outcome.get("turns", 0)),
-            f"{tune['steps']}/{tune['best_step']}" if tune else "-",
+            outcome.target,
+            str(outcome.turns),
+            f"{tune.steps}/{tune.best_step}" if tune else "-",
             _ppl(scores, "base"),
             _ppl(scores, "live"),
             _ppl(scores, "candidate"),
             f"{_ppl(scores, 'base', 'general_ppl')} → {_ppl(scores, 'candidate', 'general_ppl')}",
             f"{_ppl(scores, 'candidate', 'bleu')} / {_ppl(scores, 'candidate', 'chrf')}",
-            f"[{style}]{outcome['status']}" + (f" v{outcome['version']}" if outcome.get("version") else ""),
+            f"[{style}]{outcome.status}" + (f" v{outcome.version}" if outcome.version else ""),
         )
     console.print(table)
-    for outcome in report.get("targets", []):
-        live = outcome.get("scores", {}).get("live", {}).get("name")
-        if live:
-            console.print(f"  {outcome['target']}: live is {live}")
-        for reason in outcome.get("reasons", []):
-            console.print(f"  {outcome['target']}: {reason}")
-    if report.get("error"):
-        console.print(f"[red]{report['error']}")
-
-
-def write_plot(run_dir: Path, report: dict[str, Any], history: list[dict[str, Any]]) -> Path | None:
-    """Loss curves of this run's targets beside their test perplexity over every finished run."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    outcomes = [o for o in report.get("targets", []) if o.get("finetune")]
-    if not outcomes:
-        return None
-    fig, axes = plt.subplots(len(outcomes), 2, figsize=(11, 3.2 * len(outcomes)), squeeze=False)
-    for row, outcome in zip(axes, outcomes, strict=True):
-        curves = outcome["finetune"].get("history", {})
-        train, val = curves.get("train", []), curves.get("val", [])
-        row[0].plot([p["step"] for p in train], [p["loss"] for p in train], lw=0.8, alpha=0.7, label="train")
-        row[0].plot([p["step"] for p in val], [p["loss"] for p in val], "o-", label="validation")
-        row[0].set(title=f"{outcome['target']}: loss", xlabel="step", ylabel="nats per token")
-        row[0].legend()
-        _eval_history(row[1], outcome["target"], history)
-    fig.tight_layout()
-    path = run_dir / PLOT
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
-
-def _eval_history(ax: Any, target: str, history: list[dict[str, Any]]) -> None:
-    runs = [
-        (datetime.fromisoformat(report["started_at"]).strftime("%m-%d %H:%M"), outcome)
-        for report in history
-        for outcome in report.get("targets", [])
-        if outcome["target"] == target and outcome.get("scores")
-    ]
-    x = list(range(len(runs)))
-    for who, style in (("base", "s--"), ("live", "^-"), ("candidate", "o-")):
-        ax.plot(x, [o["scores"][who]["test_ppl"] for _, o in runs], style, label=who)
-    promoted = [(i, o["scores"]["candidate"]["test_ppl"]) for i, (_, o) in enumerate(runs) if o["status"] == "promoted"]
-    if promoted:
-        ax.scatter(*zip(*promoted, strict=True), s=140, facecolors="none", edgecolors="green", label="promoted")
-    ax.set_xticks(x, [label for label, _ in runs], rotation=30)
-    ax.set(title=f"{target}: test perplexity per run", ylabel="perplexity")
-    ax.legend()
+    for outcome in report.targets:
+        if outcome.scores is not None:
+            console.print(f"  {outcome.target}: live is {outcome.scores.live.name}")
+        for reason in outcome.reasons:
+            console.print(f"  {outcome.target}: {reason}")
+    if report.error:
+        console.print(f"[red]{report.error}")

@@ -20,9 +20,8 @@ import sys
 import threading
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 from rich.console import Console
@@ -32,19 +31,21 @@ from brain.adapters import COMMUNITY, target_of_member, user_target, version_dir
 from brain.engine.model_loading import resolve_model
 from brain.settings import Settings
 from brain.store import tombstone_member
+from trainer.core.examples import ChatRenderer, Example
+from trainer.core.loop import RunCancelled
 from trainer.nightly import runs
 from trainer.nightly.clean import clean_export, load_split
+from trainer.nightly.conversations import Personas, encode_all, prompts
 from trainer.nightly.corpus import general_set
-from trainer.nightly.data import Example, Renderer, encode_all
-from trainer.nightly.evaluate import EvalSet, Evaluator, Scores
 from trainer.nightly.export import export_logs, load_snapshot
-from trainer.nightly.files import write_json
 from trainer.nightly.gate import decide
 from trainer.nightly.link import RedisLink
 from trainer.nightly.lock import TrainerLock
-from trainer.nightly.lora import CancelledError, FinetuneJob, finetune, load_result
+from trainer.nightly.lora import FinetuneJob, finetune, load_result
 from trainer.nightly.registry import Registry, now_iso
-from trainer.nightly.report import print_report, write_plot
+from trainer.nightly.report import ExportSummary, Outcome, RunReport, RunSettings, ScoreSet, print_report, write_report
+from trainer.nightly.report_plot import write_plot
+from trainer.nightly.scoring import EvalSet, Evaluator, Scores
 
 console = Console(stderr=True)
 
@@ -54,17 +55,6 @@ class Target:
     name: str
     user: str | None
     turns: int
-
-
-@dataclass
-class Outcome:
-    target: str
-    status: str  # promoted, kept, skipped, failed
-    reasons: list[str]
-    turns: int = 0
-    version: int | None = None
-    scores: dict[str, dict[str, Any]] = field(default_factory=dict)
-    finetune: dict[str, Any] = field(default_factory=dict)
 
 
 class Nightly:
@@ -79,25 +69,28 @@ class Nightly:
         self.run_dir = runs.new_run_dir(self.cfg.runs_dir)
         presets = personas.load_presets(settings.brain.personas_dir)
         self.system_prompts = {name: p.system_prompt for name, p in presets.items()}
+        self.personas = Personas(self.system_prompts, settings.brain.default_persona)
         self._evaluator: Evaluator | None = None
         self._general: list[Example] | None = None
         self.trained_on: list[str] = []  # tombstone members of the exported users
 
-    def run(self) -> dict[str, Any]:
-        report: dict[str, Any] = {"run": self.run_dir.name, "started_at": now_iso(), "status": "running"}
+    def run(self) -> RunReport:
+        report = RunReport(run=self.run_dir.name, started_at=now_iso())
         try:
             purged = self.registry.purge_forgotten(lock=self.lock)
-            report["purged_targets"] = len(purged["targets"])  # a count: this report must not name them
-            report["purged_community_versions"] = purged["community_versions"]
-            report["purged_runs"] = runs.purge_run_data(
+            report.purged_targets = len(purged["targets"])  # a count: this report must not name them
+            report.purged_community_versions = purged["community_versions"]
+            report.purged_runs = runs.purge_run_data(
                 self.cfg.runs_dir, self.link, keep=self.cfg.keep_run_data, current=self.run_dir
             )
-            report["redacted_reports"] = runs.redact_reports(self.cfg.runs_dir, self._forgotten_targets())
-            report["persistence"] = self._rewrite_persistence()
+            report.redacted_reports = runs.redact_reports(self.cfg.runs_dir, self._forgotten_targets())
+            report.persistence = self._rewrite_persistence()
             manifest = export_logs(self.link, self.run_dir)
             self.trained_on = manifest.user_hashes
-            report["export"] = {**asdict(manifest), "users": len(manifest.users)}
-            del report["export"]["user_hashes"]
+            whom = {"users", "user_hashes"}
+            report.export = ExportSummary(
+                **{k: v for k, v in asdict(manifest).items() if k not in whom}, users=len(manifest.users)
+            )
             cleaned = clean_export(
                 load_snapshot(self.run_dir),
                 self.run_dir,
@@ -106,28 +99,25 @@ class Nightly:
                 val_fraction=self.cfg.val_fraction,
                 test_fraction=self.cfg.test_fraction,
             )
-            report["clean"] = asdict(cleaned)
-            report["targets"] = []
+            report.clean = cleaned
             for target in self.plan():
-                report["targets"].append(asdict(self.train_target(target)))
+                report.targets.append(self.train_target(target))
                 release_memory()
-            report["status"] = "finished"
+            report.status = "finished"
         except BaseException as error:
-            report["status"] = "cancelled" if isinstance(error, (CancelledError, KeyboardInterrupt)) else "failed"
-            report["error"] = f"{type(error).__name__}: {error}"
+            report.status = "cancelled" if isinstance(error, (RunCancelled, KeyboardInterrupt)) else "failed"
+            report.error = f"{type(error).__name__}: {error}"
             raise
         finally:
-            report["finished_at"] = now_iso()
-            report["settings"] = {
-                "model": self.settings.model.name,
-                "finetune": self.cfg.finetune.model_dump(),
-                "evaluation": self.cfg.evaluation.model_dump(),
-            }
-            write_json(self.run_dir / runs.REPORT, report)
+            report.finished_at = now_iso()
+            report.settings = RunSettings(
+                model=self.settings.model.name, finetune=self.cfg.finetune, evaluation=self.cfg.evaluation
+            )
+            write_report(self.run_dir, report)
         for target in self.registry.targets():
             self.registry.prune(target)
         runs.purge_run_data(self.cfg.runs_dir, self.link, keep=max(0, self.cfg.keep_run_data - 1), current=self.run_dir)
-        write_plot(self.run_dir, report, runs.finished_reports(self.cfg.runs_dir))
+        write_plot(self.run_dir, report, runs.readable_reports(self.cfg.runs_dir))
         return report
 
     def _forgotten_targets(self) -> set[str]:
@@ -162,18 +152,21 @@ class Nightly:
     def train_target(self, target: Target) -> Outcome:
         minimum = self.cfg.min_community_turns if target.user is None else self.cfg.min_user_turns
         if target.turns < minimum:
-            return Outcome(target.name, "skipped", [f"{target.turns} turns, fewer than the {minimum} needed"])
+            reason = f"{target.turns} turns, fewer than the {minimum} needed"
+            return Outcome(target=target.name, status="skipped", reasons=[reason])
         splits = {name: load_split(self.run_dir, name, target.user) for name in ("train", "val", "test")}
         if not all(splits.values()):
             sizes = ", ".join(f"{name} {len(convs)}" for name, convs in splits.items())
-            return Outcome(target.name, "skipped", [f"a split has no conversation ({sizes})"], target.turns)
+            reason = f"a split has no conversation ({sizes})"
+            return Outcome(target=target.name, status="skipped", reasons=[reason], turns=target.turns)
         try:
             return self._train_and_gate(target)
-        except (CancelledError, KeyboardInterrupt):
+        except (RunCancelled, KeyboardInterrupt):
             raise
         except Exception as error:  # one target's failure leaves the others (and what is live) alone
             console.print(f"[red]{target.name} failed: {type(error).__name__}: {error}")
-            return Outcome(target.name, "failed", [f"{type(error).__name__}: {error}"], target.turns)
+            reason = f"{type(error).__name__}: {error}"
+            return Outcome(target=target.name, status="failed", reasons=[reason], turns=target.turns)
 
     def _train_and_gate(self, target: Target) -> Outcome:
         out_dir = self.run_dir / "targets" / target.name
@@ -185,7 +178,7 @@ class Nightly:
             user=target.user,
             system_prompts=self.system_prompts,
             default_persona=self.settings.brain.default_persona,
-            settings=self.cfg.finetune.model_dump(),
+            settings=self.cfg.finetune,
             resume_dirs=[str(p) for p in runs.interrupted(self.cfg.runs_dir, target.name, self.run_dir)],
         )
         job.save(out_dir / "job.json")
@@ -194,15 +187,15 @@ class Nightly:
             result = load_result(out_dir)
         else:
             result = finetune(job, self.stop)
-        outcome = Outcome(target.name, "kept", [], target.turns, finetune=asdict(result))
-        outcome.finetune.pop("adapter_dir")
+        outcome = Outcome(target=target.name, status="kept", reasons=[], turns=target.turns, finetune=result)
+        adapter_dir = str(out_dir / "adapter")
 
         data = self._eval_set(target)
         evaluator = self._get_evaluator()
         base = evaluator.score("base", None, data)
         live = self._live_scores(target, data, base)
-        candidate = evaluator.score("candidate", result.adapter_dir, data)
-        outcome.scores = {"base": base.as_dict(), "live": live.as_dict(), "candidate": candidate.as_dict()}
+        candidate = evaluator.score("candidate", adapter_dir, data)
+        outcome.scores = ScoreSet(base=base, live=live, candidate=candidate)
         decision = decide(
             candidate, live, base, margin=self.cfg.evaluation.margin, general_bound=self.cfg.evaluation.general_bound
         )
@@ -210,7 +203,7 @@ class Nightly:
         if not decision.promote:
             return outcome
         if self.stop is not None and self.stop.is_set():
-            raise CancelledError("stopped before promoting")
+            raise RunCancelled("stopped before promoting")
         if target.user and self.link.call(self.link.store.forgotten_at(target.user)) is not None:
             outcome.status, outcome.reasons = "skipped", ["the user was forgotten during the run"]
             return outcome
@@ -229,43 +222,38 @@ class Nightly:
             meta["user_hash"] = tombstone_member(target.user)
         else:
             meta["user_hashes"] = self.trained_on
-        outcome.version = self.registry.add(target.name, result.adapter_dir, meta)
+        outcome.version = self.registry.add(target.name, adapter_dir, meta)
         self.registry.promote(target.name, outcome.version, lock=self.lock, user=target.user)
         outcome.status = "promoted"
         return outcome
 
     def _launch(self, job_file: Path) -> None:
         """Run the fine-tune under the configured launcher (torchrun, accelerate launch) and wait for it."""
-        command = [*shlex.split(self.cfg.finetune.launcher), "-m", "trainer.nightly.lora", str(job_file)]
+        command = [*shlex.split(self.cfg.finetune.launcher), "-m", "trainer.nightly.worker", str(job_file)]
         process = subprocess.Popen(command)
         while process.poll() is None:
             if self.stop is not None and self.stop.is_set():
                 process.terminate()
                 process.wait()
-                raise CancelledError("stopped during the fine-tune")
+                raise RunCancelled("stopped during the fine-tune")
             time.sleep(0.2)
         if process.returncode != 0:
             raise RuntimeError(f"the fine-tune under {command[0]} ended with status {process.returncode}")
 
     def _eval_set(self, target: Target) -> EvalSet:
-        evaluation = self.cfg.evaluation
-        renderer = Renderer(
-            self._get_evaluator().tokenizer,
-            self.system_prompts,
-            self.settings.brain.default_persona,
-            loss_on=self.cfg.finetune.loss_on,
-            max_tokens=self.cfg.finetune.max_seq_tokens,
-        )
+        evaluation, finetune = self.cfg.evaluation, self.cfg.finetune
+        tokenizer = self._get_evaluator().tokenizer
+        renderer = ChatRenderer(tokenizer, loss_on=finetune.loss_on, max_tokens=finetune.max_seq_tokens)
         if self._general is None:  # the same for every target: rendered and tokenized once
             conversations = general_set(
                 evaluation.general_categories, evaluation.general_max_conversations, self.settings.brain.default_persona
             )
-            self._general = encode_all(renderer, conversations)
+            self._general = encode_all(renderer, self.personas, conversations)
         test = load_split(self.run_dir, "test", target.user)
         return EvalSet(
-            test=encode_all(renderer, test),
+            test=encode_all(renderer, self.personas, test),
             general=self._general,
-            prompts=renderer.prompts(test, evaluation.bleu_samples),
+            prompts=prompts(renderer, self.personas, test, evaluation.bleu_samples),
         )
 
     def _live_scores(self, target: Target, data: EvalSet, base: Scores) -> Scores:
@@ -305,7 +293,7 @@ def release_memory() -> None:
         pass
 
 
-def run_nightly(settings: Settings, *, stop: threading.Event | None = None, quiet: bool = False) -> dict[str, Any]:
+def run_nightly(settings: Settings, *, stop: threading.Event | None = None, quiet: bool = False) -> RunReport:
     """Run once under the trainer lock; raises LockHeldError when another run holds it."""
     with RedisLink.from_settings(settings) as link, TrainerLock(link, settings.trainer.lock_ttl_s) as lock:
         report = Nightly(settings, link, lock, stop).run()

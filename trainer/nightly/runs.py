@@ -18,9 +18,9 @@ from brain.adapters import USER_PREFIX
 from trainer.nightly.export import MANIFEST
 from trainer.nightly.files import read_json, write_json
 from trainer.nightly.link import RedisLink
-from trainer.nightly.report import PLOT, write_plot
+from trainer.nightly.report import REPORT, ReportVersionError, RunReport, parse_report, read_report
+from trainer.nightly.report_plot import PLOT, write_plot
 
-REPORT = "report.json"
 DATA_PARTS = ("export", "data", "targets")
 USER_TARGET = re.compile(re.escape(USER_PREFIX) + r"[0-9a-f]{16}")
 FORGOTTEN = "[forgotten]"
@@ -39,8 +39,25 @@ def run_dirs(runs_dir: str | Path) -> list[Path]:
     return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")) if root.is_dir() else []
 
 
-def finished_reports(runs_dir: str | Path) -> list[dict]:
-    return [read_json(p / REPORT) for p in run_dirs(runs_dir) if (p / REPORT).is_file()]
+def report_dirs(runs_dir: str | Path) -> list[Path]:
+    """Every run that wrote its report, oldest first."""
+    return [run for run in run_dirs(runs_dir) if (run / REPORT).is_file()]
+
+
+def readable_reports(runs_dir: str | Path) -> list[RunReport]:
+    """The reports of this trainer's version, oldest first; those of another version are left out."""
+    runs = report_dirs(runs_dir)
+    return _readable([read_json(run / REPORT) for run in runs], runs)
+
+
+def _readable(reports: list[dict], runs: list[Path]) -> list[RunReport]:
+    readable = []
+    for data, run in zip(reports, runs, strict=True):
+        try:
+            readable.append(parse_report(data, run / REPORT))
+        except ReportVersionError:
+            continue
+    return readable
 
 
 def has_data(run: Path) -> bool:
@@ -73,16 +90,25 @@ def interrupted(runs_dir: str | Path, target: str, current: Path) -> list[Path]:
     found = []
     for run in reversed(run_dirs(runs_dir)):
         folder = run / "targets" / target
-        finished = (run / REPORT).is_file() and read_json(run / REPORT).get("status") == "finished"
-        if run != current and not finished and (folder / "checkpoint" / "state.pt").is_file():
+        if run != current and not _finished(run) and (folder / "checkpoint" / "state.pt").is_file():
             found.append(folder)
     return found
 
 
+def _finished(run: Path) -> bool:
+    if not (run / REPORT).is_file():
+        return False
+    try:
+        return read_report(run).status == "finished"
+    except ReportVersionError:  # a run of an older trainer: its checkpoints are of an older layout too
+        return True
+
+
 def redact_reports(runs_dir: str | Path, forgotten: set[str]) -> list[str]:
-    """Take every mention of these user targets (of forgotten users) out of the kept reports, and draw the
-    plot of each changed report again without them. Returns the runs whose report changed."""
-    runs = [run for run in run_dirs(runs_dir) if (run / REPORT).is_file()]
+    """Take every mention of these user targets (of forgotten users) out of the kept reports, of whatever
+    version, and draw the plot of each changed report again without them. Returns the runs whose report
+    changed."""
+    runs = report_dirs(runs_dir)
     reports = [read_json(run / REPORT) for run in runs]
     changed = []
     for index, run in enumerate(runs):
@@ -93,8 +119,9 @@ def redact_reports(runs_dir: str | Path, forgotten: set[str]) -> list[str]:
             changed.append(index)
     for index in changed:  # each plot as it was drawn: its own run and the runs before it
         try:
-            drawn = write_plot(runs[index], reports[index], reports[: index + 1])
-        except (KeyError, TypeError, ValueError):  # a report of an older layout: no plot rather than one naming them
+            report = parse_report(reports[index], runs[index] / REPORT)
+            drawn = write_plot(runs[index], report, _readable(reports[: index + 1], runs[: index + 1]))
+        except ReportVersionError:  # a report of another version: no plot rather than one naming them
             drawn = None
         if drawn is None:
             (runs[index] / PLOT).unlink(missing_ok=True)

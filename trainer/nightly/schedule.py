@@ -36,15 +36,15 @@ def cron_trigger(settings: Settings) -> CronTrigger:
 
 
 def nightly_job(settings: Settings, stop: threading.Event) -> None:
+    from trainer.core.loop import RunCancelled
     from trainer.nightly.lock import LockHeldError
-    from trainer.nightly.lora import CancelledError
     from trainer.nightly.run import run_nightly
 
     try:
         run_nightly(settings, stop=stop)
     except LockHeldError as error:
         log.warning("skipped: %s", error)
-    except CancelledError as error:
+    except RunCancelled as error:
         log.warning("the run was stopped: %s", error)
     except Exception:  # the scheduler outlives a failed run; the next night tries again
         log.exception("the nightly run failed")

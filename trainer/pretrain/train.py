@@ -1,142 +1,43 @@
 """Pretraining from random weights, top to bottom: check the input, read and split the data, train or
-restore the tokenizer, build or restore the model, run the loop, export the best model.
+restore the tokenizer, build or restore the model, run the trainer's loop, export the best model.
 
-The loop: AdamW, linear warmup then cosine decay to a floor, gradient accumulation and clipping,
-bf16 autocast on CUDA, evaluation every K steps keeping the best checkpoint by validation loss,
-a rich progress bar, optional torch.compile, and DDP when launched by torchrun.
+The loop (trainer/core/loop.py) is the one fine-tuning uses, with the next-token objective on random
+windows of the text; the best model by validation loss is kept as a checkpoint (`best`), the state to
+resume from at every evaluation (`last`). torch.compile on request, DDP when launched by torchrun.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import math
 import shutil
 import time
-from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from rich.console import Console
-from torch.nn.parallel import DistributedDataParallel as DDP
 
-from trainer import runtime as rt
-from trainer.errors import CheckpointError, ConfigError
+from trainer.core import distributed
+from trainer.core.config import PretrainConfig
+from trainer.core.distributed import Placement
+from trainer.core.evaluation import mean_loss
+from trainer.core.loop import LoopResult, LoopSettings, LoopState, Snapshot, adamw, train
+from trainer.core.lr_schedule import warmup_cosine_schedule
+from trainer.core.objectives import NextToken
+from trainer.core.text import load_clean_text
+from trainer.errors import CheckpointError
 from trainer.pretrain import checkpoint as ckpt
 from trainer.pretrain import data as D
-from trainer.pretrain.model import (
-    GPTShape,
-    build_gpt,
-    count_parameters,
-    flops_per_token,
-    generation_config,
-    gpu_peak_flops,
-)
+from trainer.pretrain.model import build_gpt, count_parameters, flops_per_token, generation_config, gpu_peak_flops
 from trainer.pretrain.plot import plot_loss_curves
-from trainer.pretrain.tokenizer import TokenizerKind, check_vocab_size, describe, train_tokenizer
-from trainer.schedule import warmup_cosine
+from trainer.pretrain.tokenizer import check_vocab_size, describe, train_tokenizer
 
 console = Console(stderr=True)
 
 
-@dataclass
-class PretrainConfig:
-    data: str
-    out_dir: str = "runs/gpt"
-    tokenizer: TokenizerKind = "char"
-    vocab_size: int | None = None
-    split: tuple[float, float, float] = (0.9, 0.05, 0.05)
-    n_layer: int = 4
-    n_head: int = 4
-    n_embd: int = 128
-    block_size: int = 64
-    dropout: float = 0.0
-    batch_size: int = 12
-    grad_accum: int = 1
-    max_steps: int = 2000
-    lr: float = 2e-3
-    min_lr_ratio: float = 0.1
-    warmup_steps: int = 100
-    weight_decay: float = 0.1
-    beta1: float = 0.9
-    beta2: float = 0.99
-    grad_clip: float = 1.0
-    eval_every: int = 250
-    eval_batches: int = 50
-    seed: int = 1337
-    compile: bool = False
-    device: str = "auto"
-
-    @property
-    def shape(self) -> GPTShape:
-        return GPTShape(self.n_layer, self.n_head, self.n_embd, self.block_size, self.dropout)
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> PretrainConfig:
-        known = {f.name for f in fields(cls)}
-        values = {k: v for k, v in values.items() if k in known}
-        if "split" in values:
-            values["split"] = tuple(values["split"])
-        return cls(**values)
-
-    def validate(self) -> None:
-        self.shape  # noqa: B018 -- GPTShape checks the model's dimensions
-        if self.tokenizer not in ("char", "bpe"):
-            raise ConfigError(f"unknown tokenizer {self.tokenizer!r}: use char or bpe")
-        self.split = D.parse_fractions(self.split)
-        positive = ("batch_size", "grad_accum", "max_steps", "eval_every", "eval_batches")
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be at least 1, not {getattr(self, name)}")
-        if self.lr <= 0 or not 0 <= self.min_lr_ratio <= 1 or self.warmup_steps < 0:
-            raise ConfigError("the learning rate must be positive, min_lr_ratio in [0, 1], warmup >= 0")
-
-
-@dataclass
-class PretrainResult:
+class PretrainResult(LoopResult):
     out_dir: Path
-    step: int
-    best_step: int
-    best_val_loss: float
-    train_tokens_per_s: float
     wall_s: float
-    history: dict[str, list] = field(default_factory=dict)
-
-
-def lr_factor(step: int, cfg: PretrainConfig) -> float:
-    return warmup_cosine(step, cfg.warmup_steps, cfg.max_steps, cfg.min_lr_ratio)
-
-
-def make_optimizer(model: torch.nn.Module, cfg: PretrainConfig, device: torch.device) -> torch.optim.AdamW:
-    # matrices decay; biases and LayerNorm gains do not (as in GPT-2 and nanoGPT)
-    params = [p for p in model.parameters() if p.requires_grad]
-    groups = [
-        {"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
-        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
-    ]
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), fused=device.type == "cuda" or None)
-
-
-def lm_loss(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    logits = model(input_ids=x, use_cache=False).logits
-    return F.cross_entropy(logits.float().view(-1, logits.size(-1)), y.view(-1))
-
-
-@torch.no_grad()
-def estimate_loss(model: torch.nn.Module, sampler: D.BatchSampler, batches: int, run: rt.Runtime) -> float:
-    """Mean loss over the same `batches` windows every time, so evaluations compare step to step."""
-    was_training = model.training
-    model.eval()
-    sampler.position = 0
-    total = 0.0
-    for _ in range(batches):
-        x, y = sampler.next()
-        with run.autocast():
-            total += lm_loss(model, x.to(run.device), y.to(run.device)).item()
-    model.train(was_training)
-    return rt.mean_across_ranks(total / batches, run)
 
 
 def pretrain(
@@ -151,24 +52,23 @@ def pretrain(
     checkpoint to resume from: a long run can be cut into pieces.
     """
     started = time.perf_counter()
-    cfg.validate()
     restored = ckpt.load_checkpoint(resume) if resume is not None else None
     if restored is not None:
         _check_same_model(cfg, restored)
-    run = rt.start(cfg.device)
+    placement = distributed.start(cfg.device)
     try:
-        return _pretrain(cfg, run, restored, stop_after, progress, started)
+        return _pretrain(cfg, placement, restored, stop_after, progress, started)
     finally:
-        rt.stop(run)
+        distributed.stop(placement)
 
 
 def resume_config(path: str | Path, **overrides: Any) -> PretrainConfig:
     """The training config a checkpoint was written with; overrides (data path, out_dir, device,
     compile) replace saved values where they are not None."""
     meta = ckpt.read_meta(ckpt.resolve(path))
-    saved = dict(meta["train_config"])
+    saved = {k: v for k, v in meta["train_config"].items() if k in PretrainConfig.model_fields}
     saved.update({k: v for k, v in overrides.items() if v is not None})
-    return PretrainConfig.from_dict(saved)
+    return PretrainConfig(**saved)
 
 
 def _check_same_model(cfg: PretrainConfig, restored: ckpt.Checkpoint) -> None:
@@ -183,7 +83,7 @@ def _check_same_model(cfg: PretrainConfig, restored: ckpt.Checkpoint) -> None:
 
 def _pretrain(
     cfg: PretrainConfig,
-    run: rt.Runtime,
+    placement: Placement,
     restored: ckpt.Checkpoint | None,
     stop_after: int | None,
     progress: bool,
@@ -193,7 +93,7 @@ def _pretrain(
     checkpoints = out_dir / ckpt.CHECKPOINTS
 
     # -- data: every check that can fail runs here, before the tokenizer or the model costs anything
-    text = D.load_clean_text(cfg.data)
+    text = load_clean_text(cfg.data)
     splits = D.split_text(text, cfg.split)
     fingerprint = D.fingerprint(text)
     needed = {"train": splits.train, "validation": splits.val}
@@ -211,11 +111,11 @@ def _pretrain(
         source = text if cfg.tokenizer == "char" else splits.train
         check_vocab_size(cfg.tokenizer, cfg.vocab_size, source)
         tokenizer_dir = checkpoints / "tokenizer"
-        if run.is_main:
+        if placement.is_main:
             trained = train_tokenizer(cfg.tokenizer, source, cfg.vocab_size)
             trained.model_max_length = cfg.block_size
             trained.save_pretrained(tokenizer_dir)
-        run.barrier()
+        placement.barrier()
         from transformers import AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
@@ -229,134 +129,110 @@ def _pretrain(
         "tokens": {name: int(len(v)) for name, v in ids.items()},
     }
 
-    # -- model, optimizer, schedule, data position: fresh, or exactly as the checkpoint left them
-    rt.seed_everything(cfg.seed + run.rank)
-    model = (restored.model if restored is not None else build_gpt(cfg.shape, tokenizer)).to(run.device)
+    # -- model, optimizer, schedule, data: fresh, or as the checkpoint left them (the loop restores them)
+    distributed.seed_everything(cfg.seed + placement.rank)
+    device = placement.device
+    model = (restored.model if restored is not None else build_gpt(cfg.shape, tokenizer)).to(device)
     model.train()
-    optimizer = make_optimizer(model, cfg, run.device)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg))
-    train_batches = D.BatchSampler(ids["train"], cfg.block_size, cfg.batch_size, cfg.seed, run.rank)
-    val_batches = D.BatchSampler(ids["val"], cfg.block_size, cfg.batch_size, cfg.seed + 1, run.rank)
-    step, best_val, best_step = 0, math.inf, 0
-    history: dict[str, list] = {"train": [], "val": [], "lr": []}
-    if restored is not None:
-        state = restored.state
-        if state.get("world_size", 1) != run.world_size:
-            raise CheckpointError(
-                f"the checkpoint {restored.path} was written by {state.get('world_size', 1)} processes; "
-                f"resume it with the same number, not {run.world_size}"
-            )
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        train_batches.position = state["data_position"]
-        rt.set_rng_state(state["rng"][run.rank])
-        step, best_val, best_step = restored.meta["step"], restored.meta["best_val_loss"], restored.meta["best_step"]
-        history = restored.meta["history"]
+    optimizer = adamw(model, cfg.lr, cfg.weight_decay, device, betas=(cfg.beta1, cfg.beta2))
+    scheduler = warmup_cosine_schedule(optimizer, cfg.warmup_steps, cfg.max_steps, cfg.min_lr_ratio)
+    sampler = D.BatchSampler(ids["train"], cfg.block_size, cfg.batch_size, cfg.seed, placement.rank)
+    train_batches = D.WindowBatches(sampler, per_step=cfg.grad_accum)
+    val_batches = D.BatchSampler(ids["val"], cfg.block_size, cfg.batch_size, cfg.seed + 1, placement.rank)
+    resume_from = _snapshot(restored, placement) if restored is not None else None
     fast_model = torch.compile(model) if cfg.compile else model
-    train_model = (
-        DDP(fast_model, device_ids=[run.device.index] if run.device.type == "cuda" else None)
-        if run.distributed
-        else fast_model
-    )
 
-    flops = flops_per_token(model)
-    peak = gpu_peak_flops(torch.cuda.get_device_name(run.device)) if run.device.type == "cuda" else None
+    peak = gpu_peak_flops(torch.cuda.get_device_name(device)) if device.type == "cuda" else None
     meta = {
         "format": "ownchat-gpt/1",
-        "train_config": asdict(cfg),
+        "train_config": cfg.model_dump(),
         "tokenizer": describe(tokenizer, cfg.tokenizer),
         "data": data_info,
         "parameters": count_parameters(model, non_embedding=False),
-        "world_size": run.world_size,
-        "tokens_per_step": cfg.batch_size * cfg.block_size * cfg.grad_accum * run.world_size,
+        "world_size": placement.world_size,
+        "tokens_per_step": cfg.batch_size * cfg.block_size * cfg.grad_accum * placement.world_size,
     }
     gen_config = generation_config(tokenizer)
-    tokens_per_step = meta["tokens_per_step"]
 
-    def save(name: str, with_state: bool) -> None:
+    def save(name: str, loop: LoopState, snapshot: Snapshot | None) -> None:
+        if not placement.is_main:
+            return
         state = None
-        if with_state:
-            rngs = rt.all_gather(rt.rng_state(), run)
+        if snapshot is not None:
             state = {
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "rng": rngs,
-                "data_position": train_batches.position,
-                "world_size": run.world_size,
+                "optimizer": snapshot.optimizer,
+                "scheduler": snapshot.scheduler,
+                "rng": snapshot.rng,
+                "data_position": snapshot.data["position"],
+                "world_size": placement.world_size,
             }
-        if run.is_main:
-            info = {**meta, "step": step, "best_step": best_step, "best_val_loss": best_val, "history": history}
-            ckpt.save_checkpoint(checkpoints / name, model, tokenizer, gen_config, info, state)
-        run.barrier()
+        info = {
+            **meta,
+            "step": loop.step,
+            "best_step": loop.best_step,
+            "best_val_loss": loop.best_val,
+            "history": loop.history,
+        }
+        ckpt.save_checkpoint(checkpoints / name, model, tokenizer, gen_config, info, state)
 
-    def evaluate() -> float:
-        nonlocal best_val, best_step
-        val = estimate_loss(fast_model, val_batches, cfg.eval_batches, run)
-        history["val"].append([step, val])
-        improved = val < best_val
-        if improved:
-            best_val, best_step = val, step
-            save("best", with_state=False)
-        save("last", with_state=True)
-        if run.is_main and progress:
-            console.print(f"step {step:>6}: val loss {val:.4f}" + ("  (best, saved)" if improved else ""))
-        return val
+    def validate() -> float:
+        batches = val_batches.first(cfg.eval_batches)
+        return mean_loss(fast_model, batches, NextToken(), device, placement=placement, autocast=placement.autocast)
 
-    if run.is_main and progress:
+    if placement.is_main and progress:
         console.print(
             f"pretraining {meta['parameters']:,} parameters on {data_info['tokens']['train']:,} tokens "
-            f"({cfg.tokenizer}, vocabulary {len(tokenizer)}), {run.world_size} process(es) on {run.device}"
+            f"({cfg.tokenizer}, vocabulary {len(tokenizer)}), {placement.world_size} process(es) on {device}"
         )
-    if step == 0:
-        evaluate()
-    limit = min(cfg.max_steps, stop_after) if stop_after is not None else cfg.max_steps
-    train_time, train_tokens, tok_s, val = 0.0, 0, 0.0, history["val"][-1][1] if history["val"] else math.nan
-    bar = rt.progress_bar("pretrain", console, enabled=progress and run.is_main)
-    with bar:
-        task = bar.add_task("pretrain", total=cfg.max_steps, completed=step, info="")
-        while step < limit:
-            t0 = time.perf_counter()
-            step_loss = 0.0
-            for micro in range(cfg.grad_accum):
-                x, y = train_batches.next()
-                x, y = x.to(run.device, non_blocking=True), y.to(run.device, non_blocking=True)
-                # under DDP, gradients are all-reduced on the last micro-batch only
-                sync = not run.distributed or micro == cfg.grad_accum - 1
-                with train_model.no_sync() if not sync else contextlib.nullcontext(), run.autocast():
-                    loss = lm_loss(train_model, x, y) / cfg.grad_accum
-                loss.backward()
-                step_loss += loss.item()
-            if cfg.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            history["lr"].append([step, scheduler.get_last_lr()[0]])
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            if run.device.type == "cuda":
-                torch.cuda.synchronize(run.device)
-            dt = time.perf_counter() - t0
-            step += 1
-            train_time += dt
-            train_tokens += tokens_per_step
-            tok_s = tokens_per_step / dt if tok_s == 0 else 0.9 * tok_s + 0.1 * tokens_per_step / dt
-            history["train"].append([step, rt.mean_across_ranks(step_loss, run)])
-            if step % cfg.eval_every == 0 or step == limit:
-                val = evaluate()
-            mfu = f" | mfu {flops * tok_s / (peak * run.world_size):.1%}" if peak else ""
-            info = f"loss {history['train'][-1][1]:.4f} | val {val:.4f} | {tok_s:,.0f} tok/s{mfu}"
-            bar.update(task, completed=step, info=info)
+    settings = LoopSettings(
+        label="pretrain",
+        total_steps=cfg.max_steps,
+        stop_after=stop_after,
+        grad_clip=cfg.grad_clip,
+        eval_every=cfg.eval_every,
+        checkpoint_every=cfg.eval_every,
+    )
+    result = train(
+        model,
+        NextToken(),
+        train_batches,
+        validate,
+        optimizer,
+        scheduler,
+        placement,
+        settings,
+        forward=distributed.data_parallel(fast_model, placement),
+        keep_best=lambda loop: save("best", loop, None),
+        save_checkpoint=lambda snapshot: save("last", snapshot.state, snapshot),
+        resume=resume_from,
+        progress=progress,
+        flops_per_token=flops_per_token(model),
+        peak_flops=peak,
+    )
 
-    if run.is_main:
-        export(out_dir, history, title=f"{Path(cfg.data).name}: {cfg.n_layer} layers, width {cfg.n_embd}")
-    run.barrier()
-    return PretrainResult(
-        out_dir=out_dir,
-        step=step,
-        best_step=best_step,
-        best_val_loss=best_val,
-        train_tokens_per_s=train_tokens / train_time if train_time else 0.0,
-        wall_s=time.perf_counter() - started,
-        history=history,
+    if placement.is_main:
+        export(out_dir, result.history, title=f"{Path(cfg.data).name}: {cfg.n_layer} layers, width {cfg.n_embd}")
+    placement.barrier()
+    return PretrainResult(**result.model_dump(), out_dir=out_dir, wall_s=time.perf_counter() - started)
+
+
+def _snapshot(restored: ckpt.Checkpoint, placement: Placement) -> Snapshot:
+    """What the loop restores from a checkpoint, written by as many processes as there are now."""
+    state, meta = restored.state, restored.meta
+    if state.get("world_size", 1) != placement.world_size:
+        raise CheckpointError(
+            f"the checkpoint {restored.path} was written by {state.get('world_size', 1)} processes; "
+            f"resume it with the same number, not {placement.world_size}"
+        )
+    loop = LoopState(
+        step=meta["step"], best_val=meta["best_val_loss"], best_step=meta["best_step"], history=meta["history"]
+    )
+    return Snapshot(
+        state=loop,
+        optimizer=state["optimizer"],
+        scheduler=state["scheduler"],
+        rng=state["rng"],
+        data={"position": state["data_position"]},
     )
 
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 from brain.settings import Settings
 from brain.store import Store, connect
+from tests.support.eventually import eventually_sync
 
 QUESTIONS = [
     "What is the capital of France?",
@@ -105,13 +105,14 @@ def trainer_process(config: Path, *args: str) -> subprocess.Popen:
 def wait_for_checkpoint(runs_dir: Path, process: subprocess.Popen, timeout: float = 180.0) -> Path:
     """The first checkpoint that ``process`` writes (in a run folder that did not exist before)."""
     before = set(runs_dir.glob("*")) if runs_dir.exists() else set()
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def written() -> Path | None:
         for run in set(runs_dir.glob("*")) - before:
             checkpoint = run / "targets" / "community" / "checkpoint" / "state.pt"
             if checkpoint.is_file():
                 return checkpoint
         if process.poll() is not None:
             raise AssertionError(f"the trainer ended early:\n{process.stdout.read().decode()}")
-        time.sleep(0.05)
-    raise AssertionError(f"no checkpoint under {runs_dir} within {timeout} s")
+        return None
+
+    return eventually_sync(written, f"a checkpoint of the community's fine-tune under {runs_dir}", timeout=timeout)

@@ -5,7 +5,6 @@ train."""
 from __future__ import annotations
 
 import asyncio
-import json
 import signal
 import sys
 from datetime import datetime, timedelta
@@ -27,6 +26,7 @@ from trainer.errors import ConfigError
 from trainer.nightly.link import RedisLink
 from trainer.nightly.lock import Holder
 from trainer.nightly.registry import Registry
+from trainer.nightly.report import Outcome, RunReport, read_report
 from trainer.nightly.run import run_nightly
 from trainer.nightly.runs import run_dirs
 from trainer.nightly.schedule import build_scheduler, cron_trigger
@@ -38,8 +38,8 @@ def registry_files(root: Path) -> dict[str, tuple[int, int]]:
     return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob("*") if p.is_file()}
 
 
-def community(report: dict) -> dict:
-    return next(o for o in report["targets"] if o["target"] == COMMUNITY)
+def community(report: RunReport) -> Outcome:
+    return report.outcome(COMMUNITY)
 
 
 def test_a_run_killed_midway_leaves_the_live_adapter_and_the_next_run_completes(
@@ -66,9 +66,9 @@ def test_a_run_killed_midway_leaves_the_live_adapter_and_the_next_run_completes(
     # its lock has ten minutes of lease left, but its process is gone from this host: taken over at once
     assert holder is not None and holder.pid == process.pid
     report = run_nightly(slow, quiet=True)
-    assert report["status"] == "finished"
-    assert community(report)["finetune"]["resumed_from"] >= 2, "the fine-tune continued from the checkpoint"
-    assert community(report)["status"] in {"promoted", "kept"}
+    assert report.status == "finished"
+    assert community(report).finetune.resumed_from >= 2, "the fine-tune continued from the checkpoint"
+    assert community(report).status in {"promoted", "kept"}
     killed = run_dirs(slow.trainer.runs_dir)[1]
     assert not (killed / "report.json").exists() and not (killed / "targets").exists(), "its data was purged"
 
@@ -95,8 +95,7 @@ def test_sigterm_stops_the_scheduler_cleanly_during_a_run(redis_server, tmp_path
     process.send_signal(signal.SIGTERM)
 
     assert process.wait(60) == 0, process.stdout.read().decode()
-    report = json.loads((run_dirs(settings.trainer.runs_dir)[-1] / "report.json").read_text())
-    assert report["status"] == "cancelled"
+    assert read_report(run_dirs(settings.trainer.runs_dir)[-1]).status == "cancelled"
     with RedisLink(redis_server.url) as link:
         assert link.call(link.store.trainer_lock_holder()) is None, "the lock was released"
         assert Registry(settings.trainer.registry_dir, link).live(COMMUNITY) is None
@@ -109,7 +108,7 @@ def test_the_fine_tune_runs_unchanged_with_two_processes(redis_server, tmp_path:
 
     report = run_nightly(settings, quiet=True)
 
-    tuned = community(report)["finetune"]
-    assert tuned["processes"] == 2
-    assert tuned["best_val_loss"] < 0.5 * tuned["base_val_loss"]
-    assert community(report)["status"] == "promoted"
+    tuned = community(report).finetune
+    assert tuned.processes == 2
+    assert tuned.best_val_loss < 0.5 * tuned.base_val_loss
+    assert community(report).status == "promoted"

@@ -46,15 +46,15 @@ def test_the_promoted_community_adapter_is_clearly_better_than_the_base_model(re
     report = run_nightly(settings)
     elapsed = time.perf_counter() - started
 
-    community = next(o for o in report["targets"] if o["target"] == COMMUNITY)
-    base, candidate = community["scores"]["base"], community["scores"]["candidate"]
+    community = report.outcome(COMMUNITY)
+    base, candidate = community.scores.base, community.scores.candidate
     print(
-        f"\ntest perplexity: base {base['test_ppl']:.2f} -> candidate {candidate['test_ppl']:.2f}; "
-        f"general set: base {base['general_ppl']:.2f} -> candidate {candidate['general_ppl']:.2f}; "
-        f"BLEU {base['bleu']:.2f} -> {candidate['bleu']:.2f}; chrF {base['chrf']:.2f} -> {candidate['chrf']:.2f}; "
-        f"{community['finetune']['steps']} steps on {community['finetune']['train_examples']} examples, "
+        f"\ntest perplexity: base {base.test_ppl:.2f} -> candidate {candidate.test_ppl:.2f}; "
+        f"general set: base {base.general_ppl:.2f} -> candidate {candidate.general_ppl:.2f}; "
+        f"BLEU {base.bleu:.2f} -> {candidate.bleu:.2f}; chrF {base.chrf:.2f} -> {candidate.chrf:.2f}; "
+        f"{community.finetune.steps} steps on {community.finetune.train_examples} examples, "
         f"{elapsed:.0f} s, peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024} MiB"
     )
-    assert community["status"] == "promoted", community["reasons"]
-    assert candidate["test_ppl"] < 0.8 * base["test_ppl"]
-    assert candidate["general_ppl"] <= 1.05 * base["general_ppl"]
+    assert community.status == "promoted", community.reasons
+    assert candidate.test_ppl < 0.8 * base.test_ppl
+    assert candidate.general_ppl <= 1.05 * base.general_ppl

@@ -65,7 +65,7 @@ async def test_the_export_holds_exactly_the_opted_in_turns_and_no_canary_reaches
     assert sorted(manifest["users"]) == ["telegram:1", "telegram:2", "telegram:5"]
     assert manifest["consent_versions"] == {brain.settings.brain.consent_version: 7}
     assert manifest["first_at"] <= manifest["last_at"]
-    assert report["status"] == "finished" and report["targets"][0]["finetune"], "the run trained on the export"
+    assert report.status == "finished" and report.targets[0].finetune, "the run trained on the export"
 
     files = files_under(run, Path(settings.trainer.registry_dir))
     assert any(path.name == "state.pt" for path in files), "checkpoints are searched too"

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import torch
 
-from brain.settings import FinetuneSettings
-from trainer import runtime as rt
-from trainer.nightly.data import IGNORE, Example, chunks
-from trainer.nightly.lora import train_step
+from trainer.core.batches import ExampleBatches, chunks
+from trainer.core.distributed import Placement
+from trainer.core.examples import IGNORE_INDEX, Example
+from trainer.core.loop import backward
+from trainer.core.objectives import NextToken
 
 
 def examples(count: int, seed: int = 0) -> list[Example]:
@@ -19,7 +20,7 @@ def examples(count: int, seed: int = 0) -> list[Example]:
     for _ in range(count):
         ids = [rng.randrange(3, 500) for _ in range(rng.randrange(8, 60))]
         cut = rng.randrange(2, len(ids) - 2)
-        out.append(Example(ids, [IGNORE] * cut + ids[cut:]))
+        out.append(Example(ids, [IGNORE_INDEX] * cut + ids[cut:]))
     return out
 
 
@@ -30,8 +31,10 @@ def gradients(model_dir: Path, batch: list[Example], max_batch_tokens: int) -> l
     torch.manual_seed(0)
     model = get_peft_model(AutoModelForCausalLM.from_pretrained(model_dir), LoraConfig(r=4, init_lora_weights=False))
     model.eval()  # no dropout: both runs see the same function
-    cfg = FinetuneSettings(batch_size=len(batch), max_batch_tokens=max_batch_tokens)
-    train_step(model, batch, cfg, rt.Runtime(device=torch.device("cpu")), pad=0)
+    source = ExampleBatches(
+        batch, batch_size=len(batch), micro_batch_size=len(batch), max_batch_tokens=max_batch_tokens, seed=0, pad_id=0
+    )
+    backward(model, NextToken(), source.for_step(0), Placement(device=torch.device("cpu")))
     return [p.grad for p in model.parameters() if p.requires_grad]
 
 

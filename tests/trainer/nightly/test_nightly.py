@@ -4,6 +4,7 @@ the gate refuses a bad candidate and says why; rollback goes back; a forgotten u
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 from pathlib import Path
 
@@ -16,20 +17,22 @@ from brain.adapters import COMMUNITY, user_target, version_dir
 from brain.api_models import ChatRequest
 from brain.store import Store, connect, tombstone_member
 from tests.support.brain_server import running_brain
+from tests.support.eventually import eventually
 from tests.trainer.nightly.helpers import ANSWER, QUESTIONS, log_turns, nightly_settings, question, seed_community
 from trainer.cli import app
 from trainer.nightly.export import load_snapshot
 from trainer.nightly.link import RedisLink
 from trainer.nightly.lock import LockHeldError, TrainerLock
 from trainer.nightly.registry import Registry
+from trainer.nightly.report import Outcome, RunReport, read_report
 from trainer.nightly.run import run_nightly
 from trainer.nightly.runs import run_dirs
 
 GREEDY = {"temperature": 0, "repetition_penalty": 1.0}
 
 
-def outcome(report: dict, target: str = COMMUNITY) -> dict:
-    return next(o for o in report["targets"] if o["target"] == target)
+def outcome(report: RunReport, target: str = COMMUNITY) -> Outcome:
+    return report.outcome(target)
 
 
 async def ask(client: BrainClient, chat: str) -> object:
@@ -74,21 +77,22 @@ async def test_nightly_promotes_and_the_brain_answers_with_the_new_adapter(tmp_p
             report = await asyncio.to_thread(run_nightly, settings, quiet=True)
 
             community = outcome(report)
-            assert community["status"] == "promoted" and community["version"] == 1
-            scores = community["scores"]
-            assert scores["candidate"]["test_ppl"] < 0.5 * scores["base"]["test_ppl"]
-            for attempt in range(100):  # the brain reloads on the registry's event; a fresh chat each time
-                after = await ask(client, f"after-{attempt}")
-                if after.adapter:
-                    break
-                await asyncio.sleep(0.1)
+            assert community.status == "promoted" and community.version == 1
+            scores = community.scores
+            assert scores.candidate.test_ppl < 0.5 * scores.base.test_ppl
+            chats = itertools.count()
+
+            async def adapted() -> object:  # a fresh chat each time
+                reply = await ask(client, f"after-{next(chats)}")
+                return reply if reply.adapter else None
+
+            after = await eventually(adapted, "the brain reloaded on the registry's event and used the adapter")
 
     assert before.adapter is None and before.reply != ANSWER
     assert after.adapter == "community@1"
     assert after.reply.startswith("The capital of France") and "Paris" in after.reply  # what it was taught
-    run = Path(settings.trainer.runs_dir) / report["run"]
-    saved = json.loads((run / "report.json").read_text())
-    assert saved["targets"][0]["status"] == "promoted"
+    run = Path(settings.trainer.runs_dir) / report.run
+    assert read_report(run).targets[0].status == "promoted"
     assert (run / "report.png").stat().st_size > 10_000
     assert (Path(registry_dir) / COMMUNITY / "v1" / "adapter_model.safetensors").is_file()
 
@@ -96,7 +100,7 @@ async def test_nightly_promotes_and_the_brain_answers_with_the_new_adapter(tmp_p
 def test_the_gate_refuses_a_worse_candidate_and_says_why(redis_server, tmp_path: Path, tiny_model_dir: Path):
     asyncio.run(seed_community(redis_server.url))
     good = nightly_settings(redis_server.url, tiny_model_dir, tmp_path)
-    assert outcome(run_nightly(good, quiet=True))["status"] == "promoted"
+    assert outcome(run_nightly(good, quiet=True)).status == "promoted"
 
     # a learning rate that wrecks the model: worse on the test split and on general text
     bad = nightly_settings(
@@ -106,8 +110,8 @@ def test_the_gate_refuses_a_worse_candidate_and_says_why(redis_server, tmp_path:
     report = run_nightly(bad, quiet=True)
 
     refused = outcome(report)
-    assert refused["status"] == "kept" and refused["version"] is None
-    reasons = " ".join(refused["reasons"])
+    assert refused.status == "kept" and refused.version is None
+    reasons = " ".join(refused.reasons)
     assert "does not beat community@1's" in reasons
     assert "beyond the bound of +5%" in reasons
     with RedisLink(redis_server.url) as link:
@@ -122,13 +126,18 @@ def test_rollback_puts_the_previous_version_live_and_tells_the_brains(
     asyncio.run(seed_community(redis_server.url))
     settings = nightly_settings(redis_server.url, tiny_model_dir, tmp_path, evaluation={"margin": 0.0})
     run_nightly(settings, quiet=True)
-    assert outcome(run_nightly(settings, quiet=True))["version"] == 2  # as good as v1: margin 0 lets it in
+    assert outcome(run_nightly(settings, quiet=True)).version == 2  # as good as v1: margin 0 lets it in
 
     async def rollback_and_listen() -> dict:
         store = Store(connect(redis_server.url))
-        events = store.reload_events()
+        subscribed = asyncio.Event()
+
+        async def confirmed() -> None:
+            subscribed.set()
+
+        events = store.reload_events(on_subscribed=confirmed)
         waiting = asyncio.ensure_future(events.__anext__())
-        await asyncio.sleep(0.3)  # subscribed
+        await eventually(subscribed.is_set, "Redis confirmed the subscription to reload events")
         result = await asyncio.to_thread(cli, env_for(settings), "rollback", "community")
         assert result.exit_code == 0, result.output
         event = await asyncio.wait_for(waiting, 10)
@@ -177,8 +186,8 @@ def test_forget_removes_the_users_adapter_and_their_data_from_later_runs(
     asyncio.run(seed())
     settings = nightly_settings(redis_server.url, tiny_model_dir, tmp_path, min_user_turns=15)
     first = run_nightly(settings, quiet=True)
-    assert outcome(first, user_target(ann))["status"] == "promoted", outcome(first, user_target(ann))["reasons"]
-    assert outcome(first)["status"] == "promoted", outcome(first)["reasons"]
+    assert outcome(first, user_target(ann)).status == "promoted", outcome(first, user_target(ann)).reasons
+    assert outcome(first).status == "promoted", outcome(first).reasons
     assert (Path(settings.trainer.registry_dir) / user_target(ann)).is_dir()
     community_v1 = version_dir(settings.trainer.registry_dir, COMMUNITY, 1)
     assert tombstone_member(ann) in json.loads((community_v1 / "meta.json").read_text())["user_hashes"]
@@ -196,12 +205,12 @@ def test_forget_removes_the_users_adapter_and_their_data_from_later_runs(
     asyncio.run(forget())
     second = run_nightly(settings, quiet=True)
 
-    assert second["purged_targets"] == 1
-    assert second["purged_community_versions"] == [1], "the community version that learned from Ann went too"
+    assert second.purged_targets == 1
+    assert second.purged_community_versions == [1], "the community version that learned from Ann went too"
     assert not community_v1.exists()
     assert not (Path(settings.trainer.registry_dir) / user_target(ann)).exists()
     assert all(row["user"] != ann for row in load_snapshot(run_dirs(settings.trainer.runs_dir)[-1]))
-    assert [o["target"] for o in second["targets"]] == [COMMUNITY]
+    assert [o.target for o in second.targets] == [COMMUNITY]
     assert not (run_dirs(settings.trainer.runs_dir)[0] / "export").exists(), "the first run's data went too"
     with RedisLink(redis_server.url) as link:
         registry = Registry(settings.trainer.registry_dir, link)
@@ -210,13 +219,13 @@ def test_forget_removes_the_users_adapter_and_their_data_from_later_runs(
         assert any(e["action"] == "forget" and e["previous"] == 1 for e in registry.history(COMMUNITY))
 
     # what the runs kept names her adapter no more: reports, and the plot drawn again without her panels
-    assert second["redacted_reports"] == [first_run.name]
+    assert second.redacted_reports == [first_run.name]
     for report in Path(settings.trainer.runs_dir).rglob("report.json"):
         assert user_target(ann) not in report.read_text(), report
-    assert [o["target"] for o in json.loads((first_run / "report.json").read_text())["targets"]] == [COMMUNITY]
+    assert [o.target for o in read_report(first_run).targets] == [COMMUNITY]
     assert plot_rows(first_run) == plot_before - 1
     # and Redis rewrote its append-only file: her words are gone from its disk too
-    assert second["persistence"] == "rewritten"
+    assert second.persistence == "rewritten"
     assert not on_redis_disk(redis_server, b"Paris, of course!")
 
 

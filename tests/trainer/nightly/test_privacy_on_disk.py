@@ -51,7 +51,7 @@ def test_no_file_of_a_run_holds_an_address_a_phone_or_a_long_digit_run(
         redis_server.url, tiny_model_dir, tmp_path, min_community_turns=3, finetune={"max_steps": 3}
     )
     report = run_nightly(settings, quiet=True)
-    assert report["status"] == "finished" and report["targets"][0]["finetune"], "the run trained on the export"
+    assert report.status == "finished" and report.targets[0].finetune, "the run trained on the export"
 
     run = run_dirs(settings.trainer.runs_dir)[-1]
     snapshot = " ".join(row["user_text"] + " " + row["reply"] for row in load_snapshot(run))

@@ -41,8 +41,8 @@ async def test_a_promotion_whose_reload_event_is_never_sent_still_reaches_the_br
         async with BrainClient(brain.url, brain.api_key) as client:
             assert await adapter_served(client, 0) is None
             report = await asyncio.to_thread(run_nightly, settings, quiet=True)
-            community = next(o for o in report["targets"] if o["target"] == COMMUNITY)
-            assert community["status"] == "promoted" and community["version"] == 1
+            community = report.outcome(COMMUNITY)
+            assert community.status == "promoted" and community.version == 1
             with RedisLink(brain.redis.url) as link:
                 assert Registry(settings.trainer.registry_dir, link).live(COMMUNITY)["version"] == 1
 

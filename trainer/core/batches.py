@@ -1,0 +1,127 @@
+"""Examples into batches: padded tensors, groups within a token budget, and the order of each epoch.
+
+A Batch holds the model's inputs and, for each position, the token it should predict there (IGNORE_INDEX
+where nothing is scored). Examples carry labels aligned with their ids, as Hugging Face models take them;
+collate shifts them by one, so that pretraining's windows (already shifted) and examples are one kind.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from trainer.core.examples import IGNORE_INDEX, Example
+
+
+@dataclass
+class Batch:
+    input_ids: torch.Tensor
+    # targets[:, t] is the token position t should predict; as wide as input_ids, or one less
+    targets: torch.Tensor
+    attention_mask: torch.Tensor | None = None
+
+    def to(self, device: torch.device) -> Batch:
+        mask = self.attention_mask.to(device) if self.attention_mask is not None else None
+        return Batch(self.input_ids.to(device), self.targets.to(device), mask)
+
+    @property
+    def tokens(self) -> int:
+        """Input tokens that are not padding."""
+        return int(self.attention_mask.sum()) if self.attention_mask is not None else self.input_ids.numel()
+
+
+def collate(examples: list[Example], pad_id: int) -> Batch:
+    """A right-padded batch; padding is masked out of attention and has no target."""
+    width = max(len(e.ids) for e in examples)
+    ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(examples), width), IGNORE_INDEX, dtype=torch.long)
+    mask = torch.zeros((len(examples), width), dtype=torch.long)
+    for row, example in enumerate(examples):
+        n = len(example.ids)
+        ids[row, :n] = torch.tensor(example.ids)
+        labels[row, :n] = torch.tensor(example.labels)
+        mask[row, :n] = 1
+    return Batch(input_ids=ids, targets=labels[:, 1:], attention_mask=mask)
+
+
+def chunks(examples: list[Example], max_examples: int, max_tokens: int) -> list[list[Example]]:
+    """Consecutive groups of at most ``max_examples`` whose padded size stays within ``max_tokens``
+    (an example longer than that goes alone). Sort by length first for the least padding."""
+    groups: list[list[Example]] = []
+    for example in examples:
+        group = groups[-1] if groups else None
+        longest = max([len(e.ids) for e in group] + [len(example.ids)]) if group else 0
+        if group and len(group) < max_examples and longest * (len(group) + 1) <= max_tokens:
+            group.append(example)
+        else:
+            groups.append([example])
+    return groups
+
+
+def by_length(examples: list[Example], max_examples: int, max_tokens: int, pad_id: int) -> list[Batch]:
+    """Every example once, in batches of similar length within the token budget (for evaluation)."""
+    ordered = sorted(examples, key=lambda e: len(e.ids))
+    return [collate(group, pad_id) for group in chunks(ordered, max_examples, max_tokens)]
+
+
+def epoch_order(examples: list[Example], batch_size: int, seed: int) -> list[list[int]]:
+    """One epoch's batches (as indices): a seeded shuffle, then examples of similar length side by side
+    (within windows of 16 batches) so that little compute goes to padding, then the batches in a seeded order."""
+    generator = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(examples), generator=generator).tolist()
+    window = batch_size * 16
+    batches = []
+    for start in range(0, len(order), window):
+        ranked = sorted(order[start : start + window], key=lambda i: len(examples[i].ids))
+        batches += [ranked[i : i + batch_size] for i in range(0, len(ranked), batch_size)]
+    return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
+
+
+class ExampleBatches:
+    """The training loop's batch source for examples. Step n's batch is a function of (seed, n) alone,
+    so a resumed run sees what the uninterrupted one would have: epoch e is ordered by seed + e. Each
+    process takes its share of the batch, in micro-batches of at most ``micro_batch_size`` examples and
+    ``max_batch_tokens`` padded tokens, whose gradients add up to the whole share's."""
+
+    def __init__(
+        self,
+        examples: list[Example],
+        *,
+        batch_size: int,
+        micro_batch_size: int,
+        max_batch_tokens: int,
+        seed: int,
+        pad_id: int,
+        rank: int = 0,
+        world_size: int = 1,
+    ):
+        self.examples = examples
+        self.batch_size = batch_size
+        self.micro_batch_size = micro_batch_size
+        self.max_batch_tokens = max_batch_tokens
+        self.seed = seed
+        self.pad_id = pad_id
+        self.rank = rank
+        self.world_size = world_size
+        self._epoch: tuple[int, list[list[int]]] | None = None
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return math.ceil(len(self.examples) / self.batch_size)
+
+    def for_step(self, step: int) -> list[Batch]:
+        epoch, index = divmod(step, self.steps_per_epoch)
+        if self._epoch is None or self._epoch[0] != epoch:
+            self._epoch = (epoch, epoch_order(self.examples, self.batch_size, self.seed + epoch))
+        batch = self._epoch[1][index]
+        mine = batch[self.rank :: self.world_size] or batch[self.rank % len(batch) :][:1]
+        share = sorted((self.examples[i] for i in mine), key=lambda e: len(e.ids))
+        return [collate(group, self.pad_id) for group in chunks(share, self.micro_batch_size, self.max_batch_tokens)]
+
+    def state(self) -> dict[str, int]:
+        return {}
+
+    def restore(self, state: dict[str, int]) -> None:
+        pass  # the step alone says where the data is

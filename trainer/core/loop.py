@@ -1,0 +1,274 @@
+"""One training loop, for pretraining and fine-tuning alike, top to bottom.
+
+Given a model, an objective and a source of batches: AdamW (decoupled weight decay on matrices only),
+linear warmup then cosine decay, micro-batches whose gradients add up to the step's (under DDP, summed
+across processes once per step), gradient clipping, bf16 autocast on CUDA, evaluation at the start and
+every K steps keeping the best model, early stopping after P evaluations without a better one, a
+resumable checkpoint every C steps, cancellation between steps, and a rich progress bar.
+
+What the loop keeps is up to its caller: ``keep_best`` (the model just beat every earlier evaluation) and
+``save_checkpoint`` (a Snapshot: the loop's state, the optimizer's, the schedule's, every process's RNG
+and the data position -- all that resuming needs besides the weights) write their own formats.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from trainer.core.distributed import Placement, all_gather, mean_across_ranks, rng_state, set_rng_state
+from trainer.core.objectives import Objective
+
+console = Console(stderr=True)
+
+
+class RunCancelled(RuntimeError):
+    """The run was asked to stop (SIGTERM to the scheduler) and stopped between two steps."""
+
+
+class BatchSource(Protocol):
+    def for_step(self, step: int) -> list[Any]:
+        """This process's micro-batches of optimizer step ``step`` (counted from 0)."""
+        ...
+
+    def state(self) -> dict[str, Any]:
+        """Where the data is, beyond what the step number says (for a checkpoint)."""
+        ...
+
+    def restore(self, state: dict[str, Any]) -> None: ...
+
+
+class LoopSettings(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    label: str  # names the run on its progress bar
+    total_steps: int = Field(ge=1)  # the learning-rate schedule's length, and the run's
+    stop_after: int | None = Field(None, ge=1)  # end sooner, resumably; the schedule still spans total_steps
+    grad_clip: float = Field(1.0, ge=0)  # the largest gradient norm (0: no clipping)
+    eval_every: int = Field(ge=1)
+    patience: int | None = Field(None, ge=1)  # evaluations without a better one before stopping early
+    checkpoint_every: int | None = Field(None, ge=1)
+
+    @property
+    def last_step(self) -> int:
+        return self.total_steps if self.stop_after is None else min(self.total_steps, self.stop_after)
+
+
+def new_history() -> dict[str, list[list[float]]]:
+    return {"train": [], "val": [], "lr": []}
+
+
+@dataclass
+class LoopState:
+    step: int = 0
+    best_val: float = math.inf
+    best_step: int = 0
+    bad_evals: int = 0
+    # [step, value] pairs: the train loss after each step, the validation loss at each evaluation, and
+    # the learning rate each step was taken with
+    history: dict[str, list[list[float]]] = field(default_factory=new_history)
+
+
+@dataclass
+class Snapshot:
+    state: LoopState
+    optimizer: dict[str, Any]
+    scheduler: dict[str, Any]
+    rng: list[dict[str, Any]]  # every process's, in rank order
+    data: dict[str, Any]
+
+
+class LoopResult(BaseModel):
+    steps: int
+    best_step: int
+    best_val_loss: float
+    base_val_loss: float  # before training: the floor the best had to beat
+    stopped_early: bool
+    resumed_from: int | None
+    processes: int = 1
+    train_tokens_per_s: float = 0.0
+    history: dict[str, list[list[float]]] = Field(default_factory=new_history)
+
+
+def adamw(
+    model: torch.nn.Module,
+    lr: float,
+    weight_decay: float,
+    device: torch.device,
+    betas: tuple[float, float] = (0.9, 0.999),
+) -> torch.optim.AdamW:
+    """AdamW over the trainable parameters; matrices decay, biases and norm gains do not (as in GPT-2)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
+        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+    ]
+    groups = [group for group in groups if group["params"]]
+    return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=device.type == "cuda" or None)
+
+
+def progress_bar(label: str, out: Console, *, enabled: bool = True) -> Progress:
+    """The trainers' bar: steps done of all, a field ``info`` (loss, speed) and the time left."""
+    return Progress(
+        TextColumn(f"[bold]{label}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeRemainingColumn(),
+        console=out,
+        disable=not enabled,
+    )
+
+
+def backward(
+    forward: torch.nn.Module, objective: Objective, micro_batches: list[Any], placement: Placement
+) -> tuple[float, int]:
+    """Forward and backward over one step's micro-batches, leaving in the gradients that of the step's mean
+    loss, as if its micro-batches had gone through at once. Returns that mean loss and the tokens it took."""
+    units = max(1, sum(objective.count(batch) for batch in micro_batches))
+    total, tokens = 0.0, 0
+    for index, batch in enumerate(micro_batches):
+        batch = batch.to(placement.device)
+        # under DDP, gradients are summed across processes once per step, on its last micro-batch
+        syncs = index == len(micro_batches) - 1 or not placement.distributed
+        with contextlib.nullcontext() if syncs else forward.no_sync():
+            with placement.autocast():
+                loss = objective(forward, batch)
+            (loss.total / units).backward()
+        total += loss.total.item()
+        tokens += batch.tokens
+    return total / units, tokens
+
+
+def train(
+    model: torch.nn.Module,
+    objective: Objective,
+    batches: BatchSource,
+    validate: Callable[[], float],
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    placement: Placement,
+    settings: LoopSettings,
+    *,
+    forward: torch.nn.Module | None = None,
+    keep_best: Callable[[LoopState], None] | None = None,
+    save_checkpoint: Callable[[Snapshot], None] | None = None,
+    resume: Snapshot | None = None,
+    stop: threading.Event | None = None,
+    progress: bool = True,
+    flops_per_token: float | None = None,
+    peak_flops: float | None = None,
+) -> LoopResult:
+    """Train ``model`` to ``settings.total_steps`` (or ``stop_after``), from the start or from ``resume``.
+
+    ``forward`` is the model as the steps call it (compiled, under DDP); ``validate`` measures the model
+    as it is now. Every process runs this; ``keep_best`` and ``save_checkpoint`` are called on every one
+    (a snapshot gathers the RNG of all), and write on the main one."""
+    forward = forward or model
+    params = [p for p in model.parameters() if p.requires_grad]
+    state, resumed_from = LoopState(), None
+    if resume is not None:
+        optimizer.load_state_dict(resume.optimizer)
+        scheduler.load_state_dict(resume.scheduler)
+        batches.restore(resume.data)
+        set_rng_state(resume.rng[placement.rank])
+        state, resumed_from = resume.state, resume.state.step
+    show = progress and placement.is_main
+
+    def evaluate() -> float:
+        val = validate()
+        state.history["val"].append([state.step, val])
+        improved = val < state.best_val
+        if improved:
+            state.best_val, state.best_step, state.bad_evals = val, state.step, 0
+            if keep_best is not None:
+                keep_best(state)
+            placement.barrier()
+        else:
+            state.bad_evals += 1
+        if show:
+            console.print(
+                f"{settings.label} step {state.step:>6}: val loss {val:.4f}" + ("  (best)" if improved else "")
+            )
+        return val
+
+    def checkpoint() -> None:
+        snapshot = Snapshot(
+            state=state,
+            optimizer=optimizer.state_dict(),
+            scheduler=scheduler.state_dict(),
+            rng=all_gather(rng_state(), placement),
+            data=batches.state(),
+        )
+        if save_checkpoint is not None:
+            save_checkpoint(snapshot)
+        placement.barrier()
+
+    model.train()
+    if resume is None:
+        evaluate()  # the model as it starts: the floor that training must beat
+    val = state.history["val"][-1][1] if state.history["val"] else math.nan
+    last, stopped_early = settings.last_step, False
+    train_time, train_tokens, tok_s = 0.0, 0, 0.0
+    bar = progress_bar(settings.label, console, enabled=show)
+    with bar:
+        task = bar.add_task(settings.label, total=settings.total_steps, completed=state.step, info="")
+        while state.step < last:
+            if stop is not None and stop.is_set():
+                raise RunCancelled(f"{settings.label}: stopped at step {state.step} of {settings.total_steps}")
+            started = time.perf_counter()
+            step_loss, tokens = backward(forward, objective, batches.for_step(state.step), placement)
+            if settings.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(params, settings.grad_clip)
+            state.history["lr"].append([state.step, scheduler.get_last_lr()[0]])
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            if placement.device.type == "cuda":
+                torch.cuda.synchronize(placement.device)
+            seconds = time.perf_counter() - started
+            state.step += 1
+            step_tokens = tokens * placement.world_size
+            train_time, train_tokens = train_time + seconds, train_tokens + step_tokens
+            tok_s = step_tokens / seconds if tok_s == 0 else 0.9 * tok_s + 0.1 * step_tokens / seconds
+            state.history["train"].append([state.step, mean_across_ranks(step_loss, placement)])
+
+            if state.step % settings.eval_every == 0 or state.step == last:
+                val = evaluate()
+                patience = settings.patience
+                stopped_early = patience is not None and state.bad_evals >= patience and state.step < last
+            every = settings.checkpoint_every
+            if every is not None and (state.step % every == 0 or stopped_early or state.step == last):
+                checkpoint()
+            mfu = (
+                f" | mfu {flops_per_token * tok_s / (peak_flops * placement.world_size):.1%}"
+                if flops_per_token and peak_flops
+                else ""
+            )
+            train_loss = state.history["train"][-1][1]
+            info = f"loss {train_loss:.4f} | val {val:.4f} (best {state.best_val:.4f}) | {tok_s:,.0f} tok/s{mfu}"
+            bar.update(task, completed=state.step, info=info)
+            if stopped_early:
+                break
+    placement.barrier()
+    return LoopResult(
+        steps=state.step,
+        best_step=state.best_step,
+        best_val_loss=state.best_val,
+        base_val_loss=state.history["val"][0][1],
+        stopped_early=stopped_early,
+        resumed_from=resumed_from,
+        processes=placement.world_size,
+        train_tokens_per_s=train_tokens / train_time if train_time else 0.0,
+        history=state.history,
+    )
