@@ -1,3 +1,3 @@
 from trainer.cli import app
 
-app()
+app(prog_name="trainer")

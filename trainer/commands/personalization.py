@@ -1,0 +1,176 @@
+"""`trainer nightly`, `trainer status`, `trainer rollback` and `trainer schedule`: the nightly
+personalization and its registry. Parsing only; the work is in trainer/nightly/."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from trainer.commands.common import user_errors
+
+app = typer.Typer()
+console = Console()
+
+
+def _settings(**finetune_overrides: Any) -> Any:
+    from brain.settings import load_settings
+
+    settings = load_settings()
+    finetune = {k: v for k, v in finetune_overrides.items() if v is not None}
+    if finetune:
+        settings.trainer.finetune = settings.trainer.finetune.model_copy(update=finetune)
+    return settings
+
+
+@app.command()
+def nightly(
+    max_steps: int | None = typer.Option(None, help="Bound on optimizer steps per target (default: settings)."),
+    launcher: str | None = typer.Option(
+        None, help='Run each fine-tune under a launcher, e.g. "torchrun --nproc_per_node 2".'
+    ),
+) -> None:
+    """Fine-tune on the opted-in logs, evaluate, and promote the candidates that pass the gate."""
+    from brain.engine.model_loading import ModelNotFoundError
+    from trainer.nightly.lock import LockHeldError
+    from trainer.nightly.run import run_nightly
+
+    with user_errors():
+        settings = _settings(max_steps=max_steps, launcher=launcher)
+        try:
+            report = run_nightly(settings)
+        except LockHeldError as error:
+            console.print(f"[yellow]{error}")
+            raise typer.Exit(0) from None
+        except ModelNotFoundError as error:
+            console.print(f"[bold red]error:[/] {error}")
+            raise typer.Exit(2) from None
+    console.print(f"report: {settings.trainer.runs_dir}/{report.run}/report.json (and report.png)")
+
+
+@app.command()
+def status(as_json: bool = typer.Option(False, "--json", help="Print the status as JSON.")) -> None:
+    """Show what is live for each target, the versions on disk and the history with metrics."""
+    from trainer.nightly.link import RedisLink
+    from trainer.nightly.registry import Registry
+    from trainer.nightly.report import ReportVersionError, read_report
+    from trainer.nightly.runs import report_dirs
+
+    with user_errors():
+        settings = _settings()
+        with RedisLink.from_settings(settings) as link:
+            registry = Registry(settings.trainer.registry_dir, link, settings.trainer.keep_versions)
+            data = {
+                "lock": link.call(link.store.trainer_lock_holder()),
+                "targets": {
+                    target: {
+                        "live": registry.live(target),
+                        "versions": registry.versions(target),
+                        "history": registry.history(target),
+                    }
+                    for target in registry.targets()
+                },
+            }
+        finished = report_dirs(settings.trainer.runs_dir)
+        data["last_run"] = None
+        if finished:
+            try:
+                last = read_report(finished[-1])
+                data["last_run"] = last.model_dump(include={"run", "status", "started_at", "finished_at"})
+            except ReportVersionError as error:  # refused, and said why; what is live is still shown
+                data["last_run"] = {"run": finished[-1].name, "refused": str(error)}
+    if as_json:
+        print(json.dumps(data, indent=2))
+        return
+    _print_status(data)
+
+
+def _metric(metrics: dict[str, Any] | None, key: str) -> str:
+    value = (metrics or {}).get(key)
+    return f"{value:.2f}" if isinstance(value, (int, float)) else "-"
+
+
+def _print_status(data: dict[str, Any]) -> None:
+    console.print(f"lock: {data['lock'] or 'free'}")
+    last = data["last_run"]
+    if last is None:
+        console.print("last run: none")
+    elif "refused" in last:
+        console.print(f"last run: {last['run']}: [yellow]{last['refused']}", highlight=False)
+    else:
+        console.print(f"last run: {last['run']} {last['status']} at {last['finished_at']}")
+    table = Table(title="live adapters")
+    for column in ("target", "live", "promoted at", "test ppl", "base test ppl", "general ppl", "on disk"):
+        table.add_column(column)
+    for target, info in data["targets"].items():
+        live = info["live"] or {}
+        metrics = live.get("metrics")
+        table.add_row(
+            target,
+            f"v{live['version']}" if live else "base",
+            live.get("promoted_at", "-"),
+            _metric(metrics, "test_ppl"),
+            _metric(metrics, "base_test_ppl"),
+            _metric(metrics, "general_ppl"),
+            " ".join(f"v{v}" for v in info["versions"]) or "-",
+        )
+    console.print(table)
+    for target, info in data["targets"].items():
+        for event in info["history"][:10]:
+            version = f"v{event['version']}" if event.get("version") else "base"
+            previous = f"v{event['previous']}" if event.get("previous") else "base"
+            console.print(
+                f"  {target}  {event['at']}  {event['action']:<8} {previous} -> {version}  "
+                f"test ppl {_metric(event.get('metrics'), 'test_ppl')}"
+            )
+
+
+@app.command()
+def rollback(
+    target: str = typer.Argument(..., help="community, user-<hash>, or a user as platform:id."),
+    version: str | None = typer.Argument(
+        None, help="A version number, or 'base' to serve without this adapter (default: the one live before)."
+    ),
+) -> None:
+    """Put an earlier adapter version of TARGET live again (and tell every brain to reload)."""
+    from brain.adapters import user_target
+    from trainer.nightly.link import RedisLink
+    from trainer.nightly.lock import LockHeldError, TrainerLock
+    from trainer.nightly.registry import BASE, Registry, RegistryError
+
+    if ":" in target:
+        target = user_target(target)
+    if version is not None and version != BASE and not version.lstrip("v").isdigit():
+        raise typer.BadParameter(f"{version!r} is neither a version number nor 'base'", param_hint="VERSION")
+    chosen: int | str | None = version if version in (None, BASE) else int(version.lstrip("v"))
+    with user_errors():
+        settings = _settings()
+        with RedisLink.from_settings(settings) as link:
+            registry = Registry(settings.trainer.registry_dir, link, settings.trainer.keep_versions)
+            before = registry.live(target)
+            try:
+                with TrainerLock(link, settings.trainer.lock_ttl_s) as lock:
+                    after = registry.rollback(target, chosen, lock=lock)
+            except (LockHeldError, RegistryError) as error:
+                console.print(f"[red]error:[/] {error}")
+                raise typer.Exit(1) from None
+    was = f"v{before['version']}" if before else "base"
+    now = f"v{after['version']}" if after else "base"
+    console.print(f"{target}: {was} -> {now}; brains reload now")
+
+
+@app.command()
+def schedule(
+    now: bool = typer.Option(False, "--now", help="Also run once right away."),
+) -> None:
+    """Run `trainer nightly` on the configured cron schedule (default 03:00 in trainer.timezone) until SIGTERM."""
+    from trainer.nightly import schedule as scheduling
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    with user_errors():
+        settings = _settings()
+        scheduling.serve(settings, now=now)
