@@ -158,6 +158,19 @@ async def _reply(
         if result is None or result.finish_reason == "cancelled":
             runtime.metrics.replies.labels("cancelled").inc()
             return
+        ttl_s = runtime.settings.memory.ttl_s
+        if body.request_id and not await runtime.store.claim_request(user, body.request_id, ttl_s):
+            # this message was answered and stored before (a bot asked again): it is answered anew, stored once
+            runtime.metrics.replies.labels("ok").inc()
+            yield ChatReply(
+                reply=result.text,
+                persona=persona,
+                tokens=result.tokens,
+                finish_reason=result.finish_reason,
+                logged=False,
+                adapter=adapter,
+            )
+            return
         now = time.time()
         user_tokens = await runtime.off_loop(runtime.count, body.text)
         user_turn = {"role": "user", "text": body.text, "ts": now, "tokens": user_tokens}
