@@ -31,6 +31,7 @@ from brain.redis_local import LocalRedis
 from brain.settings import Settings
 from brain.store import Store, connect
 from trainer.nightly.corpus import community_chats, log_chats
+from trainer.nightly.report import read_report
 
 RESULTS = Path(__file__).parent / "results" / "nightly.json"
 
@@ -77,18 +78,19 @@ def bench_size(turns: int, max_steps: int, work: Path) -> dict:
     finally:
         redis.stop()
     reports = sorted((work / "runs").glob("*/report.json"))
-    report = json.loads(reports[-1].read_text()) if reports else {}
-    targets = report.get("targets", [])
+    report = read_report(reports[-1].parent) if reports else None
+    targets = report.targets if report else []
+    community = report.outcome("community") if report else None
     return {
         "turns": turns,
         **users,
         "exit_status": status,
-        "run_status": report.get("status"),
-        "kept_turns": report.get("clean", {}).get("kept"),
-        "targets_trained": sum(1 for t in targets if t.get("finetune")),
-        "promoted": sum(1 for t in targets if t["status"] == "promoted"),
-        "steps": sum(t["finetune"]["steps"] for t in targets if t.get("finetune")),
-        "community": next((t.get("scores") for t in targets if t["target"] == "community"), None),
+        "run_status": report.status if report else None,
+        "kept_turns": report.clean.kept if report and report.clean else None,
+        "targets_trained": sum(1 for t in targets if t.finetune),
+        "promoted": sum(1 for t in targets if t.status == "promoted"),
+        "steps": sum(t.finetune.steps for t in targets if t.finetune),
+        "community": community.scores.model_dump(mode="json") if community and community.scores else None,
         "wall_s": round(wall_s, 1),
         "peak_rss_mib": peak_mib,
     }
