@@ -1,7 +1,13 @@
 """Showing a reply while it is generated, on any platform: one message edited as text arrives, more past the
 platform's length limit, and a reply cut off midway marked as such.
 
-An adapter supplies a Screen (how to post a message and change one); everything else is decided here once.
+An adapter supplies a Screen (how to post a message, change one and take one away, and when the platform
+would take a call); everything else is decided here once:
+
+- text is taken only when the platform would take the call, so after any wait the next edit shows the newest;
+- a message that vanished (deleted by a moderator, an auto-mod bot or the member) or whose edits are refused
+  for good is replaced by a new one, and pieces after it move below it, so the whole reply still reads in order;
+- a call refused with a flood wait is not made again with the text it had: the reply is drawn anew after the wait.
 """
 
 from __future__ import annotations
@@ -20,15 +26,35 @@ EMPTY_REPLY = "…"
 CUT_OFF_MARK = " …"
 
 
+class MessageGone(Exception):
+    """The message can no longer show the reply: it was deleted, or the platform refuses its edits for good."""
+
+
+class TryLater(Exception):
+    """The platform refused the call and asked the bot to wait; the Screen's `ready` waits it out."""
+
+    def __init__(self, seconds: float):
+        super().__init__(f"asked to wait {seconds:g} s")
+        self.seconds = seconds
+
+
 class Screen(Protocol[M]):
     """Where a reply is shown: a platform's messages in one chat."""
 
-    async def post(self, text: str) -> M:
-        """Post a new message; returns what `edit` needs to change it."""
+    async def ready(self) -> None:
+        """Return once the platform would take a call in this chat (after its pacing, or a wait it asked for)."""
         ...
 
-    async def edit(self, message: M, text: str) -> M:
-        """Change a posted message's text; returns the message now showing it (a new one if it was deleted)."""
+    async def post(self, text: str) -> M:
+        """Post a new message; returns what `edit` needs to change it. May raise TryLater."""
+        ...
+
+    async def edit(self, message: M, text: str) -> None:
+        """Change a posted message's text. Raises MessageGone if it cannot be changed any more; may raise TryLater."""
+        ...
+
+    async def delete(self, message: M) -> None:
+        """Take a message away, if it is still there (never raises)."""
         ...
 
 
@@ -46,6 +72,8 @@ class StreamedReply(Generic[M]):
         self.limit = limit
         self.interval_s = interval_s
         self.text = ""
+        self._notice = ""  # shown until the first words come (see hold)
+        self._trailer = ""  # a message of its own after the reply (see cut_off)
         self._shown: list[tuple[M, str]] = []  # per message: what edits it, and the text it shows
         self._changed = asyncio.Event()
         self._finished = asyncio.Event()
@@ -63,7 +91,7 @@ class StreamedReply(Generic[M]):
 
     @property
     def started(self) -> bool:
-        """Whether some of the reply is on screen."""
+        """Whether some of the reply (or a notice held in its place) is on screen."""
         return bool(self._shown)
 
     def add(self, delta: str) -> None:
@@ -71,6 +99,12 @@ class StreamedReply(Generic[M]):
         if self.text.strip():
             self._changed.set()
             self._start_rendering()
+
+    def hold(self, notice: str) -> None:
+        """Show `notice` while no words have come; the reply's first words then take its place, in its message."""
+        self._notice = notice
+        self._changed.set()
+        self._start_rendering()
 
     async def finish(self, text: str) -> None:
         """Show `text` as the complete reply and return once every piece of it is on screen."""
@@ -81,10 +115,14 @@ class StreamedReply(Generic[M]):
         assert self._renderer is not None
         await self._renderer
 
-    async def cut_off(self) -> None:
-        """The reply stops here: what was shown stays, marked as cut off (nothing is shown if nothing came)."""
+    async def cut_off(self, notice: str) -> None:
+        """The reply stops here: what was shown stays, marked as cut off, and `notice` follows it in a message of
+        its own; if no words had come, the notice alone (in place of one held)."""
         if self.text.strip():
+            self._trailer = notice
             await self.finish(self.text.rstrip() + CUT_OFF_MARK)
+        else:
+            await self.finish(notice)
 
     def _start_rendering(self) -> None:
         if self._renderer is None:
@@ -98,10 +136,17 @@ class StreamedReply(Generic[M]):
             if wait > 0 and not self._finished.is_set():
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._finished.wait(), wait)
+            # the platform's waits come before the text is taken, so whatever is drawn after one is the newest
+            await self.screen.ready()
             self._changed.clear()
             final = self._finished.is_set()
             try:
                 await self._render(self.text, final)
+            except TryLater as exc:
+                # nothing is sent again as it was: the next round, after the wait, draws the text as it is then
+                log.info("the platform asked to wait %.1f s before the reply is drawn again", exc.seconds)
+                self._changed.set()
+                continue
             except Exception as exc:
                 if final:
                     raise
@@ -112,9 +157,31 @@ class StreamedReply(Generic[M]):
                 return
 
     async def _render(self, text: str, final: bool) -> None:
-        pieces = split_message(text, self.limit) or ([EMPTY_REPLY] if final else [])
+        placeholder = [EMPTY_REPLY] if final else [self._notice] if self._notice else []
+        pieces = (split_message(text, self.limit) or placeholder) + split_message(self._trailer, self.limit)
         for index, piece in enumerate(pieces):
             if index == len(self._shown):
                 self._shown.append((await self.screen.post(piece), piece))
             elif self._shown[index][1] != piece:
-                self._shown[index] = (await self.screen.edit(self._shown[index][0], piece), piece)
+                await self._replace(index, piece)
+        if final:
+            # a final text shorter than the streamed one (the brain trimmed it) leaves no stale piece behind
+            for message, _ in self._shown[len(pieces) :]:
+                await self.screen.delete(message)
+            del self._shown[len(pieces) :]
+
+    async def _replace(self, index: int, piece: str) -> None:
+        message, _ = self._shown[index]
+        try:
+            await self.screen.edit(message, piece)
+        except MessageGone:
+            log.info("a message of a streamed reply is gone; the reply goes on in a new one")
+            # one whose edits are refused is still there, showing older text: it goes too; the pieces after it are
+            # posted again below the new one (by the caller's loop), so that the reply still reads in order
+            stale = self._shown[index:]
+            del self._shown[index:]
+            for old, _ in stale:
+                await self.screen.delete(old)
+            self._shown.append((await self.screen.post(piece), piece))
+        else:
+            self._shown[index] = (message, piece)

@@ -55,7 +55,7 @@ def build_application(settings: Settings, client: BrainClient) -> Application:
     if tg.base_url:
         builder = builder.base_url(tg.base_url)
     application = builder.build()
-    application.bot_data.provide(client, tg)
+    application.bot_data.provide(client, tg, retry_window_s=settings.bot.retry_window_s)
 
     new = filters.UpdateType.MESSAGE
     application.add_handlers(

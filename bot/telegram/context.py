@@ -17,11 +17,13 @@ class BotData:
     client: BrainClient
     settings: TelegramSettings
     pacer: ChatPacer
+    retry_window_s: float
 
-    def provide(self, client: BrainClient, settings: TelegramSettings) -> None:
+    def provide(self, client: BrainClient, settings: TelegramSettings, *, retry_window_s: float) -> None:
         self.client = client
         self.settings = settings
         self.pacer = ChatPacer(settings.edit_interval_s)
+        self.retry_window_s = retry_window_s
 
     @property
     def parse_mode(self) -> str | None:

@@ -30,7 +30,8 @@ async def on_message(update: Update, context: Context) -> None:
     if not text:
         await outbox.post(EMPTY_MENTION)
         return
-    await stream_answer(context.bot_data.client, outbox, chat_request(update, context, text))
+    data = context.bot_data
+    await stream_answer(data.client, outbox, chat_request(update, context, text), window_s=data.retry_window_s)
 
 
 async def on_button(update: Update, context: Context) -> None:

@@ -1,23 +1,36 @@
-"""Sending and editing the bot's messages in one chat: paced within Telegram's flood limits, and never
-broken by formatting."""
+"""Sending, editing and deleting the bot's messages in one chat: paced within Telegram's flood limits
+(bot.telegram.limits), and never broken by formatting."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import warnings
-from collections.abc import Awaitable, Callable
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from typing import TypeVar
 
 from telegram import Bot, InlineKeyboardMarkup, ReplyParameters
-from telegram.error import BadRequest, RetryAfter
+from telegram.constants import ChatAction
+from telegram.error import BadRequest, RetryAfter, TelegramError
 from telegram.warnings import PTBDeprecationWarning
 
 from bot.splitting import split_message
-from bot.streaming import EMPTY_REPLY
-from bot.telegram.limits import MESSAGE_GONE, MESSAGE_LIMIT, NOT_MODIFIED, PARSE_ERROR
+from bot.streaming import EMPTY_REPLY, MessageGone, TryLater
+from bot.telegram.limits import (
+    CANNOT_EDIT,
+    CHAT_INTERVAL_S,
+    GROUP_MESSAGES_PER_MINUTE,
+    MESSAGE_GONE,
+    MESSAGE_LIMIT,
+    NOT_MODIFIED,
+    PARSE_ERROR,
+    TYPING_REFRESH_S,
+    is_group_chat,
+)
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -37,30 +50,59 @@ def retry_after_seconds(exc: RetryAfter) -> float:
 
 
 class ChatPacer:
-    """Hands out call slots per chat, `interval_s` apart; a 429 pushes the chat's next slot back.
+    """Hands out call slots per chat: `interval_s` apart, at most `group_per_minute` a minute in a group, and
+    none while the chat is inside a flood wait (a 429 holds that chat, and only that chat).
 
     Slots are reserved in call order, so several replies streaming into one group share its budget
     instead of each assuming it has the chat to itself.
     """
 
-    def __init__(self, interval_s: float):
+    def __init__(self, interval_s: float = CHAT_INTERVAL_S, *, group_per_minute: int = GROUP_MESSAGES_PER_MINUTE):
         self.interval_s = interval_s
+        self.group_per_minute = group_per_minute
         self._next_free: dict[int, float] = {}
+        self._flood_until: dict[int, float] = {}
+        self._group_slots: dict[int, deque[float]] = {}  # a group's slots of the last minute
+
+    def free_at(self, chat_id: int) -> float:
+        """The earliest moment (time.monotonic) a call may go to the chat."""
+        at = max(self._next_free.get(chat_id, 0.0), self._flood_until.get(chat_id, 0.0))
+        slots = self._group_slots.get(chat_id)
+        if slots is not None and len(slots) == self.group_per_minute:
+            at = max(at, slots[0] + 60.0)
+        return at
+
+    def in_flood_wait(self, chat_id: int) -> bool:
+        return self._flood_until.get(chat_id, 0.0) > time.monotonic()
+
+    async def ready(self, chat_id: int) -> None:
+        """Return once a call could go to the chat now (nothing is reserved)."""
+        while (wait := self.free_at(chat_id) - time.monotonic()) > 0:
+            await asyncio.sleep(wait)
 
     async def wait_turn(self, chat_id: int) -> None:
         now = time.monotonic()
-        if len(self._next_free) > 10_000:
-            self._next_free = {chat: t for chat, t in self._next_free.items() if t > now}
-        slot = max(now, self._next_free.get(chat_id, 0.0))
+        self._forget_idle_chats(now)
+        slot = max(now, self.free_at(chat_id))
         self._next_free[chat_id] = slot + self.interval_s
+        if is_group_chat(chat_id):
+            self._group_slots.setdefault(chat_id, deque(maxlen=self.group_per_minute)).append(slot)
         if slot > now:
             await asyncio.sleep(slot - now)
+        # a flood wait that began while this call waited for its slot holds it too
+        await self._flood_over(chat_id)
+
+    async def _flood_over(self, chat_id: int) -> None:
+        while (wait := self._flood_until.get(chat_id, 0.0) - time.monotonic()) > 0:
+            await asyncio.sleep(wait)
 
     def hold(self, chat_id: int, seconds: float) -> None:
-        self._next_free[chat_id] = max(self._next_free.get(chat_id, 0.0), time.monotonic() + seconds)
+        """Telegram asked for a wait in this chat: no call goes there before it is over."""
+        self._flood_until[chat_id] = max(self._flood_until.get(chat_id, 0.0), time.monotonic() + seconds)
 
-    async def call(self, chat_id: int, make_call: Callable[[], Awaitable[T]]) -> T:
-        """Run one Bot API call in the chat's next slot; on 429 wait as told and try again, never drop it."""
+    async def call(self, chat_id: int, make_call: Callable[[], Awaitable[T]], *, resend: bool = True) -> T:
+        """Run one Bot API call in the chat's next slot. On a flood wait (429) the chat is held as told, then the
+        call is made again (`resend`), or TryLater is raised, for a caller that makes a newer call instead."""
         while True:
             await self.wait_turn(chat_id)
             try:
@@ -69,10 +111,19 @@ class ChatPacer:
                 seconds = retry_after_seconds(exc)
                 log.warning("Telegram asked to slow down in chat %s: waiting %.1f s", chat_id, seconds)
                 self.hold(chat_id, seconds)
+                if not resend:
+                    raise TryLater(seconds) from exc
+
+    def _forget_idle_chats(self, now: float) -> None:
+        if len(self._next_free) <= 10_000:
+            return
+        self._next_free = {chat: t for chat, t in self._next_free.items() if t > now}
+        self._flood_until = {chat: t for chat, t in self._flood_until.items() if t > now}
+        self._group_slots = {chat: s for chat, s in self._group_slots.items() if s and s[-1] > now - 60.0}
 
 
 class Outbox:
-    """The bot's messages into one chat, optionally as replies to one message; a Screen for streamed replies.
+    """The bot's messages into one chat, optionally as replies to one message.
 
     With a parse mode, a text Telegram cannot parse is resent as plain text, and the outbox stays
     plain from then on: a model's half-written markup must never cost the user the reply.
@@ -93,28 +144,37 @@ class Outbox:
         self.reply_to = reply_to
         self.parse_mode = parse_mode
 
-    async def post(self, text: str, reply_markup: InlineKeyboardMarkup | None = None) -> int:
-        """Send one message (at most MESSAGE_LIMIT long); returns its id."""
+    async def post(self, text: str, reply_markup: InlineKeyboardMarkup | None = None, *, resend: bool = True) -> int:
+        """Send one message (at most MESSAGE_LIMIT long); returns its id. See ChatPacer.call for `resend`."""
         reply = ReplyParameters(self.reply_to, allow_sending_without_reply=True) if self.reply_to else None
         message = await self._formatted(
             lambda mode: self.bot.send_message(
                 self.chat_id, text, parse_mode=mode, reply_parameters=reply, reply_markup=reply_markup
-            )
+            ),
+            resend=resend,
         )
         return message.message_id
 
-    async def edit(self, message_id: int, text: str) -> int:
-        """Replace the text of one of the bot's messages; one the user deleted is posted anew."""
+    async def edit(self, message_id: int, text: str) -> None:
+        """Replace the text of one of the bot's messages. Raises MessageGone when it was deleted or may not be
+        edited any more, and TryLater on a flood wait (the caller edits again with its newest text)."""
         try:
             await self._formatted(
-                lambda mode: self.bot.edit_message_text(text, self.chat_id, message_id, parse_mode=mode)
+                lambda mode: self.bot.edit_message_text(text, self.chat_id, message_id, parse_mode=mode),
+                resend=False,
             )
         except BadRequest as exc:
-            if says(exc, MESSAGE_GONE):
-                return await self.post(text)
+            if says(exc, MESSAGE_GONE) or says(exc, CANNOT_EDIT):
+                raise MessageGone(exc.message) from exc
             if not says(exc, NOT_MODIFIED):
                 raise
-        return message_id
+
+    async def delete(self, message_id: int) -> None:
+        """Delete one of the bot's messages, if Telegram still lets it."""
+        try:
+            await self.pacer.call(self.chat_id, lambda: self.bot.delete_message(self.chat_id, message_id))
+        except TelegramError as exc:
+            log.info("could not delete message %s in chat %s: %s", message_id, self.chat_id, exc)
 
     async def post_long(self, text: str, reply_markup: InlineKeyboardMarkup | None = None) -> list[int]:
         """Send a text of any length as several messages; buttons go under the last one."""
@@ -123,14 +183,61 @@ class Outbox:
         ids.append(await self.post(pieces[-1], reply_markup))
         return ids
 
-    async def _formatted(self, call: Callable[[str | None], Awaitable[T]]) -> T:
+    async def _formatted(self, call: Callable[[str | None], Awaitable[T]], *, resend: bool) -> T:
         """Make a paced call with the parse mode; if Telegram cannot parse the text, again as plain text."""
         mode = self.parse_mode
         try:
-            return await self.pacer.call(self.chat_id, lambda: call(mode))
+            return await self.pacer.call(self.chat_id, lambda: call(mode), resend=resend)
         except BadRequest as exc:
             if mode is None or not says(exc, PARSE_ERROR):
                 raise
             log.info("Telegram could not parse a reply as %s (%s); sending plain text", mode, exc.message)
             self.parse_mode = None
-            return await self.pacer.call(self.chat_id, lambda: call(None))
+            return await self.pacer.call(self.chat_id, lambda: call(None), resend=resend)
+
+
+class ReplyScreen:
+    """An Outbox as a streamed reply's Screen (bot.streaming): its text is taken once the chat's pacing and any
+    flood wait are over, and a call refused with a flood wait is not made again as it was: the reply is drawn
+    anew after the wait, with its newest text."""
+
+    def __init__(self, outbox: Outbox):
+        self.outbox = outbox
+
+    async def ready(self) -> None:
+        await self.outbox.pacer.ready(self.outbox.chat_id)
+
+    async def post(self, text: str) -> int:
+        return await self.outbox.post(text, resend=False)
+
+    async def edit(self, message_id: int, text: str) -> None:
+        await self.outbox.edit(message_id, text)
+
+    async def delete(self, message_id: int) -> None:
+        await self.outbox.delete(message_id)
+
+
+@contextlib.asynccontextmanager
+async def typing_shown(outbox: Outbox) -> AsyncIterator[None]:
+    """Show "typing…" in the outbox's chat for as long as the block runs, except while the chat is inside a
+    flood wait (a chat action then would only count against the bot)."""
+    pacer, chat_id = outbox.pacer, outbox.chat_id
+
+    async def keep_typing() -> None:
+        while True:
+            if not pacer.in_flood_wait(chat_id):
+                try:
+                    await outbox.bot.send_chat_action(chat_id, ChatAction.TYPING)
+                except RetryAfter as exc:
+                    pacer.hold(chat_id, retry_after_seconds(exc))
+                except TelegramError as exc:
+                    # a missing status is cosmetic; never let it hold up or break the reply
+                    log.debug("could not show typing in chat %s: %s", chat_id, exc)
+            await asyncio.sleep(TYPING_REFRESH_S)
+
+    task = asyncio.create_task(keep_typing(), name="telegram-typing")
+    try:
+        yield
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)

@@ -4,13 +4,16 @@ discord.py's real client connects to it once pointed here (bot.discord.api_base 
 HELLO, IDENTIFY, READY, GUILD_CREATE and heartbeats on the gateway; users act through
 MESSAGE_CREATE and INTERACTION_CREATE events; the bot answers over REST (messages, edits, typing,
 interaction callbacks and followups, command sync). Every REST call is recorded and messages keep
-their edits, so a test asserts what a user would see.
+their edits, so a test asserts what a user would see. A test can delete a message as a moderator would
+(`delete_message`) and make Discord refuse the next matching REST calls (`fail_next`: a 429 with
+`retry_after`, as Discord sends it, or any other error).
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -125,6 +128,16 @@ class Call:
     path: str
     body: Any
     query: dict[str, str]
+    status: int = 200  # what the local Discord answered
+
+
+@dataclass
+class _Fault:
+    method: str
+    path: re.Pattern[str]
+    status: int
+    body: dict[str, Any]
+    times: int
 
 
 @dataclass
@@ -160,6 +173,8 @@ class LocalDiscord:
         self.identifies: list[dict[str, Any]] = []
         self.commands: list[dict[str, Any]] = []
         self.interactions: dict[str, Interaction] = {}
+        self.deleted: list[int] = []  # ids of the messages deleted, by the bot or by a moderator
+        self._faults: list[_Fault] = []
         self._sockets: list[_Connection] = []
         self._runner: web.AppRunner | None = None
         self.port = 0
@@ -270,6 +285,40 @@ class LocalDiscord:
         data = {"custom_id": button["custom_id"], "component_type": 2}
         channel = self.channels[int(message["channel_id"])]
         return await self._interact(3, user, channel, data, message=message)
+
+    def delete_message(self, message_id: int) -> None:
+        """A moderator, an auto-mod bot or the author deletes a message."""
+        del self.messages[message_id]
+        self.deleted.append(message_id)
+
+    # faults
+
+    def fail_next(
+        self,
+        method: str,
+        path: str,
+        *,
+        status: int = 429,
+        code: int = 0,
+        message: str = "You are being rate limited.",
+        retry_after: float = 0.0,
+        times: int = 1,
+    ) -> None:
+        """Refuse the next `times` REST calls whose method is `method` and whose path matches the regular
+        expression `path` (e.g. r"/channels/\\d+/messages/\\d+" for edits): a 429 by default."""
+        body: dict[str, Any] = {"code": code, "message": message}
+        if status == 429:
+            body |= {"retry_after": retry_after, "global": False}
+        self._faults.append(_Fault(method, re.compile(path), status, body, times))
+
+    def _injected(self, call: Call) -> web.Response | None:
+        for fault in self._faults:
+            if fault.times > 0 and fault.method == call.method and fault.path.fullmatch(call.path):
+                fault.times -= 1
+                # discord.py takes a 429 without a Via header for Cloudflare's ban, not Discord's rate limit
+                headers = {"Via": "1.1 google"} if fault.status == 429 else {}
+                return _json(fault.body, status=fault.status, headers=headers)
+        return None
 
     # what users see
 
@@ -551,8 +600,11 @@ class LocalDiscord:
         if len(body.get("content") or "") > 2000:
             raise _DiscordError(400, 50035, "Invalid Form Body: content must be 2000 or fewer in length.")
         reference = None
-        if body.get("message_reference"):
-            reference = self.messages[int(body["message_reference"]["message_id"])]
+        wanted = body.get("message_reference")
+        if wanted:
+            reference = self.messages.get(int(wanted["message_id"]))
+            if reference is None and wanted.get("fail_if_not_exists", True):
+                raise _DiscordError(400, 50035, "Invalid Form Body: message_reference: Unknown message")
         message = self._new_message(
             channel,
             self.bot_user,
@@ -588,13 +640,15 @@ class LocalDiscord:
         body = await request.json() if request.can_read_body and request.content_type == "application/json" else None
         call = Call(request.method, path, body, dict(request.query))
         self.calls.append(call)
+        result = self._injected(call)
         try:
-            result = self._route(call)
+            result = result or self._route(call)
         except _DiscordError as exc:
             result = _json({"code": exc.code, "message": exc.message}, status=exc.status)
         except Exception as exc:  # a request this imitation cannot take: fail it fast (a 5xx is retried)
             self.unhandled.append(call)
             result = _json({"code": 0, "message": repr(exc)}, status=400)
+        call.status = result.status
         return result
 
     def _route(self, call: Call) -> web.Response:
@@ -620,6 +674,11 @@ class LocalDiscord:
                 return _json(_public(self._bot_message(self._channel(channel_id), body)))
             case ("PATCH", ["channels", _, "messages", message_id]):
                 return _json(_public(self._edit(int(message_id), body)))
+            case ("DELETE", ["channels", _, "messages", message_id]):
+                if int(message_id) not in self.messages:
+                    raise _DiscordError(404, 10008, "Unknown Message")
+                self.delete_message(int(message_id))
+                return web.Response(status=204)
             case ("GET", ["channels", channel_id, "messages", message_id]):
                 message = self.messages.get(int(message_id))
                 if message is None or message["channel_id"] != channel_id:
@@ -704,9 +763,10 @@ def _public(message: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in message.items() if not k.startswith("_")}
 
 
-def _json(data: Any, status: int = 200) -> web.Response:
+def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
     # exactly "application/json", as Discord sends it: discord.py compares the header verbatim
-    return web.Response(body=json.dumps(data).encode(), status=status, headers={"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json"} | (headers or {})
+    return web.Response(body=json.dumps(data).encode(), status=status, headers=headers)
 
 
 def _now() -> str:

@@ -148,6 +148,7 @@ class FakeBrain:
         self.custom_prompts: dict[str, str] = {}
         self.consent: dict[str, ConsentState] = {}
         self.turns: dict[tuple[str, str], list[Turn]] = {}  # (user key, chat id) -> remembered turns
+        self._stored_requests: set[tuple[str, str]] = set()  # (user key, request_id) of the turns stored
         self.forgotten: list[str] = []
         self.replies_served = 0
         self._runner: web.AppRunner | None = None
@@ -243,11 +244,14 @@ class FakeBrain:
         return response
 
     def _remember(self, chat: ChatRequest, reply: str) -> ChatReply:
-        """Store the turn as the brain does once a reply is complete, and say so."""
+        """Store the turn as the brain does once a reply is complete (once per idempotency key), and say so."""
         now = time.time()
-        self.turns.setdefault((chat.key, chat.chat_id), []).extend(
-            [Turn(role="user", text=chat.text, ts=now), Turn(role="assistant", text=reply, ts=now)]
-        )
+        key = (chat.key, chat.request_id or "")
+        if chat.request_id is None or key not in self._stored_requests:
+            self._stored_requests.add(key)
+            self.turns.setdefault((chat.key, chat.chat_id), []).extend(
+                [Turn(role="user", text=chat.text, ts=now), Turn(role="assistant", text=reply, ts=now)]
+            )
         self.replies_served += 1
         self.events.append(f"end {chat.text}")
         persona = self._persona_name(chat.key, chat.chat_id, chat.chat_kind.value)

@@ -3,7 +3,8 @@
 It keeps a small world (users, chats, messages), serves user actions as updates through `getUpdates`
 (long polling) or posts them to a webhook, answers the methods the adapter uses with Telegram's own
 validation errors, and records every call, so a test asserts what a user would see on screen.
-Faults are injected per method: a 429 with `retry_after`, or any other error.
+Faults are injected per method: a 429 with `retry_after`, or any other error; and a test can delete a
+message as a member or a moderator would (`delete`).
 """
 
 from __future__ import annotations
@@ -194,6 +195,7 @@ class TelegramApiServer:
         self.webhook: dict[str, Any] | None = None
         self.webhook_posts: list[tuple[int, int]] = []  # (update id, HTTP status of the bot's answer)
         self.callback_answers: dict[str, dict[str, Any] | None] = {}
+        self.deleted: list[TgMessage] = []  # by the bot or by a member, in order
         self._users = itertools.count(1001)
         self._groups = itertools.count(1)
         self._update_ids = itertools.count(1)
@@ -284,6 +286,11 @@ class TelegramApiServer:
         self._pending.append(update)
         asyncio.get_running_loop().create_task(self._notify())
         return update["update_id"]
+
+    def delete(self, message: TgMessage) -> None:
+        """A member or a moderator deletes a message."""
+        del self.messages[(message.chat.id, message.message_id)]
+        self.deleted.append(message)
 
     # what the bot shows
 
@@ -514,6 +521,16 @@ class TelegramApiServer:
         message.text, message.parse_mode, message.reply_markup = text, params.get("parse_mode"), markup
         message.versions.append(text)
         return message.to_json()
+
+    async def _api_deleteMessage(self, params: dict[str, Any]) -> bool:
+        chat = self._chat(params)
+        message = self.messages.get((chat.id, params.get("message_id")))  # type: ignore[arg-type]
+        if message is None:
+            raise ApiError(400, "Bad Request: message to delete not found")
+        if not message.sender.is_bot and chat.type == "private":
+            raise ApiError(400, "Bad Request: message can't be deleted for everyone")
+        self.delete(message)
+        return True
 
     async def _api_editMessageReplyMarkup(self, params: dict[str, Any]) -> dict[str, Any]:
         message = self._own_message(params)

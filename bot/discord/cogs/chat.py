@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import discord
 from discord.ext import commands
 
-from bot.client import BrainError
+from bot import answering
 from bot.commands import EMPTY_MENTION, friendly_error
 from bot.discord.context import earlier_messages, readable_text
 from bot.discord.limits import MESSAGE_LIMIT
@@ -17,7 +17,7 @@ from bot.discord.screen import ChannelScreen
 from bot.discord.speakers import speaker_for_message
 from bot.ordering import TurnQueue
 from bot.streaming import StreamedReply
-from brain.api_models import ChatReply, ChatRequest
+from brain.api_models import ChatRequest
 
 if TYPE_CHECKING:
     from bot.discord.app import OwnchatBot
@@ -67,32 +67,23 @@ class Chat(commands.Cog):
                 display_name=who.display_name,
                 text=text,
                 context=await earlier_messages(message, me.id),
+                # a snowflake is unique on Discord: asked again, the brain stores the turn once
+                request_id=str(message.id),
             )
-            async with StreamedReply(screen, limit=MESSAGE_LIMIT, interval_s=self.bot.config.edit_interval_s) as reply:
-                await self._stream(message.channel, request, reply, screen)
+            interval_s = self.bot.config.edit_interval_s
+            async with (
+                StreamedReply(screen, limit=MESSAGE_LIMIT, interval_s=interval_s) as reply,
+                AsyncExitStack() as typing,
+            ):
+                await _start_typing(typing, message.channel)
+                # the indicator stops once words (or a notice) are coming: it would only linger beside them
+                window_s = self.bot.settings.bot.retry_window_s
+                await answering.answer(self.bot.brain, request, reply, window_s=window_s, on_screen=typing.aclose)
         except discord.HTTPException:
             log.exception("could not post a reply in channel %s", message.channel.id)
         except Exception as exc:  # the user gets a sentence, the log gets the traceback
             log.exception("answering message %s failed", message.id)
             with suppress(discord.HTTPException):
-                await screen.post(friendly_error(exc))
-
-    async def _stream(
-        self, channel: discord.abc.Messageable, request: ChatRequest, reply: StreamedReply, screen: ChannelScreen
-    ) -> None:
-        async with AsyncExitStack() as typing:
-            await _start_typing(typing, channel)
-            try:
-                async for item in self.bot.brain.chat_stream(request):
-                    if isinstance(item, ChatReply):
-                        await reply.finish(item.reply)
-                    else:
-                        reply.add(item)
-                    if reply.started:
-                        await typing.aclose()  # the words are there now; the indicator would only linger
-            except BrainError as exc:
-                log.warning("chat failed for %s: %s (%s)", request.user_id, exc.code, exc.message)
-                await reply.cut_off()
                 await screen.post(friendly_error(exc))
 
 

@@ -44,10 +44,12 @@ async def start_bot(local_discord: LocalDiscord) -> AsyncIterator[StartBot]:
     """Start the real bot against the local Discord; it is closed (and checked closed) after the test."""
     running: list[tuple[OwnchatBot, asyncio.Task[None]]] = []
 
-    async def start(brain_url: str, *, api_key: str = API_KEY, timeout_s: float = 10.0, **discord: Any) -> OwnchatBot:
+    async def start(
+        brain_url: str, *, api_key: str = API_KEY, timeout_s: float = 10.0, retry_window_s: float = 0.0, **discord: Any
+    ) -> OwnchatBot:
         # no gateway_url: the bot asks the local Discord's GET /gateway/bot for it, as it would ask Discord
         config = {"api_base": local_discord.api_base, "edit_interval_s": 0.0} | discord
-        settings = Settings(bot={"brain_url": brain_url, "discord": config})
+        settings = Settings(bot={"brain_url": brain_url, "retry_window_s": retry_window_s, "discord": config})
         brain = BrainClient(brain_url, api_key, retries=2, backoff_s=0.01, timeout=timeout_s)
         # discord.py waits this long after the last GUILD_CREATE before it calls itself ready
         bot = make_bot(settings, brain, guild_ready_timeout=0.05)

@@ -9,9 +9,17 @@ from tests.support.fake_brain import API_KEY
 from tests.support.telegram_api import TelegramApiServer
 
 
-def bot_settings(telegram: TelegramApiServer, brain_url: str, *, webhook_secret: str | None = None, **tg: Any):
-    """Settings for a bot talking to the local Bot API; streamed edits unthrottled unless a test says so."""
+def bot_settings(
+    telegram: TelegramApiServer,
+    brain_url: str,
+    *,
+    webhook_secret: str | None = None,
+    retry_window_s: float = 0.0,
+    **tg: Any,
+) -> Settings:
+    """Settings for a bot talking to the local Bot API; streamed edits unthrottled and a message the brain could
+    not take answered with a notice at once, unless a test says otherwise."""
     telegram_settings = {"base_url": telegram.base_url, "edit_interval_s": 0.0} | tg
-    settings = Settings(bot={"brain_url": brain_url, "telegram": telegram_settings})
+    settings = Settings(bot={"brain_url": brain_url, "retry_window_s": retry_window_s, "telegram": telegram_settings})
     settings.secrets = Secrets(telegram_token=telegram.token, api_key=API_KEY, telegram_webhook_secret=webhook_secret)
     return settings

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from bot.answering import NOT_ANSWERED, STILL_THINKING
 from bot.client import BrainUnavailable
 from bot.commands import friendly_error
 from tests.support.eventually import eventually
@@ -93,3 +94,61 @@ async def test_the_brains_rate_limit_is_explained_with_the_wait(
         "You're sending messages faster than I can answer. Try again in 5 s."
     )
     assert len(fake_brain.requests) == 1  # a refusal is not retried against the limit
+
+
+async def test_a_message_sent_while_the_brain_is_down_is_answered_once_it_is_back(
+    telegram: TelegramApiServer, fake_brain: FakeBrain, start_bot
+):
+    await start_bot(retry_window_s=60)
+    ana = telegram.user("Ana")
+    chat = telegram.private_chat(ana)
+    await fake_brain.stop()
+
+    telegram.send_text(ana, chat, "are you there?")
+    notice = await telegram.wait_for_reply(chat)
+    assert notice.text == STILL_THINKING
+    await fake_brain.start()
+
+    await telegram.wait_for_text(chat, "You said: are you there?")
+    # one message: the notice became the answer
+    assert telegram.bot_messages(chat) == [notice]
+    assert notice.versions[0] == STILL_THINKING and notice.versions[-1] == "You said: are you there?"
+    assert [r.text for r in fake_brain.requests] == ["are you there?"]
+
+
+async def test_a_message_the_brain_refused_while_busy_is_asked_again_and_stored_once(
+    telegram: TelegramApiServer, fake_brain: FakeBrain, start_bot
+):
+    await start_bot(retry_window_s=60)
+    ana = telegram.user("Ana")
+    chat = telegram.private_chat(ana)
+    fake_brain.fail_next("chat", Refuse(503, "not_ready", "The model is still loading."), times=8)
+
+    telegram.send_text(ana, chat, "good morning")
+
+    await telegram.wait_for_text(chat, "You said: good morning")
+    assert telegram.transcript(chat) == ["You said: good morning"]
+    assert telegram.bot_messages(chat)[0].versions[0] == STILL_THINKING
+    assert fake_brain.events[-2:] == ["start good morning", "end good morning"]
+    # every try carried the message's idempotency key, and the brain stored the turn once
+    assert len({r.request_id for r in fake_brain.requests}) == 1 and fake_brain.requests[0].request_id
+    assert [t.text for turns in fake_brain.turns.values() for t in turns] == ["good morning", "You said: good morning"]
+
+
+async def test_past_the_window_the_member_is_told_plainly_that_the_message_was_not_answered(
+    telegram: TelegramApiServer, fake_brain: FakeBrain, start_bot
+):
+    await start_bot(retry_window_s=0.3)
+    ana = telegram.user("Ana")
+    chat = telegram.private_chat(ana)
+    await fake_brain.stop()
+
+    telegram.send_text(ana, chat, "hello?")
+
+    await telegram.wait_for_text(chat, NOT_ANSWERED)
+    [message] = telegram.bot_messages(chat)
+    assert message.versions == [STILL_THINKING, NOT_ANSWERED]
+    await fake_brain.start()
+    telegram.send_text(ana, chat, "and now?")
+    await telegram.wait_for_text(chat, "You said: and now?")
+    assert [r.text for r in fake_brain.requests] == ["and now?"]  # the unanswered one is not sent later

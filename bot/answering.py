@@ -1,0 +1,80 @@
+"""Answering one chat message, the same on every platform: the brain's reply streamed into a StreamedReply,
+and a message the brain could not take asked again, patiently, while the member is told what is going on.
+
+A message the brain surely never took (its connection refused, or 502/503/504: see BrainClient) is asked
+again with backoff for up to `window_s` seconds after the first refusal, under one "still thinking…" notice
+that the answer then takes the place of; past the window the notice says plainly that the message was not
+answered. Its request carries an idempotency key (`request_id`), so that a turn the brain did take is stored
+once however often it is asked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+
+from bot.client import BrainClient, BrainError, BrainUnavailable
+from bot.commands import friendly_error
+from bot.streaming import StreamedReply
+from brain.api_models import ChatReply, ChatRequest
+
+log = logging.getLogger(__name__)
+
+STILL_THINKING = "Still thinking… my brain is unavailable for a moment. I'll answer here as soon as it is back."
+NOT_ANSWERED = (
+    "Sorry, I could not answer this message: my brain was unavailable for too long. Please send it again later."
+)
+# between two tries of a message while the brain is away: the client's backoff, doubling up to this
+MAX_BACKOFF_S = 5.0
+
+
+async def answer(
+    client: BrainClient,
+    request: ChatRequest,
+    reply: StreamedReply,
+    *,
+    window_s: float,
+    on_screen: Callable[[], Awaitable[object]] | None = None,
+) -> None:
+    """Stream the brain's reply to `request` into `reply`; a failure ends in a short notice, never in silence.
+
+    `on_screen` is awaited once, as the first words (or the notice) go to the screen.
+    """
+    loop = asyncio.get_running_loop()
+    deadline: float | None = None
+    delay = client.backoff_s
+    while True:
+        try:
+            async with contextlib.aclosing(client.chat_stream(request)) as items:
+                async for item in items:
+                    if on_screen is not None:
+                        await on_screen()
+                        on_screen = None
+                    if isinstance(item, ChatReply):
+                        await reply.finish(item.reply)
+                        return
+                    reply.add(item)
+            return
+        except BrainUnavailable as exc:
+            error: BrainError = exc
+            if exc.never_handled and not reply.text.strip() and window_s > 0:
+                deadline = deadline if deadline is not None else loop.time() + window_s
+                wait = min(delay, deadline - loop.time())
+                if wait > 0:
+                    if not reply.started:
+                        reply.hold(STILL_THINKING)
+                        if on_screen is not None:
+                            await on_screen()
+                            on_screen = None
+                    log.info("the brain could not take a message of %s; asking again in %.1f s", request.key, wait)
+                    await asyncio.sleep(wait)
+                    delay = min(delay * 2, MAX_BACKOFF_S)
+                    continue
+        except BrainError as exc:
+            error = exc
+        log.warning("no reply from the brain for %s: %s %s", request.key, error.code, error.message)
+        gave_up = deadline is not None and isinstance(error, BrainUnavailable) and error.never_handled
+        await reply.cut_off(NOT_ANSWERED if gave_up else friendly_error(error))
+        return
