@@ -331,8 +331,6 @@ class Engine:
                     arrivals = self._take_arrivals()
                 for job in jobs:
                     self._run_job(job)
-                if jobs:  # an adapter unloaded by a job takes its cached prefixes with it
-                    self.prefixes.keep_adapters(set(getattr(self.model, "peft_config", {})))
                 events, ran = [StepEvent(handle, finish_reason="cancelled") for handle in finished], 0
                 try:
                     step_events, ran = self._step(arrivals)
@@ -587,6 +585,8 @@ class Engine:
             result, error = job.run(), None
         except Exception as exc:
             result, error = None, exc
+        # an adapter a job unloaded takes its cached prefixes with it, before the job counts as done
+        self.prefixes.keep_adapters(set(getattr(self.model, "peft_config", {})))
         _call_in_loop(job.loop, _settle, job.future, result, error)
 
     def _fail(self, handles: list[RequestHandle], error: Exception) -> None:

@@ -115,3 +115,39 @@ def test_the_cache_keeps_its_budget_and_drops_the_least_recently_used() -> None:
     assert cache.lookup("community@1", a + [1]) == (None, 0), "an entry belongs to the adapter that made it"
     assert cache.lookup(None, a[:20] + [999] * 30)[1] == 20
     assert cache.lookup(None, a[:10] + [999] * 30) == (None, 0), "shorter than a block is not worth it"
+
+
+async def test_a_cached_prefix_serves_only_the_adapter_that_made_it(tiny_model_dir, tmp_path, start_engine) -> None:
+    from peft import LoraConfig, get_peft_model
+
+    from brain.engine.model_loading import load_model
+
+    loaded = load_model(str(tiny_model_dir), cache_dir=tmp_path / "cache")  # adapters go into this model in place
+    system, message = list(range(60, 110)), [5, 6, 7]
+    plain = start_engine(loaded, eos_token_ids=set(), prefix_cache_tokens=0)
+    base_reply = await chat(plain, system, [message], owner="ann")
+    torch.manual_seed(3)
+    config = LoraConfig(r=4, lora_alpha=32, init_lora_weights=False, target_modules=["q_proj", "v_proj"])
+    peft = get_peft_model(loaded.model, config, adapter_name="community@1")
+    peft.add_adapter("community@2", config)
+    peft.eval()
+    plain.model = peft
+    reference = await collect(
+        plain.submit(GenerationRequest(prompt_ids=system + message, max_new_tokens=12, adapter="community@1"))
+    )
+    assert reference != base_reply[0], "the adapter does not change the reply; the test would prove nothing"
+
+    engine = start_engine(loaded, eos_token_ids=set(), prefix_cache_tokens=4096)
+    engine.model = peft
+    assert await chat(engine, system, [message], owner="ann") == base_reply
+    reused = engine.reused_tokens
+    handle = engine.submit(
+        GenerationRequest(prompt_ids=system + message, max_new_tokens=12, adapter="community@1", owner="ann")
+    )
+    assert await collect(handle) == reference
+    assert engine.reused_tokens == reused, "the base model's prefix was reused for an adapter"
+
+    await engine.between_steps(lambda: peft.delete_adapter("community@1"))
+    assert {entry.adapter for entry in engine.prefixes._entries.values()} == {None}, (
+        "an unloaded adapter's entries stay"
+    )
