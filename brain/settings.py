@@ -72,9 +72,9 @@ class ModelSettings(BaseModel):
     # CPU weights when dtype is auto: "auto" is bfloat16 on a CPU with bfloat16 instructions (AMX, AVX512-BF16)
     cpu_weights: Literal["auto", "float32", "bfloat16"] = "auto"
     # the running batch's key/value cache, in tokens: a request joins once its prompt and reply budget fit
-    kv_cache_tokens: int = Field(65_536, ge=64)
-    # finished requests' keys and values kept for the next prompt that starts the same way; 0 turns it off
-    prefix_cache_tokens: int = Field(65_536, ge=0)
+    kv_cache_tokens: int = Field(32_768, ge=64)
+    # memory for finished requests' keys and values, kept for the next prompt that starts the same way; 0: off
+    prefix_cache_mib: int = Field(1024, ge=0)
     # "local": generate in this process (transformers); "vllm": on an external OpenAI-compatible server
     # (vLLM) at vllm_url, with only the tokenizer of `name` loaded here to build prompts
     engine: Literal["local", "vllm"] = "local"
