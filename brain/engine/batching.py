@@ -7,7 +7,7 @@ step). The batch's key/value cache, written in place and kept by each row's own 
 :mod:`brain.engine.kv_cache`; token choice in :mod:`brain.engine.sampling`.
 
 Prompts reuse what earlier requests computed: a finished request's keys and values go to a
-:class:`~brain.engine.prefix_cache.PrefixCache` (``prefix_cache_tokens``), and a new request of the
+:class:`~brain.engine.prefix_cache.PrefixCache` (``prefix_cache_mib``), and a new request of the
 same adapter prefills only what follows the longest prefix it shares with one of them (the member's
 previous prompt and reply, or their persona's system prompt). ``forget(owner)`` drops the entries of
 a request's ``owner``. A request joins the batch once the tokens it may need (prompt and reply
@@ -204,7 +204,7 @@ class Engine:
         context_length: int | None = None,
         on_step: Callable[[int, int], None] | None = None,
         kv_cache_tokens: int | None = None,
-        prefix_cache_tokens: int = 0,
+        prefix_cache_mib: float = 0,
     ) -> None:
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be at least 1, not {max_batch_size}")
@@ -215,9 +215,9 @@ class Engine:
         self.context_length = context_length or config_context_length(model.config)
         # a request alone may always run: the budget is at least one context
         self.kv_cache_tokens = max(kv_cache_tokens or max_batch_size * self.context_length, self.context_length)
-        self.prefixes = PrefixCache(prefix_cache_tokens)
         self.on_step = on_step
         self._shape = KVShape.of(model, self.device)
+        self.prefixes = PrefixCache(int(prefix_cache_mib * 2**20) // self._shape.token_bytes())
         self._vocab_size = model.get_input_embeddings().num_embeddings
         self._condition = threading.Condition()
         self._queue: deque[RequestHandle] = deque()

@@ -107,7 +107,7 @@ class Runtime:
                 context_length=loaded.context_length,
                 on_step=metrics.on_step,
                 kv_cache_tokens=settings.model.kv_cache_tokens,
-                prefix_cache_tokens=settings.model.prefix_cache_tokens,
+                prefix_cache_mib=settings.model.prefix_cache_mib,
             )
             backend = LocalBackend(engine, loaded.tokenizer)
             adapters = AdapterManager(

@@ -32,8 +32,8 @@ async def chat(engine, system: list[int], messages: list[list[int]], owner: str,
 async def test_follow_ups_reuse_the_conversation_and_answer_as_without_the_cache(
     tiny: LoadedModel, start_engine
 ) -> None:
-    cached = start_engine(tiny, eos_token_ids=set(), prefix_cache_tokens=4096)
-    plain = start_engine(tiny, eos_token_ids=set(), prefix_cache_tokens=0)
+    cached = start_engine(tiny, eos_token_ids=set(), prefix_cache_mib=16)
+    plain = start_engine(tiny, eos_token_ids=set(), prefix_cache_mib=0)
     system = list(range(40, 80))
     messages = conversation(1, system, turns=5)
 
@@ -52,7 +52,7 @@ async def test_follow_ups_reuse_the_conversation_and_answer_as_without_the_cache
 
 
 async def test_a_shared_system_prompt_is_computed_once_for_everyone(tiny_llama: LoadedModel, start_engine) -> None:
-    engine = start_engine(tiny_llama, eos_token_ids=set(), prefix_cache_tokens=4096)
+    engine = start_engine(tiny_llama, eos_token_ids=set(), prefix_cache_mib=16)
     system = list(range(100, 164))
     first = await chat(engine, system, [[7, 8, 9]], owner="ann")
     reused = engine.reused_tokens
@@ -64,7 +64,7 @@ async def test_a_shared_system_prompt_is_computed_once_for_everyone(tiny_llama: 
 
 
 async def test_forget_drops_the_users_cached_conversation_only(tiny_llama: LoadedModel, start_engine) -> None:
-    engine = start_engine(tiny_llama, eos_token_ids=set(), prefix_cache_tokens=4096)
+    engine = start_engine(tiny_llama, eos_token_ids=set(), prefix_cache_mib=16)
     await chat(engine, list(range(10, 50)), [[1, 2, 3]], owner="ann")
     await chat(engine, list(range(200, 240)), [[4, 5, 6]], owner="bob")
     assert {entry.owner for entry in engine.prefixes._entries.values()} == {"ann", "bob"}
@@ -124,7 +124,7 @@ async def test_a_cached_prefix_serves_only_the_adapter_that_made_it(tiny_model_d
 
     loaded = load_model(str(tiny_model_dir), cache_dir=tmp_path / "cache")  # adapters go into this model in place
     system, message = list(range(60, 110)), [5, 6, 7]
-    plain = start_engine(loaded, eos_token_ids=set(), prefix_cache_tokens=0)
+    plain = start_engine(loaded, eos_token_ids=set(), prefix_cache_mib=0)
     base_reply = await chat(plain, system, [message], owner="ann")
     torch.manual_seed(3)
     config = LoraConfig(r=4, lora_alpha=32, init_lora_weights=False, target_modules=["q_proj", "v_proj"])
@@ -137,7 +137,7 @@ async def test_a_cached_prefix_serves_only_the_adapter_that_made_it(tiny_model_d
     )
     assert reference != base_reply[0], "the adapter does not change the reply; the test would prove nothing"
 
-    engine = start_engine(loaded, eos_token_ids=set(), prefix_cache_tokens=4096)
+    engine = start_engine(loaded, eos_token_ids=set(), prefix_cache_mib=16)
     engine.model = peft
     assert await chat(engine, system, [message], owner="ann") == base_reply
     reused = engine.reused_tokens
