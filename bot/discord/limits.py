@@ -1,4 +1,4 @@
-"""Discord's own rules for a bot, in one place."""
+"""Discord's own rules for a bot, in one place (bot/README.md explains them)."""
 
 from __future__ import annotations
 
@@ -14,3 +14,11 @@ CHOICES_LIMIT = 25
 CHOICE_NAME_LIMIT = 100
 # Discord drops an autocompletion not answered within 3 s; the brain is given less than that
 AUTOCOMPLETE_WAIT_S = 2.0
+
+# Rate limits. Discord meters every REST route in buckets per major parameter (a message's edits and posts
+# count in their channel's bucket), tells each response's bucket in X-RateLimit-* headers, and answers one
+# call too many with 429 and `retry_after`; over all routes a bot may make about 50 calls a second (the global
+# bucket, whose 429 says "global"). discord.py keeps both kinds of bucket from those headers and waits inside
+# a call, before it or after a 429, so the bot code never sees them: a busy channel holds its own calls only.
+# A streamed reply adds its own pace (bot.discord.edit_interval_s, 1 s by default): editing a message every
+# second stays within a channel's message bucket (five calls every five seconds) with room for other replies.
