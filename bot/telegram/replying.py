@@ -36,6 +36,8 @@ def chat_request(update: Update, context: Context, text: str) -> ChatRequest:
     The message's id is the request's idempotency key: asked again, the brain stores its turn once."""
     who = speaker_for(update, context.bot_data.settings)
     message = update.effective_message
+    if message is None:
+        raise ValueError("this update carries no message")
     return ChatRequest(
         **who.chat.model_dump(),
         display_name=who.display_name,

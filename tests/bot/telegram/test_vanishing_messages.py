@@ -71,3 +71,60 @@ async def test_a_message_telegram_will_not_let_the_bot_edit_is_replaced_by_a_new
     # the message stuck at its first words is gone, and the reply goes on in the one that replaced it
     assert [m.text for m in telegram.deleted] == ["one two"]
     assert telegram.bot_messages(chat)[0].versions == ["one two three four", "one two three four five six"]
+
+
+def streamed_as(text: str):
+    """Deltas that stream `text`, whatever the brain's final reply is (it may trim or differ from what streamed)."""
+    return lambda reply: DELTAS(text)
+
+
+async def test_when_the_final_text_changes_a_vanished_first_piece_the_pieces_after_it_move_below_it(
+    telegram: TelegramApiServer, fake_brain: FakeBrain, start_bot
+):
+    await start_bot()
+    ana = telegram.user("Ana")
+    chat = telegram.private_chat(ana)
+    streamed = REPLY.replace("Paragraph 0 sentence 0", "Paragraph zero sentence 0", 1)
+    fake_brain.reply_for = lambda request: REPLY
+    fake_brain.deltas = streamed_as(streamed)
+    last = len(DELTAS(streamed)) - 1
+
+    async def delete_the_first_piece_before_the_end(request, index: int, sent: str) -> None:
+        if sent:
+            shown = split_message(sent, MESSAGE_LIMIT)
+            await eventually(lambda: telegram.transcript(chat) == shown, "the reply so far on screen")
+        if index == last:
+            telegram.delete(telegram.bot_messages(chat)[0])
+
+    fake_brain.before_delta = delete_the_first_piece_before_the_end
+
+    telegram.send_text(ana, chat, "tell me everything")
+
+    await eventually(lambda: telegram.transcript(chat) == PIECES, "the whole final reply, in order")
+    assert len(telegram.deleted) == 3  # the first by the member; the two after it by the bot, to post them below
+
+
+async def test_a_final_text_shorter_than_what_streamed_leaves_no_stale_message(
+    telegram: TelegramApiServer, fake_brain: FakeBrain, start_bot
+):
+    await start_bot()
+    ana = telegram.user("Ana")
+    chat = telegram.private_chat(ana)
+    fourth = ("A fourth paragraph that the final reply does not keep. " * 30).strip()
+    streamed = REPLY + "\n\n" + fourth
+    assert len(split_message(streamed, MESSAGE_LIMIT)) == 4
+    fake_brain.reply_for = lambda request: REPLY
+    fake_brain.deltas = streamed_as(streamed)
+
+    async def one_update_at_a_time(request, index: int, sent: str) -> None:
+        if sent:
+            shown = split_message(sent, MESSAGE_LIMIT)
+            await eventually(lambda: telegram.transcript(chat) == shown, "the reply so far on screen")
+
+    fake_brain.before_delta = one_update_at_a_time
+
+    telegram.send_text(ana, chat, "tell me everything")
+
+    await eventually(lambda: telegram.transcript(chat) == PIECES, "the final reply alone")
+    [stale] = telegram.deleted
+    assert fourth.startswith(stale.text)
