@@ -6,12 +6,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.support.eventually import eventually_sync
 from trainer.nightly.link import RedisLink
 from trainer.nightly.lock import Holder, LockHeldError, TrainerLock
 
@@ -66,7 +66,7 @@ def test_a_holder_on_another_host_keeps_the_lock_until_its_lease_ends(link: Redi
 
     with pytest.raises(LockHeldError, match=f"pid {gone.pid} on another-host"):
         TrainerLock(link, ttl_s=60).acquire()
-    time.sleep(2.0)  # the lease runs out
+    eventually_sync(lambda: link.call(link.store.trainer_lock_holder()) is None, "the other host's lease ran out")
     with TrainerLock(link, ttl_s=60) as lock:
         assert lock.taken_over is None
         assert Holder.parse(link.call(link.store.trainer_lock_holder())) == lock.holder
