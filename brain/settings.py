@@ -69,8 +69,9 @@ class ModelSettings(BaseModel):
     max_batch_size: int = Field(32, ge=1)
     context_tokens: int = Field(2048, ge=64)
     max_new_tokens: int = Field(256, ge=1)
-    # CPU weights when dtype is auto: "auto" is bfloat16 on a CPU with bfloat16 instructions (AMX, AVX512-BF16)
-    cpu_weights: Literal["auto", "float32", "bfloat16"] = "auto"
+    # CPU weights when dtype is auto: "auto" is bfloat16 on a CPU with bfloat16 instructions (AMX, AVX512-BF16),
+    # with 4-bit copies of the weights that already are 4-bit (the default model); "int4": 4-bit copies of all
+    cpu_weights: Literal["auto", "float32", "bfloat16", "int4"] = "auto"
     # the running batch's key/value cache, in tokens: a request joins once its prompt and reply budget fit
     kv_cache_tokens: int = Field(32_768, ge=64)
     # memory for finished requests' keys and values, kept for the next prompt that starts the same way; 0: off
