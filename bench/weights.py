@@ -1,11 +1,13 @@
 """What each CPU weight format costs in quality: perplexity on held-out text against float32.
 
 A format may be on by default only if its perplexity stays within 1 % of float32's (``model.cpu_weights``
-``auto`` picks bfloat16 on CPUs with bfloat16 instructions on this evidence). The text is prose the
+``auto`` picks bfloat16 on CPUs with bfloat16 instructions, and the 4-bit copies of weights that already
+are 4-bit values, on this evidence). The 4-bit weights serve only decoding steps of a few rows; here they
+serve every product, so that what is measured is theirs. The text is prose the
 model did not see in this form (the tiny Shakespeare corpus shipped beside the project, its last part),
 cut into windows of ``--window`` tokens. Run from the repository root:
 
-    python -m bench.weights                    # float32 and bfloat16, 16 windows of 512 tokens
+    python -m bench.weights                    # float32, bfloat16 and int4, 16 windows of 512 tokens
 
 Prints a table and writes bench/results/weights.json.
 """
@@ -24,7 +26,8 @@ import torch  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from brain.engine.cpu_linear import cpu_has_bf16  # noqa: E402
+from brain.engine import cpu_linear  # noqa: E402
+from brain.engine.cpu_linear import cpu_has_bf16, int4_available  # noqa: E402
 from brain.engine.model_loading import DEFAULT_MODEL_ALIAS, load_model  # noqa: E402
 from brain.settings import Settings  # noqa: E402
 
@@ -54,7 +57,8 @@ def main() -> None:
     args = parser.parse_args()
     console = Console(width=100)
     cache_dir = Settings().model.cache_dir
-    formats = ["float32", "bfloat16"]
+    formats = ["float32", "bfloat16"] + (["int4"] if int4_available() else [])
+    cpu_linear.INT4_MAX_ROWS = 1 << 30  # every product through the 4-bit weights where a layer has them
     results = {}
     windows: list[list[int]] = []
     for name in formats:
@@ -75,7 +79,13 @@ def main() -> None:
         rows.append({"weights": name, "perplexity": value, "change": change, "within_limit": abs(change) <= LIMIT})
         table.add_row(name, f"{value:.4f}", f"{change:+.3%}", "yes" if abs(change) <= LIMIT else "no")
     console.print(table)
-    result = {"model": args.model, "rows": rows, "cpu_has_bf16": cpu_has_bf16(), "tokens": args.windows * args.window}
+    result = {
+        "model": args.model,
+        "rows": rows,
+        "cpu_has_bf16": cpu_has_bf16(),
+        "int4_available": int4_available(),
+        "tokens": args.windows * args.window,
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     console.print(f"wrote {args.out}")

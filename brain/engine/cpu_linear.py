@@ -1,4 +1,4 @@
-"""Faster float32 and bfloat16 linear layers for CPU inference: oneDNN with weights packed once.
+"""Faster linear layers for CPU inference: oneDNN with weights packed once, and 4-bit weights for few rows.
 
 PyTorch multiplies float32 matrices on CPU with MKL, which is slow for the short, wide products of
 batched decoding on some CPUs (on an AMD EPYC, 16-32 rows against SmolLM2's weights ran 2-3 times
@@ -10,7 +10,15 @@ bfloat16 on a CPU with bfloat16 instructions: AMX or AVX512-BF16) without autogr
 packed again when its tensor is replaced or changed in place through autograd-visible operations
 (an in-place change through ``.data`` goes unseen: call ``repack`` after one).
 
-Costs: a second copy of every linear weight in memory.
+Decoding one or a few rows reads every weight once per token, so its speed is the weights' size. A
+bfloat16 layer may also keep a 4-bit copy (groups of 32 inputs, each with its own scale and minimum,
+the layout of llama.cpp's Q4_1) that serves products of at most ``INT4_MAX_ROWS`` rows: about 3 times
+faster than bfloat16 for one row on a Xeon with AMX, slower for many rows, which keep the bfloat16
+path. ``int4="lossless"`` keeps that copy only where the weights already are 4-bit values (a model
+converted from a 4-bit GGUF, such as the default one: at most ``LOSSLESS_STEPS`` of a step off);
+``int4="on"`` everywhere but the output layer (bench/weights.py states the perplexity of each).
+
+Costs: a second copy of every linear weight in memory, and the 4-bit one where it is kept.
 """
 
 from __future__ import annotations
@@ -20,6 +28,10 @@ from pathlib import Path
 
 import torch
 from torch import nn
+
+INT4_GROUP = 32
+INT4_MAX_ROWS = 4
+LOSSLESS_STEPS = 0.05  # the largest error, in quantization steps, of a weight that is "already 4-bit"
 
 
 def onednn_available() -> bool:
@@ -41,6 +53,10 @@ def cpu_has_bf16() -> bool:
     return onednn_available() and any(flag in flags.split() for flag in ("amx_bf16", "avx512_bf16"))
 
 
+def int4_available() -> bool:
+    return cpu_has_bf16() and hasattr(torch.ops.aten, "_weight_int4pack_mm_for_cpu")
+
+
 class PackedLinear(nn.Linear):
     """An ``nn.Linear`` that multiplies with a oneDNN-packed copy of its weight when it can."""
 
@@ -51,27 +67,65 @@ class PackedLinear(nn.Linear):
         key = (weight.data_ptr(), weight._version)
         if self.__dict__.get("_packed_key") != key:
             self.repack()
+        int4 = self.__dict__.get("_int4")
+        if int4 is not None and x.numel() <= INT4_MAX_ROWS * x.shape[-1]:
+            packed, scales = int4
+            y = torch.ops.aten._weight_int4pack_mm_for_cpu(x.reshape(-1, x.shape[-1]), packed, INT4_GROUP, scales)
+            y = y.reshape(*x.shape[:-1], self.out_features)
+            return y if self.bias is None else y + self.bias
         return torch.ops.mkldnn._linear_pointwise(x, self.__dict__["_packed"], self.bias, "none", [], "")
 
     def repack(self) -> None:
-        self.__dict__["_packed"] = torch.ops.mkldnn._reorder_linear_weight(self.weight.detach(), None)
+        weight = self.weight.detach()
+        self.__dict__["_packed"] = torch.ops.mkldnn._reorder_linear_weight(weight, None)
         self.__dict__["_packed_key"] = (self.weight.data_ptr(), self.weight._version)
+        mode = self.__dict__.get("_int4_mode", "off")
+        quantized = quantize_int4(weight) if mode != "off" and weight.dtype == torch.bfloat16 else None
+        if quantized is not None and mode == "lossless" and quantized[2] > LOSSLESS_STEPS:
+            quantized = None
+        self.__dict__["_int4"] = quantized[:2] if quantized is not None else None
+
+    @property
+    def int4(self) -> bool:
+        """Whether products of few rows use a 4-bit copy of the weight."""
+        return self.__dict__.get("_int4") is not None
 
     def __getstate__(self) -> dict:
-        # copies and pickles carry the dense weight only; the packed one is rebuilt on first use
+        # copies and pickles carry the dense weight only; the packed ones are rebuilt on first use
         state = super().__getstate__()
-        return {name: value for name, value in state.items() if name not in ("_packed", "_packed_key")}
+        return {name: value for name, value in state.items() if name not in ("_packed", "_packed_key", "_int4")}
 
 
-def pack_linears(model: nn.Module) -> int:
-    """Turn every float32 or bfloat16 CPU ``nn.Linear`` of ``model`` into a PackedLinear; how many were turned."""
+def quantize_int4(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float] | None:
+    """The packed 4-bit weight, its scales and minimums, and the largest error in steps; None if it cannot be."""
+    out_features, in_features = weight.shape
+    if in_features % INT4_GROUP or out_features % 8 or not int4_available():
+        return None
+    groups = weight.float().reshape(out_features, in_features // INT4_GROUP, INT4_GROUP)
+    low, high = groups.amin(-1), groups.amax(-1)
+    scale = ((high - low) / 15).clamp(min=1e-12)
+    steps = torch.round((groups - low[..., None]) / scale[..., None]).clamp(0, 15)
+    error = ((steps * scale[..., None] + low[..., None] - groups).abs() / scale[..., None]).amax().item()
+    packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(steps.to(torch.int32).reshape(weight.shape), 1)
+    # the kernel computes (q - 8) * scale + zero
+    scales = torch.stack([scale, low + 8 * scale], -1).transpose(0, 1).contiguous().to(weight.dtype)
+    return packed, scales, error
+
+
+def pack_linears(model: nn.Module, int4: str = "off") -> int:
+    """Turn every float32 or bfloat16 CPU ``nn.Linear`` of ``model`` into a PackedLinear; how many were turned.
+
+    ``int4``: "off", "lossless" or "on" (see the module docstring); never for the output layer, whose
+    scores decide every token."""
     if not onednn_available():
         return 0
+    output = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
     count = 0
     for module in model.modules():
         weight = module.weight if type(module) is nn.Linear else None
         if weight is not None and weight.device.type == "cpu" and _packable(weight.dtype):
             module.__class__ = PackedLinear
+            module.__dict__["_int4_mode"] = "off" if module is output else int4
             with torch.no_grad():
                 module.repack()
             count += 1

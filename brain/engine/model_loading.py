@@ -72,12 +72,21 @@ def serving_dtype(device: torch.device, dtype: str = "auto", cpu_weights: str = 
     """The dtype to serve in: ``dtype`` when it is set; with ``auto``, on a CPU, ``cpu_weights`` decides.
 
     ``cpu_weights`` ``auto`` is bfloat16 on a CPU with bfloat16 instructions (AMX or AVX512-BF16: half the
-    bytes read per token, perplexity within 1 % of float32, see bench/weights.py) and float32 elsewhere."""
+    bytes read per token, perplexity within 1 % of float32, see bench/weights.py) and float32 elsewhere;
+    ``int4`` computes in bfloat16 too (its 4-bit weights serve decoding steps of few rows)."""
     if dtype != "auto" or device.type != "cpu":
         return pick_dtype(device, dtype)
-    if cpu_weights == "auto":
+    if cpu_weights in ("auto", "int4"):
         return torch.bfloat16 if cpu_has_bf16() else torch.float32
     return pick_dtype(device, cpu_weights)
+
+
+def int4_mode(dtype: torch.dtype, cpu_weights: str) -> str:
+    """Which layers keep 4-bit weights (brain.engine.cpu_linear): every one for ``int4``; for ``auto``
+    those whose weights already are 4-bit values (the default model, converted from a 4-bit GGUF)."""
+    if dtype != torch.bfloat16 or cpu_weights not in ("auto", "int4"):
+        return "off"
+    return "on" if cpu_weights == "int4" else "lossless"
 
 
 def resolve_model(name: str, cache_dir: str | Path) -> Path:
@@ -121,7 +130,7 @@ def load_model(
     torch_dtype = serving_dtype(torch_device, dtype, cpu_weights)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype).to(torch_device).eval()
     if pack_cpu_weights and torch_device.type == "cpu":
-        pack_linears(model)
+        pack_linears(model, int4=int4_mode(torch_dtype, cpu_weights))
     tokenizer = AutoTokenizer.from_pretrained(path)
     return LoadedModel(
         model=model,

@@ -7,7 +7,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from brain.engine.cpu_linear import PackedLinear, onednn_available, pack_linears
+from brain.engine.cpu_linear import PackedLinear, int4_available, onednn_available, pack_linears
 
 pytestmark = pytest.mark.skipif(not onednn_available(), reason="this PyTorch build has no oneDNN")
 
@@ -39,3 +39,27 @@ def test_packed_model_still_trains_copies_and_sees_new_weights(tiny_model_dir: P
             parameter.mul_(0.5)
         copied.load_state_dict(other.state_dict())  # a weight reload: packed copies must follow
         assert torch.allclose(copied(ids).logits, other(ids).logits, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.skipif(not int4_available(), reason="4-bit weights need a CPU with bfloat16 instructions")
+def test_four_bit_weights_serve_few_rows_and_only_where_they_lose_nothing(tiny_model_dir: Path) -> None:
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.bfloat16).eval()
+    layers = model.model.layers[0].mlp
+    with torch.no_grad():  # one layer whose weights are 4-bit values already, as a 4-bit GGUF's are
+        steps = torch.randint(0, 16, layers.up_proj.weight.shape).float()
+        steps[:, ::32], steps[:, 1::32] = 0, 15  # each group of 32 spans the 16 steps, as Q4_1's blocks do
+        layers.up_proj.weight.copy_(steps / 64 - 0.125)
+    dense = copy.deepcopy(model)
+    pack_linears(model, int4="lossless")
+    kept = {name for name, module in model.named_modules() if isinstance(module, PackedLinear) and module.int4}
+    assert kept == {"model.layers.0.mlp.up_proj"}
+
+    pack_linears(everywhere := copy.deepcopy(dense), int4="on")
+    assert not everywhere.lm_head.int4, "the output layer decides every token: it keeps its full weights"
+    x = torch.randn(1, 1, 64, dtype=torch.bfloat16)
+    with torch.no_grad():
+        one_row = model.model.layers[0].mlp.up_proj(x)
+        assert torch.allclose(one_row.float(), dense.model.layers[0].mlp.up_proj(x).float(), atol=0.02, rtol=0.02)
+        ids = torch.randint(3, 500, (1, 9))
+        greedy = dense.generate(ids, max_new_tokens=8, do_sample=False, pad_token_id=0)
+        assert torch.equal(model.generate(ids, max_new_tokens=8, do_sample=False, pad_token_id=0), greedy)
