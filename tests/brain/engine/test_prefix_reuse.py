@@ -10,7 +10,7 @@ import torch
 from brain.engine.batching import GenerationRequest
 from brain.engine.model_loading import LoadedModel
 from brain.engine.prefix_cache import BLOCK, PrefixCache
-from tests.brain.engine.helpers import collect, reference_greedy
+from tests.brain.engine.helpers import collect, reference_greedy, worker_paused
 
 
 def conversation(seed: int, system: list[int], turns: int) -> list[list[int]]:
@@ -151,3 +151,25 @@ async def test_a_cached_prefix_serves_only_the_adapter_that_made_it(tiny_model_d
     assert {entry.adapter for entry in engine.prefixes._entries.values()} == {None}, (
         "an unloaded adapter's entries stay"
     )
+
+
+async def test_one_long_reply_widens_only_its_own_row(tiny_llama: LoadedModel, start_engine) -> None:
+    engine = start_engine(tiny_llama, eos_token_ids=set())
+    held: list[int] = []
+    engine.on_step = lambda rows, tokens: held.append(engine._cache.allocated_tokens())
+    rng = random.Random(7)
+    prompts = [[rng.randrange(3, 500) for _ in range(300)]] + [[rng.randrange(3, 500) for _ in range(20)]] * 7
+    lengths = [150] + [40] * 7
+
+    async def one(index: int) -> list[int]:
+        return await collect(engine.submit(GenerationRequest(prompt_ids=prompts[index], max_new_tokens=lengths[index])))
+
+    async with worker_paused(engine):
+        tasks = [asyncio.ensure_future(one(index)) for index in range(8)]
+        await asyncio.sleep(0.05)
+    replies = await asyncio.gather(*tasks)
+
+    assert [len(reply) for reply in replies] == lengths
+    assert replies[1] == reference_greedy(tiny_llama, prompts[1], 40)
+    # a cache as wide as its longest row would hold 8 x 512 tokens here
+    assert max(held) <= 512 + 8 * 128
