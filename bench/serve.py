@@ -173,6 +173,8 @@ def run_generate_batch(loaded: LoadedModel, prompts: list[list[int]], max_new_to
     page = 256  # transformers' default page size
     pages_per_request = -(-(max(map(len, prompts)) + max_new_tokens) // page)
     batching = ContinuousBatchingConfig(num_blocks=len(prompts) * pages_per_request + 4)
+    # generate_batch takes only its own attention implementations; the engine sets its own back on its next step
+    loaded.model.set_attn_implementation("sdpa")
     start = time.perf_counter()
     with torch.no_grad():
         outputs = loaded.model.generate_batch(
