@@ -18,6 +18,10 @@ from brain.api_models import (
     ChatReply,
     ChatRequest,
     ConsentState,
+    Fact,
+    FactList,
+    FactPin,
+    FactsDeleted,
     ForgetResult,
     MemoryView,
     OptOut,
@@ -238,6 +242,25 @@ class BrainClient:
     async def memory(self, user: UserRef, chat_id: str, chat_kind: str = "direct") -> MemoryView:
         params = {"chat_kind": chat_kind}
         return await self._get(f"{_user_path(user)}/chats/{chat_id}/memory", MemoryView, params)
+
+    # facts about the user
+
+    async def facts(self, user: UserRef, chat_id: str, chat_kind: str = "direct") -> list[Fact]:
+        """The user's facts that this chat may use (all of them in a direct chat), oldest first."""
+        params = {"chat_id": chat_id, "chat_kind": chat_kind}
+        return (await self._get(f"{_user_path(user)}/facts", FactList, params)).facts
+
+    async def remember(self, pin: FactPin) -> Fact:
+        # the brain keeps a fact once, so a pin asked again after a lost answer is not stored twice
+        return await self._post(f"{_user_path(pin)}/facts", Fact, pin)
+
+    async def forget_fact(self, user: UserRef, fact_id: str) -> FactsDeleted:
+        return FactsDeleted.model_validate(await self._request("DELETE", f"{_user_path(user)}/facts/{fact_id}"))
+
+    async def clear_facts(self, user: UserRef, chat_id: str, chat_kind: str = "direct") -> FactsDeleted:
+        """Forget every fact that this chat may use."""
+        params = {"chat_id": chat_id, "chat_kind": chat_kind}
+        return FactsDeleted.model_validate(await self._request("DELETE", f"{_user_path(user)}/facts", params=params))
 
     async def stats(self) -> Stats:
         return await self._get("/v1/stats", Stats)

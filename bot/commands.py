@@ -1,4 +1,4 @@
-"""What /persona, /optin, /optout, /forget, /reset, /memory, /privacy, /help and /stats mean, once.
+"""What /persona, /optin, /optout, /forget, /reset, /remember, /memory, /privacy, /help and /stats mean, once.
 
 Platform-neutral: an adapter turns a platform event into a Speaker and a command line, calls
 `run_command`, and renders the CommandReply (text plus buttons, each button being a command
@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from bot.client import BrainClient, BrainError, BrainUnavailable
-from brain.api_models import ChatKind, ChatRef, PersonaSet, UserRef
+from brain.api_models import MAX_FACT_CHARS, ChatKind, ChatRef, Fact, FactPin, PersonaSet, UserRef
 
 COMMANDS: dict[str, str] = {
     "help": "What I can do",
@@ -19,7 +19,8 @@ COMMANDS: dict[str, str] = {
     "optout": "Stop learning from our chats",
     "forget": "Delete everything I keep about you (asks first)",
     "reset": "Clear my memory of this chat",
-    "memory": "What I remember of this chat",
+    "remember": "Pin a fact about you that I keep in mind: /remember I'm vegetarian",
+    "memory": "What I remember of you here; /memory forget N or /memory clear forgets facts",
     "privacy": "What I store and why",
 }
 OPERATOR_COMMANDS: dict[str, str] = {"stats": "Usage figures (operators only)"}
@@ -184,14 +185,64 @@ async def _reset(client: BrainClient, who: Speaker, args: str) -> CommandReply:
     return CommandReply(f"Memory of this chat cleared ({result.cleared_turns} turns).")
 
 
+async def _remember(client: BrainClient, who: Speaker, args: str) -> CommandReply:
+    text = " ".join(args.split())
+    if not text:
+        return CommandReply("Tell me what to keep in mind, for example: /remember I'm vegetarian and live in Porto.")
+    if len(text) > MAX_FACT_CHARS:
+        return CommandReply(f"That's long for one fact: keep it under {MAX_FACT_CHARS} characters.")
+    fact = await client.remember(FactPin(**who.chat.model_dump(), text=text))
+    where = "in this group and when we talk in private" if who.chat_kind is ChatKind.group else "when we talk"
+    return CommandReply(f'I\'ll keep this in mind {where}: "{fact.text}"\n/memory lists what I know about you.')
+
+
 async def _memory(client: BrainClient, who: Speaker, args: str) -> CommandReply:
+    action, _, rest = args.strip().partition(" ")
+    if action.lower() == "forget":
+        return await _forget_fact(client, who, rest.strip())
+    if action.lower() == "clear":
+        result = await client.clear_facts(who.user, who.chat_id, who.chat_kind.value)
+        scope = "I kept from this group" if who.chat_kind is ChatKind.group else "I kept about you"
+        facts = "1 fact" if result.deleted == 1 else f"{result.deleted} facts"
+        return CommandReply(f"Done: I forgot the {facts} {scope}.")
+    if action:
+        return CommandReply("Try /memory, /memory forget N or /memory clear.")
     view = await client.memory(who.user, who.chat_id, who.chat_kind.value)
     consent = await client.consent(who.user)
+    facts = await client.facts(who.user, who.chat_id, who.chat_kind.value)
     lines = [f"Persona: {view.persona}", f"Learning from our chats: {'yes' if consent.opted_in else 'no'}"]
     lines.append(f"Summary of earlier talk: {view.summary}" if view.summary else "No summary of earlier talk yet.")
     lines.append(f"Recent turns remembered here: {len(view.turns)}")
     lines += [f"  {t.role}: {t.text[:80]}" for t in view.turns[-6:]]
+    if facts:
+        lines.append("What I know about you here:")
+        lines += [f"{n}. {fact.text} ({_origin(fact, who)})" for n, fact in enumerate(facts, start=1)]
+        lines.append("/memory forget N forgets one; /memory clear forgets them all.")
+    else:
+        lines.append("No facts about you here yet: /remember TEXT pins one.")
     return CommandReply("\n".join(lines))
+
+
+async def _forget_fact(client: BrainClient, who: Speaker, number: str) -> CommandReply:
+    facts = await client.facts(who.user, who.chat_id, who.chat_kind.value)
+    if not number.isdigit() or not 1 <= int(number) <= len(facts):
+        known = f"1 to {len(facts)}" if facts else "none yet"
+        return CommandReply(f"Which one? Send /memory forget N, with N from the list in /memory ({known}).")
+    fact = facts[int(number) - 1]
+    await client.forget_fact(who.user, fact.id)
+    return CommandReply(f'Forgotten: "{fact.text}"')
+
+
+def _origin(fact: Fact, who: Speaker) -> str:
+    """Where a fact came from: pinned by the member, or picked up from one of their messages (quoted)."""
+    if fact.source.value == "pinned":
+        origin = "you pinned it"
+    else:
+        quote = fact.quote if len(fact.quote) <= 60 else fact.quote[:59] + "…"
+        origin = f'from what you said: "{quote}"'
+    if who.chat_kind is ChatKind.direct and fact.chat_kind is ChatKind.group:
+        origin += ", in a group"
+    return origin
 
 
 async def _privacy(client: BrainClient, who: Speaker, args: str) -> CommandReply:
@@ -217,6 +268,7 @@ _HANDLERS = {
     "optout": _optout,
     "forget": _forget,
     "reset": _reset,
+    "remember": _remember,
     "memory": _memory,
     "privacy": _privacy,
     "stats": _stats,

@@ -16,6 +16,7 @@ real one (tests/support/brain_server.py).
 from __future__ import annotations
 
 import asyncio
+import secrets
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -31,6 +32,10 @@ from brain.api_models import (
     ConsentState,
     ErrorBody,
     ErrorDetail,
+    Fact,
+    FactList,
+    FactPin,
+    FactsDeleted,
     ForgetResult,
     MemoryView,
     OptOut,
@@ -148,6 +153,7 @@ class FakeBrain:
         self.custom_prompts: dict[str, str] = {}
         self.consent: dict[str, ConsentState] = {}
         self.turns: dict[tuple[str, str], list[Turn]] = {}  # (user key, chat id) -> remembered turns
+        self.facts: dict[str, list[Fact]] = {}  # user key -> pinned facts
         self._stored_requests: set[tuple[str, str]] = set()  # (user key, request_id) of the turns stored
         self.forgotten: list[str] = []
         self.replies_served = 0
@@ -332,6 +338,7 @@ class FakeBrain:
             del self.turns[key]
         self.consent.pop(user, None)
         self.persona.pop(user, None)
+        self.facts.pop(user, None)
         return _json(ForgetResult(forgotten=True, deleted_keys=deleted))
 
     async def _export(self, request: web.Request) -> web.Response:
@@ -351,6 +358,33 @@ class FakeBrain:
         user, chat_id = _user(request), request.match_info["chat_id"]
         persona = self._persona_name(user, chat_id, request.query.get("chat_kind", "direct"))
         return _json(MemoryView(summary="", turns=self.turns.get((user, chat_id), []), persona=persona))
+
+    def _facts_in(self, request: web.Request) -> list[Fact]:
+        """A user's facts that the chat asked about may use: all in a direct chat, a group's own in a group."""
+        chat_id, kind = request.query["chat_id"], request.query.get("chat_kind", "direct")
+        facts = self.facts.get(_user(request), [])
+        return facts if kind == "direct" else [f for f in facts if (f.chat_id, f.chat_kind.value) == (chat_id, kind)]
+
+    async def _facts(self, request: web.Request) -> web.Response:
+        return _json(FactList(facts=self._facts_in(request)))
+
+    async def _pin_fact(self, request: web.Request) -> web.Response:
+        pin = FactPin.model_validate(await request.json())
+        fact = Fact(id=secrets.token_hex(4), text=pin.text, source="pinned",
+                    chat_id=pin.chat_id, chat_kind=pin.chat_kind, ts=time.time())  # fmt: skip
+        self.facts.setdefault(pin.key, []).append(fact)
+        return _json(fact, 201)
+
+    async def _forget_fact(self, request: web.Request) -> web.Response:
+        return self._drop_facts(request, {request.match_info["fact_id"]})
+
+    async def _clear_facts(self, request: web.Request) -> web.Response:
+        return self._drop_facts(request, {f.id for f in self._facts_in(request)})
+
+    def _drop_facts(self, request: web.Request, ids: set[str]) -> web.Response:
+        facts = self.facts.get(_user(request), [])
+        self.facts[_user(request)] = [f for f in facts if f.id not in ids]
+        return _json(FactsDeleted(deleted=len(facts) - len(self.facts[_user(request)])))
 
     async def _stats(self, request: web.Request) -> web.Response:
         users = {user for user, _ in self.turns}
@@ -385,5 +419,9 @@ ROUTES = [
     ("GET", f"{_USER}/export", "export"),
     ("POST", f"{_USER}/chats/{{chat_id}}/reset", "reset"),
     ("GET", f"{_USER}/chats/{{chat_id}}/memory", "memory"),
+    ("GET", f"{_USER}/facts", "facts"),
+    ("POST", f"{_USER}/facts", "pin_fact"),
+    ("DELETE", f"{_USER}/facts/{{fact_id}}", "forget_fact"),
+    ("DELETE", f"{_USER}/facts", "clear_facts"),
     ("GET", "/v1/stats", "stats"),
 ]

@@ -1,4 +1,4 @@
-"""Consent and personal data: /optin, /optout, /forget, /reset, /memory, /privacy, and /help.
+"""Consent and personal data: /optin, /optout, /forget, /reset, /remember, /memory, /privacy, and /help.
 
 Answers here are about one person, so only that person sees them (ephemeral).
 """
@@ -12,9 +12,13 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.discord.responding import answer_command
+from brain.api_models import MAX_FACT_CHARS
 
 if TYPE_CHECKING:
     from bot.discord.app import OwnchatBot
+
+# Discord itself refuses a fact longer than the brain keeps
+FactText = app_commands.Range[str, 1, MAX_FACT_CHARS]
 
 
 class Data(commands.Cog):
@@ -43,9 +47,19 @@ class Data(commands.Cog):
         await answer_command(self.bot, interaction, "reset", ephemeral=True)
 
     @app_commands.command()
-    async def memory(self, interaction: discord.Interaction) -> None:
-        """What I remember of this chat"""
-        await answer_command(self.bot, interaction, "memory", ephemeral=True)
+    @app_commands.describe(fact="Something about you, in a sentence: I'm vegetarian and live in Porto")
+    async def remember(self, interaction: discord.Interaction, fact: FactText) -> None:
+        """Pin a fact about you that I keep in mind"""
+        await answer_command(self.bot, interaction, "remember", fact, ephemeral=True)
+
+    @app_commands.command()
+    @app_commands.describe(forget="Forget fact number N of the list", clear="Forget every fact listed here")
+    async def memory(
+        self, interaction: discord.Interaction, forget: app_commands.Range[int, 1] | None = None, clear: bool = False
+    ) -> None:
+        """What I remember of you here, and forget facts"""
+        args = "clear" if clear else f"forget {forget}" if forget is not None else ""
+        await answer_command(self.bot, interaction, "memory", args, ephemeral=True)
 
     @app_commands.command()
     async def privacy(self, interaction: discord.Interaction) -> None:

@@ -13,7 +13,9 @@ async def test_the_slash_commands_are_synced_on_start_with_their_descriptions(
     await start_bot(fake_brain.url)
 
     synced = {c["name"]: c for c in local_discord.commands}
-    assert set(synced) == {"persona", "optin", "optout", "forget", "reset", "memory", "privacy", "help", "stats"}
+    assert set(synced) == {
+        "persona", "optin", "optout", "forget", "reset", "remember", "memory", "privacy", "help", "stats"
+    }  # fmt: skip
     assert synced["forget"]["description"] == "Delete everything I keep about you (asks first)"
     assert [o["name"] for o in synced["persona"]["options"]] == ["name", "custom"]
     assert synced["persona"]["options"][0]["autocomplete"] is True
