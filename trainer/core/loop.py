@@ -64,7 +64,12 @@ class LoopSettings(BaseModel):
         return self.total_steps if self.stop_after is None else min(self.total_steps, self.stop_after)
 
 
-def new_history() -> dict[str, list[list[float]]]:
+# (step, value) pairs: the train loss after each step, the validation loss at each evaluation, and the
+# learning rate each step was taken with
+History = dict[str, list[tuple[int, float]]]
+
+
+def new_history() -> History:
     return {"train": [], "val": [], "lr": []}
 
 
@@ -74,9 +79,7 @@ class LoopState:
     best_val: float = math.inf
     best_step: int = 0
     bad_evals: int = 0
-    # [step, value] pairs: the train loss after each step, the validation loss at each evaluation, and
-    # the learning rate each step was taken with
-    history: dict[str, list[list[float]]] = field(default_factory=new_history)
+    history: History = field(default_factory=new_history)
 
 
 @dataclass
@@ -97,7 +100,7 @@ class LoopResult(BaseModel):
     resumed_from: int | None
     processes: int = 1
     train_tokens_per_s: float = 0.0
-    history: dict[str, list[list[float]]] = Field(default_factory=new_history)
+    history: History = Field(default_factory=new_history)
 
 
 def adamw(
@@ -187,7 +190,7 @@ def train(
 
     def evaluate() -> float:
         val = validate()
-        state.history["val"].append([state.step, val])
+        state.history["val"].append((state.step, val))
         improved = val < state.best_val
         if improved:
             state.best_val, state.best_step, state.bad_evals = val, state.step, 0
@@ -230,7 +233,7 @@ def train(
             step_loss, tokens = backward(forward, objective, batches.for_step(state.step), placement)
             if settings.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(params, settings.grad_clip)
-            state.history["lr"].append([state.step, scheduler.get_last_lr()[0]])
+            state.history["lr"].append((state.step, scheduler.get_last_lr()[0]))
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
@@ -241,7 +244,7 @@ def train(
             step_tokens = tokens * placement.world_size
             train_time, train_tokens = train_time + seconds, train_tokens + step_tokens
             tok_s = step_tokens / seconds if tok_s == 0 else 0.9 * tok_s + 0.1 * step_tokens / seconds
-            state.history["train"].append([state.step, mean_across_ranks(step_loss, placement)])
+            state.history["train"].append((state.step, mean_across_ranks(step_loss, placement)))
 
             if state.step % settings.eval_every == 0 or state.step == last:
                 val = evaluate()
