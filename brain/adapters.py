@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from brain.registry_records import LiveAdapter, ReloadEvent
 from brain.store import Store, tombstone_member
 
 log = logging.getLogger("brain.adapters")
@@ -59,7 +60,7 @@ class AdapterBackend(Protocol):
     """What the service needs of adapter management, whichever engine holds the weights (AdapterManager here,
     RemoteAdapters in brain/engine/remote_adapters.py for a vLLM server)."""
 
-    live: dict[str, dict[str, Any]]  # target -> its live registry record
+    live: dict[str, LiveAdapter]  # target -> its live registry record
 
     def start(self) -> None:
         """Read the registry and follow it (call from the running event loop)."""
@@ -139,7 +140,7 @@ class RegistryFollower:
         async with self._refreshing:
             await self.refresh()
 
-    live: dict[str, dict[str, Any]]
+    live: dict[str, LiveAdapter]
 
     async def refresh(self) -> None:
         raise NotImplementedError
@@ -165,7 +166,7 @@ class RegistryFollower:
             name = await self._ensure(user_target(user), int(version))
         community = self.live.get(COMMUNITY)
         if name is None and community:
-            name = await self._ensure(COMMUNITY, int(community["version"]))
+            name = await self._ensure(COMMUNITY, community.version)
         return name
 
 
@@ -205,7 +206,7 @@ class AdapterManager(RegistryFollower):
         self.base_model = base_model
         self.capacity = capacity
         self.engine = engine
-        self.live: dict[str, dict[str, Any]] = {}
+        self.live: dict[str, LiveAdapter] = {}
         self.loaded: OrderedDict[str, _Loaded] = OrderedDict()  # least recently used first
         self._broken: set[str] = set()
         self._loading = asyncio.Lock()
@@ -221,12 +222,12 @@ class AdapterManager(RegistryFollower):
         self._broken.clear()
         for name, entry in list(self.loaded.items()):
             record = self.live.get(entry.target)
-            if record is None or record["version"] != entry.version:
+            if record is None or record.version != entry.version:
                 entry.stale = True
                 await self._unload_if_idle(name)
         community = self.live.get(COMMUNITY)
         if community:
-            await self._ensure(COMMUNITY, int(community["version"]))
+            await self._ensure(COMMUNITY, community.version)
         for name in [name for name, entry in self.loaded.items() if entry.stale]:
             await self._unload_if_idle(name)  # a replaced one that was the only adapter loaded a moment ago
 
@@ -259,7 +260,7 @@ class AdapterManager(RegistryFollower):
         """A /forget: withdraw the user's adapter from every brain and delete its files where we may."""
         target = user_target(user)
         await self.store.delete_registry_record(target, history=True)
-        await self.store.publish_reload({"target": target, "version": None, "action": "remove"})
+        await self.store.publish_reload(ReloadEvent(target=target, version=None, action="remove"))
         for name, entry in list(self.loaded.items()):
             if entry.target == target:
                 entry.stale = True

@@ -17,8 +17,9 @@ Redis Cluster slot (the turn-writing script touches only those). Layout:
 - ``oc:log:{u}``             stream of opted-in turns for training (only while opted in)
 - ``oc:rate:{u}``            fixed-window request counter; the script that counts also gives it its TTL, so
                              it never outlives its window
-- ``oc:request:{u}:ID``      a chat request's idempotency key, claimed (SET NX, with the memory TTL) by the request
-                             that stores its turn: a retried request finds it taken and stores nothing
+- ``oc:requests:{u}``        sorted set: the idempotency keys of the user's chat requests -> when each was claimed
+                             (ms), kept for the memory TTL: a retried request finds its key taken and stores
+                             nothing. One key per user, so that /forget deletes them all
 - ``oc:authored:{u}``        set of the chat-persona keys of group personas the user set (a /forget deletes
                              those the user still authored)
 - ``oc:chatpersona:{platform:chat:CHAT}``  a group chat's persona (JSON, with ``author``: the user who set it)
@@ -26,9 +27,10 @@ Global: ``oc:users`` (known users), ``oc:opted-in``, ``oc:logged-users`` (users 
 (sorted set: SHA-256 of a forgotten user's id -> forget time in ms; the id itself is not kept),
 ``oc:persistence:rewritten-at`` (ms when the nightly run last had Redis rewrite its append-only file, so that
 forgotten data leaves the disk), ``oc:trainer:lock`` (JSON of the nightly run's holder: host, pid; with a TTL),
-``oc:registry`` (hash: target -> JSON of its live adapter: version, dir, metrics, promoted_at),
-``oc:registry:history:TARGET`` (list of JSON events, newest first) and the ``oc:registry:reload`` channel (JSON
-events that tell every brain replica to reload; brains also re-read ``oc:registry`` on a timer).
+``oc:registry`` (hash: target -> JSON of its LiveAdapter), ``oc:registry:history:TARGET`` (list of JSON
+RegistryEvents, newest first) and the ``oc:registry:reload`` channel (JSON ReloadEvents; all three typed, with their
+layout's format, in brain/registry_records.py) that tell every brain replica to reload; brains also re-read
+``oc:registry`` on a timer.
 
 Every read-modify-write that must not interleave with another client's is one Lua script over keys of one user
 (or one key); global keys stay outside scripts, since in a cluster they live in other slots.
@@ -39,6 +41,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -52,6 +55,9 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from brain.registry_records import LiveAdapter, RecordFormatError, RegistryEvent, ReloadEvent
+
+log = logging.getLogger("brain.store")
 USERS = "oc:users"
 LOGGED_USERS = "oc:logged-users"
 OPTED_IN = "oc:opted-in"
@@ -62,6 +68,8 @@ REGISTRY = "oc:registry"
 RELOAD_CHANNEL = "oc:registry:reload"
 REQUESTS_SERVED = "oc:stats:requests"
 REGISTRY_HISTORY_LENGTH = 100
+# idempotency keys kept per user (a bot retries a message a few times, within a minute)
+MAX_REQUEST_KEYS = 1000
 
 
 def profile_key(user: str) -> str:
@@ -96,8 +104,8 @@ def rate_key(user: str) -> str:
     return f"oc:rate:{{{user}}}"
 
 
-def request_key(user: str, request_id: str) -> str:
-    return f"oc:request:{{{user}}}:{request_id}"
+def requests_key(user: str) -> str:
+    return f"oc:requests:{{{user}}}"
 
 
 def authored_key(user: str) -> str:
@@ -298,8 +306,18 @@ for _, chat in ipairs(redis.call('SMEMBERS', KEYS[2])) do
 end
 local out = {0}
 for _, key in ipairs(redis.call('SMEMBERS', KEYS[5])) do table.insert(out, key) end
-out[1] = deleted + redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7])
+out[1] = deleted + redis.call('DEL', unpack(KEYS))
 return out
+"""
+
+# KEYS: requests; ARGV: request id, now_ms, ttl_ms, most kept. 1 if the id was not claimed within the TTL.
+_CLAIM_REQUEST = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', tonumber(ARGV[2]) - tonumber(ARGV[3]))
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -tonumber(ARGV[4]) - 1)
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return 1
 """
 
 # KEYS: a chat persona; ARGV: user. Deletes it only while that user is its author (another may have replaced it).
@@ -392,6 +410,7 @@ class Store:
         self._record_turn = client.register_script(_RECORD_TURN)
         self._renew_lock = client.register_script(_RENEW_LOCK)
         self._release_lock = client.register_script(_RELEASE_LOCK)
+        self._claim_request = client.register_script(_CLAIM_REQUEST)
         self._set_adapter_version = client.register_script(_SET_ADAPTER_VERSION)
         self._fold_summary = client.register_script(_FOLD_SUMMARY)
         self._reset_chat = client.register_script(_RESET_CHAT)
@@ -481,7 +500,8 @@ class Store:
 
     async def claim_request(self, user: str, request_id: str, ttl_s: int) -> bool:
         """Whether this is the first time the user's request with this idempotency key stores its turn."""
-        return bool(await self.r.set(request_key(user, request_id), "1", nx=True, ex=ttl_s))
+        args = [request_id, now_ms(), ttl_s * 1000, MAX_REQUEST_KEYS]
+        return bool(int(await self._claim_request(keys=[requests_key(user)], args=args)))
 
     async def fold_summary(self, user: str, chat_id: str, summary: str, ttl_s: int) -> None:
         # only while the chat still exists: a /forget or /reset meanwhile must not bring it back
@@ -700,24 +720,24 @@ class Store:
     async def trainer_lock_holder(self) -> str | None:
         return await self.r.get(TRAINER_LOCK)
 
-    async def registry_records(self) -> dict[str, dict[str, Any]]:
-        """The live adapter of every target."""
-        return {target: json.loads(raw) for target, raw in (await self.r.hgetall(REGISTRY)).items()}
+    async def registry_records(self) -> dict[str, LiveAdapter]:
+        """The live adapter of every target (RecordFormatError for a record of another format)."""
+        return {target: LiveAdapter.loads(raw) for target, raw in (await self.r.hgetall(REGISTRY)).items()}
 
-    async def registry_record(self, target: str) -> dict[str, Any] | None:
+    async def registry_record(self, target: str) -> LiveAdapter | None:
         raw = await self.r.hget(REGISTRY, target)
-        return json.loads(raw) if raw else None
+        return LiveAdapter.loads(raw) if raw else None
 
-    async def set_registry_record(self, target: str, record: dict[str, Any], event: dict[str, Any]) -> None:
+    async def set_registry_record(self, target: str, record: LiveAdapter, event: RegistryEvent) -> None:
         """Make ``record`` the target's live adapter (one atomic HSET) and append ``event`` to its history."""
         pipe = self.r.pipeline(transaction=False)
-        pipe.hset(REGISTRY, target, json.dumps(record))
-        pipe.lpush(registry_history_key(target), json.dumps(event))
+        pipe.hset(REGISTRY, target, record.dumps())
+        pipe.lpush(registry_history_key(target), event.dumps())
         pipe.ltrim(registry_history_key(target), 0, REGISTRY_HISTORY_LENGTH - 1)
         await pipe.execute()
 
     async def delete_registry_record(
-        self, target: str, *, event: dict[str, Any] | None = None, history: bool = False
+        self, target: str, *, event: RegistryEvent | None = None, history: bool = False
     ) -> None:
         """Take the target out of service, noting ``event`` in its history, or deleting the history too."""
         pipe = self.r.pipeline(transaction=False)
@@ -725,25 +745,26 @@ class Store:
         if history:
             pipe.delete(registry_history_key(target))
         elif event is not None:
-            pipe.lpush(registry_history_key(target), json.dumps(event))
+            pipe.lpush(registry_history_key(target), event.dumps())
             pipe.ltrim(registry_history_key(target), 0, REGISTRY_HISTORY_LENGTH - 1)
         await pipe.execute()
 
-    async def registry_history(self, target: str, count: int = REGISTRY_HISTORY_LENGTH) -> list[dict]:
+    async def registry_history(self, target: str, count: int = REGISTRY_HISTORY_LENGTH) -> list[RegistryEvent]:
         """The target's promotions, rollbacks and removals, newest first."""
-        return [json.loads(raw) for raw in await self.r.lrange(registry_history_key(target), 0, count - 1)]
+        raws = await self.r.lrange(registry_history_key(target), 0, count - 1)
+        return [RegistryEvent.loads(raw) for raw in raws]
 
     async def set_adapter_version(self, user: str, version: int | None) -> bool:
         """Point the user's profile at their adapter (None removes it); False when the user has no profile."""
         value = "" if version is None else str(version)
         return bool(int(await self._set_adapter_version(keys=[profile_key(user)], args=[value])))
 
-    async def publish_reload(self, event: dict[str, Any]) -> int:
-        return int(await self.r.publish(RELOAD_CHANNEL, json.dumps(event)))
+    async def publish_reload(self, event: ReloadEvent) -> int:
+        return int(await self.r.publish(RELOAD_CHANNEL, event.dumps()))
 
     async def reload_events(
         self, on_subscribed: Callable[[], Awaitable[Any]] | None = None
-    ) -> AsyncIterator[dict[str, Any]]:
+    ) -> AsyncIterator[ReloadEvent]:
         """Reload events as they are published; ends (by raising) when the connection to Redis is lost.
         ``on_subscribed`` runs once the subscription stands, before the first event is read."""
         if isinstance(self.r, RedisCluster):
@@ -761,9 +782,11 @@ class Store:
                 message = await pubsub.get_message(timeout=None)
                 if message and message.get("type") == "message":
                     try:
-                        yield json.loads(message["data"])
-                    except ValueError:
+                        event = ReloadEvent.loads(message["data"])
+                    except RecordFormatError as error:  # refused, and said why; the reconcile timer still reads
+                        log.error("a reload event was refused: %s", error)
                         continue
+                    yield event
         finally:
             await pubsub.aclose()
 
@@ -817,7 +840,7 @@ def _own_keys(user: str) -> list[str]:
     """The user's keys that are not per chat, in the order the forget script takes them."""
     return [
         profile_key(user), chats_key(user), log_key(user), rate_key(user), authored_key(user),
-        earlier_key(user), facts_key(user),
+        earlier_key(user), facts_key(user), requests_key(user),
     ]  # fmt: skip
 
 

@@ -14,10 +14,10 @@ import shutil
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 from brain.adapters import COMMUNITY, RegistryFollower, user_target, version_dir
 from brain.engine.remote import AdapterRef, RemoteEngine, RemoteEngineError, ServerUnreachable
+from brain.registry_records import LiveAdapter, ReloadEvent
 from brain.store import Store
 
 log = logging.getLogger("brain.adapters")
@@ -40,7 +40,7 @@ class RemoteAdapters(RegistryFollower):
         self.store = store
         self.registry_dir = Path(registry_dir).expanduser()
         self.base_model = base_model
-        self.live: dict[str, dict[str, Any]] = {}
+        self.live: dict[str, LiveAdapter] = {}
         self._broken: set[str] = set()
         self._checked: set[str] = set()
 
@@ -50,7 +50,7 @@ class RemoteAdapters(RegistryFollower):
         self._broken.clear()
         community = self.live.get(COMMUNITY)
         if community:
-            await self._ensure(COMMUNITY, int(community["version"]))
+            await self._ensure(COMMUNITY, community.version)
 
     @asynccontextmanager
     async def serving(self, user: str | None, profile: dict[str, str] | None) -> AsyncIterator[str | None]:
@@ -61,7 +61,7 @@ class RemoteAdapters(RegistryFollower):
         """A /forget: withdraw the user's adapter from the registry, from the server and from disk."""
         target = user_target(user)
         await self.store.delete_registry_record(target, history=True)
-        await self.store.publish_reload({"target": target, "version": None, "action": "remove"})
+        await self.store.publish_reload(ReloadEvent(target=target, version=None, action="remove"))
         for name in self.engine.loaded_adapters(target):
             try:
                 await self.engine.unload_adapter(name)

@@ -12,9 +12,11 @@ import torch
 from brain.adapters import COMMUNITY, AdapterManager, user_target, version_dir
 from brain.engine.batching import Engine, GenerationRequest
 from brain.engine.model_loading import LoadedModel, load_model
+from brain.registry_records import LiveAdapter, RegistryEvent, ReloadEvent
 from brain.store import Store, connect
 
 PROMPT = [5, 17, 42, 99, 7, 3, 250]
+NOW = "2026-11-30T03:00:00+00:00"
 
 
 def make_adapter(model_dir: Path, registry: Path, target: str, version: int, *, seed: int, base: str) -> Path:
@@ -32,11 +34,11 @@ def make_adapter(model_dir: Path, registry: Path, target: str, version: int, *, 
 
 
 async def publish(store: Store, target: str, version: int, user: str | None = None) -> None:
-    record = {"version": version, "name": f"{target}@{version}", "path": f"{target}/v{version}"}
-    await store.set_registry_record(target, record, {"action": "promote", "version": version})
+    record = LiveAdapter(version=version, name=f"{target}@{version}", path=f"{target}/v{version}", promoted_at=NOW)
+    await store.set_registry_record(target, record, RegistryEvent(action="promote", version=version, at=NOW))
     if user:
         await store.set_adapter_version(user, version)
-    await store.publish_reload({"target": target, "version": version, "action": "promote"})
+    await store.publish_reload(ReloadEvent(target=target, version=version, action="promote"))
 
 
 @pytest.fixture
@@ -206,8 +208,8 @@ async def test_a_brain_that_missed_the_reload_event_serves_the_live_version_afte
     await wait_for(lambda: "community@1" in serving.loaded)
 
     # what a trainer killed between writing the live record and publishing leaves: the record, no event
-    record = {"version": 2, "name": "community@2", "path": "community/v2"}
-    await store.set_registry_record(COMMUNITY, record, {"action": "promote", "version": 2})
+    record = LiveAdapter(version=2, name="community@2", path="community/v2", promoted_at=NOW)
+    await store.set_registry_record(COMMUNITY, record, RegistryEvent(action="promote", version=2, at=NOW))
 
     await wait_for(lambda: "community@2" in serving.loaded)
     assert await serving.acquire(None, None) == "community@2"

@@ -22,6 +22,7 @@ from brain.engine.backend import Generated
 from brain.engine.remote import AdapterRef, RemoteEngine, RemoteEngineError
 from brain.prompt import render
 from brain.redis_local import LocalRedis, free_port
+from brain.registry_records import LiveAdapter, RegistryEvent, ReloadEvent
 from brain.service.app import create_app
 from brain.service.embedded import serve_in_thread
 from brain.settings import ModelSettings, Secrets
@@ -172,9 +173,11 @@ async def test_each_promoted_adapter_version_is_loaded_under_a_new_name(
 
 async def promote(store: Store, version: int, registry: Path) -> None:
     """What `trainer nightly` does on a promotion: the registry record, then the reload event."""
-    record = {"version": version, "dir": str(version_dir(registry, COMMUNITY, version))}
-    await store.set_registry_record(COMMUNITY, record, {"action": "promote", "version": version})
-    await store.publish_reload({"target": COMMUNITY, "version": version, "action": "promote"})
+    assert version_dir(registry, COMMUNITY, version).is_dir()
+    at = "2026-11-30T03:00:00+00:00"
+    record = LiveAdapter(version=version, name=f"community@{version}", path=f"community/v{version}", promoted_at=at)
+    await store.set_registry_record(COMMUNITY, record, RegistryEvent(action="promote", version=version, at=at))
+    await store.publish_reload(ReloadEvent(target=COMMUNITY, version=version, action="promote"))
 
 
 async def test_a_promotion_reaches_the_server_under_a_new_name_and_only_that_name_is_served(
@@ -195,7 +198,8 @@ async def test_a_promotion_reaches_the_server_under_a_new_name_and_only_that_nam
             for version in (1, 2):
                 await promote(store, version, registry)
                 for _ in range(200):  # the reload event reaches the brain
-                    if adapters.live.get(COMMUNITY, {}).get("version") == version:
+                    live = adapters.live.get(COMMUNITY)
+                    if live and live.version == version:
                         break
                     await asyncio.sleep(0.02)
                 asked = len(backend.log.completion_models)

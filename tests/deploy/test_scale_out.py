@@ -12,6 +12,7 @@ import pytest
 from bot.client import BrainClient
 from brain.api_models import ChatRequest, UserRef
 from brain.redis_local import LocalRedis, free_port
+from brain.registry_records import ReloadEvent
 from brain.service.app import create_app
 from brain.service.embedded import serve_in_thread
 from brain.settings import Secrets
@@ -126,7 +127,7 @@ async def test_reload_events_reach_a_subscriber_on_a_redis_cluster(redis_cluster
     """Every replica hears a promotion, even when subscribing is its first use of the cluster."""
     subscriber = Store(connect(redis_cluster.url, cluster=True))
     publisher = Store(connect(redis_cluster.url, cluster=True))
-    event = {"target": "community", "version": 3}
+    event = ReloadEvent(target="community", version=3, action="promote")
     events = subscriber.reload_events()
     try:
         heard = asyncio.create_task(anext(events))

@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from brain.registry_records import RegistryRecord
 from trainer.commands.common import user_errors
 
 app = typer.Typer()
@@ -68,9 +69,9 @@ def status(as_json: bool = typer.Option(False, "--json", help="Print the status 
                 "lock": link.call(link.store.trainer_lock_holder()),
                 "targets": {
                     target: {
-                        "live": registry.live(target),
+                        "live": _json(registry.live(target)),
                         "versions": registry.versions(target),
-                        "history": registry.history(target),
+                        "history": [_json(event) for event in registry.history(target)],
                     }
                     for target in registry.targets()
                 },
@@ -87,6 +88,10 @@ def status(as_json: bool = typer.Option(False, "--json", help="Print the status 
         print(json.dumps(data, indent=2))
         return
     _print_status(data)
+
+
+def _json(record: RegistryRecord | None) -> dict[str, Any] | None:
+    return record.model_dump(mode="json", exclude={"format"}) if record else None
 
 
 def _metric(metrics: dict[str, Any] | None, key: str) -> str:
@@ -158,8 +163,8 @@ def rollback(
             except (LockHeldError, RegistryError) as error:
                 console.print(f"[red]error:[/] {error}")
                 raise typer.Exit(1) from None
-    was = f"v{before['version']}" if before else "base"
-    now = f"v{after['version']}" if after else "base"
+    was = f"v{before.version}" if before else "base"
+    now = f"v{after.version}" if after else "base"
     console.print(f"{target}: {was} -> {now}; brains reload now")
 
 

@@ -21,6 +21,7 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from brain.adapters import COMMUNITY, USER_PREFIX, adapter_name, user_target, version_dir
+from brain.registry_records import Action, LiveAdapter, RegistryEvent, ReloadEvent
 from brain.store import tombstone_member
 from trainer.errors import TrainerInputError
 from trainer.nightly.files import read_json, write_json
@@ -65,19 +66,23 @@ class Registry:
     def meta(self, target: str, version: int) -> dict[str, Any]:
         return read_json(version_dir(self.root, target, version) / "meta.json")
 
-    def records(self) -> dict[str, dict[str, Any]]:
+    def records(self) -> dict[str, LiveAdapter]:
         return self.link.call(self.store.registry_records())
 
-    def live(self, target: str) -> dict[str, Any] | None:
+    def live(self, target: str) -> LiveAdapter | None:
         return self.link.call(self.store.registry_record(target))
 
-    def history(self, target: str) -> list[dict[str, Any]]:
+    def history(self, target: str) -> list[RegistryEvent]:
         return self.link.call(self.store.registry_history(target))
+
+    def live_version(self, target: str) -> int | None:
+        record = self.live(target)
+        return record.version if record else None
 
     def add(self, target: str, adapter_dir: str | Path, meta: dict[str, Any]) -> int:
         """Copy an adapter in as the target's next version (not live yet); returns the version number."""
-        history = [e.get("version") or 0 for e in self.history(target)]
-        live = (self.live(target) or {}).get("version") or 0
+        history = [e.version or 0 for e in self.history(target)]
+        live = self.live_version(target) or 0
         version = max([0, live, *history, *self.versions(target)]) + 1
         final = version_dir(self.root, target, version)
         final.parent.mkdir(parents=True, exist_ok=True)
@@ -94,42 +99,42 @@ class Registry:
         version: int,
         *,
         lock: TrainerLock,
-        action: str = "promote",
+        action: Action = "promote",
         user: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> LiveAdapter:
         """Make ``version`` live: the Redis record, the user's profile (for a user target), a reload event."""
         if version not in self.versions(target):
             raise RegistryError(f"{target} has no version {version}; it has {self._listing(target)}")
         meta = self.meta(target, version)
         previous = self.live(target)
-        user = user or (previous or {}).get("user")
+        user = user or (previous.user if previous else None)
         if target.startswith(USER_PREFIX) and (user is None or user_target(user) != target):
             raise RegistryError(f"{target}: the user it belongs to is unknown, so their profile cannot be updated")
         lock.check()
-        record = {
-            "version": version,
-            "name": adapter_name(target, version),
-            "path": f"{target}/v{version}",
-            "metrics": meta.get("metrics", {}),
-            "base_model": meta.get("base_model"),
-            "promoted_at": now_iso(),
-            **({"user": user} if user else {}),
-        }
-        event = {
-            "action": action,
-            "version": version,
-            "previous": (previous or {}).get("version"),
-            "at": record["promoted_at"],
-            "metrics": record["metrics"],
-            "run": meta.get("run"),
-        }
+        record = LiveAdapter(
+            version=version,
+            name=adapter_name(target, version),
+            path=f"{target}/v{version}",
+            metrics=meta.get("metrics", {}),
+            base_model=meta.get("base_model"),
+            promoted_at=now_iso(),
+            user=user,
+        )
+        event = RegistryEvent(
+            action=action,
+            version=version,
+            previous=previous.version if previous else None,
+            at=record.promoted_at,
+            metrics=record.metrics,
+            run=meta.get("run"),
+        )
         self.link.call(self.store.set_registry_record(target, record, event))
         if user:
             self.link.call(self.store.set_adapter_version(user, version))
-        self._announce({"target": target, "version": version, "action": action})
+        self._announce(ReloadEvent(target=target, version=version, action=action))
         return record
 
-    def rollback(self, target: str, version: int | str | None, *, lock: TrainerLock) -> dict[str, Any] | None:
+    def rollback(self, target: str, version: int | str | None, *, lock: TrainerLock) -> LiveAdapter | None:
         """Go back to ``version``, to the version live before the current one (None), or to ``base``."""
         current = self.live(target)
         if version == BASE:
@@ -137,7 +142,7 @@ class Registry:
         if version is None:
             if current is None:
                 raise RegistryError(f"{target} has no live adapter to roll back from")
-            earlier = [v for v in self._once_live(target) if v < current["version"]]
+            earlier = [v for v in self._once_live(target) if v < current.version]
             if not earlier:
                 raise RegistryError(
                     f"{target} has no earlier version on disk to roll back to (versions: {self._listing(target)}); "
@@ -146,19 +151,20 @@ class Registry:
             version = earlier[-1]
         return self.promote(target, int(version), lock=lock, action="rollback")
 
-    def unpublish(self, target: str, *, lock: TrainerLock, action: str) -> None:
+    def unpublish(self, target: str, *, lock: TrainerLock, action: Action) -> None:
         """Take the target's adapter out of service (its versions stay on disk)."""
         current = self.live(target)
         lock.check()
-        if current and current.get("user"):
-            self.link.call(self.store.set_adapter_version(current["user"], None))
-        event = {"action": action, "version": None, "previous": (current or {}).get("version"), "at": now_iso()}
+        if current and current.user:
+            self.link.call(self.store.set_adapter_version(current.user, None))
+        previous = current.version if current else None
+        event = RegistryEvent(action=action, version=None, previous=previous, at=now_iso())
         self.link.call(self.store.delete_registry_record(target, event=event))
-        self._announce({"target": target, "version": None, "action": action})
+        self._announce(ReloadEvent(target=target, version=None, action=action))
 
     def prune(self, target: str) -> list[int]:
         """Delete all but the newest K versions, never the live one; returns the deleted versions."""
-        live = (self.live(target) or {}).get("version")
+        live = self.live_version(target)
         versions = self.versions(target)
         doomed = [v for v in versions[: max(0, len(versions) - self.keep)] if v != live]
         for v in doomed:
@@ -171,10 +177,10 @@ class Registry:
         """Delete a target entirely: its record, its history and every version (a forgotten user's)."""
         current = self.live(target)
         self.link.call(self.store.delete_registry_record(target, history=True))
-        if current and current.get("user"):
-            self.link.call(self.store.set_adapter_version(current["user"], None))
+        if current and current.user:
+            self.link.call(self.store.set_adapter_version(current.user, None))
         shutil.rmtree(self.root / target, ignore_errors=True)
-        self._announce({"target": target, "version": None, "action": "remove"})
+        self._announce(ReloadEvent(target=target, version=None, action="remove"))
 
     def purge_forgotten(self, *, lock: TrainerLock) -> dict[str, Any]:
         """Remove every adapter that learned from a user who has since been forgotten: their own target,
@@ -196,7 +202,8 @@ class Registry:
         for target in self.targets():
             if not target.startswith(USER_PREFIX):
                 continue
-            user = records.get(target, {}).get("user")
+            record = records.get(target)
+            user = record.user if record else None
             metas = (self.meta(target, v) for v in self.versions(target))
             member = tombstone_member(user) if user else next((m["user_hash"] for m in metas if "user_hash" in m), None)
             if member:
@@ -206,7 +213,7 @@ class Registry:
     def _retire_community(self, versions: list[int], *, lock: TrainerLock) -> None:
         """Delete these community versions. A live one is first replaced by the newest other version that
         has been live, else taken out of service (the base model serves)."""
-        if (self.live(COMMUNITY) or {}).get("version") in versions:
+        if self.live_version(COMMUNITY) in versions:
             clean = [v for v in self._once_live(COMMUNITY) if v not in versions]
             if clean:
                 self.promote(COMMUNITY, clean[-1], lock=lock, action="forget")
@@ -215,7 +222,7 @@ class Registry:
         for v in versions:  # only once no record points at them
             shutil.rmtree(version_dir(self.root, COMMUNITY, v), ignore_errors=True)
 
-    def _announce(self, event: dict[str, Any]) -> None:
+    def _announce(self, event: ReloadEvent) -> None:
         """Tell every brain to reload now. The record already counts: a brain that never hears this reads
         the record on its next reconcile (trainer.reload_reconcile_s), so a failure here changes nothing else."""
         try:
@@ -226,7 +233,7 @@ class Registry:
 
     def _once_live(self, target: str) -> list[int]:
         """The versions on disk that have been live at some time, oldest first."""
-        been_live = {e["version"] for e in self.history(target) if e.get("version")}
+        been_live = {e.version for e in self.history(target) if e.version}
         return [v for v in self.versions(target) if v in been_live]
 
     def _listing(self, target: str) -> str:

@@ -261,10 +261,10 @@ class Nightly:
         records = self.registry.records()
         for name in (target.name, COMMUNITY):
             record = records.get(name)
-            if record and record.get("base_model") == self.settings.model.name:
-                path = version_dir(self.cfg.registry_dir, name, record["version"])
+            if record and record.base_model == self.settings.model.name:
+                path = version_dir(self.cfg.registry_dir, name, record.version)
                 if path.is_dir():
-                    return self._get_evaluator().score(record["name"], str(path), data)
+                    return self._get_evaluator().score(record.name, str(path), data)
         return base
 
     def _get_evaluator(self) -> Evaluator:

@@ -71,3 +71,14 @@ async def test_the_brain_refuses_a_malformed_key_and_stores_nothing(brain, clien
         response = await http.post("/v1/chat", json=body)
     assert response.status_code == 422
     assert await said(client, ANN, "c1") == []
+
+
+async def test_forget_leaves_no_key_that_names_the_member(client, brain):
+    import redis
+
+    await client.chat(message("hello there", "c1:41"))
+    await client.forget(ANN)
+    names = redis.Redis.from_url(brain.redis.url, decode_responses=True).keys("*")
+    assert not [key for key in names if "telegram:7" in key], names
+    again = await client.chat(message("hello there", "c1:41"))  # a new member with the same id: stored anew
+    assert again.reply and await said(client, ANN, "c1") == ["hello there"]

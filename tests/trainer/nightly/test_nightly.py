@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from bot.client import BrainClient
 from brain.adapters import COMMUNITY, user_target, version_dir
 from brain.api_models import ChatRequest
+from brain.registry_records import ReloadEvent
 from brain.store import Store, connect, tombstone_member
 from tests.support.brain_server import running_brain
 from tests.support.eventually import eventually
@@ -116,7 +117,7 @@ def test_the_gate_refuses_a_worse_candidate_and_says_why(redis_server, tmp_path:
     assert "beyond the bound of +5%" in reasons
     with RedisLink(redis_server.url) as link:
         registry = Registry(good.trainer.registry_dir, link)
-        assert registry.live(COMMUNITY)["version"] == 1
+        assert registry.live_version(COMMUNITY) == 1
         assert registry.versions(COMMUNITY) == [1]
 
 
@@ -128,7 +129,7 @@ def test_rollback_puts_the_previous_version_live_and_tells_the_brains(
     run_nightly(settings, quiet=True)
     assert outcome(run_nightly(settings, quiet=True)).version == 2  # as good as v1: margin 0 lets it in
 
-    async def rollback_and_listen() -> dict:
+    async def rollback_and_listen() -> ReloadEvent:
         store = Store(connect(redis_server.url))
         subscribed = asyncio.Event()
 
@@ -145,7 +146,7 @@ def test_rollback_puts_the_previous_version_live_and_tells_the_brains(
         await store.close()
         return event
 
-    assert asyncio.run(rollback_and_listen()) == {"target": COMMUNITY, "version": 1, "action": "rollback"}
+    assert asyncio.run(rollback_and_listen()) == ReloadEvent(target=COMMUNITY, version=1, action="rollback")
     status = json.loads(cli(env_for(settings), "status", "--json").output)
     community = status["targets"][COMMUNITY]
     assert community["live"]["version"] == 1
@@ -215,8 +216,8 @@ def test_forget_removes_the_users_adapter_and_their_data_from_later_runs(
     with RedisLink(redis_server.url) as link:
         registry = Registry(settings.trainer.registry_dir, link)
         assert registry.live(user_target(ann)) is None
-        assert (registry.live(COMMUNITY) or {}).get("version") != 1
-        assert any(e["action"] == "forget" and e["previous"] == 1 for e in registry.history(COMMUNITY))
+        assert registry.live_version(COMMUNITY) != 1
+        assert any(e.action == "forget" and e.previous == 1 for e in registry.history(COMMUNITY))
 
     # what the runs kept names her adapter no more: reports, and the plot drawn again without her panels
     assert second.redacted_reports == [first_run.name]
@@ -247,8 +248,8 @@ def test_forget_puts_the_newest_community_version_that_never_saw_the_user_back_l
 
         assert purged == {"targets": [], "community_versions": [2, 4]}
         assert registry.versions(COMMUNITY) == [1, 3]
-        assert registry.live(COMMUNITY)["version"] == 1, "v3 never passed the gate, so v1 serves"
-        assert registry.history(COMMUNITY)[0]["action"] == "forget"
+        assert registry.live_version(COMMUNITY) == 1, "v3 never passed the gate, so v1 serves"
+        assert registry.history(COMMUNITY)[0].action == "forget"
         link.call(link.store.forget(bob))
         registry.purge_forgotten(lock=lock)
         assert registry.live(COMMUNITY) is None and registry.versions(COMMUNITY) == []

@@ -44,7 +44,7 @@ async def test_a_promotion_whose_reload_event_is_never_sent_still_reaches_the_br
             community = report.outcome(COMMUNITY)
             assert community.status == "promoted" and community.version == 1
             with RedisLink(brain.redis.url) as link:
-                assert Registry(settings.trainer.registry_dir, link).live(COMMUNITY)["version"] == 1
+                assert Registry(settings.trainer.registry_dir, link).live_version(COMMUNITY) == 1
 
             served = None
             for attempt in range(100):  # no event comes; the brain's timer finds the record
