@@ -296,7 +296,9 @@ class AdapterManager(RegistryFollower):
         from peft import PeftModel
 
         if self.peft is None:
-            self.peft = PeftModel.from_pretrained(self.base, str(path), adapter_name=name)
+            with warnings.catch_warnings():  # peft asks transformers a deprecated question; nothing for us to change
+                warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing", category=FutureWarning)
+                self.peft = PeftModel.from_pretrained(self.base, str(path), adapter_name=name)
             if self.engine is not None:
                 self.engine.model = self.peft  # from now on the engine passes each row's adapter name
         else:
