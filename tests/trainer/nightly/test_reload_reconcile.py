@@ -5,6 +5,7 @@ the brains, the same state a trainer killed at that point leaves behind."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 from pathlib import Path
 
 import redis
@@ -13,6 +14,7 @@ from bot.client import BrainClient
 from brain.adapters import COMMUNITY
 from brain.api_models import ChatRequest
 from tests.support.brain_server import running_brain
+from tests.support.eventually import eventually
 from tests.trainer.nightly.helpers import QUESTIONS, nightly_settings, seed_community
 from trainer.nightly.link import RedisLink
 from trainer.nightly.registry import Registry
@@ -46,10 +48,8 @@ async def test_a_promotion_whose_reload_event_is_never_sent_still_reaches_the_br
             with RedisLink(brain.redis.url) as link:
                 assert Registry(settings.trainer.registry_dir, link).live_version(COMMUNITY) == 1
 
-            served = None
-            for attempt in range(100):  # no event comes; the brain's timer finds the record
-                served = await adapter_served(client, 1 + attempt)
-                if served:
-                    break
-                await asyncio.sleep(0.1)
+            users = itertools.count(1)
+            served = await eventually(  # no event comes; the brain's timer finds the record
+                lambda: adapter_served(client, next(users)), "the brain found the promotion on its timer"
+            )
     assert served == "community@1"
