@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -154,7 +154,7 @@ class BrainClient:
         body = request.model_copy(update={"stream": False}).model_dump(mode="json")
         return ChatReply.model_validate(await self._request("POST", "/v1/chat", json_body=body, idempotent=False))
 
-    async def chat_stream(self, request: ChatRequest) -> AsyncIterator[str | ChatReply]:
+    async def chat_stream(self, request: ChatRequest) -> AsyncGenerator[str | ChatReply, None]:
         """Yields text deltas as they are generated, then the final ChatReply.
 
         Asked again with backoff while the brain surely never took the message; once text has come,
@@ -175,7 +175,7 @@ class BrainClient:
             await asyncio.sleep(delay)
             delay *= 2
 
-    async def _stream_once(self, request: ChatRequest) -> AsyncIterator[str | ChatReply]:
+    async def _stream_once(self, request: ChatRequest) -> AsyncGenerator[str | ChatReply, None]:
         body = request.model_copy(update={"stream": True}).model_dump(mode="json")
         try:
             async with self._http.stream("POST", "/v1/chat", json=body) as response:

@@ -203,8 +203,8 @@ async def _memory(client: BrainClient, who: Speaker, args: str) -> CommandReply:
     if action.lower() == "clear":
         result = await client.clear_facts(who.user, who.chat_id, who.chat_kind.value)
         scope = "I kept from this group" if who.chat_kind is ChatKind.group else "I kept about you"
-        facts = "1 fact" if result.deleted == 1 else f"{result.deleted} facts"
-        return CommandReply(f"Done: I forgot the {facts} {scope}.")
+        count = "1 fact" if result.deleted == 1 else f"{result.deleted} facts"
+        return CommandReply(f"Done: I forgot the {count} {scope}.")
     if action:
         return CommandReply("Try /memory, /memory forget N or /memory clear.")
     view = await client.memory(who.user, who.chat_id, who.chat_kind.value)

@@ -44,7 +44,8 @@ class Access:
 
 def channel_ids(channel: object) -> set[int]:
     """The channel's id, and for a thread its parent's id too: a thread inherits its channel's rules."""
-    ids = {channel.id} if isinstance(getattr(channel, "id", None), int) else set()
+    own = getattr(channel, "id", None)
+    ids = {own} if isinstance(own, int) else set()
     parent = getattr(channel, "parent_id", None)
     if isinstance(parent, int):
         ids.add(parent)

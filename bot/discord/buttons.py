@@ -38,7 +38,7 @@ class CommandButton(
     ) -> CommandButton:
         return cls(int(match["owner"]), getattr(item, "label", None) or "", match["command"])
 
-    async def callback(self, interaction: discord.Interaction) -> None:  # type: ignore[override]
+    async def callback(self, interaction: discord.Interaction) -> None:
         from bot.discord.responding import answer_button
 
         if not may_press(str(self.owner_id), str(interaction.user.id)):

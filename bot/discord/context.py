@@ -31,8 +31,7 @@ async def _reply_chain(message: discord.Message, limit: int) -> list[discord.Mes
     """Newest first, following each message's reference while Discord still has it."""
     chain: list[discord.Message] = []
     current = message
-    while len(chain) < limit and current.reference is not None and current.reference.message_id:
-        ref = current.reference
+    while len(chain) < limit and (ref := current.reference) is not None and ref.message_id:
         earlier = ref.resolved if isinstance(ref.resolved, discord.Message) else None
         if earlier is None and not isinstance(ref.resolved, discord.DeletedReferencedMessage):
             try:

@@ -32,7 +32,7 @@ async def answer_command(
     pieces = split_message(reply.text, MESSAGE_LIMIT) or [EMPTY_REPLY]
     for index, piece in enumerate(pieces):
         view = buttons_view(reply.buttons, interaction.user.id) if index == len(pieces) - 1 else None
-        await interaction.followup.send(piece, ephemeral=ephemeral, **({"view": view} if view else {}))
+        await _follow_up(interaction, piece, view, ephemeral=ephemeral)
 
 
 async def answer_button(bot: OwnchatBot, interaction: discord.Interaction, name: str, args: str) -> None:
@@ -44,8 +44,17 @@ async def answer_button(bot: OwnchatBot, interaction: discord.Interaction, name:
     await interaction.edit_original_response(content=pieces[0], view=view if len(pieces) == 1 else None)
     ephemeral = bool(interaction.message and interaction.message.flags.ephemeral)
     for index, piece in enumerate(pieces[1:], start=1):
-        extra = {"view": view} if view and index == len(pieces) - 1 else {}
-        await interaction.followup.send(piece, ephemeral=ephemeral, **extra)
+        await _follow_up(interaction, piece, view if index == len(pieces) - 1 else None, ephemeral=ephemeral)
+
+
+async def _follow_up(
+    interaction: discord.Interaction, text: str, view: discord.ui.View | None, *, ephemeral: bool
+) -> None:
+    # Webhook.send refuses view=None: a message without buttons is sent without the argument
+    if view is None:
+        await interaction.followup.send(text, ephemeral=ephemeral)
+    else:
+        await interaction.followup.send(text, ephemeral=ephemeral, view=view)
 
 
 async def _run(bot: OwnchatBot, interaction: discord.Interaction, name: str, args: str) -> CommandReply:

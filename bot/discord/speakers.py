@@ -18,7 +18,7 @@ def speaker_for_message(message: discord.Message, operators: list[int]) -> Speak
     author = message.author
     is_admin = True
     if message.guild is not None and isinstance(author, discord.Member):
-        is_admin = _is_admin(message.channel.permissions_for(author))  # type: ignore[union-attr]
+        is_admin = _is_admin(message.channel.permissions_for(author))
     return Speaker(
         platform=PLATFORM,
         user_id=str(author.id),

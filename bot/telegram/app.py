@@ -16,6 +16,7 @@ from telegram.ext import (
     CallbackQueryHandler,
     CommandHandler,
     MessageHandler,
+    Updater,
     filters,
 )
 
@@ -86,19 +87,19 @@ async def running(application: Application, settings: Settings) -> AsyncIterator
         if tg.mode == "webhook":
             await _start_webhook(application, settings)
         else:
-            await application.updater.start_polling(allowed_updates=ALLOWED_UPDATES)
+            await _updater(application).start_polling(allowed_updates=ALLOWED_UPDATES)
         await application.start()
         log.info("Telegram bot @%s is answering (%s)", application.bot.username, tg.mode)
         try:
             yield application
         finally:
-            await application.updater.stop()
+            await _updater(application).stop()
             await application.stop()
 
 
 async def _start_webhook(application: Application, settings: Settings) -> None:
     tg = settings.bot.telegram
-    await application.updater.start_webhook(
+    await _updater(application).start_webhook(
         listen=tg.webhook_listen,
         port=tg.webhook_port,
         # Telegram posts to the public URL; a proxy in front usually keeps its path
@@ -107,6 +108,13 @@ async def _start_webhook(application: Application, settings: Settings) -> None:
         secret_token=webhook_secret(settings),
         allowed_updates=ALLOWED_UPDATES,
     )
+
+
+def _updater(application: Application) -> Updater:
+    """The Updater that fetches updates; build_application always gives the Application one."""
+    if application.updater is None:
+        raise TelegramConfigError("this Application was built without an Updater, so it cannot fetch updates")
+    return application.updater
 
 
 def webhook_secret(settings: Settings) -> str:

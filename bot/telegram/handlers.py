@@ -18,15 +18,19 @@ log = logging.getLogger(__name__)
 
 async def on_command(update: Update, context: Context) -> None:
     """Run a typed command and show its reply; an operator command from anyone else gets no answer."""
-    parsed = parse_command(update.effective_message.text or "")
+    message = update.effective_message
+    assert message is not None, "routed here for messages only (see app.build_application)"
+    parsed = parse_command(message.text or "")
     if parsed is not None:
         await run_and_show(update, context, *parsed)
 
 
 async def on_message(update: Update, context: Context) -> None:
     """Answer a message meant for me with the brain's reply, streamed into one message."""
+    message = update.effective_message
+    assert message is not None, "routed here for messages only (see app.build_application)"
     outbox = outbox_for(update, context, formatted=True)
-    text = text_for_brain(update.effective_message)
+    text = text_for_brain(message)
     if not text:
         await outbox.post(EMPTY_MENTION)
         return
@@ -37,6 +41,7 @@ async def on_message(update: Update, context: Context) -> None:
 async def on_button(update: Update, context: Context) -> None:
     """Run the command behind a pressed button, for the member it was offered to; it is pressed once."""
     query = update.callback_query
+    assert query is not None, "routed here for button presses only (see app.build_application)"
     button = pressed(query.data or "")
     if button is None or not may_press(button.owner_id, str(query.from_user.id)):
         await query.answer(NOT_YOURS)
@@ -48,9 +53,11 @@ async def on_button(update: Update, context: Context) -> None:
 
 async def on_error(update: object, context: Context) -> None:
     """Log what failed and tell the chat briefly, never with a traceback."""
-    log.error("failed to handle a Telegram update", exc_info=context.error)
-    if isinstance(update, Update) and update.effective_chat is not None:
+    error = context.error
+    log.error("failed to handle a Telegram update", exc_info=error)
+    # PTB always hands its error handlers the error; without one there is nothing to explain
+    if error is not None and isinstance(update, Update) and update.effective_chat is not None:
         try:
-            await context.bot.send_message(update.effective_chat.id, friendly_error(context.error))
+            await context.bot.send_message(update.effective_chat.id, friendly_error(error))
         except TelegramError as exc:
             log.warning("could not tell chat %s about the failure: %s", update.effective_chat.id, exc)

@@ -15,7 +15,7 @@ from bot.telegram.context import Context
 from bot.telegram.keyboards import keyboard
 from bot.telegram.limits import MESSAGE_LIMIT
 from bot.telegram.outbox import Outbox, ReplyScreen, typing_shown
-from bot.telegram.speakers import commander, speaker_for
+from bot.telegram.speakers import commander, sender_and_chat, speaker_for
 from brain.api_models import ChatRequest
 
 log = logging.getLogger(__name__)
@@ -25,9 +25,12 @@ def outbox_for(update: Update, context: Context, *, formatted: bool = False) -> 
     """The update's chat; in a group, answers quote the message they answer. Only model replies are formatted."""
     message = update.effective_message
     reply_to = message.message_id if message is not None and in_group(message) else None
+    chat = update.effective_chat
+    if chat is None:
+        raise ValueError("this update has no chat")
     data = context.bot_data
     parse_mode = data.parse_mode if formatted else None
-    return Outbox(context.bot, data.pacer, update.effective_chat.id, reply_to=reply_to, parse_mode=parse_mode)
+    return Outbox(context.bot, data.pacer, chat.id, reply_to=reply_to, parse_mode=parse_mode)
 
 
 def chat_request(update: Update, context: Context, text: str) -> ChatRequest:
@@ -59,4 +62,5 @@ async def run_and_show(update: Update, context: Context, name: str, args: str) -
     who = await commander(update, context.bot, data.settings, name, args)
     reply = await run_command(data.client, who, name, args)
     if reply is not None:
-        await outbox_for(update, context).post_long(reply.text, keyboard(reply.buttons, update.effective_user.id))
+        user, _ = sender_and_chat(update)
+        await outbox_for(update, context).post_long(reply.text, keyboard(reply.buttons, user.id))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from telegram import Bot, Update
+from telegram import Bot, Chat, Update, User
 from telegram.constants import ChatMemberStatus
 from telegram.error import TelegramError
 
@@ -18,11 +18,17 @@ log = logging.getLogger(__name__)
 PLATFORM = "telegram"
 
 
-def speaker_for(update: Update, settings: TelegramSettings, *, is_chat_admin: bool = True) -> Speaker:
-    """The sender of a message or the presser of a button, in the chat it happened in."""
+def sender_and_chat(update: Update) -> tuple[User, Chat]:
+    """Who sent the update, and where: every message or button press the bot handles has both."""
     user, chat = update.effective_user, update.effective_chat
     if user is None or chat is None:
         raise ValueError("this update has no sender or no chat")
+    return user, chat
+
+
+def speaker_for(update: Update, settings: TelegramSettings, *, is_chat_admin: bool = True) -> Speaker:
+    """The sender of a message or the presser of a button, in the chat it happened in."""
+    user, chat = sender_and_chat(update)
     return Speaker(
         platform=PLATFORM,
         user_id=str(user.id),
@@ -38,7 +44,8 @@ async def commander(update: Update, bot: Bot, settings: TelegramSettings, name: 
     """The speaker of a command; whether they administer the chat is asked only where it matters."""
     who = speaker_for(update, settings)
     if who.chat_kind is ChatKind.group and name == "persona" and args:
-        admin = await is_chat_admin(bot, update.effective_chat.id, update.effective_user.id)
+        user, chat = sender_and_chat(update)
+        admin = await is_chat_admin(bot, chat.id, user.id)
         who = speaker_for(update, settings, is_chat_admin=admin)
     return who
 
