@@ -126,7 +126,11 @@ def start_llama(binary: Path, work: Path, threads: int, slots: int) -> Server:
     log = (work / "llama.log").open("wb")
     command = [str(binary), "-m", str(gguf_path()), "--host", "127.0.0.1", "--port", str(port)]
     command += ["-np", str(slots), "-c", str(slots * 2048), "-t", str(threads), "-cb", "--no-webui"]
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    # this llama.cpp (llama-cpp-python 0.3.36's) crashes at start on AMX Xeons while repacking Q4_1 weights
+    command += ["--no-repack"] if os.environ.get("OWNCHAT_LLAMA_REPACK") != "1" else []
+    env = dict(os.environ)  # its shared libraries sit beside it in a build's bin folder
+    env["LD_LIBRARY_PATH"] = os.pathsep.join(filter(None, [str(binary.parent), env.get("LD_LIBRARY_PATH")]))
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
     server = Server("llama.cpp", f"http://127.0.0.1:{port}", {}, process)
     wait_ready(server, "/health", work / "llama.log")
     return server
