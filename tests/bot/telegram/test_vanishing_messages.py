@@ -114,7 +114,9 @@ async def test_a_final_text_shorter_than_what_streamed_leaves_no_stale_message(
     streamed = REPLY + "\n\n" + fourth
     assert len(split_message(streamed, MESSAGE_LIMIT)) == 4
     fake_brain.reply_for = lambda request: REPLY
-    fake_brain.deltas = streamed_as(streamed)
+    # a last, empty delta: the brain waits until the whole streamed text (all four pieces) is on screen before
+    # it ends the reply with a shorter final text
+    fake_brain.deltas = lambda reply: [*streamed_as(streamed)(reply), ""]
 
     async def one_update_at_a_time(request, index: int, sent: str) -> None:
         if sent:
@@ -125,6 +127,8 @@ async def test_a_final_text_shorter_than_what_streamed_leaves_no_stale_message(
 
     telegram.send_text(ana, chat, "tell me everything")
 
-    await eventually(lambda: telegram.transcript(chat) == PIECES, "the final reply alone")
+    await eventually(
+        lambda: telegram.transcript(chat) == PIECES and telegram.deleted, "the final reply alone, the stale piece gone"
+    )
     [stale] = telegram.deleted
     assert fourth.startswith(stale.text)
