@@ -90,7 +90,8 @@ def recorded_split(loaded: ModelWithTokenizer) -> tuple[float, float, float]:
     """The split a model made by `trainer pretrain` was trained with, so its test split is unseen."""
     meta = Path(loaded.name).expanduser() / "checkpoint.json"
     try:
-        return tuple(json.loads(meta.read_text())["data"]["split"])  # type: ignore[return-value]
+        train, val, test = json.loads(meta.read_text())["data"]["split"]
+        return float(train), float(val), float(test)
     except (OSError, ValueError, KeyError, TypeError):
         return DEFAULT_SPLIT
 
@@ -113,7 +114,7 @@ def evaluate(loaded: ModelWithTokenizer, data: str | Path, options: EvalOptions 
     if is_chat_file(data):
         return _evaluate_chats(loaded, data, options)
     text = load_clean_text(data)
-    if options.split == "all":
+    if options.split == "all" and options.ngram_train:  # the options refuse "all" without a training text
         train, held_out = load_clean_text(options.ngram_train), text
     else:
         parts = D.split_text(text, recorded_split(loaded))
@@ -152,7 +153,7 @@ def _evaluate_chats(loaded: ModelWithTokenizer, data: str | Path, options: EvalO
     if not getattr(tok, "chat_template", None):
         raise DataError(f"{data} holds chats, but the model {loaded.name} has no chat template")
     chats = read_chats(data)
-    if options.split == "all":
+    if options.split == "all" and options.ngram_train:
         train_chats, held_out = read_chats(options.ngram_train), chats
     else:
         cut = max(1, int(len(chats) * 0.9))
@@ -164,7 +165,10 @@ def _evaluate_chats(loaded: ModelWithTokenizer, data: str | Path, options: EvalO
     ngram, encode = _fit_ngram(loaded, "".join(render(c) for c in train_chats), options)
     window = loaded.max_positions or 1024
     model_score, ngram_score = Score(), Score()
-    hyps, ngram_hyps, refs, samples = [], [], [], []
+    hyps: list[str] = []
+    ngram_hyps: list[str] = []
+    refs: list[str] = []
+    samples: list[dict[str, str]] = []
     greedy = SamplingOptions(strategy="greedy", max_new_tokens=min(options.max_new_tokens, window // 2))
     end_of_turn = tok.eos_token or ""
     for chat in held_out:

@@ -65,7 +65,7 @@ def status(as_json: bool = typer.Option(False, "--json", help="Print the status 
         settings = _settings()
         with RedisLink.from_settings(settings) as link:
             registry = Registry(settings.trainer.registry_dir, link, settings.trainer.keep_versions)
-            data = {
+            data: dict[str, Any] = {
                 "lock": link.call(link.store.trainer_lock_holder()),
                 "targets": {
                     target: {

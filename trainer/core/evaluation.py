@@ -48,7 +48,8 @@ def mean_loss(
         total, count = total + loss.total.item(), count + loss.count
     model.train(was_training)
     if placement is not None:
-        total, count = sum_across_ranks([total, count], placement)
+        total, units = sum_across_ranks([total, count], placement)
+        count = round(units)
     return total / count if count else float("nan")
 
 

@@ -95,7 +95,8 @@ def _leading_system(messages: list[Message]) -> list[Message]:
 def _turns(messages: list[Message]) -> list[tuple[list[Message], Message]]:
     """(what was said since the last reply, the reply) for each assistant message; messages after the last
     reply have nothing to learn from and are left out."""
-    turns, asked = [], []
+    turns: list[tuple[list[Message], Message]] = []
+    asked: list[Message] = []
     for message in messages:
         if message["role"] == "assistant":
             turns.append((asked, message))

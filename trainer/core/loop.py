@@ -19,12 +19,13 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from torch.nn.parallel import DistributedDataParallel
 
 from trainer.core.distributed import Placement, all_gather, mean_across_ranks, rng_state, set_rng_state
 from trainer.core.objectives import Objective
@@ -144,7 +145,7 @@ def backward(
         batch = batch.to(placement.device)
         # under DDP, gradients are summed across processes once per step, on its last micro-batch
         syncs = index == len(micro_batches) - 1 or not placement.distributed
-        with contextlib.nullcontext() if syncs else forward.no_sync():
+        with contextlib.nullcontext() if syncs else cast(DistributedDataParallel, forward).no_sync():
             with placement.autocast():
                 loss = objective(forward, batch)
             (loss.total / units).backward()
@@ -233,7 +234,7 @@ def train(
             step_loss, tokens = backward(forward, objective, batches.for_step(state.step), placement)
             if settings.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(params, settings.grad_clip)
-            state.history["lr"].append((state.step, scheduler.get_last_lr()[0]))
+            state.history["lr"].append((state.step, float(scheduler.get_last_lr()[0])))
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)

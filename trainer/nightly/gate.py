@@ -29,7 +29,8 @@ def decide(candidate: Scores, live: Scores, base: Scores, *, margin: float, gene
     values = (candidate.test_ppl, candidate.general_ppl, live.test_ppl, base.general_ppl)
     if not all(math.isfinite(v) for v in values):
         return Decision(False, ["a perplexity is not a finite number (diverged training or an empty split)"])
-    passed, failed = [], []
+    passed: list[str] = []
+    failed: list[str] = []
     needed = (1 - margin) * live.test_ppl
     verdict = "beats" if candidate.test_ppl <= needed else "does not beat"
     (passed if candidate.test_ppl <= needed else failed).append(

@@ -114,8 +114,8 @@ class Nightly:
                 model=self.settings.model.name, finetune=self.cfg.finetune, evaluation=self.cfg.evaluation
             )
             write_report(self.run_dir, report)
-        for target in self.registry.targets():
-            self.registry.prune(target)
+        for name in self.registry.targets():
+            self.registry.prune(name)
         runs.purge_run_data(self.cfg.runs_dir, self.link, keep=max(0, self.cfg.keep_run_data - 1), current=self.run_dir)
         write_plot(self.run_dir, report, runs.readable_reports(self.cfg.runs_dir))
         return report

@@ -12,7 +12,7 @@ import json
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from rich.console import Console
@@ -121,7 +121,7 @@ def _pretrain(
         tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     ids = {name: D.encode(part, tokenizer) for name, part in (("train", splits.train), ("val", splits.val))}
     D.check_context_fits(cfg.block_size, {"train": len(ids["train"]), "validation": len(ids["val"])})
-    data_info = {
+    data_info: dict[str, Any] = {
         "path": str(cfg.data),
         "fingerprint": fingerprint,
         "characters": len(text),
@@ -140,10 +140,10 @@ def _pretrain(
     train_batches = D.WindowBatches(sampler, per_step=cfg.grad_accum)
     val_batches = D.BatchSampler(ids["val"], cfg.block_size, cfg.batch_size, cfg.seed + 1, placement.rank)
     resume_from = _snapshot(restored, placement) if restored is not None else None
-    fast_model = torch.compile(model) if cfg.compile else model
+    fast_model = cast(torch.nn.Module, torch.compile(model)) if cfg.compile else model
 
     peak = gpu_peak_flops(torch.cuda.get_device_name(device)) if device.type == "cuda" else None
-    meta = {
+    meta: dict[str, Any] = {
         "format": "ownchat-gpt/1",
         "train_config": cfg.model_dump(),
         "tokenizer": describe(tokenizer, cfg.tokenizer),
