@@ -40,10 +40,12 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, TypeVar, cast
 
 import torch
+from transformers import PreTrainedModel
 
-from brain.engine.kv_cache import KVShape, RowCache, use_rows_attention
+from brain.engine.kv_cache import DecodePlan, KVShape, PrefillPlan, RowCache, use_rows_attention
 from brain.engine.model_loading import context_length as config_context_length
 from brain.engine.prefix_cache import PrefixCache, PrefixEntry
 from brain.engine.sampling import SEED_LIMIT, RowSampler, SamplingError, make_sampler, pick_tokens
@@ -52,6 +54,7 @@ log = logging.getLogger(__name__)
 # prompt tokens (rows x longest prompt) prefilled in one forward pass
 PREFILL_TOKEN_BUDGET = 4096
 _END = object()
+T = TypeVar("T")
 
 
 class EngineError(RuntimeError):
@@ -196,7 +199,7 @@ class Engine:
 
     def __init__(
         self,
-        model: torch.nn.Module,
+        model: PreTrainedModel,
         *,
         max_batch_size: int,
         eos_token_ids: set[int] | frozenset[int],
@@ -208,7 +211,8 @@ class Engine:
     ) -> None:
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be at least 1, not {max_batch_size}")
-        self.model = model
+        # Any: a transformers model, or the peft model that wraps it once adapters load (see brain/adapters.py)
+        self.model: Any = model
         self.max_batch_size = max_batch_size
         self.eos_token_ids = frozenset(eos_token_ids)
         self.device = torch.device(device)
@@ -218,7 +222,8 @@ class Engine:
         self.on_step = on_step
         self._shape = KVShape.of(model, self.device)
         self.prefixes = PrefixCache(int(prefix_cache_mib * 2**20) // self._shape.token_bytes())
-        self._vocab_size = model.get_input_embeddings().num_embeddings
+        # an nn.Embedding's count, which torch types as it types any module attribute
+        self._vocab_size = cast(int, model.get_input_embeddings().num_embeddings)
         self._condition = threading.Condition()
         self._queue: deque[RequestHandle] = deque()
         self._jobs: deque[_Job] = deque()
@@ -281,7 +286,7 @@ class Engine:
             self._condition.notify()
         return handle
 
-    async def between_steps(self, run: Callable[[], object]) -> object:
+    async def between_steps(self, run: Callable[[], T]) -> T:
         """Run ``run`` on the worker thread between two steps: the time to change the model's adapters."""
         if not self.running:
             raise EngineError("the engine is not running; call start() first")
@@ -351,7 +356,8 @@ class Engine:
 
     def _take_arrivals(self) -> list[RequestHandle]:
         """The queued requests that fit now: a free row each, and their tokens within the cache budget."""
-        arrivals, reserved = [], self._reserved
+        arrivals: list[RequestHandle] = []
+        reserved = self._reserved
         while self._queue and len(self._rows) + len(arrivals) < self.max_batch_size:
             request = self._queue[0].request
             need = min(len(request.prompt_ids) + request.max_new_tokens, self.context_length)
@@ -393,13 +399,17 @@ class Engine:
         plan = self._cache.decode_plan()
         self._put_in_cache_order()
         rows = self._rows
-        positions = torch.cat([group.columns for group in plan.groups])[:, None]
-        out = self._forward(torch.tensor([[row.next_token] for row in rows], device=self.device), positions, plan, rows)
+        logits = self._forward(
+            torch.tensor([[row.next_token] for row in rows], device=self.device), plan.positions(), plan, rows
+        )
         self._cache.advance(plan)
-        tokens = pick_tokens(out.logits[:, -1], [row.sampler for row in rows], [row.history for row in rows])
+        tokens = pick_tokens(logits, [row.sampler for row in rows], [row.history for row in rows])
         return list(zip(rows, tokens, strict=True))
 
-    def _forward(self, ids: torch.Tensor, positions: torch.Tensor, plan: object, rows: list[_Row]) -> object:
+    def _forward(
+        self, ids: torch.Tensor, positions: torch.Tensor, plan: PrefillPlan | DecodePlan, rows: list[_Row]
+    ) -> torch.Tensor:
+        """The model's scores at each row's last position."""
         use_rows_attention(self.model)  # again: generate_batch and friends may have switched it
         return self.model(
             input_ids=ids,
@@ -408,7 +418,7 @@ class Engine:
             logits_to_keep=1,
             rows_plan=plan,
             **self._adapter_names([row.handle.request for row in rows]),
-        )
+        ).logits[:, -1]
 
     def _admit(self, arrivals: list[RequestHandle]) -> tuple[list[tuple[_Row, int | SamplingError]], list[StepEvent]]:
         """Prefill the arrivals in groups of similar length, then add them to the running batch.
@@ -463,15 +473,16 @@ class Engine:
             positions[index, width - len(new) :] = torch.arange(row.reused, row.reused + len(new))
             self._cache.add(row, len(row.handle.request.prompt_ids) + 1)
             if row.reused:
+                assert row.prefix is not None  # a reused count comes from the prefix entry it was found in
                 self._cache.write_prefix(row, row.prefix.keys, row.prefix.values, row.reused)
         plan = self._cache.prefill_plan(
             [(row, row.reused, len(new)) for row, new in zip(rows, news, strict=True)], width
         )
-        out = self._forward(ids.to(self.device), positions.to(self.device), plan, rows)
+        logits = self._forward(ids.to(self.device), positions.to(self.device), plan, rows)
         self._cache.finish_prefill(plan)
         self.prompt_tokens += sum(len(row.handle.request.prompt_ids) for row in rows)
         self.reused_tokens += sum(row.reused for row in rows)
-        first = pick_tokens(out.logits[:, -1], [row.sampler for row in rows], [row.history for row in rows])
+        first = pick_tokens(logits, [row.sampler for row in rows], [row.history for row in rows])
         return first
 
     def _adapter_names(self, requests: list[GenerationRequest]) -> dict[str, list[str]]:

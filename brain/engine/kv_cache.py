@@ -21,12 +21,13 @@ Without a plan (``model.generate``, beam search) the function is transformers' o
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
-from transformers import AttentionInterface
+from transformers import AttentionInterface, PreTrainedModel
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
 ATTENTION_NAME = "ownchat_rows"
@@ -43,7 +44,8 @@ class _Group:
         self.values: list[torch.Tensor] = []
         self.members: list[Hashable] = []  # the row key in each slot
         self.lengths: list[int] = []  # tokens held by each slot
-        self.mask: torch.Tensor | None = None  # [capacity, width], True where a slot holds a token
+        # [capacity, width], True where a slot holds a token
+        self.mask = torch.zeros(0, width, dtype=torch.bool, device=shape.device)
         # set by RowCache.decode_plan for the layers' in-place writes
         self.slots: torch.Tensor | None = None
         self.columns: torch.Tensor | None = None
@@ -57,7 +59,7 @@ class _Group:
 
     @property
     def capacity(self) -> int:
-        return self.mask.shape[0] if self.mask is not None else 0
+        return self.mask.shape[0]
 
     def add(self, key: Hashable) -> int:
         if self.rows == self.capacity:
@@ -96,8 +98,7 @@ class _Group:
                 else:
                     buffers.append(new)
         mask = torch.zeros(capacity, self.width, dtype=torch.bool, device=shape.device)
-        if self.mask is not None:
-            mask[:old] = self.mask[:old]
+        mask[:old] = self.mask[:old]
         self.mask = mask
 
 
@@ -110,7 +111,7 @@ class KVShape:
     device: torch.device
 
     @classmethod
-    def of(cls, model: torch.nn.Module, device: torch.device) -> KVShape:
+    def of(cls, model: PreTrainedModel, device: torch.device) -> KVShape:
         config = model.config.get_text_config()
         heads = config.num_attention_heads
         kv_heads = getattr(config, "num_key_value_heads", None) or heads
@@ -144,6 +145,14 @@ class PrefillPlan:
 class DecodePlan:
     groups: list[_Group]  # in batch order; each group's ``span`` rows follow the previous group's
 
+    def positions(self) -> torch.Tensor:
+        """The position of each row's new token, in batch order, as ``[rows, 1]``."""
+        columns = []
+        for group in self.groups:
+            assert group.columns is not None  # RowCache.decode_plan sets them for every group it plans
+            columns.append(group.columns)
+        return torch.cat(columns)[:, None]
+
 
 class RowCache:
     """Keys and values of the running rows (see the module docstring); rows are named by hashable keys."""
@@ -176,7 +185,7 @@ class RowCache:
         """A new, empty row with room for ``tokens`` tokens."""
         self._place(key, self._width_for(tokens))
 
-    def remove(self, keys: list[Hashable]) -> None:
+    def remove(self, keys: Sequence[Hashable]) -> None:
         for key in keys:
             group, slot = self._where.pop(key)
             moved = group.remove(slot)
@@ -278,14 +287,14 @@ def rows_attention(
     scaling: float | None = None,
     dropout: float = 0.0,
     rows_plan: PrefillPlan | DecodePlan | None = None,
-    **kwargs: object,
+    **kwargs: Any,
 ) -> tuple[torch.Tensor, None]:
     """Attention over the rows' own tokens (see the module docstring); ``[batch, tokens, heads, head dim]``."""
     if rows_plan is None:
         return sdpa_attention_forward(
             module, query, key, value, attention_mask, scaling=scaling, dropout=dropout, **kwargs
         )
-    layer = module.layer_idx
+    layer = cast(int, module.layer_idx)  # transformers sets it on every attention module
     gqa = query.shape[1] != key.shape[1]
     if isinstance(rows_plan, DecodePlan):
         outputs, start = [], 0
@@ -328,7 +337,7 @@ def rows_attention(
 AttentionInterface.register(ATTENTION_NAME, rows_attention)
 
 
-def use_rows_attention(model: torch.nn.Module) -> None:
+def use_rows_attention(model: PreTrainedModel) -> None:
     """Make ``model`` attend through :func:`rows_attention` (which falls back to SDPA without a plan)."""
     config = model.config
     if config._attn_implementation != ATTENTION_NAME:

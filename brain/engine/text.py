@@ -130,9 +130,11 @@ class TextStream:
         return full[len(known) :]
 
     def _decode(self, ids: list[int]) -> str:
-        return self.tokenizer.decode(
+        text = self.tokenizer.decode(
             ids, skip_special_tokens=self.skip_special_tokens, clean_up_tokenization_spaces=False
         )
+        assert isinstance(text, str)  # one list of ids decodes to one string; only a batch gives a list
+        return text
 
     def _release(self, delta: str, *, final: bool = False) -> tuple[str, bool]:
         """Add ``delta`` to the held text; return what may be shown now and whether a stop string ended it."""
