@@ -3,7 +3,8 @@
 A format may be on by default only if its perplexity stays within 1 % of float32's (``model.cpu_weights``
 ``auto`` picks bfloat16 on CPUs with bfloat16 instructions, and the 4-bit copies of weights that already
 are 4-bit values, on this evidence). The 4-bit weights serve only decoding steps of a few rows; here they
-serve every product, so that what is measured is theirs. The text is prose the
+serve every product, so that what is measured is theirs; "int4" is 4-bit layers and an 8-bit output
+layer, what ``auto`` serves the default model with. The text is prose the
 model did not see in this form (the tiny Shakespeare corpus shipped beside the project, its last part),
 cut into windows of ``--window`` tokens. Run from the repository root:
 

@@ -51,11 +51,18 @@ def test_four_bit_weights_serve_few_rows_and_only_where_they_lose_nothing(tiny_m
         layers.up_proj.weight.copy_(steps / 64 - 0.125)
     dense = copy.deepcopy(model)
     pack_linears(model, int4="lossless")
-    kept = {name for name, module in model.named_modules() if isinstance(module, PackedLinear) and module.int4}
-    assert kept == {"model.layers.0.mlp.up_proj"}
+    kept = {name: module.few_rows for name, module in model.named_modules() if isinstance(module, PackedLinear)}
+    assert {name: kind for name, kind in kept.items() if kind} == {
+        "model.layers.0.mlp.up_proj": "int4",
+        "lm_head": "int8",
+    }
 
     pack_linears(everywhere := copy.deepcopy(dense), int4="on")
-    assert not everywhere.lm_head.int4, "the output layer decides every token: it keeps its full weights"
+    assert everywhere.lm_head.few_rows == "int8", "the output layer decides every token: never 4-bit"
+    assert everywhere.model.layers[1].self_attn.q_proj.few_rows == "int4"
+    plain = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.bfloat16)
+    pack_linears(plain, int4="lossless")
+    assert not any(isinstance(m, PackedLinear) and m.few_rows for m in plain.modules()), "random weights are not 4-bit"
     x = torch.randn(1, 1, 64, dtype=torch.bfloat16)
     with torch.no_grad():
         one_row = model.model.layers[0].mlp.up_proj(x)
