@@ -55,7 +55,7 @@ def general_set(names: list[str], max_conversations: int, persona: str) -> list[
                 "turns": [{"id": str(i), "user": u, "reply": a} for i, (u, a) in enumerate(pairs)],
             })  # fmt: skip
     # an even spread over the categories when the set is capped
-    convs.sort(key=lambda c: c["id"])
+    convs.sort(key=lambda c: str(c["id"]))
     return convs[:max_conversations]
 
 

@@ -15,8 +15,10 @@ import os
 import socket
 import time
 import uuid
+from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from trainer.nightly.link import RedisLink
 
@@ -107,15 +109,15 @@ class TrainerLock:
         self.token = self.holder.token()
         self.lost = False
         self.taken_over: Holder | None = None  # the dead run this one took the lock from
-        self._renewal = None
+        self._renewal: Future[Any] | None = None
 
     def acquire(self) -> TrainerLock:
         store = self.link.store
         if not self.link.call(store.acquire_trainer_lock(self.token, self.ttl_ms)):
             token = self.link.call(store.trainer_lock_holder())
             holder = Holder.parse(token)
-            dead = holder is not None and holder.provably_dead(self.holder)
-            if not (dead and self.link.call(store.take_over_trainer_lock(token, self.token, self.ttl_ms))):
+            dead = token is not None and holder is not None and holder.provably_dead(self.holder)
+            if not (dead and self.link.call(store.take_over_trainer_lock(token or "", self.token, self.ttl_ms))):
                 who = holder.describe() if holder else token or "just released"
                 raise LockHeldError(f"another trainer run holds the lock ({who}); nothing was done")
             self.taken_over = holder

@@ -138,7 +138,8 @@ class Registry:
         """Go back to ``version``, to the version live before the current one (None), or to ``base``."""
         current = self.live(target)
         if version == BASE:
-            return self.unpublish(target, lock=lock, action="rollback")
+            self.unpublish(target, lock=lock, action="rollback")
+            return None
         if version is None:
             if current is None:
                 raise RegistryError(f"{target} has no live adapter to roll back from")
