@@ -31,3 +31,8 @@ async def test_default_alias_converts_once_and_answers(tmp_path: Path, start_eng
     answer = await stream.complete()
     assert "Paris" in answer
     assert stream.finish_reason == "stop"
+
+    # as the service loads it: bf16, and 4-bit copies for few rows, where the CPU has bf16 instructions
+    served = load_model(DEFAULT_MODEL_ALIAS, cache_dir=tmp_path, cpu_weights="auto")
+    handle = start_engine(served).submit(GenerationRequest(prompt_ids=tokenizer.encode(prompt), max_new_tokens=40))
+    assert "Paris" in await TextStream(handle, tokenizer).complete()
