@@ -20,6 +20,7 @@ from bot.discord.cogs.admin import Admin
 from bot.discord.cogs.chat import Chat
 from bot.discord.cogs.data import Data
 from bot.discord.cogs.persona import Persona
+from bot.discord.responding import answer_button
 from brain.settings import DiscordSettings, Settings
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,10 @@ class OwnchatBot(commands.Bot):
 
     async def on_message(self, message: discord.Message, /) -> None:
         """No prefix commands: the Chat cog listens to messages and slash commands do the rest."""
+
+    async def answer_button(self, interaction: discord.Interaction, name: str, args: str) -> None:
+        """Run a pressed button's command and show its answer (buttons.py leaves the answering to the bot)."""
+        await answer_button(self, interaction, name, args)
 
 
 class ShardedOwnchatBot(OwnchatBot, commands.AutoShardedBot):

@@ -39,8 +39,6 @@ class CommandButton(
         return cls(int(match["owner"]), getattr(item, "label", None) or "", match["command"])
 
     async def callback(self, interaction: discord.Interaction) -> None:
-        from bot.discord.responding import answer_button
-
         if not may_press(str(self.owner_id), str(interaction.user.id)):
             await interaction.response.send_message(NOT_YOURS, ephemeral=True)
             return
@@ -48,7 +46,7 @@ class CommandButton(
         if parsed is None:
             return
         bot: OwnchatBot = interaction.client  # type: ignore[assignment]
-        await answer_button(bot, interaction, *parsed)
+        await bot.answer_button(interaction, *parsed)
 
 
 def buttons_view(buttons: list[Button], owner_id: int) -> discord.ui.View | None:
