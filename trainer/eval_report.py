@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from rich.table import Table
 
@@ -190,7 +190,9 @@ def _evaluate_chats(loaded: ModelWithTokenizer, data: str | Path, options: EvalO
             stop = [encode(end_of_turn)] if end_of_turn else []
             made = ngram.generate(encode(prompt), max_symbols=min(2 * len(symbols) + 8, 400), stop=stop)
             ngram_hyp = (
-                "".join(made) if options.ngram_unit == "char" else tok.decode(made, skip_special_tokens=True)
+                "".join(map(str, made))
+                if options.ngram_unit == "char"
+                else str(tok.decode(cast(list[int], made), skip_special_tokens=True))
             ).strip()
             hyps.append(hyp)
             ngram_hyps.append(ngram_hyp)

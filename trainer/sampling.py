@@ -7,6 +7,8 @@ model's context.
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 import torch
 from transformers import set_seed
 
@@ -58,12 +60,12 @@ def generate_from_ids(loaded: ModelWithTokenizer, ids: list[int], options: Sampl
     else:
         one = {**kwargs, "num_return_sequences": 1}
         new = [_generate_rolling(loaded, ids, max_new, one, limit) for _ in range(options.num_return_sequences)]
-    return [loaded.tokenizer.decode(seq, skip_special_tokens=True) for seq in new]
+    return [str(loaded.tokenizer.decode(seq, skip_special_tokens=True)) for seq in new]
 
 
 def _generate(loaded: ModelWithTokenizer, ids: list[int], max_new_tokens: int, kwargs: dict) -> list[list[int]]:
     input_ids = torch.tensor([ids], device=loaded.device)
-    out = loaded.model.generate(
+    out = cast(Any, loaded.model).generate(  # transformers' generate is typed through a decorator mypy misreads
         input_ids=input_ids,
         attention_mask=torch.ones_like(input_ids),
         max_new_tokens=max_new_tokens,

@@ -105,8 +105,8 @@ def _load_adapter(path: Path, dtype: torch.dtype):
     if not base:
         raise CheckpointError(f"the adapter {path} does not name its base model (base_model_name_or_path)")
     base = resolve_name(base)
-    model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype)
-    model = PeftModel.from_pretrained(model, path)
+    base_model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype)
+    model = PeftModel.from_pretrained(base_model, path)
     has_tokenizer = (path / "tokenizer_config.json").is_file()
     tokenizer = AutoTokenizer.from_pretrained(path if has_tokenizer else base)
     return model, tokenizer

@@ -13,7 +13,7 @@ import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from transformers import AutoTokenizer, GenerationConfig, GPT2LMHeadModel, PreTrainedTokenizerFast
@@ -101,7 +101,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     except Exception as e:  # safetensors and transformers raise many kinds for a damaged file
         raise CheckpointError(f"the checkpoint {path} is corrupt: its model does not load ({e})") from None
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path)
+        tokenizer = cast(PreTrainedTokenizerFast, AutoTokenizer.from_pretrained(path))  # written by train_tokenizer
     except Exception as e:
         raise CheckpointError(f"the checkpoint {path} is corrupt: its tokenizer does not load ({e})") from None
     try:

@@ -16,6 +16,7 @@ from typing import Any, cast
 
 import torch
 from rich.console import Console
+from transformers import PreTrainedTokenizerFast
 
 from trainer.core import distributed
 from trainer.core.config import PretrainConfig
@@ -118,7 +119,7 @@ def _pretrain(
         placement.barrier()
         from transformers import AutoTokenizer
 
-        tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+        tokenizer = cast(PreTrainedTokenizerFast, AutoTokenizer.from_pretrained(tokenizer_dir))  # rank 0 trained it
     ids = {name: D.encode(part, tokenizer) for name, part in (("train", splits.train), ("val", splits.val))}
     D.check_context_fits(cfg.block_size, {"train": len(ids["train"]), "validation": len(ids["val"])})
     data_info: dict[str, Any] = {
@@ -132,7 +133,8 @@ def _pretrain(
     # -- model, optimizer, schedule, data: fresh, or as the checkpoint left them (the loop restores them)
     distributed.seed_everything(cfg.seed + placement.rank)
     device = placement.device
-    model = (restored.model if restored is not None else build_gpt(cfg.shape, tokenizer)).to(device)
+    model = restored.model if restored is not None else build_gpt(cfg.shape, tokenizer)
+    model = model.to(device)  # type: ignore[arg-type]  # transformers types PreTrainedModel.to as nn.Module.to
     model.train()
     optimizer = adamw(model, cfg.lr, cfg.weight_decay, device, betas=(cfg.beta1, cfg.beta2))
     scheduler = warmup_cosine_schedule(optimizer, cfg.warmup_steps, cfg.max_steps, cfg.min_lr_ratio)

@@ -12,7 +12,7 @@ async def test_a_member_pins_lists_and_forgets_facts_in_private(telegram: Telegr
 
     assert "No facts about you here yet" in (await ana.says("/memory")).text
     pinned = await ana.says("/remember I'm vegetarian.")
-    assert pinned.text.startswith("I'll keep this in mind") and "\"I'm vegetarian.\"" in pinned.text
+    assert pinned.text.startswith("I'll keep this in mind") and '"I\'m vegetarian."' in pinned.text
     await ana.says("/remember My cat is called Pickle.")
     await ana.says("/remember I   live in Porto.")
 
@@ -28,9 +28,7 @@ async def test_a_member_pins_lists_and_forgets_facts_in_private(telegram: Telegr
     assert "Tell me what to keep in mind" in (await ana.says("/remember")).text
 
 
-async def test_in_a_group_memory_lists_only_what_was_said_in_that_group(
-    telegram: TelegramApiServer, brain, start_bot
-):
+async def test_in_a_group_memory_lists_only_what_was_said_in_that_group(telegram: TelegramApiServer, brain, start_bot):
     await start_bot(brain_url=brain.url, api_key=brain.api_key)
     ana = direct(telegram)
     group = telegram.group("Book club", owner=ana.user)
