@@ -136,18 +136,44 @@ async def test_batched_replies_equal_unbatched_greedy_replies(client):
 
 
 async def test_metrics_and_health(brain, client):
-    await client.chat(req("hi"))
     async with httpx.AsyncClient(base_url=brain.url) as http:
         assert (await http.get("/healthz")).status_code == 200
         assert (await http.get("/readyz")).json()["status"] == "ready"
         assert (await http.get("/metrics")).status_code == 401
-        text = (await http.get("/metrics", headers=brain.headers())).text
-    for name in ("ownchat_request_seconds", "ownchat_tokens_generated_total", "ownchat_queue_depth",
-                 "ownchat_batch_size", "ownchat_redis_errors_total"):  # fmt: skip
-        assert name in text
+
+        async def figures() -> dict[str, float]:
+            text = (await http.get("/metrics", headers=brain.headers())).text
+            names = ("ownchat_tokens_generated_total", 'ownchat_request_seconds_count{route="chat"}',
+                     'ownchat_replies_total{outcome="ok"}', "ownchat_batch_size_count")  # fmt: skip
+            values = {name: 0.0 for name in names}
+            for line in text.splitlines():
+                for name in names:
+                    if line.startswith(name + " "):
+                        values[name] = float(line.rsplit(" ", 1)[1])
+            return values
+
+        before = await figures()
+        reply = await client.chat(req("hi"))
+        after = await figures()
+    assert after["ownchat_tokens_generated_total"] - before["ownchat_tokens_generated_total"] >= reply.tokens > 0
+    assert (
+        after['ownchat_request_seconds_count{route="chat"}']
+        == before['ownchat_request_seconds_count{route="chat"}'] + 1
+    )
+    assert after['ownchat_replies_total{outcome="ok"}'] == before['ownchat_replies_total{outcome="ok"}'] + 1
+    assert after["ownchat_batch_size_count"] > before["ownchat_batch_size_count"]
 
 
 async def test_beam_search_for_non_streaming_requests(client):
-    beam = await client.chat(req("tell me about cats", user="beam", sampling={"num_beams": 3, "max_new_tokens": 8}))
-    again = await client.chat(req("tell me about cats", user="beam2", sampling={"num_beams": 3, "max_new_tokens": 8}))
-    assert beam.reply and beam.reply == again.reply  # beam search is deterministic
+    """Beam search is deterministic, and it is not greedy decoding under another name: on some prompts the best
+    of three beams is another reply than greedy's."""
+    prompts = [f"tell me about {thing}" for thing in ("cats", "dogs", "rain", "ships", "bread", "stars")]
+    beams, greedy = [], []
+    for i, prompt in enumerate(prompts):
+        beam = await client.chat(req(prompt, user=f"beam{i}", sampling={"num_beams": 3, "max_new_tokens": 8}))
+        again = await client.chat(req(prompt, user=f"again{i}", sampling={"num_beams": 3, "max_new_tokens": 8}))
+        plain = await client.chat(req(prompt, user=f"greedy{i}", sampling={"max_new_tokens": 8}))
+        assert beam.reply and beam.reply == again.reply
+        beams.append(beam.reply)
+        greedy.append(plain.reply)
+    assert beams != greedy
