@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from brain.memory.facts import visible
-from brain.memory.recall import rank
+from brain.memory.recall import rank, terms
 
 # turns that left the window, over all of a member's chats, kept for recall (oldest dropped first)
 EARLIER_TURNS_KEPT = 400
@@ -54,11 +54,13 @@ class Memory:
         )
 
     def recalled(self, message: str) -> list[str]:
-        """The earlier messages that match ``message``, best first, each cut to MAX_QUOTE_CHARS."""
+        """The earlier messages that match ``message``, best first, each cut to MAX_QUOTE_CHARS. A message that
+        says nothing the facts do not say already is left out: a small model does worse with the same thing twice."""
         if not self.earlier or self.recall_tokens <= 0:
             return []
-        best = rank(message, self.earlier)[: self.recall_count]
-        return [_clip(self.earlier[index]) for index, _ in best]
+        known = {term for fact in self.facts for term in terms(fact)}
+        fresh = [(i, score) for i, score in rank(message, self.earlier) if not set(terms(self.earlier[i])) <= known]
+        return [_clip(self.earlier[index]) for index, _ in fresh[: self.recall_count]]
 
 
 def _clip(text: str) -> str:

@@ -61,3 +61,12 @@ def test_a_prompt_quotes_only_what_the_chat_may_use():
     shared = memory("g1", group=True, share=True)
     assert shared.facts == ["I have a dog.", "I run the g1 team."]
     assert set(shared.recalled("dog called")) == {"My dog is called Biscuit.", "Our team's dog is called Rex."}
+
+
+def test_a_message_the_facts_already_cover_is_not_quoted_again():
+    memory = Memory(
+        facts=["My name is Alice.", "My dog is called Biscuit."],
+        earlier=["Hi! My name is Alice and my dog is called Biscuit.", "My dog Biscuit hates the vet in Lisbon."],
+        recall_tokens=100,
+    )
+    assert memory.recalled("what is my dog called") == ["My dog Biscuit hates the vet in Lisbon."]
