@@ -84,7 +84,8 @@ def extract_in_background(runtime: Runtime, user: str, chat_id: str, chat_kind: 
 async def _extract(runtime: Runtime, user: str, chat_id: str, chat_kind: str, since: str, message: str) -> None:
     try:
         ids = await runtime.off_loop(render, runtime.tokenizer, extraction_messages(message))
-        answer = await runtime.complete(ids, SAMPLING)
+        # owned by the member: a /forget drops the cached keys and values of this prompt too
+        answer = await runtime.complete(ids, SAMPLING, user=user)
         for text in grounded_facts(answer.text, message):
             fact = new_fact(text, "extracted", chat_id, chat_kind, quote=message)
             ttl = runtime.settings.memory.ttl_s
