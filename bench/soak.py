@@ -297,12 +297,13 @@ def start_redis(server: LocalRedis) -> None:
 class BrainProcess:
     """`brain serve` in a subprocess, configured by a YAML file and the environment, as an operator runs it."""
 
-    def __init__(self, work: Path, redis_url: str, model: str, small_model: bool):
+    def __init__(self, work: Path, redis_url: str, model: str, small_model: bool, prefix_cache_mib: int):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.api_key = secrets.token_urlsafe(24)
         self.log_path = work / "brain.log"
-        model_settings: dict[str, Any] = {"name": model, "max_new_tokens": 32}
+        # the prefix cache fills up to its budget by design: a small budget shows what else the memory does
+        model_settings: dict[str, Any] = {"name": model, "max_new_tokens": 32, "prefix_cache_mib": prefix_cache_mib}
         if small_model:
             model_settings |= {"context_tokens": 1024, "device": "cpu"}
         config = {
@@ -606,6 +607,7 @@ class Soak:
             "users": self.args.users,
             "seed": self.args.seed,
             "model": self.args.model or "small random llama (2 layers, 64 wide)",
+            "prefix_cache_mib": self.args.prefix_cache_mib,
             "redis_restarts": [
                 {"killed_at_s": round(o.killed, 1), "ready_at_s": o.back and round(o.back, 1)} for o in self.outages
             ],
@@ -783,6 +785,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--model", default=None, help="model to serve (default: a small random one)")
     parser.add_argument("--out", type=Path, default=RESULTS / "soak.json")
+    parser.add_argument(
+        "--prefix-cache-mib", type=int, default=64, help="model.prefix_cache_mib of the brain (its default is 1024)"
+    )
     args = parser.parse_args()
 
     console = Console(width=140)
@@ -793,7 +798,9 @@ def main() -> None:
         start_redis(server)
         brain = None
         try:
-            brain = BrainProcess(work, server.url, model, small_model=args.model is None)
+            brain = BrainProcess(
+                work, server.url, model, small_model=args.model is None, prefix_cache_mib=args.prefix_cache_mib
+            )
             brain.wait_ready(600)
             console.print(f"brain ready at {brain.url}; {args.users} users for {args.duration:.0f} s")
             result = asyncio.run(Soak(args, brain, server).run())
