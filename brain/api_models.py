@@ -13,6 +13,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from brain.feedback_records import FeedbackKind
+
 PLATFORM_PATTERN = r"^[a-z][a-z0-9_-]{0,31}$"
 ID_PATTERN = r"^[A-Za-z0-9_.:@-]{1,128}$"
 # seeds are drawn into torch generators, which take 64-bit seeds; positive 63-bit ones are portable
@@ -26,6 +28,11 @@ REQUEST_ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
 # a fact about a member is one short sentence: every prompt of theirs states all of them
 MAX_FACT_CHARS = 200
 FACT_ID_PATTERN = r"^[0-9a-f]{8}$"
+# a turn id is hex the brain draws for every reply; "last" in retry_of means the member's last turn in the chat
+TURN_ID_PATTERN = r"^[0-9a-f]{16}$"
+RETRY_OF_PATTERN = r"^(last|[0-9a-f]{16})$"
+# a reply split over several platform messages (Discord's 2000 characters, a stream's pieces) is mapped in one call
+MAX_MESSAGES_PER_TURN = 16
 
 
 def check_unicode(value: Any) -> Any:
@@ -121,7 +128,7 @@ class ContextMessage(Contract):
 
 class ChatRequest(ChatRef):
     display_name: str = Field("", max_length=128)
-    text: str
+    text: str = Field("", description="the member's message; ignored (may be empty) with retry_of")
     stream: bool = False
     context: list[ContextMessage] = Field(default_factory=list, max_length=20)
     # overrides of the persona's sampling defaults, e.g. {"temperature": 0} for greedy replies
@@ -131,6 +138,13 @@ class ChatRequest(ChatRef):
         pattern=REQUEST_ID_PATTERN,
         description="an idempotency key (a bot uses the platform's message id): a request with a key that this user "
         "already sent within the memory TTL is answered again, but its turn is not stored twice",
+    )
+    retry_of: str | None = Field(
+        None,
+        pattern=RETRY_OF_PATTERN,
+        description='/retry: a turn id of this member in this chat, or "last" (their last turn here); the brain '
+        "answers that turn's message again (the message is not stored twice, the first reply is kept) and the "
+        "new turn is paired with the first one. 404 unknown_turn when there is none",
     )
 
 
@@ -144,6 +158,9 @@ class ChatReply(Contract):
     finish_reason: FinishReason
     logged: bool = Field(description="whether this turn went into the user's training log (opted in)")
     adapter: str | None = None
+    turn_id: str | None = Field(
+        None, description="the id of this reply, to rate it (POST /v1/feedback) or map its messages to it"
+    )
 
 
 class StreamDelta(Contract):
@@ -306,6 +323,51 @@ class EarlierTurn(Turn):
     chat_kind: ChatKind
 
 
+class TurnMessages(Contract):
+    """Which platform messages show a turn (every piece of a split reply), so a reaction on one finds its turn."""
+
+    platform: str = Field(pattern=PLATFORM_PATTERN, examples=["discord"])
+    chat_id: str = Field(pattern=ID_PATTERN)
+    message_ids: list[Annotated[str, Field(pattern=ID_PATTERN)]] = Field(min_length=1, max_length=MAX_MESSAGES_PER_TURN)
+
+
+class TurnMessagesResult(Contract):
+    turn_id: str
+    mapped: int = Field(description="how many message ids now point at the turn")
+
+
+class FeedbackRequest(ChatRef):
+    """A member (user_id: the RATER) rates one of the bot's replies, named by its turn id or by one of its
+    platform messages (exactly one of the two). rating 0: the reaction was removed (the rating is deleted)."""
+
+    turn_id: str | None = Field(None, pattern=TURN_ID_PATTERN)
+    message_id: str | None = Field(None, pattern=ID_PATTERN)
+    rating: Literal[-1, 0, 1]
+    kind: FeedbackKind = "reaction"
+
+    @model_validator(mode="after")
+    def _exactly_one_target(self) -> FeedbackRequest:
+        if (self.turn_id is None) == (self.message_id is None):
+            raise ValueError("give exactly one of turn_id or message_id")
+        return self
+
+
+class FeedbackResult(Contract):
+    turn_id: str
+    rating: Literal[-1, 0, 1]
+    stored: bool = Field(description="kept for training: rater and author were both opted in")
+    reason: str = Field(description="why it was or was not kept, in words a member can be shown")
+
+
+class ExportedRating(Contract):
+    """One rating the member gave that is kept for training."""
+
+    turn_id: str
+    rating: Literal[-1, 1]
+    served_by: str | None = None
+    at: str
+
+
 class UserExport(Contract):
     user: str
     profile: dict[str, str]
@@ -313,6 +375,7 @@ class UserExport(Contract):
     log: list[LogEntry]
     facts: list[Fact] = []
     earlier_turns: list[EarlierTurn] = []
+    ratings: list[ExportedRating] = []
 
 
 class Stats(Contract):
