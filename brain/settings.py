@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
@@ -132,6 +132,24 @@ class BrainSettings(BaseModel):
     public_docs: bool = False
 
 
+# an emoji (with its modifiers), or a custom emoji's name
+Reaction = Annotated[str, Field(min_length=1, max_length=64)]
+
+
+class ReactionSettings(BaseModel):
+    """Which reactions on the bot's replies rate them (bot/feedback.py): a like, a dislike; others mean nothing."""
+
+    likes: list[Reaction] = Field(["👍"], min_length=1, max_length=20)
+    dislikes: list[Reaction] = Field(["👎"], min_length=1, max_length=20)
+
+    @model_validator(mode="after")
+    def _apart(self) -> ReactionSettings:
+        both = set(self.likes) & set(self.dislikes)
+        if both:
+            raise ValueError(f"a reaction cannot both like and dislike a reply: {sorted(both)}")
+        return self
+
+
 class TelegramSettings(BaseModel):
     mode: Literal["polling", "webhook"] = "polling"
     webhook_url: str | None = None
@@ -145,6 +163,9 @@ class TelegramSettings(BaseModel):
     edit_interval_s: float = Field(1.0, ge=0.0)
     # model replies are sent with this parse mode; a reply Telegram cannot parse is resent as plain text
     parse_mode: Literal["plain", "Markdown", "MarkdownV2", "HTML"] = "plain"
+    reactions: ReactionSettings = ReactionSettings()
+    # 👍/👎 buttons under every reply, for groups where members' reactions do not reach the bot (it is no admin)
+    rating_buttons: bool = False
 
 
 class DiscordSettings(BaseModel):
@@ -160,6 +181,7 @@ class DiscordSettings(BaseModel):
     gateway_url: str | None = None
     # a streamed reply is edited at most this often (Discord limits edits per channel)
     edit_interval_s: float = Field(1.0, ge=0.0)
+    reactions: ReactionSettings = ReactionSettings()
 
 
 class BotSettings(BaseModel):
