@@ -146,6 +146,22 @@ class ChatRequest(ChatRef):
         "answers that turn's message again (the message is not stored twice, the first reply is kept) and the "
         "new turn is paired with the first one. 404 unknown_turn when there is none",
     )
+    retry_message: str | None = Field(
+        None,
+        pattern=ID_PATTERN,
+        description="/retry as a reply to one of the bot's messages in this chat: that message's turn (as mapped by "
+        "POST /v1/turns/{turn_id}/messages) is answered again, as with retry_of; give one of the two at most",
+    )
+
+    @model_validator(mode="after")
+    def _one_retry(self) -> ChatRequest:
+        if self.retry_of is not None and self.retry_message is not None:
+            raise ValueError("give retry_of or retry_message, not both")
+        return self
+
+    @property
+    def is_retry(self) -> bool:
+        return self.retry_of is not None or self.retry_message is not None
 
 
 FinishReason = Literal["stop", "length", "cancelled"]
