@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 
 from bot.client import BrainClient, BrainError, BrainUnavailable
 from bot.commands import friendly_error
+from bot.feedback import link_messages
 from bot.streaming import StreamedReply
 from brain.api_models import ChatReply, ChatRequest
 
@@ -37,10 +38,12 @@ async def answer(
     *,
     window_s: float,
     on_screen: Callable[[], Awaitable[object]] | None = None,
-) -> None:
+) -> ChatReply | None:
     """Stream the brain's reply to `request` into `reply`; a failure ends in a short notice, never in silence.
 
-    `on_screen` is awaited once, as the first words (or the notice) go to the screen.
+    Once the whole reply is shown, the brain is told which messages show it (so reactions on them rate it), and
+    the reply is returned; None when it did not come. `on_screen` is awaited once, as the first words (or the
+    notice) go to the screen.
     """
     loop = asyncio.get_running_loop()
     deadline: float | None = None
@@ -54,9 +57,12 @@ async def answer(
                         on_screen = None
                     if isinstance(item, ChatReply):
                         await reply.finish(item.reply)
-                        return
+                        if item.turn_id is not None:
+                            ids = [reply.screen.message_id(message) for message in reply.messages]
+                            await link_messages(client, request, item.turn_id, ids)
+                        return item
                     reply.add(item)
-            return
+            return None
         except BrainUnavailable as exc:
             error: BrainError = exc
             if exc.never_handled and not reply.text.strip() and window_s > 0:
@@ -77,4 +83,4 @@ async def answer(
         log.warning("no reply from the brain for %s: %s %s", request.key, error.code, error.message)
         gave_up = deadline is not None and isinstance(error, BrainUnavailable) and error.never_handled
         await reply.cut_off(NOT_ANSWERED if gave_up else friendly_error(error))
-        return
+        return None

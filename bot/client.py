@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -15,6 +16,7 @@ import httpx
 from pydantic import BaseModel
 
 from brain.api_models import (
+    TURN_ID_PATTERN,
     ChatReply,
     ChatRequest,
     ConsentState,
@@ -22,6 +24,8 @@ from brain.api_models import (
     FactList,
     FactPin,
     FactsDeleted,
+    FeedbackRequest,
+    FeedbackResult,
     ForgetResult,
     MemoryView,
     OptOut,
@@ -32,6 +36,8 @@ from brain.api_models import (
     PrivacyNotice,
     ResetResult,
     Stats,
+    TurnMessages,
+    TurnMessagesResult,
     UserExport,
     UserRef,
 )
@@ -150,6 +156,7 @@ class BrainClient:
     # chat
 
     async def chat(self, request: ChatRequest) -> ChatReply:
+        """One reply, whole; a request with retry_of answers that turn's message again (a second reply)."""
         # the brain stores every turn it answers, so a chat is asked again only if it never got there
         body = request.model_copy(update={"stream": False}).model_dump(mode="json")
         return ChatReply.model_validate(await self._request("POST", "/v1/chat", json_body=body, idempotent=False))
@@ -199,6 +206,19 @@ class BrainClient:
         except (httpx.TransportError, httpx.TimeoutException) as exc:
             raise _transport_error(exc) from exc
         raise BrainUnavailable(0, "incomplete", "the brain stopped before finishing the reply")
+
+    # reactions
+
+    async def link_turn_messages(self, turn_id: str, messages: TurnMessages) -> TurnMessagesResult:
+        """Tell the brain which platform messages show a turn, so that a reaction on any of them rates it."""
+        if not re.fullmatch(TURN_ID_PATTERN, turn_id):
+            raise ValueError(f"not a turn id: {turn_id!r}")
+        # mapping the same ids again changes nothing, so this is asked again like any idempotent call
+        return await self._post(f"/v1/turns/{turn_id}/messages", TurnMessagesResult, messages)
+
+    async def feedback(self, request: FeedbackRequest) -> FeedbackResult:
+        """Rate a reply (or take a rating back: rating 0). A rating set twice is the same rating."""
+        return await self._post("/v1/feedback", FeedbackResult, request)
 
     # personas
 

@@ -57,6 +57,10 @@ class Screen(Protocol[M]):
         """Take a message away, if it is still there (never raises)."""
         ...
 
+    def message_id(self, message: M) -> str:
+        """The platform's id of a posted message (what a reaction on it names)."""
+        ...
+
 
 class StreamedReply(Generic[M]):
     """Renders a growing text onto a Screen: `add` deltas, then `finish` with the whole reply.
@@ -93,6 +97,11 @@ class StreamedReply(Generic[M]):
     def started(self) -> bool:
         """Whether some of the reply (or a notice held in its place) is on screen."""
         return bool(self._shown)
+
+    @property
+    def messages(self) -> list[M]:
+        """The messages that show the reply now, first to last (a vanished one's replacement included)."""
+        return [message for message, _ in self._shown]
 
     def add(self, delta: str) -> None:
         self.text += delta

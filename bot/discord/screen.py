@@ -41,3 +41,6 @@ class ChannelScreen:
             await message.delete()
         except discord.HTTPException as exc:
             log.info("could not delete message %s: %s", message.id, exc)
+
+    def message_id(self, message: discord.Message) -> str:
+        return str(message.id)

@@ -216,6 +216,9 @@ class ReplyScreen:
     async def delete(self, message_id: int) -> None:
         await self.outbox.delete(message_id)
 
+    def message_id(self, message_id: int) -> str:
+        return str(message_id)
+
 
 @contextlib.asynccontextmanager
 async def typing_shown(outbox: Outbox) -> AsyncIterator[None]:
