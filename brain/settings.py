@@ -225,19 +225,66 @@ class FinetuneSettings(BaseModel):
     launcher: str = ""
 
 
+class PreferenceSettings(BaseModel):
+    """What the nightly fine-tune learns from members' ratings (trainer/README.md, "Learning from ratings")."""
+
+    enabled: bool = True
+    # DPO's and KTO's beta: how strongly the implied reward beta * (log p - log p_ref) is held near the reference
+    beta: float = Field(0.1, gt=0.0)
+    # the reference model of the objectives: what serves the target now ("live"), or the base model
+    reference: Literal["live", "base"] = "live"
+    # the step's loss is the weighted sum of each part's mean: next-token (logs and liked replies), DPO, KTO
+    next_token_weight: float = Field(1.0, ge=0.0)
+    dpo_weight: float = Field(1.0, ge=0.0)
+    kto_weight: float = Field(1.0, ge=0.0)
+    # KTO's lambda_D and lambda_U: the weight of a liked and of a disliked reply
+    kto_desirable_weight: float = Field(1.0, ge=0.0)
+    kto_undesirable_weight: float = Field(1.0, ge=0.0)
+    # the rated turns an export reads at most (the newest are kept)
+    max_rated_turns: int = Field(20_000, ge=1)
+    # DPO pairs formed from one prompt's replies at most
+    max_pairs_per_prompt: int = Field(6, ge=1)
+    # the share of rated prompts held out to judge candidates (never trained on)
+    heldout_fraction: float = Field(0.2, gt=0.0, lt=0.5)
+
+
 class EvaluationSettings(BaseModel):
-    # a candidate's test perplexity must be below (1 - margin) x the live one's
+    # a candidate's test perplexity must be below (1 - margin) x the live one's (when ratings cannot judge)
     margin: float = Field(0.02, ge=0.0, lt=1.0)
-    # its perplexity on the general set may exceed the live one's by at most this fraction
+    # its perplexity on the general prose may exceed the base model's by at most this fraction
     general_bound: float = Field(0.05, ge=0.0)
-    # chatterbot-corpus (English) categories that form the general set; never used for training
+    # plain prose the general guard reads (UTF-8 text); empty: the public-domain excerpt shipped with the trainer
+    prose_file: str = ""
+    # questions the base model answers right, which must stay right (YAML); empty: the set shipped with the trainer
+    questions_file: str = ""
+    # right answers of the base model the candidate may lose
+    questions_may_lose: int = Field(0, ge=0)
+    question_max_new_tokens: int = Field(32, ge=1)
+    # chatterbot-corpus (English) categories of the former general set (being replaced by prose and questions)
     general_categories: list[str] = ["greetings", "humor", "literature", "science", "history", "food"]
     general_max_conversations: int = Field(200, ge=1)
+    # on held-out ratings, the candidate's AUC (liked above disliked, by implied reward) must reach live's + this
+    reward_margin: float = Field(0.02, ge=0.0, lt=0.5)
+    # held-out rated replies needed to judge by ratings (at least one liked and one disliked among them)
+    min_heldout_ratings: int = Field(8, ge=2)
     # test conversations whose replies are generated for BLEU and chrF
     bleu_samples: int = Field(16, ge=0)
     bleu_max_new_tokens: int = Field(32, ge=1)
     batch_size: int = Field(8, ge=1)
     max_batch_tokens: int = Field(2048, ge=32)
+
+
+class CanarySettings(BaseModel):
+    """A community candidate that passed the gate first serves a share of opted-in members (trainer/README.md)."""
+
+    # the share of opted-in members it serves, chosen by a hash of the member's id (0: it goes live at once)
+    share: float = Field(0.2, ge=0.0, le=1.0)
+    # ratings of its replies before it can be promoted
+    min_ratings: int = Field(50, ge=1)
+    # rolled back when a one-sided two-proportion z-test finds its like-rate below live's at this level
+    level: float = Field(0.05, gt=0.0, lt=0.5)
+    # promoted (unless significantly worse) once it has served this long without reaching min_ratings
+    max_wait_s: int = Field(3 * 24 * 3600, ge=60)
 
 
 class TrainerSettings(BaseModel):
@@ -264,7 +311,9 @@ class TrainerSettings(BaseModel):
     # brains re-read the registry this often, so a reload event that was lost or never sent costs at most this
     reload_reconcile_s: float = Field(30.0, gt=0.0)
     finetune: FinetuneSettings = FinetuneSettings()
+    preference: PreferenceSettings = PreferenceSettings()
     evaluation: EvaluationSettings = EvaluationSettings()
+    canary: CanarySettings = CanarySettings()
 
 
 class _YamlSource(PydanticBaseSettingsSource):
