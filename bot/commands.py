@@ -2,7 +2,8 @@
 
 Platform-neutral: an adapter turns a platform event into a Speaker and a command line, calls
 `run_command`, and renders the CommandReply (text plus buttons, each button being a command
-line that the adapter runs as if the user had typed it).
+line that the adapter runs as if the user had typed it). /retry is a chat, not a CommandReply: each adapter
+streams its reply as it streams any other (bot.feedback.retry_request).
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ COMMANDS: dict[str, str] = {
     "remember": "Pin a fact about you that I keep in mind: /remember I'm vegetarian",
     "memory": "What I remember of you here; /memory forget N or /memory clear forgets facts",
     "privacy": "What I store and why",
+    "retry": "Answer again: my last reply, or the one you reply to (the first answer stays)",
 }
+RATING_HINT = "React 👍 or 👎 to my replies: I learn from what members like."
 OPERATOR_COMMANDS: dict[str, str] = {"stats": "Usage figures (operators only)"}
 CONFIRM = "yes"
 EMPTY_MENTION = "Yes? Ask me anything, or try /help."
@@ -82,6 +85,7 @@ def parse_command(text: str) -> tuple[str, str] | None:
 def help_text() -> str:
     lines = ["Talk to me in plain words. Commands:"]
     lines += [f"/{name} - {description}" for name, description in COMMANDS.items()]
+    lines.append(RATING_HINT)
     return "\n".join(lines)
 
 

@@ -1,4 +1,5 @@
-"""A terminal chat with the brain: tokens shown as they arrive, the same commands as every platform."""
+"""A terminal chat with the brain: tokens shown as they arrive, the same commands as every platform, and /good and
+/bad to rate the last reply (where other platforms take reactions)."""
 
 from __future__ import annotations
 
@@ -6,17 +7,29 @@ import asyncio
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from urllib.parse import urlparse
 
 from rich.console import Console
 
 from bot.client import BrainClient, BrainError
 from bot.commands import Speaker, friendly_error, parse_command, run_command
-from brain.api_models import ChatKind, ChatRequest
+from bot.feedback import DISLIKE, LIKE, NOT_RATEABLE, rate, retry_request, thanks
+from brain.api_models import ChatKind, ChatReply, ChatRequest
 from brain.settings import Settings
 
 PLATFORM = "console"
+CONSOLE_COMMANDS = {"good": "I liked your last reply", "bad": "I did not like your last reply", "quit": "Leave"}
+NOTHING_TO_RATE = "Nothing to rate yet: /good and /bad rate my last reply."
 console = Console(highlight=False)
+
+
+@dataclass
+class Session:
+    """One member at the terminal, and the reply that /good and /bad rate."""
+
+    who: Speaker
+    last_turn: str | None = None
 
 
 async def start_brain_if_needed(client: BrainClient, brain_url: str, timeout_s: float = 900) -> subprocess.Popen | None:
@@ -51,6 +64,7 @@ async def run_console(
     process = await start_brain_if_needed(client, url) if start_brain else None
     who = Speaker(PLATFORM, user_id, chat_id=user_id, chat_kind=ChatKind.direct, display_name=user_id,
                   is_operator=True)  # fmt: skip
+    session = Session(who)
     console.print(f"[bold]ownchat[/bold] at {url}. Type a message, /help for commands, /quit to leave.")
     try:
         while True:
@@ -63,7 +77,7 @@ async def run_console(
                 continue
             if line.strip() in ("/quit", "/exit"):
                 return 0
-            await handle_line(client, who, line)
+            await handle_line(client, session, line)
     finally:
         await client.aclose()
         if process is not None:
@@ -71,27 +85,52 @@ async def run_console(
             process.wait(10)
 
 
-async def handle_line(client: BrainClient, who: Speaker, line: str) -> None:
+async def handle_line(client: BrainClient, session: Session, line: str) -> None:
+    """Answer one line typed at the terminal: a command, a rating, /retry, or a message for the model."""
+    who = session.who
     command = parse_command(line)
-    if command is not None:
-        reply = await run_command(client, who, *command)
-        if reply is not None:
-            console.print(reply.text)
-            for button in reply.buttons:
-                console.print(f"  [dim]-> {button.command}[/dim]  ({button.label})")
+    if command is None:
+        request = ChatRequest(
+            platform=who.platform, user_id=who.user_id, chat_id=who.chat_id, display_name=who.display_name, text=line
+        )
+        await _stream(client, session, request)
         return
-    request = ChatRequest(
-        platform=who.platform,
-        user_id=who.user_id,
-        chat_id=who.chat_id,
-        display_name=who.display_name,
-        text=line,
-    )
+    name, _ = command
+    if name in ("good", "bad"):
+        await _rate(client, session, LIKE if name == "good" else DISLIKE)
+        return
+    if name == "retry":
+        await _stream(client, session, retry_request(who, of_message=None, request_id=None))
+        return
+    reply = await run_command(client, who, *command)
+    if reply is not None:
+        console.print(reply.text)
+        for button in reply.buttons:
+            console.print(f"  [dim]-> {button.command}[/dim]  ({button.label})")
+        if name in ("help", "start"):
+            console.print("\n".join(f"/{n} - {d}" for n, d in CONSOLE_COMMANDS.items()))
+
+
+async def _stream(client: BrainClient, session: Session, request: ChatRequest) -> None:
     console.print("[bold magenta]bot>[/bold magenta] ", end="")
     try:
         async for item in client.chat_stream(request):
             if isinstance(item, str):
                 console.out(item, end="")
+            elif isinstance(item, ChatReply) and item.turn_id is not None:
+                session.last_turn = item.turn_id
         console.print()
     except BrainError as exc:
         console.print(f"\n[red]{friendly_error(exc)}[/red]")
+
+
+async def _rate(client: BrainClient, session: Session, rating: int) -> None:
+    if session.last_turn is None:
+        console.print(NOTHING_TO_RATE)
+        return
+    try:
+        result = await rate(client, session.who, rating, kind="command", turn_id=session.last_turn)
+    except BrainError as exc:
+        console.print(f"[red]{friendly_error(exc)}[/red]")
+        return
+    console.print(thanks(result) if result is not None else NOT_RATEABLE)

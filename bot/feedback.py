@@ -37,10 +37,11 @@ class ReactionRules:
 
     @classmethod
     def from_settings(cls, settings: ReactionSettings) -> ReactionRules:
-        return cls(frozenset(settings.likes), frozenset(settings.dislikes))
+        return cls(frozenset(map(_plain, settings.likes)), frozenset(map(_plain, settings.dislikes)))
 
     def rating_of(self, reaction: str) -> int | None:
         """LIKE or DISLIKE for a reaction that rates; None for any other reaction."""
+        reaction = _plain(reaction)
         if reaction in self.likes:
             return LIKE
         if reaction in self.dislikes:
@@ -70,9 +71,21 @@ class ReactionRules:
         return None if new == old else new
 
 
-def retry_request(who: Speaker, retry_of: str, request_id: str | None) -> ChatRequest:
-    """Ask the brain to answer a turn's message again: a second reply, the first one kept."""
-    return ChatRequest(**who.chat.model_dump(), display_name=who.display_name, retry_of=retry_of, request_id=request_id)
+def _plain(reaction: str) -> str:
+    # platforms send "❤" and "❤️" (with the emoji presentation selector) for the same reaction
+    return reaction.replace("\ufe0f", "")
+
+
+def retry_request(who: Speaker, *, of_message: str | None, request_id: str | None) -> ChatRequest:
+    """Ask the brain to answer a message of `who` again: a second reply, the first one kept. The message is the one
+    the bot's message `of_message` answered, or else their last one in the chat."""
+    return ChatRequest(
+        **who.chat.model_dump(),
+        display_name=who.display_name,
+        retry_of=None if of_message else RETRY_LAST,
+        retry_message=of_message,
+        request_id=request_id,
+    )
 
 
 async def rate(

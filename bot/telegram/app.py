@@ -16,6 +16,7 @@ from telegram.ext import (
     CallbackQueryHandler,
     CommandHandler,
     MessageHandler,
+    MessageReactionHandler,
     Updater,
     filters,
 )
@@ -24,7 +25,8 @@ from bot.client import BrainClient
 from bot.commands import COMMANDS, OPERATOR_COMMANDS
 from bot.telegram.addressing import AddressedToMe, CommandForMe
 from bot.telegram.context import CONTEXT_TYPES
-from bot.telegram.handlers import on_button, on_command, on_error, on_message
+from bot.telegram.handlers import on_button, on_command, on_error, on_message, on_rating, on_reaction
+from bot.telegram.keyboards import RATING_PATTERN
 from bot.telegram.limits import WEBHOOK_SECRET_PATTERN
 from bot.telegram.ordering import InTurn
 from brain.settings import Settings
@@ -32,7 +34,8 @@ from brain.settings import Settings
 log = logging.getLogger(__name__)
 
 START_DESCRIPTION = "Say hello and see what I can do"
-ALLOWED_UPDATES = [Update.MESSAGE, Update.CALLBACK_QUERY]
+# reactions reach a bot in private chats, and in groups where it is an admin
+ALLOWED_UPDATES = [Update.MESSAGE, Update.CALLBACK_QUERY, Update.MESSAGE_REACTION]
 
 
 class TelegramConfigError(ValueError):
@@ -64,6 +67,8 @@ def build_application(settings: Settings, client: BrainClient) -> Application:
             CommandHandler(["start", *COMMANDS, *OPERATOR_COMMANDS], on_command, filters=new),
             MessageHandler(new & filters.COMMAND & CommandForMe(), on_command),  # unknown ones: /help is offered
             MessageHandler(new & filters.TEXT & ~filters.COMMAND & AddressedToMe(tg.group_replies), on_message),
+            MessageReactionHandler(on_reaction),
+            CallbackQueryHandler(on_rating, pattern=RATING_PATTERN),
             CallbackQueryHandler(on_button),
         ]
     )

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from telegram import InlineKeyboardMarkup
 from telegram.ext import CallbackContext, ContextTypes, ExtBot
 
 from bot.client import BrainClient
+from bot.feedback import ReactionRules
+from bot.telegram.keyboards import rating_keyboard
 from bot.telegram.outbox import ChatPacer
 from brain.settings import TelegramSettings
 
@@ -18,12 +21,21 @@ class BotData:
     settings: TelegramSettings
     pacer: ChatPacer
     retry_window_s: float
+    reactions: ReactionRules
 
     def provide(self, client: BrainClient, settings: TelegramSettings, *, retry_window_s: float) -> None:
         self.client = client
         self.settings = settings
         self.pacer = ChatPacer(settings.edit_interval_s)
         self.retry_window_s = retry_window_s
+        self.reactions = ReactionRules.from_settings(settings.reactions)
+
+    @property
+    def rating_buttons(self) -> InlineKeyboardMarkup | None:
+        """The 👍/👎 buttons under every reply, where the settings ask for them."""
+        if not self.settings.rating_buttons:
+            return None
+        return rating_keyboard(self.settings.reactions.likes[0], self.settings.reactions.dislikes[0])
 
     @property
     def parse_mode(self) -> str | None:

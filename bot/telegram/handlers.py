@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
-from telegram import Update
+from telegram import ReactionType, ReactionTypeCustomEmoji, ReactionTypeEmoji, Update
 from telegram.error import TelegramError
 
+from bot.client import BrainError
 from bot.commands import EMPTY_MENTION, NOT_YOURS, friendly_error, may_press, parse_command
+from bot.feedback import NOT_RATEABLE, rate, thanks
 from bot.telegram.addressing import text_for_brain
 from bot.telegram.context import Context
-from bot.telegram.keyboards import pressed, remove_keyboard
-from bot.telegram.replying import chat_request, outbox_for, run_and_show, stream_answer
+from bot.telegram.keyboards import pressed, rating_pressed, remove_keyboard
+from bot.telegram.limits import CALLBACK_ANSWER_LIMIT
+from bot.telegram.replying import chat_request, outbox_for, retry_for, run_and_show, stream_answer
+from bot.telegram.speakers import speaker_for
 
 log = logging.getLogger(__name__)
 
@@ -21,8 +26,20 @@ async def on_command(update: Update, context: Context) -> None:
     message = update.effective_message
     assert message is not None, "routed here for messages only (see app.build_application)"
     parsed = parse_command(message.text or "")
-    if parsed is not None:
-        await run_and_show(update, context, *parsed)
+    if parsed is None:
+        return
+    if parsed[0] == "retry":
+        data = context.bot_data
+        outbox = outbox_for(update, context, formatted=True)
+        await stream_answer(
+            data.client,
+            outbox,
+            retry_for(update, context),
+            window_s=data.retry_window_s,
+            rating_buttons=data.rating_buttons,
+        )
+        return
+    await run_and_show(update, context, *parsed)
 
 
 async def on_message(update: Update, context: Context) -> None:
@@ -35,7 +52,55 @@ async def on_message(update: Update, context: Context) -> None:
         await outbox.post(EMPTY_MENTION)
         return
     data = context.bot_data
-    await stream_answer(data.client, outbox, chat_request(update, context, text), window_s=data.retry_window_s)
+    request = chat_request(update, context, text)
+    await stream_answer(data.client, outbox, request, window_s=data.retry_window_s, rating_buttons=data.rating_buttons)
+
+
+async def on_reaction(update: Update, context: Context) -> None:
+    """A member's reactions on a message changed: a rating of the bot's reply there, given, changed or taken back."""
+    reaction = update.message_reaction
+    assert reaction is not None, "routed here for reactions only (see app.build_application)"
+    if reaction.user is None or reaction.user.is_bot:
+        return  # an anonymous admin's reaction names no member who could be asked for consent
+    data = context.bot_data
+    rating = data.reactions.change(_names(reaction.old_reaction), _names(reaction.new_reaction))
+    if rating is None:
+        return
+    who = speaker_for(update, data.settings)
+    try:
+        # None: not a reply of the bot's (Telegram does not say whose message was reacted to)
+        await rate(data.client, who, rating, kind="reaction", message_id=str(reaction.message_id))
+    except BrainError as exc:
+        log.warning("could not pass on a rating in chat %s: %s %s", who.chat_id, exc.code, exc.message)
+
+
+async def on_rating(update: Update, context: Context) -> None:
+    """A member pressed 👍 or 👎 under a reply; anyone in the chat may, and a second press replaces the first."""
+    query = update.callback_query
+    assert query is not None, "routed here for rating buttons only (see app.build_application)"
+    rating = rating_pressed(query.data or "")
+    if rating is None or query.message is None:
+        await query.answer(NOT_RATEABLE)
+        return
+    data = context.bot_data
+    who = speaker_for(update, data.settings)
+    try:
+        result = await rate(data.client, who, rating, kind="button", message_id=str(query.message.message_id))
+    except BrainError as exc:
+        await query.answer(friendly_error(exc)[:CALLBACK_ANSWER_LIMIT])
+        return
+    await query.answer((thanks(result) if result is not None else NOT_RATEABLE)[:CALLBACK_ANSWER_LIMIT])
+
+
+def _names(reactions: Sequence[ReactionType]) -> set[str]:
+    """An emoji reaction by its emoji, a custom one by its id (a paid star rates nothing)."""
+    names = set()
+    for reaction in reactions:
+        if isinstance(reaction, ReactionTypeEmoji):
+            names.add(reaction.emoji)
+        elif isinstance(reaction, ReactionTypeCustomEmoji):
+            names.add(reaction.custom_emoji_id)
+    return names
 
 
 async def on_button(update: Update, context: Context) -> None:

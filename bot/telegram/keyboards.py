@@ -1,7 +1,9 @@
 """Inline keyboards for a CommandReply's buttons, and reading back which button was pressed.
 
 A button's callback_data is its command line and the id of the member it was offered to ("/optin yes|42"),
-so a press can be checked against bot.commands.may_press and still works after the bot restarts.
+so a press can be checked against bot.commands.may_press and still works after the bot restarts. The rating
+buttons under a reply (bot.telegram.rating_buttons) are anyone's to press; their data is the rating alone
+("rate:1"), since the message they sit under names the reply.
 """
 
 from __future__ import annotations
@@ -13,11 +15,14 @@ from telegram import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup
 from telegram.error import TelegramError
 
 from bot.commands import Button, parse_command
+from bot.feedback import DISLIKE, LIKE
 from bot.telegram.limits import CALLBACK_DATA_LIMIT
 
 log = logging.getLogger(__name__)
 
 BUTTONS_PER_ROW = 2
+RATING_PREFIX = "rate:"
+RATING_PATTERN = rf"^{RATING_PREFIX}(-1|1)$"
 
 
 @dataclass(frozen=True)
@@ -42,6 +47,24 @@ def keyboard(buttons: list[Button], owner_id: int) -> InlineKeyboardMarkup | Non
     if not keys:
         return None
     return InlineKeyboardMarkup([keys[i : i + BUTTONS_PER_ROW] for i in range(0, len(keys), BUTTONS_PER_ROW)])
+
+
+def rating_keyboard(like: str, dislike: str) -> InlineKeyboardMarkup:
+    """The 👍/👎 buttons under a reply, labelled with the first like and dislike reactions of the settings."""
+    return InlineKeyboardMarkup(
+        [
+            [
+                InlineKeyboardButton(like, callback_data=f"{RATING_PREFIX}{LIKE}"),
+                InlineKeyboardButton(dislike, callback_data=f"{RATING_PREFIX}{DISLIKE}"),
+            ]
+        ]
+    )
+
+
+def rating_pressed(data: str) -> int | None:
+    """The rating a rating button gives; None for data this bot did not write."""
+    value = data.removeprefix(RATING_PREFIX)
+    return LIKE if value == str(LIKE) else DISLIKE if value == str(DISLIKE) else None
 
 
 def pressed(data: str) -> Pressed | None:

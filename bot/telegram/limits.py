@@ -10,6 +10,8 @@ from telegram import Chat
 MESSAGE_LIMIT = 4096
 # a button's callback_data, in bytes
 CALLBACK_DATA_LIMIT = 64
+# the notice shown when a button is pressed, in characters
+CALLBACK_ANSWER_LIMIT = 200
 # Telegram clears a "typing…" status after about 5 s; it is sent again a little sooner
 TYPING_REFRESH_S = 4.0
 # what Telegram accepts as a webhook's secret token

@@ -1,14 +1,17 @@
-"""bot.ordering's rule for Telegram: a member's updates in one chat are handled one after another."""
+"""bot.ordering's rule for Telegram: a member's updates in one chat are handled one after another; their ratings
+(reactions and rating buttons) too, in a queue of their own."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+import re
+from collections.abc import Awaitable, Hashable
 from typing import Any
 
 from telegram import Update
 from telegram.ext import BaseUpdateProcessor
 
 from bot.ordering import TurnQueue
+from bot.telegram.keyboards import RATING_PATTERN
 
 
 class InTurn(BaseUpdateProcessor):
@@ -25,7 +28,7 @@ class InTurn(BaseUpdateProcessor):
         if not isinstance(update, Update) or update.effective_chat is None or update.effective_user is None:
             await coroutine
             return
-        async with self._turns.turn(update.effective_chat.id, update.effective_user.id):
+        async with self._turns.turn(_queue(update, update.effective_chat.id), update.effective_user.id):
             await coroutine
 
     async def initialize(self) -> None:
@@ -33,3 +36,12 @@ class InTurn(BaseUpdateProcessor):
 
     async def shutdown(self) -> None:
         """Nothing to free."""
+
+
+def _queue(update: Update, chat_id: int) -> Hashable:
+    """A rating need not wait for the member's reply still streaming, but their 👍 and its taking back a moment
+    later must reach the brain in that order: ratings queue apart from messages."""
+    query = update.callback_query
+    if update.message_reaction is not None or (query is not None and re.match(RATING_PATTERN, query.data or "")):
+        return (chat_id, "ratings")
+    return chat_id

@@ -169,6 +169,17 @@ class Outbox:
             if not says(exc, NOT_MODIFIED):
                 raise
 
+    async def add_keyboard(self, message_id: int, reply_markup: InlineKeyboardMarkup) -> None:
+        """Put buttons under one of the bot's messages; without them the message still stands, so a refusal is
+        only logged."""
+        try:
+            await self.pacer.call(
+                self.chat_id,
+                lambda: self.bot.edit_message_reply_markup(self.chat_id, message_id, reply_markup=reply_markup),
+            )
+        except TelegramError as exc:
+            log.info("could not put buttons under message %s in chat %s: %s", message_id, self.chat_id, exc)
+
     async def delete(self, message_id: int) -> None:
         """Delete one of the bot's messages, if Telegram still lets it."""
         try:

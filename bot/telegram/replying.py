@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import logging
 
-from telegram import Update
+from telegram import InlineKeyboardMarkup, Update
 
 from bot.answering import answer
 from bot.client import BrainClient
 from bot.commands import run_command
+from bot.feedback import retry_request
 from bot.streaming import StreamedReply
-from bot.telegram.addressing import in_group, reply_context
+from bot.telegram.addressing import in_group, replies_to_me, reply_context
 from bot.telegram.context import Context
 from bot.telegram.keyboards import keyboard
 from bot.telegram.limits import MESSAGE_LIMIT
 from bot.telegram.outbox import Outbox, ReplyScreen, typing_shown
 from bot.telegram.speakers import commander, sender_and_chat, speaker_for
-from brain.api_models import ChatRequest
+from brain.api_models import ChatReply, ChatRequest
 
 log = logging.getLogger(__name__)
 
@@ -50,10 +51,33 @@ def chat_request(update: Update, context: Context, text: str) -> ChatRequest:
     )
 
 
-async def stream_answer(client: BrainClient, outbox: Outbox, request: ChatRequest, *, window_s: float) -> None:
-    """Stream the brain's reply into the chat (see bot.answering: patient through a brain outage, never silent)."""
+def retry_for(update: Update, context: Context) -> ChatRequest:
+    """/retry: the message that the bot's message it replies to answered, else the member's last one here, asked
+    again. The /retry message's id is the request's idempotency key."""
+    who = speaker_for(update, context.bot_data.settings)
+    message = update.effective_message
+    if message is None:
+        raise ValueError("this update carries no message")
+    replied = message.reply_to_message
+    of_message = str(replied.message_id) if replied is not None and replies_to_me(message) else None
+    return retry_request(who, of_message=of_message, request_id=f"{message.chat_id}:{message.message_id}")
+
+
+async def stream_answer(
+    client: BrainClient,
+    outbox: Outbox,
+    request: ChatRequest,
+    *,
+    window_s: float,
+    rating_buttons: InlineKeyboardMarkup | None = None,
+) -> ChatReply | None:
+    """Stream the brain's reply into the chat (see bot.answering: patient through a brain outage, never silent);
+    `rating_buttons` go under its last message once it is whole."""
     async with StreamedReply(ReplyScreen(outbox), limit=MESSAGE_LIMIT) as reply, typing_shown(outbox):
-        await answer(client, request, reply, window_s=window_s)
+        answered = await answer(client, request, reply, window_s=window_s)
+    if answered is not None and answered.turn_id is not None and rating_buttons is not None and reply.messages:
+        await outbox.add_keyboard(reply.messages[-1], rating_buttons)
+    return answered
 
 
 async def run_and_show(update: Update, context: Context, name: str, args: str) -> None:
