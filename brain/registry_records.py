@@ -15,8 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 RECORD_FORMAT = 1
 # promote: a new version went live; rollback: an operator went back; forget: a forgotten user's data left it;
-# remove: a user's own adapter was deleted
-Action = Literal["promote", "rollback", "forget", "remove"]
+# remove: a user's own adapter was deleted; canary: a candidate began or ended serving a share of members
+Action = Literal["promote", "rollback", "forget", "remove", "canary"]
 R = TypeVar("R", bound="RegistryRecord")
 
 

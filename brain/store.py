@@ -23,8 +23,22 @@ Redis Cluster slot (the turn-writing script touches only those). Layout:
 - ``oc:authored:{u}``        set of the chat-persona keys of group personas the user set (a /forget deletes
                              those the user still authored)
 - ``oc:chatpersona:{platform:chat:CHAT}``  a group chat's persona (JSON, with ``author``: the user who set it)
+- ``oc:turnrec:{u}``         hash: turn id -> JSON TurnRecord (brain/feedback_records.py) of a reply the bot gave the
+                             user, kept so it can be rated or retried; without the platform's thread context (other
+                             members' messages). ``oc:turnorder:{u}`` (sorted set: turn id -> ms) orders them: both
+                             bounded by count (feedback.turns_kept, oldest dropped) and age (the memory TTL)
+- ``oc:ratings:{u}``         hash: turn id -> JSON RatingRecord of the user's latest rating of that turn, only while
+                             they and the turn's author were both opted in when they rated; ``oc:ratingorder:{u}``
+                             orders them; bounded like the turns (feedback.ratings_kept, the memory TTL)
+- ``oc:msgturn:{platform:chat:CHAT}``  hash: platform message id -> the turn it shows (every piece of a split
+                             reply); ``oc:msgorder:{platform:chat:CHAT}`` orders them; bounded by count
+                             (feedback.messages_per_chat) and the memory TTL. No user id and no text
 Global: ``oc:users`` (known users), ``oc:opted-in``, ``oc:logged-users`` (users with a log stream), ``oc:tombstones``
 (sorted set: SHA-256 of a forgotten user's id -> forget time in ms; the id itself is not kept),
+``oc:turnof:TURN`` (the user a turn answered, with the memory TTL: how a rating finds the turn), ``oc:raters`` (users
+with ratings), ``oc:likes`` and ``oc:dislikes`` (hashes: served version -> count of kept ratings; ``base`` for the
+base model; aggregates without personal data, which a /forget leaves), ``oc:registry:canary`` (hash: target -> JSON
+of its Canary, a candidate serving a share of opted-in members),
 ``oc:persistence:rewritten-at`` (ms when the nightly run last had Redis rewrite its append-only file, so that
 forgotten data leaves the disk), ``oc:trainer:lock`` (JSON of the nightly run's holder: host, pid; with a TTL),
 ``oc:registry`` (hash: target -> JSON of its LiveAdapter), ``oc:registry:history:TARGET`` (list of JSON
@@ -34,6 +48,11 @@ layout's format, in brain/registry_records.py) that tell every brain replica to 
 
 Every read-modify-write that must not interleave with another client's is one Lua script over keys of one user
 (or one key); global keys stay outside scripts, since in a cluster they live in other slots.
+
+A /forget deletes every key of the user (their turn records and the ratings they gave included), the ``oc:turnof``
+keys of their turns and the ``oc:msgturn`` entries that point at them, and takes them out of the global sets. The
+ratings others gave the user's replies stay with those raters (a turn id, a rating, the served version: nothing of
+the forgotten user), and find no turn any more. ``/optout delete`` deletes the user's ratings with their log.
 """
 
 from __future__ import annotations
@@ -45,6 +64,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from enum import Enum
 from typing import Any
 
@@ -55,6 +75,7 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from brain.feedback_records import Canary, RatedTurn, RatingRecord, TurnRecord
 from brain.registry_records import LiveAdapter, RecordFormatError, RegistryEvent, ReloadEvent
 
 log = logging.getLogger("brain.store")
@@ -70,6 +91,14 @@ REQUESTS_SERVED = "oc:stats:requests"
 REGISTRY_HISTORY_LENGTH = 100
 # idempotency keys kept per user (a bot retries a message a few times, within a minute)
 MAX_REQUEST_KEYS = 1000
+RATERS = "oc:raters"
+LIKES = "oc:likes"
+DISLIKES = "oc:dislikes"
+CANARY = "oc:registry:canary"
+# the served_by of the base model in the like counters
+BASE = "base"
+# keys read per pipeline where a loop reads many (the export of rated turns)
+READ_CHUNK = 500
 
 
 def profile_key(user: str) -> str:
@@ -114,6 +143,34 @@ def authored_key(user: str) -> str:
 
 def chat_persona_key(platform: str, chat_id: str) -> str:
     return f"oc:chatpersona:{{{platform}:chat:{chat_id}}}"
+
+
+def turn_records_key(user: str) -> str:
+    return f"oc:turnrec:{{{user}}}"
+
+
+def turn_order_key(user: str) -> str:
+    return f"oc:turnorder:{{{user}}}"
+
+
+def ratings_key(user: str) -> str:
+    return f"oc:ratings:{{{user}}}"
+
+
+def rating_order_key(user: str) -> str:
+    return f"oc:ratingorder:{{{user}}}"
+
+
+def turn_author_key(turn_id: str) -> str:
+    return f"oc:turnof:{turn_id}"
+
+
+def message_turns_key(platform: str, chat_id: str) -> str:
+    return f"oc:msgturn:{{{platform}:chat:{chat_id}}}"
+
+
+def message_order_key(platform: str, chat_id: str) -> str:
+    return f"oc:msgorder:{{{platform}:chat:{chat_id}}}"
 
 
 def registry_history_key(target: str) -> str:
@@ -225,13 +282,13 @@ redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
 return 1
 """
 
-# KEYS: profile, log; ARGV: now_ms, delete the log ('1'/'0'), then field, value pairs.
-# Creates the profile where there is none (since now, consent out), then sets the fields.
+# KEYS: profile, log, ratings, rating order; ARGV: now_ms, delete the log and the ratings ('1'/'0'), then field,
+# value pairs. Creates the profile where there is none (since now, consent out), then sets the fields.
 _UPDATE_PROFILE = """
 redis.call('HSETNX', KEYS[1], 'since', ARGV[1])
 redis.call('HSETNX', KEYS[1], 'consent', 'out')
 if #ARGV > 2 then redis.call('HSET', KEYS[1], unpack(ARGV, 3)) end
-if ARGV[2] == '1' then redis.call('DEL', KEYS[2]) end
+if ARGV[2] == '1' then redis.call('DEL', KEYS[2], KEYS[3], KEYS[4]) end
 return 1
 """
 
@@ -296,16 +353,27 @@ end
 return deleted
 """
 
-# KEYS: profile, chats, log, rate, authored, earlier, facts; ARGV: turns key prefix, summary key prefix.
+# KEYS: the user's own keys (_own_keys: profile, chats, log, rate, authored, earlier, facts, requests, turn records,
+# turn order, ratings, rating order); ARGV: turns key prefix, summary key prefix.
 # Deletes every key of the user, the memory of each chat in the chats set at this moment included.
-# Returns {keys deleted, the chat-persona keys the user authored...}; those live in other slots.
+# Returns {keys deleted, how many authored keys follow, the chat-persona keys the user authored..., then
+# "platform TAB chat_id TAB turn id" of each turn record}; those personas, turn authors and message maps live in
+# other slots.
 _FORGET = """
 local deleted = 0
 for _, chat in ipairs(redis.call('SMEMBERS', KEYS[2])) do
   deleted = deleted + redis.call('DEL', ARGV[1] .. chat, ARGV[2] .. chat)
 end
-local out = {0}
-for _, key in ipairs(redis.call('SMEMBERS', KEYS[5])) do table.insert(out, key) end
+local authored = redis.call('SMEMBERS', KEYS[5])
+local out = {0, #authored}
+for _, key in ipairs(authored) do table.insert(out, key) end
+for _, raw in ipairs(redis.call('HVALS', KEYS[9])) do
+  local ok, turn = pcall(cjson.decode, raw)
+  if ok and type(turn) == 'table' then
+    local line = tostring(turn['platform']) .. '\t' .. tostring(turn['chat_id'])
+    table.insert(out, line .. '\t' .. tostring(turn['turn_id']))
+  end
+end
 out[1] = deleted + redis.call('DEL', unpack(KEYS))
 return out
 """
@@ -356,6 +424,117 @@ redis.call('HSET', KEYS[1], 'adapter_version', ARGV[1])
 return 1
 """
 
+# A hash of records with a sorted set (id -> ms) that orders them: drops those older than the age, then the oldest
+# beyond the count, from both. Shared by the scripts below; returns the ids dropped.
+_KEEP_BOUNDED = """
+local function keep_bounded(hash, order, now, max_age_ms, max_count)
+  local dropped = redis.call('ZRANGEBYSCORE', order, '-inf', '(' .. (now - max_age_ms))
+  local over = redis.call('ZCARD', order) - #dropped - max_count
+  if over > 0 then
+    for _, id in ipairs(redis.call('ZRANGE', order, #dropped, #dropped + over - 1)) do table.insert(dropped, id) end
+  end
+  for i = 1, #dropped, 500 do
+    local part = {unpack(dropped, i, math.min(i + 499, #dropped))}
+    redis.call('ZREM', order, unpack(part))
+    redis.call('HDEL', hash, unpack(part))
+  end
+  return dropped
+end
+"""
+
+# KEYS: profile, turn records, turn order; ARGV: expected since, turn id, TurnRecord JSON, now_ms, ttl_s, most kept.
+# Keeps the turn only while the profile created at ``since`` stands (no forget meanwhile). 1 kept, -1 forgotten.
+_SAVE_TURN = (
+    _KEEP_BOUNDED
+    + """
+local since = redis.call('HGET', KEYS[1], 'since')
+if not since or since ~= ARGV[1] then return -1 end
+local now = tonumber(ARGV[4])
+redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
+redis.call('ZADD', KEYS[3], now, ARGV[2])
+keep_bounded(KEYS[2], KEYS[3], now, tonumber(ARGV[5]) * 1000, tonumber(ARGV[6]))
+redis.call('EXPIRE', KEYS[2], ARGV[5])
+redis.call('EXPIRE', KEYS[3], ARGV[5])
+return 1
+"""
+)
+
+# KEYS: turn records, turn order; ARGV: platform, chat_id. The user's newest turn in that chat (JSON), or false.
+_LAST_TURN = """
+for _, id in ipairs(redis.call('ZREVRANGE', KEYS[2], 0, -1)) do
+  local raw = redis.call('HGET', KEYS[1], id)
+  if raw then
+    local turn = cjson.decode(raw)
+    if turn['platform'] == ARGV[1] and turn['chat_id'] == ARGV[2] then return raw end
+  end
+end
+return false
+"""
+
+# KEYS: rater's profile, ratings, rating order; ARGV: turn id, rating (-1, 0, 1), the author opted in ('1'/'0'),
+# RatingRecord JSON, now_ms, ttl_s, most kept. The rating replaces the rater's previous one of the turn; it is kept
+# only while the rater (read here) and the author (read just before) are both opted in, and a rating that cannot be
+# kept deletes the previous one too. Returns {previous rating (0: none), kept (1/0), rater opted in (1/0)}.
+_RATE_TURN = (
+    _KEEP_BOUNDED
+    + """
+local previous = 0
+local raw = redis.call('HGET', KEYS[2], ARGV[1])
+if raw then previous = tonumber(cjson.decode(raw)['rating']) or 0 end
+local rater_in = redis.call('HGET', KEYS[1], 'consent') == 'in'
+local rating = tonumber(ARGV[2])
+if rating == 0 or not rater_in or ARGV[3] ~= '1' then
+  redis.call('HDEL', KEYS[2], ARGV[1])
+  redis.call('ZREM', KEYS[3], ARGV[1])
+  return {previous, 0, rater_in and 1 or 0}
+end
+local now = tonumber(ARGV[5])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[4])
+redis.call('ZADD', KEYS[3], now, ARGV[1])
+keep_bounded(KEYS[2], KEYS[3], now, tonumber(ARGV[6]) * 1000, tonumber(ARGV[7]))
+redis.call('EXPIRE', KEYS[2], ARGV[6])
+redis.call('EXPIRE', KEYS[3], ARGV[6])
+return {previous, 1, 1}
+"""
+)
+
+# KEYS: message turns, message order (one chat); ARGV: turn id, now_ms, ttl_s, most kept, message ids...
+# Returns how many of the message ids point at the turn afterwards.
+_MAP_MESSAGES = (
+    _KEEP_BOUNDED
+    + """
+local now = tonumber(ARGV[2])
+for i = 5, #ARGV do
+  redis.call('HSET', KEYS[1], ARGV[i], ARGV[1])
+  redis.call('ZADD', KEYS[2], now, ARGV[i])
+end
+keep_bounded(KEYS[1], KEYS[2], now, tonumber(ARGV[3]) * 1000, tonumber(ARGV[4]))
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+redis.call('EXPIRE', KEYS[2], ARGV[3])
+local mapped = 0
+for i = 5, #ARGV do
+  if redis.call('HGET', KEYS[1], ARGV[i]) == ARGV[1] then mapped = mapped + 1 end
+end
+return mapped
+"""
+)
+
+# KEYS: message turns, message order (one chat); ARGV: turn ids. Deletes the messages that point at those turns.
+_UNMAP_TURNS = """
+local gone = {}
+for _, id in ipairs(ARGV) do gone[id] = true end
+local deleted = 0
+local pairs_ = redis.call('HGETALL', KEYS[1])
+for i = 1, #pairs_, 2 do
+  if gone[pairs_[i + 1]] then
+    redis.call('HDEL', KEYS[1], pairs_[i])
+    redis.call('ZREM', KEYS[2], pairs_[i])
+    deleted = deleted + 1
+  end
+end
+return deleted
+"""
+
 
 @dataclass
 class ChatState:
@@ -392,6 +571,18 @@ class RecordResult:
     evicted: list[dict[str, Any]] = field(default_factory=list)
     # the profile's creation time: work done later for this turn (an extracted fact) checks it is unchanged
     since: str = ""
+    # the reply's turn record, kept to be rated (None: none was given, or the user was forgotten meanwhile)
+    turn_id: str | None = None
+
+
+@dataclass
+class RatingOutcome:
+    """What a rating did: ``kept`` for training, or not and why (who was not opted in)."""
+
+    kept: bool
+    previous: int  # the rater's kept rating of the turn before (0: none)
+    rater_opted_in: bool
+    author_opted_in: bool
 
 
 class FactAdded(Enum):
@@ -417,6 +608,9 @@ class Store:
         self._take_over_lock = client.register_script(_TAKE_OVER_LOCK)
         self._add_fact = client.register_script(_ADD_FACT)
         self._delete_facts = client.register_script(_DELETE_FACTS)
+        self._last_turn = client.register_script(_LAST_TURN)
+        self._rate_turn = client.register_script(_RATE_TURN)
+        self._map_messages = client.register_script(_MAP_MESSAGES)
 
     async def ping(self) -> bool:
         return bool(await self.r.ping())
@@ -469,9 +663,12 @@ class Store:
         persona: str,
         chat_kind: str = "direct",
         keep_earlier: int = 0,
+        turn: TurnRecord | None = None,
+        turns_kept: int = 256,
     ) -> RecordResult:
         """Store one exchange; log it for training only if the user is opted in at this moment. Turns that
-        leave the window are kept for recall (the last ``keep_earlier`` of them, over every chat)."""
+        leave the window are kept for recall (the last ``keep_earlier`` of them, over every chat). ``turn``, the
+        reply's record, is kept so that it can be rated (``turns_kept`` of the user's, for ``ttl_s``)."""
         keys = [
             profile_key(user),
             turns_key(user, chat_id),
@@ -489,14 +686,20 @@ class Store:
         status, logged = int(result[0]), bool(int(result[1]))
         if status < 0:
             return RecordResult(stored=False, logged=False)
+        since = str(result[2])
         pipe = self.r.pipeline(transaction=False)
+        if turn is not None:
+            self._queue_save_turn(pipe, turn, since=since, ttl_s=ttl_s, turns_kept=turns_kept)
         pipe.sadd(USERS, user)
         pipe.incr(REQUESTS_SERVED)
         if logged:
             pipe.sadd(LOGGED_USERS, user)
-        await pipe.execute()
+        replies = await pipe.execute()
+        turn_id = None
+        if turn is not None:
+            turn_id = await self._saved_turn(turn, int(replies[1]))
         evicted = [json.loads(t) for t in result[3:]]
-        return RecordResult(stored=True, logged=logged, evicted=evicted, since=str(result[2]))
+        return RecordResult(stored=True, logged=logged, evicted=evicted, since=since, turn_id=turn_id)
 
     async def claim_request(self, user: str, request_id: str, ttl_s: int) -> bool:
         """Whether this is the first time the user's request with this idempotency key stores its turn."""
@@ -545,7 +748,7 @@ class Store:
 
     async def opt_out(self, user: str, *, delete_logs: bool) -> int:
         at = now_ms()
-        unlisted = (OPTED_IN, LOGGED_USERS) if delete_logs else (OPTED_IN,)
+        unlisted = (OPTED_IN, LOGGED_USERS, RATERS) if delete_logs else (OPTED_IN,)
         await self._update_profile(user, {"consent": "out", "consent_at": at}, at=at, delete_log=delete_logs,
                                    unlisted=unlisted)  # fmt: skip
         return at
@@ -565,7 +768,9 @@ class Store:
         args: list[Any] = [at or now_ms(), "1" if delete_log else "0"]
         for name, value in fields.items():
             args += [name, value]
-        _eval(pipe, _UPDATE_PROFILE, [profile_key(user), log_key(user)], args)
+        _eval(
+            pipe, _UPDATE_PROFILE, [profile_key(user), log_key(user), ratings_key(user), rating_order_key(user)], args
+        )
         for name in users:
             pipe.sadd(name, user)
         for name in unlisted:
@@ -594,12 +799,27 @@ class Store:
         deleted = await self._delete_authored(user, authored)
         pipe = self.r.pipeline(transaction=False)
         _eval(pipe, _FORGET, _own_keys(user), [turns_key(user, ""), summary_key(user, "")])
-        pipe.srem(USERS, user)
-        pipe.srem(LOGGED_USERS, user)
-        pipe.srem(OPTED_IN, user)
-        (removed, *listed), *_ = await pipe.execute()
+        for name in (USERS, LOGGED_USERS, OPTED_IN, RATERS):
+            pipe.srem(name, user)
+        (removed, n_listed, *rest), *_ = await pipe.execute()
+        listed, turns = rest[: int(n_listed)], rest[int(n_listed) :]
         late = set(listed) - set(authored)  # set by the user while this ran
-        return deleted + int(removed) + await self._delete_authored(user, late)
+        deleted += int(removed) + await self._delete_authored(user, late)
+        return deleted + await self._forget_turns([line.split("\t") for line in turns])
+
+    async def _forget_turns(self, turns: list[list[str]]) -> int:
+        """Delete the author keys of a forgotten user's turns and the platform messages that point at them."""
+        if not turns:
+            return 0
+        by_chat: dict[tuple[str, str], list[str]] = {}
+        for platform, chat_id, turn_id in (t for t in turns if len(t) == 3):
+            by_chat.setdefault((platform, chat_id), []).append(turn_id)
+        pipe = self.r.pipeline(transaction=False)
+        for turn_id in sorted({t[2] for t in turns if len(t) == 3}):
+            pipe.delete(turn_author_key(turn_id))
+        for (platform, chat_id), ids in sorted(by_chat.items()):
+            _eval(pipe, _UNMAP_TURNS, [message_turns_key(platform, chat_id), message_order_key(platform, chat_id)], ids)
+        return sum(int(n) for n in await pipe.execute())
 
     async def _delete_authored(self, user: str, keys: Any) -> int:
         if not keys:
@@ -701,6 +921,170 @@ class Store:
             "log_entries": sum(int(n) for n in lengths),
             "requests_served": int(served or 0),
         }
+
+    # turns: the bot's replies, kept so that members can rate them and /retry them
+
+    def _queue_save_turn(self, pipe: Any, turn: TurnRecord, *, since: str, ttl_s: int, turns_kept: int) -> None:
+        """Queue what keeps a turn: its author key (global, so first: a forget that follows finds it through the
+        record), then the record, in one script that checks the author was not forgotten meanwhile."""
+        pipe.set(turn_author_key(turn.turn_id), turn.author, ex=ttl_s)
+        keys = [profile_key(turn.author), turn_records_key(turn.author), turn_order_key(turn.author)]
+        _eval(pipe, _SAVE_TURN, keys, [since, turn.turn_id, turn.dumps(), now_ms(), ttl_s, turns_kept])
+
+    async def _saved_turn(self, turn: TurnRecord, status: int) -> str | None:
+        if status < 0:  # the author was forgotten meanwhile: nothing of theirs may stay
+            await self.r.delete(turn_author_key(turn.turn_id))
+            return None
+        return turn.turn_id
+
+    async def save_turn(self, turn: TurnRecord, *, since: str, ttl_s: int, turns_kept: int) -> str | None:
+        """Keep a reply that changed no memory (a /retry's) so that it can be rated: its id, or None when the
+        profile created at ``since`` is gone (a /forget meanwhile)."""
+        pipe = self.r.pipeline(transaction=False)
+        self._queue_save_turn(pipe, turn, since=since, ttl_s=ttl_s, turns_kept=turns_kept)
+        pipe.incr(REQUESTS_SERVED)
+        _, status, _ = await pipe.execute()
+        return await self._saved_turn(turn, int(status))
+
+    async def turn(self, turn_id: str) -> TurnRecord | None:
+        """A kept turn (None: unknown, expired, dropped for newer ones, or its author was forgotten)."""
+        author = await self.r.get(turn_author_key(turn_id))
+        if not author:
+            return None
+        return _turn_record(await self.r.hget(turn_records_key(author), turn_id))
+
+    async def last_turn(self, user: str, platform: str, chat_id: str) -> TurnRecord | None:
+        """The user's newest kept turn in that chat."""
+        keys = [turn_records_key(user), turn_order_key(user)]
+        return _turn_record(await self._last_turn(keys=keys, args=[platform, chat_id]))
+
+    async def user_turns(self, user: str) -> list[TurnRecord]:
+        """The user's kept turns, oldest first."""
+        records = [_turn_record(raw) for raw in await self.r.hvals(turn_records_key(user))]
+        return sorted((t for t in records if t is not None), key=lambda t: t.at)
+
+    async def turn_of_message(self, platform: str, chat_id: str, message_id: str) -> str | None:
+        """The turn a platform message shows, as a bot mapped it."""
+        return await self.r.hget(message_turns_key(platform, chat_id), message_id)
+
+    async def map_messages(self, turn: TurnRecord, message_ids: list[str], *, ttl_s: int, most_kept: int) -> int:
+        """Point these messages of the turn's chat at the turn; how many do."""
+        keys = [message_turns_key(turn.platform, turn.chat_id), message_order_key(turn.platform, turn.chat_id)]
+        args = [turn.turn_id, now_ms(), ttl_s, most_kept, *message_ids]
+        return int(await self._map_messages(keys=keys, args=args))
+
+    # ratings
+
+    async def take_rate(self, user: str) -> tuple[int, int]:
+        """Count one request against the user's rate window: (requests in this window, seconds it has left)."""
+        count, ttl = await self.r.eval(_COUNT_REQUEST, 1, rate_key(user), self.rate_window_s)
+        return int(count), max(int(ttl), 1)
+
+    async def rate_turn(
+        self, turn: TurnRecord, rater: str, rating: int, *, ttl_s: int, ratings_kept: int
+    ) -> RatingOutcome:
+        """The rater's rating of the turn (0: withdrawn) replaces their previous one. It is kept for training only
+        while rater and author are both opted in; the like counters of the turn's served version follow it."""
+        pipe = self.r.pipeline(transaction=False)
+        pipe.hget(profile_key(turn.author), "consent")
+        pipe.hget(profile_key(rater), "consent")
+        author_consent, rater_consent = await pipe.execute()
+        author_in = author_consent == "in"
+        if rating != 0 and author_in and rater_consent == "in":
+            # listed before it is kept: a /forget of the rater that follows takes them off the list again
+            await self.r.sadd(RATERS, rater)
+        record = ""
+        if rating != 0:
+            at = datetime.now(timezone.utc).isoformat()
+            record = RatingRecord(
+                turn_id=turn.turn_id, rater=rater, rating=rating, served_by=turn.served_by, at=at
+            ).dumps()
+        keys = [profile_key(rater), ratings_key(rater), rating_order_key(rater)]
+        args = [turn.turn_id, rating, "1" if author_in else "0", record, now_ms(), ttl_s, ratings_kept]
+        previous, kept, rater_in = (int(n) for n in await self._rate_turn(keys=keys, args=args))
+        now = rating if kept else 0
+        if previous != now:
+            served = turn.served_by or BASE
+            pipe = self.r.pipeline(transaction=False)
+            for value, step in ((previous, -1), (now, 1)):
+                if value:
+                    pipe.hincrby(LIKES if value > 0 else DISLIKES, served, step)
+            await pipe.execute()
+        return RatingOutcome(
+            kept=bool(kept), previous=previous, rater_opted_in=bool(rater_in), author_opted_in=author_in
+        )
+
+    async def ratings(self, user: str) -> list[RatingRecord]:
+        """The ratings the user gave that are kept, oldest first."""
+        records = [_rating_record(raw) for raw in await self.r.hvals(ratings_key(user))]
+        return sorted((r for r in records if r is not None), key=lambda r: r.at)
+
+    async def like_counts(self) -> dict[str, tuple[int, int]]:
+        """Kept ratings per served version (``base``: the base model): {served_by: (likes, dislikes)}."""
+        pipe = self.r.pipeline(transaction=False)
+        pipe.hgetall(LIKES)
+        pipe.hgetall(DISLIKES)
+        likes, dislikes = await pipe.execute()
+        return {
+            name: (max(int(likes.get(name, 0)), 0), max(int(dislikes.get(name, 0)), 0))
+            for name in sorted(set(likes) | set(dislikes))
+        }
+
+    async def rated_turns(self) -> AsyncIterator[RatedTurn]:
+        """What the nightly run learns from: every kept turn that was rated, with its kept ratings, and the other
+        replies to the same message (a /retry's pair), rated or not. Only turns of authors opted in now and not
+        forgotten. By author, oldest turn first."""
+        by_turn: dict[str, list[RatingRecord]] = {}
+        for raters in _chunks(sorted(await self.r.smembers(RATERS)), READ_CHUNK):
+            pipe = self.r.pipeline(transaction=False)
+            for rater in raters:
+                pipe.hvals(ratings_key(rater))
+            for values in await pipe.execute():
+                for record in filter(None, map(_rating_record, values)):
+                    by_turn.setdefault(record.turn_id, []).append(record)
+        by_author: dict[str, set[str]] = {}
+        for turn_ids in _chunks(sorted(by_turn), READ_CHUNK):
+            pipe = self.r.pipeline(transaction=False)
+            for turn_id in turn_ids:
+                pipe.get(turn_author_key(turn_id))
+            for turn_id, author in zip(turn_ids, await pipe.execute(), strict=True):
+                if author:
+                    by_author.setdefault(author, set()).add(turn_id)
+        for author, rated in sorted(by_author.items()):
+            pipe = self.r.pipeline(transaction=False)
+            pipe.hget(profile_key(author), "consent")
+            pipe.zscore(TOMBSTONES, tombstone_member(author))
+            pipe.hvals(turn_records_key(author))
+            consent, forgotten, raws = await pipe.execute()
+            if consent != "in" or forgotten is not None:
+                continue
+            turns = sorted(filter(None, map(_turn_record, raws)), key=lambda t: t.at)
+            groups = {t.retry_of or t.turn_id for t in turns if t.turn_id in rated}
+            for turn in turns:
+                if (turn.retry_of or turn.turn_id) in groups:
+                    ratings = sorted(by_turn.get(turn.turn_id, []), key=lambda r: r.at)
+                    yield RatedTurn(turn=turn, ratings=ratings)
+
+    # canaries: a candidate that passed the gate, serving a share of opted-in members
+
+    async def canaries(self) -> dict[str, Canary]:
+        """The canary of every target that has one (RecordFormatError for a record of another format)."""
+        return {target: Canary.loads(raw) for target, raw in (await self.r.hgetall(CANARY)).items()}
+
+    async def get_canary(self, target: str) -> Canary | None:
+        raw = await self.r.hget(CANARY, target)
+        return Canary.loads(raw) if raw else None
+
+    async def set_canary(self, canary: Canary) -> None:
+        """Start (or change) the target's canary, and tell every brain to serve it."""
+        await self.r.hset(CANARY, canary.target, canary.dumps())
+        await self.publish_reload(ReloadEvent(target=canary.target, version=canary.version, action="canary"))
+
+    async def clear_canary(self, target: str) -> bool:
+        """End the target's canary (promoted or rolled back), and tell every brain; False if there was none."""
+        removed = bool(await self.r.hdel(CANARY, target))
+        await self.publish_reload(ReloadEvent(target=target, version=None, action="canary"))
+        return removed
 
     # trainer: its lock, the registry record of live adapters and the reload channel
 
@@ -840,7 +1224,8 @@ def _own_keys(user: str) -> list[str]:
     """The user's keys that are not per chat, in the order the forget script takes them."""
     return [
         profile_key(user), chats_key(user), log_key(user), rate_key(user), authored_key(user),
-        earlier_key(user), facts_key(user), requests_key(user),
+        earlier_key(user), facts_key(user), requests_key(user), turn_records_key(user), turn_order_key(user),
+        ratings_key(user), rating_order_key(user),
     ]  # fmt: skip
 
 
@@ -848,6 +1233,31 @@ def _eval(pipe: Any, script: str, keys: list[str], args: list[Any]) -> None:
     """Queue a script on a pipeline. The source travels with it, because a cluster pipeline cannot load
     scripts on the nodes the way a plain pipeline does before EVALSHA."""
     pipe.eval(script, len(keys), *keys, *args)
+
+
+def _chunks(items: list[str], size: int) -> list[list[str]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def _turn_record(raw: str | None) -> TurnRecord | None:
+    """A stored turn; None for one of another format (said in the log), which is then as good as expired."""
+    if not raw:
+        return None
+    try:
+        return TurnRecord.loads(raw)
+    except RecordFormatError as error:
+        log.error("a turn record was skipped: %s", error)
+        return None
+
+
+def _rating_record(raw: str | None) -> RatingRecord | None:
+    if not raw:
+        return None
+    try:
+        return RatingRecord.loads(raw)
+    except RecordFormatError as error:
+        log.error("a rating was skipped: %s", error)
+        return None
 
 
 def _chat_persona(raw: str | None) -> dict[str, Any] | None:
