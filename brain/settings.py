@@ -121,6 +121,20 @@ class LimitSettings(BaseModel):
     body_timeout_s: float = Field(30.0, gt=0.0)
 
 
+class FeedbackSettings(BaseModel):
+    """Members' ratings of the bot's replies (POST /v1/feedback) and /retry. Turns, ratings and the message map
+    expire with the memory TTL (memory.ttl_s)."""
+
+    # replies kept per member so that they can be rated or retried; the oldest go first
+    turns_kept: int = Field(256, ge=1, le=10_000)
+    # ratings kept per member for the nightly run; the oldest go first
+    ratings_kept: int = Field(2000, ge=1, le=100_000)
+    # platform messages mapped to their turns, per chat; the oldest go first
+    messages_per_chat: int = Field(10_000, ge=16, le=1_000_000)
+    # a /retry under a greedy persona samples at this temperature, so that the second reply can differ
+    retry_temperature: float = Field(0.8, ge=0.01, le=5.0)
+
+
 class BrainSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = 8080
@@ -365,6 +379,7 @@ class Settings(BaseSettings):
     model: ModelSettings = ModelSettings()
     memory: MemorySettings = MemorySettings()
     limits: LimitSettings = LimitSettings()
+    feedback: FeedbackSettings = FeedbackSettings()
     brain: BrainSettings = BrainSettings()
     bot: BotSettings = BotSettings()
     trainer: TrainerSettings = TrainerSettings()
