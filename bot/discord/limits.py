@@ -22,3 +22,6 @@ AUTOCOMPLETE_WAIT_S = 2.0
 # a call, before it or after a 429, so the bot code never sees them: a busy channel holds its own calls only.
 # A streamed reply adds its own pace (bot.discord.edit_interval_s, 1 s by default): editing a message every
 # second stays within a channel's message bucket (five calls every five seconds) with room for other replies.
+# a typing indicator shows for about 10 s; it is renewed every 5 s while the model works (not while the channel
+# is inside a wait Discord asked for)
+TYPING_REFRESH_S = 5.0

@@ -17,6 +17,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
+from urllib.parse import unquote
 
 from aiohttp import WSMsgType, web
 
@@ -285,6 +286,56 @@ class LocalDiscord:
         data = {"custom_id": button["custom_id"], "component_type": 2}
         channel = self.channels[int(message["channel_id"])]
         return await self._interact(3, user, channel, data, message=message)
+
+    async def react(self, user: User, message_id: int, emoji: str) -> None:
+        """`user` adds the reaction `emoji` (a Unicode emoji) to a message; the gateway tells the bot."""
+        message = self.messages[message_id]
+        users = message.setdefault("_reactions", {}).setdefault(emoji, [])
+        if user.id in users:
+            return
+        users.append(user.id)
+        event = self._reaction_event(user, message, emoji)
+        channel = self.channels[int(message["channel_id"])]
+        if channel.guild_id is not None:
+            event["member"] = self._member(self.guilds[channel.guild_id], user) | {"user": user.payload()}
+        await self._dispatch(
+            "MESSAGE_REACTION_ADD", event | {"message_author_id": message["author"]["id"]}, channel.guild_id
+        )
+
+    async def unreact(self, user: User, message_id: int, emoji: str) -> None:
+        """`user` takes their reaction `emoji` off a message (Discord does not say whose message it was)."""
+        message = self.messages[message_id]
+        reactions = message.get("_reactions", {})
+        if user.id not in reactions.get(emoji, []):
+            return
+        reactions[emoji].remove(user.id)
+        if not reactions[emoji]:
+            del reactions[emoji]
+        channel = self.channels[int(message["channel_id"])]
+        await self._dispatch("MESSAGE_REACTION_REMOVE", self._reaction_event(user, message, emoji), channel.guild_id)
+
+    def _reaction_event(self, user: User, message: dict[str, Any], emoji: str) -> dict[str, Any]:
+        event: dict[str, Any] = {
+            "user_id": str(user.id),
+            "channel_id": message["channel_id"],
+            "message_id": message["id"],
+            "emoji": {"id": None, "name": emoji},
+            "burst": False,
+            "burst_colors": [],
+            "type": 0,
+        }
+        if "guild_id" in message:
+            event["guild_id"] = message["guild_id"]
+        return event
+
+    def _reaction_users(self, message_id: int, emoji: str, query: dict[str, str]) -> list[dict[str, Any]]:
+        """Who reacted with `emoji`, by id, from `after` on, as Discord lists them."""
+        message = self.messages.get(message_id)
+        if message is None:
+            raise _DiscordError(404, 10008, "Unknown Message")
+        after, limit = int(query.get("after", 0)), int(query.get("limit", 25))
+        ids = sorted(i for i in message.get("_reactions", {}).get(emoji, []) if i > after)[:limit]
+        return [self.users[i].payload() for i in ids]
 
     def delete_message(self, message_id: int) -> None:
         """A moderator, an auto-mod bot or the author deletes a message."""
@@ -663,8 +714,11 @@ class LocalDiscord:
                 limit = {"total": 1000, "remaining": 1000, "reset_after": 0, "max_concurrency": 1}
                 return _json({"url": self.gateway_url, "shards": 1, "session_start_limit": limit})
             case ("PUT", ["applications", _, "commands"]):
+                # a message's app command has no description; Discord answers with an empty one
                 self.commands = [
-                    c | {"id": str(self.new_id()), "application_id": str(self.application_id), "version": "1"}
+                    {"description": ""}
+                    | c
+                    | {"id": str(self.new_id()), "application_id": str(self.application_id), "version": "1"}
                     for c in body
                 ]
                 return _json(self.commands)
@@ -686,6 +740,8 @@ class LocalDiscord:
                 return _json(_public(message))
             case ("GET", ["channels", channel_id, "messages"]):
                 return _json(self._history(self._channel(channel_id), call.query))
+            case ("GET", ["channels", _, "messages", message_id, "reactions", emoji]):
+                return _json(self._reaction_users(int(message_id), unquote(emoji), call.query))
             case ("POST", ["interactions", _, token, "callback"]):
                 return _json(self._interaction_callback(self._interaction(token), body))
             case ("POST", ["webhooks", _, token]):
@@ -694,6 +750,13 @@ class LocalDiscord:
                 interaction = self._interaction(token)
                 target = interaction.original_id if which == "@original" else int(which)
                 return _json(_public(self._edit(target or 0, body)))
+            case ("DELETE", ["webhooks", _, token, "messages", which]):
+                interaction = self._interaction(token)
+                target = interaction.original_id if which == "@original" else int(which)
+                if target not in self.messages:
+                    raise _DiscordError(404, 10008, "Unknown Message")
+                self.delete_message(target or 0)
+                return web.Response(status=204)
         self.unhandled.append(call)
         raise _DiscordError(404, 0, f"the local Discord has no {method} {call.path}")
 
@@ -760,7 +823,21 @@ class _DiscordError(Exception):
 
 
 def _public(message: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in message.items() if not k.startswith("_")}
+    public = {k: v for k, v in message.items() if not k.startswith("_")}
+    reactions = message.get("_reactions")
+    if reactions:
+        public["reactions"] = [
+            {
+                "emoji": {"id": None, "name": emoji},
+                "count": len(users),
+                "count_details": {"burst": 0, "normal": len(users)},
+                "me": False,
+                "me_burst": False,
+                "burst_colors": [],
+            }
+            for emoji, users in reactions.items()
+        ]
+    return public
 
 
 def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:

@@ -56,10 +56,10 @@ class Chat(commands.Cog):
         me = self.bot.user
         assert me is not None
         text = readable_text(message, me.id)
-        screen = ChannelScreen(message)
+        screen = ChannelScreen(message, self.bot.waits)
         try:
             if not text:
-                await screen.post(EMPTY_MENTION)
+                await screen.say(EMPTY_MENTION)
                 return
             who = speaker_for_message(message, self.bot.config.operators)
             request = ChatRequest(
@@ -75,7 +75,7 @@ class Chat(commands.Cog):
                 StreamedReply(screen, limit=MESSAGE_LIMIT, interval_s=interval_s) as reply,
                 AsyncExitStack() as typing,
             ):
-                await _start_typing(typing, message.channel)
+                await typing.enter_async_context(screen.typing())
                 # the indicator stops once words (or a notice) are coming: it would only linger beside them
                 window_s = self.bot.settings.bot.retry_window_s
                 await answering.answer(self.bot.brain, request, reply, window_s=window_s, on_screen=typing.aclose)
@@ -84,11 +84,4 @@ class Chat(commands.Cog):
         except Exception as exc:  # the user gets a sentence, the log gets the traceback
             log.exception("answering message %s failed", message.id)
             with suppress(discord.HTTPException):
-                await screen.post(friendly_error(exc))
-
-
-async def _start_typing(stack: AsyncExitStack, channel: discord.abc.Messageable) -> None:
-    try:
-        await stack.enter_async_context(channel.typing())
-    except discord.HTTPException:
-        pass  # without the typing indicator the reply still comes
+                await screen.say(friendly_error(exc))
