@@ -22,6 +22,7 @@ from bot.discord.cogs.data import Data
 from bot.discord.cogs.feedback import Feedback
 from bot.discord.cogs.persona import Persona
 from bot.discord.responding import answer_button
+from bot.discord.waits import ChannelWaits, install
 from brain.settings import DiscordSettings, Settings
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,9 @@ class OwnchatBot(commands.Bot):
         self.config: DiscordSettings = settings.bot.discord
         self.brain = brain
         self.access = Access(self.config)
+        # a streamed reply waits out Discord's rate limits itself, so that it redraws with the newest text after one
+        install(self)
+        self.waits = ChannelWaits()
 
     async def setup_hook(self) -> None:
         if self.config.api_base and not self.config.gateway_url:

@@ -5,8 +5,9 @@ HELLO, IDENTIFY, READY, GUILD_CREATE and heartbeats on the gateway; users act th
 MESSAGE_CREATE and INTERACTION_CREATE events; the bot answers over REST (messages, edits, typing,
 interaction callbacks and followups, command sync). Every REST call is recorded and messages keep
 their edits, so a test asserts what a user would see. A test can delete a message as a moderator would
-(`delete_message`) and make Discord refuse the next matching REST calls (`fail_next`: a 429 with
-`retry_after`, as Discord sends it, or any other error).
+(`delete_message`), make Discord refuse the next matching REST calls (`fail_next`: a 429 with
+`retry_after`, as Discord sends it, or any other error), and use up a route's rate-limit bucket (`use_up_bucket`:
+Discord names the bucket in X-RateLimit-* headers and refuses calls in it with 429 until it resets).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import itertools
 import json
 import re
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -130,6 +132,7 @@ class Call:
     body: Any
     query: dict[str, str]
     status: int = 200  # what the local Discord answered
+    at: float = field(default_factory=time.monotonic)
 
 
 @dataclass
@@ -139,6 +142,17 @@ class _Fault:
     status: int
     body: dict[str, Any]
     times: int
+
+
+@dataclass
+class _Bucket:
+    """A route's rate-limit bucket, used up by its next call: empty for `reset_after` seconds from then."""
+
+    method: str
+    path: re.Pattern[str]
+    reset_after: float
+    name: str
+    empty_until: float | None = None  # time.monotonic() once used up
 
 
 @dataclass
@@ -176,6 +190,7 @@ class LocalDiscord:
         self.interactions: dict[str, Interaction] = {}
         self.deleted: list[int] = []  # ids of the messages deleted, by the bot or by a moderator
         self._faults: list[_Fault] = []
+        self._buckets: list[_Bucket] = []
         self._sockets: list[_Connection] = []
         self._runner: web.AppRunner | None = None
         self.port = 0
@@ -362,7 +377,20 @@ class LocalDiscord:
             body |= {"retry_after": retry_after, "global": False}
         self._faults.append(_Fault(method, re.compile(path), status, body, times))
 
+    def use_up_bucket(self, method: str, path: str, *, reset_after: float, name: str = "messages") -> None:
+        """The next call whose method is `method` and whose path matches `path` succeeds and uses up its bucket:
+        Discord says so in its X-RateLimit-* headers (remaining 0, resetting in `reset_after` seconds) and answers
+        a matching call before then with 429, as Discord does."""
+        self._buckets.append(_Bucket(method, re.compile(path), reset_after, name))
+
+    def _bucket_of(self, call: Call) -> _Bucket | None:
+        return next((b for b in self._buckets if b.method == call.method and b.path.fullmatch(call.path)), None)
+
     def _injected(self, call: Call) -> web.Response | None:
+        bucket = self._bucket_of(call)
+        if bucket is not None and bucket.empty_until is not None and (wait := bucket.empty_until - call.at) > 0:
+            body = {"code": 0, "message": "You are being rate limited.", "retry_after": wait, "global": False}
+            return _json(body, status=429, headers={"Via": "1.1 google"})
         for fault in self._faults:
             if fault.times > 0 and fault.method == call.method and fault.path.fullmatch(call.path):
                 fault.times -= 1
@@ -700,6 +728,17 @@ class LocalDiscord:
             self.unhandled.append(call)
             result = _json({"code": 0, "message": repr(exc)}, status=400)
         call.status = result.status
+        bucket = self._bucket_of(call)
+        if bucket is not None and bucket.empty_until is None and result.status < 300:
+            bucket.empty_until = call.at + bucket.reset_after
+            result.headers.update(
+                {
+                    "X-RateLimit-Bucket": bucket.name,
+                    "X-RateLimit-Limit": "5",
+                    "X-RateLimit-Remaining": "0",
+                    "X-RateLimit-Reset-After": f"{bucket.reset_after:.3f}",
+                }
+            )
         return result
 
     def _route(self, call: Call) -> web.Response:
