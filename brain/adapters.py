@@ -1,22 +1,27 @@
 """LoRA adapters in the brain: which one serves a request, loaded from the registry, swapped in on reload.
 
-The registry (written by ``trainer nightly``) is a directory of versioned adapters plus, in Redis, the
-record of each target's live version and a channel of reload events:
+The registry (written by ``trainer nightly``) is a directory of versioned adapters plus, in Redis, the record
+of each target's live version and a channel of reload events:
 
     <registry_dir>/community/v3/            adapter_config.json, adapter_model.safetensors, meta.json
     <registry_dir>/user-<hash>/v1/          one user's own adapter (hash: see user_target)
 
-A request is served with its user's adapter (the version in their profile, so a /forget stops it at
-once), else the live community adapter, else the base model. Loaded adapters live side by side in one
-peft model under versioned names such as ``community@3``; the engine passes each row's name to the
-forward pass (peft's mixed-adapter batches), so one batch serves several adapters. A reload loads the
-new version next to the old one: requests already running finish on the old one, which is unloaded
-once no request uses it. Per-user adapters are kept in an LRU of a configured size.
+A request is served with its user's adapter (the version in their profile, so a /forget stops it at once),
+else, for an opted-in member whom the stable hash of their id puts in a running canary's share
+(``oc:registry:canary``, written by the trainer: a candidate that passed the gate), the canary's version, else
+the live community adapter, else the base model. The same members keep the canary for as long as it runs;
+members not opted in never get it, since their ratings could not judge it.
+
+Loaded adapters live side by side in one peft model under versioned names such as ``community@3``; the engine
+passes each row's name to the forward pass (peft's mixed-adapter batches), so one batch serves several
+adapters. A reload loads the new version next to the old one: requests already running finish on the old one,
+which is unloaded once no request uses it. Per-user adapters are kept in an LRU of a configured size.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import shutil
@@ -28,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from brain.feedback_records import Canary
 from brain.registry_records import LiveAdapter, ReloadEvent
 from brain.store import Store, tombstone_member
 
@@ -47,6 +53,13 @@ def target_of_member(member: str) -> str:
     return USER_PREFIX + member[:16]
 
 
+def canary_position(user: str) -> float:
+    """Where a member falls in [0, 1) for canaries: a stable hash of their id, so that a canary with a share s
+    serves the same members (those below s) on every replica and for as long as it runs."""
+    digest = hashlib.sha256(f"canary:{user}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
 def version_dir(registry_dir: str | Path, target: str, version: int) -> Path:
     return Path(registry_dir).expanduser() / target / f"v{version}"
 
@@ -61,6 +74,7 @@ class AdapterBackend(Protocol):
     RemoteAdapters in brain/engine/remote_adapters.py for a vLLM server)."""
 
     live: dict[str, LiveAdapter]  # target -> its live registry record
+    canaries: dict[str, Canary]  # target -> the candidate serving a share of its members
 
     def start(self) -> None:
         """Read the registry and follow it (call from the running event loop)."""
@@ -125,7 +139,7 @@ class RegistryFollower:
         while True:
             await asyncio.sleep(self.reconcile_s)
             try:
-                if await self.store.registry_records() != self.live:
+                if await self.store.registry_records() != self.live or await self.store.canaries() != self.canaries:
                     log.warning("the registry changed without a reload event reaching this brain; reloading")
                     await self._refresh_once()
             except asyncio.CancelledError:
@@ -141,9 +155,19 @@ class RegistryFollower:
             await self.refresh()
 
     live: dict[str, LiveAdapter]
+    canaries: dict[str, Canary]
 
     async def refresh(self) -> None:
         raise NotImplementedError
+
+    async def _read_registry(self) -> None:
+        self.live = await self.store.registry_records()
+        self.canaries = await self.store.canaries()
+
+    def _wanted_versions(self, target: str) -> set[int]:
+        """The versions of a target that may serve: the live one and a running canary's."""
+        record, canary = self.live.get(target), self.canaries.get(target)
+        return {v.version for v in (record, canary) if v is not None}
 
     async def _ensure(self, target: str, version: int) -> str | None:
         """The served name of that adapter version, loaded first where needed (None if it cannot be)."""
@@ -158,12 +182,17 @@ class RegistryFollower:
             raise ValueError(f"it was trained on {trained_on!r}, but this brain serves {self.base_model!r}")
 
     async def choose(self, user: str | None, profile: dict[str, str] | None) -> str | None:
-        """The user's own adapter while they are opted in and have one, else the live community one, else None."""
+        """The user's own adapter while they are opted in and have one, else the community canary for an opted-in
+        member in its share, else the live community one, else None."""
         profile = profile or {}
         name = None
         version = profile.get("adapter_version")
-        if user and version and profile.get("consent") == "in":
+        opted_in = profile.get("consent") == "in"
+        if user and version and opted_in:
             name = await self._ensure(user_target(user), int(version))
+        canary = self.canaries.get(COMMUNITY)
+        if name is None and canary and user and opted_in and canary_position(user) < canary.share:
+            name = await self._ensure(COMMUNITY, canary.version)
         community = self.live.get(COMMUNITY)
         if name is None and community:
             name = await self._ensure(COMMUNITY, community.version)
@@ -207,6 +236,7 @@ class AdapterManager(RegistryFollower):
         self.capacity = capacity
         self.engine = engine
         self.live: dict[str, LiveAdapter] = {}
+        self.canaries: dict[str, Canary] = {}
         self.loaded: OrderedDict[str, _Loaded] = OrderedDict()  # least recently used first
         self._broken: set[str] = set()
         self._loading = asyncio.Lock()
@@ -217,17 +247,15 @@ class AdapterManager(RegistryFollower):
             super().start()
 
     async def refresh(self) -> None:
-        """Re-read what is live; mark replaced versions stale and load the live community adapter."""
-        self.live = await self.store.registry_records()
+        """Re-read what is live; mark replaced versions stale and load the live community adapter and its canary."""
+        await self._read_registry()
         self._broken.clear()
         for name, entry in list(self.loaded.items()):
-            record = self.live.get(entry.target)
-            if record is None or record.version != entry.version:
+            if entry.version not in self._wanted_versions(entry.target):
                 entry.stale = True
                 await self._unload_if_idle(name)
-        community = self.live.get(COMMUNITY)
-        if community:
-            await self._ensure(COMMUNITY, community.version)
+        for version in sorted(self._wanted_versions(COMMUNITY)):
+            await self._ensure(COMMUNITY, version)
         for name in [name for name, entry in self.loaded.items() if entry.stale]:
             await self._unload_if_idle(name)  # a replaced one that was the only adapter loaded a moment ago
 

@@ -30,6 +30,13 @@ class Prompt:
     ids: list[int]
     turns_used: int
     messages: list[dict[str, str]]
+    # how many of the messages, after the system message, are the platform's thread context
+    thread_used: int = 0
+
+    @property
+    def own_messages(self) -> list[dict[str, str]]:
+        """The messages without the thread context: other members' words, which a kept turn must not hold."""
+        return self.messages[:1] + self.messages[1 + self.thread_used :]
 
 
 def count_tokens(tokenizer: Any, text: str) -> int:
@@ -118,5 +125,5 @@ def build_prompt(
         messages = head + [{"role": t["role"], "content": t["text"]} for t in kept] + tail
         ids = render(tokenizer, messages)
         if len(ids) <= budget or not kept:
-            return Prompt(ids=ids, turns_used=len(kept), messages=messages)
+            return Prompt(ids=ids, turns_used=len(kept), messages=messages, thread_used=len(head) - 1)
         kept = kept[2:] if len(kept) >= 2 else []

@@ -1,10 +1,11 @@
 """Which LoRA adapter serves a request when a vLLM server generates (``model.engine: vllm``).
 
-The same choice as :mod:`brain.adapters` (the user's own adapter while they are opted in, else the live
-community adapter, else the base model), read from the same registry record and reload events. The weights
-live in the vLLM server, not here: choosing a version loads it there under its versioned name
-(``community@3``), and requests name it as the model. A promotion therefore changes the name every request
-carries, and the server can never answer with a cached copy of the version before.
+The same choice as :mod:`brain.adapters` (the user's own adapter while they are opted in, else a community
+canary for the opted-in members in its share, else the live community adapter, else the base model), read from
+the same registry record and reload events. The weights live in the vLLM server, not here: choosing a version
+loads it there under its versioned name (``community@3``), and requests name it as the model. A promotion
+therefore changes the name every request carries, and the server can never answer with a cached copy of the
+version before.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 
 from brain.adapters import COMMUNITY, RegistryFollower, user_target, version_dir
 from brain.engine.remote import AdapterRef, RemoteEngine, RemoteEngineError, ServerUnreachable
+from brain.feedback_records import Canary
 from brain.registry_records import LiveAdapter, ReloadEvent
 from brain.store import Store
 
@@ -41,16 +43,17 @@ class RemoteAdapters(RegistryFollower):
         self.registry_dir = Path(registry_dir).expanduser()
         self.base_model = base_model
         self.live: dict[str, LiveAdapter] = {}
+        self.canaries: dict[str, Canary] = {}
         self._broken: set[str] = set()
         self._checked: set[str] = set()
 
     async def refresh(self) -> None:
-        """Re-read what is live, and load the live community version into the server ahead of requests."""
-        self.live = await self.store.registry_records()
+        """Re-read what is live, and load the live community version and its canary into the server ahead of
+        requests."""
+        await self._read_registry()
         self._broken.clear()
-        community = self.live.get(COMMUNITY)
-        if community:
-            await self._ensure(COMMUNITY, community.version)
+        for version in sorted(self._wanted_versions(COMMUNITY)):
+            await self._ensure(COMMUNITY, version)
 
     @asynccontextmanager
     async def serving(self, user: str | None, profile: dict[str, str] | None) -> AsyncIterator[str | None]:

@@ -1,9 +1,19 @@
-"""POST /v1/chat: one message in, one reply out (whole, or streamed as server-sent events)."""
+"""POST /v1/chat: one message in, one reply out (whole, or streamed as server-sent events); or, with retry_of or
+retry_message, another reply to a message already answered (/retry).
+
+Every reply is kept as a turn (brain/feedback_records.py TurnRecord) that members can rate; its id comes back in
+ChatReply.turn_id. A /retry answers the kept prompt of the first reply again and changes no memory: the member's
+message is not stored twice and the first reply stays in the conversation; the new turn names the first in
+``retry_of``, so the two form a preference pair once either is rated.
+"""
 
 from __future__ import annotations
 
+import functools
+import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import datetime, timezone
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -11,9 +21,10 @@ from fastapi import APIRouter, Request
 from brain import personas as persona_lib
 from brain.api_models import ChatKind, ChatReply, ChatRequest, SamplingOverrides, SamplingParams, StreamDelta
 from brain.engine.backend import Generated
+from brain.feedback_records import TurnRecord
 from brain.memory.context import EARLIER_TURNS_KEPT, Memory
 from brain.memory.extract import extract_in_background
-from brain.prompt import Prompt, build_prompt
+from brain.prompt import Prompt, build_prompt, render
 from brain.service.auth import Authorized
 from brain.service.deps import RuntimeDep
 from brain.service.errors import ApiError, responses
@@ -22,6 +33,17 @@ from brain.service.streaming import EventStream, events_or_error, sse, stream_re
 from brain.store import ChatState
 
 router = APIRouter(dependencies=[Authorized], tags=["chat"])
+
+# what turns a finished generation into the stored turn and the ChatReply: (result, the adapter that served)
+Finish = Callable[[Generated, str | None], Awaitable[ChatReply]]
+
+
+def new_turn_id() -> str:
+    return secrets.token_hex(8)
+
+
+def iso_now() -> str:
+    return datetime.now(timezone.utc).isoformat()
 
 
 def check_text(runtime: Runtime, body: ChatRequest) -> None:
@@ -77,7 +99,7 @@ def sampling_for(persona_sampling: SamplingParams, overrides: SamplingOverrides 
     "/v1/chat",
     response_model=ChatReply,
     responses={
-        **responses(400, 429),
+        **responses(400, 404, 429),
         **stream_responses("The reply; with `stream`, `delta` events then `done`.", ["delta", "done", "error"]),
     },
 )
@@ -86,47 +108,91 @@ async def chat(body: ChatRequest, request: Request, runtime: RuntimeDep) -> Any:
 
     A streamed reply is a series of `delta` events (StreamDelta) and a last `done` event (ChatReply); if the
     reply fails after the stream started, the last event is an `error` event (ErrorBody) instead.
+
+    With `retry_of` (a turn id, or "last") or `retry_message` (the bot's message it replies to), the member's
+    message of that turn is answered again (/retry): `text` is ignored, nothing of the memory changes, and the new
+    turn is paired with the first; 404 `unknown_turn` when there is no such turn of theirs in this chat.
     """
     started = time.perf_counter()
-    check_text(runtime, body)
+    if not body.is_retry:
+        check_text(runtime, body)
     check_beams(runtime, body.stream, (body.sampling and body.sampling.num_beams) or 1)
     # nothing was stored and nothing counted for a request refused above; from here on it counts against the rate
     with runtime.admission.take() as slot:
         user = body.key
         group = body.chat_kind is ChatKind.group
         memory = runtime.settings.memory
-        recall = memory.recall_tokens > 0
+        recall = memory.recall_tokens > 0 and not body.is_retry
         state = await runtime.store.load_chat_state(user, body.platform, body.chat_id, group, earlier=recall)
         check_rate(runtime, state)
         stored = state.chat_persona if group else state.user_persona
         persona, _ = persona_lib.resolve(stored, runtime.presets, runtime.settings.brain.default_persona)
         sampling = sampling_for(persona.sampling, body.sampling, runtime.settings.model.max_new_tokens)
         check_beams(runtime, body.stream, sampling.num_beams)
-        try:
-            prompt = await runtime.off_loop(
-                build_prompt,
-                runtime.tokenizer,
-                system_prompt=persona.system_prompt,
-                summary=state.summary,
-                turns=state.turns,
-                text=body.text,
-                budget=runtime.prompt_budget(sampling.max_new_tokens),
-                context=body.context,
-                memory=Memory.for_chat(
-                    state.facts,
-                    state.earlier,
-                    chat_id=body.chat_id,
-                    group=group,
-                    share_direct=memory.share_direct_in_groups,
-                    recall_tokens=memory.recall_tokens,
-                ),
-            )
-        except ValueError as exc:
-            raise ApiError(413, "message_too_long", str(exc)) from exc
-        reply = _reply(runtime, body, state, persona.name, sampling, prompt, started)
+        finish: Finish
+        if body.is_retry:
+            first = await retried_turn(runtime, body)
+            sampling = retry_sampling(runtime, sampling)
+            ids = await runtime.off_loop(render, runtime.tokenizer, first.prompt)
+            if len(ids) > runtime.prompt_budget(sampling.max_new_tokens):
+                raise ApiError(413, "prompt_too_long", "The reply to try again no longer fits the model's context.")
+            finish = functools.partial(_store_retry, runtime, body, state, persona.name, first, started)
+        else:
+            try:
+                prompt = await runtime.off_loop(
+                    build_prompt,
+                    runtime.tokenizer,
+                    system_prompt=persona.system_prompt,
+                    summary=state.summary,
+                    turns=state.turns,
+                    text=body.text,
+                    budget=runtime.prompt_budget(sampling.max_new_tokens),
+                    context=body.context,
+                    memory=Memory.for_chat(
+                        state.facts,
+                        state.earlier,
+                        chat_id=body.chat_id,
+                        group=group,
+                        share_direct=memory.share_direct_in_groups,
+                        recall_tokens=memory.recall_tokens,
+                    ),
+                )
+            except ValueError as exc:
+                raise ApiError(413, "message_too_long", str(exc)) from exc
+            ids = prompt.ids
+            finish = functools.partial(_store_turn, runtime, body, state, persona.name, prompt, started)
+        reply = _reply(runtime, user, state.profile, ids, sampling, finish)
         if body.stream:
             return EventStream(events_or_error(_sse(reply), lambda error: sse("error", error)), slot)
         return await unless_disconnected(request, _whole(reply))
+
+
+async def retried_turn(runtime: Runtime, body: ChatRequest) -> TurnRecord:
+    """The member's kept turn in this chat that a /retry names; 404 unknown_turn when there is none."""
+    store = runtime.store
+    turn: TurnRecord | None = None
+    if body.retry_message is not None:
+        turn_id = await store.turn_of_message(body.platform, body.chat_id, body.retry_message)
+        turn = await store.turn(turn_id) if turn_id else None
+    elif body.retry_of == "last":
+        turn = await store.last_turn(body.key, body.platform, body.chat_id)
+    elif body.retry_of is not None:
+        turn = await store.turn(body.retry_of)
+    if turn is None or (turn.author, turn.platform, turn.chat_id) != (body.key, body.platform, body.chat_id):
+        raise ApiError(
+            404,
+            "unknown_turn",
+            "There is no reply of mine to you in this chat to try again (it may have expired); "
+            "send your message again instead.",
+        )
+    return turn
+
+
+def retry_sampling(runtime: Runtime, sampling: SamplingParams) -> SamplingParams:
+    """A retry of a greedy or beam-searched reply would give the same reply again: it samples instead."""
+    if sampling.temperature > 0 and sampling.num_beams == 1:
+        return sampling
+    return sampling.model_copy(update={"temperature": runtime.settings.feedback.retry_temperature, "num_beams": 1})
 
 
 async def _whole(items: AsyncIterator[str | ChatReply]) -> ChatReply:
@@ -139,18 +205,16 @@ async def _whole(items: AsyncIterator[str | ChatReply]) -> ChatReply:
 
 async def _reply(
     runtime: Runtime,
-    body: ChatRequest,
-    state: ChatState,
-    persona: str,
+    user: str,
+    profile: dict[str, str],
+    ids: list[int],
     sampling: SamplingParams,
-    prompt: Prompt,
-    started: float,
+    finish: Finish,
 ) -> AsyncIterator[str | ChatReply]:
     """The reply's text deltas, then, once the turn is stored, the ChatReply."""
-    user = body.key
-    async with runtime.adapters.serving(user, state.profile) as adapter:
+    async with runtime.adapters.serving(user, profile) as adapter:
         result: Generated | None = None
-        async for item in runtime.generate(prompt.ids, sampling, adapter=adapter, user=user):
+        async for item in runtime.generate(ids, sampling, adapter=adapter, user=user):
             if isinstance(item, Generated):
                 result = item
             else:
@@ -158,51 +222,104 @@ async def _reply(
         if result is None or result.finish_reason == "cancelled":
             runtime.metrics.replies.labels("cancelled").inc()
             return
-        ttl_s = runtime.settings.memory.ttl_s
-        if body.request_id and not await runtime.store.claim_request(user, body.request_id, ttl_s):
-            # this message was answered and stored before (a bot asked again): it is answered anew, stored once
-            runtime.metrics.replies.labels("ok").inc()
-            yield ChatReply(
-                reply=result.text,
-                persona=persona,
-                tokens=result.tokens,
-                finish_reason=result.finish_reason,
-                logged=False,
-                adapter=adapter,
-            )
-            return
-        now = time.time()
-        user_tokens = await runtime.off_loop(runtime.count, body.text)
-        user_turn = {"role": "user", "text": body.text, "ts": now, "tokens": user_tokens}
-        reply_turn = {"role": "assistant", "text": result.text, "ts": now, "tokens": result.tokens}
-        record = await runtime.store.record_turn(
-            user,
-            body.chat_id,
-            since=state.since,
-            user_turn=user_turn,
-            assistant_turn=reply_turn,
-            max_turns=runtime.settings.memory.max_turns,
-            max_tokens=runtime.settings.memory.max_tokens,
-            ttl_s=runtime.settings.memory.ttl_s,
-            display_name=body.display_name,
-            persona=persona,
-            chat_kind=body.chat_kind.value,
-            keep_earlier=EARLIER_TURNS_KEPT if runtime.settings.memory.recall_tokens > 0 else 0,
-        )
-        if record.evicted:
-            runtime.fold_in_background(user, body.chat_id, state.summary, record.evicted)
-        if record.stored and runtime.settings.memory.extract_facts:
-            extract_in_background(runtime, user, body.chat_id, body.chat_kind.value, record.since, body.text)
+        yield await finish(result, adapter)
+
+
+def _turn(body: ChatRequest, prompt: list[dict[str, str]], result: Generated, adapter: str | None) -> TurnRecord:
+    return TurnRecord(
+        turn_id=new_turn_id(),
+        author=body.key,
+        platform=body.platform,
+        chat_id=body.chat_id,
+        chat_kind=body.chat_kind.value,
+        prompt=prompt,
+        reply=result.text,
+        served_by=adapter,
+        at=iso_now(),
+    )
+
+
+def _answered(persona: str, result: Generated, adapter: str | None, *, logged: bool, turn_id: str | None) -> ChatReply:
+    return ChatReply(
+        reply=result.text,
+        persona=persona,
+        tokens=result.tokens,
+        finish_reason=result.finish_reason,
+        logged=logged,
+        adapter=adapter,
+        turn_id=turn_id,
+    )
+
+
+async def _store_turn(
+    runtime: Runtime,
+    body: ChatRequest,
+    state: ChatState,
+    persona: str,
+    prompt: Prompt,
+    started: float,
+    result: Generated,
+    adapter: str | None,
+) -> ChatReply:
+    """Store the exchange in the member's memory (and log), keep the reply as a turn, and say so."""
+    user = body.key
+    ttl_s = runtime.settings.memory.ttl_s
+    if body.request_id and not await runtime.store.claim_request(user, body.request_id, ttl_s):
+        # this message was answered and stored before (a bot asked again): it is answered anew, stored once
         runtime.metrics.replies.labels("ok").inc()
-        runtime.metrics.request_latency.labels("chat").observe(time.perf_counter() - started)
-        yield ChatReply(
-            reply=result.text,
-            persona=persona,
-            tokens=result.tokens,
-            finish_reason=result.finish_reason,
-            logged=record.logged,
-            adapter=adapter,
+        return _answered(persona, result, adapter, logged=False, turn_id=None)
+    now = time.time()
+    user_tokens = await runtime.off_loop(runtime.count, body.text)
+    user_turn = {"role": "user", "text": body.text, "ts": now, "tokens": user_tokens}
+    reply_turn = {"role": "assistant", "text": result.text, "ts": now, "tokens": result.tokens}
+    record = await runtime.store.record_turn(
+        user,
+        body.chat_id,
+        since=state.since,
+        user_turn=user_turn,
+        assistant_turn=reply_turn,
+        max_turns=runtime.settings.memory.max_turns,
+        max_tokens=runtime.settings.memory.max_tokens,
+        ttl_s=ttl_s,
+        display_name=body.display_name,
+        persona=persona,
+        chat_kind=body.chat_kind.value,
+        keep_earlier=EARLIER_TURNS_KEPT if runtime.settings.memory.recall_tokens > 0 else 0,
+        turn=_turn(body, prompt.own_messages, result, adapter),
+        turns_kept=runtime.settings.feedback.turns_kept,
+    )
+    if record.evicted:
+        runtime.fold_in_background(user, body.chat_id, state.summary, record.evicted)
+    if record.stored and runtime.settings.memory.extract_facts:
+        extract_in_background(runtime, user, body.chat_id, body.chat_kind.value, record.since, body.text)
+    runtime.metrics.replies.labels("ok").inc()
+    runtime.metrics.request_latency.labels("chat").observe(time.perf_counter() - started)
+    return _answered(persona, result, adapter, logged=record.logged, turn_id=record.turn_id)
+
+
+async def _store_retry(
+    runtime: Runtime,
+    body: ChatRequest,
+    state: ChatState,
+    persona: str,
+    first: TurnRecord,
+    started: float,
+    result: Generated,
+    adapter: str | None,
+) -> ChatReply:
+    """Keep a /retry's reply as a turn paired with the first reply; the memory stays as it was."""
+    ttl_s = runtime.settings.memory.ttl_s
+    turn_id = None
+    if not body.request_id or await runtime.store.claim_request(body.key, body.request_id, ttl_s):
+        turn = _turn(body, first.prompt, result, adapter).model_copy(
+            update={"retry_of": first.retry_of or first.turn_id}
         )
+        turn_id = await runtime.store.save_turn(
+            turn, since=state.since, ttl_s=ttl_s, turns_kept=runtime.settings.feedback.turns_kept
+        )
+    runtime.metrics.replies.labels("ok").inc()
+    runtime.metrics.request_latency.labels("chat").observe(time.perf_counter() - started)
+    return _answered(persona, result, adapter, logged=False, turn_id=turn_id)
 
 
 async def _sse(items: AsyncIterator[str | ChatReply]) -> AsyncIterator[str]:

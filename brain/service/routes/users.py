@@ -11,6 +11,7 @@ from brain.api_models import (
     ChatKind,
     ConsentState,
     EarlierTurn,
+    ExportedRating,
     Fact,
     ForgetResult,
     LogEntry,
@@ -34,13 +35,17 @@ PRIVACY_TEXT = (
     "- Always: a short memory of our recent turns in each chat, and a summary of older ones, so that I can "
     "answer in context, and the facts about you that you pin with /remember{extracted}.{recall} In a group I use "
     "only what you said in that group{private}. All of it expires after {ttl_days} days without talking; /reset "
-    "clears a chat's memory, /memory lists your facts, /memory forget N or /memory clear deletes them.\n"
+    "clears a chat's memory, /memory lists your facts, /memory forget N or /memory clear deletes them. My replies "
+    "are kept as long, so that they can be rated or tried again (/retry), without what others said around them.\n"
     "- Only if you opt in: a training log of your messages to me and my replies (the text, the chat id, the "
     "persona and the time). Every night it is cleaned (e-mail addresses, phone numbers, card numbers and "
     "secret-bearing links are removed) and used to fine-tune the community model and, once you have enough "
     "turns, a model of your own. A new model goes live only if it tests better than the current one.\n"
-    "- /optout stops the logging at once; /optout delete also deletes your log. /forget deletes everything "
-    "I keep about you, your own model included; by the next nightly run, community models that learned from "
+    "- Only if you opt in, and the member a reply answered has opted in too: your ratings of my replies (👍/👎, "
+    "/good, /bad: which reply, the rating, the time), kept to learn what members like. Without both consents a "
+    "rating is not kept. Counts of likes per model version are kept without names.\n"
+    "- /optout stops the logging at once; /optout delete also deletes your log and your ratings. /forget deletes "
+    "everything I keep about you, your own model included; by the next nightly run, community models that learned from "
     "you are retired too, and no later training run can use your data again."
 )
 
@@ -151,6 +156,10 @@ async def export(platform: PlatformPath, user_id: UserIdPath, runtime: RuntimeDe
         log=log,
         facts=[Fact.model_validate(f) for f in await runtime.store.facts(user)],
         earlier_turns=[EarlierTurn.model_validate(t) for t in await runtime.store.earlier_turns(user)],
+        ratings=[
+            ExportedRating(turn_id=r.turn_id, rating=r.rating, served_by=r.served_by, at=r.at)
+            for r in await runtime.store.ratings(user)
+        ],
     )
 
 
