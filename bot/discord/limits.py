@@ -19,7 +19,8 @@ AUTOCOMPLETE_WAIT_S = 2.0
 # count in their channel's bucket), tells each response's bucket in X-RateLimit-* headers, and answers one
 # call too many with 429 and `retry_after`; over all routes a bot may make about 50 calls a second (the global
 # bucket, whose 429 says "global"). discord.py keeps both kinds of bucket from those headers and waits inside
-# a call, before it or after a 429, so the bot code never sees them: a busy channel holds its own calls only.
+# a call, before it or after a 429, so a busy channel holds its own calls only; a streamed reply's calls raise
+# instead, and the reply waits itself, to draw the newest text after the wait (bot.discord.waits).
 # A streamed reply adds its own pace (bot.discord.edit_interval_s, 1 s by default): editing a message every
 # second stays within a channel's message bucket (five calls every five seconds) with room for other replies.
 # a typing indicator shows for about 10 s; it is renewed every 5 s while the model works (not while the channel
