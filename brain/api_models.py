@@ -157,6 +157,8 @@ class ChatRequest(ChatRef):
     def _one_retry(self) -> ChatRequest:
         if self.retry_of is not None and self.retry_message is not None:
             raise ValueError("give retry_of or retry_message, not both")
+        if "text" not in self.model_fields_set and not self.is_retry:
+            raise ValueError("text is missing: only a retry (retry_of, retry_message) may leave it out")
         return self
 
     @property
