@@ -118,7 +118,10 @@ def adamw(
         {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
     ]
     groups = [group for group in groups if group["params"]]
-    return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=device.type == "cuda" or None)
+    # one fused kernel per step rather than a dozen small ops per tensor: on CPU too (torch >= 2.4), where a
+    # small model's step spends a tenth of its time in the optimizer otherwise
+    fused = True if device.type in ("cpu", "cuda") else None
+    return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=fused)
 
 
 def progress_bar(label: str, out: Console, *, enabled: bool = True) -> Progress:
