@@ -177,7 +177,9 @@ class ChatReply(Contract):
     logged: bool = Field(description="whether this turn went into the user's training log (opted in)")
     adapter: str | None = None
     turn_id: str | None = Field(
-        None, description="the id of this reply, to rate it (POST /v1/feedback) or map its messages to it"
+        None,
+        description="the id of this reply, to rate it (POST /v1/feedback) or map its messages to it; None when it "
+        "was not kept (a request_id answered again, or the member was forgotten meanwhile)",
     )
 
 

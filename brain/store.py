@@ -814,12 +814,14 @@ class Store:
         by_chat: dict[tuple[str, str], list[str]] = {}
         for platform, chat_id, turn_id in (t for t in turns if len(t) == 3):
             by_chat.setdefault((platform, chat_id), []).append(turn_id)
+        authors = sorted({t[2] for t in turns if len(t) == 3})
         pipe = self.r.pipeline(transaction=False)
-        for turn_id in sorted({t[2] for t in turns if len(t) == 3}):
+        for turn_id in authors:
             pipe.delete(turn_author_key(turn_id))
         for (platform, chat_id), ids in sorted(by_chat.items()):
             _eval(pipe, _UNMAP_TURNS, [message_turns_key(platform, chat_id), message_order_key(platform, chat_id)], ids)
-        return sum(int(n) for n in await pipe.execute())
+        replies = await pipe.execute()
+        return sum(int(n) for n in replies[: len(authors)])  # keys deleted; the map's entries are not keys
 
     async def _delete_authored(self, user: str, keys: Any) -> int:
         if not keys:

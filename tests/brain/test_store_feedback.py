@@ -141,3 +141,32 @@ async def test_a_canary_is_set_read_and_cleared(store):
     assert await store.canaries() == {"community": canary}
     assert await store.clear_canary("community")
     assert await store.get_canary("community") is None
+
+
+async def test_turns_ratings_and_forget_work_on_a_redis_cluster(tmp_path):
+    from tests.deploy.redis_cluster import LocalRedisCluster
+
+    cluster = LocalRedisCluster(tmp_path / "cluster").start()
+    store = Store(connect(cluster.url, cluster=True))
+    try:
+        turns = [a_turn(f"{i:016x}", chat=f"g{i}") for i in range(4)]  # chats spread over the masters' slots
+        for turn in turns:
+            assert await keep(store, turn) == turn.turn_id
+            await store.map_messages(turn, [f"m{turn.chat_id}"], ttl_s=600, most_kept=100)
+        await say(store, BOB, "hi")
+        for user in (ANN, BOB):
+            await store.opt_in(user, "v1")
+        for turn in turns:
+            assert (await rate(store, turn, BOB, 1)).kept
+        assert await store.like_counts() == {"base": (4, 0)}
+        assert len([r async for r in store.rated_turns()]) == 4
+        assert (await store.take_rate(BOB))[0] >= 1
+
+        await store.forget(ANN)
+        for turn in turns:
+            assert await store.turn(turn.turn_id) is None
+            assert await store.turn_of_message("telegram", turn.chat_id, f"m{turn.chat_id}") is None
+        assert [r async for r in store.rated_turns()] == []
+    finally:
+        await store.close()
+        cluster.stop()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from bot.client import BrainClient, BrainError
-from brain.api_models import ChatKind, ChatRequest, FeedbackRequest, TurnMessages, UserRef
+from brain.api_models import ChatKind, ChatReply, ChatRequest, FeedbackRequest, TurnMessages, UserRef
 from brain.store import Store, connect
 from tests.brain.test_store import all_text
 
@@ -58,6 +58,14 @@ async def test_a_rated_reply_is_kept_for_training_and_a_withdrawn_rating_is_gone
     assert (await client.export(ANN)).ratings == []
     assert [r async for r in store.rated_turns()] == []
     assert await store.like_counts() == {"base": (0, 0)}
+
+
+async def test_a_streamed_reply_ends_with_its_turn_id(client):
+    items = [item async for item in client.chat_stream(message("tell me a story", stream=True))]
+    done = items[-1]
+    assert isinstance(done, ChatReply) and done.turn_id
+    result = await client.feedback(rating(-1, turn_id=done.turn_id))
+    assert result.turn_id == done.turn_id and not result.stored  # Ann has not opted in
 
 
 async def test_a_reaction_on_any_piece_of_a_reply_rates_its_turn(client):
