@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
+import os
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -66,6 +67,9 @@ def serve(
     start_redis: bool = typer.Option(False, "--start-redis", help="Start a local redis-server if none answers."),
 ) -> None:
     """Serve the chat API with uvicorn."""
+    # OpenMP threads that spin while waiting for work collapse when other processes share the cores (a bot,
+    # Redis, a nightly run beside the brain); read by torch when it loads, so set before the app imports it
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import uvicorn
 
     from brain.service.app import create_app
