@@ -184,3 +184,14 @@ async def test_forget_removes_the_members_ratings_and_turns(client, store):
     assert error.value.status == 404
     # Bob's reply lost Ann's rating; Bob's rating of Ann's reply finds no turn
     assert [r async for r in store.rated_turns()] == []
+
+
+async def test_optout_with_delete_removes_the_members_ratings_and_the_notice_says_so(client):
+    await client.opt_in(ANN)
+    reply = await client.chat(message("hello"))
+    assert reply.turn_id and (await client.feedback(rating(1, turn_id=reply.turn_id))).stored
+    await client.opt_out(ANN)
+    assert len((await client.export(ANN)).ratings) == 1  # kept while given with consent, like the log
+    await client.opt_out(ANN, delete_logs=True)
+    assert (await client.export(ANN)).ratings == []
+    assert "your ratings" in (await client.privacy()).text
