@@ -128,11 +128,6 @@ async def link_messages(client: BrainClient, request: ChatRequest, turn_id: str,
 
 
 def thanks(result: FeedbackResult) -> str:
-    """What a member who rated with a button or a command is told."""
-    if result.rating == LIKE:
-        said = "Thanks: you liked this reply."
-    elif result.rating == DISLIKE:
-        said = "Thanks: you disliked this reply."
-    else:
-        said = "Your rating is taken back."
-    return f"{said} {result.reason}".strip() if result.reason else said
+    """What a member who rated with a button or a command is told: their rating, and whether it is kept."""
+    said = {LIKE: "You liked this reply.", DISLIKE: "You disliked this reply."}.get(result.rating, "")
+    return " ".join(part for part in (said, result.reason) if part) or "Done."

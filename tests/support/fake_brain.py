@@ -5,8 +5,8 @@ brain.api_models, so the real BrainClient talks to it as to the brain and a chan
 these tests as it breaks the bots. Instead of a model it answers by script: a reply per request, streamed
 in deltas that a test may hold, and faults (an error status, a brain that falls silent, a stream cut
 midway, or no brain at all: stop(), then start() again on the same port). It keeps what a user can see
-through the API (personas, consent, turns) in memory. What the brain itself does is tested against the
-real one (tests/support/brain_server.py).
+through the API (personas, consent, turns, which messages show a reply, ratings) in memory. What the brain
+itself does is tested against the real one (tests/support/brain_server.py).
 
     async with FakeBrain() as brain:
         brain.reply_for = lambda request: "Ahoy!"
@@ -36,6 +36,8 @@ from brain.api_models import (
     FactList,
     FactPin,
     FactsDeleted,
+    FeedbackRequest,
+    FeedbackResult,
     ForgetResult,
     MemoryView,
     OptOut,
@@ -49,6 +51,8 @@ from brain.api_models import (
     Stats,
     StreamDelta,
     Turn,
+    TurnMessages,
+    TurnMessagesResult,
     UserExport,
 )
 
@@ -155,6 +159,10 @@ class FakeBrain:
         self.turns: dict[tuple[str, str], list[Turn]] = {}  # (user key, chat id) -> remembered turns
         self.facts: dict[str, list[Fact]] = {}  # user key -> pinned facts
         self._stored_requests: set[tuple[str, str]] = set()  # (user key, request_id) of the turns stored
+        self.replies: dict[str, ChatRequest] = {}  # turn id -> the request it answered (a retry's: the first one)
+        self.retries: dict[str, str] = {}  # a retry's turn id -> the turn it answered again
+        self.messages: dict[tuple[str, str, str], str] = {}  # (platform, chat id, message id) -> turn id
+        self.ratings: dict[tuple[str, str], int] = {}  # (rater's key, turn id) -> their rating
         self.forgotten: list[str] = []
         self.replies_served = 0
         self._runner: web.AppRunner | None = None
@@ -224,6 +232,11 @@ class FakeBrain:
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         chat = request[CHAT]
+        first = self._retried(chat) if chat.is_retry else None
+        if chat.is_retry and first is None:
+            return _error(404, "unknown_turn", "There is no reply of mine to your message here to answer again.")
+        if first is not None:
+            chat = self.replies[first].model_copy(update={"retry_of": first, "request_id": chat.request_id})
         if not chat.text.strip():
             return _error(400, "empty_text", "There is nothing to answer: the message is empty.")
         self.events.append(f"start {chat.text}")
@@ -253,7 +266,8 @@ class FakeBrain:
         """Store the turn as the brain does once a reply is complete (once per idempotency key), and say so."""
         now = time.time()
         key = (chat.key, chat.request_id or "")
-        if chat.request_id is None or key not in self._stored_requests:
+        # a retry answers a message stored already
+        if chat.retry_of is None and (chat.request_id is None or key not in self._stored_requests):
             self._stored_requests.add(key)
             self.turns.setdefault((chat.key, chat.chat_id), []).extend(
                 [Turn(role="user", text=chat.text, ts=now), Turn(role="assistant", text=reply, ts=now)]
@@ -262,7 +276,59 @@ class FakeBrain:
         self.events.append(f"end {chat.text}")
         persona = self._persona_name(chat.key, chat.chat_id, chat.chat_kind.value)
         logged = self._consent(chat.key).opted_in
-        return ChatReply(reply=reply, persona=persona, tokens=len(reply.split()), finish_reason="stop", logged=logged)
+        turn_id = f"{len(self.replies) + 1:016x}"
+        self.replies[turn_id] = chat.model_copy(update={"retry_of": None})
+        if chat.retry_of is not None:
+            self.retries[turn_id] = chat.retry_of
+        return ChatReply(
+            reply=reply,
+            persona=persona,
+            tokens=len(reply.split()),
+            finish_reason="stop",
+            logged=logged,
+            turn_id=turn_id,
+        )
+
+    def _retried(self, chat: ChatRequest) -> str | None:
+        """The first reply to the message a /retry asks about: named by a message showing a reply, or the last."""
+        if chat.retry_message is not None:
+            turn_id = self.messages.get((chat.platform, chat.chat_id, chat.retry_message))
+        elif chat.retry_of == "last":
+            mine = [t for t, asked in self.replies.items() if (asked.key, asked.chat_id) == (chat.key, chat.chat_id)]
+            turn_id = mine[-1] if mine else None
+        else:
+            turn_id = chat.retry_of
+        if turn_id is None or turn_id not in self.replies or self.replies[turn_id].key != chat.key:
+            return None
+        return self.retries.get(turn_id, turn_id)
+
+    # reactions
+
+    async def _turn_messages(self, request: web.Request) -> web.Response:
+        turn_id = request.match_info["turn_id"]
+        shown = TurnMessages.model_validate(await request.json())
+        if turn_id not in self.replies:
+            return _error(404, "unknown_turn", "There is no such reply.")
+        for message_id in shown.message_ids:
+            self.messages[(shown.platform, shown.chat_id, message_id)] = turn_id
+        return _json(TurnMessagesResult(turn_id=turn_id, mapped=len(shown.message_ids)))
+
+    def messages_of(self, turn_id: str) -> list[str]:
+        """The platform messages a bot said show the reply `turn_id`."""
+        return [message_id for (_, _, message_id), turn in self.messages.items() if turn == turn_id]
+
+    async def _feedback(self, request: web.Request) -> web.Response:
+        rating = FeedbackRequest.model_validate(await request.json())
+        turn_id = rating.turn_id or self.messages.get((rating.platform, rating.chat_id, rating.message_id or ""))
+        if turn_id is None or turn_id not in self.replies:
+            return _error(404, "unknown_turn", "That message is not one of my replies, or it is too old.")
+        if rating.rating:
+            self.ratings[(rating.key, turn_id)] = rating.rating
+        else:
+            self.ratings.pop((rating.key, turn_id), None)
+        stored = self._consent(rating.key).opted_in and self._consent(self.replies[turn_id].key).opted_in
+        reason = "" if stored else "It is not kept for training: both of you have to opt in."
+        return _json(FeedbackResult(turn_id=turn_id, rating=rating.rating, stored=stored, reason=reason))
 
     # personas
 
@@ -424,4 +490,6 @@ ROUTES = [
     ("DELETE", f"{_USER}/facts/{{fact_id}}", "forget_fact"),
     ("DELETE", f"{_USER}/facts", "clear_facts"),
     ("GET", "/v1/stats", "stats"),
+    ("POST", "/v1/turns/{turn_id}/messages", "turn_messages"),
+    ("POST", "/v1/feedback", "feedback"),
 ]

@@ -1,8 +1,10 @@
 """A local Telegram Bot API for tests: python-telegram-bot's real Bot talks to it through `base_url`.
 
-It keeps a small world (users, chats, messages), serves user actions as updates through `getUpdates`
-(long polling) or posts them to a webhook, answers the methods the adapter uses with Telegram's own
-validation errors, and records every call, so a test asserts what a user would see on screen.
+It keeps a small world (users, chats, messages), serves user actions (messages, button presses, reactions) as
+updates through `getUpdates` (long polling) or posts them to a webhook, only of the kinds the bot asked for
+(`allowed_updates`, which leaves reactions out unless named, as Telegram does), answers the methods the
+adapter uses with Telegram's own validation errors, and records every call, so a test asserts what a user
+would see on screen.
 Faults are injected per method: a 429 with `retry_after`, or any other error; and a test can delete a
 message as a member or a moderator would (`delete`).
 """
@@ -28,6 +30,8 @@ T = TypeVar("T")
 
 DEFAULT_TOKEN = "123456:TEST-telegram-token"
 MESSAGE_LIMIT = 4096
+# what Telegram sends a bot that names no allowed_updates: everything but these
+_NOT_SENT_UNLESS_ASKED = {"message_reaction", "message_reaction_count", "chat_member"}
 # request fields that stay strings even when they look like JSON (a text "123" is not a number)
 _TEXT_FIELDS = {"text", "url", "secret_token", "callback_query_id", "parse_mode", "action", "language_code"}
 _COMMAND = re.compile(r"^/[A-Za-z0-9_]{1,32}(?:@[A-Za-z0-9_]+)?")
@@ -208,6 +212,8 @@ class TelegramApiServer:
         self._pusher: asyncio.Task[None] | None = None
         self.port = 0
         self.fetched_update_id = 0  # the last update id the bot has acknowledged
+        self.allowed_updates: list[str] = []  # as the bot last asked (empty: Telegram's default)
+        self.reactions: dict[tuple[int, int, int], list[str]] = {}  # (chat, message, user) -> their emoji
 
     # lifecycle
 
@@ -281,6 +287,21 @@ class TelegramApiServer:
         }
         self._queue({"update_id": next(self._update_ids), "callback_query": query})
         return query_id
+
+    def react(self, user: TgUser, message: TgMessage, *emoji: str) -> int:
+        """`user`'s reactions on `message` become `emoji` (none: they took theirs back); returns the update id."""
+        key = (message.chat.id, message.message_id, user.id)
+        old = self.reactions.get(key, [])
+        self.reactions[key] = list(emoji)
+        reaction = {
+            "chat": message.chat.to_json(),
+            "message_id": message.message_id,
+            "user": user.to_json(),
+            "date": int(time.time()),
+            "old_reaction": [{"type": "emoji", "emoji": e} for e in old],
+            "new_reaction": [{"type": "emoji", "emoji": e} for e in emoji],
+        }
+        return self._queue({"update_id": next(self._update_ids), "message_reaction": reaction})
 
     def _queue(self, update: dict[str, Any]) -> int:
         self._pending.append(update)
@@ -432,12 +453,23 @@ class TelegramApiServer:
             self.fetched_update_id = max(self.fetched_update_id, offset - 1)
             self._pending = [u for u in self._pending if u["update_id"] >= offset]
         limit = int(params.get("limit") or 100)
+        if params.get("allowed_updates") is not None:
+            self.allowed_updates = list(params["allowed_updates"])
         deadline = time.monotonic() + float(params.get("timeout") or 0)
         async with self._changed:
-            while not self._pending and not self._closing and time.monotonic() < deadline:
+            while not self._deliverable() and not self._closing and time.monotonic() < deadline:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._changed.wait(), deadline - time.monotonic())
-        return self._pending[:limit]
+        return self._deliverable()[:limit]
+
+    def _deliverable(self) -> list[dict[str, Any]]:
+        """The pending updates of the kinds the bot asked for; Telegram drops the others."""
+        self._pending = [u for u in self._pending if self._wanted(u)]
+        return self._pending
+
+    def _wanted(self, update: dict[str, Any]) -> bool:
+        kind = next(key for key in update if key != "update_id")
+        return kind in self.allowed_updates if self.allowed_updates else kind not in _NOT_SENT_UNLESS_ASKED
 
     async def _api_deleteWebhook(self, params: dict[str, Any]) -> bool:
         self.webhook = None
@@ -449,6 +481,8 @@ class TelegramApiServer:
         if not params.get("url"):
             raise ApiError(400, "Bad Request: bad webhook: an HTTPS URL must be provided for webhook")
         self.webhook = params
+        if params.get("allowed_updates") is not None:
+            self.allowed_updates = list(params["allowed_updates"])
         if params.get("drop_pending_updates"):
             self._pending.clear()
         if self._pusher is None:
@@ -594,7 +628,7 @@ class TelegramApiServer:
         async with aiohttp.ClientSession() as session:
             while True:
                 async with self._changed:
-                    await self._changed.wait_for(lambda: bool(self._pending and self.webhook))
+                    await self._changed.wait_for(lambda: bool(self.webhook and self._deliverable()))
                 update, hook = self._pending[0], self.webhook or {}
                 headers = {"Content-Type": "application/json"}
                 if hook.get("secret_token"):

@@ -1,0 +1,33 @@
+"""What a test reads of a real brain's Redis, through the brain's own store (brain/store.py): which reply a
+platform message shows, and the reply's record. Reading it this way tells when a bot has mapped its reply's
+messages, which no member can see."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from brain.feedback_records import TurnRecord
+from brain.store import Store, connect
+from tests.support.brain_server import BrainHandle
+from tests.support.eventually import eventually
+
+
+@asynccontextmanager
+async def brain_store(brain: BrainHandle) -> AsyncIterator[Store]:
+    """A store on the brain's Redis, on the test's own event loop (the brain's runs in another thread)."""
+    store = Store(connect(brain.redis.url))
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+async def turn_shown_by(store: Store, platform: str, chat_id: object, message_id: object) -> TurnRecord:
+    """The reply a platform message shows, once the bot has told the brain so."""
+
+    async def mapped() -> TurnRecord | None:
+        turn_id = await store.turn_of_message(platform, str(chat_id), str(message_id))
+        return await store.turn(turn_id) if turn_id else None
+
+    return await eventually(mapped, f"{platform} message {message_id} mapped to its reply")
