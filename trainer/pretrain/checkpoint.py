@@ -1,9 +1,10 @@
 """Checkpoints that describe themselves, and the final Hugging Face directory.
 
-A checkpoint is a directory: the model in Hugging Face format (config.json, model.safetensors,
-generation_config.json), the tokenizer files, `checkpoint.json` (step, losses, the training config,
-the tokenizer and the data it was trained on, the loss history) and `trainer_state.pt` (optimizer,
-scheduler, every RNG and the data position) -- all that resuming needs to take the exact next step.
+A checkpoint is a directory: the model in Hugging Face's GPT-2 format (config.json, model.safetensors,
+generation_config.json; model.py converts the weights both ways), the tokenizer files, `checkpoint.json`
+(step, losses, the training config, the tokenizer and the data it was trained on, the loss history) and
+`trainer_state.pt` (optimizer, scheduler, every RNG and the data position) -- all that resuming needs to
+take the exact next step.
 Writes go to a temporary directory that is renamed into place, so a crash never leaves half a checkpoint.
 """
 
@@ -20,6 +21,7 @@ from transformers import AutoTokenizer, GenerationConfig, GPT2LMHeadModel, PreTr
 from transformers.utils import logging as hf_logging
 
 from trainer.errors import CheckpointError
+from trainer.pretrain.model import GPT
 
 META_FILE = "checkpoint.json"
 STATE_FILE = "trainer_state.pt"
@@ -33,14 +35,14 @@ hf_logging.disable_progress_bar()
 class Checkpoint:
     path: Path
     meta: dict[str, Any]
-    model: GPT2LMHeadModel
+    model: GPT
     tokenizer: PreTrainedTokenizerFast
     state: dict[str, Any]
 
 
 def save_checkpoint(
     path: Path,
-    model: GPT2LMHeadModel,
+    model: GPT,
     tokenizer: PreTrainedTokenizerFast,
     generation: GenerationConfig,
     meta: dict[str, Any],
@@ -50,7 +52,7 @@ def save_checkpoint(
     tmp = path.with_name(path.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    model.save_pretrained(tmp, safe_serialization=True)
+    model.save_hf(tmp, tokenizer)
     generation.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
     (tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
@@ -97,9 +99,10 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     path = resolve(path)
     meta = read_meta(path)
     try:
-        model = GPT2LMHeadModel.from_pretrained(path)
+        hf_model = GPT2LMHeadModel.from_pretrained(path)
     except Exception as e:  # safetensors and transformers raise many kinds for a damaged file
         raise CheckpointError(f"the checkpoint {path} is corrupt: its model does not load ({e})") from None
+    model = GPT.from_hf(hf_model)
     try:
         tokenizer = cast(PreTrainedTokenizerFast, AutoTokenizer.from_pretrained(path))  # written by train_tokenizer
     except Exception as e:

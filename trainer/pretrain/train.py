@@ -73,8 +73,8 @@ def resume_config(path: str | Path, **overrides: Any) -> PretrainConfig:
 
 
 def _check_same_model(cfg: PretrainConfig, restored: ckpt.Checkpoint) -> None:
-    c = restored.model.config
-    saved = (c.n_layer, c.n_head, c.n_embd, c.n_positions)
+    s = restored.model.shape
+    saved = (s.n_layer, s.n_head, s.n_embd, s.block_size)
     if saved != (cfg.n_layer, cfg.n_head, cfg.n_embd, cfg.block_size):
         raise CheckpointError(
             f"the checkpoint {restored.path} holds a model of (layers, heads, width, context) {saved}, "
@@ -134,7 +134,7 @@ def _pretrain(
     distributed.seed_everything(cfg.seed + placement.rank)
     device = placement.device
     model = restored.model if restored is not None else build_gpt(cfg.shape, tokenizer)
-    model = model.to(device)  # type: ignore[arg-type]  # transformers types PreTrainedModel.to as nn.Module.to
+    model = model.to(device)
     model.train()
     optimizer = adamw(model, cfg.lr, cfg.weight_decay, device, betas=(cfg.beta1, cfg.beta2))
     scheduler = warmup_cosine_schedule(optimizer, cfg.warmup_steps, cfg.max_steps, cfg.min_lr_ratio)
