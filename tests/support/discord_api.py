@@ -285,6 +285,21 @@ class LocalDiscord:
         data = self._command_data(command, options)
         return await self._interact(2, user, channel, data)
 
+    async def app_command(self, user: User, message_id: int, name: str) -> Interaction:
+        """A user picks the app command `name` on a message (Apps > name in its menu)."""
+        command = next((c for c in self.commands if c["name"] == name and c.get("type") == 3), None)
+        if command is None:
+            raise AssertionError(f"no app command {name!r} on messages was synced")
+        message = self.messages[message_id]
+        data = {
+            "id": command["id"],
+            "name": name,
+            "type": 3,
+            "target_id": message["id"],
+            "resolved": {"messages": {message["id"]: _public(message)}},
+        }
+        return await self._interact(2, user, self.channels[int(message["channel_id"])], data)
+
     async def autocomplete(self, user: User, channel: Channel, name: str, focused: str, value: str) -> Interaction:
         data = self._command_data(name, {focused: value})
         for option in data["options"]:
