@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 
+import httpx
+
 
 def run_console(brain, lines: list[str]) -> str:
     env = {**os.environ, "OWNCHAT_API_KEY": brain.api_key, "COLUMNS": "200", "TERM": "dumb"}
@@ -49,3 +51,15 @@ def test_console_with_an_embedded_brain(tmp_path, tiny_model_dir, redis_server):
     )  # fmt: skip
     assert run.returncode == 0, run.stderr
     assert "bot>" in run.stdout and "Recent turns remembered here: 2" in run.stdout
+
+
+def test_console_rates_the_last_reply_and_answers_again(brain):
+    out = run_console(brain, ["/good", "/optin yes", "hello", "/good", "/retry", "/bad"])
+
+    assert "Nothing to rate yet" in out
+    assert "You liked this reply. Thanks: your rating is kept" in out
+    assert "You disliked this reply." in out
+    assert out.count("bot>") == 2  # the reply, and the second one /retry asked for
+    export = httpx.get(f"{brain.url}/v1/users/console/ann/export", headers=brain.headers()).json()
+    first, second = export["ratings"]
+    assert (first["rating"], second["rating"]) == (1, -1) and first["turn_id"] != second["turn_id"]
