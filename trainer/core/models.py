@@ -8,15 +8,18 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import AutoModelForCausalLM, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
 from brain.engine.model_loading import pick_device
 from brain.settings import FinetuneSettings
 from trainer.errors import CheckpointError
+
+if TYPE_CHECKING:  # transformers' model classes cost seconds to import: a pretraining run needs none of them
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 # a loading bar per model is noise in a command's output
 hf_logging.disable_progress_bar()
