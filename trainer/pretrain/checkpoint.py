@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import torch
-from transformers import AutoTokenizer, GenerationConfig, GPT2LMHeadModel, PreTrainedTokenizerFast
+from transformers import AutoTokenizer, GenerationConfig, PreTrainedTokenizerFast
 from transformers.utils import logging as hf_logging
 
 from trainer.errors import CheckpointError
@@ -98,6 +98,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     """Load every part of a checkpoint, turning any unreadable part into one clear error."""
     path = resolve(path)
     meta = read_meta(path)
+    from transformers import GPT2LMHeadModel  # seconds to import: only a resumed run needs it
+
     try:
         hf_model = GPT2LMHeadModel.from_pretrained(path)
     except Exception as e:  # safetensors and transformers raise many kinds for a damaged file

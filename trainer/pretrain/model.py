@@ -21,15 +21,18 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 from torch import nn
-from transformers import GenerationConfig, GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerBase
+from transformers import GenerationConfig, GPT2Config, PreTrainedTokenizerBase
 
 from trainer.errors import CheckpointError, ConfigError
+
+if TYPE_CHECKING:  # transformers' model classes cost seconds to import: training needs none of them
+    from transformers import GPT2LMHeadModel
 
 LAYER_NORM_EPS = 1e-5  # GPT-2's
 # GPT-2's Conv1D matrices, stored (in, out): transposed against nn.Linear's (out, in)
@@ -172,12 +175,14 @@ class GPT(nn.Module):
 
     def hf_config(self, tokenizer: PreTrainedTokenizerBase) -> GPT2Config:
         config = gpt_config(self.shape, tokenizer)
-        config.architectures = [GPT2LMHeadModel.__name__]
+        config.architectures = ["GPT2LMHeadModel"]
         config.dtype = self.lm_head.weight.dtype
         return config
 
     def to_hf(self, tokenizer: PreTrainedTokenizerBase) -> GPT2LMHeadModel:
         """A ``GPT2LMHeadModel`` holding these weights."""
+        from transformers import GPT2LMHeadModel
+
         with torch.device("meta"):  # no time spent initialising weights that are replaced at once
             hf = GPT2LMHeadModel(self.hf_config(tokenizer))
         missing, unexpected = hf.load_state_dict(self.hf_state_dict(), strict=False, assign=True)
