@@ -297,12 +297,25 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                     counts[config.name] = sum(len(m.answers[GAPS[0]]) for m in members)
                     details[config.name] = {str(gap): [a for m in members for a in m.answers[gap]] for gap in GAPS}
                     Console().print(f"{config.name}: {results[config.name]} in {timings[config.name]} s")
+                    # written after every configuration: a long run stopped early keeps what it measured
+                    write(args.out, report(args, settings, results, counts, timings, details))
             finally:
                 await bench.aclose()
                 await runtime.stop()
         finally:
             redis.stop()
     Console().print(table(results, counts))
+    return report(args, settings, results, counts, timings, details)
+
+
+def report(
+    args: argparse.Namespace,
+    settings: Settings,
+    results: dict[str, dict[int, float]],
+    counts: dict[str, int],
+    timings: dict[str, float],
+    details: dict[str, Any],
+) -> dict[str, Any]:
     return {
         "model": args.model,
         "cpu_weights": args.cpu_weights,
@@ -328,9 +341,12 @@ def main() -> None:
     parser.add_argument("--cpu-weights", default="float32", choices=["auto", "float32", "bfloat16", "int4"])
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
-    report = asyncio.run(main_async(args))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    write(args.out, asyncio.run(main_async(args)))
+
+
+def write(path: Path, result: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2) + "\n")
 
 
 if __name__ == "__main__":
