@@ -8,11 +8,13 @@ collate shifts them by one, so that pretraining's windows (already shifted) and 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
 
 import torch
 
-from trainer.core.examples import IGNORE_INDEX, Example
+from trainer.core.examples import IGNORE_INDEX, Example, PairExample, RatedExample
 
 
 @dataclass
@@ -46,14 +48,72 @@ def collate(examples: list[Example], pad_id: int) -> Batch:
     return Batch(input_ids=ids, targets=labels[:, 1:], attention_mask=mask)
 
 
-def chunks(examples: list[Example], max_examples: int, max_tokens: int) -> list[list[Example]]:
+@dataclass
+class PairBatch:
+    """DPO pairs: the chosen replies' rows, then the rejected ones' in the same order, with each row's
+    reference log-probability of its reply."""
+
+    rows: Batch
+    ref_logps: torch.Tensor  # (2 * pairs,)
+
+    def to(self, device: torch.device) -> PairBatch:
+        return PairBatch(self.rows.to(device), self.ref_logps.to(device))
+
+    @property
+    def tokens(self) -> int:
+        return self.rows.tokens
+
+
+@dataclass
+class RatedBatch:
+    """Replies rated on their own: their rows, then each prompt with its mismatched reply, with each row's
+    reference log-probability and, per reply, whether it was liked."""
+
+    rows: Batch
+    ref_logps: torch.Tensor  # (2 * replies,)
+    desirable: torch.Tensor  # (replies,) bool
+
+    def to(self, device: torch.device) -> RatedBatch:
+        return RatedBatch(self.rows.to(device), self.ref_logps.to(device), self.desirable.to(device))
+
+    @property
+    def tokens(self) -> int:
+        return self.rows.tokens
+
+
+def collate_pairs(pairs: list[PairExample], pad_id: int) -> PairBatch:
+    rows = collate([p.chosen for p in pairs] + [p.rejected for p in pairs], pad_id)
+    refs = [p.ref_chosen for p in pairs] + [p.ref_rejected for p in pairs]
+    return PairBatch(rows, torch.tensor(refs, dtype=torch.float32))
+
+
+def collate_rated(rated: list[RatedExample], pad_id: int) -> RatedBatch:
+    rows = collate([r.reply for r in rated] + [r.mismatched for r in rated], pad_id)
+    refs = [r.ref_reply for r in rated] + [r.ref_mismatched for r in rated]
+    desirable = torch.tensor([r.desirable for r in rated], dtype=torch.bool)
+    return RatedBatch(rows, torch.tensor(refs, dtype=torch.float32), desirable)
+
+
+class Sized(Protocol):
+    """An example, a pair or a rated reply: how many rows of a batch it fills, and how wide they are."""
+
+    rows: int
+
+    @property
+    def size(self) -> int: ...
+
+
+S = TypeVar("S", bound=Sized)
+
+
+def chunks(examples: list[S], max_examples: int, max_tokens: int) -> list[list[S]]:
     """Consecutive groups of at most ``max_examples`` whose padded size stays within ``max_tokens``
-    (an example longer than that goes alone). Sort by length first for the least padding."""
-    groups: list[list[Example]] = []
+    (an example longer than that goes alone). Sort by size first for the least padding."""
+    groups: list[list[S]] = []
     for example in examples:
         group = groups[-1] if groups else None
-        longest = max([len(e.ids) for e in group] + [len(example.ids)]) if group else 0
-        if group and len(group) < max_examples and longest * (len(group) + 1) <= max_tokens:
+        longest = max([e.size for e in group] + [example.size]) if group else 0
+        if group and len(group) < max_examples and longest * example.rows * (len(group) + 1) <= max_tokens:
             group.append(example)
         else:
             groups.append([example])
@@ -62,11 +122,13 @@ def chunks(examples: list[Example], max_examples: int, max_tokens: int) -> list[
 
 def by_length(examples: list[Example], max_examples: int, max_tokens: int, pad_id: int) -> list[Batch]:
     """Every example once, in batches of similar length within the token budget (for evaluation)."""
-    ordered = sorted(examples, key=lambda e: len(e.ids))
+    ordered = sorted(examples, key=lambda e: e.size)
     return [collate(group, pad_id) for group in chunks(ordered, max_examples, max_tokens)]
 
 
-def epoch_order(examples: list[Example], batch_size: int, seed: int) -> list[list[int]]:
+def epoch_order(
+    examples: Sequence[Example | PairExample | RatedExample], batch_size: int, seed: int
+) -> list[list[int]]:
     """One epoch's batches (as indices): a seeded shuffle, then examples of similar length side by side
     (within windows of 16 batches) so that little compute goes to padding, then the batches in a seeded order."""
     generator = torch.Generator().manual_seed(seed)
@@ -74,7 +136,7 @@ def epoch_order(examples: list[Example], batch_size: int, seed: int) -> list[lis
     window = batch_size * 16
     batches = []
     for start in range(0, len(order), window):
-        ranked = sorted(order[start : start + window], key=lambda i: len(examples[i].ids))
+        ranked = sorted(order[start : start + window], key=lambda i: examples[i].size)
         batches += [ranked[i : i + batch_size] for i in range(0, len(ranked), batch_size)]
     return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
 
@@ -83,11 +145,12 @@ class ExampleBatches:
     """The training loop's batch source for examples. Step n's batch is a function of (seed, n) alone,
     so a resumed run sees what the uninterrupted one would have: epoch e is ordered by seed + e. Each
     process takes its share of the batch, in micro-batches of at most ``micro_batch_size`` examples and
-    ``max_batch_tokens`` padded tokens, whose gradients add up to the whole share's."""
+    ``max_batch_tokens`` padded tokens, whose gradients add up to the whole share's. Examples of another
+    kind (pairs, rated replies) come with their own ``collate``."""
 
     def __init__(
         self,
-        examples: list[Example],
+        examples: Sequence[Example | PairExample | RatedExample],
         *,
         batch_size: int,
         micro_batch_size: int,
@@ -96,8 +159,10 @@ class ExampleBatches:
         pad_id: int,
         rank: int = 0,
         world_size: int = 1,
+        collate: Callable[[list[Any], int], Any] = collate,
     ):
         self.examples = examples
+        self.collate = collate
         self.batch_size = batch_size
         self.micro_batch_size = micro_batch_size
         self.max_batch_tokens = max_batch_tokens
@@ -117,8 +182,61 @@ class ExampleBatches:
             self._epoch = (epoch, epoch_order(self.examples, self.batch_size, self.seed + epoch))
         batch = self._epoch[1][index]
         mine = batch[self.rank :: self.world_size] or batch[self.rank % len(batch) :][:1]
-        share = sorted((self.examples[i] for i in mine), key=lambda e: len(e.ids))
-        return [collate(group, self.pad_id) for group in chunks(share, self.micro_batch_size, self.max_batch_tokens)]
+        share = sorted((self.examples[i] for i in mine), key=lambda e: e.size)
+        groups = chunks(share, self.micro_batch_size, self.max_batch_tokens)
+        return [self.collate(group, self.pad_id) for group in groups]
+
+    def state(self) -> dict[str, int]:
+        return {}
+
+    def restore(self, state: dict[str, int]) -> None:
+        pass  # the step alone says where the data is
+
+
+@dataclass
+class Part:
+    """A micro-batch of one part of a mixed objective (objectives.Mixture), with the factor its summed loss is
+    scaled by (see ``scaled``)."""
+
+    kind: str
+    batch: Any
+    scale: float = 1.0
+
+    def to(self, device: torch.device) -> Part:
+        return Part(self.kind, self.batch.to(device), self.scale)
+
+    @property
+    def tokens(self) -> int:
+        return int(self.batch.tokens)
+
+
+def scaled(parts: dict[str, tuple[list[Any], float]], count: Callable[[str, Any], int]) -> list[Part]:
+    """One step's micro-batches of each part (with the part's weight) as Parts. A part's units are of its own
+    kind (tokens, pairs, replies): each micro-batch is scaled by weight x (the step's units) / (its part's units),
+    so that the loop's sum over the step divided by the step's units is the weighted sum of the parts' means."""
+    units = {kind: sum(count(kind, batch) for batch in batches) for kind, (batches, weight) in parts.items() if weight}
+    units = {kind: n for kind, n in units.items() if n}
+    total = sum(units.values())
+    return [Part(kind, batch, parts[kind][1] * total / n) for kind, n in units.items() for batch in parts[kind][0]]
+
+
+class MixedBatches:
+    """Batch sources stepped together, one per part of a mixed objective: step n holds each part's step-n
+    micro-batches, scaled. Each part runs through its own epochs (a small part repeats sooner)."""
+
+    def __init__(self, parts: dict[str, tuple[ExampleBatches, float]], count: Callable[[str, Any], int]):
+        self.parts = parts
+        self.count = count
+
+    @property
+    def steps_per_epoch(self) -> int:
+        """Steps for every part to go through its examples once."""
+        return max(source.steps_per_epoch for source, _ in self.parts.values())
+
+    def for_step(self, step: int) -> list[Part]:
+        return scaled(
+            {kind: (source.for_step(step), weight) for kind, (source, weight) in self.parts.items()}, self.count
+        )
 
     def state(self) -> dict[str, int]:
         return {}

@@ -19,9 +19,11 @@ import sacrebleu
 import torch
 import torch.nn.functional as F
 
+from trainer.core.batches import chunks, collate
 from trainer.core.distributed import Placement, sum_across_ranks
+from trainer.core.examples import Example, PairExample, RatedExample
 from trainer.core.models import ModelWithTokenizer
-from trainer.core.objectives import Objective
+from trainer.core.objectives import Objective, sequence_logps
 from trainer.errors import ConfigError
 
 LN2 = math.log(2)
@@ -51,6 +53,55 @@ def mean_loss(
         total, units = sum_across_ranks([total, count], placement)
         count = round(units)
     return total / count if count else float("nan")
+
+
+@torch.no_grad()
+def reply_logprobs(
+    model: torch.nn.Module,
+    examples: list[Example],
+    *,
+    batch_size: int,
+    max_batch_tokens: int,
+    pad_id: int,
+    device: torch.device,
+) -> list[float]:
+    """Each example's log-probability of its labelled tokens (a reply given its prompt), in eval mode, in the
+    order given; examples of similar length share a batch."""
+    was_training = model.training
+    model.eval()
+    order = sorted(range(len(examples)), key=lambda i: examples[i].size)
+    out = [0.0] * len(examples)
+    position = 0
+    for group in chunks([examples[i] for i in order], batch_size, max_batch_tokens):
+        logps = sequence_logps(model, collate(group, pad_id).to(device)).tolist()
+        for value in logps:
+            out[order[position]] = value
+            position += 1
+    model.train(was_training)
+    return out
+
+
+def fill_reference(
+    model: torch.nn.Module,
+    pairs: list[PairExample],
+    rated: list[RatedExample],
+    *,
+    batch_size: int,
+    max_batch_tokens: int,
+    pad_id: int,
+    device: torch.device,
+) -> None:
+    """Write ``model``'s log-probability of every reply into the pairs and rated replies: the reference of the
+    preference objectives, computed once before training."""
+    rows = [e for p in pairs for e in (p.chosen, p.rejected)] + [e for r in rated for e in (r.reply, r.mismatched)]
+    logps = reply_logprobs(
+        model, rows, batch_size=batch_size, max_batch_tokens=max_batch_tokens, pad_id=pad_id, device=device
+    )
+    for i, pair in enumerate(pairs):
+        pair.ref_chosen, pair.ref_rejected = logps[2 * i], logps[2 * i + 1]
+    offset = 2 * len(pairs)
+    for i, example in enumerate(rated):
+        example.ref_reply, example.ref_mismatched = logps[offset + 2 * i], logps[offset + 2 * i + 1]
 
 
 @dataclass

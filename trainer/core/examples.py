@@ -28,6 +28,46 @@ CONTEXT_MESSAGES = 4
 class Example:
     ids: list[int]
     labels: list[int]
+    rows = 1  # rows of a batch it fills
+
+    @property
+    def size(self) -> int:
+        """Its length in tokens: a batch of examples is as wide as its longest one."""
+        return len(self.ids)
+
+
+@dataclass
+class PairExample:
+    """Two replies to one prompt, the preferred one first (DPO's unit): each a whole sequence whose labels are
+    its reply, with the reference model's log-probability of that reply (filled in before training)."""
+
+    chosen: Example
+    rejected: Example
+    ref_chosen: float = 0.0
+    ref_rejected: float = 0.0
+    rows = 2
+
+    @property
+    def size(self) -> int:
+        return max(self.chosen.size, self.rejected.size)
+
+
+@dataclass
+class RatedExample:
+    """One reply rated on its own, liked (desirable) or not (KTO's unit). ``mismatched`` is its prompt followed
+    by another example's reply: the policy's and the reference's log-ratio on such pairs estimates the KL term
+    that KTO takes as its reference point."""
+
+    reply: Example
+    desirable: bool
+    mismatched: Example
+    ref_reply: float = 0.0
+    ref_mismatched: float = 0.0
+    rows = 2
+
+    @property
+    def size(self) -> int:
+        return max(self.reply.size, self.mismatched.size)
 
 
 class ChatRenderer:
@@ -54,6 +94,32 @@ class ChatRenderer:
         if not (prompt.startswith(before) and full.startswith(prompt)):
             raise ValueError("the tokenizer's chat template does not render conversations as growing prefixes")
         return prompt[len(before) :], full[len(prompt) :]
+
+    def completion_parts(self, prompt: list[Message], reply: str) -> tuple[list[int], list[int]] | None:
+        """A prompt (chat messages, the last one the member's) and a reply as (prompt ids, reply ids) within
+        ``max_tokens``: the oldest messages after the system ones give way first, then the reply's end. None
+        when even the last message leaves no room for a reply."""
+        system = _leading_system(prompt)
+        rest = prompt[len(system) :][-2 * CONTEXT_MESSAGES :]
+        answer = {"role": "assistant", "content": reply}
+        while True:
+            prompt_text = self.text(system + rest, prompt=True)
+            full = self.text(system + rest + [answer])
+            if not full.startswith(prompt_text):
+                raise ValueError("the tokenizer's chat template does not render conversations as growing prefixes")
+            prompt_ids, reply_ids = self.ids(prompt_text), self.ids(full[len(prompt_text) :])
+            if len(prompt_ids) + min(len(reply_ids), 32) <= self.max_tokens or len(rest) <= 1:
+                break
+            rest = rest[1:]
+        room = self.max_tokens - len(prompt_ids)
+        if room < 4 or not reply_ids:
+            return None
+        return prompt_ids, reply_ids[:room]
+
+    def completion(self, prompt_ids: list[int], reply_ids: list[int]) -> Example:
+        """A prompt and a reply as one example whose labels are the reply (up to its end-of-turn token)."""
+        reply_ids = reply_ids[: max(0, self.max_tokens - len(prompt_ids))]
+        return Example(prompt_ids + reply_ids, [IGNORE_INDEX] * len(prompt_ids) + self._reply_labels(reply_ids))
 
     def examples(self, messages: list[Message]) -> list[Example]:
         system = _leading_system(messages)

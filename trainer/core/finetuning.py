@@ -1,6 +1,7 @@
 """Fine-tuning a model on examples with the next-token loss, as `trainer finetune` and `trainer nightly`
 both do: FinetuneSettings decide the optimizer, the schedule, the batches and the evaluations; the caller
-decides what a better model, or a checkpoint, is written as.
+decides what a better model, or a checkpoint, is written as. Given ratings (PreferenceData), every step also
+takes DPO pairs and KTO's rated replies, and the loss is the weighted sum of the three parts' means.
 """
 
 from __future__ import annotations
@@ -8,29 +9,72 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
-from brain.settings import FinetuneSettings
+from brain.settings import FinetuneSettings, PreferenceSettings
 from trainer.core import distributed
-from trainer.core.batches import ExampleBatches, by_length
+from trainer.core.batches import (
+    ExampleBatches,
+    MixedBatches,
+    by_length,
+    chunks,
+    collate,
+    collate_pairs,
+    collate_rated,
+    scaled,
+)
 from trainer.core.distributed import Placement
 from trainer.core.evaluation import mean_loss
-from trainer.core.examples import Example
-from trainer.core.loop import LoopResult, LoopSettings, LoopState, Snapshot, adamw, train
+from trainer.core.examples import Example, PairExample, RatedExample
+from trainer.core.loop import BatchSource, LoopResult, LoopSettings, LoopState, Snapshot, adamw, train
 from trainer.core.lr_schedule import warmup_cosine_schedule
-from trainer.core.objectives import NextToken
+from trainer.core.objectives import KTO, Mixture, NextToken, Objective, SigmoidDPO
 
 
 class FinetuneResult(LoopResult):
     train_examples: int
     val_examples: int
+    # preference data trained on (DPO pairs, KTO's rated replies), and held out for validation
+    train_pairs: int = 0
+    train_rated: int = 0
+    val_pairs: int = 0
+    val_rated: int = 0
+
+
+@dataclass
+class PreferenceData:
+    """Members' ratings as training data, with the reference model's log-probabilities already filled in."""
+
+    settings: PreferenceSettings
+    pairs: list[PairExample] = field(default_factory=list)
+    rated: list[RatedExample] = field(default_factory=list)
+    val_pairs: list[PairExample] = field(default_factory=list)
+    val_rated: list[RatedExample] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.pairs or self.rated)
+
+
+COLLATE: dict[str, Callable[[list[Any], int], Any]] = {
+    "next_token": collate,
+    "dpo": collate_pairs,
+    "kto": collate_rated,
+}
 
 
 def total_steps(examples: int, settings: FinetuneSettings, grad_accum: int = 1) -> int:
     """The epochs' optimizer steps, at most settings.max_steps (when set)."""
     total = math.ceil(examples / (settings.batch_size * grad_accum)) * settings.epochs
     return min(total, settings.max_steps) if settings.max_steps else total
+
+
+def in_batches(examples: list[Any], kind: str, settings: FinetuneSettings, pad_id: int) -> list[Any]:
+    """Every example once, batched by size within the token budget, for evaluation."""
+    ordered = sorted(examples, key=lambda e: e.size)
+    return [COLLATE[kind](group, pad_id) for group in chunks(ordered, settings.batch_size, settings.max_batch_tokens)]
 
 
 def fine_tune(
@@ -48,32 +92,74 @@ def fine_tune(
     resume: Snapshot | None = None,
     stop: threading.Event | None = None,
     progress: bool = True,
+    preference: PreferenceData | None = None,
 ) -> FinetuneResult:
     """Train the model's trainable parameters (all of them, or a LoRA adapter's). A step takes
     ``settings.batch_size * grad_accum`` examples, in micro-batches within ``settings.max_batch_tokens``;
     the validation loss is measured at the start and every ``settings.eval_every`` steps, and training
     stops after ``settings.patience`` evaluations without a better one."""
     device = placement.device
+
+    def source(examples: list[Any], kind: str) -> ExampleBatches:
+        return ExampleBatches(
+            examples,
+            batch_size=settings.batch_size * grad_accum,
+            micro_batch_size=settings.batch_size,
+            max_batch_tokens=settings.max_batch_tokens,
+            seed=settings.seed,
+            pad_id=pad_id,
+            rank=placement.rank,
+            world_size=placement.world_size,
+            collate=COLLATE[kind],
+        )
+
+    def mine(examples: list[Any]) -> list[Any]:
+        return examples[placement.rank :: placement.world_size]
+
+    objective: Objective
+    batches: BatchSource
+    if not preference:
+        objective, batches = NextToken(), source(train_examples, "next_token")
+        total = total_steps(len(train_examples), settings, grad_accum)
+
+        def val_batches() -> list[Any]:
+            return by_length(mine(val_examples), settings.batch_size, settings.max_batch_tokens, pad_id)
+    else:
+        p = preference.settings
+        mixture = Mixture({"next_token": NextToken(), "dpo": SigmoidDPO(p.beta), "kto": KTO(
+            p.beta, p.kto_desirable_weight, p.kto_undesirable_weight)})  # fmt: skip
+        weights = {"next_token": p.next_token_weight, "dpo": p.dpo_weight, "kto": p.kto_weight}
+        train_parts: dict[str, list[Any]] = {
+            "next_token": train_examples,
+            "dpo": preference.pairs,
+            "kto": preference.rated,
+        }
+        val_parts: dict[str, list[Any]] = {
+            "next_token": val_examples,
+            "dpo": preference.val_pairs,
+            "kto": preference.val_rated,
+        }
+        mixed = MixedBatches(
+            {kind: (source(examples, kind), weights[kind]) for kind, examples in train_parts.items() if examples},
+            mixture.units,
+        )
+        objective, batches = mixture, mixed
+        epochs = mixed.steps_per_epoch * settings.epochs
+        total = min(epochs, settings.max_steps) if settings.max_steps else epochs
+
+        def val_batches() -> list[Any]:
+            parts = {
+                kind: (in_batches(mine(examples), kind, settings, pad_id), weights[kind])
+                for kind, examples in val_parts.items()
+            }
+            return scaled(parts, mixture.units)
+
     optimizer = adamw(model, settings.learning_rate, settings.weight_decay, device)
-    total = total_steps(len(train_examples), settings, grad_accum)
     scheduler = warmup_cosine_schedule(optimizer, min(settings.warmup_steps, total - 1), total, settings.min_lr_ratio)
-    batches = ExampleBatches(
-        train_examples,
-        batch_size=settings.batch_size * grad_accum,
-        micro_batch_size=settings.batch_size,
-        max_batch_tokens=settings.max_batch_tokens,
-        seed=settings.seed,
-        pad_id=pad_id,
-        rank=placement.rank,
-        world_size=placement.world_size,
-    )
     forward = distributed.data_parallel(model, placement)
-    objective = NextToken()
-    mine = val_examples[placement.rank :: placement.world_size]
 
     def validate() -> float:
-        batches = by_length(mine, settings.batch_size, settings.max_batch_tokens, pad_id)
-        return mean_loss(forward, batches, objective, device, placement=placement, autocast=placement.autocast)
+        return mean_loss(forward, val_batches(), objective, device, placement=placement, autocast=placement.autocast)
 
     loop = LoopSettings(
         label=label,
@@ -99,4 +185,14 @@ def fine_tune(
         stop=stop,
         progress=progress,
     )
-    return FinetuneResult(**result.model_dump(), train_examples=len(train_examples), val_examples=len(val_examples))
+    counts = {}
+    if preference:
+        counts = {
+            "train_pairs": len(preference.pairs),
+            "train_rated": len(preference.rated),
+            "val_pairs": len(preference.val_pairs),
+            "val_rated": len(preference.val_rated),
+        }
+    return FinetuneResult(
+        **result.model_dump(), train_examples=len(train_examples), val_examples=len(val_examples), **counts
+    )

@@ -2,8 +2,20 @@
 the batch's scored units, with how many there were; the loop divides by the units of the whole step, so
 that a step split into micro-batches (or over processes) gets the gradient of the step's mean loss.
 
-NextToken is the language-modelling loss of pretraining and of fine-tuning on text and chats. A
-preference objective (DPO, KTO) fits the same protocol: its batches hold pairs, its units are pairs.
+NextToken is the language-modelling loss of pretraining and of fine-tuning on text and chats. The preference
+objectives learn from members' ratings, with the implied reward of a reply y to a prompt x being
+beta * (log p(y|x) - log p_ref(y|x)), p_ref a frozen reference model whose log-probabilities come with the batch:
+
+- SigmoidDPO, on pairs of replies to one prompt (a liked one and a less liked one), pushes the liked reply's
+  implied reward above the other's: Rafailov et al. 2023, "Direct Preference Optimization: Your Language Model
+  is Secretly a Reward Model" (arXiv:2305.18290), eq. 7.
+- KTO, on replies rated on their own, pushes a liked reply's implied reward above a reference point and a
+  disliked one's below it: Ethayarajh et al. 2024, "KTO: Model Alignment as Prospect Theoretic Optimization"
+  (arXiv:2402.01306), eq. 8, with the reference point estimated from mismatched prompt-reply pairs of the batch.
+
+Both follow TRL's definitions (DPOTrainer with loss_type "sigmoid", KTOTrainer with loss_type "kto"), which
+TRL only has inline in its trainers' methods; see trainer/README.md for why they are written out here.
+Mixture adds parts of different kinds (tokens, pairs, replies) with weights, each by its own mean.
 """
 
 from __future__ import annotations
@@ -14,7 +26,7 @@ from typing import Any, Protocol
 import torch
 import torch.nn.functional as F
 
-from trainer.core.batches import Batch
+from trainer.core.batches import Batch, PairBatch, Part, RatedBatch
 from trainer.core.examples import IGNORE_INDEX
 
 
@@ -46,3 +58,74 @@ class NextToken:
             logits.reshape(-1, logits.size(-1)), batch.targets.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum"
         )
         return Loss(total=total, count=self.count(batch))
+
+
+def sequence_logps(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
+    """Each row's log-probability of its targets (a reply given its prompt), summed over the row: (rows,)."""
+    logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False).logits
+    logits = logits[:, : batch.targets.size(1)].float()
+    nll = F.cross_entropy(logits.transpose(1, 2), batch.targets, ignore_index=IGNORE_INDEX, reduction="none")
+    return -nll.sum(dim=1)
+
+
+class SigmoidDPO:
+    """-log sigmoid(beta * (r_chosen - r_rejected)) per pair, r the log-ratio of policy to reference."""
+
+    def __init__(self, beta: float):
+        self.beta = beta
+
+    def count(self, batch: PairBatch) -> int:
+        return batch.rows.input_ids.size(0) // 2
+
+    def __call__(self, model: torch.nn.Module, batch: PairBatch) -> Loss:
+        ratios = sequence_logps(model, batch.rows) - batch.ref_logps
+        chosen, rejected = ratios.chunk(2)
+        margins = self.beta * (chosen - rejected)
+        losses = -F.logsigmoid(margins)
+        metrics = {
+            "reward_accuracy": float((margins > 0).float().mean()),
+            "reward_margin": float(margins.detach().mean()),
+        }
+        return Loss(total=losses.sum(), count=self.count(batch), metrics=metrics)
+
+
+class KTO:
+    """A liked reply costs lambda_D * (1 - sigmoid(beta * (r - z0))), a disliked one lambda_U * (1 - sigmoid(beta *
+    (z0 - r))), r the reply's log-ratio of policy to reference and z0 the mean log-ratio of the batch's mismatched
+    pairs (an estimate of KL(policy || reference)), clamped at 0 and not differentiated through."""
+
+    def __init__(self, beta: float, desirable_weight: float = 1.0, undesirable_weight: float = 1.0):
+        self.beta = beta
+        self.desirable_weight = desirable_weight
+        self.undesirable_weight = undesirable_weight
+
+    def count(self, batch: RatedBatch) -> int:
+        return int(batch.desirable.numel())
+
+    def __call__(self, model: torch.nn.Module, batch: RatedBatch) -> Loss:
+        ratios = sequence_logps(model, batch.rows) - batch.ref_logps
+        replies, mismatched = ratios.chunk(2)
+        z0 = mismatched.detach().mean().clamp(min=0)
+        liked = self.desirable_weight * (1 - torch.sigmoid(self.beta * (replies - z0)))
+        disliked = self.undesirable_weight * (1 - torch.sigmoid(self.beta * (z0 - replies)))
+        losses = torch.where(batch.desirable, liked, disliked)
+        return Loss(total=losses.sum(), count=self.count(batch), metrics={"kl": float(z0)})
+
+
+class Mixture:
+    """Parts of different kinds, each micro-batch a Part of one kind: its part's objective, scaled as the batch
+    source decided (batches.scaled), so that the step's loss is the weighted sum of the parts' means."""
+
+    def __init__(self, parts: dict[str, Objective]):
+        self.parts = parts
+
+    def units(self, kind: str, batch: Any) -> int:
+        return self.parts[kind].count(batch)
+
+    def count(self, batch: Part) -> int:
+        return self.units(batch.kind, batch.batch)
+
+    def __call__(self, model: torch.nn.Module, batch: Part) -> Loss:
+        loss = self.parts[batch.kind](model, batch.batch)
+        metrics = {f"{batch.kind}_{name}": value for name, value in loss.metrics.items()}
+        return Loss(total=loss.total * batch.scale, count=loss.count, metrics=metrics)
