@@ -1,5 +1,5 @@
-"""`trainer nightly`, `trainer status`, `trainer rollback` and `trainer schedule`: the nightly
-personalization and its registry. Parsing only; the work is in trainer/nightly/."""
+"""`trainer nightly`, `trainer status`, `trainer rollback`, `trainer canary check` and `trainer schedule`: the
+nightly personalization and its registry. Parsing only; the work is in trainer/nightly/."""
 
 from __future__ import annotations
 
@@ -55,11 +55,14 @@ def nightly(
 
 @app.command()
 def status(as_json: bool = typer.Option(False, "--json", help="Print the status as JSON.")) -> None:
-    """Show what is live for each target, the versions on disk and the history with metrics."""
+    """Show what is live for each target, running canaries, members' like-rate per version (with a 95 % Wilson
+    interval), the versions on disk and the history with metrics."""
+    from brain.adapters import COMMUNITY
     from trainer.nightly.link import RedisLink
-    from trainer.nightly.registry import Registry
+    from trainer.nightly.registry import BASE, Registry
     from trainer.nightly.report import ReportVersionError, read_report
     from trainer.nightly.runs import report_dirs
+    from trainer.nightly.stats import wilson
 
     with user_errors():
         settings = _settings()
@@ -75,7 +78,22 @@ def status(as_json: bool = typer.Option(False, "--json", help="Print the status 
                     }
                     for target in registry.targets()
                 },
+                "canaries": {t: _json(c) for t, c in link.call(link.store.canaries()).items()},
             }
+            roles = {info["live"]["name"]: "live" for info in data["targets"].values() if info["live"]}
+            roles |= {canary["name"]: "canary" for canary in data["canaries"].values()}
+            if not (data["targets"].get(COMMUNITY) or {}).get("live"):
+                roles[BASE] = "live"  # what serves the community without an adapter
+            data["like_rates"] = {}
+            for name, (likes, dislikes) in link.call(link.store.like_counts()).items():
+                total = likes + dislikes
+                data["like_rates"][name] = {
+                    "likes": likes,
+                    "dislikes": dislikes,
+                    "like_rate": likes / total if total else None,
+                    "ci95": list(wilson(likes, total)),
+                    "serving": roles.get(name),
+                }
         finished = report_dirs(settings.trainer.runs_dir)
         data["last_run"] = None
         if finished:
@@ -124,6 +142,26 @@ def _print_status(data: dict[str, Any]) -> None:
             " ".join(f"v{v}" for v in info["versions"]) or "-",
         )
     console.print(table)
+    for target, canary in data.get("canaries", {}).items():
+        console.print(
+            f"canary: {target} {canary['name']} serves {canary['share']:.0%} of opted-in members since "
+            f"{canary['started_at']} (promoted at {canary['min_ratings']} ratings unless worse)"
+        )
+    rates = Table(title="members' like-rate per version", caption="95 % interval: Wilson score")
+    for column in ("version", "serving", "likes", "dislikes", "like-rate", "95 % interval"):
+        rates.add_column(column, justify="left" if column in ("version", "serving") else "right")
+    for name, rate in data.get("like_rates", {}).items():
+        low, high = rate["ci95"]
+        rates.add_row(
+            name,
+            rate["serving"] or "",
+            str(rate["likes"]),
+            str(rate["dislikes"]),
+            f"{rate['like_rate']:.1%}" if rate["like_rate"] is not None else "-",
+            f"{low:.1%} – {high:.1%}" if rate["like_rate"] is not None else "-",
+        )
+    if data.get("like_rates"):
+        console.print(rates)
     for target, info in data["targets"].items():
         for event in info["history"][:10]:
             version = f"v{event['version']}" if event.get("version") else "base"
@@ -166,6 +204,35 @@ def rollback(
     was = f"v{before.version}" if before else "base"
     now = f"v{after.version}" if after else "base"
     console.print(f"{target}: {was} -> {now}; brains reload now")
+
+
+canary_app = typer.Typer(help="The community canary: a candidate serving a share of members until ratings decide.")
+app.add_typer(canary_app, name="canary")
+
+
+@canary_app.command("check")
+def canary_check() -> None:
+    """Decide the running canary now, as a nightly run does first: promote, roll back, or let it go on."""
+    from brain.adapters import COMMUNITY
+    from trainer.nightly import canary
+    from trainer.nightly.link import RedisLink
+    from trainer.nightly.lock import LockHeldError, TrainerLock
+    from trainer.nightly.registry import Registry
+
+    with user_errors():
+        settings = _settings()
+        with RedisLink.from_settings(settings) as link:
+            registry = Registry(settings.trainer.registry_dir, link, settings.trainer.keep_versions)
+            try:
+                with TrainerLock(link, settings.trainer.lock_ttl_s) as lock:
+                    decision = canary.check(registry, COMMUNITY, settings.trainer.canary, lock=lock)
+            except LockHeldError as error:
+                console.print(f"[yellow]{error}")
+                raise typer.Exit(1) from None
+    if decision is None:
+        console.print("no canary is running")
+        return
+    console.print(f"{decision.target}: canary v{decision.version} {decision.action}: {decision.reason}")
 
 
 @app.command()

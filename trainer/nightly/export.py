@@ -1,4 +1,5 @@
-"""Export the opted-in training logs into the run directory: a JSONL snapshot and a manifest.
+"""Export the opted-in training logs and members' ratings into the run directory: JSONL snapshots and a
+manifest (ratings: see ratings.py).
 
 The store logs a turn only while its user is opted in, and skips a forgotten user's entries (and every
 entry from before a forget). A /forget can land while we read, so each user's tombstone is checked again
@@ -17,6 +18,7 @@ from typing import Any
 from brain.store import Store, tombstone_member
 from trainer.nightly.files import read_json, read_jsonl, write_json, write_jsonl
 from trainer.nightly.link import RedisLink
+from trainer.nightly.ratings import read_rated, write_ratings
 from trainer.nightly.scrub import scrub
 
 SNAPSHOT = "export/snapshot.jsonl"
@@ -34,6 +36,12 @@ class Manifest:
     dropped_after_forget: int = 0
     scrubbed: dict[str, int] = field(default_factory=dict)  # replacements by kind (email, phone, card, url)
     exported_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
+    rated_turns: int = 0
+    ratings: int = 0
+    liked: int = 0  # rated turns liked on balance
+    disliked: int = 0
+    ratings_dropped_after_forget: int = 0
+    rated_turns_left_out: int = 0  # beyond preference.max_rated_turns (the oldest)
 
 
 def entry_ms(entry: dict[str, Any]) -> int:
@@ -72,9 +80,14 @@ async def read_logs(store: Store) -> tuple[list[dict[str, Any]], int]:
     return rows, dropped
 
 
-def export_logs(link: RedisLink, run_dir: Path) -> Manifest:
+def export_logs(link: RedisLink, run_dir: Path, max_rated_turns: int = 0) -> Manifest:
+    """The logs, and (``max_rated_turns`` > 0) the newest rated turns, scrubbed; the manifest says whose they are."""
     rows, dropped = link.call(read_logs(link.store), timeout=600)
-    scrubbed: Counter = Counter()
+    turns, ratings_dropped, left_out = (
+        link.call(read_rated(link.store, max_rated_turns), timeout=600) if max_rated_turns else ([], 0, 0)
+    )
+    rated = write_ratings(run_dir, turns, ratings_dropped, left_out)
+    scrubbed: Counter = Counter(rated.scrubbed)
     for row in rows:
         row["user_text"], row["reply"] = scrub(row["user_text"], scrubbed), scrub(row["reply"], scrubbed)
     users: dict[str, dict[str, Any]] = {}
@@ -87,12 +100,18 @@ def export_logs(link: RedisLink, run_dir: Path) -> Manifest:
     manifest = Manifest(
         entries=len(rows),
         users=users,
-        user_hashes=sorted(tombstone_member(user) for user in users),
+        user_hashes=sorted(tombstone_member(user) for user in set(users) | rated.members),
         consent_versions=dict(Counter(row["consent_version"] for row in rows)),
         first_at=_iso(min(stamps)) if stamps else None,
         last_at=_iso(max(stamps)) if stamps else None,
         dropped_after_forget=dropped,
         scrubbed=dict(scrubbed),
+        rated_turns=rated.turns,
+        ratings=rated.ratings,
+        liked=rated.liked,
+        disliked=rated.disliked,
+        ratings_dropped_after_forget=rated.dropped_after_forget,
+        rated_turns_left_out=rated.left_out,
     )
     write_jsonl(run_dir / SNAPSHOT, rows)
     write_json(run_dir / MANIFEST, asdict(manifest))

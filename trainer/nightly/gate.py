@@ -1,9 +1,14 @@
-"""The gate: a candidate goes live only if it is clearly better on the test split and does not forget.
+"""The gate: a candidate goes live only if members would like it better and it does not forget.
 
-- its test perplexity must be at most (1 - margin) x the live model's (the live adapter, else the base);
-- its general-set perplexity may exceed the base model's by at most ``general_bound`` (a fraction). The
-  bound is measured against the base, not the live adapter, so that small losses cannot pile up night
-  after night.
+- Judged by ratings, when enough held-out rated replies are there (evaluation.min_heldout_ratings, liked and
+  disliked among them): the candidate's implied reward, beta * (log p - log p_base) of each reply, must rank
+  liked replies above disliked ones (AUC) at least as well as the live model's plus ``reward_margin``.
+  Without enough ratings, by perplexity instead: its test perplexity must be at most (1 - margin) x the live
+  model's (the live adapter, else the base).
+- The general guard (guard.py) must hold: its perplexity on the prose may exceed the base model's by at most
+  ``general_bound`` (a fraction), and it may lose at most ``questions_may_lose`` of the base model's right
+  answers. Both are measured against the base, not the live adapter, so that small losses cannot pile up
+  night after night.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from brain.settings import EvaluationSettings
 from trainer.nightly.scoring import Scores
 
 
@@ -24,24 +30,60 @@ class Decision:
         return "; ".join(self.reasons)
 
 
-def decide(candidate: Scores, live: Scores, base: Scores, *, margin: float, general_bound: float) -> Decision:
+def judged_by_ratings(candidate: Scores, settings: EvaluationSettings) -> bool:
+    return candidate.reward_auc is not None and candidate.rated >= settings.min_heldout_ratings
+
+
+def decide(candidate: Scores, live: Scores, base: Scores, settings: EvaluationSettings) -> Decision:
     """Promote or keep; the reasons are the failed checks when kept, the passed ones when promoted."""
     values = (candidate.test_ppl, candidate.general_ppl, live.test_ppl, base.general_ppl)
     if not all(math.isfinite(v) for v in values):
         return Decision(False, ["a perplexity is not a finite number (diverged training or an empty split)"])
-    passed: list[str] = []
-    failed: list[str] = []
+    checks = [_ratings(candidate, live, settings) if judged_by_ratings(candidate, settings) else _perplexity(
+        candidate, live, settings.margin)]  # fmt: skip
+    checks += [_prose(candidate, base, settings.general_bound), _questions(candidate, base, settings)]
+    failed = [reason for passed, reason in checks if not passed]
+    return Decision(not failed, failed or [reason for _, reason in checks])
+
+
+def _ratings(candidate: Scores, live: Scores, settings: EvaluationSettings) -> tuple[bool, str]:
+    assert candidate.reward_auc is not None
+    live_auc = 0.5 if live.reward_auc is None else live.reward_auc
+    needed = live_auc + settings.reward_margin
+    ok = candidate.reward_auc >= needed
+    return ok, (
+        f"on {candidate.rated} held-out ratings, its implied reward ranks liked above disliked replies with an AUC "
+        f"of {candidate.reward_auc:.3f}, {'at least' if ok else 'below'} {live.name}'s {live_auc:.3f} plus the margin "
+        f"of {settings.reward_margin:.3f} (needs {needed:.3f})"
+    )
+
+
+def _perplexity(candidate: Scores, live: Scores, margin: float) -> tuple[bool, str]:
     needed = (1 - margin) * live.test_ppl
-    verdict = "beats" if candidate.test_ppl <= needed else "does not beat"
-    (passed if candidate.test_ppl <= needed else failed).append(
-        f"test perplexity {candidate.test_ppl:.2f} {verdict} {live.name}'s {live.test_ppl:.2f} by the margin of "
-        f"{margin:.0%} (needs at most {needed:.2f})"
+    ok = candidate.test_ppl <= needed
+    too_few = f"too few held-out ratings to judge by ({candidate.rated}); " if candidate.rated else ""
+    return ok, (
+        f"{too_few}test perplexity {candidate.test_ppl:.2f} {'beats' if ok else 'does not beat'} {live.name}'s "
+        f"{live.test_ppl:.2f} by the margin of {margin:.0%} (needs at most {needed:.2f})"
     )
-    allowed = (1 + general_bound) * base.general_ppl
+
+
+def _prose(candidate: Scores, base: Scores, bound: float) -> tuple[bool, str]:
+    allowed = (1 + bound) * base.general_ppl
     change = candidate.general_ppl / base.general_ppl - 1
-    within = "within" if candidate.general_ppl <= allowed else "beyond"
-    (passed if candidate.general_ppl <= allowed else failed).append(
-        f"general-set perplexity {candidate.general_ppl:.2f} is {change:+.1%} from the base model's "
-        f"{base.general_ppl:.2f}, {within} the bound of +{general_bound:.0%}"
+    ok = candidate.general_ppl <= allowed
+    return ok, (
+        f"general-prose perplexity {candidate.general_ppl:.2f} is {change:+.1%} from the base model's "
+        f"{base.general_ppl:.2f}, {'within' if ok else 'beyond'} the bound of +{bound:.0%}"
     )
-    return Decision(not failed, failed or passed)
+
+
+def _questions(candidate: Scores, base: Scores, settings: EvaluationSettings) -> tuple[bool, str]:
+    right = [i for i, ok in enumerate(base.answers_right) if ok]
+    lost = [i for i in right if i >= len(candidate.answers_right) or not candidate.answers_right[i]]
+    ok = len(lost) <= settings.questions_may_lose
+    allowed = f" (may lose {settings.questions_may_lose})" if settings.questions_may_lose else ""
+    return ok, (
+        f"general questions: keeps {len(right) - len(lost)} of the base model's {len(right)} right answers{allowed}"
+        + (f", loses question{'s' if len(lost) > 1 else ''} {', '.join(str(i + 1) for i in lost)}" if lost else "")
+    )

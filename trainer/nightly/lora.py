@@ -1,5 +1,7 @@
 """The LoRA fine-tune of one target, top to bottom: read the job, build the model with peft, train with the
-core's fine-tune, keep the adapter with the best validation loss.
+core's fine-tune, keep the adapter with the best validation loss. With ratings, the reference model (what
+serves the target now, or the base) scores every rated reply first; then the fresh adapter learns from the
+logs, the liked replies and the preference objectives together (see ratings.py and core/objectives.py).
 
 A checkpoint every K steps lets a later run with the same data and settings resume. Under ``torchrun`` or
 ``accelerate launch`` (see worker.py) each process trains on its share of every batch and DDP sums the
@@ -8,11 +10,13 @@ gradients; the code is the same.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
 import threading
+from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -20,20 +24,29 @@ from typing import Any
 import torch
 from pydantic import BaseModel, Field
 
-from brain.settings import FinetuneSettings
+from brain.settings import FinetuneSettings, PreferenceSettings
 from trainer.core import distributed
+from trainer.core.evaluation import fill_reference
 from trainer.core.examples import ChatRenderer, Example
-from trainer.core.finetuning import FinetuneResult, fine_tune
+from trainer.core.finetuning import FinetuneResult, PreferenceData, fine_tune
 from trainer.core.loop import LoopState, Snapshot
-from trainer.core.models import add_lora, load_model
+from trainer.core.models import ModelWithTokenizer, add_lora, load_model
 from trainer.errors import DataError
 from trainer.nightly.clean import load_split
 from trainer.nightly.conversations import Personas, encode_all
 from trainer.nightly.files import read_json, write_json
+from trainer.nightly.ratings import (
+    RATING_SPLITS,
+    PreferenceExamples,
+    disliked_replies,
+    load_ratings,
+    preference_examples,
+    without_replies,
+)
 from trainer.pretrain.checkpoint import replace_dir
 
 # what a checkpoint's layout is; one of another layout is not resumed
-CHECKPOINT_FORMAT = 2
+CHECKPOINT_FORMAT = 3
 RESULT = "result.json"
 
 
@@ -50,6 +63,10 @@ class FinetuneJob(BaseModel):
     settings: FinetuneSettings
     # target folders of interrupted earlier runs: their checkpoint is resumed if data and settings match
     resume_dirs: list[str] = Field(default_factory=list)
+    # what is learned from ratings (None: nothing), and the adapter the preference objectives take as their
+    # reference (None: the base model)
+    preference: PreferenceSettings | None = None
+    reference_dir: str | None = None
 
     def save(self, path: Path) -> None:
         write_json(path, self.model_dump())
@@ -59,14 +76,70 @@ class FinetuneJob(BaseModel):
         return cls.model_validate(read_json(path))
 
 
-def fingerprint(job: FinetuneJob, train: list[Example], val: list[Example]) -> str:
-    """What a checkpoint must match to be resumed: its layout, the same model, settings and examples."""
+def fingerprint(
+    job: FinetuneJob, train: list[Example], val: list[Example], preference: PreferenceData | None = None
+) -> str:
+    """What a checkpoint must match to be resumed: its layout, the same model, settings and examples (and
+    the same preference data, scored by the same reference)."""
     digest = hashlib.sha256()
-    identity = [CHECKPOINT_FORMAT, Path(job.model_path).name, job.settings.model_dump(), job.user]
+    settings = job.preference.model_dump() if job.preference else None
+    identity = [CHECKPOINT_FORMAT, Path(job.model_path).name, job.settings.model_dump(), job.user, settings]
     digest.update(json.dumps(identity, sort_keys=True).encode())
     for example in train + val:
         digest.update(json.dumps([example.ids, example.labels]).encode())
+    if preference:
+        for pair in preference.pairs + preference.val_pairs:
+            pair_rows = [pair.chosen.ids, pair.chosen.labels, pair.rejected.ids, pair.rejected.labels]
+            digest.update(json.dumps([pair_rows, round(pair.ref_chosen, 3), round(pair.ref_rejected, 3)]).encode())
+        for rated in preference.rated + preference.val_rated:
+            rated_rows = [rated.reply.ids, rated.reply.labels, rated.mismatched.ids, rated.desirable]
+            digest.update(json.dumps([rated_rows, round(rated.ref_reply, 3), round(rated.ref_mismatched, 3)]).encode())
     return digest.hexdigest()
+
+
+def preference_data(
+    job: FinetuneJob, loaded: ModelWithTokenizer, renderer: ChatRenderer
+) -> tuple[PreferenceData | None, PreferenceExamples, PreferenceExamples]:
+    """The target's rated training and validation turns as preference data, scored by the reference model;
+    None when no rated reply is there to learn from. Also the examples themselves (their liked replies)."""
+    assert job.preference is not None
+    run_dir = Path(job.run_dir)
+    settings = job.preference
+    parts = [
+        preference_examples(renderer, load_ratings(run_dir, split, job.user), settings.max_pairs_per_prompt)
+        for split in ("train", "val")
+    ]
+    train, val = parts
+    if not (train.pairs or train.rated):
+        return None, train, val
+    data = PreferenceData(settings, train.pairs, train.rated, val.pairs, val.rated)
+    cfg = job.settings
+    with reference(loaded, job.reference_dir) as model:
+        fill_reference(
+            model,
+            data.pairs + data.val_pairs,
+            data.rated + data.val_rated,
+            batch_size=cfg.batch_size,
+            max_batch_tokens=cfg.max_batch_tokens,
+            pad_id=loaded.tokenizer.pad_token_id,
+            device=loaded.device,
+        )
+    return data, train, val
+
+
+@contextlib.contextmanager
+def reference(loaded: ModelWithTokenizer, adapter_dir: str | None) -> Iterator[Any]:
+    """The reference model: the base, or the base with ``adapter_dir`` attached (and taken off after)."""
+    if adapter_dir is None:
+        yield loaded.model
+        return
+    from peft import PeftModel
+
+    attached = PeftModel.from_pretrained(loaded.model, adapter_dir)
+    try:
+        yield attached
+    finally:
+        loaded.model = attached.unload()
 
 
 def save_adapter(model: Any, out: Path) -> None:
@@ -101,15 +174,24 @@ def finetune(job: FinetuneJob, stop: threading.Event | None = None) -> FinetuneR
     distributed.seed_everything(cfg.seed)
     out = Path(job.out_dir)
     loaded = load_model(job.model_path, device=str(placement.device))
-    model = add_lora(loaded.model, cfg)
     renderer = ChatRenderer(loaded.tokenizer, loss_on=cfg.loss_on, max_tokens=cfg.max_seq_tokens)
     personas = Personas(job.system_prompts, job.default_persona)
     run_dir = Path(job.run_dir)
-    train = encode_all(renderer, personas, load_split(run_dir, "train", job.user))
-    val = encode_all(renderer, personas, load_split(run_dir, "val", job.user))
+    train_convs, val_convs = load_split(run_dir, "train", job.user), load_split(run_dir, "val", job.user)
+    preference = None
+    if job.preference is not None and job.preference.enabled:
+        # what members disliked is not imitated; what they liked is learned once more
+        disliked = disliked_replies(t for split in RATING_SPLITS for t in load_ratings(run_dir, split, job.user))
+        train_convs, val_convs = without_replies(train_convs, disliked), without_replies(val_convs, disliked)
+        preference, liked_train, liked_val = preference_data(job, loaded, renderer)
+    train = encode_all(renderer, personas, train_convs)
+    val = encode_all(renderer, personas, val_convs)
+    if preference is not None:
+        train, val = train + liked_train.liked, val + liked_val.liked
     if not train or not val:
         raise DataError(f"{job.target}: {len(train)} training and {len(val)} validation examples; need one of each")
-    digest = fingerprint(job, train, val)
+    model = add_lora(loaded.model, cfg)
+    digest = fingerprint(job, train, val, preference)
 
     resume = None
     for folder in [out, *map(Path, job.resume_dirs)]:
@@ -151,6 +233,7 @@ def finetune(job: FinetuneJob, stop: threading.Event | None = None) -> FinetuneR
         save_checkpoint=checkpoint,
         resume=resume,
         stop=stop,
+        preference=preference,
     )
     if placement.is_main:
         write_json(out / RESULT, result.model_dump())

@@ -164,10 +164,12 @@ class Registry:
         self._announce(ReloadEvent(target=target, version=None, action=action))
 
     def prune(self, target: str) -> list[int]:
-        """Delete all but the newest K versions, never the live one; returns the deleted versions."""
-        live = self.live_version(target)
+        """Delete all but the newest K versions, never the live one nor a running canary; returns the deleted
+        versions."""
+        canary = self.link.call(self.store.get_canary(target))
+        serving = {self.live_version(target), canary.version if canary else None}
         versions = self.versions(target)
-        doomed = [v for v in versions[: max(0, len(versions) - self.keep)] if v != live]
+        doomed = [v for v in versions[: max(0, len(versions) - self.keep)] if v not in serving]
         for v in doomed:
             shutil.rmtree(version_dir(self.root, target, v), ignore_errors=True)
         for leftover in (self.root / target).glob(".tmp-*"):  # from a run killed while copying
@@ -213,7 +215,11 @@ class Registry:
 
     def _retire_community(self, versions: list[int], *, lock: TrainerLock) -> None:
         """Delete these community versions. A live one is first replaced by the newest other version that
-        has been live, else taken out of service (the base model serves)."""
+        has been live, else taken out of service (the base model serves); a canary among them ends."""
+        canary = self.link.call(self.store.get_canary(COMMUNITY))
+        if canary is not None and canary.version in versions:
+            lock.check()
+            self.link.call(self.store.clear_canary(COMMUNITY))
         if self.live_version(COMMUNITY) in versions:
             clean = [v for v in self._once_live(COMMUNITY) if v not in versions]
             if clean:

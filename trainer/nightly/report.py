@@ -14,9 +14,10 @@ from pydantic import BaseModel, Field, ValidationError
 from rich.console import Console
 from rich.table import Table
 
-from brain.settings import EvaluationSettings, FinetuneSettings
+from brain.settings import CanarySettings, EvaluationSettings, FinetuneSettings, PreferenceSettings
 from trainer.core.finetuning import FinetuneResult
 from trainer.errors import TrainerInputError
+from trainer.nightly.canary import CanaryDecision
 from trainer.nightly.clean import CleanReport
 from trainer.nightly.files import write_json
 from trainer.nightly.scoring import Scores
@@ -25,8 +26,9 @@ REPORT = "report.json"
 # the layout of report.json; a reader refuses any other
 REPORT_VERSION = 1
 RunStatus = Literal["running", "finished", "failed", "cancelled"]
-TargetStatus = Literal["promoted", "kept", "skipped", "failed"]
-STATUS_STYLE = {"promoted": "green", "kept": "yellow", "skipped": "dim", "failed": "red"}
+# canary: passed the gate and serves a share of members until their ratings decide (canary.py)
+TargetStatus = Literal["promoted", "canary", "kept", "skipped", "failed"]
+STATUS_STYLE = {"promoted": "green", "canary": "cyan", "kept": "yellow", "skipped": "dim", "failed": "red"}
 
 
 class ReportVersionError(TrainerInputError):
@@ -62,12 +64,20 @@ class ExportSummary(BaseModel):
     dropped_after_forget: int = 0
     scrubbed: dict[str, int] = Field(default_factory=dict)
     exported_at: str
+    rated_turns: int = 0
+    ratings: int = 0
+    liked: int = 0
+    disliked: int = 0
+    ratings_dropped_after_forget: int = 0
+    rated_turns_left_out: int = 0
 
 
 class RunSettings(BaseModel):
     model: str
     finetune: FinetuneSettings
     evaluation: EvaluationSettings
+    preference: PreferenceSettings | None = None
+    canary: CanarySettings | None = None
 
 
 class RunReport(BaseModel):
@@ -84,6 +94,12 @@ class RunReport(BaseModel):
     export: ExportSummary | None = None
     clean: CleanReport | None = None
     targets: list[Outcome] = Field(default_factory=list)
+    # the running canary's fate, decided at the start of the run, and a canary the run started
+    canary_check: CanaryDecision | None = None
+    canary_started: CanaryDecision | None = None
+    # members' likes and dislikes so far per served version (community versions and the base model)
+    like_counts: dict[str, tuple[int, int]] = Field(default_factory=dict)
+    rating_splits: dict[str, int] = Field(default_factory=dict)  # rated turns per split
     error: str | None = None
     settings: RunSettings | None = None
 
@@ -123,6 +139,21 @@ def _ppl(scores: ScoreSet | None, who: str, key: str = "test_ppl") -> str:
     return f"{value:.2f}" if isinstance(value, (int, float)) else "-"
 
 
+def _auc(scores: ScoreSet | None) -> str:
+    if scores is None or scores.candidate.reward_auc is None:
+        return "-"
+    live = scores.live.reward_auc
+    return f"{live if live is not None else 0.5:.2f} → {scores.candidate.reward_auc:.2f}"
+
+
+def _questions(scores: ScoreSet | None) -> str:
+    if scores is None or not scores.base.answers_right:
+        return "-"
+    right = [i for i, ok in enumerate(scores.base.answers_right) if ok]
+    kept = sum(1 for i in right if i < len(scores.candidate.answers_right) and scores.candidate.answers_right[i])
+    return f"{kept}/{len(right)}"
+
+
 def print_report(report: RunReport, console: Console) -> None:
     export, clean = report.export, report.clean
     dropped = clean.dropped if clean else {}
@@ -132,8 +163,20 @@ def print_report(report: RunReport, console: Console) -> None:
         f"{export.users if export else 0} users; kept {clean.kept if clean else 0} turns, dropped {dropped}, "
         f"scrubbed {scrubbed}"
     )
-    table = Table(title="targets", caption="perplexity on the test split; general: on the general set")
-    for column in ("target", "turns", "steps", "base", "live", "candidate", "general", "BLEU / chrF", "status"):
+    if export and export.rated_turns:
+        console.print(
+            f"ratings: {export.ratings} on {export.rated_turns} turns ({export.liked} liked, {export.disliked} "
+            f"disliked on balance); rated turns per split {report.rating_splits}"
+        )
+    if report.canary_check is not None:
+        console.print(f"canary {report.canary_check.action}: {report.canary_check.reason}")
+    table = Table(
+        title="targets",
+        caption="perplexity on the test split; prose: the general guard's; AUC: liked above disliked on held-out "
+        "ratings, live → candidate; questions: the base model's right answers the candidate keeps",
+    )
+    columns = ("target", "turns", "steps", "base", "live", "candidate", "prose", "AUC", "questions", "status")
+    for column in columns:
         table.add_column(column, justify="left" if column in ("target", "status") else "right")
     for outcome in report.targets:
         scores, tune = outcome.scores, outcome.finetune
@@ -146,7 +189,8 @@ def print_report(report: RunReport, console: Console) -> None:
             _ppl(scores, "live"),
             _ppl(scores, "candidate"),
             f"{_ppl(scores, 'base', 'general_ppl')} → {_ppl(scores, 'candidate', 'general_ppl')}",
-            f"{_ppl(scores, 'candidate', 'bleu')} / {_ppl(scores, 'candidate', 'chrf')}",
+            _auc(scores),
+            _questions(scores),
             f"[{style}]{outcome.status}" + (f" v{outcome.version}" if outcome.version else ""),
         )
     console.print(table)

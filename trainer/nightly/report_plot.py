@@ -1,4 +1,5 @@
-"""The run's report as a PNG: each trained target's loss curves beside its test perplexity over the runs."""
+"""The run's report as PNGs: each trained target's loss curves beside its test perplexity over the runs
+(report.png), and members' like-rate per served version and night, with 95 % Wilson intervals (likes.png)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from trainer.nightly.report import RunReport
+from trainer.nightly.stats import wilson
 
 PLOT = "report.png"
+LIKES_PLOT = "likes.png"
 
 
 def write_plot(run_dir: Path, report: RunReport, history: list[RunReport]) -> Path | None:
@@ -52,3 +55,64 @@ def _eval_history(ax: Any, target: str, history: list[RunReport]) -> None:
     ax.set_xticks(x, [label for label, _, _ in runs], rotation=30)
     ax.set(title=f"{target}: test perplexity per run", ylabel="perplexity")
     ax.legend()
+
+
+def nightly_likes(history: list[RunReport]) -> list[tuple[str, dict[str, tuple[int, int]]]]:
+    """(run, {version: (likes, dislikes)}) of the ratings given since the run before (each run notes the
+    counters as it starts; the first run counts everything before it)."""
+    nights = []
+    before: dict[str, tuple[int, int]] = {}
+    for report in history:
+        if not report.like_counts:
+            continue
+        label = datetime.fromisoformat(report.started_at).strftime("%m-%d %H:%M")
+        night = {}
+        for name, (likes, dislikes) in report.like_counts.items():
+            old_likes, old_dislikes = before.get(name, (0, 0))
+            new = (max(0, likes - old_likes), max(0, dislikes - old_dislikes))
+            if sum(new):
+                night[name] = new
+        nights.append((label, night))
+        before = report.like_counts
+    return nights
+
+
+def write_like_plot(run_dir: Path, history: list[RunReport]) -> Path | None:
+    """Like-rate per served version per night (ratings given since the night before), with Wilson intervals."""
+    nights = nightly_likes(history)
+    if not any(night for _, night in nights):
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(11, 4))
+    names = sorted({name for _, night in nights for name in night}, key=lambda n: (n != "base", n))
+    width = 0.8 / max(1, len(names) + 1)
+    series = [(name, {i: night[name] for i, (_, night) in enumerate(nights) if name in night}) for name in names]
+    totals = {
+        i: (sum(n[0] for n in night.values()), sum(n[1] for n in night.values())) for i, (_, night) in enumerate(nights)
+    }
+    for offset, (name, points) in enumerate([*series, ("all versions", totals)]):
+        points = {i: n for i, n in points.items() if sum(n)}
+        if not points:
+            continue
+        x = [i + (offset - len(series) / 2) * width for i in points]
+        rates = [likes / (likes + dislikes) for likes, dislikes in points.values()]
+        bounds = [wilson(likes, likes + dislikes) for likes, dislikes in points.values()]
+        errors = [
+            [r - low for r, (low, _) in zip(rates, bounds, strict=True)],
+            [high - r for r, (_, high) in zip(rates, bounds, strict=True)],
+        ]
+        style = {"fmt": "s-", "color": "black", "lw": 1.5} if name == "all versions" else {"fmt": "o"}
+        ax.errorbar(x, rates, yerr=errors, capsize=3, label=name, **style)
+    ax.set_xticks(range(len(nights)), [label for label, _ in nights], rotation=30)
+    ax.set(title="members' like-rate per version and night (95 % Wilson intervals)", ylabel="likes / ratings")
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize="small", ncol=2)
+    fig.tight_layout()
+    path = run_dir / LIKES_PLOT
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,9 +1,11 @@
 """One nightly run, top to bottom.
 
 lock -> purge what forgotten users left (their adapters, run data, mentions in kept reports and plots, and,
-through a rewrite of Redis's append-only file, their data on Redis's disk) -> export (scrubbed) -> clean and
-split -> for each target (the community, then each opted-in user with enough turns): fine-tune, evaluate
-base, live and candidate, gate, promote -> prune old versions and old run data -> report.
+through a rewrite of Redis's append-only file, their data on Redis's disk) -> export logs and ratings
+(scrubbed) -> clean and split -> decide the running canary (promote, roll back, or let it go on) -> for each
+target (the community, then each opted-in user with enough turns): fine-tune (next-token on the logs and
+liked replies, DPO and KTO on ratings), evaluate base, live and candidate, gate, then start a canary (the
+community) or promote (a user's own adapter) -> prune old versions and old run data -> report and plots.
 
 What is live changes in one place only: Registry.promote, after the candidate's directory is complete and
 while the lock is still ours. A run killed at any other point leaves the live model as it was; the next
@@ -27,24 +29,25 @@ import torch
 from rich.console import Console
 
 from brain import personas
-from brain.adapters import COMMUNITY, target_of_member, user_target, version_dir
+from brain.adapters import COMMUNITY, USER_PREFIX, target_of_member, user_target, version_dir
 from brain.engine.model_loading import resolve_model
 from brain.settings import Settings
 from brain.store import tombstone_member
-from trainer.core.examples import ChatRenderer, Example
+from trainer.core.examples import ChatRenderer
 from trainer.core.loop import RunCancelled
-from trainer.nightly import runs
+from trainer.nightly import canary, runs
 from trainer.nightly.clean import clean_export, load_split
 from trainer.nightly.conversations import Personas, encode_all, prompts
-from trainer.nightly.corpus import general_set
 from trainer.nightly.export import export_logs, load_snapshot
 from trainer.nightly.gate import decide
+from trainer.nightly.guard import GuardSet, guard_set
 from trainer.nightly.link import RedisLink
 from trainer.nightly.lock import TrainerLock
 from trainer.nightly.lora import FinetuneJob, finetune, load_result
+from trainer.nightly.ratings import heldout_replies, load_ratings, split_ratings
 from trainer.nightly.registry import Registry, now_iso
 from trainer.nightly.report import ExportSummary, Outcome, RunReport, RunSettings, ScoreSet, print_report, write_report
-from trainer.nightly.report_plot import write_plot
+from trainer.nightly.report_plot import write_like_plot, write_plot
 from trainer.nightly.scoring import EvalSet, Evaluator, Scores
 
 console = Console(stderr=True)
@@ -71,8 +74,10 @@ class Nightly:
         self.system_prompts = {name: p.system_prompt for name, p in presets.items()}
         self.personas = Personas(self.system_prompts, settings.brain.default_persona)
         self._evaluator: Evaluator | None = None
-        self._general: list[Example] | None = None
-        self.trained_on: list[str] = []  # tombstone members of the exported users
+        self._guard: GuardSet | None = None
+        self.trained_on: list[str] = []  # tombstone members of the exported users (authors and raters)
+        self.canary_waiting: canary.CanaryDecision | None = None
+        self.canary_started: canary.CanaryDecision | None = None
 
     def run(self) -> RunReport:
         report = RunReport(run=self.run_dir.name, started_at=now_iso())
@@ -85,7 +90,8 @@ class Nightly:
             )
             report.redacted_reports = runs.redact_reports(self.cfg.runs_dir, self._forgotten_targets())
             report.persistence = self._rewrite_persistence()
-            manifest = export_logs(self.link, self.run_dir)
+            preference = self.cfg.preference
+            manifest = export_logs(self.link, self.run_dir, preference.max_rated_turns if preference.enabled else 0)
             self.trained_on = manifest.user_hashes
             whom = {"users", "user_hashes"}
             report.export = ExportSummary(
@@ -100,8 +106,18 @@ class Nightly:
                 test_fraction=self.cfg.test_fraction,
             )
             report.clean = cleaned
+            report.rating_splits = split_ratings(
+                self.run_dir, val_fraction=self.cfg.val_fraction, heldout_fraction=preference.heldout_fraction
+            )
+            counts = self.link.call(self.link.store.like_counts())
+            report.like_counts = {name: n for name, n in counts.items() if not name.startswith(USER_PREFIX)}
+            report.canary_check = canary.check(self.registry, COMMUNITY, self.cfg.canary, lock=self.lock)
+            if report.canary_check is not None and report.canary_check.action == "waiting":
+                self.canary_waiting = report.canary_check
             for target in self.plan():
                 report.targets.append(self.train_target(target))
+                if report.targets[-1].status == "canary":
+                    report.canary_started = self.canary_started
                 release_memory()
             report.status = "finished"
         except BaseException as error:
@@ -111,13 +127,16 @@ class Nightly:
         finally:
             report.finished_at = now_iso()
             report.settings = RunSettings(
-                model=self.settings.model.name, finetune=self.cfg.finetune, evaluation=self.cfg.evaluation
-            )
+                model=self.settings.model.name, finetune=self.cfg.finetune, evaluation=self.cfg.evaluation,
+                preference=self.cfg.preference, canary=self.cfg.canary,
+            )  # fmt: skip
             write_report(self.run_dir, report)
         for name in self.registry.targets():
             self.registry.prune(name)
         runs.purge_run_data(self.cfg.runs_dir, self.link, keep=max(0, self.cfg.keep_run_data - 1), current=self.run_dir)
-        write_plot(self.run_dir, report, runs.readable_reports(self.cfg.runs_dir))
+        history = runs.readable_reports(self.cfg.runs_dir)
+        write_plot(self.run_dir, report, history)
+        write_like_plot(self.run_dir, history)
         return report
 
     def _forgotten_targets(self) -> set[str]:
@@ -154,6 +173,9 @@ class Nightly:
         if target.turns < minimum:
             reason = f"{target.turns} turns, fewer than the {minimum} needed"
             return Outcome(target=target.name, status="skipped", reasons=[reason])
+        if target.user is None and self.canary_waiting is not None:
+            reason = f"a canary is still collecting ratings: {self.canary_waiting.reason}"
+            return Outcome(target=target.name, status="skipped", reasons=[reason], turns=target.turns)
         splits = {name: load_split(self.run_dir, name, target.user) for name in ("train", "val", "test")}
         if not all(splits.values()):
             sizes = ", ".join(f"{name} {len(convs)}" for name, convs in splits.items())
@@ -180,6 +202,8 @@ class Nightly:
             default_persona=self.settings.brain.default_persona,
             settings=self.cfg.finetune,
             resume_dirs=[str(p) for p in runs.interrupted(self.cfg.runs_dir, target.name, self.run_dir)],
+            preference=self.cfg.preference if self.cfg.preference.enabled else None,
+            reference_dir=self._reference_dir(target),
         )
         job.save(out_dir / "job.json")
         if self.cfg.finetune.launcher.strip():
@@ -196,9 +220,7 @@ class Nightly:
         live = self._live_scores(target, data, base)
         candidate = evaluator.score("candidate", adapter_dir, data)
         outcome.scores = ScoreSet(base=base, live=live, candidate=candidate)
-        decision = decide(
-            candidate, live, base, margin=self.cfg.evaluation.margin, general_bound=self.cfg.evaluation.general_bound
-        )
+        decision = decide(candidate, live, base, self.cfg.evaluation)
         outcome.reasons = decision.reasons
         if not decision.promote:
             return outcome
@@ -215,6 +237,9 @@ class Nightly:
             "base_test_ppl": base.test_ppl,
             "base_general_ppl": base.general_ppl,
             "live_test_ppl": live.test_ppl,
+            "reward_auc": candidate.reward_auc,
+            "live_reward_auc": live.reward_auc,
+            "questions_right": float(sum(candidate.answers_right)),
         }
         meta = {"run": self.run_dir.name, "metrics": metrics, "base_model": self.settings.model.name}
         # who the version learned from, so that a later /forget can take it out of service
@@ -223,6 +248,14 @@ class Nightly:
         else:
             meta["user_hashes"] = self.trained_on
         outcome.version = self.registry.add(target.name, adapter_dir, meta)
+        if target.user is None and self.cfg.canary.share > 0:  # members' ratings have the last word
+            self.lock.check()
+            self.canary_started = canary.start(
+                self.registry, target.name, outcome.version, self.cfg.canary, run=self.run_dir.name, metrics=metrics
+            )
+            outcome.status = "canary"
+            outcome.reasons.append(self.canary_started.reason)
+            return outcome
         self.registry.promote(target.name, outcome.version, lock=self.lock, user=target.user)
         outcome.status = "promoted"
         return outcome
@@ -244,28 +277,38 @@ class Nightly:
         evaluation, finetune = self.cfg.evaluation, self.cfg.finetune
         tokenizer = self._get_evaluator().tokenizer
         renderer = ChatRenderer(tokenizer, loss_on=finetune.loss_on, max_tokens=finetune.max_seq_tokens)
-        if self._general is None:  # the same for every target: rendered and tokenized once
-            conversations = general_set(
-                evaluation.general_categories, evaluation.general_max_conversations, self.settings.brain.default_persona
-            )
-            self._general = encode_all(renderer, self.personas, conversations)
+        if self._guard is None:  # the same for every target: rendered and tokenized once
+            system = self.personas.system(self.settings.brain.default_persona)[0]["content"]
+            self._guard = guard_set(renderer, system, evaluation.prose_file, evaluation.questions_file)
         test = load_split(self.run_dir, "test", target.user)
+        heldout = load_ratings(self.run_dir, "heldout", target.user) if self.cfg.preference.enabled else []
         return EvalSet(
             test=encode_all(renderer, self.personas, test),
-            general=self._general,
+            guard=self._guard,
             prompts=prompts(renderer, self.personas, test, evaluation.bleu_samples),
+            heldout=heldout_replies(renderer, heldout),
+            beta=self.cfg.preference.beta,
         )
 
-    def _live_scores(self, target: Target, data: EvalSet, base: Scores) -> Scores:
-        """What serves this target's traffic now: its own live adapter, else the community one, else the base."""
+    def _live(self, target: Target) -> tuple[str, Path] | None:
+        """What serves this target's traffic now: its own live adapter, else the community one (None: the base)."""
         records = self.registry.records()
         for name in (target.name, COMMUNITY):
             record = records.get(name)
             if record and record.base_model == self.settings.model.name:
                 path = version_dir(self.cfg.registry_dir, name, record.version)
                 if path.is_dir():
-                    return self._get_evaluator().score(record.name, str(path), data)
-        return base
+                    return record.name, path
+        return None
+
+    def _live_scores(self, target: Target, data: EvalSet, base: Scores) -> Scores:
+        live = self._live(target)
+        return self._get_evaluator().score(live[0], str(live[1]), data) if live else base
+
+    def _reference_dir(self, target: Target) -> str | None:
+        """The preference objectives' reference: what serves the target now, or the base model."""
+        live = self._live(target) if self.cfg.preference.reference == "live" else None
+        return str(live[1]) if live else None
 
     def _get_evaluator(self) -> Evaluator:
         if self._evaluator is None:
@@ -275,6 +318,7 @@ class Nightly:
                 batch_size=evaluation.batch_size,
                 max_batch_tokens=evaluation.max_batch_tokens,
                 max_new_tokens=evaluation.bleu_max_new_tokens,
+                question_max_new_tokens=evaluation.question_max_new_tokens,
             )
         return self._evaluator
 

@@ -1,7 +1,9 @@
 """How good an adapter is, measured the same way for the base model, the live adapter and the candidate.
 
 - perplexity on the target's test split (the tokens the loss is taken on, as in training);
-- perplexity on the fixed general set (chatterbot-corpus categories never trained on): the forgetting guard;
+- the general guard (guard.py): perplexity on plain prose, and which of the fixed questions it answers right;
+- on held-out ratings, how well its implied reward beta * (log p - log p_base) of each reply ranks the liked
+  replies above the disliked ones (AUC; the base model's rewards are all 0, an AUC of 0.5);
 - BLEU and chrF (sacrebleu) of greedy replies against the held-out replies, on a sample of test turns.
 The base model is loaded once; adapters are attached with peft for their measurement and removed after.
 The measures themselves are the core's (trainer/core/evaluation.py).
@@ -10,37 +12,55 @@ The measures themselves are the core's (trainer/core/evaluation.py).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from brain.engine.model_loading import eos_token_ids
 from trainer.core.batches import by_length
-from trainer.core.evaluation import bleu_chrf, greedy_replies, mean_loss
+from trainer.core.evaluation import bleu_chrf, greedy_replies, mean_loss, reply_logprobs
 from trainer.core.examples import Example
 from trainer.core.models import load_model
 from trainer.core.objectives import NextToken
 from trainer.nightly.conversations import PromptSample
+from trainer.nightly.guard import GuardSet
+from trainer.nightly.stats import auc
 
 
 class Scores(BaseModel):
     name: str
     test_ppl: float
-    general_ppl: float
+    general_ppl: float  # the guard's prose
     bleu: float
     chrf: float
+    # the guard's questions, in order: answered right or not
+    answers_right: list[bool] = Field(default_factory=list)
+    # held-out rated replies, and how often a liked one's implied reward beats a disliked one's (None: not both)
+    rated: int = 0
+    reward_auc: float | None = None
 
 
 @dataclass
 class EvalSet:
     test: list[Example]
-    general: list[Example]
+    guard: GuardSet
     prompts: list[PromptSample]
+    heldout: list[tuple[Example, bool]] = field(default_factory=list)  # a prompt and its reply, liked or not
+    beta: float = 0.1
+    reference: list[float] | None = None  # the base model's log-probability of each held-out reply
 
 
 class Evaluator:
-    def __init__(self, model_path: str, *, batch_size: int = 8, max_batch_tokens: int = 2048, max_new_tokens: int = 32):
+    def __init__(
+        self,
+        model_path: str,
+        *,
+        batch_size: int = 8,
+        max_batch_tokens: int = 2048,
+        max_new_tokens: int = 32,
+        question_max_new_tokens: int = 32,
+    ):
         loaded = load_model(model_path)
         self.device = loaded.device
         self.tokenizer = loaded.tokenizer
@@ -49,16 +69,24 @@ class Evaluator:
         self.batch_size = batch_size
         self.max_batch_tokens = max_batch_tokens
         self.max_new_tokens = max_new_tokens
+        self.question_max_new_tokens = question_max_new_tokens
         self.pad = self.tokenizer.pad_token_id
         self.eos = sorted(eos_token_ids(self.base, self.tokenizer))
-        self._general_cache: dict[str | None, float] = {}
+        self._general_cache: dict[str | None, tuple[float, list[bool]]] = {}
         self._count = 0
 
     def score(self, name: str, adapter_dir: str | None, data: EvalSet) -> Scores:
+        examples = [example for example, _ in data.heldout]
+        if examples and data.reference is None:
+            data.reference = self.logprobs(self.base, examples)
         model = self._attach(adapter_dir)
         try:
             if adapter_dir not in self._general_cache:
-                self._general_cache[adapter_dir] = self.perplexity(model, data.general)
+                self._general_cache[adapter_dir] = (
+                    self.perplexity(model, data.guard.prose),
+                    self.answers(model, data.guard),
+                )
+            logps = self.logprobs(model, examples) if examples else []
             test_ppl = self.perplexity(model, data.test)
             replies = greedy_replies(
                 model,
@@ -73,11 +101,40 @@ class Evaluator:
         finally:
             self._detach()
         bleu, chrf = bleu_chrf(replies, [sample.reference for sample in data.prompts])
-        return Scores(name=name, test_ppl=test_ppl, general_ppl=self._general_cache[adapter_dir], bleu=bleu, chrf=chrf)
+        general_ppl, answers = self._general_cache[adapter_dir]
+        rewards = [data.beta * (policy - ref) for policy, ref in zip(logps, data.reference or [], strict=True)]
+        return Scores(
+            name=name, test_ppl=test_ppl, general_ppl=general_ppl, bleu=bleu, chrf=chrf, answers_right=answers,
+            rated=len(rewards), reward_auc=auc(rewards, [liked for _, liked in data.heldout]),
+        )  # fmt: skip
 
     def perplexity(self, model: Any, examples: list[Example]) -> float:
         batches = by_length(examples, self.batch_size, self.max_batch_tokens, self.pad)
         return math.exp(mean_loss(model, batches, NextToken(), self.device))
+
+    def logprobs(self, model: Any, examples: list[Example]) -> list[float]:
+        return reply_logprobs(
+            model,
+            examples,
+            batch_size=self.batch_size,
+            max_batch_tokens=self.max_batch_tokens,
+            pad_id=self.pad,
+            device=self.device,
+        )
+
+    def answers(self, model: Any, guard: GuardSet) -> list[bool]:
+        """Whether each of the guard's questions is answered right (greedy)."""
+        replies = greedy_replies(
+            model,
+            self.tokenizer,
+            guard.prompts,
+            batch_size=self.batch_size,
+            max_new_tokens=self.question_max_new_tokens,
+            eos_token_ids=self.eos,
+            pad_id=self.pad,
+            device=self.device,
+        )
+        return [question.is_right(reply) for question, reply in zip(guard.questions, replies, strict=True)]
 
     def _attach(self, adapter_dir: str | None) -> Any:
         if adapter_dir is None:

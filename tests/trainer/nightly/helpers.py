@@ -40,7 +40,12 @@ TRAINING = {
         "max_steps": 40, "epochs": 100, "learning_rate": 3e-2, "warmup_steps": 2, "eval_every": 5,
         "checkpoint_every": 5, "batch_size": 8,
     },
-    "evaluation": {"general_max_conversations": 8, "bleu_samples": 2, "bleu_max_new_tokens": 6, "general_bound": 100.0},
+    "evaluation": {
+        "bleu_samples": 2, "bleu_max_new_tokens": 6, "general_bound": 100.0, "question_max_new_tokens": 6,
+        "questions_may_lose": 100,
+    },
+    # a candidate that passes the gate goes live at once, unless a test asks for a canary
+    "canary": {"share": 0.0},
 }  # fmt: skip
 
 

@@ -78,7 +78,7 @@ async def test_nightly_promotes_and_the_brain_answers_with_the_new_adapter(tmp_p
             report = await asyncio.to_thread(run_nightly, settings, quiet=True)
 
             community = outcome(report)
-            assert community.status == "promoted" and community.version == 1
+            assert community.status == "promoted" and community.version == 1, community.reasons
             scores = community.scores
             assert scores.candidate.test_ppl < 0.5 * scores.base.test_ppl
             chats = itertools.count()

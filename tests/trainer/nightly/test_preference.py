@@ -1,0 +1,86 @@
+"""Learning from ratings: retry pairs become DPO pairs and lone ratings KTO examples, and either objective
+moves a tiny model's implied reward -- liked replies up relative to disliked ones, on questions it never saw."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from brain.settings import FinetuneSettings, PreferenceSettings
+from tests.trainer.nightly.ratings_helpers import TOPICS, lone_ratings, retry_pairs
+from trainer.core.distributed import Placement
+from trainer.core.evaluation import fill_reference, reply_logprobs
+from trainer.core.examples import ChatRenderer, Example
+from trainer.core.finetuning import PreferenceData, fine_tune
+from trainer.core.models import add_lora, load_model
+from trainer.nightly.ratings import heldout_replies, preference_examples
+from trainer.nightly.stats import auc
+
+SETTINGS = FinetuneSettings(
+    max_steps=30, epochs=100, learning_rate=2e-2, warmup_steps=2, eval_every=10, patience=10, batch_size=8, r=8
+)
+
+
+def mean_gap(rewards: list[float], liked: list[bool]) -> float:
+    """The mean implied reward of liked replies less that of disliked ones."""
+    good = [r for r, y in zip(rewards, liked, strict=True) if y]
+    bad = [r for r, y in zip(rewards, liked, strict=True) if not y]
+    return sum(good) / len(good) - sum(bad) / len(bad)
+
+
+def implied_rewards(model, loaded, examples: list[Example], reference: list[float], beta: float) -> list[float]:
+    logps = reply_logprobs(
+        model, examples, batch_size=8, max_batch_tokens=4096, pad_id=loaded.tokenizer.pad_token_id, device=loaded.device
+    )
+    return [beta * (policy - ref) for policy, ref in zip(logps, reference, strict=True)]
+
+
+def test_retries_rated_apart_become_pairs_and_lone_ratings_kto_examples(tiny_model_dir: Path) -> None:
+    renderer = ChatRenderer(load_model(str(tiny_model_dir)).tokenizer, max_tokens=256)
+    turns = retry_pairs(TOPICS[:3]) + lone_ratings(TOPICS[3:7])
+
+    examples = preference_examples(renderer, turns, max_pairs=6)
+
+    assert len(examples.pairs) == 3 and len(examples.rated) == 4
+    assert len(examples.liked) == 3 + 2
+    assert sum(r.desirable for r in examples.rated) == 2
+    for pair in examples.pairs:  # the liked reply is the chosen one; both answer the same prompt
+        reply = [t for t, y in zip(pair.chosen.ids, pair.chosen.labels, strict=True) if y != -100]
+        chosen = renderer.tokenizer.decode(reply)
+        assert "Thanks for asking" in chosen
+        prompt_length = pair.chosen.labels.index(next(y for y in pair.chosen.labels if y != -100))
+        assert pair.chosen.ids[:prompt_length] == pair.rejected.ids[:prompt_length]
+
+
+@pytest.mark.parametrize("kind", ["dpo", "kto"])
+def test_the_preference_objective_moves_liked_replies_above_disliked_ones(tiny_model_dir: Path, kind: str) -> None:
+    torch.manual_seed(0)
+    loaded = load_model(str(tiny_model_dir), device="cpu")
+    renderer = ChatRenderer(loaded.tokenizer, max_tokens=256)
+    make = retry_pairs if kind == "dpo" else lone_ratings
+    train = preference_examples(renderer, make(TOPICS[:12]), max_pairs=6)
+    unseen = heldout_replies(renderer, retry_pairs(TOPICS[12:]))
+    beta = 0.1
+    settings = PreferenceSettings(beta=beta, next_token_weight=0.0)  # the preference objective alone
+    data = PreferenceData(settings, train.pairs, train.rated, val_pairs=train.pairs[:4], val_rated=train.rated[:4])
+    sizes = {"batch_size": 8, "max_batch_tokens": 4096, "pad_id": 0, "device": loaded.device}
+    fill_reference(loaded.model, data.pairs, data.rated, **sizes)
+    assert (len(data.pairs), len(data.rated)) == ((12, 0) if kind == "dpo" else (0, 12))
+    reference = reply_logprobs(loaded.model, [e for e, _ in unseen], **sizes)
+
+    model = add_lora(loaded.model, SETTINGS)
+    pad = loaded.tokenizer.pad_token_id
+    before = implied_rewards(model, loaded, [e for e, _ in unseen], reference, beta)
+    result = fine_tune(
+        model, pad, train.liked, train.liked[:2], SETTINGS, Placement(torch.device("cpu")), label=kind,
+        preference=data, progress=False,
+    )  # fmt: skip
+    after = implied_rewards(model, loaded, [e for e, _ in unseen], reference, beta)
+
+    liked = [y for _, y in unseen]
+    assert max(abs(r) for r in before) < 1e-4, "a fresh adapter starts as the reference: no reward either way"
+    assert result.steps == 30 and result.history["train"][-1][1] < result.history["train"][0][1]
+    assert auc(after, liked) == 1.0, after
+    assert mean_gap(after, liked) > 1.0, f"liked replies' implied reward only {mean_gap(after, liked):.2f} above"

@@ -1,0 +1,64 @@
+"""The few statistics the gate, the canary and `trainer status` rest on, written out (no SciPy needed).
+
+- auc: how often a liked reply scores above a disliked one (the Mann-Whitney U statistic over its maximum);
+- wilson: the Wilson score interval of a proportion (Wilson 1927), sound for small counts and rates near 0 or 1;
+- lower_tail_z: the one-sided two-proportion z-test with the pooled proportion, for "is A's rate below B's?".
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+
+def auc(scores: list[float], liked: list[bool]) -> float | None:
+    """P(a liked reply's score > a disliked one's), ties counted half; None without one of each."""
+    ranked = sorted(zip(scores, liked, strict=True), key=lambda pair: pair[0])
+    good = sum(liked)
+    bad = len(liked) - good
+    if not good or not bad:
+        return None
+    # rank-sum form: O(n log n) rather than every liked-disliked pair; tied scores share their mean rank
+    rank_sum, index = 0.0, 0
+    while index < len(ranked):
+        end = index
+        while end + 1 < len(ranked) and ranked[end + 1][0] == ranked[index][0]:
+            end += 1
+        mean_rank = (index + end) / 2 + 1
+        rank_sum += mean_rank * sum(1 for _, y in ranked[index : end + 1] if y)
+        index = end + 1
+    return (rank_sum - good * (good + 1) / 2) / (good * bad)
+
+
+def normal_cdf(z: float) -> float:
+    return 0.5 * (1 + math.erf(z / math.sqrt(2)))
+
+
+def wilson(successes: int, total: int, z: float = 1.959964) -> tuple[float, float]:
+    """The 95 % (by default) Wilson score interval of successes / total; (0, 1) for no trials."""
+    if total <= 0:
+        return 0.0, 1.0
+    p = successes / total
+    denominator = 1 + z * z / total
+    centre = (p + z * z / (2 * total)) / denominator
+    half = z / denominator * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total))
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+@dataclass
+class ZTest:
+    z: float
+    p_value: float  # of "A's rate is below B's" (lower tail)
+
+
+def lower_tail_z(successes_a: int, total_a: int, successes_b: int, total_b: int) -> ZTest | None:
+    """One-sided two-proportion z-test (pooled): the evidence that A's rate is below B's; None without trials
+    on both sides or when every trial went the same way (no variance to test with)."""
+    if total_a <= 0 or total_b <= 0:
+        return None
+    pooled = (successes_a + successes_b) / (total_a + total_b)
+    variance = pooled * (1 - pooled) * (1 / total_a + 1 / total_b)
+    if variance <= 0:
+        return None
+    z = (successes_a / total_a - successes_b / total_b) / math.sqrt(variance)
+    return ZTest(z=z, p_value=normal_cdf(z))
