@@ -76,3 +76,28 @@ def lone_ratings(topics: list[str]) -> list[RatedTurn]:
         else rated_turn(question(topic), disliked_reply(topic), [-1])
         for index, topic in enumerate(topics)
     ]
+
+
+async def store_rated(store, turns: list[RatedTurn]) -> None:
+    """Keep the turns and their ratings through the brain's store, as the feedback route does (author and
+    raters opted in: every rating is kept and counted for its served version)."""
+    members = {t.turn.author for t in turns} | {r.rater for t in turns for r in t.ratings}
+    for member in sorted(members):
+        await store.opt_in(member, "2026-11")
+    for rated in turns:
+        turn = rated.turn
+        state = await store.load_chat_state(turn.author, turn.platform, turn.chat_id, False)
+        assert await store.save_turn(turn, since=state.since, ttl_s=3600, turns_kept=1000) == turn.turn_id
+        for rating in rated.ratings:
+            outcome = await store.rate_turn(turn, rating.rater, rating.rating, ttl_s=3600, ratings_kept=1000)
+            assert outcome.kept
+
+
+async def rate_version(store, served_by: str | None, likes: int, dislikes: int, *, first_rater: int = 1000) -> None:
+    """Members' likes and dislikes of replies served by ``served_by`` (None: the base model)."""
+    turns = [
+        rated_turn(question(TOPICS[i % len(TOPICS)]), f"Reply {i}.", [1 if i < likes else -1],
+                   author=f"telegram:{first_rater + i}", served_by=served_by)
+        for i in range(likes + dislikes)
+    ]  # fmt: skip
+    await store_rated(store, turns)

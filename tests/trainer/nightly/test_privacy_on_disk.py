@@ -1,5 +1,6 @@
 """No file of a run holds personal data as it was typed: e-mail addresses, phone numbers and long digit runs
-(card numbers, whatever their checksum) are scrubbed before anything is written, the export included."""
+(card numbers, whatever their checksum) are scrubbed before anything is written, the export included (logs and
+rated turns alike)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from pathlib import Path
 
 from brain.store import Store, connect
 from tests.trainer.nightly.helpers import files_under, log_turns, nightly_settings
+from tests.trainer.nightly.ratings_helpers import rated_turn, store_rated
 from trainer.nightly.export import load_manifest, load_snapshot
+from trainer.nightly.ratings import load_exported
 from trainer.nightly.run import run_nightly
 from trainer.nightly.runs import run_dirs
 
@@ -39,6 +42,14 @@ async def seed(redis_url: str) -> None:
                      (f"question {n} about the weather", f"It is sunny; ask {canary} for more."),
                      (f"another question {n} about tea", "Green tea is nice.")]  # fmt: skip
             await log_turns(store, user, turns, chat=f"c{n}")
+        # a rated reply and its retry, the prompt and a reply each naming a canary
+        first = rated_turn(
+            f"write to {CANARIES['email']}", f"Call {CANARIES['phone']} instead.", [1], author="telegram:90"
+        )
+        retry = rated_turn(
+            f"write to {CANARIES['email']}", "No.", [-1], author="telegram:90", retry_of=first.turn.turn_id
+        )
+        await store_rated(store, [first, retry])
     finally:
         await store.close()
 
@@ -57,7 +68,12 @@ def test_no_file_of_a_run_holds_an_address_a_phone_or_a_long_digit_run(
     snapshot = " ".join(row["user_text"] + " " + row["reply"] for row in load_snapshot(run))
     assert len(load_snapshot(run)) == 3 * len(CANARIES), "the export was kept, scrubbed"
     assert "[email]" in snapshot and "[phone]" in snapshot and "[card]" in snapshot
-    assert load_manifest(run)["scrubbed"] == {"email": 2, "phone": 2, "card": 8}
+    rated = load_exported(run)
+    assert [(t.turn.prompt[-1]["content"], t.turn.reply, t.score) for t in rated] == [
+        ("write to [email]", "Call [phone] instead.", 1),
+        ("write to [email]", "No.", -1),
+    ]
+    assert load_manifest(run)["scrubbed"] == {"email": 4, "phone": 3, "card": 8}
 
     files = files_under(Path(settings.trainer.runs_dir), Path(settings.trainer.registry_dir))
     assert any(path.name == "state.pt" for path in files), "checkpoints are searched too"

@@ -1,0 +1,84 @@
+"""The gate judges a candidate as members do -- by how its implied reward ranks the liked replies of held-out
+ratings above the disliked ones -- and refuses one that wins on ratings but forgets what the base model knew."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from pathlib import Path
+
+import yaml
+
+from brain import personas
+from brain.adapters import COMMUNITY
+from brain.settings import Settings
+from brain.store import Store, connect
+from tests.trainer.nightly.helpers import nightly_settings, seed_community
+from tests.trainer.nightly.ratings_helpers import TOPICS, retry_pairs, store_rated
+from trainer.core.evaluation import greedy_replies
+from trainer.core.examples import ChatRenderer
+from trainer.nightly.guard import guard_set, load_questions
+from trainer.nightly.run import run_nightly
+from trainer.nightly.scoring import Evaluator
+
+QUESTION_TOKENS = 6
+
+
+def questions_the_base_answers(model_dir: Path, path: Path) -> Path:
+    """The shipped questions, each with the first word of the tiny base model's greedy reply as its answer:
+    a question set the base model answers right, as the default one is for the default model."""
+    evaluator = Evaluator(str(model_dir))
+    system = personas.load_presets(None)[Settings().brain.default_persona].system_prompt
+    guard = guard_set(ChatRenderer(evaluator.tokenizer), system)
+    replies = greedy_replies(
+        evaluator.base, evaluator.tokenizer, guard.prompts, batch_size=evaluator.batch_size,
+        max_new_tokens=QUESTION_TOKENS, eos_token_ids=evaluator.eos, pad_id=evaluator.pad, device=evaluator.device,
+    )  # fmt: skip
+    answered = []
+    for question, reply in zip(guard.questions, replies, strict=True):
+        word = re.search(r"(?<!\w)[A-Za-z]{3,}(?!\w)", reply)  # a whole word, as the guard matches answers
+        if word:
+            answered.append({"question": question.question, "answers": [word.group(0)]})
+    assert len(answered) >= 5, replies
+    path.write_text(yaml.safe_dump(answered))
+    return path
+
+
+async def seed(redis_url: str) -> None:
+    """The community's logs, and its taste: of two replies to a question, the friendly one is liked."""
+    await seed_community(redis_url)
+    topics = [f"{topic} {n}" for topic in TOPICS for n in range(3)]
+    store = Store(connect(redis_url))
+    try:
+        await store_rated(store, retry_pairs(topics))
+    finally:
+        await store.close()
+
+
+def test_a_candidate_that_wins_on_ratings_but_fails_the_guard_is_refused(
+    redis_server, tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    asyncio.run(seed(redis_server.url))
+    questions = questions_the_base_answers(tiny_model_dir, tmp_path / "questions.yaml")
+    evaluation = {"questions_file": str(questions), "questions_may_lose": 0, "question_max_new_tokens": QUESTION_TOKENS}
+    strict = nightly_settings(redis_server.url, tiny_model_dir, tmp_path, evaluation=evaluation)
+
+    refused = run_nightly(strict, quiet=True).outcome(COMMUNITY)
+
+    assert refused.status == "kept" and refused.version is None
+    scores = refused.scores
+    assert scores.candidate.rated >= 8, "enough held-out ratings to judge by"
+    assert scores.live.reward_auc == 0.5, "the base model's implied rewards are all 0: no ranking"
+    assert scores.candidate.reward_auc >= 0.9, "the candidate learned the community's taste"
+    assert sum(scores.base.answers_right) == len(load_questions(questions)), "the base answers every question"
+    assert len(refused.reasons) == 1 and "general questions: keeps" in refused.reasons[0]
+    assert "loses question" in refused.reasons[0]
+
+    # the same candidate, allowed to forget: it goes live on the strength of the ratings
+    loose = nightly_settings(
+        redis_server.url, tiny_model_dir, tmp_path, evaluation={**evaluation, "questions_may_lose": 100}
+    )
+    promoted = run_nightly(loose, quiet=True).outcome(COMMUNITY)
+    assert promoted.status == "promoted", promoted.reasons
+    assert "its implied reward ranks liked above disliked replies with an AUC" in promoted.reasons[0]
+    assert "at least base's 0.500 plus the margin of 0.020" in promoted.reasons[0]
