@@ -72,6 +72,10 @@ def serve(
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import uvicorn
 
+    from brain.service.allocator import tune_allocator
+
+    tune_allocator()
+
     from brain.service.app import create_app
     from brain.service.server import uvicorn_config
 
