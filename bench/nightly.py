@@ -28,7 +28,6 @@ from rich.console import Console
 from rich.table import Table
 
 from brain.redis_local import LocalRedis
-from brain.settings import Settings
 from brain.store import Store, connect
 from trainer.nightly.corpus import community_chats, log_chats
 from trainer.nightly.report import read_report
@@ -60,10 +59,9 @@ def run_trainer(config: Path) -> tuple[float, int, int]:
 
 
 def bench_size(turns: int, max_steps: int, work: Path) -> dict:
-    settings = Settings()
     redis = LocalRedis(work / "redis").start()
     try:
-        users = asyncio.run(seed(redis.url, turns, settings.trainer.evaluation.general_categories))
+        users = asyncio.run(seed(redis.url, turns, []))  # the general guard is prose, not corpus categories
         config = {
             "redis": {"url": redis.url},
             "trainer": {

@@ -274,9 +274,6 @@ class EvaluationSettings(BaseModel):
     # right answers of the base model the candidate may lose
     questions_may_lose: int = Field(0, ge=0)
     question_max_new_tokens: int = Field(32, ge=1)
-    # chatterbot-corpus (English) categories of the former general set (being replaced by prose and questions)
-    general_categories: list[str] = ["greetings", "humor", "literature", "science", "history", "food"]
-    general_max_conversations: int = Field(200, ge=1)
     # on held-out ratings, the candidate's AUC (liked above disliked, by implied reward) must reach live's + this
     reward_margin: float = Field(0.02, ge=0.0, lt=0.5)
     # held-out rated replies needed to judge by ratings (at least one liked and one disliked among them)

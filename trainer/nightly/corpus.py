@@ -1,12 +1,9 @@
-"""The English conversations of the ``chatterbot-corpus`` package, by category.
-
-Some categories form the fixed general set that guards against forgetting (never trained on); tests
-and the benchmark use the others as stand-in community chat.
+"""The English conversations of the ``chatterbot-corpus`` package, by category: stand-in community chat for
+demos, tests and the benchmarks. (The nightly gate's general guard is plain prose and questions, guard.py.)
 """
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 from pathlib import Path
 from typing import Any
@@ -40,23 +37,6 @@ def exchanges(category: str) -> list[list[tuple[str, str]]]:
         if pairs:
             out.append(pairs)
     return out
-
-
-def general_set(names: list[str], max_conversations: int, persona: str) -> list[dict[str, Any]]:
-    """The held-out general conversations, in the shape of cleaned conversations (see clean.py)."""
-    convs = []
-    for name in names:
-        for index, pairs in enumerate(exchanges(name)):
-            convs.append({
-                "id": hashlib.sha256(f"{name}:{index}".encode()).hexdigest()[:16],
-                "user": "",
-                "chat_id": name,
-                "persona": persona,
-                "turns": [{"id": str(i), "user": u, "reply": a} for i, (u, a) in enumerate(pairs)],
-            })  # fmt: skip
-    # an even spread over the categories when the set is capped
-    convs.sort(key=lambda c: str(c["id"]))
-    return convs[:max_conversations]
 
 
 # tech_support is 1,050 exchanges but only 10 distinct ones
