@@ -1,4 +1,5 @@
-"""The fine-tune's arithmetic: a batch split to fit the token budget yields the gradient of the whole batch."""
+"""The fine-tune's arithmetic: a batch split to fit the token budget yields the gradient of the whole batch, a
+mixed step of next-token, DPO and KTO parts too."""
 
 from __future__ import annotations
 
@@ -7,11 +8,12 @@ from pathlib import Path
 
 import torch
 
-from trainer.core.batches import ExampleBatches, chunks
+from trainer.core.batches import ExampleBatches, MixedBatches, chunks
 from trainer.core.distributed import Placement
-from trainer.core.examples import IGNORE_INDEX, Example
+from trainer.core.examples import IGNORE_INDEX, Example, PairExample, RatedExample
+from trainer.core.finetuning import COLLATE
 from trainer.core.loop import backward
-from trainer.core.objectives import NextToken
+from trainer.core.objectives import KTO, Mixture, NextToken, SigmoidDPO
 
 
 def examples(count: int, seed: int = 0) -> list[Example]:
@@ -51,3 +53,45 @@ def test_chunks_stay_within_the_budget_and_keep_every_example() -> None:
     groups = chunks(batch, max_examples=8, max_tokens=200)
     assert [e for g in groups for e in g] == batch
     assert all(len(g) <= 8 and max(len(e.ids) for e in g) * len(g) <= 200 for g in groups)
+
+
+def preference_parts(seed: int = 2) -> dict[str, list]:
+    rng = random.Random(seed)
+    texts = examples(24, seed)
+    pairs = [PairExample(texts[i], texts[i + 1], rng.uniform(-60, -20), rng.uniform(-60, -20)) for i in range(0, 8, 2)]
+    rated = [
+        RatedExample(texts[i], i % 4 == 0, texts[i + 1], rng.uniform(-60, -20), rng.uniform(-60, -20))
+        for i in range(8, 20, 2)
+    ]
+    return {"next_token": texts[20:], "dpo": pairs, "kto": rated}
+
+
+def mixed_gradients(model_dir: Path, max_batch_tokens: int) -> tuple[float, int, list[torch.Tensor]]:
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(model_dir), LoraConfig(r=4, init_lora_weights=False))
+    model.eval()
+    mixture = Mixture({"next_token": NextToken(), "dpo": SigmoidDPO(0.5), "kto": KTO(0.5, 1.0, 1.5)})
+    weights = {"next_token": 0.5, "dpo": 1.0, "kto": 2.0}
+    sources = {
+        kind: (
+            ExampleBatches(part, batch_size=len(part), micro_batch_size=len(part), max_batch_tokens=max_batch_tokens,
+                           seed=0, pad_id=0, collate=COLLATE[kind]),
+            weights[kind],
+        )
+        for kind, part in preference_parts().items()
+    }  # fmt: skip
+    micro_batches = MixedBatches(sources, mixture.units).for_step(0)
+    loss, _ = backward(model, mixture, micro_batches, Placement(device=torch.device("cpu")))
+    return loss, len(micro_batches), [p.grad for p in model.parameters() if p.requires_grad]
+
+
+def test_a_mixed_steps_loss_is_the_weighted_sum_of_its_parts_means_however_it_is_split(tiny_model_dir: Path) -> None:
+    whole_loss, one_each, whole = mixed_gradients(tiny_model_dir, 100_000)
+    pieces_loss, many, pieces = mixed_gradients(tiny_model_dir, 160)
+    assert one_each == 3 and many > 8, "each part in one micro-batch, then in several"
+    assert abs(whole_loss - pieces_loss) < 1e-4
+    for a, b in zip(whole, pieces, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
