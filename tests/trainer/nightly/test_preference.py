@@ -84,3 +84,25 @@ def test_the_preference_objective_moves_liked_replies_above_disliked_ones(tiny_m
     assert result.steps == 30 and result.history["train"][-1][1] < result.history["train"][0][1]
     assert auc(after, liked) == 1.0, after
     assert mean_gap(after, liked) > 1.0, f"liked replies' implied reward only {mean_gap(after, liked):.2f} above"
+
+
+def test_the_live_adapter_serves_as_reference_and_comes_off_again(tiny_model_dir: Path, tmp_path: Path) -> None:
+    from peft import LoraConfig, get_peft_model
+
+    from trainer.nightly.lora import reference
+
+    loaded = load_model(str(tiny_model_dir), device="cpu")
+    renderer = ChatRenderer(loaded.tokenizer, max_tokens=256)
+    replies = [e for e, _ in heldout_replies(renderer, lone_ratings(TOPICS[:4]))]
+    sizes = {"batch_size": 8, "max_batch_tokens": 4096, "pad_id": 0, "device": loaded.device}
+    base = reply_logprobs(loaded.model, replies, **sizes)
+    torch.manual_seed(1)
+    live = get_peft_model(load_model(str(tiny_model_dir)).model, LoraConfig(r=4, init_lora_weights=False))
+    live.save_pretrained(tmp_path / "live")
+
+    with reference(loaded, str(tmp_path / "live")) as model:
+        as_live = reply_logprobs(model, replies, **sizes)
+
+    assert all(abs(a - b) > 1e-3 for a, b in zip(as_live, base, strict=True)), "the live adapter scored them"
+    assert not any("lora" in name for name, _ in loaded.model.named_modules()), "and it came off again"
+    assert reply_logprobs(loaded.model, replies, **sizes) == base
