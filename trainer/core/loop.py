@@ -181,7 +181,7 @@ def train(
     ``forward`` is the model as the steps call it (compiled, under DDP); ``validate`` measures the model
     as it is now. Every process runs this; ``keep_best`` and ``save_checkpoint`` are called on every one
     (a snapshot gathers the RNG of all), and write on the main one."""
-    forward = forward or model
+    forward = model if forward is None else forward  # a compiled module has no truth value
     params = [p for p in model.parameters() if p.requires_grad]
     state, resumed_from = LoopState(), None
     if resume is not None:
