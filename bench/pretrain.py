@@ -137,6 +137,7 @@ def main() -> int:
     if args.nanogpt is not None and not (args.nanogpt / "train.py").is_file():
         parser.error(f"{args.nanogpt} holds no nanoGPT train.py")
     data = Path(args.data).resolve()
+    out_root = args.out.resolve()  # the peer runs in its own folder
     threads = os.cpu_count() or 1
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     val_text = split_text(load_clean_text(data), (0.9, 0.1, 0.0)).val
@@ -148,16 +149,16 @@ def main() -> int:
     )
 
     runs: list[Run] = []
-    shutil.rmtree(args.out, ignore_errors=True)
+    shutil.rmtree(out_root, ignore_errors=True)
     for round_ in range(1, args.rounds + 1):
-        out = args.out / f"ownchat-{round_}"
+        out = out_root / f"ownchat-{round_}"
         run = timed(ours_command(data, out, args.steps, args.lr, args.seed), ROOT, env, out.with_suffix(".log"))
         meta = json.loads((out / "checkpoints" / "last" / "checkpoint.json").read_text())
         runs.append(
             finish(run, "ownchat", round_, args.steps, meta["best_val_loss"], score_ours(out, val_text), console)
         )
         if peer is not None:
-            out = args.out / f"nanogpt-{round_}"
+            out = out_root / f"nanogpt-{round_}"
             run = timed(peer_command(out, args.steps, args.lr), peer, env, out.with_suffix(".log"))
             log = out.with_suffix(".log").read_text()
             vals = [float(v) for v in re.findall(r"^step \d+: train loss [\d.]+, val loss ([\d.]+)", log, re.M)]
@@ -175,7 +176,7 @@ def main() -> int:
         ratio = median["ownchat"].tokens_per_s / median["nanogpt"].tokens_per_s
         difference = median["ownchat"].whole_val_nats_per_char - median["nanogpt"].whole_val_nats_per_char
         passed = ratio >= 1.0 and difference <= SAME_LOSS
-    model = load_model(str(args.out / f"ownchat-{args.rounds}"), device="cpu")
+    model = load_model(str(out_root / f"ownchat-{args.rounds}"), device="cpu")
     sample = generate(model, "ROMEO:", SamplingOptions(strategy="sample", temperature=0.8, max_new_tokens=300, seed=0))
     result = Result(
         data=data.name,
@@ -196,7 +197,7 @@ def main() -> int:
     )
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "pretrain.json").write_text(result.model_dump_json(indent=2) + "\n")
-    shutil.copy(args.out / f"ownchat-{args.rounds}" / "loss_curves.png", RESULTS / "pretrain_loss.png")
+    shutil.copy(out_root / f"ownchat-{args.rounds}" / "loss_curves.png", RESULTS / "pretrain_loss.png")
     report(result, console)
     return 1 if passed is False else 0
 
@@ -305,7 +306,7 @@ def windows_nll(logits_of: Callable[[torch.Tensor], torch.Tensor], ids: torch.Te
 def score_ours(out: Path, val_text: str) -> float:
     """The run directory as transformers loads it (GPT2LMHeadModel), on characters: one token each."""
     loaded = load_model(str(out), device="cpu")
-    ids = torch.tensor(loaded.tokenizer(val_text, add_special_tokens=False)["input_ids"])
+    ids = torch.tensor(loaded.tokenizer(val_text, add_special_tokens=False, verbose=False)["input_ids"])
     assert len(ids) == len(val_text), "a character tokenizer spells each character with one token"
     return windows_nll(lambda x: loaded.model(input_ids=x).logits, ids)
 
