@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test install lint format bench-serve bench-pretrain bench-nightly bench-soak clean
+.PHONY: run test install lint format bench-serve bench-pretrain bench-nightly bench-feedback bench-soak clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,9 @@ bench-pretrain: install
 
 bench-nightly: install
 	$(BIN)/python bench/nightly.py
+
+bench-feedback: install
+	$(BIN)/python -m bench.feedback
 
 bench-soak: install
 	$(BIN)/python bench/soak.py

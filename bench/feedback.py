@@ -1,0 +1,671 @@
+"""Feedback benchmark: do members like the bot more, night after night, when it learns from their reactions?
+
+A simulated community: scripted members, all opted in, ask questions from a pool through the brain's own HTTP
+API (/v1/chat, in this process, the default model on CPU, the persona's own sampling) and rate every reply
+through POST /v1/feedback by a hidden taste; a member who dislikes a reply sometimes asks again with /retry
+(a pair for DPO) and rates the new reply too. Then the real `trainer nightly` runs (a subprocess, against the
+same Redis and registry): it learns from the ratings, gates the candidate on held-out ratings and the general
+guard (public-domain prose and questions the base model answers right), and starts it as a canary or decides
+the running one. The brain follows the registry's reload events; the next day shows what members think.
+
+Day 0 is the base model's; day k comes after the k-th night. Each question is asked in a chat of its own (a
+one-off question), and memory recall is off, so every member who asks the same question gives the model the
+same prompt: replies to one prompt form a group, and the gate holds out the same prompts every night. Members'
+own adapters are not trained (the community's is what the canary and the like-rate are about).
+
+The taste is pluggable: ``--rater module:function``, a function of (prompt, reply) that returns +1, -1 or None
+(no rating). The default, ``bench.feedback:short_replies``, likes replies of at most 25 words and dislikes
+longer ones: the base model, though its persona asks for short answers, mostly writes more (a reply cut at
+--max-new-tokens is always longer than that).
+
+    python -m bench.feedback                          # 5 nights, about 30-40 minutes on 2 CPU cores
+    python -m bench.feedback --nights 0               # the base model's like-rate only (a few minutes)
+    python -m bench.feedback --rater mytaste:rate     # your own taste
+
+Prints a table per night, writes bench/results/feedback.json and bench/results/feedback.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import json
+import os
+import platform
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+# OpenMP threads that spin while waiting collapse when other processes share the cores; set before torch loads
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import httpx  # noqa: E402
+import yaml  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+from bot.client import BrainClient  # noqa: E402
+from brain.adapters import COMMUNITY, AdapterManager, adapter_name, canary_position  # noqa: E402
+from brain.api_models import ChatReply, ChatRequest, FeedbackRequest, UserRef  # noqa: E402
+from brain.engine.model_loading import DEFAULT_MODEL_ALIAS  # noqa: E402
+from brain.redis_local import LocalRedis  # noqa: E402
+from brain.service.app import create_app  # noqa: E402
+from brain.service.runtime import Runtime  # noqa: E402
+from brain.settings import Secrets, Settings  # noqa: E402
+from brain.store import BASE  # noqa: E402
+from trainer.nightly.report import RunReport, read_report  # noqa: E402
+from trainer.nightly.stats import wilson  # noqa: E402
+
+RESULTS = Path(__file__).parent / "results" / "feedback.json"
+PLATFORM = "bench"
+API_KEY = "bench-key"
+SHORT_WORDS = 25
+BAR_POINTS = 20.0
+# what members ask: half of it explanations, which the base model gives at length (70 to 140 words), half quick
+# requests, which it answers in a line about as often as not. No quick facts: a small model gets many of them
+# wrong, and a taste for short replies would teach it its wrong facts (the guard's questions would catch that)
+EXPLANATIONS = [
+    "How do I make pancakes?",
+    "Why is the sky blue?",
+    "How do airplanes fly?",
+    "What is photosynthesis?",
+    "How can I sleep better at night?",
+    "Give me a tip for learning a new language.",
+    "How do I keep houseplants alive?",
+    "Why do cats purr?",
+    "What is a healthy breakfast?",
+    "How do I stay focused while studying?",
+    "Explain what a volcano is.",
+    "How does a bicycle stay upright?",
+    "How do I teach a dog to sit?",
+    "Why do leaves change colour in autumn?",
+    "How do rainbows form?",
+    "How do I write a good thank-you note?",
+    "What should I cook for dinner tonight?",
+    "How does the internet work?",
+    "What is a black hole?",
+    "How do vaccines work?",
+    "Why do we dream?",
+    "How can I save money each month?",
+    "How do I start running?",
+    "What is machine learning?",
+    "How do I brew a good cup of coffee?",
+    "What makes a good password?",
+    "How can I be more productive at work?",
+    "How do I plant tomatoes?",
+    "How can I make new friends in a new city?",
+    "How do I bake bread at home?",
+]
+QUICK_REQUESTS = [
+    "Suggest a name for my new kitten.",
+    "Give me a word that rhymes with moon.",
+    "Tell me a one-line joke.",
+    "Say good morning to my team.",
+    "Recommend a fruit for a snack.",
+    "What is a good name for a goldfish?",
+    "Give me a fun fact in one sentence.",
+    "Pick a colour for my new bike.",
+    "Suggest a title for my holiday photo album.",
+    "Wish my sister a happy birthday.",
+    "Give me a quick compliment.",
+    "Suggest a name for a pizza place.",
+    "What's a good board game for two players?",
+    "Give me a motivational quote.",
+    "Suggest a snack for a movie night.",
+    "Name a good song to wake up to.",
+    "Give me a word that means happy.",
+    "Suggest a hobby I can try this weekend.",
+    "Tell me a riddle.",
+    "Say thanks to our volunteers.",
+    "Suggest a name for my band.",
+    "Give me a tongue twister.",
+    "Recommend a colour for my kitchen walls.",
+    "Say congratulations to my friend on her new job.",
+    "Suggest a name for my sourdough starter.",
+    "Give me a short toast for a wedding.",
+    "Pick a day for our team picnic.",
+    "Suggest a caption for a photo of my dog.",
+    "Give me a word that means tired.",
+    "Say welcome to a new member of our group.",
+]
+PROMPTS = EXPLANATIONS + QUICK_REQUESTS
+
+Rater = Callable[[str, str], int | None]
+
+
+def short_replies(prompt: str, reply: str) -> int | None:
+    """The default taste: a reply of at most 25 words is liked, a longer (or empty) one disliked."""
+    words = len(reply.split())
+    return 1 if 0 < words <= SHORT_WORDS else -1
+
+
+def load_rater(spec: str) -> Rater:
+    """``module:function`` -> the function, or a clear error (SystemExit) saying what is wrong with the spec."""
+    module_name, _, function_name = spec.partition(":")
+    if not module_name or not function_name:
+        raise SystemExit(f"--rater {spec!r}: expected module:function, e.g. bench.feedback:short_replies")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise SystemExit(f"--rater {spec!r}: cannot import {module_name}: {error}") from None
+    rater = getattr(module, function_name, None)
+    if not callable(rater):
+        raise SystemExit(f"--rater {spec!r}: {module_name} has no function {function_name}")
+    return rater
+
+
+def rate(rater: Rater, prompt: str, reply: str) -> int | None:
+    rating = rater(prompt, reply)
+    if rating not in (1, -1, None) or isinstance(rating, bool):
+        raise SystemExit(f"the rater returned {rating!r} for a reply; it must return +1, -1 or None")
+    return rating
+
+
+@dataclass
+class Exchange:
+    """One reply a member got, and what they thought of it."""
+
+    member: str
+    prompt: str
+    reply: str
+    served_by: str  # the adapter that wrote it ("base": the base model)
+    finish_reason: str
+    rating: int | None
+    retry: bool = False  # a /retry's second reply
+
+    @property
+    def words(self) -> int:
+        return len(self.reply.split())
+
+
+@dataclass
+class Day:
+    index: int
+    exchanges: list[Exchange] = field(default_factory=list)
+    seconds: float = 0.0
+    cpu_seconds: float = 0.0  # of this process: the brain's generation, mostly
+
+    def firsts(self) -> list[Exchange]:
+        """The first reply to each question: what a member asking gets (a /retry's reply comes after a dislike)."""
+        return [e for e in self.exchanges if not e.retry]
+
+    def summary(self) -> dict[str, Any]:
+        firsts = self.firsts()
+        rated = [e for e in firsts if e.rating is not None]
+        likes = sum(1 for e in rated if e.rating == 1)
+        low, high = wilson(likes, len(rated))
+        by_version: dict[str, dict[str, Any]] = {}
+        for name in sorted({e.served_by for e in firsts}):
+            mine = [e for e in rated if e.served_by == name]
+            mine_likes = sum(1 for e in mine if e.rating == 1)
+            by_version[name] = {
+                "likes": mine_likes,
+                "ratings": len(mine),
+                "like_rate": round(mine_likes / len(mine), 4) if mine else None,
+                "members": len({e.member for e in firsts if e.served_by == name}),
+            }
+        retries = [e for e in self.exchanges if e.retry]
+        return {
+            "day": self.index,
+            "likes": likes,
+            "ratings": len(rated),
+            "like_rate": round(likes / len(rated), 4) if rated else None,
+            "ci95": [round(low, 4), round(high, 4)],
+            "by_version": by_version,
+            "replies": len(firsts),
+            "mean_words": round(sum(e.words for e in firsts) / len(firsts), 1) if firsts else None,
+            "cut_at_max_tokens": sum(1 for e in firsts if e.finish_reason == "length"),
+            "retries": len(retries),
+            "retries_liked": sum(1 for e in retries if e.rating == 1),
+            "seconds": round(self.seconds, 1),
+            "cpu_seconds": round(self.cpu_seconds, 1),
+        }
+
+
+class Community:
+    """The brain (the default model, loaded once) served in this process over its HTTP API, and its members."""
+
+    def __init__(self, runtime: Runtime, settings: Settings, args: argparse.Namespace, rater: Rater):
+        self.runtime = runtime
+        self.settings = settings
+        self.args = args
+        self.rater = rater
+        self.random = random.Random(args.seed)
+        self.members = [f"m{i}" for i in range(args.members)]
+        self.app = create_app(settings, runtime)
+        self.app.state.runtime = runtime  # the ASGI transport runs no lifespan, which would set it
+        transport = httpx.ASGITransport(app=self.app)
+        self.client = BrainClient("http://brain", API_KEY, retries=0, timeout=600, transport=transport)
+
+    def in_canary(self, share: float) -> list[str]:
+        return [m for m in self.members if canary_position(f"{PLATFORM}:{m}") < share]
+
+    async def opt_in(self) -> None:
+        for member in self.members:
+            await self.client.opt_in(UserRef(platform=PLATFORM, user_id=member))
+
+    async def day(self, index: int) -> Day:
+        day = Day(index)
+        questions = self.deal()
+        # drawn here, in member order, so that what members do does not depend on how the replies interleave
+        retry_draws = {m: [self.random.random() for _ in questions[m]] for m in self.members}
+        started, cpu = time.perf_counter(), time.process_time()
+        await asyncio.gather(*(self.member_day(index, m, questions[m], retry_draws[m], day) for m in self.members))
+        day.seconds, day.cpu_seconds = time.perf_counter() - started, time.process_time() - cpu
+        return day
+
+    def deal(self) -> dict[str, list[str]]:
+        """The day's questions: the pool shuffled and dealt out whole, as often as it fits (then a draw from one
+        more shuffle), so that every day asks about the same mix and like-rates of days compare."""
+        needed = len(self.members) * self.args.prompts
+        deck: list[str] = []
+        while len(deck) < needed:
+            deck += self.random.sample(PROMPTS, len(PROMPTS))
+        k = self.args.prompts
+        return {m: deck[i * k : (i + 1) * k] for i, m in enumerate(self.members)}
+
+    async def member_day(self, index: int, member: str, questions: list[str], draws: list[float], day: Day) -> None:
+        for number, (prompt, draw) in enumerate(zip(questions, draws, strict=True)):
+            chat = f"d{index}q{number}"
+            sampling = {"max_new_tokens": self.args.max_new_tokens}
+            request = ChatRequest(platform=PLATFORM, user_id=member, chat_id=chat, text=prompt, sampling=sampling)
+            reply = await self.client.chat(request)
+            rating = await self.rate(member, chat, prompt, reply)
+            day.exchanges.append(self.exchange(member, prompt, reply, rating))
+            if rating == -1 and draw < self.args.retry_share:
+                again = request.model_copy(update={"text": "", "retry_of": reply.turn_id})
+                second = await self.client.chat(again)
+                second_rating = await self.rate(member, chat, prompt, second)
+                day.exchanges.append(self.exchange(member, prompt, second, second_rating, retry=True))
+
+    async def rate(self, member: str, chat: str, prompt: str, reply: ChatReply) -> int | None:
+        rating = rate(self.rater, prompt, reply.reply)
+        if rating is not None:
+            if reply.turn_id is None:
+                raise RuntimeError(f"{member}'s reply carries no turn id to rate")
+            result = await self.client.feedback(
+                FeedbackRequest(platform=PLATFORM, user_id=member, chat_id=chat, turn_id=reply.turn_id, rating=rating)
+            )
+            if not result.stored:
+                raise RuntimeError(f"{member}'s rating was not kept for training: {result.reason}")
+        return rating
+
+    @staticmethod
+    def exchange(member: str, prompt: str, reply: ChatReply, rating: int | None, retry: bool = False) -> Exchange:
+        served = reply.adapter or BASE
+        return Exchange(member, prompt, reply.reply, served, reply.finish_reason, rating, retry)
+
+    async def follow_registry(self, timeout_s: float = 300.0) -> dict[str, str | None]:
+        """Wait until the brain serves what the registry says (the live community adapter and its canary)."""
+        store = self.runtime.store
+        adapters = self.runtime.adapters
+        assert isinstance(adapters, AdapterManager)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            live, canaries = await store.registry_records(), await store.canaries()
+            wanted = [adapter_name(COMMUNITY, r.version) for r in (live.get(COMMUNITY), canaries.get(COMMUNITY)) if r]
+            if adapters.live == live and adapters.canaries == canaries and all(n in adapters.loaded for n in wanted):
+                record, canary = live.get(COMMUNITY), canaries.get(COMMUNITY)
+                return {
+                    "live": adapter_name(COMMUNITY, record.version) if record else BASE,
+                    "canary": canary.name if canary else None,
+                }
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the brain did not follow the registry within {timeout_s:.0f} s")
+            await asyncio.sleep(0.2)
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+
+def trainer_config(work: Path, redis_url: str, args: argparse.Namespace) -> Path:
+    config = {
+        "redis": {"url": redis_url},
+        "model": {"name": args.model},
+        "trainer": {
+            "runs_dir": str(work / "runs"),
+            "registry_dir": str(work / "registry"),
+            # the community's adapter only: a member's own adapter would bypass the canary
+            "min_user_turns": 1_000_000,
+            # a short night: a few optimizer steps of small batches, so warmup is a few steps too (the default
+            # of 10 is for nights of hundreds of steps)
+            "finetune": {
+                "max_steps": args.max_steps,
+                "batch_size": args.batch_size,
+                "warmup_steps": max(1, args.max_steps // 8),
+            },
+            "canary": {"share": args.canary_share, "min_ratings": args.min_ratings},
+            # BLEU of generated replies is not what this bench is about, and it costs minutes a night on a CPU
+            "evaluation": {"bleu_samples": 0},
+        },
+    }
+    path = work / "ownchat.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def run_nightly(config: Path, log: Path) -> tuple[RunReport, float, float]:
+    """One real `trainer nightly` in its own process; its report, its wall seconds and its CPU seconds."""
+    trainer = str(Path(sys.executable).with_name("trainer"))
+    env = {**os.environ, "OWNCHAT_CONFIG": str(config), "OMP_WAIT_POLICY": "PASSIVE"}
+    started = time.perf_counter()
+    with log.open("w") as out:
+        process = subprocess.Popen([trainer, "nightly"], env=env, stdout=out, stderr=subprocess.STDOUT)
+        _, exit_status, usage = os.wait4(process.pid, 0)
+    seconds = time.perf_counter() - started
+    status = os.waitstatus_to_exitcode(exit_status)
+    if status != 0:
+        tail = log.read_text()[-3000:]
+        raise RuntimeError(f"trainer nightly ended with status {status}:\n{tail}")
+    runs_dir = Path(yaml.safe_load(config.read_text())["trainer"]["runs_dir"])
+    newest = max(runs_dir.glob("*/report.json"), key=lambda p: p.stat().st_mtime)
+    return read_report(newest.parent), seconds, usage.ru_utime + usage.ru_stime
+
+
+def night_summary(index: int, report: RunReport, seconds: float, cpu_seconds: float) -> dict[str, Any]:
+    """What the k-th night decided and measured: the canary's fate, the gate's decision, the guard's figures."""
+    outcome = report.outcome(COMMUNITY)
+    out: dict[str, Any] = {
+        "night": index,
+        "run": report.run,
+        "seconds": round(seconds, 1),
+        "cpu_seconds": round(cpu_seconds, 1),
+    }
+    if report.export is not None:
+        out["export"] = {
+            k: getattr(report.export, k) for k in ("entries", "rated_turns", "ratings", "liked", "disliked")
+        }
+    out["rating_splits"] = report.rating_splits
+    check = report.canary_check
+    out["canary_check"] = check.model_dump(mode="json") if check else None
+    out["canary_started"] = report.canary_started.model_dump(mode="json") if report.canary_started else None
+    if outcome is None:
+        out["gate"] = {"status": "no community target", "reasons": []}
+        return out
+    out["gate"] = {"status": outcome.status, "version": outcome.version, "reasons": outcome.reasons}
+    if outcome.finetune is not None:
+        out["finetune"] = {"steps": outcome.finetune.steps, "best_step": outcome.finetune.best_step}
+    scores = outcome.scores
+    if scores is not None and report.settings is not None:
+        bound = report.settings.evaluation.general_bound
+        base, live, candidate = scores.base, scores.live, scores.candidate
+        right = [i for i, ok in enumerate(base.answers_right) if ok]
+        kept = [i for i in right if i < len(candidate.answers_right) and candidate.answers_right[i]]
+        prose_change = candidate.general_ppl / base.general_ppl - 1
+        out["ratings_judged"] = {
+            "heldout_rated": candidate.rated,
+            "live": live.name,
+            "live_auc": live.reward_auc,
+            "candidate_auc": candidate.reward_auc,
+        }
+        out["guard"] = {
+            "base_prose_ppl": round(base.general_ppl, 3),
+            "candidate_prose_ppl": round(candidate.general_ppl, 3),
+            "prose_change": round(prose_change, 4),
+            "prose_bound": bound,
+            "questions_base_right": len(right),
+            "questions_kept": len(kept),
+            "held": prose_change <= bound and len(kept) == len(right),
+        }
+    return out
+
+
+def gate_cell(night: dict[str, Any] | None) -> str:
+    if night is None:
+        return "-"
+    gate, judged = night["gate"], night.get("ratings_judged")
+    text = gate["status"] + (f" v{gate['version']}" if gate.get("version") else "")
+    if judged and judged["candidate_auc"] is not None:
+        live_auc = judged["live_auc"] if judged["live_auc"] is not None else 0.5
+        text += f"\nAUC {live_auc:.2f}→{judged['candidate_auc']:.2f} (n={judged['heldout_rated']})"
+    return text
+
+
+def canary_cell(night: dict[str, Any] | None) -> str:
+    check = night and night["canary_check"]
+    if not check:
+        return "-"
+    figures = check.get("figures") or {}
+    ratings = figures.get("likes", 0) + figures.get("dislikes", 0)
+    rate = f" {figures['likes'] / ratings:.0%} of {ratings}" if ratings else ""
+    live = figures.get("live_likes", 0) + figures.get("live_dislikes", 0)
+    live_rate = f" vs {figures['live_likes'] / live:.0%} of {live}" if live else ""
+    p = f", p={figures['p_value']:.3f}" if figures.get("p_value") is not None else ""
+    return f"v{check['version']} {check['action']}{rate}{live_rate}{p}"
+
+
+def guard_cell(night: dict[str, Any] | None) -> str:
+    guard = night and night.get("guard")
+    if not guard:
+        return "-"
+    held = "holds" if guard["held"] else "FAILS"
+    return (
+        f"prose {guard['base_prose_ppl']:.2f}→{guard['candidate_prose_ppl']:.2f} ({guard['prose_change']:+.1%}), "
+        f"questions {guard['questions_kept']}/{guard['questions_base_right']}: {held}"
+    )
+
+
+def table(days: list[dict[str, Any]], nights: list[dict[str, Any]]) -> Table:
+    out = Table(
+        title="A simulated community's like-rate, day after night",
+        caption="day k: the first reply to each question after night k (day 0: the base model); then night k+1: "
+        "the running canary's fate, the gate's decision on the new candidate (AUC on held-out ratings, live → "
+        "candidate) and the general guard (prose perplexity against the base model's, questions kept)",
+    )
+    for column in ("day", "like-rate", "95 %", "served by", "words", "night", "canary", "gate", "guard"):
+        out.add_column(column, justify="right" if column in ("day", "like-rate", "95 %", "words") else "left")
+    for day in days:
+        night = nights[day["day"]] if day["day"] < len(nights) else None
+        served = ", ".join(
+            f"{name} {v['like_rate']:.0%} of {v['ratings']}" if v["like_rate"] is not None else name
+            for name, v in day["by_version"].items()
+        )
+        rate = f"{day['like_rate']:.1%} ({day['likes']}/{day['ratings']})" if day["like_rate"] is not None else "-"
+        out.add_row(
+            str(day["day"]),
+            rate,
+            f"{day['ci95'][0]:.0%}–{day['ci95'][1]:.0%}",
+            served,
+            f"{day['mean_words']}",
+            str(night["night"]) if night else "-",
+            canary_cell(night),
+            gate_cell(night),
+            guard_cell(night),
+        )
+    return out
+
+
+def verdict(days: list[dict[str, Any]], nights: list[dict[str, Any]]) -> dict[str, Any]:
+    base = days[0]["like_rate"]
+    best = max((d["like_rate"] for d in days[1:] if d["like_rate"] is not None), default=None)
+    last = days[-1]["like_rate"]
+    guards = [n["guard"]["held"] for n in nights if n.get("guard")]
+    rise = None if base is None or best is None else round(100 * (best - base), 1)
+    return {
+        "base_like_rate": base,
+        "final_like_rate": last,
+        "best_like_rate": best,
+        "rise_points": rise,
+        "final_rise_points": None if base is None or last is None else round(100 * (last - base), 1),
+        "guard_held_every_night": all(guards) if guards else None,
+        "bar": f"like-rate rises by at least {BAR_POINTS:.0f} points from the base model's within the nights run, "
+        "and the general guard holds every night",
+        "bar_met": bool(rise is not None and rise >= BAR_POINTS and guards and all(guards)),
+    }
+
+
+def plot(path: Path, days: list[dict[str, Any]], nights: list[dict[str, Any]]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (rates, words, guard) = plt.subplots(1, 3, figsize=(15, 4.2))
+    x = [d["day"] for d in days]
+    y = [100 * (d["like_rate"] or 0) for d in days]
+    low = [y_ - 100 * d["ci95"][0] for y_, d in zip(y, days, strict=True)]
+    high = [100 * d["ci95"][1] - y_ for y_, d in zip(y, days, strict=True)]
+    rates.errorbar(x, y, yerr=[low, high], fmt="o-", capsize=4, label="every member (95 % Wilson)")
+    versions = sorted({name for d in days for name in d["by_version"]})
+    for name in versions:
+        points = [(d["day"], 100 * d["by_version"][name]["like_rate"]) for d in days
+                  if name in d["by_version"] and d["by_version"][name]["like_rate"] is not None]  # fmt: skip
+        rates.plot(*zip(*points, strict=True), "x", ms=8, label=name)
+    if days[0]["like_rate"] is not None:
+        rates.axhline(y[0] + BAR_POINTS, ls="--", c="grey", lw=0.8, label=f"base + {BAR_POINTS:.0f} points")
+    rates.set(title="like-rate of first replies", xlabel="day (after night k)", ylabel="% liked", ylim=(0, 100))
+    rates.legend(fontsize=7)
+    words.plot(x, [d["mean_words"] for d in days], "o-")
+    words.axhline(SHORT_WORDS, ls="--", c="grey", lw=0.8)
+    words.set(title="mean words per reply", xlabel="day", ylabel="words")
+    guarded = [n for n in nights if n.get("guard")]
+    if guarded:
+        gx = [n["night"] for n in guarded]
+        guard.plot(gx, [100 * n["guard"]["prose_change"] for n in guarded], "o-", label="candidate's prose ppl vs base")
+        guard.axhline(100 * guarded[0]["guard"]["prose_bound"], ls="--", c="red", lw=0.8, label="bound")
+        for n in guarded:
+            g = n["guard"]
+            guard.annotate(
+                f"{g['questions_kept']}/{g['questions_base_right']} q", (n["night"], 100 * g["prose_change"])
+            )
+        guard.legend(fontsize=7)
+    guard.set(title="general guard per night", xlabel="night", ylabel="% change in prose perplexity")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+async def main_async(args: argparse.Namespace, rater: Rater) -> dict[str, Any]:
+    console = Console()
+    days: list[dict[str, Any]] = []
+    nights: list[dict[str, Any]] = []
+    samples: list[dict[str, Any]] = []
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="feedback-bench-") as tmp:
+        work = Path(tmp)
+        redis = LocalRedis(work / "redis").start()
+        try:
+            config = trainer_config(work, redis.url, args)
+            settings = Settings(
+                redis={"url": redis.url},
+                model={"name": args.model, "cpu_weights": args.cpu_weights},
+                limits={"rate_per_minute": 1_000_000},
+                # one-off questions: nothing recalled from a member's other chats changes the prompt
+                memory={"recall_tokens": 0},
+                trainer={"registry_dir": str(work / "registry"), "reload_reconcile_s": 5.0},
+            )
+            settings.secrets = Secrets(api_key=API_KEY)
+            runtime = Runtime.create(settings)
+            community = Community(runtime, settings, args, rater)
+            runtime.start()
+            try:
+                await community.opt_in()
+                console.print(f"canary share {args.canary_share:.0%}: {community.in_canary(args.canary_share)}")
+                for index in range(args.nights + 1):
+                    day = await community.day(index)
+                    days.append(day.summary())
+                    samples += [
+                        {"day": index, "prompt": e.prompt, "reply": e.reply, "served_by": e.served_by,
+                         "rating": e.rating, "retry": e.retry}
+                        for e in day.exchanges[: args.samples]
+                    ]  # fmt: skip
+                    console.print(f"day {index}: {days[-1]}")
+                    if index < args.nights:
+                        console.print(f"night {index + 1}: trainer nightly ...")
+                        log = work / f"night{index + 1}.log"
+                        report, seconds, cpu = await asyncio.to_thread(run_nightly, config, log)
+                        nights.append(night_summary(index + 1, report, seconds, cpu))
+                        nights[-1]["serving"] = await community.follow_registry()
+                        console.print(f"night {index + 1}: {nights[-1]}")
+                    result = report_json(args, days, nights, samples, time.perf_counter() - started)
+                    write(args.out, result)  # after every day: a run stopped early keeps what it measured
+            finally:
+                await community.aclose()
+                await runtime.stop()
+        finally:
+            redis.stop()
+    console.print(table(days, nights))
+    console.print(result["verdict"])
+    plot(args.out.with_suffix(".png"), days, nights)
+    console.print(f"wrote {args.out} and {args.out.with_suffix('.png')}")
+    return result
+
+
+def report_json(
+    args: argparse.Namespace,
+    days: list[dict[str, Any]],
+    nights: list[dict[str, Any]],
+    samples: list[dict[str, Any]],
+    seconds: float,
+) -> dict[str, Any]:
+    return {
+        "model": args.model,
+        "cpu_weights": args.cpu_weights,
+        "rater": args.rater,
+        "settings": {
+            "nights": args.nights,
+            "members": args.members,
+            "prompts_per_member_per_day": args.prompts,
+            "prompt_pool": len(PROMPTS),
+            "retry_share": args.retry_share,
+            "max_new_tokens": args.max_new_tokens,
+            "max_steps": args.max_steps,
+            "batch_size": args.batch_size,
+            "canary_share": args.canary_share,
+            "min_ratings": args.min_ratings,
+            "seed": args.seed,
+        },
+        "verdict": verdict(days, nights) if days else None,
+        "days": days,
+        "nights": nights,
+        "seconds": round(seconds, 1),
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+        "load_average": os.getloadavg(),
+        "samples": samples,
+    }
+
+
+def write(path: Path, result: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2) + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--nights", type=int, default=5, help="nightly runs (days of chat: one more)")
+    parser.add_argument("--members", type=int, default=24)
+    parser.add_argument("--prompts", type=int, default=5, help="questions each member asks a day")
+    parser.add_argument("--retry-share", type=float, default=0.3, help="of disliked replies, those asked again")
+    parser.add_argument("--max-new-tokens", type=int, default=64, help="a reply's tokens at most")
+    parser.add_argument("--max-steps", type=int, default=16, help="LoRA optimizer steps a night, at most")
+    parser.add_argument("--batch-size", type=int, default=4, help="examples of each kind per step")
+    parser.add_argument("--canary-share", type=float, default=0.5, help="opted-in members a canary serves")
+    parser.add_argument("--min-ratings", type=int, default=40, help="a canary's ratings before it is promoted")
+    parser.add_argument("--rater", default="bench.feedback:short_replies", help="the taste: module:function")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--samples", type=int, default=6, help="replies kept in the results per day")
+    parser.add_argument("--model", default=DEFAULT_MODEL_ALIAS)
+    # auto: what a CPU brain serves by default (bfloat16 or 4-bit weights where the CPU has the instructions)
+    parser.add_argument("--cpu-weights", default="auto", choices=["auto", "float32", "bfloat16", "int4"])
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    if args.nights < 0 or args.members < 1 or not 1 <= args.prompts <= len(PROMPTS):
+        parser.error(f"--nights >= 0, --members >= 1 and 1 <= --prompts <= {len(PROMPTS)}")
+    if not 0 <= args.retry_share <= 1 or not 0 <= args.canary_share <= 1:
+        parser.error("--retry-share and --canary-share are in [0, 1]")
+    if min(args.min_ratings, args.max_steps, args.batch_size, args.max_new_tokens) < 1:
+        parser.error("--min-ratings, --max-steps, --batch-size and --max-new-tokens are at least 1")
+    rater = load_rater(args.rater)
+    asyncio.run(main_async(args, rater))
+
+
+if __name__ == "__main__":
+    main()
