@@ -11,9 +11,9 @@ The MLP widens to 4x, applies GELU (the tanh approximation, as GPT-2 does) and n
 
 The parameters are named and shaped as in Hugging Face's ``GPT2LMHeadModel``, with one difference:
 GPT-2's ``Conv1D`` stores a matrix as (in, out) where ``nn.Linear`` stores (out, in), so the four
-matrices of each block are transposed on the way out (``to_hf``) and back in (``from_hf``). A saved run
-is therefore a plain GPT-2 directory that the brain, peft and anyone's transformers load as is, and a
-GPT-2 directory loads back into this class to resume training.
+matrices of each block are transposed on the way out (``hf_state_dict``) and back in (``from_hf``).
+A saved run is therefore a plain GPT-2 directory that the brain, peft and anyone's transformers load
+as is, and a GPT-2 directory loads back into this class to resume training.
 """
 
 from __future__ import annotations
