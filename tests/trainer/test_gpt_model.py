@@ -1,6 +1,8 @@
 """The GPT written from its parts is GPT-2: the same weights give transformers' GPT2LMHeadModel's logits,
 and a pretraining run's directory is a GPT-2 model that transformers and peft load."""
 
+from typing import TypeVar
+
 import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2Config, GPT2LMHeadModel
@@ -23,7 +25,10 @@ def logits(model: torch.nn.Module, ids: torch.Tensor) -> torch.Tensor:
         return model.eval()(input_ids=ids).logits
 
 
-def scrambled(model: torch.nn.Module) -> torch.nn.Module:
+M = TypeVar("M", bound=torch.nn.Module)
+
+
+def scrambled(model: M) -> M:
     """Every weight random, biases and layer norms included: a wrong mapping of any of them shows."""
     with torch.no_grad():
         for p in model.parameters():
