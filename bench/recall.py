@@ -174,9 +174,10 @@ class Member:
 class Bench:
     """One brain (the default model, loaded once) served in this process, and its Redis."""
 
-    def __init__(self, runtime: Runtime, settings: Settings):
+    def __init__(self, runtime: Runtime, settings: Settings, window: dict[str, Any]):
         self.runtime = runtime
         self.settings = settings
+        self.window = window  # a memory window other than the setting's, e.g. {"max_turns": 8}
         self.app = create_app(settings, runtime)
         self.app.state.runtime = runtime  # the ASGI transport runs no lifespan, which would set it
         self.raw = aioredis.from_url(settings.redis.url, decode_responses=False)  # DUMP payloads are bytes
@@ -199,7 +200,7 @@ class Bench:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     async def run(self, config: Config, members: list[Member]) -> None:
-        self.runtime.settings.memory = MemorySettings(**config.memory)
+        self.runtime.settings.memory = MemorySettings(**(self.window | config.memory))
         await self.runtime.store.r.flushdb()
         await asyncio.gather(*(self.introduce(config, m) for m in members))
         await self.settle()
@@ -277,7 +278,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             )
             settings.secrets = Secrets(api_key=API_KEY)
             runtime = Runtime.create(settings)
-            bench = Bench(runtime, settings)
+            bench = Bench(runtime, settings, {} if args.max_turns is None else {"max_turns": args.max_turns})
             runtime.start()
             results: dict[str, dict[int, float]] = {}
             counts: dict[str, int] = {}
@@ -321,7 +322,7 @@ def report(
         "cpu_weights": args.cpu_weights,
         "gaps": list(GAPS),
         "members": args.members,
-        "window_turns": settings.memory.max_turns,
+        "window_turns": args.max_turns or settings.memory.max_turns,
         "defaults": MemorySettings().model_dump(),
         "recall": {name: {str(gap): round(rate, 3) for gap, rate in rates.items()} for name, rates in results.items()},
         "questions_per_gap": counts,
@@ -340,6 +341,7 @@ def main() -> None:
     # which would tie the figures to the machine)
     parser.add_argument("--cpu-weights", default="float32", choices=["auto", "float32", "bfloat16", "int4"])
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--max-turns", type=int, default=None, help="memory window in turns (default: the setting's)")
     args = parser.parse_args()
     write(args.out, asyncio.run(main_async(args)))
 
