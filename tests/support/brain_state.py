@@ -7,6 +7,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from bot.client import BrainClient
+from brain.api_models import UserRef
 from brain.feedback_records import TurnRecord
 from brain.store import Store, connect
 from tests.support.brain_server import BrainHandle
@@ -31,3 +33,13 @@ async def turn_shown_by(store: Store, platform: str, chat_id: object, message_id
         return await store.turn(turn_id) if turn_id else None
 
     return await eventually(mapped, f"{platform} message {message_id} mapped to its reply")
+
+
+async def kept_ratings_become(brain_api: BrainClient, user: UserRef, expected: list[tuple[str, int]]) -> None:
+    """Wait until the ratings kept of ``user`` (their export) are ``expected``: (turn id, rating) pairs."""
+
+    async def kept() -> bool:
+        ratings = (await brain_api.export(user)).ratings
+        return [(r.turn_id, r.rating) for r in ratings] == expected
+
+    await eventually(kept, f"the kept ratings of {user.key} to be {expected}")

@@ -3,21 +3,11 @@
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
-
-import pytest
 
 from bot.client import BrainClient
 from brain.api_models import MemoryView, UserRef
 from tests.support.discord_api import EPHEMERAL, MANAGE_CHANNELS, LocalDiscord
 from tests.support.eventually import eventually
-
-
-@pytest.fixture
-async def brain_api(brain) -> AsyncIterator[BrainClient]:
-    """The test's own view of the brain's state, through its HTTP API."""
-    async with BrainClient(brain.url, brain.api_key) as client:
-        yield client
 
 
 async def test_a_user_opts_in_chats_sets_a_persona_and_is_forgotten(

@@ -3,30 +3,15 @@ one of its replies); against a real brain, whose kept ratings the member can see
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
-
-import pytest
 
 from bot.client import BrainClient
 from brain.api_models import UserRef
 from brain.store import Store
 from tests.support.brain_server import BrainHandle
-from tests.support.brain_state import brain_store, turn_shown_by
+from tests.support.brain_state import kept_ratings_become, turn_shown_by
 from tests.support.discord_api import Channel, LocalDiscord, User
 from tests.support.eventually import eventually
-
-
-@pytest.fixture
-async def brain_api(brain: BrainHandle) -> AsyncIterator[BrainClient]:
-    async with BrainClient(brain.url, brain.api_key) as client:
-        yield client
-
-
-@pytest.fixture
-async def store(brain: BrainHandle) -> AsyncIterator[Store]:
-    async with brain_store(brain) as store:
-        yield store
 
 
 def member(user: User) -> UserRef:
@@ -34,13 +19,7 @@ def member(user: User) -> UserRef:
 
 
 async def ratings_become(brain_api: BrainClient, user: User, expected: list[tuple[str, int]]) -> None:
-    """Wait until the ratings kept of `user` (their export) are `expected`: (turn id, rating) pairs."""
-
-    async def kept() -> bool:
-        ratings = (await brain_api.export(member(user))).ratings
-        return [(r.turn_id, r.rating) for r in ratings] == expected
-
-    await eventually(kept, f"the kept ratings of {user.name} to be {expected}")
+    await kept_ratings_become(brain_api, member(user), expected)
 
 
 async def answered(local_discord: LocalDiscord, user: User, channel: Channel, text: str) -> dict[str, Any]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -32,13 +32,6 @@ def brain(tmp_path: Path, tiny_model_dir: Path) -> Iterator[BrainHandle]:
         (personas / f"{name}.yaml").write_text(yaml.safe_dump(persona))
     with running_brain(tmp_path, tiny_model_dir, brain={"personas_dir": str(personas)}) as handle:
         yield handle
-
-
-@pytest.fixture
-async def brain_api(brain) -> AsyncIterator[BrainClient]:
-    """The test's own view of the brain's state, through its HTTP API."""
-    async with BrainClient(brain.url, brain.api_key) as client:
-        yield client
 
 
 async def says(telegram: TelegramApiServer, user: TgUser, chat: TgChat, text: str) -> TgMessage:

@@ -3,32 +3,16 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
-import pytest
-
 from bot.client import BrainClient
 from bot.splitting import split_message
 from bot.telegram.limits import MESSAGE_LIMIT
 from brain.api_models import UserRef
 from brain.store import Store
 from tests.support.brain_server import BrainHandle
-from tests.support.brain_state import brain_store, turn_shown_by
+from tests.support.brain_state import kept_ratings_become, turn_shown_by
 from tests.support.eventually import eventually
 from tests.support.fake_brain import FakeBrain, by_words
 from tests.support.telegram_api import TelegramApiServer, TgChat, TgMessage, TgUser
-
-
-@pytest.fixture
-async def brain_api(brain: BrainHandle) -> AsyncIterator[BrainClient]:
-    async with BrainClient(brain.url, brain.api_key) as client:
-        yield client
-
-
-@pytest.fixture
-async def store(brain: BrainHandle) -> AsyncIterator[Store]:
-    async with brain_store(brain) as store:
-        yield store
 
 
 def member(user: TgUser) -> UserRef:
@@ -36,13 +20,7 @@ def member(user: TgUser) -> UserRef:
 
 
 async def ratings_become(brain_api: BrainClient, user: TgUser, expected: list[tuple[str, int]]) -> None:
-    """Wait until the ratings kept of `user` (their export) are `expected`: (turn id, rating) pairs."""
-
-    async def kept() -> bool:
-        ratings = (await brain_api.export(member(user))).ratings
-        return [(r.turn_id, r.rating) for r in ratings] == expected
-
-    await eventually(kept, f"the kept ratings of {user.first_name} to be {expected}")
+    await kept_ratings_become(brain_api, member(user), expected)
 
 
 async def answered(telegram: TelegramApiServer, user: TgUser, chat: TgChat, text: str, **kw) -> TgMessage:
