@@ -335,13 +335,16 @@ def trainer_config(work: Path, redis_url: str, args: argparse.Namespace) -> Path
             "registry_dir": str(work / "registry"),
             # the community's adapter only: a member's own adapter would bypass the canary
             "min_user_turns": 1_000_000,
-            # a short night: a few optimizer steps of small batches, so warmup is a few steps too (the default
-            # of 10 is for nights of hundreds of steps)
+            # a short night: a few optimizer steps of small batches, at a higher rate than the default's (meant for
+            # nights of hundreds of steps), and a warmup of a few steps too
             "finetune": {
                 "max_steps": args.max_steps,
                 "batch_size": args.batch_size,
+                "learning_rate": args.learning_rate,
                 "warmup_steps": max(1, args.max_steps // 8),
             },
+            # a night reads the newest rated replies only, so that its time does not grow with every day's ratings
+            "preference": {"max_rated_turns": args.max_rated_turns},
             "canary": {"share": args.canary_share, "min_ratings": args.min_ratings},
             # BLEU of generated replies is not what this bench is about, and it costs minutes a night on a CPU
             "evaluation": {"bleu_samples": 0},
@@ -508,36 +511,45 @@ def plot(path: Path, days: list[dict[str, Any]], nights: list[dict[str, Any]]) -
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (rates, words, guard) = plt.subplots(1, 3, figsize=(15, 4.2))
+    fig, (rates, words, guard) = plt.subplots(1, 3, figsize=(15, 4.4), gridspec_kw={"width_ratios": [2, 1, 1]})
     x = [d["day"] for d in days]
     y = [100 * (d["like_rate"] or 0) for d in days]
     low = [y_ - 100 * d["ci95"][0] for y_, d in zip(y, days, strict=True)]
     high = [100 * d["ci95"][1] - y_ for y_, d in zip(y, days, strict=True)]
     rates.errorbar(x, y, yerr=[low, high], fmt="o-", capsize=4, label="every member (95 % Wilson)")
-    versions = sorted({name for d in days for name in d["by_version"]})
-    for name in versions:
+    for marker, name in zip("xs^v<>+*", sorted({name for d in days for name in d["by_version"]}), strict=False):
         points = [(d["day"], 100 * d["by_version"][name]["like_rate"]) for d in days
                   if name in d["by_version"] and d["by_version"][name]["like_rate"] is not None]  # fmt: skip
-        rates.plot(*zip(*points, strict=True), "x", ms=8, label=name)
+        rates.plot(*zip(*points, strict=True), marker, ms=7, ls="none", label=f"served by {name}")
     if days[0]["like_rate"] is not None:
         rates.axhline(y[0] + BAR_POINTS, ls="--", c="grey", lw=0.8, label=f"base + {BAR_POINTS:.0f} points")
+    for night in nights:  # what each night decided, between the two days it separates
+        check = night["canary_check"]
+        said = [f"night {night['night']}:"] + ([f"v{check['version']} {check['action']}"] if check else [])
+        said.append(gate_cell(night).split("\n")[0])
+        rates.annotate("\n".join(said), (night["night"] - 0.5, 97), ha="center", va="top", fontsize=7, color="dimgrey")
     rates.set(title="like-rate of first replies", xlabel="day (after night k)", ylabel="% liked", ylim=(0, 100))
-    rates.legend(fontsize=7)
+    rates.set_xticks(x)
+    rates.legend(fontsize=7, loc="center right")
     words.plot(x, [d["mean_words"] for d in days], "o-")
-    words.axhline(SHORT_WORDS, ls="--", c="grey", lw=0.8)
-    words.set(title="mean words per reply", xlabel="day", ylabel="words")
+    words.axhline(SHORT_WORDS, ls="--", c="grey", lw=0.8, label=f"the taste: liked at most {SHORT_WORDS}")
+    words.set(title="mean words per reply", xlabel="day", ylabel="words", ylim=(0, None))
+    words.set_xticks(x)
+    words.legend(fontsize=7)
     guarded = [n for n in nights if n.get("guard")]
     if guarded:
-        gx = [n["night"] for n in guarded]
-        guard.plot(gx, [100 * n["guard"]["prose_change"] for n in guarded], "o-", label="candidate's prose ppl vs base")
+        changes = [100 * n["guard"]["prose_change"] for n in guarded]
+        colours = ["tab:green" if n["guard"]["held"] else "tab:red" for n in guarded]
+        guard.bar([n["night"] for n in guarded], changes, width=0.5, color=colours)
         guard.axhline(100 * guarded[0]["guard"]["prose_bound"], ls="--", c="red", lw=0.8, label="bound")
-        for n in guarded:
+        for n, change in zip(guarded, changes, strict=True):
             g = n["guard"]
-            guard.annotate(
-                f"{g['questions_kept']}/{g['questions_base_right']} q", (n["night"], 100 * g["prose_change"])
-            )
+            guard.annotate(f"{g['questions_kept']}/{g['questions_base_right']}\nquestions", (n["night"], change),
+                           ha="center", va="bottom" if change >= 0 else "top", fontsize=7)  # fmt: skip
+        guard.set_xticks([n["night"] for n in nights])
+        guard.set_xlim(0.4, len(nights) + 0.6)
         guard.legend(fontsize=7)
-    guard.set(title="general guard per night", xlabel="night", ylabel="% change in prose perplexity")
+    guard.set(title="general guard: candidate's prose perplexity", xlabel="night", ylabel="% from the base model's")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -619,6 +631,8 @@ def report_json(
             "max_new_tokens": args.max_new_tokens,
             "max_steps": args.max_steps,
             "batch_size": args.batch_size,
+            "learning_rate": args.learning_rate,
+            "max_rated_turns": args.max_rated_turns,
             "canary_share": args.canary_share,
             "min_ratings": args.min_ratings,
             "seed": args.seed,
@@ -647,6 +661,8 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=64, help="a reply's tokens at most")
     parser.add_argument("--max-steps", type=int, default=16, help="LoRA optimizer steps a night, at most")
     parser.add_argument("--batch-size", type=int, default=4, help="examples of each kind per step")
+    parser.add_argument("--learning-rate", type=float, default=5e-4, help="the LoRA's peak learning rate")
+    parser.add_argument("--max-rated-turns", type=int, default=240, help="newest rated replies a night reads")
     parser.add_argument("--canary-share", type=float, default=0.5, help="opted-in members a canary serves")
     parser.add_argument("--min-ratings", type=int, default=40, help="a canary's ratings before it is promoted")
     parser.add_argument("--rater", default="bench.feedback:short_replies", help="the taste: module:function")
@@ -656,13 +672,20 @@ def main() -> None:
     # auto: what a CPU brain serves by default (bfloat16 or 4-bit weights where the CPU has the instructions)
     parser.add_argument("--cpu-weights", default="auto", choices=["auto", "float32", "bfloat16", "int4"])
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--replot", action="store_true", help="redraw the plot of the results in --out, and stop")
     args = parser.parse_args()
+    if args.replot:
+        saved = json.loads(args.out.read_text())
+        plot(args.out.with_suffix(".png"), saved["days"], saved["nights"])
+        return
     if args.nights < 0 or args.members < 1 or not 1 <= args.prompts <= len(PROMPTS):
         parser.error(f"--nights >= 0, --members >= 1 and 1 <= --prompts <= {len(PROMPTS)}")
     if not 0 <= args.retry_share <= 1 or not 0 <= args.canary_share <= 1:
         parser.error("--retry-share and --canary-share are in [0, 1]")
-    if min(args.min_ratings, args.max_steps, args.batch_size, args.max_new_tokens) < 1:
-        parser.error("--min-ratings, --max-steps, --batch-size and --max-new-tokens are at least 1")
+    if min(args.min_ratings, args.max_steps, args.batch_size, args.max_new_tokens, args.max_rated_turns) < 1:
+        parser.error("--min-ratings, --max-steps, --batch-size, --max-new-tokens and --max-rated-turns are at least 1")
+    if not 0 < args.learning_rate < 1:
+        parser.error("--learning-rate is in (0, 1)")
     rater = load_rater(args.rater)
     asyncio.run(main_async(args, rater))
 
