@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,6 +13,7 @@ from brain.memory.recall import rank, terms
 EARLIER_TURNS_KEPT = 400
 # an earlier message is quoted whole up to this length (longer ones are cut): a few short quotes beat one essay
 MAX_QUOTE_CHARS = 280
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
 
 @dataclass(frozen=True)
@@ -41,7 +43,7 @@ class Memory:
         seen: set[str] = set()
         messages = []
         for turn in earlier:
-            text = " ".join(str(turn.get("text", "")).split())
+            text = statements(str(turn.get("text", "")))
             if turn.get("role") != "user" or not text or text.lower() in seen:
                 continue
             if visible(turn, chat_id, group, share_direct):
@@ -61,6 +63,13 @@ class Memory:
         known = {term for fact in self.facts for term in terms(fact)}
         fresh = [(i, score) for i, score in rank(message, self.earlier) if not set(terms(self.earlier[i])) <= known]
         return [_clip(self.earlier[index]) for index, _ in fresh[: self.recall_count]]
+
+
+def statements(text: str) -> str:
+    """What a message told, without its questions: "Which city should I visit?" says nothing about the member, and
+    quoted before "Which city do I live in?" the default model answers with the city asked about (bench/recall.py)."""
+    sentences = _SENTENCE_END.split(" ".join(text.split()))
+    return " ".join(sentence for sentence in sentences if sentence and not sentence.endswith("?"))
 
 
 def _clip(text: str) -> str:

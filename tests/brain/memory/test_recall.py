@@ -70,3 +70,13 @@ def test_a_message_the_facts_already_cover_is_not_quoted_again():
         recall_tokens=100,
     )
     assert memory.recalled("what is my dog called") == ["My dog Biscuit hates the vet in Lisbon."]
+
+
+def test_what_a_member_asked_is_not_quoted_back_as_what_they_said():
+    earlier = [
+        {"role": "user", "text": "What is the best city to visit in Italy?", "chat_id": "dm", "chat_kind": "direct"},
+        {"role": "user", "text": "I live in Lisbon now.   Which  museums in the city should I see?", "chat_id": "dm",
+         "chat_kind": "direct"},
+    ]  # fmt: skip
+    memory = Memory.for_chat([], earlier, chat_id="dm", group=False, share_direct=False, recall_tokens=99)
+    assert memory.recalled("Which city do I live in?") == ["I live in Lisbon now."]
