@@ -1,10 +1,11 @@
 """Recall benchmark: do the facts a member told the bot come back, within and past the memory window?
 
 Scripted members each state three facts about themselves in one message ("Hi! My name is Alice. I live in
-Lisbon. My dog is called Biscuit."), then chat about other things; after 0, 4, 12 and 30 exchanges (30 is past
-the 24-turn window) they ask for each fact back ("What is my dog called?"). A fact counts as recalled when the
-reply names it. Every message goes through the brain's own HTTP API (/v1/chat, /v1/users/.../facts), in this
-process, with the default model and greedy replies, over a real redis-server.
+Lisbon. My dog is called Biscuit."), then chat about other things; after 0, 4, 12 and 30 exchanges (past the
+default one-exchange window from 4 on; 30 is also past a 24-turn one) they ask for each fact back ("What is my
+dog called?"). A fact counts as recalled when the reply names it. Every message goes through the brain's own
+HTTP API (/v1/chat, /v1/users/.../facts), in this process, with the default model and greedy replies, over a
+real redis-server.
 
 The questions must not change what comes after them: before each, the member's keys are saved (DUMP); once its
 reply is in, the background work it started (a summary, an extraction) is cancelled and the keys are put back
@@ -256,7 +257,7 @@ class Bench:
 
 
 def table(results: dict[str, dict[int, float]], counts: dict[str, int]) -> Table:
-    out = Table(title="Facts recalled, by exchanges since they were told (the window holds 12 exchanges)")
+    out = Table(title="Facts recalled, by exchanges since they were told")
     out.add_column("configuration")
     for gap in GAPS:
         out.add_column(f"gap {gap}", justify="right")

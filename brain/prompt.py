@@ -6,8 +6,9 @@ member's memory: their facts and the earlier messages of theirs that match this 
 
 The note sits right before the message, not in the system prompt: once a conversation is a dozen turns long the
 default model ignores what the system prompt states (in a trial after 12 exchanges: 0 of 30 facts recalled from
-there, 22 from the note), and everything before the message stays the same from one message to the next, so the
-engine reuses the conversation's cached prefix. The note is never stored: a turn keeps only what the member wrote.
+there, 22 from the note), and everything before the message stays the same from one message to the next (until
+the window slides), so the engine reuses the conversation's cached prefix. The note is never stored: a turn keeps
+only what the member wrote.
 """
 
 from __future__ import annotations
