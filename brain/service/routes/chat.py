@@ -138,6 +138,16 @@ async def chat(body: ChatRequest, request: Request, runtime: RuntimeDep) -> Any:
                 raise ApiError(413, "prompt_too_long", "The reply to try again no longer fits the model's context.")
             finish = functools.partial(_store_retry, runtime, body, state, persona.name, first, started)
         else:
+            # off the loop too: it reads up to EARLIER_TURNS_KEPT earlier messages (milliseconds)
+            recallable = await runtime.off_loop(
+                Memory.for_chat,
+                state.facts,
+                state.earlier,
+                chat_id=body.chat_id,
+                group=group,
+                share_direct=memory.share_direct_in_groups,
+                recall_tokens=memory.recall_tokens,
+            )
             try:
                 prompt = await runtime.off_loop(
                     build_prompt,
@@ -148,14 +158,7 @@ async def chat(body: ChatRequest, request: Request, runtime: RuntimeDep) -> Any:
                     text=body.text,
                     budget=runtime.prompt_budget(sampling.max_new_tokens),
                     context=body.context,
-                    memory=Memory.for_chat(
-                        state.facts,
-                        state.earlier,
-                        chat_id=body.chat_id,
-                        group=group,
-                        share_direct=memory.share_direct_in_groups,
-                        recall_tokens=memory.recall_tokens,
-                    ),
+                    memory=recallable,
                 )
             except ValueError as exc:
                 raise ApiError(413, "message_too_long", str(exc)) from exc
