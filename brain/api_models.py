@@ -388,6 +388,39 @@ class ExportedRating(Contract):
     at: str
 
 
+class ExportedTurn(Contract):
+    """One reply of the bot to the member, kept so that it can be rated or retried: what the model saw and said."""
+
+    turn_id: str
+    platform: str
+    chat_id: str
+    chat_kind: str
+    prompt: list[dict[str, str]]
+    reply: str
+    adapter: str | None = Field(None, description="the adapter that wrote the reply; none: the base model")
+    retry_of: str | None = None
+    at: str
+
+
+class ExportedPersona(Contract):
+    """A group persona the member wrote: the one a group uses now, or an earlier version kept turns still name."""
+
+    platform: str
+    chat_id: str
+    name: str
+    system_prompt: str
+    in_use: bool = Field(description="whether the group uses it now")
+
+
+class ExportedMessage(Contract):
+    """A platform message (a piece of one of the bot's replies to the member) mapped to its turn, for ratings."""
+
+    platform: str
+    chat_id: str
+    message_id: str
+    turn_id: str
+
+
 class UserExport(Contract):
     user: str
     profile: dict[str, str]
@@ -396,6 +429,9 @@ class UserExport(Contract):
     facts: list[Fact] = []
     earlier_turns: list[EarlierTurn] = []
     ratings: list[ExportedRating] = []
+    turns: list[ExportedTurn] = []
+    personas: list[ExportedPersona] = []
+    messages: list[ExportedMessage] = []
 
 
 class Stats(Contract):

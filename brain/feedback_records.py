@@ -17,6 +17,17 @@ from brain.registry_records import RegistryRecord
 Rating = Literal[-1, 1]
 
 
+class PersonaRef(RegistryRecord):
+    """The group persona a kept turn's system message began with, named rather than copied: its author and the
+    digest of its system prompt (brain/store.py persona_digest). The store resolves it when the turn is read, and a
+    turn whose persona is gone (its author was forgotten) is as good as expired. ``text`` is the resolved system
+    prompt while a record is in memory; it is never written."""
+
+    author: str
+    digest: str
+    text: str | None = Field(None, exclude=True)
+
+
 class TurnRecord(RegistryRecord):
     """One reply of the bot, kept (with the memory TTL, under its author's keys) so that it can be rated.
 
@@ -36,6 +47,31 @@ class TurnRecord(RegistryRecord):
     served_by: str | None = None
     retry_of: str | None = None
     at: str  # ISO time of the reply
+    # a group persona another member wrote: kept as a reference, its text left out of prompt[0] (see PersonaRef)
+    persona_ref: PersonaRef | None = None
+
+    def stored(self) -> TurnRecord:
+        """The record as it is written: without the text of a referenced persona."""
+        ref = self.persona_ref
+        if ref is None or ref.text is None or not self.prompt:
+            return self
+        system = self.prompt[0]["content"]
+        text = ref.text.strip()
+        rest = system[len(text) :].lstrip("\n") if system.startswith(text) else system
+        return self.model_copy(
+            update={"prompt": [{**self.prompt[0], "content": rest}, *self.prompt[1:]],
+                    "persona_ref": ref.model_copy(update={"text": None})}
+        )  # fmt: skip
+
+    def resolved(self, text: str, author: str) -> TurnRecord:
+        """The stored record with its persona's system prompt ``text`` put back in front of the system message, and
+        the persona's ``author`` named by their id (stored, the reference names them by a keyed hash)."""
+        assert self.persona_ref is not None
+        text = text.strip()
+        rest = self.prompt[0]["content"] if self.prompt else ""
+        system = {"role": "system", "content": f"{text}\n\n{rest}" if rest else text}
+        ref = self.persona_ref.model_copy(update={"text": text, "author": author})
+        return self.model_copy(update={"prompt": [system, *self.prompt[1:]], "persona_ref": ref})
 
 
 class RatingRecord(RegistryRecord):
@@ -81,4 +117,4 @@ class Canary(RegistryRecord):
 
 
 FeedbackKind = Literal["reaction", "button", "command"]
-__all__ = ["Canary", "FeedbackKind", "RatedTurn", "Rating", "RatingRecord", "TurnRecord"]
+__all__ = ["Canary", "FeedbackKind", "PersonaRef", "RatedTurn", "Rating", "RatingRecord", "TurnRecord"]

@@ -58,6 +58,9 @@ class RedisSettings(BaseModel):
     # where no server answers at `url`, `brain serve --start-redis` starts one here
     local_dir: str = "var/redis"
     socket_timeout_s: float = 2.0
+    # after a /forget, the brain has Redis rewrite its append-only file (which still holds the deleted data) this many
+    # seconds later; forgets meanwhile join the same rewrite. 0: only the nightly run does it
+    rewrite_after_forget_s: float = Field(600.0, ge=0)
 
 
 class ModelSettings(BaseModel):

@@ -70,10 +70,12 @@ class GenerationBackend(Protocol):
         seed: int | None = None,
         adapter: str | None = None,
         user: str | None = None,
+        contributors: frozenset[str] = frozenset(),
     ) -> AsyncIterator[str | Generated]:
         """Text deltas as they are generated, then one Generated; leaving early cancels the request.
 
-        ``user``: whose conversation the prompt holds, so that ``forget(user)`` can drop what it left cached."""
+        ``user``: whose conversation the prompt holds, so that ``forget(user)`` can drop what it left cached;
+        ``contributors``: other members whose words it holds, whose forget drops it too."""
         ...
 
     async def forget(self, user: str) -> None:
@@ -121,6 +123,7 @@ class LocalBackend:
         seed: int | None = None,
         adapter: str | None = None,
         user: str | None = None,
+        contributors: frozenset[str] = frozenset(),
     ) -> AsyncIterator[str | Generated]:
         if sampling.num_beams > 1:
             yield await self._beam_search(prompt_ids, sampling, adapter)
@@ -135,6 +138,7 @@ class LocalBackend:
             seed=seed,
             adapter=adapter,
             owner=user,
+            contributors=contributors,
         )
         stream = TextStream(self.engine.submit(request), self.tokenizer, stop=stop or ())
         try:

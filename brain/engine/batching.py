@@ -77,6 +77,8 @@ class GenerationRequest:
     seed: int | None = None
     adapter: str | None = None
     owner: str | None = None  # whose conversation this is: Engine.forget(owner) drops what it left cached
+    # the other members whose words the prompt holds (a group persona's author): their forget drops it too
+    contributors: frozenset[str] = field(default_factory=frozenset)
 
     def __post_init__(self) -> None:
         if not self.prompt_ids:
@@ -554,14 +556,17 @@ class Engine:
             return
         count = self._cache.length(row)
         keys, values = self._cache.read(row, count)
-        self.prefixes.store(request.adapter, request.owner, row.history[:count], keys, values, replaces=row.prefix)
+        self.prefixes.store(
+            request.adapter, request.owner, row.history[:count], keys, values, replaces=row.prefix,
+            contributors=request.contributors,
+        )  # fmt: skip
 
     def _forget(self, owner: str) -> int:
         # requests of this owner still running or queued finish, but leave nothing behind
         with self._condition:
             handles = [row.handle for row in self._rows] + list(self._queue)
         for handle in handles:
-            if handle.request.owner == owner:
+            if handle.request.owner == owner or owner in handle.request.contributors:
                 handle.forgotten = True
         return self.prefixes.drop_owner(owner)
 

@@ -11,7 +11,9 @@ Entries are found through a hash of each 16-token block of their ids, chained wi
 it, so a lookup costs one hash per block of the prompt, whatever the number of entries. The cache
 holds at most ``token_budget`` tokens and drops the least recently used entries to stay within it.
 An entry is also dropped when a newer one extends it (the same conversation, one message on), when
-its owner is forgotten (``drop_owner``) and when its adapter is unloaded (``keep_adapters``).
+its owner or any other member whose words it holds is forgotten (``drop_owner``; a group persona's author is one),
+and when its adapter is unloaded (``keep_adapters``). A prompt holding words of members no forget could name (a
+thread's context, known by display names only) is not kept at all.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from dataclasses import dataclass, field
 import torch
 
 BLOCK = 16  # tokens per hashed block; shorter shared prefixes are not worth a lookup
+# a contributor that stands for members the brain cannot name: an entry with one is never kept
+UNKNOWN_CONTRIBUTOR = "*"
 
 
 @dataclass
@@ -33,6 +37,7 @@ class PrefixEntry:
     values: list[torch.Tensor]
     used: int = 0  # the tick of its last use
     key: int = -1
+    contributors: frozenset[str] = frozenset()  # other members whose words it holds
     hashes: list[int] = field(default_factory=list)
 
 
@@ -77,15 +82,17 @@ class PrefixCache:
         keys: list[torch.Tensor],
         values: list[torch.Tensor],
         replaces: PrefixEntry | None = None,
+        contributors: frozenset[str] = frozenset(),
     ) -> None:
-        """Keep a finished request's tokens; ``replaces`` (the entry it started from) goes if this one extends it."""
+        """Keep a finished request's tokens; ``replaces`` (the entry it started from) goes if this one extends it.
+        ``contributors``: the other members whose words ``ids`` hold."""
         if replaces is not None and replaces.adapter == adapter and _is_prefix(replaces.ids, ids):
             self._drop(replaces)
-        if len(ids) < BLOCK or len(ids) > self.token_budget:
+        if len(ids) < BLOCK or len(ids) > self.token_budget or UNKNOWN_CONTRIBUTOR in contributors:
             return
         while self.tokens + len(ids) > self.token_budget:
             self._drop(min(self._entries.values(), key=lambda entry: entry.used))
-        entry = PrefixEntry(adapter, owner, tuple(ids), keys, values, used=next(self._tick))
+        entry = PrefixEntry(adapter, owner, tuple(ids), keys, values, used=next(self._tick), contributors=contributors)
         entry.hashes = list(_block_hashes(ids))
         key = entry.key = next(self._ids)
         self._entries[key] = entry
@@ -94,8 +101,9 @@ class PrefixCache:
         self.tokens += len(ids)
 
     def drop_owner(self, owner: str) -> int:
-        """Drop every entry of ``owner`` (a forgotten user); how many were dropped."""
-        gone = [entry for entry in self._entries.values() if entry.owner == owner]
+        """Drop every entry that holds words of ``owner`` (a forgotten user): theirs, and those of other members'
+        prompts they contributed to; how many were dropped."""
+        gone = [entry for entry in self._entries.values() if entry.owner == owner or owner in entry.contributors]
         for entry in gone:
             self._drop(entry)
         return len(gone)

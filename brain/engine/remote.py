@@ -130,6 +130,7 @@ class RemoteEngine:
         seed: int | None = None,
         adapter: AdapterRef | str | None = None,
         user: str | None = None,
+        contributors: frozenset[str] = frozenset(),
     ) -> AsyncIterator[str | Generated]:
         """Text deltas as the server streams them, then one Generated.
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 from fastapi import APIRouter, FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
+from redis.exceptions import RedisError
 
 from brain.service import errors
 from brain.service.auth import Authorized
@@ -16,6 +18,8 @@ from brain.service.body_limits import BodyLimits
 from brain.service.routes import chat, facts, feedback, health, openai_compat, personas, users
 from brain.service.runtime import Runtime
 from brain.settings import Settings
+
+log = logging.getLogger("brain.app")
 
 
 def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
@@ -25,6 +29,12 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         rt = runtime or Runtime.create(settings)
         app.state.runtime = rt
+        try:
+            await rt.store.load_id_key()
+            if await rt.store.forgotten_since_rewrite():  # a rewrite was due when the last brain stopped
+                rt.rewrite_after_forget()
+        except (RedisError, OSError) as error:  # Redis is down: the store loads the key on its first use instead
+            log.warning("the id key could not be read from Redis yet: %s", error)
         rt.start()
         try:
             yield

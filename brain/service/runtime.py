@@ -11,6 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+from redis.exceptions import RedisError
+
 from brain import personas as persona_lib
 from brain.adapters import AdapterBackend, AdapterManager
 from brain.api_models import SamplingParams
@@ -59,6 +61,7 @@ class Runtime:
         # because a fast tokenizer must not be used from two threads at once.
         self._text_worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tokenizer")
         self.background: set[asyncio.Task[Any]] = set()
+        self._rewrite: asyncio.Task[None] | None = None
         self._summary_locks: weakref.WeakValueDictionary[tuple[str, str], asyncio.Lock] = weakref.WeakValueDictionary()
 
     @classmethod
@@ -163,15 +166,41 @@ class Runtime:
         seed: int | None = None,
         adapter: str | None = None,
         user: str | None = None,
+        contributors: frozenset[str] = frozenset(),
     ) -> AsyncIterator[str | Generated]:
         """Text deltas as they are generated, then one Generated with the whole reply."""
-        return self.backend.generate(prompt_ids, sampling, stop=stop, seed=seed, adapter=adapter, user=user)
+        return self.backend.generate(
+            prompt_ids, sampling, stop=stop, seed=seed, adapter=adapter, user=user, contributors=contributors
+        )
 
     async def complete(self, prompt_ids: list[int], sampling: SamplingParams, **kw: Any) -> Generated:
         async for item in self.generate(prompt_ids, sampling, **kw):
             if isinstance(item, Generated):
                 return item
         raise RuntimeError("generation ended without a result")
+
+    # after a /forget: Redis's append-only file still holds what was deleted, until it is rewritten
+
+    def rewrite_after_forget(self) -> None:
+        """Have Redis rewrite its append-only file redis.rewrite_after_forget_s from now, unless a rewrite is
+        already due: forgets in a burst share one rewrite (BGREWRITEAOF copies the whole data set)."""
+        delay = self.settings.redis.rewrite_after_forget_s
+        if delay <= 0 or (self._rewrite is not None and not self._rewrite.done()):
+            return
+        self._rewrite = asyncio.create_task(self._rewrite_later(delay))
+        self.background.add(self._rewrite)
+        self._rewrite.add_done_callback(self.background.discard)
+
+    async def _rewrite_later(self, delay: float) -> None:
+        await asyncio.sleep(delay)
+        try:
+            # a forget during the rewrite (after it began copying) asks for another
+            while await self.store.forgotten_since_rewrite():
+                if not await self.store.rewrite_persistence():
+                    return  # no append-only file: nothing on disk to rewrite
+                log.info("Redis rewrote its append-only file after a forget")
+        except (RedisError, OSError, RuntimeError, TimeoutError) as error:  # the nightly run tries again
+            log.warning("Redis could not rewrite its append-only file after a forget: %s", error)
 
     # rolling summary, written in the background so that it never delays a reply
 

@@ -185,14 +185,15 @@ def rollback(
     from trainer.nightly.lock import LockHeldError, TrainerLock
     from trainer.nightly.registry import BASE, Registry, RegistryError
 
-    if ":" in target:
-        target = user_target(target)
+    user = target if ":" in target else None
     if version is not None and version != BASE and not version.lstrip("v").isdigit():
         raise typer.BadParameter(f"{version!r} is neither a version number nor 'base'", param_hint="VERSION")
     chosen: int | str | None = version if version in (None, BASE) else int(version.lstrip("v"))
     with user_errors():
         settings = _settings()
         with RedisLink.from_settings(settings) as link:
+            if user is not None:  # its name is keyed by the id key, which the link has loaded
+                target = user_target(user)
             registry = Registry(settings.trainer.registry_dir, link, settings.trainer.keep_versions)
             before = registry.live(target)
             try:

@@ -39,6 +39,7 @@ class RedisLink:
     async def _open(url: str, cluster: bool, password: str | None, timeout: float) -> Store:
         store = Store(connect(url, cluster=cluster, password=password, timeout=timeout))
         await store.ping()
+        await store.load_id_key()
         return store
 
     def call(self, coro: Coroutine[Any, Any, T], timeout: float = 60.0) -> T:

@@ -21,7 +21,8 @@ from fastapi import APIRouter, Request
 from brain import personas as persona_lib
 from brain.api_models import ChatKind, ChatReply, ChatRequest, SamplingOverrides, SamplingParams, StreamDelta
 from brain.engine.backend import Generated
-from brain.feedback_records import TurnRecord
+from brain.engine.prefix_cache import UNKNOWN_CONTRIBUTOR
+from brain.feedback_records import PersonaRef, TurnRecord
 from brain.memory.context import EARLIER_TURNS_KEPT, Memory
 from brain.memory.extract import extract_in_background
 from brain.prompt import Prompt, build_prompt, render
@@ -30,7 +31,7 @@ from brain.service.deps import RuntimeDep
 from brain.service.errors import ApiError, responses
 from brain.service.runtime import Runtime
 from brain.service.streaming import EventStream, events_or_error, sse, stream_responses, unless_disconnected
-from brain.store import ChatState
+from brain.store import ChatState, persona_digest
 
 router = APIRouter(dependencies=[Authorized], tags=["chat"])
 
@@ -126,7 +127,15 @@ async def chat(body: ChatRequest, request: Request, runtime: RuntimeDep) -> Any:
         state = await runtime.store.load_chat_state(user, body.platform, body.chat_id, group, earlier=recall)
         check_rate(runtime, state)
         stored = state.chat_persona if group else state.user_persona
-        persona, _ = persona_lib.resolve(stored, runtime.presets, runtime.settings.brain.default_persona)
+        persona, custom = persona_lib.resolve(stored, runtime.presets, runtime.settings.brain.default_persona)
+        # a group persona a member wrote is theirs: kept turns name it, and cached prompts are tagged with its author
+        ref = None
+        if group and custom and state.chat_persona_author:
+            ref = PersonaRef(
+                author=state.chat_persona_author,
+                digest=persona_digest(persona.system_prompt),
+                text=persona.system_prompt,
+            )
         sampling = sampling_for(persona.sampling, body.sampling, runtime.settings.model.max_new_tokens)
         check_beams(runtime, body.stream, sampling.num_beams)
         finish: Finish
@@ -137,6 +146,7 @@ async def chat(body: ChatRequest, request: Request, runtime: RuntimeDep) -> Any:
             if len(ids) > runtime.prompt_budget(sampling.max_new_tokens):
                 raise ApiError(413, "prompt_too_long", "The reply to try again no longer fits the model's context.")
             finish = functools.partial(_store_retry, runtime, body, state, persona.name, first, started)
+            contributors = {first.persona_ref.author} if first.persona_ref else set()
         else:
             # off the loop too: it reads up to EARLIER_TURNS_KEPT earlier messages (milliseconds)
             recallable = await runtime.off_loop(
@@ -163,8 +173,12 @@ async def chat(body: ChatRequest, request: Request, runtime: RuntimeDep) -> Any:
             except ValueError as exc:
                 raise ApiError(413, "message_too_long", str(exc)) from exc
             ids = prompt.ids
-            finish = functools.partial(_store_turn, runtime, body, state, persona.name, prompt, started)
-        reply = _reply(runtime, user, state.profile, ids, sampling, finish)
+            finish = functools.partial(_store_turn, runtime, body, state, persona.name, prompt, started, ref)
+            contributors = {ref.author} if ref else set()
+            if prompt.thread_used and any(not m.from_bot for m in body.context):
+                # other members' words, known only by their display names: no forget could find the entry
+                contributors.add(UNKNOWN_CONTRIBUTOR)
+        reply = _reply(runtime, user, state.profile, ids, sampling, finish, contributors - {user})
         if body.stream:
             return EventStream(events_or_error(_sse(reply), lambda error: sse("error", error)), slot)
         return await unless_disconnected(request, _whole(reply))
@@ -213,11 +227,14 @@ async def _reply(
     ids: list[int],
     sampling: SamplingParams,
     finish: Finish,
+    contributors: set[str],
 ) -> AsyncIterator[str | ChatReply]:
-    """The reply's text deltas, then, once the turn is stored, the ChatReply."""
+    """The reply's text deltas, then, once the turn is stored, the ChatReply. ``contributors``: the other members
+    whose words the prompt holds (what it leaves cached goes with any of their forgets)."""
     async with runtime.adapters.serving(user, profile) as adapter:
         result: Generated | None = None
-        async for item in runtime.generate(ids, sampling, adapter=adapter, user=user):
+        generated = runtime.generate(ids, sampling, adapter=adapter, user=user, contributors=frozenset(contributors))
+        async for item in generated:
             if isinstance(item, Generated):
                 result = item
             else:
@@ -228,7 +245,13 @@ async def _reply(
         yield await finish(result, adapter)
 
 
-def _turn(body: ChatRequest, prompt: list[dict[str, str]], result: Generated, adapter: str | None) -> TurnRecord:
+def _turn(
+    body: ChatRequest,
+    prompt: list[dict[str, str]],
+    result: Generated,
+    adapter: str | None,
+    ref: PersonaRef | None = None,
+) -> TurnRecord:
     return TurnRecord(
         turn_id=new_turn_id(),
         author=body.key,
@@ -239,6 +262,7 @@ def _turn(body: ChatRequest, prompt: list[dict[str, str]], result: Generated, ad
         reply=result.text,
         served_by=adapter,
         at=iso_now(),
+        persona_ref=ref,
     )
 
 
@@ -261,6 +285,7 @@ async def _store_turn(
     persona: str,
     prompt: Prompt,
     started: float,
+    ref: PersonaRef | None,
     result: Generated,
     adapter: str | None,
 ) -> ChatReply:
@@ -288,7 +313,7 @@ async def _store_turn(
         persona=persona,
         chat_kind=body.chat_kind.value,
         keep_earlier=EARLIER_TURNS_KEPT if runtime.settings.memory.recall_tokens > 0 else 0,
-        turn=_turn(body, prompt.own_messages, result, adapter),
+        turn=_turn(body, prompt.own_messages, result, adapter, ref),
         turns_kept=runtime.settings.feedback.turns_kept,
     )
     if record.evicted:
@@ -314,7 +339,8 @@ async def _store_retry(
     ttl_s = runtime.settings.memory.ttl_s
     turn_id = None
     if not body.request_id or await runtime.store.claim_request(body.key, body.request_id, ttl_s):
-        turn = _turn(body, first.prompt, result, adapter).model_copy(
+        # the first turn's persona reference too: the store keeps the reference, not the text it was resolved to
+        turn = _turn(body, first.prompt, result, adapter, first.persona_ref).model_copy(
             update={"retry_of": first.retry_of or first.turn_id}
         )
         turn_id = await runtime.store.save_turn(

@@ -11,7 +11,10 @@ from brain.api_models import (
     ChatKind,
     ConsentState,
     EarlierTurn,
+    ExportedMessage,
+    ExportedPersona,
     ExportedRating,
+    ExportedTurn,
     Fact,
     ForgetResult,
     LogEntry,
@@ -116,6 +119,7 @@ async def forget(platform: PlatformPath, user_id: UserIdPath, runtime: RuntimeDe
     deleted = await runtime.store.forget(user_key(platform, user_id))
     await runtime.adapters.forget(user_key(platform, user_id))  # their own adapter, on every replica
     await runtime.backend.forget(user_key(platform, user_id))  # their conversations' cached keys and values
+    runtime.rewrite_after_forget()  # and, soon, Redis's files on disk
     return ForgetResult(forgotten=True, deleted_keys=deleted)
 
 
@@ -133,8 +137,11 @@ async def _memory_view(runtime: Runtime, user: str, platform: str, chat_id: str,
 async def export(platform: PlatformPath, user_id: UserIdPath, runtime: RuntimeDep) -> UserExport:
     """Everything stored about the user, as JSON."""
     user = user_key(platform, user_id)
+    turns = await runtime.store.user_turns(user)
+    # a chat the member's replies came from as a group shows the group's persona, not their own
+    groups = {t.chat_id for t in turns if t.chat_kind == ChatKind.group.value and t.platform == platform}
     chats = {
-        chat: await _memory_view(runtime, user, platform, chat, ChatKind.direct)
+        chat: await _memory_view(runtime, user, platform, chat, ChatKind.group if chat in groups else ChatKind.direct)
         for chat in sorted(await runtime.store.chat_ids(user))
     }
     log = [
@@ -159,6 +166,24 @@ async def export(platform: PlatformPath, user_id: UserIdPath, runtime: RuntimeDe
         ratings=[
             ExportedRating(turn_id=r.turn_id, rating=r.rating, served_by=r.served_by, at=r.at)
             for r in await runtime.store.ratings(user)
+        ],
+        turns=[
+            ExportedTurn(
+                turn_id=t.turn_id, platform=t.platform, chat_id=t.chat_id, chat_kind=t.chat_kind, prompt=t.prompt,
+                reply=t.reply, adapter=t.served_by, retry_of=t.retry_of, at=t.at,
+            )  # fmt: skip
+            for t in turns
+        ],
+        personas=[
+            ExportedPersona(
+                platform=p.platform, chat_id=p.chat_id, name=str(p.persona.get("name", "")),
+                system_prompt=str(p.persona.get("system_prompt", "")), in_use=p.in_use,
+            )  # fmt: skip
+            for p in await runtime.store.authored_personas(user)
+        ],
+        messages=[
+            ExportedMessage(platform=p, chat_id=c, message_id=m, turn_id=t)
+            for p, c, m, t in await runtime.store.mapped_messages(turns)
         ],
     )
 

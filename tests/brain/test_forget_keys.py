@@ -1,0 +1,74 @@
+"""What a forget leaves behind names no one: tombstones and adapter names are keyed hashes (HMAC with the id key,
+from OWNCHAT_ID_KEY or generated once and kept in Redis), tombstones of earlier versions (unkeyed SHA-256) are still
+honoured, and the like counters of the member's own adapter go with her."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+
+import pytest
+
+from brain.adapters import user_target
+from brain.store import ID_KEY, LIKES, TOMBSTONES, Store, connect, tombstone_member
+
+
+@pytest.fixture
+async def store(redis_server, monkeypatch):
+    monkeypatch.delenv("OWNCHAT_ID_KEY", raising=False)
+    s = Store(connect(redis_server.url))
+    await s.load_id_key()
+    yield s
+    await s.close()
+
+
+async def test_a_stolen_dump_does_not_name_a_forgotten_member_by_brute_force(store) -> None:
+    await store.opt_in("telegram:48151623", "v1")
+    await store.forget("telegram:48151623")
+    dumped = set(await store.r.zrange(TOMBSTONES, 0, -1))
+    # what took 3 s before: hash every id near it, as an attacker with the dump (and without the key) would
+    guesses = {hashlib.sha256(f"telegram:{n}".encode()).hexdigest() for n in range(48_100_000, 48_200_000)}
+    assert not dumped & guesses
+    assert not any(member.startswith(hashlib.sha256(b"telegram:48151623").hexdigest()[:16]) for member in dumped)
+    assert await store.forgotten_at("telegram:48151623") is not None, "the brain itself still knows her tombstone"
+
+
+async def test_the_key_is_generated_once_shared_by_every_process_and_decides_the_hash(
+    store, redis_server, monkeypatch
+) -> None:
+    others = [Store(connect(redis_server.url)) for _ in range(4)]
+    try:
+        await store.r.delete(ID_KEY)  # a fresh Redis: four processes start at once, SET NX lets one key win
+        await asyncio.gather(*(other.load_id_key() for other in others))
+        member = tombstone_member("telegram:1")
+        for other in others:
+            await other.load_id_key()
+            assert tombstone_member("telegram:1") == member
+        assert member != hashlib.sha256(b"telegram:1").hexdigest()
+        monkeypatch.setenv("OWNCHAT_ID_KEY", "another operator's key")
+        await store.load_id_key()
+        assert tombstone_member("telegram:1") != member, "the hash depends on the key"
+    finally:
+        for other in others:
+            await other.close()
+        monkeypatch.delenv("OWNCHAT_ID_KEY")
+        await store.load_id_key()
+
+
+async def test_tombstones_of_earlier_versions_are_still_honoured(store) -> None:
+    legacy = hashlib.sha256(b"telegram:77").hexdigest()
+    await store.r.zadd(TOMBSTONES, {legacy: 1000})  # as an earlier version wrote it
+    assert await store.forgotten_at("telegram:77") == 1000
+    # an adapter trained before the key names its members by the unkeyed hash; a forget after it still finds them
+    await store.forget("telegram:78")
+    old_meta = hashlib.sha256(b"telegram:78").hexdigest()
+    assert await store.tombstoned([old_meta, hashlib.sha256(b"telegram:79").hexdigest()]) == {old_meta}
+
+
+async def test_forget_drops_the_like_counters_of_her_own_adapter(store) -> None:
+    ann = "telegram:5"
+    await store.opt_in(ann, "v1")
+    for name in (f"{user_target(ann)}@1", f"{user_target(ann)}@2", "community@3", f"{user_target('telegram:6')}@1"):
+        await store.r.hincrby(LIKES, name, 2)
+    await store.forget(ann)
+    assert set(await store.r.hkeys(LIKES)) == {"community@3", f"{user_target('telegram:6')}@1"}
