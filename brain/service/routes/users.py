@@ -169,16 +169,26 @@ async def export(platform: PlatformPath, user_id: UserIdPath, runtime: RuntimeDe
         ],
         turns=[
             ExportedTurn(
-                turn_id=t.turn_id, platform=t.platform, chat_id=t.chat_id, chat_kind=t.chat_kind, prompt=t.prompt,
-                reply=t.reply, adapter=t.served_by, retry_of=t.retry_of, at=t.at,
-            )  # fmt: skip
+                turn_id=t.turn_id,
+                platform=t.platform,
+                chat_id=t.chat_id,
+                chat_kind=t.chat_kind,
+                prompt=t.prompt,
+                reply=t.reply,
+                adapter=t.served_by,
+                retry_of=t.retry_of,
+                at=t.at,
+            )
             for t in turns
         ],
         personas=[
             ExportedPersona(
-                platform=p.platform, chat_id=p.chat_id, name=str(p.persona.get("name", "")),
-                system_prompt=str(p.persona.get("system_prompt", "")), in_use=p.in_use,
-            )  # fmt: skip
+                platform=p.platform,
+                chat_id=p.chat_id,
+                name=str(p.persona.get("name", "")),
+                system_prompt=str(p.persona.get("system_prompt", "")),
+                in_use=p.in_use,
+            )
             for p in await runtime.store.authored_personas(user)
         ],
         messages=[
