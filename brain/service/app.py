@@ -12,6 +12,7 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 from redis.exceptions import RedisError
 
+from brain import log_privacy
 from brain.service import errors
 from brain.service.auth import Authorized
 from brain.service.body_limits import BodyLimits
@@ -24,6 +25,7 @@ log = logging.getLogger("brain.app")
 
 def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     """The app; the model and Redis are opened at start-up unless a runtime is given."""
+    log_privacy.install()  # logs at INFO name no member
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field, ValidationError
 from rich.console import Console
 from rich.table import Table
 
+from brain.log_privacy import Aliases, redact
 from brain.settings import CanarySettings, EvaluationSettings, FinetuneSettings, PreferenceSettings
 from trainer.core.finetuning import FinetuneResult
 from trainer.errors import TrainerInputError
@@ -155,6 +156,9 @@ def _questions(scores: ScoreSet | None) -> str:
 
 
 def print_report(report: RunReport, console: Console) -> None:
+    """The run's summary, for the console: members' targets by an alias of this run (``member-1``…), never by the
+    hash their adapter is named by (report.json keeps the names; the trainer's log at DEBUG says which is which)."""
+    aliases = Aliases()
     export, clean = report.export, report.clean
     dropped = clean.dropped if clean else {}
     scrubbed = export.scrubbed if export else (clean.scrubbed if clean else {})
@@ -182,7 +186,7 @@ def print_report(report: RunReport, console: Console) -> None:
         scores, tune = outcome.scores, outcome.finetune
         style = STATUS_STYLE.get(outcome.status, "")
         table.add_row(
-            outcome.target,
+            redact(outcome.target, aliases),
             str(outcome.turns),
             f"{tune.steps}/{tune.best_step}" if tune else "-",
             _ppl(scores, "base"),
@@ -195,9 +199,10 @@ def print_report(report: RunReport, console: Console) -> None:
         )
     console.print(table)
     for outcome in report.targets:
+        target = redact(outcome.target, aliases)
         if outcome.scores is not None:
-            console.print(f"  {outcome.target}: live is {outcome.scores.live.name}")
+            console.print(f"  {target}: live is {redact(outcome.scores.live.name, aliases)}")
         for reason in outcome.reasons:
-            console.print(f"  {outcome.target}: {reason}")
+            console.print(f"  {target}: {redact(reason, aliases)}")
     if report.error:
-        console.print(f"[red]{report.error}")
+        console.print(f"[red]{redact(report.error, aliases)}")

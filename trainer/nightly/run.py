@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 from rich.console import Console
 
-from brain import personas
+from brain import log_privacy, personas
 from brain.adapters import COMMUNITY, USER_PREFIX, target_of_member, user_target, version_dir
 from brain.engine.model_loading import resolve_model
 from brain.settings import Settings
@@ -339,6 +339,7 @@ def release_memory() -> None:
 
 def run_nightly(settings: Settings, *, stop: threading.Event | None = None, quiet: bool = False) -> RunReport:
     """Run once under the trainer lock; raises LockHeldError when another run holds it."""
+    log_privacy.install()  # its log at INFO names no member
     with RedisLink.from_settings(settings) as link, TrainerLock(link, settings.trainer.lock_ttl_s) as lock:
         report = Nightly(settings, link, lock, stop).run()
     if not quiet:
