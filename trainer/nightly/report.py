@@ -91,6 +91,8 @@ class RunReport(BaseModel):
     purged_community_versions: list[int] = Field(default_factory=list)
     purged_runs: list[str] = Field(default_factory=list)
     redacted_reports: list[str] = Field(default_factory=list)
+    # earlier runs killed after their report: the plots this run drew for them
+    repaired_plots: list[str] = Field(default_factory=list)
     persistence: str | None = None  # what became of Redis's append-only file after a /forget
     export: ExportSummary | None = None
     clean: CleanReport | None = None

@@ -47,7 +47,7 @@ from trainer.nightly.lora import FinetuneJob, finetune, load_result
 from trainer.nightly.ratings import heldout_replies, load_ratings, split_ratings
 from trainer.nightly.registry import Registry, now_iso
 from trainer.nightly.report import ExportSummary, Outcome, RunReport, RunSettings, ScoreSet, print_report, write_report
-from trainer.nightly.report_plot import write_like_plot, write_plot
+from trainer.nightly.report_plot import LIKES_PLOT, PLOT, write_like_plot, write_plot
 from trainer.nightly.scoring import EvalSet, Evaluator, Scores
 
 console = Console(stderr=True)
@@ -89,6 +89,7 @@ class Nightly:
                 self.cfg.runs_dir, self.link, keep=self.cfg.keep_run_data, current=self.run_dir
             )
             report.redacted_reports = runs.redact_reports(self.cfg.runs_dir, self._forgotten_targets())
+            report.repaired_plots = self._finish_killed_runs()
             report.persistence = self._rewrite_persistence()
             preference = self.cfg.preference
             manifest = export_logs(self.link, self.run_dir, preference.max_rated_turns if preference.enabled else 0)
@@ -138,6 +139,25 @@ class Nightly:
         write_plot(self.run_dir, report, history)
         write_like_plot(self.run_dir, history)
         return report
+
+    def _finish_killed_runs(self) -> list[str]:
+        """What an earlier run killed after writing its report left undone, done now: the versions beyond
+        keep_versions it would have pruned, and its plots. Returns the runs whose plots were drawn."""
+        for name in self.registry.targets():
+            self.registry.prune(name)
+        history = runs.readable_reports(self.cfg.runs_dir)
+        drawn = []
+        root = Path(self.cfg.runs_dir).expanduser()
+        for i, past in enumerate(history):
+            run_dir = root / past.run
+            if run_dir == self.run_dir or (run_dir / PLOT).exists():
+                continue
+            # the history as it stood when that run ended
+            if write_plot(run_dir, past, history[: i + 1]) is not None:
+                drawn.append(past.run)
+            if not (run_dir / LIKES_PLOT).exists():
+                write_like_plot(run_dir, history[: i + 1])
+        return drawn
 
     def _forgotten_targets(self) -> set[str]:
         return {target_of_member(member) for member in self.link.call(self.link.store.tombstone_members())}
