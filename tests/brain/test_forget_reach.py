@@ -120,3 +120,22 @@ async def test_forget_reaches_every_place_her_words_travelled_and_export_lists_t
         assert await store.ratings(BOB.key) == [], "ratings of her replies went"
         assert [r.turn_id for r in await store.ratings(CID.key)] == [bob.turn_id], "only ratings of her replies went"
         assert await store.like_counts() == {"base": (1, 0)}, "the counts follow the ratings"
+
+
+async def test_a_card_persona_she_imported_leaves_no_trace_in_other_members_logs(brain, store) -> None:
+    """Of the same class, not named by the issue: a chara_card_v2 card's character name is her words too, and the
+    training log of every member who talks under it names the persona."""
+    card = {"spec": "chara_card_v2", "spec_version": "2.0",
+            "data": {"name": "QXCARDNAME", "description": "QXCARDTEXT keeps the lighthouse."}}  # fmt: skip
+    async with BrainClient(brain.url, brain.api_key, retries=0) as client:
+        await client.opt_in(BOB)
+        await client.set_persona(
+            PersonaSet(platform="telegram", user_id=ANN.user_id, chat_id="g2", chat_kind=ChatKind.group, card=card)
+        )
+        reply = await client.chat(said(BOB, "who are you?", chat="g2"))
+        assert reply.persona.upper() == "QXCARDNAME", "Bob sees the card's character"
+        assert await store.log_length(BOB.key) == 1
+        await client.forget(ANN)
+    everything = await all_text(store)
+    assert "QXCARD" not in everything.upper()
+    assert await store.log_length(BOB.key) == 1, "Bob's own log stays"

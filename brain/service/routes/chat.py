@@ -310,7 +310,8 @@ async def _store_turn(
         max_tokens=runtime.settings.memory.max_tokens,
         ttl_s=ttl_s,
         display_name=body.display_name,
-        persona=persona,
+        # a group persona a member wrote is named in the log as "custom": its name (a card's character) is theirs
+        persona="custom" if ref else persona,
         chat_kind=body.chat_kind.value,
         keep_earlier=EARLIER_TURNS_KEPT if runtime.settings.memory.recall_tokens > 0 else 0,
         turn=_turn(body, prompt.own_messages, result, adapter, ref),
