@@ -10,7 +10,7 @@ import hashlib
 import pytest
 
 from brain.adapters import user_target
-from brain.store import ID_KEY, LIKES, TOMBSTONES, Store, connect, tombstone_member
+from brain.store import DISLIKES, ID_KEY, LIKES, TOMBSTONES, Store, connect, tombstone_member
 
 
 @pytest.fixture
@@ -70,5 +70,23 @@ async def test_forget_drops_the_like_counters_of_her_own_adapter(store) -> None:
     await store.opt_in(ann, "v1")
     for name in (f"{user_target(ann)}@1", f"{user_target(ann)}@2", "community@3", f"{user_target('telegram:6')}@1"):
         await store.r.hincrby(LIKES, name, 2)
+        await store.r.hincrby(DISLIKES, name, 1)
     await store.forget(ann)
-    assert set(await store.r.hkeys(LIKES)) == {"community@3", f"{user_target('telegram:6')}@1"}
+    for counters in (LIKES, DISLIKES):
+        assert set(await store.r.hkeys(counters)) == {"community@3", f"{user_target('telegram:6')}@1"}
+
+
+async def test_an_adapter_directory_does_not_name_its_member_either(store) -> None:
+    assert user_target("telegram:48151623") != "user-" + hashlib.sha256(b"telegram:48151623").hexdigest()[:16]
+
+
+async def test_export_lists_a_group_persona_she_wrote_that_another_member_replaced(store) -> None:
+    """Kept as a version while other members' kept turns name it: hers, so in her export, until her forget."""
+    await store.set_chat_persona("telegram", "g1", {"name": "custom", "custom": True, "system_prompt": "QXOLD"},
+                                 author="telegram:1")  # fmt: skip
+    await store.set_chat_persona("telegram", "g1", {"name": "pirate"}, author="telegram:2")
+    [persona] = await store.authored_personas("telegram:1")
+    assert (persona.chat_id, persona.persona["system_prompt"], persona.in_use) == ("g1", "QXOLD", False)
+    await store.forget("telegram:1")
+    assert await store.authored_personas("telegram:1") == []
+    assert [p.persona for p in await store.authored_personas("telegram:2")] == [{"name": "pirate"}]
