@@ -207,9 +207,10 @@ def use_id_key(key: str | bytes) -> None:
 
 def tombstone_member(user: str) -> str:
     """The keyed hash (HMAC-SHA-256) that stands for a member where their id must not: tombstones, adapter names."""
-    if _id_key is None:
-        raise RuntimeError("the id key is not loaded: await Store.load_id_key() first")
-    return hmac.new(_id_key, user.encode(), hashlib.sha256).hexdigest()
+    key = os.environ.get(ID_KEY_ENV, "").encode() or _id_key  # the environment's, where given, wins
+    if not key:
+        raise RuntimeError(f"the id key is not loaded: set {ID_KEY_ENV}, or await Store.load_id_key() first")
+    return hmac.new(key, user.encode(), hashlib.sha256).hexdigest()
 
 
 LEGACY_PREFIX = "sha256:"
@@ -704,7 +705,7 @@ class Store:
         use_id_key(key)
 
     async def _member(self, user: str) -> str:
-        if _id_key is None:
+        if _id_key is None and not os.environ.get(ID_KEY_ENV):
             await self.load_id_key()
         return tombstone_member(user)
 

@@ -13,6 +13,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # torch's busy-waiting OpenMP threads slow everything down on a small shared machine; set before torch loads
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# one id key (member hashes: tombstones, adapter names) for every Redis the tests start, trainer subprocesses
+# included: a test names a member's adapter before the brain it starts has read a key from its Redis
+os.environ.setdefault("OWNCHAT_ID_KEY", "tests-id-key")
 
 
 @pytest.fixture
