@@ -23,6 +23,10 @@ Redis Cluster slot (the turn-writing script touches only those). Layout:
 - ``oc:authored:{u}``        set of the chat-persona keys of group personas the user set (a /forget deletes
                              those the user still authored)
 - ``oc:chatpersona:{platform:chat:CHAT}``  a group chat's persona (JSON, with ``author``: the user who set it)
+- ``oc:personatext:{platform:chat:CHAT}``  hash: digest (persona_digest) -> JSON {author, text} of every custom
+                             persona set in the group: what kept turns name (PersonaRef) instead of copying the text.
+                             Listed in its authors' ``oc:authored`` sets; a /forget deletes that author's versions,
+                             and the turns that named them no longer resolve (as good as expired)
 - ``oc:turnrec:{u}``         hash: turn id -> JSON TurnRecord (brain/feedback_records.py) of a reply the bot gave the
                              user, kept so it can be rated or retried; without the platform's thread context (other
                              members' messages). ``oc:turnorder:{u}`` (sorted set: turn id -> ms) orders them: both
@@ -34,7 +38,9 @@ Redis Cluster slot (the turn-writing script touches only those). Layout:
                              reply); ``oc:msgorder:{platform:chat:CHAT}`` orders them; bounded by count
                              (feedback.messages_per_chat) and the memory TTL. No user id and no text
 Global: ``oc:users`` (known users), ``oc:opted-in``, ``oc:logged-users`` (users with a log stream), ``oc:tombstones``
-(sorted set: SHA-256 of a forgotten user's id -> forget time in ms; the id itself is not kept),
+(sorted set: HMAC-SHA-256 of a forgotten user's id with the id key -> forget time in ms; the id itself is not kept;
+SHA-256 members that earlier versions wrote are still honoured), ``oc:id-key`` (the id key, generated once with SET NX
+where OWNCHAT_ID_KEY is not given),
 ``oc:turnof:TURN`` (the user a turn answered, with the memory TTL: how a rating finds the turn), ``oc:raters`` (users
 with ratings), ``oc:likes`` and ``oc:dislikes`` (hashes: served version -> count of kept ratings; ``base`` for the
 base model; aggregates without personal data, which a /forget leaves), ``oc:registry:canary`` (hash: target -> JSON
@@ -50,9 +56,9 @@ Every read-modify-write that must not interleave with another client's is one Lu
 (or one key); global keys stay outside scripts, since in a cluster they live in other slots.
 
 A /forget deletes every key of the user (their turn records and the ratings they gave included), the ``oc:turnof``
-keys of their turns and the ``oc:msgturn`` entries that point at them, and takes them out of the global sets. The
-ratings others gave the user's replies stay with those raters (a turn id, a rating, the served version: nothing of
-the forgotten user), and find no turn any more. ``/optout delete`` deletes the user's ratings with their log.
+keys of their turns and the ``oc:msgturn`` entries that point at them, the ratings others gave their replies (with
+the like counts those made), their own adapter's like counters and their versions of group personas, and takes them
+out of the global sets. ``/optout delete`` deletes the user's ratings with their log.
 """
 
 from __future__ import annotations
