@@ -43,7 +43,8 @@ SHA-256 members that earlier versions wrote are still honoured), ``oc:id-key`` (
 where OWNCHAT_ID_KEY is not given),
 ``oc:turnof:TURN`` (the user a turn answered, with the memory TTL: how a rating finds the turn), ``oc:raters`` (users
 with ratings), ``oc:likes`` and ``oc:dislikes`` (hashes: served version -> count of kept ratings; ``base`` for the
-base model; aggregates without personal data, which a /forget leaves), ``oc:registry:canary`` (hash: target -> JSON
+base model; aggregates without personal data: a /forget takes out the ratings of the user's replies and
+the fields of the user's own adapter), ``oc:registry:canary`` (hash: target -> JSON
 of its Canary, a candidate serving a share of opted-in members),
 ``oc:persistence:rewritten-at`` (ms when the nightly run last had Redis rewrite its append-only file, so that
 forgotten data leaves the disk), ``oc:trainer:lock`` (JSON of the nightly run's holder: host, pid; with a TTL),
