@@ -1,7 +1,7 @@
 """A trainer killed (kill -9) at any point of a run leaves the live record complete: Redis names a version whose
 directory holds a whole adapter, its files as they were. Kill points follow the run's own files: the export
 written, a checkpoint written, a new version copied into the registry, the report written; after them a run
-finishes. bench/soak.py covers Redis; the 13 points of the measurement were these and the steps between them."""
+finishes. (Redis killed under load: tests/brain/service/test_redis_kill_under_load.py and bench/soak.py.)"""
 
 from __future__ import annotations
 
