@@ -920,7 +920,6 @@ class Store:
         deleted += int(removed) + await self._delete_authored(user, late)
         lines = [line.split("\t") for line in turns]
         await self._unrate_turns(sorted({t[2] for t in lines if len(t) == 3}))
-        await self._drop_adapter_counters(user)
         return deleted + await self._forget_turns(lines)
 
     async def _unrate_turns(self, turn_ids: list[str]) -> None:
@@ -937,23 +936,6 @@ class Store:
                 for record in removed:
                     counts.hincrby(LIKES if record.rating > 0 else DISLIKES, record.served_by or BASE, -1)
                 await counts.execute()
-
-    async def _drop_adapter_counters(self, user: str) -> None:
-        """Delete the like counters of the user's own adapter: its name is derived from their id."""
-        from brain.adapters import user_target  # brain.adapters builds on this module
-
-        await self._member(user)  # loads the id key where it is not yet
-        prefix = user_target(user) + "@"
-        pipe = self.r.pipeline(transaction=False)
-        pipe.hkeys(LIKES)
-        pipe.hkeys(DISLIKES)
-        likes, dislikes = await pipe.execute()
-        pipe = self.r.pipeline(transaction=False)
-        for name, fields in ((LIKES, likes), (DISLIKES, dislikes)):
-            mine = [f for f in fields if f.startswith(prefix)]
-            if mine:
-                pipe.hdel(name, *mine)
-        await pipe.execute()
 
     async def _forget_turns(self, turns: list[list[str]]) -> int:
         """Delete the author keys of a forgotten user's turns and the platform messages that point at them."""
@@ -1340,9 +1322,19 @@ class Store:
     async def delete_registry_record(
         self, target: str, *, event: RegistryEvent | None = None, history: bool = False
     ) -> None:
-        """Take the target out of service, noting ``event`` in its history, or deleting the history too."""
+        """Take the target out of service, noting ``event`` in its history, or deleting the history too: then the
+        target is gone for good (a forgotten user's), and so are the like counters of its versions."""
+        counters: list[list[str]] = []
+        if history:
+            pipe = self.r.pipeline(transaction=False)
+            pipe.hkeys(LIKES)
+            pipe.hkeys(DISLIKES)
+            counters = [[f for f in fields if f.startswith(f"{target}@")] for fields in await pipe.execute()]
         pipe = self.r.pipeline(transaction=False)
         pipe.hdel(REGISTRY, target)
+        for name, fields in zip((LIKES, DISLIKES), counters, strict=False):
+            if fields:
+                pipe.hdel(name, *fields)
         if history:
             pipe.delete(registry_history_key(target))
         elif event is not None:

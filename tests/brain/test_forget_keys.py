@@ -65,13 +65,13 @@ async def test_tombstones_of_earlier_versions_are_still_honoured(store) -> None:
     assert await store.tombstoned([old_meta, hashlib.sha256(b"telegram:79").hexdigest()]) == {old_meta}
 
 
-async def test_forget_drops_the_like_counters_of_her_own_adapter(store) -> None:
+async def test_removing_a_forgotten_members_adapter_drops_its_like_counters(store) -> None:
+    """What a forget does to her adapter (brain/adapters.py forget, the nightly run's purge): its counters go."""
     ann = "telegram:5"
-    await store.opt_in(ann, "v1")
     for name in (f"{user_target(ann)}@1", f"{user_target(ann)}@2", "community@3", f"{user_target('telegram:6')}@1"):
         await store.r.hincrby(LIKES, name, 2)
         await store.r.hincrby(DISLIKES, name, 1)
-    await store.forget(ann)
+    await store.delete_registry_record(user_target(ann), history=True)
     for counters in (LIKES, DISLIKES):
         assert set(await store.r.hkeys(counters)) == {"community@3", f"{user_target('telegram:6')}@1"}
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 
 from bot.client import BrainClient
+from brain.adapters import user_target
 from brain.api_models import (
     ChatKind,
     ChatRequest,
@@ -20,7 +21,7 @@ from brain.api_models import (
     TurnMessages,
     UserRef,
 )
-from brain.store import Store, connect
+from brain.store import DISLIKES, LIKES, Store, connect
 from tests.brain.test_store import all_text
 
 ANN, BOB, CID = (UserRef(platform="telegram", user_id=str(n)) for n in (701, 702, 703))
@@ -106,6 +107,9 @@ async def test_forget_reaches_every_place_her_words_travelled_and_export_lists_t
         assert all(t.prompt and t.reply for t in export.turns)
         likes = await store.like_counts()
         assert likes["base"] == (2, 1)
+        mine = f"{user_target(ANN.key)}@1"  # her own adapter's counts, from replies it gave her
+        await store.r.hincrby(LIKES, mine, 2)
+        await store.r.hincrby(DISLIKES, mine, 1)
 
         await client.forget(ANN)
 
@@ -119,7 +123,7 @@ async def test_forget_reaches_every_place_her_words_travelled_and_export_lists_t
         assert await store.turn(bob.turn_id or "") is None, "Bob's turn quoted her persona: it went with it"
         assert await store.ratings(BOB.key) == [], "ratings of her replies went"
         assert [r.turn_id for r in await store.ratings(CID.key)] == [bob.turn_id], "only ratings of her replies went"
-        assert await store.like_counts() == {"base": (1, 0)}, "the counts follow the ratings"
+        assert await store.like_counts() == {"base": (1, 0)}, "the counts follow the ratings; hers are gone"
 
 
 async def test_a_card_persona_she_imported_leaves_no_trace_in_other_members_logs(brain, store) -> None:
