@@ -82,6 +82,8 @@ async def test_forget_reaches_every_place_her_words_travelled_and_export_lists_t
         bob = await client.chat(said(BOB, "what do you keep?"))
         await client.chat(said(CID, "and you?", context=[ContextMessage(author="Ann", text="QXTHREAD is mine")]))
         bob_again = await client.chat(said(BOB, "tell me more"))
+        retried = await client.chat(said(BOB, "", retry_of="last"))  # a /retry keeps the reference, not the text
+        assert retried.turn_id
         # (her own ratings and their counts are the rater's side of a forget, tested with the like counters)
         for rater, turn_id, value in ((BOB, hers.turn_id, 1), (CID, hers.turn_id, -1), (CID, bob.turn_id, 1)):
             assert (await client.feedback(rate(rater, turn_id or "", value))).stored
@@ -91,8 +93,11 @@ async def test_forget_reaches_every_place_her_words_travelled_and_export_lists_t
         assert PERSONA in (await store.turn(bob.turn_id or "")).prompt[0]["content"]  # type: ignore[union-attr]
         assert "QXPERSONA" in cached_text(brain) and "QXPERSONA" in await training_text(store)
         assert "QXTHREAD" not in cached_text(brain), "a prompt with others' thread context is not cached"
-        stored_bob = await store.r.hget(f"oc:turnrec:{{{BOB.key}}}", bob.turn_id)
-        assert "QXPERSONA" not in stored_bob, "Bob's kept turn names her persona rather than copying it"
+        for turn_id in (bob.turn_id, retried.turn_id):
+            assert PERSONA in (await store.turn(turn_id or "")).prompt[0]["content"]  # type: ignore[union-attr]
+        assert "QXPERSONA" not in str(await store.r.hgetall(f"oc:turnrec:{{{BOB.key}}}")), (
+            "Bob's kept turns name her persona rather than copying it"
+        )
 
         # her export lists every canary of hers that Redis holds, and the keys they are in
         in_redis = {name for name, canary in CANARIES.items() if canary in await all_text(store)}
@@ -120,7 +125,8 @@ async def test_forget_reaches_every_place_her_words_travelled_and_export_lists_t
         assert not any(c in cached_text(brain) for c in CANARIES.values()), "left in the prefix cache"
         training = await training_text(store)
         assert not any(c in training for c in CANARIES.values()), "left in the training data"
-        assert await store.turn(bob.turn_id or "") is None, "Bob's turn quoted her persona: it went with it"
+        for turn_id in (bob.turn_id, retried.turn_id):
+            assert await store.turn(turn_id or "") is None, "Bob's turns quoted her persona: they went with it"
         assert await store.ratings(BOB.key) == [], "ratings of her replies went"
         assert [r.turn_id for r in await store.ratings(CID.key)] == [bob.turn_id], "only ratings of her replies went"
         assert await store.like_counts() == {"base": (1, 0)}, "the counts follow the ratings; hers are gone"
