@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import httpx
@@ -13,6 +12,7 @@ from brain.adapters import COMMUNITY
 from brain.store import Store, connect
 from tests.brain.test_adapters import make_adapter, publish
 from tests.support.brain_server import running_brain
+from tests.support.eventually import eventually
 
 
 def test_openai_client_gets_a_completion_and_a_stream(brain):
@@ -86,10 +86,11 @@ async def test_the_community_model_is_served_with_the_live_community_adapter(tmp
         store = Store(connect(brain.redis.url))
         await publish(store, COMMUNITY, 1)
         await store.close()
-        for _ in range(100):
-            if "community" in [m.id async for m in client.models.list()]:
-                break
-            await asyncio.sleep(0.1)
+
+        async def listed() -> bool:
+            return "community" in [m.id async for m in client.models.list()]
+
+        await eventually(listed, "the community adapter is listed")
         assert await complete("community") != base, "the adapter changes the model's answer"
         assert await complete("default") == base, "other names keep the base model"
         await client.close()
