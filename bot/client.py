@@ -146,6 +146,14 @@ class BrainClient:
 
     # health
 
+    async def alive(self) -> bool:
+        """Whether a brain answers at all (its model or Redis may not be ready yet)."""
+        try:
+            response = await self._http.get("/healthz")
+        except httpx.HTTPError:
+            return False
+        return response.status_code == 200
+
     async def ready(self) -> bool:
         try:
             response = await self._http.get("/readyz")

@@ -29,6 +29,7 @@ from bot.telegram.handlers import on_button, on_command, on_error, on_message, o
 from bot.telegram.keyboards import RATING_PATTERN
 from bot.telegram.limits import WEBHOOK_SECRET_PATTERN
 from bot.telegram.ordering import InTurn
+from brain.refusals import Refusal, check_port_free
 from brain.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,7 @@ START_DESCRIPTION = "Say hello and see what I can do"
 ALLOWED_UPDATES = [Update.MESSAGE, Update.CALLBACK_QUERY, Update.MESSAGE_REACTION]
 
 
-class TelegramConfigError(ValueError):
+class TelegramConfigError(Refusal, ValueError):
     """The Telegram settings cannot work as given."""
 
 
@@ -104,6 +105,7 @@ async def running(application: Application, settings: Settings) -> AsyncIterator
 
 async def _start_webhook(application: Application, settings: Settings) -> None:
     tg = settings.bot.telegram
+    check_port_free(tg.webhook_listen, tg.webhook_port, "the webhook (bot.telegram.webhook_port)")
     await _updater(application).start_webhook(
         listen=tg.webhook_listen,
         port=tg.webhook_port,
