@@ -36,8 +36,8 @@ Redis Cluster slot (the turn-writing script touches only those). Layout:
 Global: ``oc:users`` (known users), ``oc:opted-in``, ``oc:logged-users`` (users with a log stream), ``oc:tombstones``
 (sorted set: SHA-256 of a forgotten user's id -> forget time in ms; the id itself is not kept),
 ``oc:turnof:TURN`` (the user a turn answered, with the memory TTL: how a rating finds the turn), ``oc:raters`` (users
-with ratings), ``oc:likes`` and ``oc:dislikes`` (hashes: served version -> count of kept ratings; ``base`` for the
-base model; aggregates without personal data, which a /forget leaves), ``oc:registry:canary`` (hash: target -> JSON
+with ratings; the likes and dislikes of each served version are counted from their kept ratings, never stored
+apart, so that no deletion can leave them behind), ``oc:registry:canary`` (hash: target -> JSON
 of its Canary, a candidate serving a share of opted-in members),
 ``oc:persistence:rewritten-at`` (ms when the nightly run last had Redis rewrite its append-only file, so that
 forgotten data leaves the disk), ``oc:trainer:lock`` (JSON of the nightly run's holder: host, pid; with a TTL),
@@ -92,6 +92,7 @@ REGISTRY_HISTORY_LENGTH = 100
 # idempotency keys kept per user (a bot retries a message a few times, within a minute)
 MAX_REQUEST_KEYS = 1000
 RATERS = "oc:raters"
+# like counters an older version kept apart from the ratings (they drifted); nothing writes or reads them now
 LIKES = "oc:likes"
 DISLIKES = "oc:dislikes"
 CANARY = "oc:registry:canary"
@@ -986,7 +987,7 @@ class Store:
         self, turn: TurnRecord, rater: str, rating: int, *, ttl_s: int, ratings_kept: int
     ) -> RatingOutcome:
         """The rater's rating of the turn (0: withdrawn) replaces their previous one. It is kept for training only
-        while rater and author are both opted in; the like counters of the turn's served version follow it."""
+        while rater and author are both opted in; like_counts counts it from there."""
         pipe = self.r.pipeline(transaction=False)
         pipe.hget(profile_key(turn.author), "consent")
         pipe.hget(profile_key(rater), "consent")
@@ -1004,14 +1005,6 @@ class Store:
         keys = [profile_key(rater), ratings_key(rater), rating_order_key(rater)]
         args = [turn.turn_id, rating, "1" if author_in else "0", record, now_ms(), ttl_s, ratings_kept]
         previous, kept, rater_in = (int(n) for n in await self._rate_turn(keys=keys, args=args))
-        now = rating if kept else 0
-        if previous != now:
-            served = turn.served_by or BASE
-            pipe = self.r.pipeline(transaction=False)
-            for value, step in ((previous, -1), (now, 1)):
-                if value:
-                    pipe.hincrby(LIKES if value > 0 else DISLIKES, served, step)
-            await pipe.execute()
         return RatingOutcome(
             kept=bool(kept), previous=previous, rater_opted_in=bool(rater_in), author_opted_in=author_in
         )
@@ -1022,15 +1015,21 @@ class Store:
         return sorted((r for r in records if r is not None), key=lambda r: r.at)
 
     async def like_counts(self) -> dict[str, tuple[int, int]]:
-        """Kept ratings per served version (``base``: the base model): {served_by: (likes, dislikes)}."""
-        pipe = self.r.pipeline(transaction=False)
-        pipe.hgetall(LIKES)
-        pipe.hgetall(DISLIKES)
-        likes, dislikes = await pipe.execute()
-        return {
-            name: (max(int(likes.get(name, 0)), 0), max(int(dislikes.get(name, 0)), 0))
-            for name in sorted(set(likes) | set(dislikes))
-        }
+        """Kept ratings per served version (``base``: the base model): {served_by: (likes, dislikes)}.
+
+        Counted from the kept ratings themselves, so they always equal them, whatever deleted a rating (a withdrawn
+        or changed one, /optout delete, /forget, the memory TTL): stored counters drifted from the ratings they
+        counted, and one member could inflate a version's like-rate by rating and deleting again and again."""
+        counts: dict[str, list[int]] = {}
+        for raters in _chunks(sorted(await self.r.smembers(RATERS)), READ_CHUNK):
+            pipe = self.r.pipeline(transaction=False)
+            for rater in raters:
+                pipe.hvals(ratings_key(rater))
+            for values in await pipe.execute():
+                for record in filter(None, map(_rating_record, values)):
+                    pair = counts.setdefault(record.served_by or BASE, [0, 0])
+                    pair[0 if record.rating > 0 else 1] += 1
+        return {name: (likes, dislikes) for name, (likes, dislikes) in sorted(counts.items())}
 
     async def rated_turns(self) -> AsyncIterator[RatedTurn]:
         """What the nightly run learns from: every kept turn that was rated, with its kept ratings, and the other
