@@ -14,7 +14,7 @@ only what the member wrote.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from brain.api_models import ContextMessage
@@ -33,6 +33,9 @@ class Prompt:
     messages: list[dict[str, str]]
     # how many of the messages, after the system message, are the platform's thread context
     thread_used: int = 0
+    # what the note before the message quotes of the member's memory: facts, and recalled earlier messages
+    facts: list[str] = field(default_factory=list)
+    recalled: list[str] = field(default_factory=list)
 
     @property
     def own_messages(self) -> list[dict[str, str]]:
@@ -126,5 +129,12 @@ def build_prompt(
         messages = head + [{"role": t["role"], "content": t["text"]} for t in kept] + tail
         ids = render(tokenizer, messages)
         if len(ids) <= budget or not kept:
-            return Prompt(ids=ids, turns_used=len(kept), messages=messages, thread_used=len(head) - 1)
+            return Prompt(
+                ids=ids,
+                turns_used=len(kept),
+                messages=messages,
+                thread_used=len(head) - 1,
+                facts=list(facts) if keep_facts else [],
+                recalled=list(recalled) if keep_recalled else [],
+            )
         kept = kept[2:] if len(kept) >= 2 else []

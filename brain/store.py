@@ -69,12 +69,14 @@ from enum import Enum
 from typing import Any
 
 import redis.asyncio as aioredis
+from pydantic import BaseModel, ValidationError
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from brain.api_models import EarlierTurn, Fact, Turn
 from brain.feedback_records import Canary, RatedTurn, RatingRecord, TurnRecord
 from brain.registry_records import LiveAdapter, RecordFormatError, RegistryEvent, ReloadEvent
 
@@ -221,7 +223,9 @@ local items = redis.call('LRANGE', KEYS[2], 0, -1)
 local total = 0
 local sizes = {}
 for i, raw in ipairs(items) do
-  sizes[i] = tonumber(cjson.decode(raw)['tokens']) or 0
+  -- a turn that is not a JSON object (an older version's, a damaged one) counts nothing and leaves first
+  local ok, turn = pcall(cjson.decode, raw)
+  sizes[i] = ok and type(turn) == 'table' and tonumber(turn['tokens']) or 0
   total = total + sizes[i]
 end
 local evicted = {}
@@ -237,10 +241,12 @@ if #evicted > 0 then redis.call('LTRIM', KEYS[2], #evicted, -1) end
 local keep = tonumber(ARGV[12])
 if keep > 0 and #evicted > 0 then
   for _, raw in ipairs(evicted) do
-    local turn = cjson.decode(raw)
-    turn['chat_id'] = ARGV[2]
-    turn['chat_kind'] = ARGV[11]
-    redis.call('RPUSH', KEYS[6], cjson.encode(turn))
+    local ok, turn = pcall(cjson.decode, raw)
+    if ok and type(turn) == 'table' then
+      turn['chat_id'] = ARGV[2]
+      turn['chat_kind'] = ARGV[11]
+      redis.call('RPUSH', KEYS[6], cjson.encode(turn))
+    end
   end
   redis.call('LTRIM', KEYS[6], -keep, -1)
 end
@@ -293,15 +299,43 @@ if ARGV[2] == '1' then redis.call('DEL', KEYS[2], KEYS[3], KEYS[4]) end
 return 1
 """
 
-# KEYS: turns, summary, chats, earlier; ARGV: chat_id. Returns how many turns were cleared (those in the window).
-_RESET_CHAT = """
+# A user's kept turns that quote what is being deleted leave with it (a /retry could bring it back, and training
+# would learn it). Shared by the scripts below: drops from the turn records and their order every turn for which
+# ``quotes(turn)`` holds, and appends "platform TAB chat_id TAB turn id" of each to ``out`` (their author keys and
+# message maps live in other slots).
+_DROP_TURNS = """
+local function drop_turns(records, order, quotes, out)
+  local fields = redis.call('HGETALL', records)
+  for i = 1, #fields, 2 do
+    local ok, turn = pcall(cjson.decode, fields[i + 1])
+    if ok and type(turn) == 'table' and quotes(turn) then
+      redis.call('HDEL', records, fields[i])
+      redis.call('ZREM', order, fields[i])
+      table.insert(out, tostring(turn['platform']) .. '\t' .. tostring(turn['chat_id']) .. '\t' .. fields[i])
+    end
+  end
+end
+local function holds(list, value)
+  if type(list) ~= 'table' then return false end
+  for _, item in ipairs(list) do if item == value then return true end end
+  return false
+end
+"""
+
+# KEYS: turns, summary, chats, earlier, turn records, turn order; ARGV: chat_id. Returns {how many turns were
+# cleared (those in the window), then the kept turns dropped (see _DROP_TURNS): those of the chat, which quote its
+# memory, and those of other chats that recalled its messages}.
+_RESET_CHAT = (
+    _DROP_TURNS
+    + """
 local cleared = redis.call('LLEN', KEYS[1])
 redis.call('DEL', KEYS[1], KEYS[2])
 redis.call('SREM', KEYS[3], ARGV[1])
 local kept = {}
 local dropped = false
 for _, raw in ipairs(redis.call('LRANGE', KEYS[4], 0, -1)) do
-  if cjson.decode(raw)['chat_id'] == ARGV[1] then dropped = true else table.insert(kept, raw) end
+  local ok, turn = pcall(cjson.decode, raw)
+  if ok and type(turn) == 'table' and turn['chat_id'] ~= ARGV[1] then table.insert(kept, raw) else dropped = true end
 end
 if dropped then
   local ttl = redis.call('TTL', KEYS[4])
@@ -309,8 +343,13 @@ if dropped then
   for _, raw in ipairs(kept) do redis.call('RPUSH', KEYS[4], raw) end
   if #kept > 0 and ttl > 0 then redis.call('EXPIRE', KEYS[4], ttl) end
 end
-return cleared
+local out = {cleared}
+drop_turns(KEYS[5], KEYS[6], function(turn)
+  return turn['chat_id'] == ARGV[1] or holds(turn['recalled_from'], ARGV[1])
+end, out)
+return out
 """
+)
 
 # KEYS: facts, profile; ARGV: fact JSON, max facts, ttl_s, now_ms, expected since ('' = none expected: a fact the
 # user pins, which creates the profile where there is none), make room ('1': an extracted fact, which replaces the
@@ -322,17 +361,25 @@ local function norm(text)
 end
 local since = redis.call('HGET', KEYS[2], 'since')
 if ARGV[5] ~= '' and since ~= ARGV[5] then return -1 end
+local function text_of(raw)
+  -- a fact that is not a JSON object with a text (an older version's, a damaged one) matches nothing
+  local ok, item = pcall(cjson.decode, raw)
+  if ok and type(item) == 'table' and type(item['text']) == 'string' then return item end
+  return nil
+end
 local fact = cjson.decode(ARGV[1])
 local wanted = norm(fact['text'])
 local items = redis.call('LRANGE', KEYS[1], 0, -1)
 for _, raw in ipairs(items) do
-  if norm(cjson.decode(raw)['text']) == wanted then return 0 end
+  local item = text_of(raw)
+  if item and norm(item['text']) == wanted then return 0 end
 end
 if #items >= tonumber(ARGV[2]) then
   if ARGV[6] ~= '1' then return -2 end
   local oldest = nil
   for _, raw in ipairs(items) do
-    if cjson.decode(raw)['source'] == 'extracted' then oldest = raw break end
+    local item = text_of(raw)
+    if not item or item['source'] == 'extracted' then oldest = raw break end
   end
   if not oldest then return -2 end
   redis.call('LREM', KEYS[1], 1, oldest)
@@ -343,16 +390,29 @@ redis.call('EXPIRE', KEYS[1], ARGV[3])
 return 1
 """
 
-# KEYS: facts; ARGV: ids. Returns how many facts were deleted.
-_DELETE_FACTS = """
+# KEYS: facts, turn records, turn order; ARGV: ids. Returns {how many facts were deleted, then the dropped turns
+# that quoted one of them (see _DROP_TURNS)}.
+_DELETE_FACTS = (
+    _DROP_TURNS
+    + """
 local wanted = {}
 for _, id in ipairs(ARGV) do wanted[id] = true end
 local deleted = 0
 for _, raw in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
-  if wanted[cjson.decode(raw)['id']] then deleted = deleted + redis.call('LREM', KEYS[1], 1, raw) end
+  local ok, fact = pcall(cjson.decode, raw)
+  if ok and type(fact) == 'table' and wanted[fact['id']] then
+    deleted = deleted + redis.call('LREM', KEYS[1], 1, raw)
+  end
 end
-return deleted
+local out = {deleted}
+drop_turns(KEYS[2], KEYS[3], function(turn)
+  if type(turn['facts']) ~= 'table' then return false end
+  for _, id in ipairs(turn['facts']) do if wanted[id] then return true end end
+  return false
+end, out)
+return out
 """
+)
 
 # KEYS: the user's own keys (_own_keys: profile, chats, log, rate, authored, earlier, facts, requests, turn records,
 # turn order, ratings, rating order); ARGV: turns key prefix, summary key prefix.
@@ -443,13 +503,23 @@ local function keep_bounded(hash, order, now, max_age_ms, max_count)
 end
 """
 
-# KEYS: profile, turn records, turn order; ARGV: expected since, turn id, TurnRecord JSON, now_ms, ttl_s, most kept.
-# Keeps the turn only while the profile created at ``since`` stands (no forget meanwhile). 1 kept, -1 forgotten.
+# KEYS: profile, turn records, turn order, facts; ARGV: expected since, turn id, TurnRecord JSON, now_ms, ttl_s,
+# most kept, then the ids of the facts the turn quotes. Keeps the turn only while the profile created at ``since``
+# stands (no forget meanwhile) and every fact it quotes is still kept (none deleted while it was generated).
+# 1 kept, -1 forgotten, -2 a fact it quotes was deleted meanwhile.
 _SAVE_TURN = (
     _KEEP_BOUNDED
     + """
 local since = redis.call('HGET', KEYS[1], 'since')
 if not since or since ~= ARGV[1] then return -1 end
+if #ARGV > 6 then
+  local kept = {}
+  for _, raw in ipairs(redis.call('LRANGE', KEYS[4], 0, -1)) do
+    local ok, fact = pcall(cjson.decode, raw)
+    if ok and type(fact) == 'table' and fact['id'] then kept[fact['id']] = true end
+  end
+  for i = 7, #ARGV do if not kept[ARGV[i]] then return -2 end end
+end
 local now = tonumber(ARGV[4])
 redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
 redis.call('ZADD', KEYS[3], now, ARGV[2])
@@ -561,8 +631,7 @@ class ChatState:
 
     @property
     def user_persona(self) -> dict[str, Any] | None:
-        raw = self.profile.get("persona")
-        return json.loads(raw) if raw else None
+        return _json_object(self.profile.get("persona"), "persona")
 
 
 @dataclass
@@ -640,13 +709,14 @@ class Store:
         kept = rest.pop(0) if earlier else []
         return ChatState(
             profile=profile,
-            turns=[json.loads(t) for t in turns],
+            turns=_readable(turns, Turn, "memory turn"),
             summary=summary or "",
             chat_persona=_chat_persona(rest[0] if rest else None),
             requests_this_window=int(count),
             window_left_s=max(int(ttl), 1),
-            facts=[json.loads(f) for f in facts],
-            earlier=[json.loads(t) for t in kept],
+            facts=_readable(facts, Fact, "fact"),
+            # read by Memory.for_chat, off the event loop, which takes what it can of each: only JSON is checked here
+            earlier=[turn for turn in (_json_object(raw, "earlier turn") for raw in kept) if turn is not None],
         )
 
     async def record_turn(
@@ -699,7 +769,7 @@ class Store:
         turn_id = None
         if turn is not None:
             turn_id = await self._saved_turn(turn, int(replies[1]))
-        evicted = [json.loads(t) for t in result[3:]]
+        evicted = [turn for turn in (_json_object(raw, "memory turn") for raw in result[3:]) if turn is not None]
         return RecordResult(stored=True, logged=logged, evicted=evicted, since=since, turn_id=turn_id)
 
     async def claim_request(self, user: str, request_id: str, ttl_s: int) -> bool:
@@ -730,8 +800,7 @@ class Store:
         await pipe.execute()
 
     async def get_user_persona(self, user: str) -> dict[str, Any] | None:
-        raw = await self.r.hget(profile_key(user), "persona")
-        return json.loads(raw) if raw else None
+        return _json_object(await self.r.hget(profile_key(user), "persona"), "persona")
 
     async def get_chat_persona(self, platform: str, chat_id: str) -> dict[str, Any] | None:
         return _chat_persona(await self.r.get(chat_persona_key(platform, chat_id)))
@@ -848,19 +917,25 @@ class Store:
         return {member for member, score in zip(members, scores, strict=True) if score is not None}
 
     async def reset_chat(self, user: str, chat_id: str) -> int:
-        """Clear one chat's memory: its turns, its summary and its turns kept for recall."""
-        keys = [turns_key(user, chat_id), summary_key(user, chat_id), chats_key(user), earlier_key(user)]
-        return int(await self._reset_chat(keys=keys, args=[chat_id]))
+        """Clear one chat's memory: its turns, its summary and its turns kept for recall, and the replies kept to be
+        rated or retried that quote any of it. Returns how many turns of the window were cleared."""
+        keys = [
+            turns_key(user, chat_id), summary_key(user, chat_id), chats_key(user), earlier_key(user),
+            turn_records_key(user), turn_order_key(user),
+        ]  # fmt: skip
+        cleared, *dropped = await self._reset_chat(keys=keys, args=[chat_id])
+        await self._forget_turns([line.split("\t") for line in dropped])
+        return int(cleared)
 
     async def earlier_turns(self, user: str) -> list[dict[str, Any]]:
         """The turns kept for recall, oldest first, each with its chat_id and chat_kind."""
-        return [json.loads(t) for t in await self.r.lrange(earlier_key(user), 0, -1)]
+        return _readable(await self.r.lrange(earlier_key(user), 0, -1), EarlierTurn, "earlier turn")
 
     # facts about the user
 
     async def facts(self, user: str) -> list[dict[str, Any]]:
         """Every fact about the user, oldest first."""
-        return [json.loads(f) for f in await self.r.lrange(facts_key(user), 0, -1)]
+        return _readable(await self.r.lrange(facts_key(user), 0, -1), Fact, "fact")
 
     async def add_fact(
         self, user: str, fact: dict[str, Any], *, max_facts: int, ttl_s: int, since: str | None = None
@@ -879,14 +954,17 @@ class Store:
         """Delete the facts with these ids; returns how many there were."""
         if not ids:
             return 0
-        return int(await self._delete_facts(keys=[facts_key(user)], args=ids))
+        keys = [facts_key(user), turn_records_key(user), turn_order_key(user)]
+        deleted, *dropped = await self._delete_facts(keys=keys, args=ids)
+        await self._forget_turns([line.split("\t") for line in dropped])
+        return int(deleted)
 
     async def chat_memory(self, user: str, chat_id: str) -> tuple[str, list[dict[str, Any]]]:
         pipe = self.r.pipeline(transaction=False)
         pipe.get(summary_key(user, chat_id))
         pipe.lrange(turns_key(user, chat_id), 0, -1)
         summary, turns = await pipe.execute()
-        return summary or "", [json.loads(t) for t in turns]
+        return summary or "", _readable(turns, Turn, "memory turn")
 
     async def chat_ids(self, user: str) -> set[str]:
         return set(await self.r.smembers(chats_key(user)))
@@ -931,11 +1009,14 @@ class Store:
         """Queue what keeps a turn: its author key (global, so first: a forget that follows finds it through the
         record), then the record, in one script that checks the author was not forgotten meanwhile."""
         pipe.set(turn_author_key(turn.turn_id), turn.author, ex=ttl_s)
-        keys = [profile_key(turn.author), turn_records_key(turn.author), turn_order_key(turn.author)]
-        _eval(pipe, _SAVE_TURN, keys, [since, turn.turn_id, turn.dumps(), now_ms(), ttl_s, turns_kept])
+        keys = [
+            profile_key(turn.author), turn_records_key(turn.author), turn_order_key(turn.author), facts_key(turn.author)
+        ]  # fmt: skip
+        args = [since, turn.turn_id, turn.dumps(), now_ms(), ttl_s, turns_kept, *turn.facts]
+        _eval(pipe, _SAVE_TURN, keys, args)
 
     async def _saved_turn(self, turn: TurnRecord, status: int) -> str | None:
-        if status < 0:  # the author was forgotten meanwhile: nothing of theirs may stay
+        if status < 0:  # the author was forgotten, or a fact it quotes deleted, meanwhile: it may not stay
             await self.r.delete(turn_author_key(turn.turn_id))
             return None
         return turn.turn_id
@@ -1263,8 +1344,40 @@ def _rating_record(raw: str | None) -> RatingRecord | None:
 
 def _chat_persona(raw: str | None) -> dict[str, Any] | None:
     """A stored chat persona as its choice, without the author it is stored with."""
+    persona = _json_object(raw, "chat persona")
+    if persona is not None:
+        persona.pop("author", None)
+    return persona
+
+
+def _json_object(raw: str | None, what: str) -> dict[str, Any] | None:
+    """A stored JSON object; None for none, and for one that is not (said in the log): a value an older version
+    wrote, or a damaged one, is skipped rather than failing every request that reads it."""
     if not raw:
         return None
-    persona = json.loads(raw)
-    persona.pop("author", None)
-    return persona
+    try:
+        value = json.loads(raw)
+    except ValueError as error:
+        log.error("a stored %s was skipped: not JSON (%s)", what, error)
+        return None
+    if not isinstance(value, dict):
+        log.error("a stored %s was skipped: not a JSON object", what)
+        return None
+    return value
+
+
+def _readable(raws: list[str], model: type[BaseModel], what: str) -> list[dict[str, Any]]:
+    """The stored items that the API's model of them accepts, as stored; each other one is said in the log and
+    skipped, so that what is read back is always what the routes can answer with."""
+    items = []
+    for raw in raws:
+        item = _json_object(raw, what)
+        if item is None:
+            continue
+        try:
+            model.model_validate(item)
+        except ValidationError as error:
+            log.error("a stored %s was skipped: %s", what, error)
+            continue
+        items.append(item)
+    return items

@@ -90,6 +90,9 @@ async def set_persona(
             choice = persona_lib.custom_persona(body.custom, limit)
         else:
             choice = persona_lib.persona_from_card(body.card or {}, limit)
+        # what is stored is what every later chat reads back: checked by the same model first, so that a value
+        # the read side would refuse is refused here, before anything is written
+        persona, custom = persona_lib.persona_of(choice, runtime.presets, runtime.settings.brain.default_persona)
     except persona_lib.PersonaError as exc:
         status = 404 if body.preset is not None else 413 if "at most" in str(exc) else 400
         raise ApiError(status, "invalid_persona", str(exc)) from exc
@@ -99,5 +102,4 @@ async def set_persona(
     else:
         await runtime.store.set_user_persona(body.key, choice)
         scope = PersonaScope.user
-    persona, custom = persona_lib.resolve(choice, runtime.presets, runtime.settings.brain.default_persona)
     return persona_lib.state(persona, custom, scope)
