@@ -569,21 +569,31 @@ return {previous, 1, 1}
 """
 )
 
-# KEYS: message turns, message order (one chat); ARGV: turn id, now_ms, ttl_s, most kept, message ids...
-# Returns how many of the message ids point at the turn afterwards.
+# KEYS: message turns, message order (one chat); ARGV: turn id, now_ms, ttl_s, most kept, most per turn, only a first
+# mapping ('1': do nothing when the turn has messages already), message ids... A message is mapped once: one that
+# points at another turn stays as it is; a turn gets at most ``most per turn`` messages. Returns how many of the
+# message ids point at the turn afterwards, or -1 when only a first mapping was asked for and this is not one.
 _MAP_MESSAGES = (
     _KEEP_BOUNDED
     + """
+local held = 0
+for _, turn in ipairs(redis.call('HVALS', KEYS[1])) do
+  if turn == ARGV[1] then held = held + 1 end
+end
+if ARGV[6] == '1' and held > 0 then return -1 end
 local now = tonumber(ARGV[2])
-for i = 5, #ARGV do
-  redis.call('HSET', KEYS[1], ARGV[i], ARGV[1])
-  redis.call('ZADD', KEYS[2], now, ARGV[i])
+local most = tonumber(ARGV[5])
+for i = 7, #ARGV do
+  if held < most and redis.call('HSETNX', KEYS[1], ARGV[i], ARGV[1]) == 1 then
+    redis.call('ZADD', KEYS[2], now, ARGV[i])
+    held = held + 1
+  end
 end
 keep_bounded(KEYS[1], KEYS[2], now, tonumber(ARGV[3]) * 1000, tonumber(ARGV[4]))
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 redis.call('EXPIRE', KEYS[2], ARGV[3])
 local mapped = 0
-for i = 5, #ARGV do
+for i = 7, #ARGV do
   if redis.call('HGET', KEYS[1], ARGV[i]) == ARGV[1] then mapped = mapped + 1 end
 end
 return mapped
@@ -1051,11 +1061,23 @@ class Store:
         """The turn a platform message shows, as a bot mapped it."""
         return await self.r.hget(message_turns_key(platform, chat_id), message_id)
 
-    async def map_messages(self, turn: TurnRecord, message_ids: list[str], *, ttl_s: int, most_kept: int) -> int:
-        """Point these messages of the turn's chat at the turn; how many do."""
+    async def map_messages(
+        self,
+        turn: TurnRecord,
+        message_ids: list[str],
+        *,
+        ttl_s: int,
+        most_kept: int,
+        most_per_turn: int = 16,
+        first_only: bool = False,
+    ) -> int | None:
+        """Point these messages of the turn's chat at the turn, each message once (one that shows another turn stays
+        so) and at most ``most_per_turn`` for the turn; how many do. With ``first_only``, None (and nothing mapped)
+        when the turn has messages already."""
         keys = [message_turns_key(turn.platform, turn.chat_id), message_order_key(turn.platform, turn.chat_id)]
-        args = [turn.turn_id, now_ms(), ttl_s, most_kept, *message_ids]
-        return int(await self._map_messages(keys=keys, args=args))
+        args = [turn.turn_id, now_ms(), ttl_s, most_kept, most_per_turn, "1" if first_only else "0", *message_ids]
+        mapped = int(await self._map_messages(keys=keys, args=args))
+        return None if mapped < 0 else mapped
 
     # ratings
 
