@@ -11,7 +11,16 @@ from datetime import datetime
 from enum import Enum
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    field_validator,
+    model_validator,
+)
 
 from brain.feedback_records import FeedbackKind
 
@@ -153,6 +162,14 @@ class ChatRequest(ChatRef):
         "POST /v1/turns/{turn_id}/messages) is answered again, as with retry_of; give one of the two at most",
     )
 
+    # the document says what the validator below checks, so that a request valid by it is never refused
+    model_config = ConfigDict(
+        json_schema_extra={
+            "not": {"required": ["retry_of", "retry_message"]},
+            "anyOf": [{"required": ["text"]}, {"required": ["retry_of"]}, {"required": ["retry_message"]}],
+        }
+    )
+
     @model_validator(mode="after")
     def _one_retry(self) -> ChatRequest:
         if self.retry_of is not None and self.retry_message is not None:
@@ -218,8 +235,19 @@ class PersonaScope(str, Enum):
 class PersonaSet(ChatRef):
     """Pick a preset, set a custom system prompt, or import a SillyTavern chara_card_v2 card: exactly one."""
 
+    # the document says what the validators below check, so that a request valid by it is never refused
+    model_config = ConfigDict(
+        json_schema_extra={
+            "oneOf": [
+                {"required": [name], "not": {"anyOf": [{"required": [other]} for other in others]}}
+                for name, others in (("preset", ("custom", "card")), ("custom", ("preset", "card")),
+                                     ("card", ("preset", "custom")))
+            ]
+        }
+    )  # fmt: skip
+
     preset: str | None = Field(None, max_length=48)
-    custom: str | None = Field(None, max_length=100_000)
+    custom: str | None = Field(None, max_length=100_000, pattern=r"\S")
     card: dict[str, Any] | None = None
 
     @field_validator("card")
@@ -254,7 +282,8 @@ class PrivacyNotice(Contract):
 
 
 class OptOut(Contract):
-    delete_logs: bool = False
+    # strict: deleting a member's data is asked for with true, never with 1, 0.0 or "yes"
+    delete_logs: StrictBool = False
 
 
 class ConsentState(Contract):
@@ -356,13 +385,33 @@ class TurnMessagesResult(Contract):
     mapped: int = Field(description="how many message ids now point at the turn")
 
 
+def _exact_rating(value: Any) -> Any:
+    # JSON's true and 1.0 are not ratings: only the integers the contract names are
+    if type(value) is not int:
+        raise ValueError("a rating is the integer -1, 0 or 1")
+    return value
+
+
+RatingValue = Annotated[Literal[-1, 0, 1], BeforeValidator(_exact_rating), Field(json_schema_extra={"type": "integer"})]
+
+
 class FeedbackRequest(ChatRef):
     """A member (user_id: the RATER) rates one of the bot's replies, named by its turn id or by one of its
     platform messages (exactly one of the two). rating 0: the reaction was removed (the rating is deleted)."""
 
+    # the document says what the validator below checks, so that a request valid by it is never refused
+    model_config = ConfigDict(
+        json_schema_extra={
+            "oneOf": [
+                {"required": ["turn_id"], "not": {"required": ["message_id"]}},
+                {"required": ["message_id"], "not": {"required": ["turn_id"]}},
+            ]
+        }
+    )
+
     turn_id: str | None = Field(None, pattern=TURN_ID_PATTERN)
     message_id: str | None = Field(None, pattern=ID_PATTERN)
-    rating: Literal[-1, 0, 1]
+    rating: RatingValue
     kind: FeedbackKind = "reaction"
 
     @model_validator(mode="after")

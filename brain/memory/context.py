@@ -23,6 +23,9 @@ class Memory:
     facts: list[str] = field(default_factory=list)
     # the member's own earlier messages that left the window, oldest first
     earlier: list[str] = field(default_factory=list)
+    # the id of each fact and the chat of each earlier message, in the same order: what a kept turn quotes
+    fact_ids: list[str] = field(default_factory=list)
+    earlier_chats: list[str] = field(default_factory=list)
     # how many tokens of recalled messages one prompt may hold (0: none)
     recall_tokens: int = 0
     recall_count: int = 3
@@ -41,7 +44,7 @@ class Memory:
         """Only what may reach a prompt in this chat (facts.visible): the speaker's own, and in a group chat
         nothing from their direct chats unless the operator allows it."""
         seen: set[str] = set()
-        messages = []
+        messages, chats = [], []
         for turn in earlier:
             text = statements(str(turn.get("text", "")))
             if turn.get("role") != "user" or not text or text.lower() in seen:
@@ -49,11 +52,22 @@ class Memory:
             if visible(turn, chat_id, group, share_direct):
                 seen.add(text.lower())
                 messages.append(text)
+                chats.append(str(turn.get("chat_id", "")))
+        shown = [f for f in facts if visible(f, chat_id, group, share_direct)]
         return cls(
-            facts=[f["text"] for f in facts if visible(f, chat_id, group, share_direct)],
+            facts=[f["text"] for f in shown],
             earlier=messages if recall_tokens > 0 else [],
             recall_tokens=recall_tokens,
+            fact_ids=[str(f.get("id", "")) for f in shown],
+            earlier_chats=chats if recall_tokens > 0 else [],
         )
+
+    def quoted(self, facts: list[str], recalled: list[str]) -> tuple[list[str], list[str]]:
+        """The ids of these facts and the chats of these recalled messages (as a prompt's note quotes them)."""
+        ids = sorted({i for text, i in zip(self.facts, self.fact_ids, strict=False) if text in facts})
+        clipped = [_clip(text) for text in self.earlier]
+        chats = sorted({c for text, c in zip(clipped, self.earlier_chats, strict=False) if text in recalled})
+        return ids, chats
 
     def recalled(self, message: str) -> list[str]:
         """The earlier messages that match ``message``, best first, each cut to MAX_QUOTE_CHARS. A message that

@@ -163,7 +163,8 @@ async def chat(body: ChatRequest, request: Request, runtime: RuntimeDep) -> Any:
             except ValueError as exc:
                 raise ApiError(413, "message_too_long", str(exc)) from exc
             ids = prompt.ids
-            finish = functools.partial(_store_turn, runtime, body, state, persona.name, prompt, started)
+            quoted = recallable.quoted(prompt.facts, prompt.recalled)
+            finish = functools.partial(_store_turn, runtime, body, state, persona.name, prompt, quoted, started)
         reply = _reply(runtime, user, state.profile, ids, sampling, finish)
         if body.stream:
             return EventStream(events_or_error(_sse(reply), lambda error: sse("error", error)), slot)
@@ -260,6 +261,7 @@ async def _store_turn(
     state: ChatState,
     persona: str,
     prompt: Prompt,
+    quoted: tuple[list[str], list[str]],
     started: float,
     result: Generated,
     adapter: str | None,
@@ -288,7 +290,9 @@ async def _store_turn(
         persona=persona,
         chat_kind=body.chat_kind.value,
         keep_earlier=EARLIER_TURNS_KEPT if runtime.settings.memory.recall_tokens > 0 else 0,
-        turn=_turn(body, prompt.own_messages, result, adapter),
+        turn=_turn(body, prompt.own_messages, result, adapter).model_copy(
+            update={"facts": quoted[0], "recalled_from": quoted[1]}
+        ),
         turns_kept=runtime.settings.feedback.turns_kept,
     )
     if record.evicted:
@@ -314,9 +318,13 @@ async def _store_retry(
     ttl_s = runtime.settings.memory.ttl_s
     turn_id = None
     if not body.request_id or await runtime.store.claim_request(body.key, body.request_id, ttl_s):
-        turn = _turn(body, first.prompt, result, adapter).model_copy(
-            update={"retry_of": first.retry_of or first.turn_id}
-        )
+        # it quotes what the first quoted, and leaves with it
+        update = {
+            "retry_of": first.retry_of or first.turn_id,
+            "facts": first.facts,
+            "recalled_from": first.recalled_from,
+        }
+        turn = _turn(body, first.prompt, result, adapter).model_copy(update=update)
         turn_id = await runtime.store.save_turn(
             turn, since=state.since, ttl_s=ttl_s, turns_kept=runtime.settings.feedback.turns_kept
         )
