@@ -33,7 +33,7 @@ function s(tag, attrs = {}, text = null) {
 const fmt = (x, digits = 2) => (x === null || x === undefined || Number.isNaN(x) ? "–" : Number(x).toFixed(digits));
 const pct = (x) => (x === null || x === undefined ? "–" : (100 * x).toFixed(1) + " %");
 const when = (iso) => (iso ? iso.replace("T", " ").replace(/(\+00:00|Z)$/, "") : "–");
-const badge = (text) => h("span", { class: "status " + String(text).replace(/ /g, "-") }, text);
+const badge = (text) => h("span", { class: "status " + String(text).replace(/ v\d+$/, "").replace(/ /g, "-") }, text);
 
 async function api(path, options = {}) {
   const headers = { "Content-Type": "application/json" };

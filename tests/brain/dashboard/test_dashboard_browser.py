@@ -192,7 +192,12 @@ def test_actions_are_refused_without_the_key_or_the_csrf_token(world: dict[str, 
         assert client.get("/dashboard/api/learning").json()["paused"] is None, "nothing was paused"
         # bad input changes nothing either
         csrf = {"X-CSRF-Token": login.json()["csrf"]}
-        assert client.post("/dashboard/api/actions/rollback", json={"target": "../x", "version": 1}, headers=csrf).status_code == 422
+        assert (
+            client.post(
+                "/dashboard/api/actions/rollback", json={"target": "../x", "version": 1}, headers=csrf
+            ).status_code
+            == 422
+        )
 
 
 def test_actions_through_the_page_change_what_the_brain_serves(world: dict[str, Any], page: Any) -> None:
