@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,16 +22,13 @@ import pytest
 from brain.adapters import COMMUNITY
 from brain.redis_local import LocalRedis
 from brain.store import Store, connect
+from tests.brain.dashboard.conftest import MISSING, chromium
 from tests.support.brain_server import BrainHandle, running_brain
 from tests.support.eventually import eventually_sync
 from tests.trainer.nightly.helpers import nightly_settings, seed_community
 from tests.trainer.nightly.ratings_helpers import rate_version
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None,
-    reason="browser tests need Chromium: apt-get install -y chromium (Debian) -- the dashboard was not tested",
-)
+CHROMIUM = chromium()
 OPERATOR_KEY = "operator-" + "k" * 40
 CANARY = {"share": 0.5, "min_ratings": 20, "level": 0.05}
 SHOTS = os.environ.get("OWNCHAT_DASHBOARD_SCREENSHOTS")
@@ -72,7 +68,10 @@ def world(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Ite
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
+    if CHROMIUM is None:
+        pytest.skip(MISSING)
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (the dev extra has it)")
+    sync_playwright = sync_api.sync_playwright
 
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
@@ -101,7 +100,13 @@ def log_in(page: Any, brain: BrainHandle) -> None:
 def shoot(page: Any, name: str) -> None:
     if SHOTS:
         Path(SHOTS).mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(Path(SHOTS) / f"dashboard-{name}.png"), full_page=True)
+        path = Path(SHOTS) / f"dashboard-{name}.png"
+        page.screenshot(path=str(path), full_page=True)
+        from PIL import Image
+
+        with Image.open(path) as shot:  # a palette of 64 colours: a flat page loses nothing, the file shrinks
+            small = shot.convert("RGB").quantize(colors=64)
+        small.save(path, optimize=True)
 
 
 def served_adapter(brain: BrainHandle) -> str | None:
