@@ -24,6 +24,8 @@ run: install
 	$(BIN)/bot console --start-brain
 
 test: install
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+		echo "NOTE: Chromium is not installed, so the dashboard's browser tests (tests/brain/dashboard) are SKIPPED. Install it with: sudo apt-get install -y chromium"
 	$(BIN)/pytest -q
 
 lint: install

@@ -25,7 +25,9 @@ SECRET_NAMES = (
     "discord_token",
     "telegram_webhook_secret",
     "vllm_api_key",
+    "operator_key",
 )
+OPERATOR_KEY_MIN_CHARS = 32
 PLACEHOLDERS = {"changeme", "change-me", "secret", "xxx", "your-token-here", "todo"}
 
 
@@ -41,6 +43,8 @@ class Secrets(BaseSettings):
     discord_token: SecretStr | None = None
     # the bearer key of an external generation server (model.engine: vllm started with --api-key)
     vllm_api_key: SecretStr | None = None
+    # turns the operator's dashboard (/dashboard) on; at least OPERATOR_KEY_MIN_CHARS, and not the API key
+    operator_key: SecretStr | None = None
 
     @field_validator(*SECRET_NAMES)
     @classmethod
@@ -50,6 +54,20 @@ class Secrets(BaseSettings):
         if value.get_secret_value().strip().lower() in PLACEHOLDERS:
             raise ValueError("is a placeholder; set a real value or leave it unset")
         return value
+
+    @model_validator(mode="after")
+    def _operator_key_apart(self) -> Secrets:
+        key = self.operator_key.get_secret_value() if self.operator_key else None
+        if key is None:
+            return self
+        if len(key) < OPERATOR_KEY_MIN_CHARS:
+            raise ValueError(
+                f"OWNCHAT_OPERATOR_KEY must have at least {OPERATOR_KEY_MIN_CHARS} characters; make one with: "
+                "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+            )
+        if self.api_key is not None and key == self.api_key.get_secret_value():
+            raise ValueError("OWNCHAT_OPERATOR_KEY must differ from OWNCHAT_API_KEY: a chat client must not operate")
+        return self
 
 
 class RedisSettings(BaseModel):

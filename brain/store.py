@@ -53,6 +53,9 @@ A /forget deletes every key of the user (their turn records and the ratings they
 keys of their turns and the ``oc:msgturn`` entries that point at them, and takes them out of the global sets. The
 ratings others gave the user's replies stay with those raters (a turn id, a rating, the served version: nothing of
 the forgotten user), and find no turn any more. ``/optout delete`` deletes the user's ratings with their log.
+The operator's dashboard (typed in brain/operator_records.py): ``oc:runs`` (list of JSON RunSummaries that nightly
+runs leave, newest first, bounded), ``oc:audit`` (list of JSON AuditRecords of the dashboard's actions, newest first,
+bounded) and ``oc:trainer:paused`` (JSON SchedulePause while the nightly schedule is paused).
 """
 
 from __future__ import annotations
@@ -78,6 +81,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from brain.api_models import EarlierTurn, Fact, Turn
 from brain.feedback_records import Canary, RatedTurn, RatingRecord, TurnRecord
+from brain.operator_records import AuditRecord, RunSummary, SchedulePause
 from brain.registry_records import LiveAdapter, RecordFormatError, RegistryEvent, ReloadEvent
 
 log = logging.getLogger("brain.store")
@@ -102,6 +106,12 @@ CANARY = "oc:registry:canary"
 BASE = "base"
 # keys read per pipeline where a loop reads many (the export of rated turns)
 READ_CHUNK = 500
+# the operator's dashboard: run summaries, its audit log, the schedule's pause flag
+RUN_SUMMARIES = "oc:runs"
+RUN_SUMMARIES_KEPT = 60
+AUDIT = "oc:audit"
+AUDIT_KEPT = 1000
+SCHEDULE_PAUSED = "oc:trainer:paused"
 
 
 def profile_key(user: str) -> str:
@@ -672,6 +682,17 @@ class FactAdded(Enum):
     full = -2
 
 
+@dataclass
+class MemberCounts:
+    """The operator's view of members: counts only. ``forgotten`` and ``ratings``: since the time asked for."""
+
+    members: int
+    opted_in: int
+    opted_out: int
+    forgotten: int
+    ratings: int
+
+
 class Store:
     """Every Redis read and write of ownchat, over one redis.asyncio client."""
 
@@ -1189,6 +1210,70 @@ class Store:
         removed = bool(await self.r.hdel(CANARY, target))
         await self.publish_reload(ReloadEvent(target=target, version=None, action="canary"))
         return removed
+
+    # the operator's dashboard: what nightly runs left, what operators did, the schedule's pause, member counts
+
+    async def add_run_summary(self, summary: RunSummary) -> None:
+        pipe = self.r.pipeline(transaction=False)
+        pipe.lpush(RUN_SUMMARIES, summary.dumps())
+        pipe.ltrim(RUN_SUMMARIES, 0, RUN_SUMMARIES_KEPT - 1)
+        await pipe.execute()
+
+    async def run_summaries(self, count: int = RUN_SUMMARIES_KEPT) -> list[RunSummary]:
+        """The latest runs' summaries, newest first; one of another format is skipped (and said in the log)."""
+        summaries = []
+        for raw in await self.r.lrange(RUN_SUMMARIES, 0, count - 1):
+            try:
+                summaries.append(RunSummary.loads(raw))
+            except RecordFormatError as error:
+                log.error("a run summary was skipped: %s", error)
+        return summaries
+
+    async def add_audit(self, record: AuditRecord) -> None:
+        pipe = self.r.pipeline(transaction=False)
+        pipe.lpush(AUDIT, record.dumps())
+        pipe.ltrim(AUDIT, 0, AUDIT_KEPT - 1)
+        await pipe.execute()
+
+    async def audit_log(self, count: int = 50) -> list[AuditRecord]:
+        records = []
+        for raw in await self.r.lrange(AUDIT, 0, count - 1):
+            try:
+                records.append(AuditRecord.loads(raw))
+            except RecordFormatError as error:
+                log.error("an audit record was skipped: %s", error)
+        return records
+
+    async def set_schedule_pause(self, pause: SchedulePause | None) -> None:
+        """Pause the nightly schedule (``trainer schedule`` skips its runs), or resume it with None."""
+        if pause is None:
+            await self.r.delete(SCHEDULE_PAUSED)
+        else:
+            await self.r.set(SCHEDULE_PAUSED, pause.dumps())
+
+    async def schedule_pause(self) -> SchedulePause | None:
+        raw = await self.r.get(SCHEDULE_PAUSED)
+        return SchedulePause.loads(raw) if raw else None
+
+    async def member_counts(self, since_ms: int) -> MemberCounts:
+        """How many members there are, opted in and out, forgotten and ratings kept since ``since_ms``: counts,
+        never who."""
+        pipe = self.r.pipeline(transaction=False)
+        pipe.scard(USERS)
+        pipe.scard(OPTED_IN)
+        pipe.zcount(TOMBSTONES, since_ms, "+inf")
+        pipe.smembers(RATERS)
+        members, opted_in, forgotten, raters = await pipe.execute()
+        ratings = 0
+        for chunk in _chunks(sorted(raters), READ_CHUNK):
+            pipe = self.r.pipeline(transaction=False)
+            for rater in chunk:
+                pipe.zcount(rating_order_key(rater), since_ms, "+inf")
+            ratings += sum(int(n) for n in await pipe.execute())
+        return MemberCounts(
+            members=int(members), opted_in=int(opted_in), opted_out=max(0, int(members) - int(opted_in)),
+            forgotten=int(forgotten), ratings=ratings,
+        )  # fmt: skip
 
     # trainer: its lock, the registry record of live adapters and the reload channel
 

@@ -46,6 +46,10 @@ class PrefixCache:
         self._index: dict[tuple[str | None, int], set[int]] = {}
         self._ids = itertools.count()
         self._tick = itertools.count(1)
+        # lookups, those that found a prefix, and the prompt tokens not prefilled thanks to them (for metrics)
+        self.lookups = 0
+        self.hits = 0
+        self.reused_tokens = 0
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -54,6 +58,7 @@ class PrefixCache:
         """The entry sharing the longest prefix with ``prompt`` and how many tokens it gives.
 
         At least one prompt token is always left to prefill (its logits choose the first new token)."""
+        self.lookups += 1
         best: set[int] = set()
         for hashed in _block_hashes(prompt[: len(prompt) - 1]):
             found = self._index.get((adapter, hashed))
@@ -67,6 +72,8 @@ class PrefixCache:
         if shared < BLOCK:
             return None, 0
         entry.used = next(self._tick)
+        self.hits += 1
+        self.reused_tokens += shared
         return entry, shared
 
     def store(

@@ -39,6 +39,10 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     for module in (health, chat, feedback, personas, users, facts, openai_compat):
         app.include_router(module.router)
     app.include_router(_docs_router(app, public=settings.brain.public_docs))
+    if settings.secrets.operator_key is not None:  # the operator's dashboard is off without its own key
+        from brain.dashboard.router import router as dashboard
+
+        app.include_router(dashboard)
     limits = settings.limits
     app.add_middleware(BodyLimits, max_bytes=limits.max_body_bytes, timeout_s=limits.body_timeout_s)
     return app

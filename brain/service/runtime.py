@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 import weakref
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -53,12 +54,18 @@ class Runtime:
         if settings.brain.default_persona not in self.presets:
             raise persona_lib.PersonaError(f"the default persona '{settings.brain.default_persona}' is not a preset")
         self.context_tokens = min(settings.model.context_tokens, loaded.context_length)
-        self.admission = Admission(settings.limits.max_concurrent)
+        self.admission = Admission(
+            settings.limits.max_concurrent, lambda outcome: self.metrics.admission_outcomes.labels(outcome).inc()
+        )
         self.metrics.watch_admission(lambda: self.admission.in_use)
+        if isinstance(backend, LocalBackend):
+            prefixes = backend.engine.prefixes
+            self.metrics.watch_prefix_cache(lambda: (prefixes.lookups, prefixes.hits, prefixes.reused_tokens))
         # tokenizing and rendering templates take milliseconds to seconds: never on the event loop. One thread,
         # because a fast tokenizer must not be used from two threads at once.
         self._text_worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tokenizer")
         self.background: set[asyncio.Task[Any]] = set()
+        self.metrics.watch_background(lambda: len(self.background))
         self._summary_locks: weakref.WeakValueDictionary[tuple[str, str], asyncio.Lock] = weakref.WeakValueDictionary()
 
     @classmethod
@@ -163,9 +170,27 @@ class Runtime:
         seed: int | None = None,
         adapter: str | None = None,
         user: str | None = None,
+        timed: bool = True,
     ) -> AsyncIterator[str | Generated]:
-        """Text deltas as they are generated, then one Generated with the whole reply."""
-        return self.backend.generate(prompt_ids, sampling, stop=stop, seed=seed, adapter=adapter, user=user)
+        """Text deltas as they are generated, then one Generated with the whole reply. ``timed``: its time to
+        first token counts in the metrics (a background summary's does not)."""
+        stream = self.backend.generate(prompt_ids, sampling, stop=stop, seed=seed, adapter=adapter, user=user)
+        return self._timed(stream) if timed else stream
+
+    async def _timed(self, stream: AsyncIterator[str | Generated]) -> AsyncIterator[str | Generated]:
+        started = time.perf_counter()
+        waiting = True
+        try:
+            async for item in stream:
+                if waiting and isinstance(item, str) and item:
+                    self.metrics.time_to_first_token.observe(time.perf_counter() - started)
+                    waiting = False
+                yield item
+        finally:
+            # a client that leaves closes this wrapper; the engine's stream must hear it to free its slot
+            close = getattr(stream, "aclose", None)
+            if close is not None:
+                await close()
 
     async def complete(self, prompt_ids: list[int], sampling: SamplingParams, **kw: Any) -> Generated:
         async for item in self.generate(prompt_ids, sampling, **kw):
@@ -198,7 +223,7 @@ class Runtime:
                     temperature=0.0, top_p=1.0, top_k=0, repetition_penalty=1.1,
                     max_new_tokens=self.settings.memory.summary_max_tokens,
                 )  # fmt: skip
-                result = await self.complete(ids, sampling, user=user)
+                result = await self.complete(ids, sampling, user=user, timed=False)
                 if result.text:
                     await self.store.fold_summary(user, chat_id, result.text, self.settings.memory.ttl_s)
             except Exception:  # a failed summary must never hurt the chat; the next fold retries

@@ -7,6 +7,7 @@ Every reader goes through RunReport, which refuses a report of another version w
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any, Literal
 
@@ -14,6 +15,7 @@ from pydantic import BaseModel, Field, ValidationError
 from rich.console import Console
 from rich.table import Table
 
+from brain.operator_records import CanaryNote, RunSummary, TargetSummary, thin
 from brain.settings import CanarySettings, EvaluationSettings, FinetuneSettings, PreferenceSettings
 from trainer.core.finetuning import FinetuneResult
 from trainer.errors import TrainerInputError
@@ -105,6 +107,65 @@ class RunReport(BaseModel):
 
     def outcome(self, target: str) -> Outcome | None:
         return next((o for o in self.targets if o.target == target), None)
+
+
+def summarize(report: RunReport) -> RunSummary:
+    """The report as the dashboard reads it from Redis: figures and reasons, the loss curves thinned."""
+
+    def note(decision: CanaryDecision | None) -> CanaryNote | None:
+        if decision is None:
+            return None
+        return CanaryNote(
+            target=decision.target, version=decision.version, action=decision.action, reason=decision.reason
+        )
+
+    targets = []
+    for outcome in report.targets:
+        scores, tune = outcome.scores, outcome.finetune
+        summary = TargetSummary(
+            target=outcome.target, status=outcome.status, reasons=outcome.reasons, turns=outcome.turns,
+            version=outcome.version,
+        )  # fmt: skip
+        if scores is not None:
+            right = [i for i, ok in enumerate(scores.base.answers_right) if ok]
+            kept = [i for i in right if i < len(scores.candidate.answers_right) and scores.candidate.answers_right[i]]
+            summary = summary.model_copy(
+                update=dict(
+                    base_ppl=scores.base.test_ppl,
+                    live_ppl=scores.live.test_ppl,
+                    candidate_ppl=scores.candidate.test_ppl,
+                    live_name=scores.live.name,
+                    base_general_ppl=scores.base.general_ppl,
+                    candidate_general_ppl=scores.candidate.general_ppl,
+                    questions_kept=len(kept) if right else None,
+                    questions_right=len(right) if right else None,
+                    reward_auc=scores.candidate.reward_auc,
+                    live_reward_auc=scores.live.reward_auc,
+                )  # fmt: skip
+            )
+        if tune is not None:
+            curves = {
+                name: [(int(step), float(loss)) for step, loss in points if math.isfinite(loss)]
+                for name, points in tune.history.items()
+            }
+            summary = summary.model_copy(
+                update=dict(
+                    steps=tune.steps,
+                    best_step=tune.best_step,
+                    train_loss=thin(curves.get("train", [])),
+                    val_loss=thin(curves.get("val", [])),
+                )  # fmt: skip
+            )
+        targets.append(summary)
+    export, clean = report.export, report.clean
+    return RunSummary(
+        run=report.run, started_at=report.started_at, finished_at=report.finished_at, status=report.status,
+        error=report.error, log_entries=export.entries if export else 0, users=export.users if export else 0,
+        kept_turns=clean.kept if clean else 0, ratings=export.ratings if export else 0,
+        rated_turns=export.rated_turns if export else 0, purged_targets=report.purged_targets, targets=targets,
+        canary_check=note(report.canary_check), canary_started=note(report.canary_started),
+        like_counts=report.like_counts,
+    )  # fmt: skip
 
 
 def write_report(run_dir: Path, report: RunReport) -> None:

@@ -46,7 +46,16 @@ from trainer.nightly.lock import TrainerLock
 from trainer.nightly.lora import FinetuneJob, finetune, load_result
 from trainer.nightly.ratings import heldout_replies, load_ratings, split_ratings
 from trainer.nightly.registry import Registry, now_iso
-from trainer.nightly.report import ExportSummary, Outcome, RunReport, RunSettings, ScoreSet, print_report, write_report
+from trainer.nightly.report import (
+    ExportSummary,
+    Outcome,
+    RunReport,
+    RunSettings,
+    ScoreSet,
+    print_report,
+    summarize,
+    write_report,
+)
 from trainer.nightly.report_plot import write_like_plot, write_plot
 from trainer.nightly.scoring import EvalSet, Evaluator, Scores
 
@@ -131,6 +140,7 @@ class Nightly:
                 preference=self.cfg.preference, canary=self.cfg.canary,
             )  # fmt: skip
             write_report(self.run_dir, report)
+            self._leave_summary(report)
         for name in self.registry.targets():
             self.registry.prune(name)
         runs.purge_run_data(self.cfg.runs_dir, self.link, keep=max(0, self.cfg.keep_run_data - 1), current=self.run_dir)
@@ -138,6 +148,13 @@ class Nightly:
         write_plot(self.run_dir, report, history)
         write_like_plot(self.run_dir, history)
         return report
+
+    def _leave_summary(self, report: RunReport) -> None:
+        """The report's summary in Redis, for the operator's dashboard; a failure there never fails the run."""
+        try:
+            self.link.call(self.link.store.add_run_summary(summarize(report)))
+        except Exception as error:
+            console.print(f"[yellow]the run's summary was not left in Redis: {type(error).__name__}: {error}")
 
     def _forgotten_targets(self) -> set[str]:
         return {target_of_member(member) for member in self.link.call(self.link.store.tombstone_members())}

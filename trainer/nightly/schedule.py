@@ -4,7 +4,8 @@ APScheduler with a cron trigger in the configured time zone (default 03:00), a m
 coalesced missed runs and one run at a time. ``trainer.schedule_cron`` is a standard five-field crontab, or six
 fields with the second first (``30 0 3 * * *``). The next run time is logged once the scheduler has started (a job
 has none before) and after every run. Every run takes the same Redis lock as `trainer nightly`, so
-several schedulers (one per replica) still train once. SIGTERM stops cleanly: no new run starts, a running
+several schedulers (one per replica) still train once. While an operator has paused the schedule (the
+dashboard's pause flag in Redis) its runs are skipped. SIGTERM stops cleanly: no new run starts, a running
 one stops at its next training step without promoting anything, and its lock is released.
 """
 
@@ -21,6 +22,7 @@ from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, EVENT_JOB_MI
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
 
+from brain.operator_records import SchedulePause
 from brain.settings import Settings
 from trainer.errors import ConfigError
 
@@ -44,12 +46,26 @@ def cron_trigger(settings: Settings) -> CronTrigger:
         raise ConfigError(f"trainer.schedule_cron {settings.trainer.schedule_cron!r} is not valid: {error}") from None
 
 
+def paused(settings: Settings) -> SchedulePause | None:
+    """The operator's pause of the schedule (set from the dashboard), if there is one."""
+    from trainer.nightly.link import RedisLink
+
+    with RedisLink.from_settings(settings) as link:
+        return link.call(link.store.schedule_pause())
+
+
 def nightly_job(settings: Settings, stop: threading.Event) -> None:
     from trainer.core.loop import RunCancelled
     from trainer.nightly.lock import LockHeldError
     from trainer.nightly.run import run_nightly
 
     try:
+        pause = paused(settings)
+        if pause is not None:
+            log.warning(
+                "skipped: the schedule was paused at %s%s", pause.at, f" ({pause.reason})" if pause.reason else ""
+            )
+            return
         run_nightly(settings, stop=stop)
     except LockHeldError as error:
         log.warning("skipped: %s", error)
