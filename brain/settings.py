@@ -255,7 +255,10 @@ class PreferenceSettings(BaseModel):
     next_token_weight: float = Field(1.0, ge=0.0)
     dpo_weight: float = Field(1.0, ge=0.0)
     kto_weight: float = Field(1.0, ge=0.0)
-    # KTO's lambda_D and lambda_U: the weight of a liked and of a disliked reply
+    # KTO's lambda_D and lambda_U: the weight of a liked and of a disliked reply ("fixed"), or set from each
+    # night's counts ("counts", the KTO paper's rule) so that lambda_D * n_D / (lambda_U * n_U) = kto_class_ratio
+    kto_class_weights: Literal["counts", "fixed"] = "counts"
+    kto_class_ratio: float = Field(1.0, ge=1.0, le=4 / 3)
     kto_desirable_weight: float = Field(1.0, ge=0.0)
     kto_undesirable_weight: float = Field(1.0, ge=0.0)
     # the rated turns an export reads at most (the newest are kept)

@@ -31,7 +31,7 @@ from trainer.core.evaluation import mean_loss
 from trainer.core.examples import Example, PairExample, RatedExample
 from trainer.core.loop import BatchSource, LoopResult, LoopSettings, LoopState, Snapshot, adamw, train
 from trainer.core.lr_schedule import warmup_cosine_schedule
-from trainer.core.objectives import KTO, Mixture, NextToken, Objective, SigmoidDPO
+from trainer.core.objectives import KTO, Mixture, NextToken, Objective, SigmoidDPO, kto_class_weights
 
 
 class FinetuneResult(LoopResult):
@@ -42,6 +42,9 @@ class FinetuneResult(LoopResult):
     train_rated: int = 0
     val_pairs: int = 0
     val_rated: int = 0
+    # KTO's lambda_D and lambda_U as trained with
+    kto_desirable_weight: float = 1.0
+    kto_undesirable_weight: float = 1.0
 
 
 @dataclass
@@ -56,6 +59,13 @@ class PreferenceData:
 
     def __bool__(self) -> bool:
         return bool(self.pairs or self.rated)
+
+    def kto_weights(self) -> tuple[float, float]:
+        """KTO's lambda_D and lambda_U: the settings', or from the training replies' counts."""
+        if self.settings.kto_class_weights == "fixed":
+            return self.settings.kto_desirable_weight, self.settings.kto_undesirable_weight
+        liked = sum(r.desirable for r in self.rated)
+        return kto_class_weights(liked, len(self.rated) - liked, self.settings.kto_class_ratio)
 
 
 COLLATE: dict[str, Callable[[list[Any], int], Any]] = {
@@ -126,8 +136,8 @@ def fine_tune(
             return by_length(mine(val_examples), settings.batch_size, settings.max_batch_tokens, pad_id)
     else:
         p = preference.settings
-        mixture = Mixture({"next_token": NextToken(), "dpo": SigmoidDPO(p.beta), "kto": KTO(
-            p.beta, p.kto_desirable_weight, p.kto_undesirable_weight)})  # fmt: skip
+        class_weights = preference.kto_weights()
+        mixture = Mixture({"next_token": NextToken(), "dpo": SigmoidDPO(p.beta), "kto": KTO(p.beta, *class_weights)})
         weights = {"next_token": p.next_token_weight, "dpo": p.dpo_weight, "kto": p.kto_weight}
         train_parts: dict[str, list[Any]] = {
             "next_token": train_examples,
@@ -185,7 +195,7 @@ def fine_tune(
         stop=stop,
         progress=progress,
     )
-    counts = {}
+    counts: dict[str, Any] = {}
     if preference:
         counts = {
             "train_pairs": len(preference.pairs),
@@ -193,6 +203,7 @@ def fine_tune(
             "val_pairs": len(preference.val_pairs),
             "val_rated": len(preference.val_rated),
         }
+        counts["kto_desirable_weight"], counts["kto_undesirable_weight"] = preference.kto_weights()
     return FinetuneResult(
         **result.model_dump(), train_examples=len(train_examples), val_examples=len(val_examples), **counts
     )
