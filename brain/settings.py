@@ -243,6 +243,24 @@ class FinetuneSettings(BaseModel):
     launcher: str = ""
 
 
+class RewardModelSettings(BaseModel):
+    """A scoring head on the frozen base model, trained each night on every member's ratings
+    (trainer/nightly/reward.py); its best-of-n pairs of the live model's own replies feed DPO only when it
+    ranks held-out ratings well enough."""
+
+    enabled: bool = True
+    # held-out AUC (liked above disliked) it must reach before its pairs are used
+    min_auc: float = Field(0.7, ge=0.5, le=1.0)
+    # held-out ratings of each class (liked, disliked) needed before its AUC counts
+    min_per_class: int = Field(5, ge=1)
+    # replies drawn per rated training prompt from the model serving now (0: no on-policy pairs)
+    best_of_n: int = Field(4, ge=0, le=16)
+    max_prompts: int = Field(64, ge=1)
+    max_new_tokens: int = Field(64, ge=1)
+    temperature: float = Field(1.0, gt=0.0)
+    seed: int = 0
+
+
 class PreferenceSettings(BaseModel):
     """What the nightly fine-tune learns from members' ratings (trainer/README.md, "Learning from ratings")."""
 
@@ -267,6 +285,7 @@ class PreferenceSettings(BaseModel):
     max_pairs_per_prompt: int = Field(6, ge=1)
     # the share of rated prompts held out to judge candidates (never trained on)
     heldout_fraction: float = Field(0.2, gt=0.0, lt=0.5)
+    reward_model: RewardModelSettings = RewardModelSettings()
 
 
 class EvaluationSettings(BaseModel):

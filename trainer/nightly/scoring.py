@@ -11,7 +11,9 @@ The measures themselves are the core's (trainer/core/evaluation.py).
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -135,6 +137,14 @@ class Evaluator:
             device=self.device,
         )
         return [question.is_right(reply) for question, reply in zip(guard.questions, replies, strict=True)]
+
+    @contextlib.contextmanager
+    def attached(self, adapter_dir: str | None) -> Iterator[Any]:
+        """The base model with ``adapter_dir`` attached (the base itself for None), taken off after."""
+        try:
+            yield self._attach(adapter_dir)
+        finally:
+            self._detach()
 
     def _attach(self, adapter_dir: str | None) -> Any:
         if adapter_dir is None:

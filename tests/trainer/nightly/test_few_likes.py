@@ -4,12 +4,19 @@ the gate promotes only on a paired difference beyond the noise of the held-out r
 
 from __future__ import annotations
 
-import pytest
+from pathlib import Path
+from typing import Any
 
-from brain.settings import PreferenceSettings
-from trainer.core.examples import Example, RatedExample
+import pytest
+import torch
+
+from brain.settings import PreferenceSettings, RewardModelSettings
+from tests.trainer.nightly.ratings_helpers import TOPICS, disliked_reply, liked_reply, question, rated_turn
+from trainer.core.examples import ChatRenderer, Example, RatedExample
 from trainer.core.finetuning import PreferenceData
+from trainer.core.models import load_model
 from trainer.core.objectives import kto_class_weights
+from trainer.nightly.reward import RewardStep
 
 
 def rated(liked: bool) -> RatedExample:
@@ -38,3 +45,64 @@ def test_kto_class_weights_keep_the_ratio_asked_for_and_the_fixed_setting() -> N
         kto_class_weights(5, 95, ratio=2.0)
     fixed = PreferenceSettings(kto_class_weights="fixed", kto_desirable_weight=2.0, kto_undesirable_weight=0.5)
     assert PreferenceData(fixed, rated=[rated(True), rated(False)]).kto_weights() == (2.0, 0.5)
+
+
+def reward_step(tiny_model_dir: Path, settings: RewardModelSettings) -> tuple[RewardStep, Any]:
+    loaded = load_model(str(tiny_model_dir), device="cpu")
+    renderer = ChatRenderer(loaded.tokenizer, max_tokens=256)
+    eos = [loaded.tokenizer.convert_tokens_to_ids("<|im_end|>")]
+    step = RewardStep(loaded.model, loaded.tokenizer, renderer, settings, device=loaded.device, eos_token_ids=eos)
+    return step, loaded.model
+
+
+def toy_ratings(topics: list[str]) -> list:
+    """A taste a model can learn: three disliked replies for each liked one, the liked ones kind."""
+    out = []
+    for index, topic in enumerate(topics):
+        liked = index % 4 == 0
+        out.append(rated_turn(question(topic), (liked_reply if liked else disliked_reply)(topic), [1 if liked else -1]))
+    return out
+
+
+def test_the_reward_model_ranks_held_out_liked_replies_above_disliked_ones(tiny_model_dir: Path) -> None:
+    torch.manual_seed(0)
+    step, _ = reward_step(tiny_model_dir, RewardModelSettings(min_per_class=2, min_auc=0.8))
+    topics = [f"{t} {n}" for n in range(3) for t in TOPICS]  # 48 prompts
+
+    check = step.train(toy_ratings(topics[:32]), toy_ratings(topics[32:40]), toy_ratings(topics[40:]))
+
+    assert (check.liked, check.disliked) == (8, 24)
+    assert check.heldout_auc is not None and check.heldout_auc >= 0.9, check
+    assert check.passed
+    liked, disliked = step.scores(
+        [
+            (rated.turn.prompt, reply(topic))
+            for topic in ["lighthouses", "apples"]
+            for rated, reply in [(toy_ratings([topic])[0], liked_reply), (toy_ratings([topic])[0], disliked_reply)]
+        ]
+    )[:2]
+    assert liked is not None and disliked is not None and liked > disliked
+
+
+@pytest.mark.parametrize("passes", [True, False])
+def test_best_of_n_pairs_are_made_only_when_the_reward_model_passes_its_held_out_check(
+    tiny_model_dir: Path, passes: bool
+) -> None:
+    torch.manual_seed(0)
+    # the same data each time; only what the check asks for differs (2 held-out ratings of each class, or 20)
+    settings = RewardModelSettings(min_per_class=2 if passes else 20, min_auc=0.8, best_of_n=3, max_new_tokens=8)
+    step, policy = reward_step(tiny_model_dir, settings)
+    topics = [f"{t} {n}" for n in range(3) for t in TOPICS]
+    train = toy_ratings(topics[:32])
+    step.train(train, toy_ratings(topics[32:40]), toy_ratings(topics[40:]))
+
+    pairs = step.pairs(policy, train)
+
+    assert step.check.passed is passes
+    if not passes:
+        assert pairs == [] and "counts from 20 of each" in step.check.reason
+        return
+    assert len(pairs) >= 16 and step.check.pairs == len(pairs)
+    for pair in pairs[:4]:  # the chosen reply is the one the reward model prefers
+        chosen, rejected = step.scores([(pair.prompt, pair.chosen), (pair.prompt, pair.rejected)])
+        assert chosen is not None and rejected is not None and chosen > rejected
