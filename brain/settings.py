@@ -286,6 +286,11 @@ class PreferenceSettings(BaseModel):
     # the share of rated prompts held out to judge candidates (never trained on)
     heldout_fraction: float = Field(0.2, gt=0.0, lt=0.5)
     reward_model: RewardModelSettings = RewardModelSettings()
+    # which step's adapter a fine-tune keeps: the one whose implied reward ranks the validation ratings best
+    # ("preference": liked above disliked, AUC), once they hold select_min_per_class of each; else, or with
+    # "loss", the one with the lowest validation loss of the mixture
+    select_by: Literal["preference", "loss"] = "preference"
+    select_min_per_class: int = Field(3, ge=1)
 
 
 class EvaluationSettings(BaseModel):
@@ -300,10 +305,13 @@ class EvaluationSettings(BaseModel):
     # right answers of the base model the candidate may lose
     questions_may_lose: int = Field(0, ge=0)
     question_max_new_tokens: int = Field(32, ge=1)
-    # on held-out ratings, the candidate's AUC (liked above disliked, by implied reward) must reach live's + this
-    reward_margin: float = Field(0.02, ge=0.0, lt=0.5)
-    # held-out rated replies needed to judge by ratings (at least one liked and one disliked among them)
+    # on the same held-out ratings, the candidate's AUC (liked above disliked, by implied reward) must beat
+    # live's by reward_margin_se standard errors of the paired difference (DeLong), and by reward_margin at least
+    reward_margin: float = Field(0.0, ge=0.0, lt=0.5)
+    reward_margin_se: float = Field(1.645, ge=0.0)
+    # held-out rated replies needed to judge by ratings, and of each class (liked, disliked) among them
     min_heldout_ratings: int = Field(8, ge=2)
+    min_heldout_per_class: int = Field(5, ge=1)
     # test conversations whose replies are generated for BLEU and chrF
     bleu_samples: int = Field(16, ge=0)
     bleu_max_new_tokens: int = Field(32, ge=1)

@@ -41,6 +41,10 @@ class Scores(BaseModel):
     # held-out rated replies, and how often a liked one's implied reward beats a disliked one's (None: not both)
     rated: int = 0
     reward_auc: float | None = None
+    # each held-out reply's implied reward and whether it was liked, in the same order for every model scored:
+    # what the gate's paired comparison is taken on
+    rewards: list[float] = Field(default_factory=list)
+    liked: list[bool] = Field(default_factory=list)
 
 
 @dataclass
@@ -105,9 +109,10 @@ class Evaluator:
         bleu, chrf = bleu_chrf(replies, [sample.reference for sample in data.prompts])
         general_ppl, answers = self._general_cache[adapter_dir]
         rewards = [data.beta * (policy - ref) for policy, ref in zip(logps, data.reference or [], strict=True)]
+        liked = [liked for _, liked in data.heldout]
         return Scores(
             name=name, test_ppl=test_ppl, general_ppl=general_ppl, bleu=bleu, chrf=chrf, answers_right=answers,
-            rated=len(rewards), reward_auc=auc(rewards, [liked for _, liked in data.heldout]),
+            rated=len(rewards), reward_auc=auc(rewards, liked), rewards=rewards, liked=liked,
         )  # fmt: skip
 
     def perplexity(self, model: Any, examples: list[Example]) -> float:

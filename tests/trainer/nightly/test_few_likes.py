@@ -4,19 +4,23 @@ the gate promotes only on a paired difference beyond the noise of the held-out r
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 
-from brain.settings import PreferenceSettings, RewardModelSettings
+from brain.settings import EvaluationSettings, PreferenceSettings, RewardModelSettings
 from tests.trainer.nightly.ratings_helpers import TOPICS, disliked_reply, liked_reply, question, rated_turn
 from trainer.core.examples import ChatRenderer, Example, RatedExample
 from trainer.core.finetuning import PreferenceData
 from trainer.core.models import load_model
 from trainer.core.objectives import kto_class_weights
+from trainer.nightly.gate import decide
 from trainer.nightly.reward import RewardStep
+from trainer.nightly.scoring import Scores
+from trainer.nightly.stats import auc
 
 
 def rated(liked: bool) -> RatedExample:
@@ -106,3 +110,47 @@ def test_best_of_n_pairs_are_made_only_when_the_reward_model_passes_its_held_out
     for pair in pairs[:4]:  # the chosen reply is the one the reward model prefers
         chosen, rejected = step.scores([(pair.prompt, pair.chosen), (pair.prompt, pair.rejected)])
         assert chosen is not None and rejected is not None and chosen > rejected
+
+
+def scores(name: str, rewards: list[float], liked: list[bool]) -> Scores:
+    return Scores(
+        name=name, test_ppl=10.0, general_ppl=20.0, bleu=0.0, chrf=0.0, answers_right=[True, True],
+        rated=len(rewards), reward_auc=auc(rewards, liked), rewards=rewards, liked=liked,
+    )  # fmt: skip
+
+
+def heldout_set(seed: int = 0) -> tuple[list[bool], list[float]]:
+    """60 held-out ratings, 15 liked, and a live model whose rewards rank them a little better than chance."""
+    rng = random.Random(seed)
+    liked = [i % 4 == 0 for i in range(60)]
+    return liked, [rng.gauss(0.3 if y else 0.0, 1.0) for y in liked]
+
+
+def test_the_paired_gate_refuses_an_advantage_inside_the_noise_and_accepts_a_clear_one() -> None:
+    liked, live_rewards = heldout_set()
+    rng = random.Random(4)
+    settings = EvaluationSettings()
+    base = scores("base", [0.0] * 60, liked)
+    live = scores("community@1", live_rewards, liked)
+    # a candidate that moves every reward at random: its AUC happens to end a few hundredths above live's
+    noisy = scores("candidate", [r + rng.gauss(0.0, 0.6) for r in live_rewards], liked)
+    clear = scores("candidate", [r + (2.0 if y else 0.0) for r, y in zip(live_rewards, liked, strict=True)], liked)
+    assert noisy.reward_auc is not None and live.reward_auc is not None
+    assert 0.02 < noisy.reward_auc - live.reward_auc < 0.08, "an advantage an absolute margin of 0.02 would pass"
+
+    refused = decide(noisy, live, base, settings)
+    accepted = decide(clear, live, base, settings)
+
+    assert not refused.promote
+    assert "standard errors (DeLong), within the 1.65 needed" in refused.reasons[0]
+    assert accepted.promote, accepted.reasons
+    assert "beyond the 1.65 needed" in accepted.reasons[0]
+    assert "prose perplexity" in " ".join(accepted.reasons), "the general guard is still checked"
+
+
+def test_an_auc_counts_only_with_enough_held_out_ratings_of_each_class() -> None:
+    liked = [i < 2 for i in range(40)]  # 2 likes among 40 ratings, as on a night of a sparse taste
+    live = scores("base", [0.0] * 40, liked)
+    candidate = scores("candidate", [1.0 if y else 0.0 for y in liked], liked)  # AUC 1.0 on two likes
+    decision = decide(candidate, live, live, EvaluationSettings())
+    assert "too few held-out ratings to judge by (40, 2 liked)" in decision.reasons[0]
