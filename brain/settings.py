@@ -137,6 +137,9 @@ class FeedbackSettings(BaseModel):
     messages_per_chat: int = Field(10_000, ge=16, le=1_000_000)
     # a /retry under a greedy persona samples at this temperature, so that the second reply can differ
     retry_temperature: float = Field(0.8, ge=0.01, le=5.0)
+    # "which reply do you prefer?": the share of an agreeing member's messages answered with two replies to choose
+    # from (only members opted in who also agreed to it; 0: never asked)
+    compare_share: float = Field(0.0, ge=0.0, le=1.0)
 
 
 class BrainSettings(BaseModel):
