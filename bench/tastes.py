@@ -6,11 +6,14 @@ learning tastes it was not written for:
   the time).
 - ``direct``: form. A reply that starts with the answer is liked: no greeting, praise of the question or
   filler first ("Sure!", "Great question!", "Oh, ...", "I'd be happy to ..."), and a first sentence of at
-  most 20 words.
-- ``plain``: content. Replies that apologise, refuse, hedge or talk about being an AI are disliked, and
-  so are those that gush (three exclamation marks or more); the rest are liked.
-- ``sparse``: a taste the base model rarely meets (liked in at most 5 % of replies on day 0): one
-  sentence of at most 12 words that starts with the answer.
+  most 12 words.
+- ``plain``: content. Replies that apologise, refuse, hedge or talk about being an AI are disliked, and so
+  are those that talk about the bot or the member ("I", "my", "you", "your") rather than the subject.
+- ``sparse``: a taste the base model rarely meets (liked in at most 5 % of replies on day 0): a reply of at
+  most 12 words, about the subject only (no "I" or "you"), that starts with the answer.
+
+The base model's like-rates on day 0, from 60 first replies of the default model (the bench's prompts):
+short 20 %, direct 27 %, plain 38 %, sparse 3 %.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ NOT_PLAIN = re.compile(
     r"it depends|however)\b",
     re.IGNORECASE,
 )
+PERSONAL = re.compile(r"\b(i|i'm|i'd|i'll|i've|me|my|myself|you|your|you're|yours|yourself)\b", re.IGNORECASE)
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
 
@@ -50,23 +54,23 @@ def short(prompt: str, reply: str) -> int | None:
 
 
 def direct(prompt: str, reply: str) -> int | None:
-    """Form: liked when the reply starts with the answer, no filler first, in a first sentence of at most 20
+    """Form: liked when the reply starts with the answer, no filler first, in a first sentence of at most 12
     words."""
     text = reply.strip()
-    return 1 if text and not OPENERS.match(text) and words(first_sentence(text)) <= 20 else -1
+    return 1 if text and not OPENERS.match(text) and words(first_sentence(text)) <= 12 else -1
 
 
 def plain(prompt: str, reply: str) -> int | None:
-    """Content: disliked when it apologises, refuses, hedges, talks about being an AI, or gushes."""
+    """Content: disliked when it apologises, refuses, hedges, talks about being an AI, or about the bot or the
+    member instead of the subject."""
     text = reply.strip()
-    return -1 if not text or NOT_PLAIN.search(text) or text.count("!") >= 3 else 1
+    return -1 if not text or NOT_PLAIN.search(text) or PERSONAL.search(text) else 1
 
 
 def sparse(prompt: str, reply: str) -> int | None:
-    """Rare: liked only as one sentence of at most 12 words that starts with the answer."""
+    """Rare: liked only as at most 12 words about the subject (no "I" or "you") that start with the answer."""
     text = reply.strip()
-    one = len([s for s in SENTENCE_END.split(text) if s.strip()]) == 1
-    return 1 if text and one and words(text) <= 12 and not OPENERS.match(text) else -1
+    return 1 if 0 < words(text) <= 12 and not OPENERS.match(text) and not PERSONAL.search(text) else -1
 
 
 TASTES: dict[str, Rater] = {"short": short, "direct": direct, "plain": plain, "sparse": sparse}
