@@ -198,6 +198,42 @@ class ChatReply(Contract):
         description="the id of this reply, to rate it (POST /v1/feedback) or map its messages to it; None when it "
         "was not kept (a request_id answered again, or the member was forgotten meanwhile)",
     )
+    compare: bool = Field(
+        False,
+        description="ask the member which reply they prefer: have this message answered again (retry_of this "
+        "turn), show both, and send their choice to POST /v1/compare",
+    )
+
+
+class CompareConsent(Contract):
+    """A member agrees (or no longer agrees) to be asked now and then which of two replies they prefer."""
+
+    agreed: bool
+
+
+class CompareConsentState(Contract):
+    agreed: bool = Field(description="asked which reply they prefer: opted in, and agreed since their opt-in")
+    opted_in: bool
+    share: float = Field(description="of an agreeing member's messages, the share answered with two replies")
+
+
+class ComparisonRequest(ChatRef):
+    """The member (user_id) preferred one of two replies to their message: the first and its retry, or the other
+    way round. Kept as one preference pair."""
+
+    chosen_turn_id: str = Field(pattern=TURN_ID_PATTERN)
+    rejected_turn_id: str = Field(pattern=TURN_ID_PATTERN)
+
+    @model_validator(mode="after")
+    def _two_replies(self) -> ComparisonRequest:
+        if self.chosen_turn_id == self.rejected_turn_id:
+            raise ValueError("the chosen and the rejected reply must be two different turns")
+        return self
+
+
+class ComparisonResult(Contract):
+    stored: bool
+    reason: str = Field(description="what happened, in words a member can be shown")
 
 
 class StreamDelta(Contract):

@@ -155,6 +155,9 @@ class FeedbackSettings(BaseModel):
     messages_per_chat: int = Field(10_000, ge=16, le=1_000_000)
     # a /retry under a greedy persona samples at this temperature, so that the second reply can differ
     retry_temperature: float = Field(0.8, ge=0.01, le=5.0)
+    # "which reply do you prefer?": the share of an agreeing member's messages answered with two replies to choose
+    # from (only members opted in who also agreed to it; 0: never asked)
+    compare_share: float = Field(0.0, ge=0.0, le=1.0)
 
 
 class BrainSettings(BaseModel):
@@ -261,6 +264,24 @@ class FinetuneSettings(BaseModel):
     launcher: str = ""
 
 
+class RewardModelSettings(BaseModel):
+    """A scoring head on the frozen base model, trained each night on every member's ratings
+    (trainer/nightly/reward.py); its best-of-n pairs of the live model's own replies feed DPO only when it
+    ranks held-out ratings well enough."""
+
+    enabled: bool = True
+    # held-out AUC (liked above disliked) it must reach before its pairs are used
+    min_auc: float = Field(0.7, ge=0.5, le=1.0)
+    # held-out ratings of each class (liked, disliked) needed before its AUC counts
+    min_per_class: int = Field(5, ge=1)
+    # replies drawn per rated training prompt from the model serving now (0: no on-policy pairs)
+    best_of_n: int = Field(4, ge=0, le=16)
+    max_prompts: int = Field(64, ge=1)
+    max_new_tokens: int = Field(64, ge=1)
+    temperature: float = Field(1.0, gt=0.0)
+    seed: int = 0
+
+
 class PreferenceSettings(BaseModel):
     """What the nightly fine-tune learns from members' ratings (trainer/README.md, "Learning from ratings")."""
 
@@ -273,7 +294,10 @@ class PreferenceSettings(BaseModel):
     next_token_weight: float = Field(1.0, ge=0.0)
     dpo_weight: float = Field(1.0, ge=0.0)
     kto_weight: float = Field(1.0, ge=0.0)
-    # KTO's lambda_D and lambda_U: the weight of a liked and of a disliked reply
+    # KTO's lambda_D and lambda_U: the weight of a liked and of a disliked reply ("fixed"), or set from each
+    # night's counts ("counts", the KTO paper's rule) so that lambda_D * n_D / (lambda_U * n_U) = kto_class_ratio
+    kto_class_weights: Literal["counts", "fixed"] = "counts"
+    kto_class_ratio: float = Field(1.0, ge=1.0, le=4 / 3)
     kto_desirable_weight: float = Field(1.0, ge=0.0)
     kto_undesirable_weight: float = Field(1.0, ge=0.0)
     # the rated turns an export reads at most (the newest are kept)
@@ -282,6 +306,12 @@ class PreferenceSettings(BaseModel):
     max_pairs_per_prompt: int = Field(6, ge=1)
     # the share of rated prompts held out to judge candidates (never trained on)
     heldout_fraction: float = Field(0.2, gt=0.0, lt=0.5)
+    reward_model: RewardModelSettings = RewardModelSettings()
+    # which step's adapter a fine-tune keeps: the one whose implied reward ranks the validation ratings best
+    # ("preference": liked above disliked, AUC), once they hold select_min_per_class of each; else, or with
+    # "loss", the one with the lowest validation loss of the mixture
+    select_by: Literal["preference", "loss"] = "preference"
+    select_min_per_class: int = Field(3, ge=1)
 
 
 class EvaluationSettings(BaseModel):
@@ -296,10 +326,13 @@ class EvaluationSettings(BaseModel):
     # right answers of the base model the candidate may lose
     questions_may_lose: int = Field(0, ge=0)
     question_max_new_tokens: int = Field(32, ge=1)
-    # on held-out ratings, the candidate's AUC (liked above disliked, by implied reward) must reach live's + this
-    reward_margin: float = Field(0.02, ge=0.0, lt=0.5)
-    # held-out rated replies needed to judge by ratings (at least one liked and one disliked among them)
+    # on the same held-out ratings, the candidate's AUC (liked above disliked, by implied reward) must beat
+    # live's by reward_margin_se standard errors of the paired difference (DeLong), and by reward_margin at least
+    reward_margin: float = Field(0.0, ge=0.0, lt=0.5)
+    reward_margin_se: float = Field(1.645, ge=0.0)
+    # held-out rated replies needed to judge by ratings, and of each class (liked, disliked) among them
     min_heldout_ratings: int = Field(8, ge=2)
+    min_heldout_per_class: int = Field(5, ge=1)
     # test conversations whose replies are generated for BLEU and chrF
     bleu_samples: int = Field(16, ge=0)
     bleu_max_new_tokens: int = Field(32, ge=1)

@@ -102,6 +102,8 @@ RATERS = "oc:raters"
 LIKES = "oc:likes"
 DISLIKES = "oc:dislikes"
 CANARY = "oc:registry:canary"
+# the profile field of a member's agreement to comparisons: the consent_at of the opt-in it was given under
+COMPARE_FIELD = "compare_for"
 # the served_by of the base model in the like counters
 BASE = "base"
 # keys read per pipeline where a loop reads many (the export of rated turns)
@@ -846,6 +848,25 @@ class Store:
         fields = {"consent": "in", "consent_version": version, "consent_at": at}
         await self._update_profile(user, fields, at=at, users=(USERS, OPTED_IN))
         return at
+
+    async def agree_to_compare(self, user: str, agreed: bool) -> bool:
+        """Record (or withdraw) the member's agreement to be asked which of two replies they prefer. It holds for
+        their present opt-in only: it names the opt-in's time, so an opt-out ends it and a later opt-in asks
+        again. False (nothing changed) for a member who is not opted in."""
+        consent, consent_at = await self.r.hmget(profile_key(user), ["consent", "consent_at"])
+        if consent != "in":
+            return False
+        await self.r.hset(profile_key(user), COMPARE_FIELD, consent_at if agreed else "")
+        return True
+
+    @staticmethod
+    def agreed_to_compare(profile: dict[str, str]) -> bool:
+        """Opted in, and agreed to comparisons since that opt-in (agree_to_compare)."""
+        return (
+            profile.get("consent") == "in"
+            and bool(profile.get(COMPARE_FIELD))
+            and (profile.get(COMPARE_FIELD) == profile.get("consent_at"))
+        )
 
     async def opt_out(self, user: str, *, delete_logs: bool) -> int:
         at = now_ms()

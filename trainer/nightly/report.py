@@ -22,6 +22,7 @@ from trainer.errors import TrainerInputError
 from trainer.nightly.canary import CanaryDecision
 from trainer.nightly.clean import CleanReport
 from trainer.nightly.files import write_json
+from trainer.nightly.reward import RewardCheck
 from trainer.nightly.scoring import Scores
 
 REPORT = "report.json"
@@ -53,6 +54,7 @@ class Outcome(BaseModel):
     version: int | None = None  # the registry version it was promoted as
     scores: ScoreSet | None = None
     finetune: FinetuneResult | None = None
+    reward_model: RewardCheck | None = None  # the night's reward model, and the best-of-n pairs it made
 
 
 class ExportSummary(BaseModel):

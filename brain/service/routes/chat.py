@@ -28,6 +28,7 @@ from brain.prompt import Prompt, build_prompt, render
 from brain.service.auth import Authorized
 from brain.service.deps import RuntimeDep
 from brain.service.errors import ApiError, responses
+from brain.service.routes.compare import should_compare
 from brain.service.runtime import Runtime
 from brain.service.streaming import EventStream, events_or_error, sse, stream_responses, unless_disconnected
 from brain.store import ChatState
@@ -301,7 +302,9 @@ async def _store_turn(
         extract_in_background(runtime, user, body.chat_id, body.chat_kind.value, record.since, body.text)
     runtime.metrics.replies.labels("ok").inc()
     runtime.metrics.request_latency.labels("chat").observe(time.perf_counter() - started)
-    return _answered(persona, result, adapter, logged=record.logged, turn_id=record.turn_id)
+    reply = _answered(persona, result, adapter, logged=record.logged, turn_id=record.turn_id)
+    reply.compare = await should_compare(runtime, user, record.turn_id, retry=False)
+    return reply
 
 
 async def _store_retry(

@@ -81,4 +81,5 @@ def test_a_candidate_that_wins_on_ratings_but_fails_the_guard_is_refused(
     promoted = run_nightly(loose, quiet=True).outcome(COMMUNITY)
     assert promoted.status == "promoted", promoted.reasons
     assert "its implied reward ranks liked above disliked replies with an AUC" in promoted.reasons[0]
-    assert "at least base's 0.500 plus the margin of 0.020" in promoted.reasons[0]
+    assert "against base's 0.500: +0.500" in promoted.reasons[0]
+    assert "(DeLong), beyond the 1.65 needed" in promoted.reasons[0]
