@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import secrets
 import time
 
@@ -18,6 +19,7 @@ from fastapi import Request
 
 from brain.service.errors import ApiError
 
+log = logging.getLogger("brain.dashboard")
 COOKIE = "ownchat_operator"
 CSRF_HEADER = "X-CSRF-Token"
 SESSION_S = 12 * 3600
@@ -68,8 +70,15 @@ def require_session(request: Request) -> str:
 
 
 def require_csrf(request: Request) -> None:
-    """A valid session and its CSRF token in the header (403 without the token)."""
-    cookie = require_session(request)
+    """A valid session and its CSRF token in the header (403 without the token). A refusal is said in the log:
+    nobody without the key may act, and an operator should know that someone tried."""
+    client = request.client.host if request.client else None
+    try:
+        cookie = require_session(request)
+    except ApiError:
+        log.warning("operator action %s from %s refused: no session", request.url.path, client)
+        raise
     given = request.headers.get(CSRF_HEADER, "")
     if not hmac.compare_digest(given.encode(), csrf_token(operator_key(request), cookie).encode()):
+        log.warning("operator action %s from %s refused: no valid CSRF token", request.url.path, client)
         raise ApiError(403, "csrf", f"This action needs the page's CSRF token in the {CSRF_HEADER} header.")

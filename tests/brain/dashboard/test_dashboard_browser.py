@@ -180,6 +180,18 @@ def test_the_page_shows_what_redis_and_the_report_hold(world: dict[str, Any], pa
     assert page.errors == []  # type: ignore[attr-defined]
 
 
+def test_the_nightly_run_left_its_summary_in_redis(world: dict[str, Any]) -> None:
+    report, (summary,) = world["report"], world["summaries"]
+    community, summed = report.outcome(COMMUNITY), world["summaries"][0].targets[0]
+    assert (summary.run, summary.status, summary.log_entries) == (report.run, "finished", report.export.entries)
+    assert (summed.target, summed.status, summed.version, summed.reasons) == (
+        COMMUNITY, "canary", 1, community.reasons
+    )  # fmt: skip
+    assert summed.candidate_ppl == community.scores.candidate.test_ppl
+    assert summed.val_loss == [(step, loss) for step, loss in community.finetune.history["val"]]
+    assert summary.canary_started is not None and summary.canary_started.action == "started"
+
+
 def test_actions_are_refused_without_the_key_or_the_csrf_token(world: dict[str, Any]) -> None:
     brain = world["brain"]
     action = f"{brain.url}/dashboard/api/actions/rollback"
