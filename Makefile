@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test install lint format bench-serve bench-pretrain bench-nightly bench-feedback bench-soak clean
+.PHONY: run test install lint format images bench-serve bench-pretrain bench-nightly bench-feedback bench-soak clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ lint: install
 
 format: install
 	$(BIN)/ruff format . && $(BIN)/ruff check --fix .
+
+# the brain, bots and trainer images, with docker, podman or buildah (see deploy/build-images.sh for the settings)
+images:
+	deploy/build-images.sh
 
 bench-serve: install
 	$(BIN)/python bench/serve.py

@@ -61,7 +61,7 @@ async def start_brain_if_needed(client: BrainClient, brain_url: str, timeout_s: 
 def last_line(path: str) -> str:
     with open(path, "rb") as log:
         lines = log.read().decode(errors="replace").strip().splitlines()
-    return lines[-1] if lines else "it wrote nothing"
+    return lines[-1].removeprefix("error: ") if lines else "it wrote nothing"
 
 
 async def run_console(

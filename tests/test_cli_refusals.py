@@ -99,7 +99,7 @@ def test_the_console_when_the_brain_it_starts_refuses(tmp_path: Path) -> None:
         ["bot", "console", "--start-brain", "--brain-url", url], tmp_path,
         OWNCHAT_MODEL__NAME=str(tmp_path / "no-model"),
     )  # fmt: skip
-    assert "the brain did not start" in line and "does not exist" in line and "var/brain.log" in line
+    assert "the brain did not start: model directory" in line and "does not exist" in line and "var/brain.log" in line
 
 
 def test_the_trainer_without_redis(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 from rich.console import Console
+from rich.measure import Measurement
 from rich.table import Table
 
 from brain.operator_records import CanaryNote, RunSummary, TargetSummary, thin
@@ -217,6 +218,31 @@ def _questions(scores: ScoreSet | None) -> str:
     return f"{kept}/{len(right)}"
 
 
+TARGET_COLUMNS = ("target", "turns", "steps", "base", "live", "candidate", "prose", "AUC", "questions", "status")
+TARGETS_CAPTION = (
+    "perplexity on the test split; prose: the general guard's; AUC: liked above disliked on held-out ratings, "
+    "live → candidate; questions: the base model's right answers the candidate keeps"
+)
+
+
+def _target_row(outcome: Outcome) -> dict[str, str]:
+    scores, tune = outcome.scores, outcome.finetune
+    style = STATUS_STYLE.get(outcome.status, "")
+    values = (
+        outcome.target,
+        str(outcome.turns),
+        f"{tune.steps}/{tune.best_step}" if tune else "-",
+        _ppl(scores, "base"),
+        _ppl(scores, "live"),
+        _ppl(scores, "candidate"),
+        f"{_ppl(scores, 'base', 'general_ppl')} → {_ppl(scores, 'candidate', 'general_ppl')}",
+        _auc(scores),
+        _questions(scores),
+        f"[{style}]{outcome.status}[/]" + (f" v{outcome.version}" if outcome.version else ""),
+    )
+    return dict(zip(TARGET_COLUMNS, values, strict=True))
+
+
 def print_report(report: RunReport, console: Console) -> None:
     export, clean = report.export, report.clean
     dropped = clean.dropped if clean else {}
@@ -233,30 +259,25 @@ def print_report(report: RunReport, console: Console) -> None:
         )
     if report.canary_check is not None:
         console.print(f"canary {report.canary_check.action}: {report.canary_check.reason}")
-    table = Table(
-        title="targets",
-        caption="perplexity on the test split; prose: the general guard's; AUC: liked above disliked on held-out "
-        "ratings, live → candidate; questions: the base model's right answers the candidate keeps",
-    )
-    columns = ("target", "turns", "steps", "base", "live", "candidate", "prose", "AUC", "questions", "status")
-    for column in columns:
+    rows = [_target_row(outcome) for outcome in report.targets]
+    table = Table(title="targets", caption=TARGETS_CAPTION)
+    for column in TARGET_COLUMNS:
         table.add_column(column, justify="left" if column in ("target", "status") else "right")
-    for outcome in report.targets:
-        scores, tune = outcome.scores, outcome.finetune
-        style = STATUS_STYLE.get(outcome.status, "")
-        table.add_row(
-            outcome.target,
-            str(outcome.turns),
-            f"{tune.steps}/{tune.best_step}" if tune else "-",
-            _ppl(scores, "base"),
-            _ppl(scores, "live"),
-            _ppl(scores, "candidate"),
-            f"{_ppl(scores, 'base', 'general_ppl')} → {_ppl(scores, 'candidate', 'general_ppl')}",
-            _auc(scores),
-            _questions(scores),
-            f"[{style}]{outcome.status}" + (f" v{outcome.version}" if outcome.version else ""),
-        )
-    console.print(table)
+    for row in rows:
+        table.add_row(*row.values())
+    natural = Measurement.get(console, console.options.update_width(10_000), table).maximum
+    if not rows or natural <= console.width:
+        console.print(table)
+    else:
+        # a terminal too narrow for ten columns would cut names and statuses short ("commu…"): one block per target
+        console.print("[bold]targets[/]")
+        for outcome, row in zip(report.targets, rows, strict=True):
+            steps = f", steps {row['steps']}" if outcome.finetune else ""
+            console.print(f"  [bold]{row['target']}[/]  {row['status']}  {row['turns']} turns{steps}")
+            if outcome.scores is not None:
+                console.print(f"    test ppl: base {row['base']}, live {row['live']}, candidate {row['candidate']}")
+                console.print(f"    prose {row['prose']}; AUC {row['AUC']}; questions {row['questions']}")
+        console.print(TARGETS_CAPTION, style="dim")
     for outcome in report.targets:
         if outcome.scores is not None:
             console.print(f"  {outcome.target}: live is {outcome.scores.live.name}")
