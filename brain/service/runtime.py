@@ -163,9 +163,12 @@ class Runtime:
         seed: int | None = None,
         adapter: str | None = None,
         user: str | None = None,
+        public_prefix: int = 0,
     ) -> AsyncIterator[str | Generated]:
         """Text deltas as they are generated, then one Generated with the whole reply."""
-        return self.backend.generate(prompt_ids, sampling, stop=stop, seed=seed, adapter=adapter, user=user)
+        return self.backend.generate(
+            prompt_ids, sampling, stop=stop, seed=seed, adapter=adapter, user=user, public_prefix=public_prefix
+        )
 
     async def complete(self, prompt_ids: list[int], sampling: SamplingParams, **kw: Any) -> Generated:
         async for item in self.generate(prompt_ids, sampling, **kw):
