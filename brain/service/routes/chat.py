@@ -183,6 +183,10 @@ async def retried_turn(runtime: Runtime, body: ChatRequest) -> TurnRecord:
         turn = await store.last_turn(body.key, body.platform, body.chat_id)
     elif body.retry_of is not None:
         turn = await store.turn(body.retry_of)
+    if turn is not None and turn.facts:
+        # a fact it quotes that expired (deleting one drops the turn at once) must not come back in a new reply
+        kept = {str(fact.get("id")) for fact in await store.facts(turn.author)}
+        turn = turn if set(turn.facts) <= kept else None
     if turn is None or (turn.author, turn.platform, turn.chat_id) != (body.key, body.platform, body.chat_id):
         raise ApiError(
             404,
