@@ -37,6 +37,8 @@ class Prompt:
     # what the note before the message quotes of the member's memory: facts, and recalled earlier messages
     facts: list[str] = field(default_factory=list)
     recalled: list[str] = field(default_factory=list)
+    # how many of the first ids are the persona's system prompt alone, as every member of the persona sends it
+    public: int = 0
 
     @property
     def own_messages(self) -> list[dict[str, str]]:
@@ -70,6 +72,23 @@ def fence(text: str) -> str:
     """A member's fact or earlier message as the note quotes it: without the brackets and quotes that delimit the
     note, so that it cannot end the note ("...) (System: ...") and speak in another voice."""
     return text.replace("(", "[").replace(")", "]").replace('"', "'")
+
+
+def public_prefix(tokenizer: Any, system_prompt: str, ids: list[int]) -> int:
+    """How many of ``ids`` are the persona's system prompt as every member of the persona sends it (the system
+    message alone, without a member's summary): the only part of a prompt whose cached keys and values another
+    member's request may reuse (brain/engine/prefix_cache.py). 0 for a template that takes no system message."""
+    alone = [{"role": "system", "content": defuse(tokenizer, system_message(system_prompt, ""))}]
+    try:
+        text = tokenizer.apply_chat_template(alone, tokenize=False, add_generation_prompt=False)
+    except Exception:  # a template may refuse a conversation of a system message alone: nothing is then shared
+        return 0
+    shared = 0
+    for mine, theirs in zip(tokenizer(text, add_special_tokens=False)["input_ids"], ids, strict=False):
+        if mine != theirs:
+            break
+        shared += 1
+    return shared
 
 
 def count_tokens(tokenizer: Any, text: str) -> int:
@@ -168,5 +187,6 @@ def build_prompt(
                 thread_used=len(head) - 1,
                 facts=list(facts) if keep_facts else [],
                 recalled=list(recalled) if keep_recalled else [],
+                public=public_prefix(tokenizer, system_prompt, ids),
             )
         kept = kept[2:] if len(kept) >= 2 else []

@@ -141,6 +141,11 @@ class LimitSettings(BaseModel):
     # a client must send its request headers, and then its whole body, within these (slow senders are cut off)
     header_timeout_s: float = Field(10.0, gt=0.0)
     body_timeout_s: float = Field(30.0, gt=0.0)
+    # connections still waiting for a request's headers (new, or idle between requests): at most this many from one
+    # client address (more are closed at once), and at most this many in all (a new one closes the oldest); behind
+    # a proxy every client has the proxy's address, so the proxy must enforce its own (deploy/README.md)
+    half_open_per_client: int = Field(32, ge=1)
+    half_open_total: int = Field(512, ge=1)
 
 
 class FeedbackSettings(BaseModel):

@@ -70,10 +70,13 @@ class GenerationBackend(Protocol):
         seed: int | None = None,
         adapter: str | None = None,
         user: str | None = None,
+        public_prefix: int = 0,
     ) -> AsyncIterator[str | Generated]:
         """Text deltas as they are generated, then one Generated; leaving early cancels the request.
 
-        ``user``: whose conversation the prompt holds, so that ``forget(user)`` can drop what it left cached."""
+        ``user``: whose conversation the prompt holds, so that ``forget(user)`` can drop what it left cached.
+        ``public_prefix``: how many of the first prompt ids every member of the persona sends alike (its system
+        prompt); past them, what another user left cached must not be reused."""
         ...
 
     async def forget(self, user: str) -> None:
@@ -121,6 +124,7 @@ class LocalBackend:
         seed: int | None = None,
         adapter: str | None = None,
         user: str | None = None,
+        public_prefix: int = 0,
     ) -> AsyncIterator[str | Generated]:
         if sampling.num_beams > 1:
             yield await self._beam_search(prompt_ids, sampling, adapter)
@@ -135,6 +139,7 @@ class LocalBackend:
             seed=seed,
             adapter=adapter,
             owner=user,
+            public_prefix=public_prefix,
         )
         stream = TextStream(self.engine.submit(request), self.tokenizer, stop=stop or ())
         try:

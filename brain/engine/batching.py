@@ -77,6 +77,9 @@ class GenerationRequest:
     seed: int | None = None
     adapter: str | None = None
     owner: str | None = None  # whose conversation this is: Engine.forget(owner) drops what it left cached
+    # how many of the prompt's first tokens are public (the persona's system prompt): only so far may it reuse
+    # what another owner's request left cached
+    public_prefix: int = 0
 
     def __post_init__(self) -> None:
         if not self.prompt_ids:
@@ -434,7 +437,9 @@ class Engine:
         produced = []
         for row in rows:
             request = row.handle.request
-            row.prefix, row.reused = self.prefixes.lookup(request.adapter, request.prompt_ids)
+            row.prefix, row.reused = self.prefixes.lookup(
+                request.adapter, request.prompt_ids, request.owner, request.public_prefix
+            )
         rows.sort(key=lambda row: (row.handle.request.adapter or "", len(row.handle.request.prompt_ids) - row.reused))
         for group in _prefill_groups(rows):
             joined, group_failed = self._join(group)

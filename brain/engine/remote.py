@@ -130,11 +130,13 @@ class RemoteEngine:
         seed: int | None = None,
         adapter: AdapterRef | str | None = None,
         user: str | None = None,
+        public_prefix: int = 0,
     ) -> AsyncIterator[str | Generated]:
         """Text deltas as the server streams them, then one Generated.
 
         ``adapter``: a version to serve with, or the served name of one loaded with ``ensure_adapter``.
-        ``user`` is not sent: the server's own prefix cache is keyed by content and shared.
+        ``user`` and ``public_prefix`` are not sent: the server's own prefix cache is keyed by content and shared
+        (deploy/README.md says what that means for a vLLM server).
         """
         if isinstance(adapter, str):
             if adapter not in self._known:

@@ -15,6 +15,7 @@ from brain.service.auth import Authorized
 from brain.service.body_limits import BodyLimits
 from brain.service.routes import chat, compare, facts, feedback, health, openai_compat, personas, users
 from brain.service.runtime import Runtime
+from brain.service.server import RequestCap, request_cap
 from brain.settings import Settings
 
 
@@ -45,6 +46,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         app.include_router(dashboard)
     limits = settings.limits
     app.add_middleware(BodyLimits, max_bytes=limits.max_body_bytes, timeout_s=limits.body_timeout_s)
+    # outermost: a request beyond the cap is refused before its body is read (health checks are always answered)
+    app.add_middleware(RequestCap, limit=request_cap(limits))
     return app
 
 

@@ -170,11 +170,14 @@ class Runtime:
         seed: int | None = None,
         adapter: str | None = None,
         user: str | None = None,
+        public_prefix: int = 0,
         timed: bool = True,
     ) -> AsyncIterator[str | Generated]:
         """Text deltas as they are generated, then one Generated with the whole reply. ``timed``: its time to
         first token counts in the metrics (a background summary's does not)."""
-        stream = self.backend.generate(prompt_ids, sampling, stop=stop, seed=seed, adapter=adapter, user=user)
+        stream = self.backend.generate(
+            prompt_ids, sampling, stop=stop, seed=seed, adapter=adapter, user=user, public_prefix=public_prefix
+        )
         return self._timed(stream) if timed else stream
 
     async def _timed(self, stream: AsyncIterator[str | Generated]) -> AsyncIterator[str | Generated]:

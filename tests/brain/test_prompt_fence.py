@@ -54,3 +54,18 @@ def test_no_text_opens_another_role(tokenizer, where):
     # one opening per message, and one for the reply: none forged
     assert role_opens(tokenizer, prompt.ids) == len(prompt.messages) + 1
     assert "PWNED" in tokenizer.decode(prompt.ids)  # still there, as the text it is
+
+
+def test_the_public_prefix_is_the_persona_system_prompt_alone(tokenizer):
+    """What another member's cached keys may serve: the system message as every member of the persona sends it."""
+    from brain.prompt import public_prefix
+
+    plain = build_prompt(tokenizer, system_prompt="Be kind.", summary="", turns=[], text="hi", budget=500)
+    alone = tokenizer.apply_chat_template([{"role": "system", "content": "Be kind."}], tokenize=False)
+    assert plain.public == len(tokenizer(alone, add_special_tokens=False)["input_ids"]) > 0
+    assert plain.public == public_prefix(tokenizer, "Be kind.", plain.ids)
+    # a member's summary follows the persona's text in the system message: it is not public
+    summed = build_prompt(tokenizer, system_prompt="Be kind.", summary="Ann lives in Lyon.", turns=[], text="hi",
+                          budget=500)  # fmt: skip
+    assert 0 < summed.public < plain.public
+    assert "Lyon" not in tokenizer.decode(summed.ids[: summed.public])

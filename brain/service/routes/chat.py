@@ -24,7 +24,7 @@ from brain.engine.backend import Generated
 from brain.feedback_records import TurnRecord
 from brain.memory.context import EARLIER_TURNS_KEPT, Memory
 from brain.memory.extract import extract_in_background
-from brain.prompt import Prompt, build_prompt, render
+from brain.prompt import Prompt, build_prompt, public_prefix, render
 from brain.service.auth import Authorized
 from brain.service.deps import RuntimeDep
 from brain.service.errors import ApiError, responses
@@ -137,6 +137,7 @@ async def chat(body: ChatRequest, request: Request, runtime: RuntimeDep) -> Any:
             ids = await runtime.off_loop(render, runtime.tokenizer, first.prompt)
             if len(ids) > runtime.prompt_budget(sampling.max_new_tokens):
                 raise ApiError(413, "prompt_too_long", "The reply to try again no longer fits the model's context.")
+            public = await runtime.off_loop(public_prefix, runtime.tokenizer, persona.system_prompt, ids)
             finish = functools.partial(_store_retry, runtime, body, state, persona.name, first, started)
         else:
             # off the loop too: it reads up to EARLIER_TURNS_KEPT earlier messages (milliseconds)
@@ -163,10 +164,10 @@ async def chat(body: ChatRequest, request: Request, runtime: RuntimeDep) -> Any:
                 )
             except ValueError as exc:
                 raise ApiError(413, "message_too_long", str(exc)) from exc
-            ids = prompt.ids
+            ids, public = prompt.ids, prompt.public
             quoted = recallable.quoted(prompt.facts, prompt.recalled)
             finish = functools.partial(_store_turn, runtime, body, state, persona.name, prompt, quoted, started)
-        reply = _reply(runtime, user, state.profile, ids, sampling, finish)
+        reply = _reply(runtime, user, state.profile, ids, public, sampling, finish)
         if body.stream:
             return EventStream(events_or_error(_sse(reply), lambda error: sse("error", error)), slot)
         return await unless_disconnected(request, _whole(reply))
@@ -183,6 +184,10 @@ async def retried_turn(runtime: Runtime, body: ChatRequest) -> TurnRecord:
         turn = await store.last_turn(body.key, body.platform, body.chat_id)
     elif body.retry_of is not None:
         turn = await store.turn(body.retry_of)
+    if turn is not None and turn.facts:
+        # a fact it quotes that expired (deleting one drops the turn at once) must not come back in a new reply
+        kept = {str(fact.get("id")) for fact in await store.facts(turn.author)}
+        turn = turn if set(turn.facts) <= kept else None
     if turn is None or (turn.author, turn.platform, turn.chat_id) != (body.key, body.platform, body.chat_id):
         raise ApiError(
             404,
@@ -213,13 +218,15 @@ async def _reply(
     user: str,
     profile: dict[str, str],
     ids: list[int],
+    public: int,
     sampling: SamplingParams,
     finish: Finish,
 ) -> AsyncIterator[str | ChatReply]:
-    """The reply's text deltas, then, once the turn is stored, the ChatReply."""
+    """The reply's text deltas, then, once the turn is stored, the ChatReply. The first ``public`` ids (the
+    persona's system prompt) may reuse what other members' requests left cached; the rest only the member's own."""
     async with runtime.adapters.serving(user, profile) as adapter:
         result: Generated | None = None
-        async for item in runtime.generate(ids, sampling, adapter=adapter, user=user):
+        async for item in runtime.generate(ids, sampling, adapter=adapter, user=user, public_prefix=public):
             if isinstance(item, Generated):
                 result = item
             else:

@@ -12,7 +12,7 @@ import pytest
 import redis
 
 from brain.feedback_records import TurnRecord
-from brain.store import Store, connect, turn_records_key
+from brain.store import Store, connect, facts_key, turn_records_key
 from tests.support.brain_server import BrainHandle, running_brain
 
 SECRET = "ZEBRA-7731"
@@ -97,6 +97,18 @@ def test_resetting_a_chat_drops_the_turns_of_other_chats_that_recalled_its_messa
     assert chat(http, "d2", retry_of=recalled.json()["turn_id"]).status_code == 404
     assert chat(http, "d3", retry_of=unrelated.json()["turn_id"]).status_code == 200
     assert holding(brain, SECRET) == []
+
+
+def test_a_retry_of_a_turn_whose_fact_expired_is_refused(brain, http):
+    """Not named in the issue: the fact leaves by the memory TTL, not by a deletion."""
+    assert http.post(FACTS, json={**DM, "chat_id": "d1", "text": f"My secret code is {SECRET}"}).status_code == 201
+    first = chat(http, "d1", "What is my code?")
+    r = redis.Redis.from_url(brain.redis.url)
+    try:
+        r.delete(facts_key("telegram:1"))  # as its TTL would
+    finally:
+        r.close()
+    assert chat(http, "d1", retry_of=first.json()["turn_id"]).status_code == 404
 
 
 async def test_a_turn_quoting_a_fact_deleted_while_it_was_generated_is_not_kept(redis_server):

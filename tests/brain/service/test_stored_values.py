@@ -45,8 +45,8 @@ def chat(http: httpx.Client, text: str = "hello", **ref: str) -> httpx.Response:
     ("persona", "status", "said"),
     [
         ({"card": card(first_mes="x" * 1200)}, 413, "at most 1000"),  # the issue's
-        ({"card": card(description="y" * 9000)}, 413, "at most"),
-        ({"custom": "z" * 9000}, 413, "at most"),  # not named: a custom text the read side would refuse
+        ({"card": card(description="y" * 9000)}, 413, "at most 8000"),
+        ({"custom": "z" * 9000}, 413, "at most 8000"),  # not named: a custom text the read side would refuse
     ],
 )
 def test_a_persona_that_would_not_read_back_is_refused_before_anything_is_written(brain, http, persona, status, said):
