@@ -48,7 +48,7 @@ bench-nightly: install
 	$(BIN)/python bench/nightly.py
 
 bench-feedback: install
-	$(BIN)/python -m bench.feedback
+	$(BIN)/python -m bench.feedback --rater all
 
 bench-soak: install
 	$(BIN)/python bench/soak.py

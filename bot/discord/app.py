@@ -21,6 +21,7 @@ from bot.discord.cogs.chat import Chat
 from bot.discord.cogs.data import Data
 from bot.discord.cogs.feedback import Feedback
 from bot.discord.cogs.persona import Persona
+from bot.discord.comparison import ComparisonButton
 from bot.discord.responding import answer_button
 from bot.discord.waits import ChannelWaits, install
 from brain.refusals import Refusal
@@ -76,7 +77,7 @@ class OwnchatBot(commands.Bot):
             DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(url)
         for cog in (Chat(self), Persona(self), Data(self), Admin(self), Feedback(self)):
             await self.add_cog(cog)
-        self.add_dynamic_items(CommandButton)
+        self.add_dynamic_items(CommandButton, ComparisonButton)
         synced = await self.tree.sync()
         log.info("synced %d slash commands", len(synced))
 

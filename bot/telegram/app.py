@@ -24,6 +24,7 @@ from telegram.ext import (
 from bot.client import BrainClient
 from bot.commands import COMMANDS, OPERATOR_COMMANDS
 from bot.telegram.addressing import AddressedToMe, CommandForMe
+from bot.telegram.comparison import COMPARE_PATTERN, on_comparison
 from bot.telegram.context import CONTEXT_TYPES
 from bot.telegram.handlers import on_button, on_command, on_error, on_message, on_rating, on_reaction
 from bot.telegram.keyboards import RATING_PATTERN
@@ -70,6 +71,7 @@ def build_application(settings: Settings, client: BrainClient) -> Application:
             MessageHandler(new & filters.TEXT & ~filters.COMMAND & AddressedToMe(tg.group_replies), on_message),
             MessageReactionHandler(on_reaction),
             CallbackQueryHandler(on_rating, pattern=RATING_PATTERN),
+            CallbackQueryHandler(on_comparison, pattern=COMPARE_PATTERN),
             CallbackQueryHandler(on_button),
         ]
     )

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -67,6 +67,14 @@ class Rated:
     example: Example
     liked: bool
     group: str
+
+
+@dataclass
+class Drawn:
+    """Replies drawn from the serving model: each prompt (chat messages) and its replies."""
+
+    prompts: list[list[dict[str, Any]]] = field(default_factory=list)
+    replies: list[list[str]] = field(default_factory=list)
 
 
 @dataclass
@@ -336,11 +344,17 @@ class RewardStep:
         return [next(values) if e is not None else None for e in examples]
 
     def pairs(self, policy: Any, turns: list[RatedTurn]) -> list[OnPolicyPair]:
-        """Best-of-n pairs of ``policy``'s replies to the rated prompts of ``turns`` (at most max_prompts, the
-        newest); none unless the held-out check passed."""
+        """Best-of-n pairs of ``policy``'s replies to the rated prompts of ``turns``; none unless the held-out
+        check passed. ``policy`` must not share its layers with the base model (see sample and rank)."""
+        return self.rank(self.sample(policy, turns))
+
+    def sample(self, policy: Any, turns: list[RatedTurn]) -> Drawn:
+        """``best_of_n`` replies of ``policy`` to each rated prompt of ``turns`` (at most max_prompts, the newest);
+        nothing unless the held-out check passed. Done apart from rank: where the policy is the base model with
+        an adapter attached by peft, the base's own layers carry it, and the features must be taken after."""
         if self.model is None or not self.check.passed or self.settings.best_of_n < 2:
-            return []
-        prompts: list[list[dict[str, Any]]] = []
+            return Drawn()
+        drawn = Drawn()
         ids: list[list[int]] = []
         seen: set[str] = set()
         for rated in sorted(turns, key=lambda t: t.turn.at, reverse=True):
@@ -349,18 +363,24 @@ class RewardStep:
             if key in seen or parts is None:
                 continue
             seen.add(key)
-            prompts.append(rated.turn.prompt)
+            drawn.prompts.append(rated.turn.prompt)
             ids.append(parts[0])
-            if len(prompts) >= self.settings.max_prompts:
+            if len(drawn.prompts) >= self.settings.max_prompts:
                 break
-        if not prompts:
-            return []
+        if not ids:
+            return drawn
         torch.manual_seed(self.settings.seed)
-        replies = sampled_replies(
+        drawn.replies = sampled_replies(
             policy, self.tokenizer, ids, n=self.settings.best_of_n, max_new_tokens=self.settings.max_new_tokens,
             temperature=self.settings.temperature, eos_token_ids=self.eos, pad_id=self.pad, device=self.device,
             batch_size=self.batch_size,
         )  # fmt: skip
-        made = best_of_n(prompts, replies, self.scores)
+        return drawn
+
+    def rank(self, drawn: Drawn) -> list[OnPolicyPair]:
+        """The reward model's best against its worst of each prompt's drawn replies."""
+        if not drawn.prompts or not drawn.replies:
+            return []
+        made = best_of_n(drawn.prompts, drawn.replies, self.scores)
         self.check.pairs = len(made)
         return made

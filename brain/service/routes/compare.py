@@ -65,13 +65,14 @@ async def agree(
 @router.post("/v1/compare", response_model=ComparisonResult, responses=responses(403, 404, 409))
 async def compare(body: ComparisonRequest, runtime: RuntimeDep) -> ComparisonResult:
     """Keep the member's choice between two of their replies to one message (a reply and its retry) as one
-    preference pair. 403 not_agreed for a member who did not agree to comparisons, 404 unknown_turn for a reply
-    not kept in this chat, 409 not_a_pair for two replies to different messages; nothing changes then."""
+    preference pair. 404 unknown_turn for a reply not theirs or not kept in this chat, 403 not_agreed for a
+    member who did not agree to comparisons, 409 not_a_pair for two replies to different messages; nothing
+    changes then."""
     user = body.key
-    if not Store.agreed_to_compare(await runtime.store.profile(user)):
-        raise ApiError(403, "not_agreed", NOT_AGREED)
     chosen = await _own_turn(runtime, body, body.chosen_turn_id)
     rejected = await _own_turn(runtime, body, body.rejected_turn_id)
+    if not Store.agreed_to_compare(await runtime.store.profile(user)):
+        raise ApiError(403, "not_agreed", NOT_AGREED)
     if (chosen.retry_of or chosen.turn_id) != (rejected.retry_of or rejected.turn_id):
         raise ApiError(409, "not_a_pair", NOT_A_PAIR)
     settings = runtime.settings

@@ -70,6 +70,9 @@ def test_a_candidate_that_wins_on_ratings_but_fails_the_guard_is_refused(
     assert scores.candidate.rated >= 8, "enough held-out ratings to judge by"
     assert scores.live.reward_auc == 0.5, "the base model's implied rewards are all 0: no ranking"
     assert scores.candidate.reward_auc >= 0.9, "the candidate learned the community's taste"
+    reward = refused.reward_model
+    assert reward is not None and reward.passed, reward
+    assert reward.pairs > 0 and refused.finetune.train_pairs > reward.pairs, "best-of-n pairs beside the retry pairs"
     assert sum(scores.base.answers_right) == len(load_questions(questions)), "the base answers every question"
     assert len(refused.reasons) == 1 and "general questions: keeps" in refused.reasons[0]
     assert "loses question" in refused.reasons[0]
