@@ -314,6 +314,8 @@ class MemoryView(Contract):
     summary: str
     turns: list[Turn]
     persona: str
+    # False where no summaries are written (memory.summaries): older turns are kept for recall instead
+    summaries: bool = True
 
 
 class ResetResult(Contract):

@@ -165,7 +165,22 @@ class Runtime:
         user: str | None = None,
     ) -> AsyncIterator[str | Generated]:
         """Text deltas as they are generated, then one Generated with the whole reply."""
+        sampling = self.with_dry_defaults(sampling)
         return self.backend.generate(prompt_ids, sampling, stop=stop, seed=seed, adapter=adapter, user=user)
+
+    def with_dry_defaults(self, sampling: SamplingParams) -> SamplingParams:
+        """``sampling`` with the DRY fields it leaves unset taken from model.dry (the model profile's, unless the
+        operator set them): every route samples with the same defaults."""
+        dry = self.settings.model.dry
+        defaults = {
+            "dry_multiplier": dry.multiplier,
+            "dry_base": dry.base,
+            "dry_allowed_length": dry.allowed_length,
+            "dry_penalty_last_n": dry.penalty_last_n,
+            "dry_sequence_breakers": list(dry.sequence_breakers),
+        }
+        unset = {name: value for name, value in defaults.items() if getattr(sampling, name) is None}
+        return sampling.model_copy(update=unset) if unset else sampling
 
     async def complete(self, prompt_ids: list[int], sampling: SamplingParams, **kw: Any) -> Generated:
         async for item in self.generate(prompt_ids, sampling, **kw):

@@ -32,7 +32,7 @@ router = APIRouter(dependencies=[Authorized], tags=["users"], responses=response
 
 PRIVACY_TEXT = (
     "What I keep, and why.\n"
-    "- Always: a short memory of our recent turns in each chat, and a summary of older ones, so that I can "
+    "- Always: a short memory of our recent turns in each chat{summary}, so that I can "
     "answer in context, and the facts about you that you pin with /remember{extracted}.{recall} In a group I use "
     "only what you said in that group{private}. All of it expires after {ttl_days} days without talking; /reset "
     "clears a chat's memory, /memory lists your facts, /memory forget N or /memory clear deletes them. My replies "
@@ -75,6 +75,7 @@ async def privacy(runtime: RuntimeDep) -> PrivacyNotice:
     memory = runtime.settings.memory
     text = PRIVACY_TEXT.format(
         ttl_days=memory.ttl_s // 86400,
+        summary=", and a summary of older ones" if memory.summaries else "",
         extracted=" and those I pick up from what you tell me" if memory.extract_facts else "",
         recall=" Your older messages come back when a new one matches them." if memory.recall_tokens else "",
         private=(
@@ -126,7 +127,13 @@ async def _memory_view(runtime: Runtime, user: str, platform: str, chat_id: str,
     else:
         stored = await runtime.store.get_user_persona(user)
     persona, _ = persona_lib.resolve(stored, runtime.presets, runtime.settings.brain.default_persona)
-    return MemoryView(summary=summary, turns=[Turn.model_validate(t) for t in turns], persona=persona.name)
+    summaries = runtime.settings.memory.summaries
+    return MemoryView(
+        summary=summary if summaries else "",  # never a summary the profile no longer writes (or trusts)
+        turns=[Turn.model_validate(t) for t in turns],
+        persona=persona.name,
+        summaries=summaries,
+    )
 
 
 @router.get("/v1/users/{platform}/{user_id}/export", response_model=UserExport)

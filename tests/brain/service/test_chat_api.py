@@ -75,6 +75,28 @@ async def test_old_turns_fold_into_a_summary_in_the_background(client, brain):
     assert "message 0" not in [t.text for t in memory.turns]
 
 
+async def test_without_summaries_memory_shows_no_summary_and_none_is_written(tmp_path, tiny_model_dir):
+    from brain.store import Store, connect
+    from tests.support.brain_server import running_brain
+
+    stale = "User: I'd love to go to Lisbon!"
+    with running_brain(tmp_path, tiny_model_dir, memory={"summaries": False}) as brain:
+        client, store = BrainClient(brain.url, brain.api_key, retries=0), Store(connect(brain.redis.url))
+        try:
+            await client.chat(req("hello"))
+            # a summary left from when summaries were on is not shown
+            await store.fold_summary("telegram:1", "c1", stale, 3600)
+            for i in range(5):  # the brain keeps 6 turns: older ones fall out
+                await client.chat(req(f"message {i}"))
+            memory = await client.memory(UserRef(platform="telegram", user_id="1"), "c1")
+            assert memory.summary == "" and memory.summaries is False
+            assert "message 0" not in [t.text for t in memory.turns]
+            assert (await store.chat_memory("telegram:1", "c1"))[0] == stale, "no summary was folded"
+        finally:
+            await client.aclose()
+            await store.close()
+
+
 async def test_personas_presets_custom_group_and_card(client):
     presets = await client.personas()
     assert len(presets) >= 5 and {"assistant", "tutor", "coder"} <= {p.name for p in presets}
