@@ -115,6 +115,7 @@ async def opt_out(
 async def forget(platform: PlatformPath, user_id: UserIdPath, runtime: RuntimeDep) -> ForgetResult:
     """Delete every key of the user, logs included, and leave a tombstone against later writes and exports."""
     deleted = await runtime.store.forget(user_key(platform, user_id))
+    runtime.drop_awaiting_fold(user_key(platform, user_id))
     await runtime.adapters.forget(user_key(platform, user_id))  # their own adapter, on every replica
     await runtime.backend.forget(user_key(platform, user_id))  # their conversations' cached keys and values
     return ForgetResult(forgotten=True, deleted_keys=deleted)
@@ -174,6 +175,7 @@ async def export(platform: PlatformPath, user_id: UserIdPath, runtime: RuntimeDe
 async def reset(platform: PlatformPath, user_id: UserIdPath, chat_id: ChatIdPath, runtime: RuntimeDep) -> ResetResult:
     """Clear the memory of one chat (turns, summary and its turns kept for recall); the training log and the facts
     are not touched."""
+    runtime.drop_awaiting_fold(user_key(platform, user_id), chat_id)
     return ResetResult(cleared_turns=await runtime.store.reset_chat(user_key(platform, user_id), chat_id))
 
 
