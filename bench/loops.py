@@ -92,6 +92,23 @@ async def collect(handle: Any) -> list[int]:
     return [token async for token in handle]
 
 
+async def guard_right(engine: Engine, loaded: Any, system_prompt: str, dry: Dry | None) -> tuple[int, int]:
+    """How many of the trainer's guard questions the model answers right, greedy, with these DRY settings (the
+    guard's perplexity is a score of given text, which no sampling setting changes)."""
+    from trainer.nightly.guard import load_questions
+
+    questions = load_questions()
+    prompts = [
+        render(
+            loaded.tokenizer, [{"role": "system", "content": system_prompt}, {"role": "user", "content": q.question}]
+        )
+        for q in questions
+    ]
+    handles = [engine.submit(GenerationRequest(prompt_ids=p, max_new_tokens=48, dry=dry)) for p in prompts]
+    replies = [str(loaded.tokenizer.decode(await collect(h), skip_special_tokens=True)) for h in handles]
+    return sum(q.is_right(reply) for q, reply in zip(questions, replies, strict=True)), len(questions)
+
+
 async def run(
     engine: Engine, prompts: list[list[int]], sampling: Any, dry: Dry | None, max_new: int
 ) -> list[list[int]]:
@@ -165,7 +182,9 @@ def main() -> None:
             after = resource.getrusage(resource.RUSAGE_SELF)
             texts = [str(loaded.tokenizer.decode(reply, skip_special_tokens=True)).strip() for reply in replies]
             looping = sum(loops(text) for text in texts)
+            right, asked = asyncio.run(guard_right(engine, loaded, persona.system_prompt, dry))
             rows[name] = {
+                "guard_questions_right": f"{right}/{asked}",
                 "looping": looping,
                 "replies": len(texts),
                 "share": looping / len(texts),
@@ -176,7 +195,7 @@ def main() -> None:
                 "replies_text": texts,
                 "loops": [loops(text) for text in texts],
             }
-            print(f"{name}: {looping}/{len(texts)} replies loop ({looping / len(texts):.0%}); "
+            print(f"{name}: {looping}/{len(texts)} replies loop ({looping / len(texts):.0%}); guard {right}/{asked}; "
                   f"{rows[name]['tokens']} tokens; {rows[name]['cpu_s']:.0f} CPU s", flush=True)  # fmt: skip
     finally:
         engine.stop()

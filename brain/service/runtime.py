@@ -233,6 +233,7 @@ class Runtime:
                 sampling = SamplingParams(
                     temperature=0.0, top_p=1.0, top_k=0, repetition_penalty=1.1,
                     max_new_tokens=self.settings.memory.summary_max_tokens,
+                    dry_multiplier=0.0,  # a summary repeats what was said: DRY would push it to other words
                 )  # fmt: skip
                 result = await self.complete(ids, sampling, user=user)
                 unsaid = unsaid_words(result.text, [current or summary, *(str(t["text"]) for t in evicted)])
