@@ -16,6 +16,7 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from transformers import (
     LogitsProcessor,
@@ -105,9 +106,8 @@ def dry_penalties(history: Sequence[int], dry: Dry) -> dict[int, float]:
         return {}
     last = window[-1]
     longest: dict[int, int] = {}
-    for end in range(size - 2, -1, -1):  # an earlier place where the last token occurred, and what followed it
-        if window[end] != last:
-            continue
+    # the earlier places where the last token occurred (found in C: a window may hold thousands of tokens)
+    for end in np.flatnonzero(np.asarray(window[:-1]) == last).tolist():
         length = 1
         while length < limit and length <= end and window[end - length] == window[size - 1 - length]:
             length += 1
