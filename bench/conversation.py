@@ -60,20 +60,19 @@ class Reference:
     expected: tuple[str, ...] = ()  # any of these words in the reply (lower case); empty: the bot's first suggestion
 
 
-SCRIPTS: list[Reference] = [
+SCRIPTS: list[Reference] = [  # the kinds take turns, so that a few members cover all three
     Reference("member", "For my camping trip I'm packing a tent, a stove and a kayak.",
               "What was the third thing I said I'm packing?", ("kayak",)),
-    Reference("member", "My plan for Saturday: first the market, then the museum, then dinner at Rosa's.",
-              "Where am I going after the museum on Saturday?", ("rosa",)),
-    Reference("member", "My shopping list is eggs, flour and blueberries.",
-              "What fruit was on my shopping list?", ("blueberr",)),
     Reference("bot", "Can you suggest three names for my new goldfish?", "Which name did you suggest first?"),
-    Reference("bot", "Suggest two books for a long train ride.", "Which book did you suggest first?"),
     Reference("topic", "I'm going to Japan next month.", "What should I eat there?",
               ("japan", "sushi", "ramen", "tempura", "udon", "soba", "miso", "sashimi", "yakitori", "onigiri",
                "okonomiyaki", "takoyaki", "matcha", "tokyo", "kyoto", "osaka", "bento", "teriyaki")),
-    Reference("topic", "I just adopted a puppy!", "How often should I walk it?",
-              ("puppy", "dog", "walk")),
+    Reference("member", "My plan for Saturday: first the market, then the museum, then dinner at Rosa's.",
+              "Where am I going after the museum on Saturday?", ("rosa",)),
+    Reference("bot", "Suggest two books for a long train ride.", "Which book did you suggest first?"),
+    Reference("topic", "I just adopted a puppy!", "How often should I walk it?", ("puppy", "dog", "walk")),
+    Reference("member", "My shopping list is eggs, flour and blueberries.",
+              "What fruit was on my shopping list?", ("blueberr",)),
 ]  # fmt: skip
 FILLER = [
     "Why is the sky blue?",
