@@ -240,7 +240,10 @@ async def _memory(client: BrainClient, who: Speaker, args: str) -> CommandReply:
     consent = await client.consent(who.user)
     facts = await client.facts(who.user, who.chat_id, who.chat_kind.value)
     lines = [f"Persona: {view.persona}", f"Learning from our chats: {'yes' if consent.opted_in else 'no'}"]
-    lines.append(f"Summary of earlier talk: {view.summary}" if view.summary else "No summary of earlier talk yet.")
+    if not view.summaries:
+        lines.append("Earlier talk is not summarised: your older messages are kept so that I can recall them.")
+    else:
+        lines.append(f"Summary of earlier talk: {view.summary}" if view.summary else "No summary of earlier talk yet.")
     lines.append(f"Recent turns remembered here: {len(view.turns)}")
     lines += [f"  {t.role}: {t.text[:80]}" for t in view.turns[-6:]]
     if facts:

@@ -73,6 +73,40 @@ class Contract(BaseModel):
         return check_unicode(value)
 
 
+# llama.cpp's default breakers: a repeat never reaches back across a line, a colon, a quote or an asterisk
+DEFAULT_DRY_BREAKERS = ("\n", ":", '"', "*")
+MAX_DRY_BREAKERS = 16  # llama.cpp's server bounds a breaker's tokens; these bound the count and the characters
+MAX_DRY_BREAKER_CHARS = 20
+
+
+def _dry_breakers(breakers: list[str] | None) -> list[str] | None:
+    if breakers is None:
+        return None
+    if len(breakers) > MAX_DRY_BREAKERS:
+        raise ValueError(f"at most {MAX_DRY_BREAKERS} DRY sequence breakers are allowed")
+    if any(not text or len(text) > MAX_DRY_BREAKER_CHARS for text in breakers):
+        raise ValueError(f"a DRY sequence breaker must be 1 to {MAX_DRY_BREAKER_CHARS} characters")
+    return breakers
+
+
+DryBreakers = Annotated[list[str] | None, AfterValidator(_dry_breakers)]
+
+
+class DryFields(Contract):
+    """DRY ("don't repeat yourself") sampling under llama.cpp's names; a field left out (None) takes the model
+    profile's value (brain config shows it). dry_multiplier 0: off; dry_penalty_last_n -1: the whole context."""
+
+    dry_multiplier: float | None = Field(None, ge=0.0, le=5.0)
+    dry_base: float | None = Field(None, ge=1.0, le=4.0)
+    dry_allowed_length: int | None = Field(None, ge=1, le=64)
+    dry_penalty_last_n: int | None = Field(None, ge=-1, le=131_072)
+    dry_sequence_breakers: DryBreakers = None
+
+    def dry_values(self) -> dict[str, Any]:
+        """The DRY fields this request sets."""
+        return {name: getattr(self, name) for name in DryFields.model_fields if getattr(self, name) is not None}
+
+
 class ChatKind(str, Enum):
     direct = "direct"
     group = "group"
@@ -87,7 +121,7 @@ def _temperature(value: float | None) -> float | None:
 Temperature = Annotated[float, AfterValidator(_temperature)]
 
 
-class SamplingParams(Contract):
+class SamplingParams(DryFields):
     """How a reply is drawn. temperature 0 means greedy decoding."""
 
     temperature: Temperature = Field(0.7, ge=0.0, le=5.0)
@@ -99,7 +133,7 @@ class SamplingParams(Contract):
     num_beams: int = Field(1, ge=1, le=8)
 
 
-class SamplingOverrides(Contract):
+class SamplingOverrides(DryFields):
     """A request's overrides of its persona's sampling; fields left out keep the persona's values."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
@@ -345,6 +379,8 @@ class MemoryView(Contract):
     summary: str
     turns: list[Turn]
     persona: str
+    # False where no summaries are written (memory.summaries): older turns are kept for recall instead
+    summaries: bool = True
 
 
 class ResetResult(Contract):
@@ -503,8 +539,9 @@ class OAIStreamOptions(Contract):
     include_usage: bool = False
 
 
-class OAISampling(Contract):
-    """What the OpenAI-style requests share, with vLLM's extensions top_k (-1 or 0: off) and repetition_penalty."""
+class OAISampling(DryFields):
+    """What the OpenAI-style requests share, with vLLM's extensions top_k (-1 or 0: off) and repetition_penalty,
+    and llama.cpp's DRY fields."""
 
     model: str = "default"
     stream: bool = False
@@ -532,7 +569,7 @@ class OAISampling(Contract):
     def sampling(self, max_new_tokens: int) -> SamplingParams:
         return SamplingParams(
             temperature=self.temperature, top_p=self.top_p, top_k=max(self.top_k, 0),
-            repetition_penalty=self.repetition_penalty, max_new_tokens=max_new_tokens,
+            repetition_penalty=self.repetition_penalty, max_new_tokens=max_new_tokens, **self.dry_values(),
         )  # fmt: skip
 
     @property

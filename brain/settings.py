@@ -13,8 +13,10 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, Field, PrivateAttr, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from brain.profiles import choose_profile
 
 CONFIG_ENV = "OWNCHAT_CONFIG"
 DEFAULT_CONFIG_FILE = "ownchat.yaml"
@@ -78,6 +80,17 @@ class RedisSettings(BaseModel):
     socket_timeout_s: float = 2.0
 
 
+class DrySettings(BaseModel):
+    """DRY sampling for requests that do not set it (llama.cpp's meaning of each). Unset fields follow the model
+    profile (`brain config` shows which)."""
+
+    multiplier: float = Field(0.0, ge=0.0, le=5.0)  # 0: off
+    base: float = Field(1.75, ge=1.0, le=4.0)
+    allowed_length: int = Field(2, ge=1, le=64)
+    penalty_last_n: int = Field(-1, ge=-1, le=131_072)  # tokens looked back over; -1: the whole context
+    sequence_breakers: list[str] = Field(default_factory=lambda: ["\n", ":", '"', "*"], max_length=16)
+
+
 class ModelSettings(BaseModel):
     # a Hugging Face id, a local directory, or the offline default's alias
     name: str = "smollm2-135m-instruct"
@@ -98,6 +111,9 @@ class ModelSettings(BaseModel):
     # (vLLM) at vllm_url, with only the tokenizer of `name` loaded here to build prompts
     engine: Literal["local", "vllm"] = "local"
     vllm_url: str | None = None
+    # which model profile fills the memory and DRY settings left unset: "auto" chooses by `name` (brain/profiles.py)
+    profile: Literal["auto", "small", "capable"] = "auto"
+    dry: DrySettings = DrySettings()
 
     @model_validator(mode="after")
     def _remote_engine_needs_url(self) -> ModelSettings:
@@ -114,7 +130,13 @@ class MemorySettings(BaseModel):
     # and can come back by recall. 2 suits the small default model: with more, it copies its own recent replies
     # instead of answering (bench/recall.py, facts asked for 30 exchanges after they were told: 30 % recalled with
     # 24 turns, 70 % with 2). Raise it with a capable model
+    # (the model profile sets it where it is left unset)
     max_turns: int = Field(2, ge=2)
+    # write a rolling summary of the turns that leave the window (one more generation per fold); the profile
+    # decides where unset: off for the small default model, whose summaries were mostly invented
+    summaries: bool = False
+    # fold once this many turns have left the window since the last fold, not after every message
+    fold_every_turns: int = Field(8, ge=1, le=256)
     max_tokens: int = Field(1536, ge=64)
     ttl_s: int = Field(7 * 24 * 3600, ge=60)
     summary_max_tokens: int = Field(96, ge=8)
@@ -441,6 +463,25 @@ class Settings(BaseSettings):
     bot: BotSettings = BotSettings()
     trainer: TrainerSettings = TrainerSettings()
     secrets: Secrets = Field(default_factory=Secrets, exclude=True)
+    _profile: dict[str, Any] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _apply_model_profile(self) -> Settings:
+        """Fill the memory and DRY settings the operator left unset from the model's profile."""
+        profile, why = choose_profile(self.model.name, self.model.profile)
+        filled: list[str] = []
+        for section, values in ((self.memory, profile.memory_values()), (self.model.dry, profile.dry_values())):
+            for name, value in values.items():
+                if name not in section.model_fields_set:
+                    object.__setattr__(section, name, value)  # not marked as set: a later load fills it again
+                    filled.append(f"{'memory' if section is self.memory else 'model.dry'}.{name}")
+        self._profile = {"name": profile.name, "why": why, "holds": profile.summary, "filled": filled}
+        return self
+
+    @property
+    def profile(self) -> dict[str, Any]:
+        """The model profile in force, why, and which settings it filled (the others were set explicitly)."""
+        return dict(self._profile)
 
     @classmethod
     def settings_customise_sources(
@@ -457,6 +498,7 @@ class Settings(BaseSettings):
         """The effective settings with every secret shown as set or unset, never its value."""
         data = self.model_dump(mode="json")
         data["secrets"] = {name: ("***" if getattr(self.secrets, name) is not None else None) for name in SECRET_NAMES}
+        data["profile_in_force"] = self.profile
         return data
 
 

@@ -183,6 +183,8 @@ class RemoteEngine:
             body["top_k"] = sampling.top_k
         if sampling.repetition_penalty != 1.0:
             body["repetition_penalty"] = sampling.repetition_penalty
+        if sampling.dry_multiplier:  # llama.cpp's server knows DRY under these names; vLLM ignores them
+            body.update(sampling.dry_values())
         if stop:
             body["stop"] = stop
         if seed is not None:

@@ -13,7 +13,23 @@ from brain.memory.recall import rank, terms
 EARLIER_TURNS_KEPT = 400
 # an earlier message is quoted whole up to this length (longer ones are cut): a few short quotes beat one essay
 MAX_QUOTE_CHARS = 280
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\s*\n+\s*")
+_WH = {"what", "where", "when", "why", "who", "whom", "whose", "which", "how"}
+_AUXILIARIES = {
+    "am", "is", "are", "was", "were", "do", "does", "did", "have", "has", "had", "can", "could", "will", "would",
+    "shall", "should", "may", "might", "must", "isn't", "aren't", "wasn't", "weren't", "don't", "doesn't",
+    "didn't", "haven't", "hasn't", "hadn't", "can't", "couldn't", "won't", "wouldn't", "shouldn't",
+}  # fmt: skip
+_PRONOUNS = {"i", "you", "he", "she", "it", "we", "they", "there", "this", "that", "these", "those", "one"}
+_DETERMINERS = {"the", "a", "an", "my", "your", "his", "her", "its", "our", "their", "any", "some", "anyone"}
+# "Did I mention (that) I live in Porto": a question that carries what the member tells
+_EMBEDDED = re.compile(
+    r"\b(?:mention(?:ed)?|tell you|told you|say|said|know|knew|believe|guess|remember|realise|realize|hear|heard)"
+    r"(?:\s+(?:to\s+)?you)?(?:\s+that)?\s+(?P<clause>(?:i|i'm|i've|i'd|i'll|my|we|we're|our)\b.*)$",
+    re.IGNORECASE,
+)
+# "I live in Porto, did I mention?" / "My name is Ana, remember?": a statement with a question tag
+_TAGGED = re.compile(r"^(?P<clause>(?:i|i'm|i've|i'd|my|we|our)\b[^?]*?),\s*[^,?]{1,30}\?$", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -81,9 +97,60 @@ class Memory:
 
 def statements(text: str) -> str:
     """What a message told, without its questions: "Which city should I visit?" says nothing about the member, and
-    quoted before "Which city do I live in?" the default model answers with the city asked about (bench/recall.py)."""
-    sentences = _SENTENCE_END.split(" ".join(text.split()))
-    return " ".join(sentence for sentence in sentences if sentence and not sentence.endswith("?"))
+    quoted before "Which city do I live in?" the default model answers with the city asked about (bench/recall.py).
+    A question is known by its form, with or without "?"; what the member tells inside one is kept ("Did I
+    mention I live in Porto?" keeps "I live in Porto.")."""
+    kept = []
+    for sentence in _SENTENCE_END.split(text.strip()):
+        sentence = " ".join(sentence.split())
+        if not sentence:
+            continue
+        if not is_question(sentence):
+            kept.append(sentence)
+        elif told := told_in_question(sentence):
+            kept.append(told)
+    return " ".join(kept)
+
+
+def is_question(sentence: str) -> bool:
+    """Whether ``sentence`` asks: it ends in "?", or its words are in a question's order (a wh-word before an
+    auxiliary, "Where should I go"; an auxiliary before its subject, "Did you see it"), whatever its ending."""
+    sentence = sentence.strip()
+    if sentence.endswith("?"):
+        return True
+    if sentence.endswith("!"):
+        return False  # "What a day!", "How lovely it was!"
+    words = [w.strip(",;:\"'()").lower() for w in sentence.split()]
+    if not words:
+        return False
+    first = words[0]
+    if first in _WH or (first.endswith("'s") and first[:-2] in _WH):
+        if first.endswith("'s"):
+            return True  # "What's the best beach"
+        # an auxiliary within the next three words, before any subject: "Which city should I visit", not
+        # "When I was young I lived in Rome"
+        for word in words[1:4]:
+            if word in _AUXILIARIES:
+                return True
+            if word in _PRONOUNS:
+                return False
+        return False
+    if first in _AUXILIARIES and len(words) > 1:
+        second = words[1]
+        if first in {"do", "have", "don't", "haven't"}:  # "Do come in", "Have a nice day" are not questions
+            return second in _PRONOUNS - {"there", "this", "that", "these", "those", "one"}
+        return second in _PRONOUNS or second in _DETERMINERS
+    return False
+
+
+def told_in_question(sentence: str) -> str:
+    """What the member tells inside a question, as a sentence; "" where it only asks."""
+    body = sentence.rstrip("?!. ")
+    match = _EMBEDDED.search(body) or _TAGGED.match(sentence)
+    if not match:
+        return ""
+    clause = match.group("clause").rstrip("?!., ")
+    return clause[0].upper() + clause[1:] + "." if clause else ""
 
 
 def _clip(text: str) -> str:

@@ -7,6 +7,7 @@ import functools
 import logging
 import time
 import weakref
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -20,6 +21,7 @@ from brain.engine.batching import Engine
 from brain.engine.model_loading import LoadedModel, load_model
 from brain.engine.remote import RemoteEngine, load_tokenizer_only
 from brain.engine.remote_adapters import RemoteAdapters
+from brain.memory.summary import unsaid_words
 from brain.prompt import count_tokens, render
 from brain.service.admission import Admission
 from brain.service.metrics import Metrics
@@ -28,6 +30,9 @@ from brain.store import Store, connect
 
 log = logging.getLogger("brain")
 T = TypeVar("T")
+# chats whose turns wait to be folded into their summary, kept in this process; past it the longest-waiting chat's
+# turns are left out of its summary (they are still kept for recall)
+MAX_CHATS_AWAITING_FOLD = 10_000
 
 
 class Runtime:
@@ -67,6 +72,8 @@ class Runtime:
         self.background: set[asyncio.Task[Any]] = set()
         self.metrics.watch_background(lambda: len(self.background))
         self._summary_locks: weakref.WeakValueDictionary[tuple[str, str], asyncio.Lock] = weakref.WeakValueDictionary()
+        # turns that left a chat's window since its last fold: a fold waits for memory.fold_every_turns of them
+        self._awaiting_fold: OrderedDict[tuple[str, str], list[dict[str, Any]]] = OrderedDict()
 
     @classmethod
     def create(cls, settings: Settings) -> Runtime:
@@ -175,6 +182,7 @@ class Runtime:
     ) -> AsyncIterator[str | Generated]:
         """Text deltas as they are generated, then one Generated with the whole reply. ``timed``: its time to
         first token counts in the metrics (a background summary's does not)."""
+        sampling = self.with_dry_defaults(sampling)
         stream = self.backend.generate(
             prompt_ids, sampling, stop=stop, seed=seed, adapter=adapter, user=user, public_prefix=public_prefix
         )
@@ -195,6 +203,20 @@ class Runtime:
             if close is not None:
                 await close()
 
+    def with_dry_defaults(self, sampling: SamplingParams) -> SamplingParams:
+        """``sampling`` with the DRY fields it leaves unset taken from model.dry (the model profile's, unless the
+        operator set them): every route samples with the same defaults."""
+        dry = self.settings.model.dry
+        defaults = {
+            "dry_multiplier": dry.multiplier,
+            "dry_base": dry.base,
+            "dry_allowed_length": dry.allowed_length,
+            "dry_penalty_last_n": dry.penalty_last_n,
+            "dry_sequence_breakers": list(dry.sequence_breakers),
+        }
+        unset = {name: value for name, value in defaults.items() if getattr(sampling, name) is None}
+        return sampling.model_copy(update=unset) if unset else sampling
+
     async def complete(self, prompt_ids: list[int], sampling: SamplingParams, **kw: Any) -> Generated:
         async for item in self.generate(prompt_ids, sampling, **kw):
             if isinstance(item, Generated):
@@ -204,9 +226,23 @@ class Runtime:
     # rolling summary, written in the background so that it never delays a reply
 
     def fold_in_background(self, user: str, chat_id: str, summary: str, evicted: list[dict[str, Any]]) -> None:
-        task = asyncio.create_task(self._fold(user, chat_id, summary, evicted))
+        """Fold the turns that left the window once memory.fold_every_turns of them have gathered: one summary
+        generation every few exchanges, not one per message."""
+        waiting = self._awaiting_fold.pop((user, chat_id), []) + evicted
+        if len(waiting) < self.settings.memory.fold_every_turns:
+            self._awaiting_fold[(user, chat_id)] = waiting
+            while len(self._awaiting_fold) > MAX_CHATS_AWAITING_FOLD:
+                self._awaiting_fold.popitem(last=False)
+            return
+        task = asyncio.create_task(self._fold(user, chat_id, summary, waiting))
         self.background.add(task)
         task.add_done_callback(self.background.discard)
+
+    def drop_awaiting_fold(self, user: str, chat_id: str | None = None) -> None:
+        """Forget the turns of ``user`` (of one chat, or all) that wait to be folded: after a /forget or a
+        /reset nothing they said may reach a summary."""
+        for key in [key for key in self._awaiting_fold if key[0] == user and chat_id in (None, key[1])]:
+            del self._awaiting_fold[key]
 
     async def _fold(self, user: str, chat_id: str, summary: str, evicted: list[dict[str, Any]]) -> None:
         lock = self._summary_locks.setdefault((user, chat_id), asyncio.Lock())
@@ -225,9 +261,13 @@ class Runtime:
                 sampling = SamplingParams(
                     temperature=0.0, top_p=1.0, top_k=0, repetition_penalty=1.1,
                     max_new_tokens=self.settings.memory.summary_max_tokens,
+                    dry_multiplier=0.0,  # a summary repeats what was said: DRY would push it to other words
                 )  # fmt: skip
                 result = await self.complete(ids, sampling, user=user, timed=False)
-                if result.text:
+                unsaid = unsaid_words(result.text, [current or summary, *(str(t["text"]) for t in evicted)])
+                if unsaid:  # a summary that says what nobody said is worse than the one before it
+                    log.info("a summary of %s was not kept: it holds words nobody said (%s)", chat_id, unsaid[:8])
+                elif result.text:
                     await self.store.fold_summary(user, chat_id, result.text, self.settings.memory.ttl_s)
             except Exception:  # a failed summary must never hurt the chat; the next fold retries
                 log.exception("folding the summary of %s failed", chat_id)

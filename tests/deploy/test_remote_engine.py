@@ -277,3 +277,21 @@ def test_engine_vllm_needs_the_server_url() -> None:
     with pytest.raises(ValueError, match="http:// or https://"):
         RemoteEngine("vllm:8000")
     assert RemoteEngine("http://vllm:8000/v1/").base_url == "http://vllm:8000"
+
+
+async def test_dry_reaches_the_server_under_llama_cpp_names_only_when_on(backend: Backend) -> None:
+    engine = RemoteEngine(backend.url, api_key=BACKEND_KEY)
+    engine.start()
+    strong = GREEDY.model_copy(
+        update={"dry_multiplier": 3.0, "dry_base": 2.0, "dry_allowed_length": 1, "dry_sequence_breakers": ["\n"]}
+    )
+    try:
+        start = len(backend.log.completion_bodies)
+        await collect(engine.generate([5, 6, 5, 6, 5, 6, 5, 6], GREEDY))
+        await collect(engine.generate([5, 6, 5, 6, 5, 6, 5, 6], strong))
+        plain, dry = backend.log.completion_bodies[start:]
+    finally:
+        await engine.aclose()
+    assert not any(name.startswith("dry_") for name in plain)
+    assert dry["dry_multiplier"] == 3.0 and dry["dry_base"] == 2.0 and dry["dry_allowed_length"] == 1
+    assert dry["dry_sequence_breakers"] == ["\n"]

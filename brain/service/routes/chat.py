@@ -155,7 +155,8 @@ async def chat(body: ChatRequest, request: Request, runtime: RuntimeDep) -> Any:
                     build_prompt,
                     runtime.tokenizer,
                     system_prompt=persona.system_prompt,
-                    summary=state.summary,
+                    # a summary left from when summaries were on is not used: the profile turned them off
+                    summary=state.summary if memory.summaries else "",
                     turns=state.turns,
                     text=body.text,
                     budget=runtime.prompt_budget(sampling.max_new_tokens),
@@ -303,7 +304,7 @@ async def _store_turn(
         ),
         turns_kept=runtime.settings.feedback.turns_kept,
     )
-    if record.evicted:
+    if record.evicted and runtime.settings.memory.summaries:
         runtime.fold_in_background(user, body.chat_id, state.summary, record.evicted)
     if record.stored and runtime.settings.memory.extract_facts:
         extract_in_background(runtime, user, body.chat_id, body.chat_kind.value, record.since, body.text)
