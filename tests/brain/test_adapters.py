@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from pathlib import Path
 
 import pytest
@@ -12,7 +11,7 @@ import torch
 from brain.adapters import COMMUNITY, AdapterManager, user_target, version_dir
 from brain.engine.batching import Engine, GenerationRequest
 from brain.engine.model_loading import LoadedModel, load_model
-from brain.registry_records import LiveAdapter, RegistryEvent, ReloadEvent
+from brain.registry_records import LiveAdapter, RegistryEvent, ReloadEvent, VersionMeta
 from brain.store import Store, connect
 
 PROMPT = [5, 17, 42, 99, 7, 3, 250]
@@ -29,7 +28,7 @@ def make_adapter(model_dir: Path, registry: Path, target: str, version: int, *, 
     config = LoraConfig(r=4, lora_alpha=32, init_lora_weights=False, target_modules=["q_proj", "v_proj"])
     out = version_dir(registry, target, version)
     get_peft_model(model, config).save_pretrained(out)
-    (out / "meta.json").write_text(json.dumps({"base_model": base, "version": version}))
+    VersionMeta(target=target, version=version, created_at=NOW, base_model=base).write(out)
     return out
 
 
