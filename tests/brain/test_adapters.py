@@ -10,7 +10,7 @@ import torch
 
 from brain.adapters import COMMUNITY, AdapterManager, user_target, version_dir
 from brain.engine.batching import Engine, GenerationRequest
-from brain.engine.model_loading import LoadedModel, load_model
+from brain.engine.model_loading import LoadedModel, load_serving_model
 from brain.registry_records import LiveAdapter, RegistryEvent, ReloadEvent, VersionMeta
 from brain.store import Store, connect
 
@@ -50,7 +50,7 @@ async def store(redis_server):
 @pytest.fixture
 def loaded(tiny_model_dir: Path, tmp_path: Path) -> LoadedModel:
     # a model of this test's own: adapters are injected into it in place
-    return load_model(str(tiny_model_dir), cache_dir=tmp_path / "cache")
+    return load_serving_model(str(tiny_model_dir), cache_dir=tmp_path / "cache")
 
 
 @pytest.fixture
