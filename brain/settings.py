@@ -112,8 +112,8 @@ class ModelSettings(BaseModel):
 class MemorySettings(BaseModel):
     # recent turns a chat's prompt carries (a message and its reply are two); older ones are folded into the summary
     # and can come back by recall. 2 suits the small default model: with more, it copies its own recent replies
-    # instead of answering (bench/recall.py, facts asked for 30 exchanges after they were told: 30 % recalled with
-    # 24 turns, 70 % with 2). Raise it with a capable model
+    # instead of answering (bench/recall.py measures it; figures in README, The brain). Raise it with a capable
+    # model
     max_turns: int = Field(2, ge=2)
     max_tokens: int = Field(1536, ge=64)
     ttl_s: int = Field(7 * 24 * 3600, ge=60)
