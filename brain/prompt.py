@@ -21,8 +21,8 @@ from typing import Any
 from brain.api_models import ContextMessage
 from brain.memory.context import Memory
 
-# the wording the default model used best in trials: about "the user", not in the member's first person (30 % against
-# 67 % when facts and an earlier message were both given)
+# the wording the default model used best in trials: about "the user", not in the member's first person (figures in
+# README, The brain)
 FACTS_NOTE = "Facts about the user: "
 RECALL_NOTE = "Earlier, the user said: "
 

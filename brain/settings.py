@@ -128,9 +128,8 @@ class ModelSettings(BaseModel):
 class MemorySettings(BaseModel):
     # recent turns a chat's prompt carries (a message and its reply are two); older ones are folded into the summary
     # and can come back by recall. 2 suits the small default model: with more, it copies its own recent replies
-    # instead of answering (bench/recall.py, facts asked for 30 exchanges after they were told: 30 % recalled with
-    # 24 turns, 70 % with 2). Raise it with a capable model
-    # (the model profile sets it where it is left unset)
+    # instead of answering (bench/recall.py measures it; figures in README, The brain). Raise it with a capable
+    # model (the model profile sets it where it is left unset)
     max_turns: int = Field(2, ge=2)
     # write a rolling summary of the turns that leave the window (one more generation per fold); the profile
     # decides where unset: off for the small default model, whose summaries were mostly invented

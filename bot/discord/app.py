@@ -20,7 +20,7 @@ from bot.discord.cogs.admin import Admin
 from bot.discord.cogs.chat import Chat
 from bot.discord.cogs.data import Data
 from bot.discord.cogs.feedback import Feedback
-from bot.discord.cogs.persona import Persona
+from bot.discord.cogs.persona import PersonaCog
 from bot.discord.comparison import ComparisonButton
 from bot.discord.responding import answer_button
 from bot.discord.waits import ChannelWaits, install
@@ -75,7 +75,7 @@ class OwnchatBot(commands.Bot):
             # a Discord-compatible API elsewhere names its gateway, as Discord does
             _, url, _ = await self.http.get_bot_gateway()
             DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(url)
-        for cog in (Chat(self), Persona(self), Data(self), Admin(self), Feedback(self)):
+        for cog in (Chat(self), PersonaCog(self), Data(self), Admin(self), Feedback(self)):
             await self.add_cog(cog)
         self.add_dynamic_items(CommandButton, ComparisonButton)
         synced = await self.tree.sync()

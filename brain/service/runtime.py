@@ -18,7 +18,7 @@ from brain.adapters import AdapterBackend, AdapterManager
 from brain.api_models import SamplingParams
 from brain.engine.backend import Generated, GenerationBackend, LocalBackend
 from brain.engine.batching import Engine
-from brain.engine.model_loading import LoadedModel, load_model
+from brain.engine.model_loading import LoadedModel, load_serving_model
 from brain.engine.remote import RemoteEngine, load_tokenizer_only
 from brain.engine.remote_adapters import RemoteAdapters
 from brain.memory.summary import unsaid_words
@@ -106,7 +106,7 @@ class Runtime:
                 reconcile_s=trainer.reload_reconcile_s,
             )
         else:
-            loaded = load_model(
+            loaded = load_serving_model(
                 settings.model.name,
                 cache_dir=settings.model.cache_dir,
                 device=settings.model.device,

@@ -5,7 +5,6 @@ The server is a second real brain (tiny model) speaking vLLM's side of the proto
 
 from __future__ import annotations
 
-import json
 import shutil
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
@@ -21,7 +20,7 @@ from brain.engine.backend import Generated
 from brain.engine.remote import AdapterRef, RemoteEngine, RemoteEngineError
 from brain.prompt import render
 from brain.redis_local import LocalRedis, free_port
-from brain.registry_records import LiveAdapter, RegistryEvent, ReloadEvent
+from brain.registry_records import LiveAdapter, RegistryEvent, ReloadEvent, VersionMeta
 from brain.service.app import create_app
 from brain.service.embedded import serve_in_thread
 from brain.settings import ModelSettings, Secrets
@@ -73,7 +72,8 @@ def registry(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> 
         peft_model = get_peft_model(model, LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj", "v_proj"]))
         path = version_dir(root, COMMUNITY, version)
         peft_model.save_pretrained(path)
-        (path / "meta.json").write_text(json.dumps({"base_model": str(tiny_model_dir), "version": version}))
+        VersionMeta(target=COMMUNITY, version=version, created_at="2026-11-30T03:00:00+00:00",
+                    base_model=str(tiny_model_dir)).write(path)  # fmt: skip
     return root
 
 

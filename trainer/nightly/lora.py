@@ -167,14 +167,14 @@ def save_adapter(model: Any, out: Path) -> None:
     replace_dir(tmp, out)
 
 
-def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+def save_resume_state(path: Path, state: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     torch.save(state, tmp)
     os.replace(tmp, path)
 
 
-def load_checkpoint(folder: Path, fingerprint: str, device: torch.device) -> dict[str, Any] | None:
+def load_resume_state(folder: Path, fingerprint: str, device: torch.device) -> dict[str, Any] | None:
     """The checkpoint in ``folder`` if it was written for the same model, settings and examples."""
     path = folder / "checkpoint" / "state.pt"
     if not path.is_file():
@@ -212,7 +212,7 @@ def finetune(job: FinetuneJob, stop: threading.Event | None = None) -> FinetuneR
 
     resume = None
     for folder in [out, *map(Path, job.resume_dirs)]:
-        saved = load_checkpoint(folder, digest, placement.device)
+        saved = load_resume_state(folder, digest, placement.device)
         if saved is not None:
             set_peft_model_state_dict(model, saved["adapter"])
             resume = Snapshot(
@@ -232,7 +232,7 @@ def finetune(job: FinetuneJob, stop: threading.Event | None = None) -> FinetuneR
 
     def checkpoint(snapshot: Snapshot) -> None:
         if placement.is_main:
-            save_checkpoint(out / "checkpoint" / "state.pt", {
+            save_resume_state(out / "checkpoint" / "state.pt", {
                 "fingerprint": digest, "adapter": get_peft_model_state_dict(model),
                 "optimizer": snapshot.optimizer, "scheduler": snapshot.scheduler,
                 "rng": snapshot.rng, "state": asdict(snapshot.state), "data": snapshot.data,

@@ -30,6 +30,7 @@ from rich.console import Console
 
 from brain import personas
 from brain.adapters import COMMUNITY, USER_PREFIX, target_of_member, user_target, version_dir
+from brain.consent import is_opted_in
 from brain.engine.model_loading import resolve_model
 from brain.settings import Settings
 from brain.store import tombstone_member
@@ -95,8 +96,8 @@ class Nightly:
         report = RunReport(run=self.run_dir.name, started_at=now_iso())
         try:
             purged = self.registry.purge_forgotten(lock=self.lock)
-            report.purged_targets = len(purged["targets"])  # a count: this report must not name them
-            report.purged_community_versions = purged["community_versions"]
+            report.purged_targets = len(purged.targets)  # a count: this report must not name them
+            report.purged_community_versions = purged.community_versions
             report.purged_runs = runs.purge_run_data(
                 self.cfg.runs_dir, self.link, keep=self.cfg.keep_run_data, current=self.run_dir
             )
@@ -184,7 +185,7 @@ class Nightly:
         for user, count in turns.items():
             if count >= self.cfg.min_user_turns:
                 profile = self.link.call(self.link.store.profile(user))
-                if profile.get("consent") == "in":
+                if is_opted_in(profile):
                     targets.append(Target(user_target(user), user, count))
         return targets[:1] + sorted(targets[1:], key=lambda t: t.name)
 
@@ -267,13 +268,16 @@ class Nightly:
             "live_reward_auc": live.reward_auc,
             "questions_right": float(sum(candidate.answers_right)),
         }
-        meta = {"run": self.run_dir.name, "metrics": metrics, "base_model": self.settings.model.name}
         # who the version learned from, so that a later /forget can take it out of service
-        if target.user:
-            meta["user_hash"] = tombstone_member(target.user)
-        else:
-            meta["user_hashes"] = self.trained_on
-        outcome.version = self.registry.add(target.name, adapter_dir, meta)
+        outcome.version = self.registry.add(
+            target.name,
+            adapter_dir,
+            base_model=self.settings.model.name,
+            run=self.run_dir.name,
+            metrics=metrics,
+            user_hash=tombstone_member(target.user) if target.user else None,
+            user_hashes=None if target.user else self.trained_on,
+        )
         if target.user is None and self.cfg.canary.share > 0:  # members' ratings have the last word
             self.lock.check()
             self.canary_started = canary.start(

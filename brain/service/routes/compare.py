@@ -16,6 +16,7 @@ import hashlib
 from fastapi import APIRouter
 
 from brain.api_models import CompareConsent, CompareConsentState, ComparisonRequest, ComparisonResult
+from brain.consent import is_opted_in
 from brain.feedback_records import TurnRecord
 from brain.service.auth import Authorized
 from brain.service.deps import PlatformPath, RuntimeDep, UserIdPath
@@ -57,7 +58,7 @@ async def agree(
     profile = await runtime.store.profile(user)
     return CompareConsentState(
         agreed=Store.agreed_to_compare(profile),
-        opted_in=profile.get("consent") == "in",
+        opted_in=is_opted_in(profile),
         share=runtime.settings.feedback.compare_share,
     )
 

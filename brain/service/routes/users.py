@@ -23,6 +23,7 @@ from brain.api_models import (
     Turn,
     UserExport,
 )
+from brain.consent import is_opted_in
 from brain.service.auth import Authorized
 from brain.service.deps import ChatIdPath, PlatformPath, RuntimeDep, UserIdPath
 from brain.service.errors import responses
@@ -62,7 +63,7 @@ def _at(ms: str | None) -> datetime | None:
 async def _consent(runtime: Runtime, user: str) -> ConsentState:
     profile = await runtime.store.profile(user)
     return ConsentState(
-        opted_in=profile.get("consent") == "in",
+        opted_in=is_opted_in(profile),
         version=profile.get("consent_version"),
         at=_at(profile.get("consent_at")),
         logged_turns=await runtime.store.log_length(user),

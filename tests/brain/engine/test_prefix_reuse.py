@@ -153,9 +153,10 @@ def test_the_cache_keeps_its_budget_and_drops_the_least_recently_used() -> None:
 async def test_a_cached_prefix_serves_only_the_adapter_that_made_it(tiny_model_dir, tmp_path, start_engine) -> None:
     from peft import LoraConfig, get_peft_model
 
-    from brain.engine.model_loading import load_model
+    from brain.engine.model_loading import load_serving_model
 
-    loaded = load_model(str(tiny_model_dir), cache_dir=tmp_path / "cache")  # adapters go into this model in place
+    # adapters go into this model in place
+    loaded = load_serving_model(str(tiny_model_dir), cache_dir=tmp_path / "cache")
     system, message = list(range(60, 110)), [5, 6, 7]
     plain = start_engine(loaded, eos_token_ids=set(), prefix_cache_mib=0)
     base_reply = await chat(plain, system, [message], owner="ann")
