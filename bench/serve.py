@@ -9,7 +9,7 @@ with the same prompts and the same reply budget:
                   sized for the workload (left to itself on CPU it sizes the cache from free RAM and
                   spends most of a short run zero-filling gigabytes).
 
-All three run the same model object, as ``load_model`` returns it: on CPU its linear layers use
+All three run the same model object, as ``load_serving_model`` returns it: on CPU its linear layers use
 oneDNN-packed weights (brain.engine.cpu_linear); ``--stock-weights`` measures transformers' defaults.
 
 Aggregate decode throughput is generated tokens (EOS excluded) over wall time from the first request
@@ -44,7 +44,7 @@ from transformers import ContinuousBatchingConfig, GenerationConfig  # noqa: E40
 from transformers.generation.streamers import BaseStreamer  # noqa: E402
 
 from brain.engine.batching import Engine, GenerationRequest  # noqa: E402
-from brain.engine.model_loading import DEFAULT_MODEL_ALIAS, LoadedModel, load_model  # noqa: E402
+from brain.engine.model_loading import DEFAULT_MODEL_ALIAS, LoadedModel, load_serving_model  # noqa: E402
 from brain.settings import Settings  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "serve.json"
@@ -286,7 +286,7 @@ def main() -> None:
     parser.add_argument(
         "--stock-weights",
         action="store_true",
-        help="keep transformers' own CPU linear layers instead of the oneDNN-packed ones that load_model sets up",
+        help="keep transformers' own CPU linear layers, not the oneDNN-packed ones that load_serving_model sets up",
     )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
@@ -294,7 +294,7 @@ def main() -> None:
     args.generate_repeats = max(1, min(args.generate_repeats, args.repeats))
 
     console = Console(width=120)
-    loaded = load_model(
+    loaded = load_serving_model(
         args.model,
         cache_dir=Settings().model.cache_dir,
         device="cpu",

@@ -29,7 +29,7 @@ from rich.table import Table  # noqa: E402
 
 from brain.engine import cpu_linear  # noqa: E402
 from brain.engine.cpu_linear import cpu_has_bf16, int4_available  # noqa: E402
-from brain.engine.model_loading import DEFAULT_MODEL_ALIAS, load_model  # noqa: E402
+from brain.engine.model_loading import DEFAULT_MODEL_ALIAS, load_serving_model  # noqa: E402
 from brain.settings import Settings  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "weights.json"
@@ -63,7 +63,7 @@ def main() -> None:
     results = {}
     windows: list[list[int]] = []
     for name in formats:
-        loaded = load_model(args.model, cache_dir=cache_dir, device="cpu", cpu_weights=name)
+        loaded = load_serving_model(args.model, cache_dir=cache_dir, device="cpu", cpu_weights=name)
         if not windows:
             text = args.text.read_text()
             ids = loaded.tokenizer.encode(text[-len(text) // 10 :])  # the last tenth: held out from any split

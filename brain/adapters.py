@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import logging
 import shutil
 import warnings
@@ -33,8 +32,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from brain.consent import is_opted_in
 from brain.feedback_records import Canary
-from brain.registry_records import LiveAdapter, ReloadEvent
+from brain.registry_records import META_FILE, LiveAdapter, ReloadEvent, VersionMeta
 from brain.store import Store, tombstone_member
 
 log = logging.getLogger("brain.adapters")
@@ -174,10 +174,9 @@ class RegistryFollower:
         raise NotImplementedError
 
     def _check(self, path: Path) -> None:
-        meta_path = path / "meta.json"
-        if not meta_path.is_file():
-            raise FileNotFoundError(f"{path} holds no adapter (no meta.json)")
-        trained_on = json.loads(meta_path.read_text()).get("base_model")
+        if not (path / META_FILE).is_file():
+            raise FileNotFoundError(f"{path} holds no adapter (no {META_FILE})")
+        trained_on = VersionMeta.read(path).base_model
         if trained_on != self.base_model:
             raise ValueError(f"it was trained on {trained_on!r}, but this brain serves {self.base_model!r}")
 
@@ -187,7 +186,7 @@ class RegistryFollower:
         profile = profile or {}
         name = None
         version = profile.get("adapter_version")
-        opted_in = profile.get("consent") == "in"
+        opted_in = is_opted_in(profile)
         if user and version and opted_in:
             name = await self._ensure(user_target(user), int(version))
         canary = self.canaries.get(COMMUNITY)

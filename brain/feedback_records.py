@@ -49,6 +49,11 @@ class TurnRecord(RegistryRecord):
     at: str  # ISO time of the reply
     # a group persona another member wrote: kept as a reference, its text left out of prompt[0] (see PersonaRef)
     persona_ref: PersonaRef | None = None
+    # what of the member's memory the prompt quotes: the ids of the facts in its note, and the chats whose earlier
+    # messages it recalled; deleting one of those facts, or resetting one of those chats, drops the turn, so that
+    # a kept turn (and a /retry of it, and tonight's training) never outlives what it quotes
+    facts: list[str] = Field(default_factory=list)
+    recalled_from: list[str] = Field(default_factory=list)
 
     def stored(self) -> TurnRecord:
         """The record as it is written: without the text of a referenced persona."""

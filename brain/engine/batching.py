@@ -43,12 +43,20 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
 import torch
-from transformers import PreTrainedModel
+from transformers import LogitsProcessorList, PreTrainedModel
 
 from brain.engine.kv_cache import DecodePlan, KVShape, PrefillPlan, RowCache, use_rows_attention
 from brain.engine.model_loading import context_length as config_context_length
 from brain.engine.prefix_cache import PrefixCache, PrefixEntry
-from brain.engine.sampling import SEED_LIMIT, RowSampler, SamplingError, make_sampler, pick_tokens
+from brain.engine.sampling import (
+    SEED_LIMIT,
+    Dry,
+    DryLogitsProcessor,
+    RowSampler,
+    SamplingError,
+    make_sampler,
+    pick_tokens,
+)
 
 log = logging.getLogger(__name__)
 # prompt tokens (rows x longest prompt) prefilled in one forward pass
@@ -79,6 +87,10 @@ class GenerationRequest:
     owner: str | None = None  # whose conversation this is: Engine.forget(owner) drops what it left cached
     # the other members whose words the prompt holds (a group persona's author): their forget drops it too
     contributors: frozenset[str] = field(default_factory=frozenset)
+    # how many of the prompt's first tokens are public (the persona's system prompt): only so far may it reuse
+    # what another owner's request left cached
+    public_prefix: int = 0
+    dry: Dry | None = None  # DRY sampling of this request alone (the other rows of its batch keep theirs)
 
     def __post_init__(self) -> None:
         if not self.prompt_ids:
@@ -100,6 +112,10 @@ class GenerationRequest:
             raise ValueError(f"top_k must be 0 (off) or positive, not {self.top_k}")
         if self.repetition_penalty <= 0:
             raise ValueError(f"repetition_penalty must be positive, not {self.repetition_penalty}")
+        if self.dry is not None and not (
+            math.isfinite(self.dry.multiplier) and self.dry.multiplier >= 0 and math.isfinite(self.dry.base)
+        ):
+            raise ValueError("dry multiplier must be 0 (off) or positive and dry base a finite number")
         self.stop_token_ids = frozenset(self.stop_token_ids)
 
 
@@ -436,7 +452,9 @@ class Engine:
         produced = []
         for row in rows:
             request = row.handle.request
-            row.prefix, row.reused = self.prefixes.lookup(request.adapter, request.prompt_ids)
+            row.prefix, row.reused = self.prefixes.lookup(
+                request.adapter, request.prompt_ids, request.owner, request.public_prefix
+            )
         rows.sort(key=lambda row: (row.handle.request.adapter or "", len(row.handle.request.prompt_ids) - row.reused))
         for group in _prefill_groups(rows):
             joined, group_failed = self._join(group)
@@ -503,6 +521,7 @@ class Engine:
             repetition_penalty=request.repetition_penalty,
             seed=request.seed,
             device=self.device,
+            dry=request.dry,
         )
         return _Row(
             handle=handle,
@@ -580,6 +599,7 @@ class Engine:
     def _beam_search(self, request: GenerationRequest, num_beams: int) -> list[int]:
         prompt = torch.tensor([request.prompt_ids], device=self.device)
         stop_ids = sorted(self.eos_token_ids | request.stop_token_ids)
+        dry = [DryLogitsProcessor(request.dry)] if request.dry and request.dry.on else []
         output = self.model.generate(
             input_ids=prompt,
             attention_mask=torch.ones_like(prompt),
@@ -587,6 +607,7 @@ class Engine:
             num_beams=num_beams,
             do_sample=False,
             repetition_penalty=request.repetition_penalty,
+            logits_processor=LogitsProcessorList(dry),
             eos_token_id=stop_ids or None,
             pad_token_id=stop_ids[0] if stop_ids else 0,
             **self._adapter_names([request]),

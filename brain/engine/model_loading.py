@@ -58,7 +58,7 @@ def pick_device(pref: str = "auto") -> torch.device:
     return device
 
 
-def pick_dtype(device: torch.device, pref: str = "auto") -> torch.dtype:
+def parse_dtype(device: torch.device, pref: str = "auto") -> torch.dtype:
     """``auto`` is bfloat16 on CUDA and float32 elsewhere (CPU half precision is slow and lossy)."""
     if pref == "auto":
         return torch.bfloat16 if device.type == "cuda" else torch.float32
@@ -72,13 +72,14 @@ def serving_dtype(device: torch.device, dtype: str = "auto", cpu_weights: str = 
     """The dtype to serve in: ``dtype`` when it is set; with ``auto``, on a CPU, ``cpu_weights`` decides.
 
     ``cpu_weights`` ``auto`` is bfloat16 on a CPU with bfloat16 instructions (AMX or AVX512-BF16: half the
-    bytes read per token, perplexity within 1 % of float32, see bench/weights.py) and float32 elsewhere;
+    bytes read per token, at about float32's perplexity: bench/results/weights.json, README "The brain") and
+    float32 elsewhere;
     ``int4`` computes in bfloat16 too (its 4-bit weights serve decoding steps of few rows)."""
     if dtype != "auto" or device.type != "cpu":
-        return pick_dtype(device, dtype)
+        return parse_dtype(device, dtype)
     if cpu_weights in ("auto", "int4"):
         return torch.bfloat16 if cpu_has_bf16() else torch.float32
-    return pick_dtype(device, cpu_weights)
+    return parse_dtype(device, cpu_weights)
 
 
 def int4_mode(dtype: torch.dtype, cpu_weights: str) -> str:
@@ -107,7 +108,7 @@ def resolve_model(name: str, cache_dir: str | Path) -> Path:
     return _hub_snapshot(name)
 
 
-def load_model(
+def load_serving_model(
     name: str,
     *,
     cache_dir: str | Path,

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 import weakref
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -18,9 +20,10 @@ from brain.adapters import AdapterBackend, AdapterManager
 from brain.api_models import SamplingParams
 from brain.engine.backend import Generated, GenerationBackend, LocalBackend
 from brain.engine.batching import Engine
-from brain.engine.model_loading import LoadedModel, load_model
+from brain.engine.model_loading import LoadedModel, load_serving_model
 from brain.engine.remote import RemoteEngine, load_tokenizer_only
 from brain.engine.remote_adapters import RemoteAdapters
+from brain.memory.summary import unsaid_words
 from brain.prompt import count_tokens, render
 from brain.service.admission import Admission
 from brain.service.metrics import Metrics
@@ -29,6 +32,9 @@ from brain.store import Store, connect
 
 log = logging.getLogger("brain")
 T = TypeVar("T")
+# chats whose turns wait to be folded into their summary, kept in this process; past it the longest-waiting chat's
+# turns are left out of its summary (they are still kept for recall)
+MAX_CHATS_AWAITING_FOLD = 10_000
 
 
 class Runtime:
@@ -55,14 +61,22 @@ class Runtime:
         if settings.brain.default_persona not in self.presets:
             raise persona_lib.PersonaError(f"the default persona '{settings.brain.default_persona}' is not a preset")
         self.context_tokens = min(settings.model.context_tokens, loaded.context_length)
-        self.admission = Admission(settings.limits.max_concurrent)
+        self.admission = Admission(
+            settings.limits.max_concurrent, lambda outcome: self.metrics.admission_outcomes.labels(outcome).inc()
+        )
         self.metrics.watch_admission(lambda: self.admission.in_use)
+        if isinstance(backend, LocalBackend):
+            prefixes = backend.engine.prefixes
+            self.metrics.watch_prefix_cache(lambda: (prefixes.lookups, prefixes.hits, prefixes.reused_tokens))
         # tokenizing and rendering templates take milliseconds to seconds: never on the event loop. One thread,
         # because a fast tokenizer must not be used from two threads at once.
         self._text_worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tokenizer")
         self.background: set[asyncio.Task[Any]] = set()
         self._rewrite: asyncio.Task[None] | None = None
+        self.metrics.watch_background(lambda: len(self.background))
         self._summary_locks: weakref.WeakValueDictionary[tuple[str, str], asyncio.Lock] = weakref.WeakValueDictionary()
+        # turns that left a chat's window since its last fold: a fold waits for memory.fold_every_turns of them
+        self._awaiting_fold: OrderedDict[tuple[str, str], list[dict[str, Any]]] = OrderedDict()
 
     @classmethod
     def create(cls, settings: Settings) -> Runtime:
@@ -95,7 +109,7 @@ class Runtime:
                 reconcile_s=trainer.reload_reconcile_s,
             )
         else:
-            loaded = load_model(
+            loaded = load_serving_model(
                 settings.model.name,
                 cache_dir=settings.model.cache_dir,
                 device=settings.model.device,
@@ -139,8 +153,9 @@ class Runtime:
         self.adapters.start()
 
     async def stop(self) -> None:
-        for task in list(self.background):
-            task.cancel()
+        for task in [*self.background, self._rewrite]:
+            if task is not None:
+                task.cancel()
         await self.adapters.stop()
         await self.backend.aclose()
         await self.store.close()
@@ -167,11 +182,52 @@ class Runtime:
         adapter: str | None = None,
         user: str | None = None,
         contributors: frozenset[str] = frozenset(),
+        public_prefix: int = 0,
+        timed: bool = True,
     ) -> AsyncIterator[str | Generated]:
-        """Text deltas as they are generated, then one Generated with the whole reply."""
-        return self.backend.generate(
-            prompt_ids, sampling, stop=stop, seed=seed, adapter=adapter, user=user, contributors=contributors
+        """Text deltas as they are generated, then one Generated with the whole reply. ``timed``: its time to
+        first token counts in the metrics (a background summary's does not)."""
+        sampling = self.with_dry_defaults(sampling)
+        stream = self.backend.generate(
+            prompt_ids,
+            sampling,
+            stop=stop,
+            seed=seed,
+            adapter=adapter,
+            user=user,
+            contributors=contributors,
+            public_prefix=public_prefix,
         )
+        return self._timed(stream) if timed else stream
+
+    async def _timed(self, stream: AsyncIterator[str | Generated]) -> AsyncIterator[str | Generated]:
+        started = time.perf_counter()
+        waiting = True
+        try:
+            async for item in stream:
+                if waiting and isinstance(item, str) and item:
+                    self.metrics.time_to_first_token.observe(time.perf_counter() - started)
+                    waiting = False
+                yield item
+        finally:
+            # a client that leaves closes this wrapper; the engine's stream must hear it to free its slot
+            close = getattr(stream, "aclose", None)
+            if close is not None:
+                await close()
+
+    def with_dry_defaults(self, sampling: SamplingParams) -> SamplingParams:
+        """``sampling`` with the DRY fields it leaves unset taken from model.dry (the model profile's, unless the
+        operator set them): every route samples with the same defaults."""
+        dry = self.settings.model.dry
+        defaults = {
+            "dry_multiplier": dry.multiplier,
+            "dry_base": dry.base,
+            "dry_allowed_length": dry.allowed_length,
+            "dry_penalty_last_n": dry.penalty_last_n,
+            "dry_sequence_breakers": list(dry.sequence_breakers),
+        }
+        unset = {name: value for name, value in defaults.items() if getattr(sampling, name) is None}
+        return sampling.model_copy(update=unset) if unset else sampling
 
     async def complete(self, prompt_ids: list[int], sampling: SamplingParams, **kw: Any) -> Generated:
         async for item in self.generate(prompt_ids, sampling, **kw):
@@ -187,9 +243,8 @@ class Runtime:
         delay = self.settings.redis.rewrite_after_forget_s
         if delay <= 0 or (self._rewrite is not None and not self._rewrite.done()):
             return
+        # not among ``background`` (the summary folds the metrics count): it mostly sleeps, and stop() cancels it
         self._rewrite = asyncio.create_task(self._rewrite_later(delay))
-        self.background.add(self._rewrite)
-        self._rewrite.add_done_callback(self.background.discard)
 
     async def _rewrite_later(self, delay: float) -> None:
         await asyncio.sleep(delay)
@@ -205,9 +260,23 @@ class Runtime:
     # rolling summary, written in the background so that it never delays a reply
 
     def fold_in_background(self, user: str, chat_id: str, summary: str, evicted: list[dict[str, Any]]) -> None:
-        task = asyncio.create_task(self._fold(user, chat_id, summary, evicted))
+        """Fold the turns that left the window once memory.fold_every_turns of them have gathered: one summary
+        generation every few exchanges, not one per message."""
+        waiting = self._awaiting_fold.pop((user, chat_id), []) + evicted
+        if len(waiting) < self.settings.memory.fold_every_turns:
+            self._awaiting_fold[(user, chat_id)] = waiting
+            while len(self._awaiting_fold) > MAX_CHATS_AWAITING_FOLD:
+                self._awaiting_fold.popitem(last=False)
+            return
+        task = asyncio.create_task(self._fold(user, chat_id, summary, waiting))
         self.background.add(task)
         task.add_done_callback(self.background.discard)
+
+    def drop_awaiting_fold(self, user: str, chat_id: str | None = None) -> None:
+        """Forget the turns of ``user`` (of one chat, or all) that wait to be folded: after a /forget or a
+        /reset nothing they said may reach a summary."""
+        for key in [key for key in self._awaiting_fold if key[0] == user and chat_id in (None, key[1])]:
+            del self._awaiting_fold[key]
 
     async def _fold(self, user: str, chat_id: str, summary: str, evicted: list[dict[str, Any]]) -> None:
         lock = self._summary_locks.setdefault((user, chat_id), asyncio.Lock())
@@ -226,9 +295,13 @@ class Runtime:
                 sampling = SamplingParams(
                     temperature=0.0, top_p=1.0, top_k=0, repetition_penalty=1.1,
                     max_new_tokens=self.settings.memory.summary_max_tokens,
+                    dry_multiplier=0.0,  # a summary repeats what was said: DRY would push it to other words
                 )  # fmt: skip
-                result = await self.complete(ids, sampling, user=user)
-                if result.text:
+                result = await self.complete(ids, sampling, user=user, timed=False)
+                unsaid = unsaid_words(result.text, [current or summary, *(str(t["text"]) for t in evicted)])
+                if unsaid:  # a summary that says what nobody said is worse than the one before it
+                    log.info("a summary of %s was not kept: it holds words nobody said (%s)", chat_id, unsaid[:8])
+                elif result.text:
                     await self.store.fold_summary(user, chat_id, result.text, self.settings.memory.ttl_s)
             except Exception:  # a failed summary must never hurt the chat; the next fold retries
                 log.exception("folding the summary of %s failed", chat_id)

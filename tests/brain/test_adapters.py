@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from pathlib import Path
 
 import pytest
@@ -11,8 +10,8 @@ import torch
 
 from brain.adapters import COMMUNITY, AdapterManager, user_target, version_dir
 from brain.engine.batching import Engine, GenerationRequest
-from brain.engine.model_loading import LoadedModel, load_model
-from brain.registry_records import LiveAdapter, RegistryEvent, ReloadEvent
+from brain.engine.model_loading import LoadedModel, load_serving_model
+from brain.registry_records import LiveAdapter, RegistryEvent, ReloadEvent, VersionMeta
 from brain.store import Store, connect
 
 PROMPT = [5, 17, 42, 99, 7, 3, 250]
@@ -29,7 +28,7 @@ def make_adapter(model_dir: Path, registry: Path, target: str, version: int, *, 
     config = LoraConfig(r=4, lora_alpha=32, init_lora_weights=False, target_modules=["q_proj", "v_proj"])
     out = version_dir(registry, target, version)
     get_peft_model(model, config).save_pretrained(out)
-    (out / "meta.json").write_text(json.dumps({"base_model": base, "version": version}))
+    VersionMeta(target=target, version=version, created_at=NOW, base_model=base).write(out)
     return out
 
 
@@ -51,7 +50,7 @@ async def store(redis_server):
 @pytest.fixture
 def loaded(tiny_model_dir: Path, tmp_path: Path) -> LoadedModel:
     # a model of this test's own: adapters are injected into it in place
-    return load_model(str(tiny_model_dir), cache_dir=tmp_path / "cache")
+    return load_serving_model(str(tiny_model_dir), cache_dir=tmp_path / "cache")
 
 
 @pytest.fixture

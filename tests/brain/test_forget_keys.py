@@ -65,8 +65,9 @@ async def test_tombstones_of_earlier_versions_are_still_honoured(store) -> None:
     assert await store.tombstoned([old_meta, hashlib.sha256(b"telegram:79").hexdigest()]) == {old_meta}
 
 
-async def test_removing_a_forgotten_members_adapter_drops_its_like_counters(store) -> None:
-    """What a forget does to her adapter (brain/adapters.py forget, the nightly run's purge): its counters go."""
+async def test_removing_a_forgotten_members_adapter_drops_it_from_an_older_versions_like_counters(store) -> None:
+    """What a forget does to her adapter (brain/adapters.py forget, the nightly run's purge): the like counters an
+    older version kept (nothing counts with them now: like_counts counts kept ratings) lose its versions' fields."""
     ann = "telegram:5"
     for name in (f"{user_target(ann)}@1", f"{user_target(ann)}@2", "community@3", f"{user_target('telegram:6')}@1"):
         await store.r.hincrby(LIKES, name, 2)

@@ -21,7 +21,7 @@ from brain.api_models import (
     TurnMessages,
     UserRef,
 )
-from brain.store import DISLIKES, LIKES, Store, connect
+from brain.store import Store, connect
 from tests.brain.test_store import all_text
 
 ANN, BOB, CID = (UserRef(platform="telegram", user_id=str(n)) for n in (701, 702, 703))
@@ -84,8 +84,9 @@ async def test_forget_reaches_every_place_her_words_travelled_and_export_lists_t
         bob_again = await client.chat(said(BOB, "tell me more"))
         retried = await client.chat(said(BOB, "", retry_of="last"))  # a /retry keeps the reference, not the text
         assert retried.turn_id
-        # (her own ratings and their counts are the rater's side of a forget, tested with the like counters)
-        for rater, turn_id, value in ((BOB, hers.turn_id, 1), (CID, hers.turn_id, -1), (CID, bob.turn_id, 1)):
+        # others' ratings of her reply, Cid's of Bob's, and her own of Bob's
+        ratings = ((BOB, hers.turn_id, 1), (CID, hers.turn_id, -1), (CID, bob.turn_id, 1), (ANN, bob_again.turn_id, 1))
+        for rater, turn_id, value in ratings:
             assert (await client.feedback(rate(rater, turn_id or "", value))).stored
         assert direct.turn_id and bob_again.turn_id
 
@@ -110,11 +111,13 @@ async def test_forget_reaches_every_place_her_words_travelled_and_export_lists_t
         assert [(m.message_id, m.turn_id) for m in export.messages] == [("9001", hers.turn_id)]
         assert export.chats["g1"].persona == "custom", "a group's persona is shown as the group's, not hers"
         assert all(t.prompt and t.reply for t in export.turns)
-        likes = await store.like_counts()
-        assert likes["base"] == (2, 1)
-        mine = f"{user_target(ANN.key)}@1"  # her own adapter's counts, from replies it gave her
-        await store.r.hincrby(LIKES, mine, 2)
-        await store.r.hincrby(DISLIKES, mine, 1)
+        # her own adapter's counts: her rating and Bob's of a reply it gave her (the tiny model has no adapter to
+        # serve, so the turn is named as served by it)
+        mine = f"{user_target(ANN.key)}@1"
+        served = (await store.turn(direct.turn_id)).model_copy(update={"served_by": mine})  # type: ignore[union-attr]
+        for rater, value in ((ANN, 1), (BOB, -1)):
+            assert (await store.rate_turn(served, rater.key, value, ttl_s=3600, ratings_kept=100)).kept
+        assert await store.like_counts() == {"base": (3, 1), mine: (1, 1)}
 
         await client.forget(ANN)
 
@@ -129,7 +132,10 @@ async def test_forget_reaches_every_place_her_words_travelled_and_export_lists_t
             assert await store.turn(turn_id or "") is None, "Bob's turns quoted her persona: they went with it"
         assert await store.ratings(BOB.key) == [], "ratings of her replies went"
         assert [r.turn_id for r in await store.ratings(CID.key)] == [bob.turn_id], "only ratings of her replies went"
-        assert await store.like_counts() == {"base": (1, 0)}, "the counts follow the ratings; hers are gone"
+        assert await store.ratings(ANN.key) == [], "her own ratings went"
+        assert await store.like_counts() == {"base": (1, 0)}, (
+            "the counts follow the ratings: hers, those of her replies and her adapter's are gone"
+        )
 
 
 async def test_a_card_persona_she_imported_leaves_no_trace_in_other_members_logs(brain, store) -> None:

@@ -80,7 +80,9 @@ def add_vllm_routes(app: FastAPI) -> ServerLog:
         prompt = body.get("prompt")
         if not isinstance(prompt, list) or not all(isinstance(i, int) for i in prompt):
             return _error(400, "this server takes prompts as lists of token ids", "BadRequestError")
-        return await openai_compat.completions(OAICompletionRequest.model_validate(body), request, runtime)
+        # the double's engine serves the base model whatever adapter was named (the brain's own route knows none)
+        served = OAICompletionRequest.model_validate({**body, "model": runtime.model_name})
+        return await openai_compat.completions(served, request, runtime)
 
     # routes match in order: these go before the brain's own /v1/completions, which knows no run-time adapters
     before = len(app.router.routes)

@@ -5,8 +5,6 @@ The server is a second real brain (tiny model) speaking vLLM's side of the proto
 
 from __future__ import annotations
 
-import asyncio
-import json
 import shutil
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
@@ -22,13 +20,14 @@ from brain.engine.backend import Generated
 from brain.engine.remote import AdapterRef, RemoteEngine, RemoteEngineError
 from brain.prompt import render
 from brain.redis_local import LocalRedis, free_port
-from brain.registry_records import LiveAdapter, RegistryEvent, ReloadEvent
+from brain.registry_records import LiveAdapter, RegistryEvent, ReloadEvent, VersionMeta
 from brain.service.app import create_app
 from brain.service.embedded import serve_in_thread
 from brain.settings import ModelSettings, Secrets
 from brain.store import Store, connect
 from tests.deploy.completions_server import ServerLog, add_vllm_routes
 from tests.support.brain_server import brain_settings, running_brain
+from tests.support.eventually import eventually
 
 BACKEND_KEY = "backend-key-for-tests"
 # short greedy replies: the tiny model says nothing useful, and long replies only cost time
@@ -73,7 +72,8 @@ def registry(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> 
         peft_model = get_peft_model(model, LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj", "v_proj"]))
         path = version_dir(root, COMMUNITY, version)
         peft_model.save_pretrained(path)
-        (path / "meta.json").write_text(json.dumps({"base_model": str(tiny_model_dir), "version": version}))
+        VersionMeta(target=COMMUNITY, version=version, created_at="2026-11-30T03:00:00+00:00",
+                    base_model=str(tiny_model_dir)).write(path)  # fmt: skip
     return root
 
 
@@ -197,11 +197,10 @@ async def test_a_promotion_reaches_the_server_under_a_new_name_and_only_that_nam
             assert (await client.chat(chat("before any adapter"))).adapter is None
             for version in (1, 2):
                 await promote(store, version, registry)
-                for _ in range(200):  # the reload event reaches the brain
-                    live = adapters.live.get(COMMUNITY)
-                    if live and live.version == version:
-                        break
-                    await asyncio.sleep(0.02)
+                await eventually(
+                    lambda v=version: (live := adapters.live.get(COMMUNITY)) is not None and live.version == v,
+                    f"the reload event of version {version} reached the brain",
+                )
                 asked = len(backend.log.completion_models)
                 replies = [await client.chat(chat(f"hello with version {version} ({i})")) for i in range(2)]
                 name = f"community@{version}"
@@ -278,3 +277,21 @@ def test_engine_vllm_needs_the_server_url() -> None:
     with pytest.raises(ValueError, match="http:// or https://"):
         RemoteEngine("vllm:8000")
     assert RemoteEngine("http://vllm:8000/v1/").base_url == "http://vllm:8000"
+
+
+async def test_dry_reaches_the_server_under_llama_cpp_names_only_when_on(backend: Backend) -> None:
+    engine = RemoteEngine(backend.url, api_key=BACKEND_KEY)
+    engine.start()
+    strong = GREEDY.model_copy(
+        update={"dry_multiplier": 3.0, "dry_base": 2.0, "dry_allowed_length": 1, "dry_sequence_breakers": ["\n"]}
+    )
+    try:
+        start = len(backend.log.completion_bodies)
+        await collect(engine.generate([5, 6, 5, 6, 5, 6, 5, 6], GREEDY))
+        await collect(engine.generate([5, 6, 5, 6, 5, 6, 5, 6], strong))
+        plain, dry = backend.log.completion_bodies[start:]
+    finally:
+        await engine.aclose()
+    assert not any(name.startswith("dry_") for name in plain)
+    assert dry["dry_multiplier"] == 3.0 and dry["dry_base"] == 2.0 and dry["dry_allowed_length"] == 1
+    assert dry["dry_sequence_breakers"] == ["\n"]

@@ -1,14 +1,14 @@
 """A model made by `trainer pretrain` is served by the brain as it is: its loader and its engine."""
 
 from brain.engine.batching import Engine, GenerationRequest
-from brain.engine.model_loading import load_model as brain_load_model
+from brain.engine.model_loading import load_serving_model
 from trainer.core.config import SamplingOptions
 from trainer.core.models import load_model
 from trainer.sampling import generate
 
 
 async def test_the_saved_model_loads_in_the_brains_engine_and_generates(gpt_run, tmp_path):
-    served = brain_load_model(str(gpt_run.dir), cache_dir=tmp_path / "cache", device="cpu")
+    served = load_serving_model(str(gpt_run.dir), cache_dir=tmp_path / "cache", device="cpu")
     tokenizer = served.tokenizer
     assert served.context_length == 32
     assert tokenizer.convert_tokens_to_ids("<|im_end|>") in served.eos_token_ids

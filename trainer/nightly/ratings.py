@@ -125,7 +125,7 @@ def groups(turns: Iterable[RatedTurn]) -> dict[str, list[RatedTurn]]:
     return out
 
 
-def split_of(key: str, val_fraction: float, heldout_fraction: float) -> str:
+def rating_split_of(key: str, val_fraction: float, heldout_fraction: float) -> str:
     point = int(hashlib.sha256(f"ratings\0{key}".encode()).hexdigest()[:8], 16) / 16**8
     if point < heldout_fraction:
         return "heldout"
@@ -136,7 +136,7 @@ def split_ratings(run_dir: Path, *, val_fraction: float, heldout_fraction: float
     """Write each split's rated turns (whole groups) under data/; returns the turns per split."""
     parts: dict[str, list[RatedTurn]] = {name: [] for name in RATING_SPLITS}
     for key, members in groups(load_exported(run_dir)).items():
-        parts[split_of(key, val_fraction, heldout_fraction)] += members
+        parts[rating_split_of(key, val_fraction, heldout_fraction)] += members
     for name, members in parts.items():
         write_jsonl(run_dir / DATA_DIR / f"ratings-{name}.jsonl", [json.loads(rated.dumps()) for rated in members])
     return {name: len(members) for name, members in parts.items()}

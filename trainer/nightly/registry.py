@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import uuid
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -21,10 +22,9 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from brain.adapters import COMMUNITY, USER_PREFIX, adapter_name, user_target, version_dir
-from brain.registry_records import Action, LiveAdapter, RegistryEvent, ReloadEvent
+from brain.registry_records import META_FILE, Action, LiveAdapter, RegistryEvent, ReloadEvent, VersionMeta
 from brain.store import tombstone_member
 from trainer.errors import TrainerInputError
-from trainer.nightly.files import read_json, write_json
 from trainer.nightly.link import RedisLink
 from trainer.nightly.lock import TrainerLock
 
@@ -35,6 +35,14 @@ BASE = "base"
 
 class RegistryError(TrainerInputError):
     """A target or version that does not exist, or a rollback with nowhere to go."""
+
+
+@dataclass(frozen=True)
+class Purged:
+    """What purge_forgotten took out of service."""
+
+    targets: list[str] = field(default_factory=list)  # forgotten users' own targets: a report counts them only
+    community_versions: list[int] = field(default_factory=list)
 
 
 def now_iso() -> str:
@@ -61,10 +69,10 @@ class Registry:
         if not folder.is_dir():
             return []
         found = (VERSION_DIR.match(p.name) for p in folder.iterdir())
-        return sorted(int(m.group(1)) for m in found if m and (folder / m.group(0) / "meta.json").is_file())
+        return sorted(int(m.group(1)) for m in found if m and (folder / m.group(0) / META_FILE).is_file())
 
-    def meta(self, target: str, version: int) -> dict[str, Any]:
-        return read_json(version_dir(self.root, target, version) / "meta.json")
+    def meta(self, target: str, version: int) -> VersionMeta:
+        return VersionMeta.read(version_dir(self.root, target, version))
 
     def records(self) -> dict[str, LiveAdapter]:
         return self.link.call(self.store.registry_records())
@@ -79,8 +87,20 @@ class Registry:
         record = self.live(target)
         return record.version if record else None
 
-    def add(self, target: str, adapter_dir: str | Path, meta: dict[str, Any]) -> int:
-        """Copy an adapter in as the target's next version (not live yet); returns the version number."""
+    def add(
+        self,
+        target: str,
+        adapter_dir: str | Path,
+        *,
+        base_model: str,
+        run: str | None = None,
+        metrics: dict[str, float | None] | None = None,
+        user_hash: str | None = None,
+        user_hashes: list[str] | None = None,
+    ) -> int:
+        """Copy an adapter in as the target's next version (not live yet); returns the version number.
+        ``user_hash`` (a user target's owner) or ``user_hashes`` (everyone the community version learned from)
+        let a later /forget take the version out of service."""
         history = [e.version or 0 for e in self.history(target)]
         live = self.live_version(target) or 0
         version = max([0, live, *history, *self.versions(target)]) + 1
@@ -89,7 +109,16 @@ class Registry:
         tmp = final.parent / f".tmp-{final.name}-{uuid.uuid4().hex[:8]}"
         shutil.copytree(adapter_dir, tmp)
         (tmp / "README.md").unlink(missing_ok=True)  # peft's model card names paths of the training machine
-        write_json(tmp / "meta.json", {**meta, "target": target, "version": version, "created_at": now_iso()})
+        VersionMeta(
+            target=target,
+            version=version,
+            created_at=now_iso(),
+            base_model=base_model,
+            run=run,
+            metrics=metrics or {},
+            user_hash=user_hash,
+            user_hashes=user_hashes or [],
+        ).write(tmp)
         os.rename(tmp, final)
         return version
 
@@ -115,8 +144,8 @@ class Registry:
             version=version,
             name=adapter_name(target, version),
             path=f"{target}/v{version}",
-            metrics=meta.get("metrics", {}),
-            base_model=meta.get("base_model"),
+            metrics=meta.metrics,
+            base_model=meta.base_model,
             promoted_at=now_iso(),
             user=user,
         )
@@ -126,7 +155,7 @@ class Registry:
             previous=previous.version if previous else None,
             at=record.promoted_at,
             metrics=record.metrics,
-            run=meta.get("run"),
+            run=meta.run,
         )
         self.link.call(self.store.set_registry_record(target, record, event))
         if user:
@@ -185,18 +214,18 @@ class Registry:
         shutil.rmtree(self.root / target, ignore_errors=True)
         self._announce(ReloadEvent(target=target, version=None, action="remove"))
 
-    def purge_forgotten(self, *, lock: TrainerLock) -> dict[str, Any]:
+    def purge_forgotten(self, *, lock: TrainerLock) -> Purged:
         """Remove every adapter that learned from a user who has since been forgotten: their own target,
         and each community version trained on their data."""
         owners = self._user_target_owners()
-        trained_on = {v: set(self.meta(COMMUNITY, v).get("user_hashes", [])) for v in self.versions(COMMUNITY)}
+        trained_on = {v: set(self.meta(COMMUNITY, v).user_hashes) for v in self.versions(COMMUNITY)}
         gone = self.link.call(self.store.tombstoned(sorted(set(owners).union(*trained_on.values()))))
         targets = sorted(owners[member] for member in gone & set(owners))
         for target in targets:
             self.remove(target)
         tainted = [v for v, members in trained_on.items() if members & gone]
         self._retire_community(tainted, lock=lock)
-        return {"targets": targets, "community_versions": tainted}
+        return Purged(targets=targets, community_versions=tainted)
 
     def _user_target_owners(self) -> dict[str, str]:
         """Each user target by its owner's tombstone member (the hash of the user id)."""
@@ -208,7 +237,7 @@ class Registry:
             record = records.get(target)
             user = record.user if record else None
             metas = (self.meta(target, v) for v in self.versions(target))
-            member = tombstone_member(user) if user else next((m["user_hash"] for m in metas if "user_hash" in m), None)
+            member = tombstone_member(user) if user else next((m.user_hash for m in metas if m.user_hash), None)
             if member:
                 owners[member] = target
         return owners

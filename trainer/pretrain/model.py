@@ -66,13 +66,14 @@ class CausalSelfAttention(nn.Module):
         self.resid_dropout = nn.Dropout(shape.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        B, T, C = x.shape
-        q, k, v = self.c_attn(x).split(C, dim=2)
-        # (B, T, C) -> (B, heads, T, head width): each head attends on its own slice of the width
+        B, T, C = x.shape  # batch, positions, width (n_embd)
+        q, k, v = self.c_attn(x).split(C, dim=2)  # each (B, T, C)
+        # each head attends on its own slice of the width: (B, T, C) -> (B, T, heads, hs) -> (B, heads, T, hs)
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
         y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0, is_causal=True)
-        y = y.transpose(1, 2).reshape(B, T, C)  # the heads side by side again
-        return self.resid_dropout(self.c_proj(y))
+        # (B, heads, T, hs) -> (B, T, heads, hs) -> (B, T, C): the heads side by side again
+        y = y.transpose(1, 2).reshape(B, T, C)
+        return self.resid_dropout(self.c_proj(y))  # (B, T, C)
 
 
 class MLP(nn.Module):
@@ -83,6 +84,7 @@ class MLP(nn.Module):
         self.dropout = nn.Dropout(shape.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # (B, T, C) -> (B, T, 4C) -> (B, T, C)
         return self.dropout(self.c_proj(F.gelu(self.c_fc(x), approximate="tanh")))
 
 
@@ -113,8 +115,8 @@ class Transformer(nn.Module):
         self.ln_f = nn.LayerNorm(shape.n_embd, eps=LAYER_NORM_EPS)
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-        positions = torch.arange(input_ids.size(1), device=input_ids.device)
-        x = self.drop(self.wte(input_ids) + self.wpe(positions))
+        positions = torch.arange(input_ids.size(1), device=input_ids.device)  # (T,)
+        x = self.drop(self.wte(input_ids) + self.wpe(positions))  # (B, T, C) + (T, C), broadcast: (B, T, C)
         for block in self.h:
             x = block(x)
         return self.ln_f(x)
@@ -159,7 +161,7 @@ class GPT(nn.Module):
             raise ValueError("this GPT trains on unpadded windows: pass no attention mask")
         if input_ids.size(1) > self.shape.block_size:
             raise ValueError(f"{input_ids.size(1)} positions do not fit the context of {self.shape.block_size}")
-        return GPTOutput(logits=self.lm_head(self.transformer(input_ids)))
+        return GPTOutput(logits=self.lm_head(self.transformer(input_ids)))  # (B, T) -> (B, T, C) -> (B, T, vocab)
 
     # -- Hugging Face GPT-2, out and in
 
@@ -170,7 +172,7 @@ class GPT(nn.Module):
         del state["lm_head.weight"]
         for name in state:
             if name.endswith(CONV1D_WEIGHTS):
-                state[name] = state[name].t().contiguous()
+                state[name] = state[name].t().contiguous()  # nn.Linear's (out, in) -> Conv1D's (in, out)
         return state
 
     def hf_config(self, tokenizer: PreTrainedTokenizerBase) -> GPT2Config:
@@ -224,7 +226,7 @@ class GPT(nn.Module):
         }
         for name in state:
             if name.endswith(CONV1D_WEIGHTS):
-                state[name] = state[name].t()
+                state[name] = state[name].t()  # Conv1D's (in, out) -> nn.Linear's (out, in)
         state["lm_head.weight"] = state["transformer.wte.weight"]
         model.load_state_dict(state)
         return model

@@ -11,9 +11,12 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
+import numpy as np
 import torch
 from rich.console import Console
 from transformers import PreTrainedTokenizerFast
@@ -29,7 +32,7 @@ from trainer.core.text import load_clean_text
 from trainer.errors import CheckpointError
 from trainer.pretrain import checkpoint as ckpt
 from trainer.pretrain import data as D
-from trainer.pretrain.model import build_gpt, count_parameters, flops_per_token, generation_config, gpu_peak_flops
+from trainer.pretrain.model import GPT, build_gpt, count_parameters, flops_per_token, generation_config, gpu_peak_flops
 from trainer.pretrain.plot import plot_loss_curves
 from trainer.pretrain.tokenizer import check_vocab_size, describe, train_tokenizer
 
@@ -91,73 +94,156 @@ def _pretrain(
     started: float,
 ) -> PretrainResult:
     out_dir = Path(cfg.out_dir).expanduser()
-    checkpoints = out_dir / ckpt.CHECKPOINTS
+    corpus = read_corpus(cfg, restored)
+    tokenizer = restored.tokenizer if restored is not None else make_tokenizer(cfg, corpus, placement, out_dir)
+    ids = encode_corpus(cfg, corpus, tokenizer)
 
-    # -- data: every check that can fail runs here, before the tokenizer or the model costs anything
+    # model, optimizer, schedule, batches: fresh, or as the checkpoint left them (the loop restores them)
+    distributed.seed_everything(cfg.seed + placement.rank)
+    model = make_model(cfg, restored, tokenizer, placement.device)
+    optimizer = adamw(model, cfg.lr, cfg.weight_decay, placement.device, betas=(cfg.beta1, cfg.beta2))
+    scheduler = warmup_cosine_schedule(optimizer, cfg.warmup_steps, cfg.max_steps, cfg.min_lr_ratio)
+    train_batches, val_batches = make_batches(cfg, ids, placement)
+    resume_from = _snapshot(restored, placement) if restored is not None else None
+    fast_model = cast(torch.nn.Module, torch.compile(model)) if cfg.compile else model
+
+    meta = describe_run(cfg, corpus, tokenizer, ids, model, placement)
+    writer = CheckpointWriter(out_dir / ckpt.CHECKPOINTS, model, tokenizer, meta, placement)
+    if placement.is_main and progress:
+        announce(cfg, meta, tokenizer, placement)
+    result = train(
+        model,
+        NextToken(),
+        train_batches,
+        validator(cfg, fast_model, val_batches, placement),
+        optimizer,
+        scheduler,
+        placement,
+        loop_settings(cfg, stop_after),
+        forward=distributed.data_parallel(fast_model, placement),
+        keep_best=lambda loop: writer.save("best", loop, None),
+        save_checkpoint=lambda snapshot: writer.save("last", snapshot.state, snapshot),
+        resume=resume_from,
+        progress=progress,
+        flops_per_token=flops_per_token(model),
+        peak_flops=peak_flops(placement.device),
+    )
+
+    if placement.is_main:
+        export(out_dir, result.history, title=f"{Path(cfg.data).name}: {cfg.n_layer} layers, width {cfg.n_embd}")
+    placement.barrier()
+    return PretrainResult(**result.model_dump(), out_dir=out_dir, wall_s=time.perf_counter() - started)
+
+
+@dataclass(frozen=True)
+class Corpus:
+    text: str
+    splits: D.Splits
+    fingerprint: str
+
+
+def read_corpus(cfg: PretrainConfig, restored: ckpt.Checkpoint | None) -> Corpus:
+    """The text and its splits, checked before the tokenizer or the model costs anything: the context fits each
+    split, and a resumed run reads the data it was trained on."""
     text = load_clean_text(cfg.data)
     splits = D.split_text(text, cfg.split)
     fingerprint = D.fingerprint(text)
     needed = {"train": splits.train, "validation": splits.val}
     D.check_context_fits(cfg.block_size, {k: len(v.encode("utf-8")) for k, v in needed.items()})
-    if restored is not None:
-        tokenizer = restored.tokenizer
-        if restored.meta["data"]["fingerprint"] != fingerprint:
-            raise CheckpointError(
-                f"the checkpoint {restored.path} was trained on other data than {cfg.data}; "
-                "resume with the same data, or start a new run"
-            )
-    else:
-        # characters: the alphabet of all the text, so the validation split has no unknowns;
-        # BPE merges: learned from the training split only
-        source = text if cfg.tokenizer == "char" else splits.train
-        check_vocab_size(cfg.tokenizer, cfg.vocab_size, source)
-        tokenizer_dir = checkpoints / "tokenizer"
-        if placement.is_main:
-            trained = train_tokenizer(cfg.tokenizer, source, cfg.vocab_size)
-            trained.model_max_length = cfg.block_size
-            trained.save_pretrained(tokenizer_dir)
-        placement.barrier()
-        from transformers import AutoTokenizer
+    if restored is not None and restored.meta["data"]["fingerprint"] != fingerprint:
+        raise CheckpointError(
+            f"the checkpoint {restored.path} was trained on other data than {cfg.data}; "
+            "resume with the same data, or start a new run"
+        )
+    return Corpus(text=text, splits=splits, fingerprint=fingerprint)
 
-        tokenizer = cast(PreTrainedTokenizerFast, AutoTokenizer.from_pretrained(tokenizer_dir))  # rank 0 trained it
-    ids = {name: D.encode(part, tokenizer) for name, part in (("train", splits.train), ("val", splits.val))}
-    D.check_context_fits(cfg.block_size, {"train": len(ids["train"]), "validation": len(ids["val"])})
-    data_info: dict[str, Any] = {
-        "path": str(cfg.data),
-        "fingerprint": fingerprint,
-        "characters": len(text),
-        "split": list(cfg.split),
-        "tokens": {name: int(len(v)) for name, v in ids.items()},
-    }
 
-    # -- model, optimizer, schedule, data: fresh, or as the checkpoint left them (the loop restores them)
-    distributed.seed_everything(cfg.seed + placement.rank)
-    device = placement.device
+def make_tokenizer(cfg: PretrainConfig, corpus: Corpus, placement: Placement, out_dir: Path) -> PreTrainedTokenizerFast:
+    """A new tokenizer, trained by the first process and read from disk by every one."""
+    # characters: the alphabet of all the text, so the validation split has no unknowns;
+    # BPE merges: learned from the training split only
+    source = corpus.text if cfg.tokenizer == "char" else corpus.splits.train
+    check_vocab_size(cfg.tokenizer, cfg.vocab_size, source)
+    tokenizer_dir = out_dir / ckpt.CHECKPOINTS / "tokenizer"
+    if placement.is_main:
+        trained = train_tokenizer(cfg.tokenizer, source, cfg.vocab_size)
+        trained.model_max_length = cfg.block_size
+        trained.save_pretrained(tokenizer_dir)
+    placement.barrier()
+    from transformers import AutoTokenizer
+
+    return cast(PreTrainedTokenizerFast, AutoTokenizer.from_pretrained(tokenizer_dir))  # rank 0 trained it
+
+
+def make_model(
+    cfg: PretrainConfig, restored: ckpt.Checkpoint | None, tokenizer: PreTrainedTokenizerFast, device: torch.device
+) -> GPT:
+    """Random weights (GPT-2's initialisation), or the checkpoint's; in training mode on the device."""
     model = restored.model if restored is not None else build_gpt(cfg.shape, tokenizer)
     model = model.to(device)
     model.train()
-    optimizer = adamw(model, cfg.lr, cfg.weight_decay, device, betas=(cfg.beta1, cfg.beta2))
-    scheduler = warmup_cosine_schedule(optimizer, cfg.warmup_steps, cfg.max_steps, cfg.min_lr_ratio)
+    return model
+
+
+def make_batches(
+    cfg: PretrainConfig, ids: dict[str, np.ndarray], placement: Placement
+) -> tuple[D.WindowBatches, D.BatchSampler]:
+    """Random windows of the training split, ``grad_accum`` batches a step, and of the validation split; each
+    process draws its own."""
     sampler = D.BatchSampler(ids["train"], cfg.block_size, cfg.batch_size, cfg.seed, placement.rank)
     train_batches = D.WindowBatches(sampler, per_step=cfg.grad_accum)
     val_batches = D.BatchSampler(ids["val"], cfg.block_size, cfg.batch_size, cfg.seed + 1, placement.rank)
-    resume_from = _snapshot(restored, placement) if restored is not None else None
-    fast_model = cast(torch.nn.Module, torch.compile(model)) if cfg.compile else model
+    return train_batches, val_batches
 
-    peak = gpu_peak_flops(torch.cuda.get_device_name(device)) if device.type == "cuda" else None
-    meta: dict[str, Any] = {
+
+def encode_corpus(cfg: PretrainConfig, corpus: Corpus, tokenizer: PreTrainedTokenizerFast) -> dict[str, np.ndarray]:
+    """The token ids of the training and validation splits, each long enough for the context."""
+    ids = {
+        name: D.encode(part, tokenizer) for name, part in (("train", corpus.splits.train), ("val", corpus.splits.val))
+    }
+    D.check_context_fits(cfg.block_size, {"train": len(ids["train"]), "validation": len(ids["val"])})
+    return ids
+
+
+def describe_run(
+    cfg: PretrainConfig,
+    corpus: Corpus,
+    tokenizer: PreTrainedTokenizerFast,
+    ids: dict[str, np.ndarray],
+    model: GPT,
+    placement: Placement,
+) -> dict[str, Any]:
+    """What every checkpoint of the run says of it (checkpoint.json, with the step and the losses)."""
+    return {
         "format": "ownchat-gpt/1",
         "train_config": cfg.model_dump(),
         "tokenizer": describe(tokenizer, cfg.tokenizer),
-        "data": data_info,
+        "data": {
+            "path": str(cfg.data),
+            "fingerprint": corpus.fingerprint,
+            "characters": len(corpus.text),
+            "split": list(cfg.split),
+            "tokens": {name: int(len(v)) for name, v in ids.items()},
+        },
         "parameters": count_parameters(model, non_embedding=False),
         "world_size": placement.world_size,
         "tokens_per_step": cfg.batch_size * cfg.block_size * cfg.grad_accum * placement.world_size,
     }
-    gen_config = generation_config(tokenizer)
 
-    def save(name: str, loop: LoopState, snapshot: Snapshot | None) -> None:
-        if not placement.is_main:
+
+@dataclass
+class CheckpointWriter:
+    """Writes the run's checkpoints (``best``: the model alone; ``last``: with the state to resume from), on
+    the first process only."""
+
+    folder: Path
+    model: GPT
+    tokenizer: PreTrainedTokenizerFast
+    meta: dict[str, Any]
+    placement: Placement
+
+    def save(self, name: str, loop: LoopState, snapshot: Snapshot | None) -> None:
+        if not self.placement.is_main:
             return
         state = None
         if snapshot is not None:
@@ -166,27 +252,47 @@ def _pretrain(
                 "scheduler": snapshot.scheduler,
                 "rng": snapshot.rng,
                 "data_position": snapshot.data["position"],
-                "world_size": placement.world_size,
+                "world_size": self.placement.world_size,
             }
         info = {
-            **meta,
+            **self.meta,
             "step": loop.step,
             "best_step": loop.best_step,
             "best_val_loss": loop.best_val,
             "history": loop.history,
         }
-        ckpt.save_checkpoint(checkpoints / name, model, tokenizer, gen_config, info, state)
+        gen_config = generation_config(self.tokenizer)
+        ckpt.save_checkpoint(self.folder / name, self.model, self.tokenizer, gen_config, info, state)
+
+
+def announce(
+    cfg: PretrainConfig, meta: dict[str, Any], tokenizer: PreTrainedTokenizerFast, placement: Placement
+) -> None:
+    console.print(
+        f"pretraining {meta['parameters']:,} parameters on {meta['data']['tokens']['train']:,} tokens "
+        f"({cfg.tokenizer}, vocabulary {len(tokenizer)}), {placement.world_size} process(es) on {placement.device}"
+    )
+
+
+def validator(
+    cfg: PretrainConfig, model: torch.nn.Module, batches: D.BatchSampler, placement: Placement
+) -> Callable[[], float]:
+    """The validation loss, always on the same first ``eval_batches`` batches of the validation split."""
 
     def validate() -> float:
-        batches = val_batches.first(cfg.eval_batches)
-        return mean_loss(fast_model, batches, NextToken(), device, placement=placement, autocast=placement.autocast)
+        first = batches.first(cfg.eval_batches)
+        return mean_loss(model, first, NextToken(), placement.device, placement=placement, autocast=placement.autocast)
 
-    if placement.is_main and progress:
-        console.print(
-            f"pretraining {meta['parameters']:,} parameters on {data_info['tokens']['train']:,} tokens "
-            f"({cfg.tokenizer}, vocabulary {len(tokenizer)}), {placement.world_size} process(es) on {device}"
-        )
-    settings = LoopSettings(
+    return validate
+
+
+def peak_flops(device: torch.device) -> float | None:
+    """The GPU's peak, for model FLOPs utilisation in the progress line (None: unknown, or no GPU)."""
+    return gpu_peak_flops(torch.cuda.get_device_name(device)) if device.type == "cuda" else None
+
+
+def loop_settings(cfg: PretrainConfig, stop_after: int | None) -> LoopSettings:
+    return LoopSettings(
         label="pretrain",
         total_steps=cfg.max_steps,
         stop_after=stop_after,
@@ -194,28 +300,6 @@ def _pretrain(
         eval_every=cfg.eval_every,
         checkpoint_every=cfg.eval_every,
     )
-    result = train(
-        model,
-        NextToken(),
-        train_batches,
-        validate,
-        optimizer,
-        scheduler,
-        placement,
-        settings,
-        forward=distributed.data_parallel(fast_model, placement),
-        keep_best=lambda loop: save("best", loop, None),
-        save_checkpoint=lambda snapshot: save("last", snapshot.state, snapshot),
-        resume=resume_from,
-        progress=progress,
-        flops_per_token=flops_per_token(model),
-        peak_flops=peak,
-    )
-
-    if placement.is_main:
-        export(out_dir, result.history, title=f"{Path(cfg.data).name}: {cfg.n_layer} layers, width {cfg.n_embd}")
-    placement.barrier()
-    return PretrainResult(**result.model_dump(), out_dir=out_dir, wall_s=time.perf_counter() - started)
 
 
 def _snapshot(restored: ckpt.Checkpoint, placement: Placement) -> Snapshot:

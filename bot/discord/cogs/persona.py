@@ -42,7 +42,7 @@ class PresetCache:
         return self._presets
 
 
-class Persona(commands.Cog):
+class PersonaCog(commands.Cog, name="Persona"):
     def __init__(self, bot: OwnchatBot):
         self.bot = bot
         self.presets = PresetCache(bot.brain)

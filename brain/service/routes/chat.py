@@ -25,10 +25,11 @@ from brain.engine.prefix_cache import UNKNOWN_CONTRIBUTOR
 from brain.feedback_records import PersonaRef, TurnRecord
 from brain.memory.context import EARLIER_TURNS_KEPT, Memory
 from brain.memory.extract import extract_in_background
-from brain.prompt import Prompt, build_prompt, render
+from brain.prompt import Prompt, build_prompt, public_prefix, render
 from brain.service.auth import Authorized
 from brain.service.deps import RuntimeDep
 from brain.service.errors import ApiError, responses
+from brain.service.routes.compare import should_compare
 from brain.service.runtime import Runtime
 from brain.service.streaming import EventStream, events_or_error, sse, stream_responses, unless_disconnected
 from brain.store import ChatState, persona_digest
@@ -145,6 +146,7 @@ async def chat(body: ChatRequest, request: Request, runtime: RuntimeDep) -> Any:
             ids = await runtime.off_loop(render, runtime.tokenizer, first.prompt)
             if len(ids) > runtime.prompt_budget(sampling.max_new_tokens):
                 raise ApiError(413, "prompt_too_long", "The reply to try again no longer fits the model's context.")
+            public = await runtime.off_loop(public_prefix, runtime.tokenizer, persona.system_prompt, ids)
             finish = functools.partial(_store_retry, runtime, body, state, persona.name, first, started)
             contributors = {first.persona_ref.author} if first.persona_ref else set()
         else:
@@ -163,7 +165,8 @@ async def chat(body: ChatRequest, request: Request, runtime: RuntimeDep) -> Any:
                     build_prompt,
                     runtime.tokenizer,
                     system_prompt=persona.system_prompt,
-                    summary=state.summary,
+                    # a summary left from when summaries were on is not used: the profile turned them off
+                    summary=state.summary if memory.summaries else "",
                     turns=state.turns,
                     text=body.text,
                     budget=runtime.prompt_budget(sampling.max_new_tokens),
@@ -172,13 +175,14 @@ async def chat(body: ChatRequest, request: Request, runtime: RuntimeDep) -> Any:
                 )
             except ValueError as exc:
                 raise ApiError(413, "message_too_long", str(exc)) from exc
-            ids = prompt.ids
-            finish = functools.partial(_store_turn, runtime, body, state, persona.name, prompt, started, ref)
+            ids, public = prompt.ids, prompt.public
+            quoted = recallable.quoted(prompt.facts, prompt.recalled)
+            finish = functools.partial(_store_turn, runtime, body, state, persona.name, prompt, quoted, started, ref)
             contributors = {ref.author} if ref else set()
             if prompt.thread_used and any(not m.from_bot for m in body.context):
                 # other members' words, known only by their display names: no forget could find the entry
                 contributors.add(UNKNOWN_CONTRIBUTOR)
-        reply = _reply(runtime, user, state.profile, ids, sampling, finish, contributors - {user})
+        reply = _reply(runtime, user, state.profile, ids, public, sampling, finish, contributors - {user})
         if body.stream:
             return EventStream(events_or_error(_sse(reply), lambda error: sse("error", error)), slot)
         return await unless_disconnected(request, _whole(reply))
@@ -195,6 +199,10 @@ async def retried_turn(runtime: Runtime, body: ChatRequest) -> TurnRecord:
         turn = await store.last_turn(body.key, body.platform, body.chat_id)
     elif body.retry_of is not None:
         turn = await store.turn(body.retry_of)
+    if turn is not None and turn.facts:
+        # a fact it quotes that expired (deleting one drops the turn at once) must not come back in a new reply
+        kept = {str(fact.get("id")) for fact in await store.facts(turn.author)}
+        turn = turn if set(turn.facts) <= kept else None
     if turn is None or (turn.author, turn.platform, turn.chat_id) != (body.key, body.platform, body.chat_id):
         raise ApiError(
             404,
@@ -225,15 +233,20 @@ async def _reply(
     user: str,
     profile: dict[str, str],
     ids: list[int],
+    public: int,
     sampling: SamplingParams,
     finish: Finish,
     contributors: set[str],
 ) -> AsyncIterator[str | ChatReply]:
-    """The reply's text deltas, then, once the turn is stored, the ChatReply. ``contributors``: the other members
-    whose words the prompt holds (what it leaves cached goes with any of their forgets)."""
+    """The reply's text deltas, then, once the turn is stored, the ChatReply. The first ``public`` ids (the
+    persona's system prompt) may reuse what other members' requests left cached; the rest only the member's own.
+    ``contributors``: the other members whose words the prompt holds (what it leaves cached goes with any of their
+    forgets)."""
     async with runtime.adapters.serving(user, profile) as adapter:
         result: Generated | None = None
-        generated = runtime.generate(ids, sampling, adapter=adapter, user=user, contributors=frozenset(contributors))
+        generated = runtime.generate(
+            ids, sampling, adapter=adapter, user=user, public_prefix=public, contributors=frozenset(contributors)
+        )
         async for item in generated:
             if isinstance(item, Generated):
                 result = item
@@ -284,6 +297,7 @@ async def _store_turn(
     state: ChatState,
     persona: str,
     prompt: Prompt,
+    quoted: tuple[list[str], list[str]],
     started: float,
     ref: PersonaRef | None,
     result: Generated,
@@ -314,16 +328,20 @@ async def _store_turn(
         persona="custom" if ref else persona,
         chat_kind=body.chat_kind.value,
         keep_earlier=EARLIER_TURNS_KEPT if runtime.settings.memory.recall_tokens > 0 else 0,
-        turn=_turn(body, prompt.own_messages, result, adapter, ref),
+        turn=_turn(body, prompt.own_messages, result, adapter, ref).model_copy(
+            update={"facts": quoted[0], "recalled_from": quoted[1]}
+        ),
         turns_kept=runtime.settings.feedback.turns_kept,
     )
-    if record.evicted:
+    if record.evicted and runtime.settings.memory.summaries:
         runtime.fold_in_background(user, body.chat_id, state.summary, record.evicted)
     if record.stored and runtime.settings.memory.extract_facts:
         extract_in_background(runtime, user, body.chat_id, body.chat_kind.value, record.since, body.text)
     runtime.metrics.replies.labels("ok").inc()
     runtime.metrics.request_latency.labels("chat").observe(time.perf_counter() - started)
-    return _answered(persona, result, adapter, logged=record.logged, turn_id=record.turn_id)
+    reply = _answered(persona, result, adapter, logged=record.logged, turn_id=record.turn_id)
+    reply.compare = await should_compare(runtime, user, record.turn_id, retry=False)
+    return reply
 
 
 async def _store_retry(
@@ -340,10 +358,14 @@ async def _store_retry(
     ttl_s = runtime.settings.memory.ttl_s
     turn_id = None
     if not body.request_id or await runtime.store.claim_request(body.key, body.request_id, ttl_s):
-        # the first turn's persona reference too: the store keeps the reference, not the text it was resolved to
-        turn = _turn(body, first.prompt, result, adapter, first.persona_ref).model_copy(
-            update={"retry_of": first.retry_of or first.turn_id}
-        )
+        # the first turn's persona reference too: the store keeps the reference, not the text it was resolved to;
+        # and it quotes what the first quoted, and leaves with it
+        update = {
+            "retry_of": first.retry_of or first.turn_id,
+            "facts": first.facts,
+            "recalled_from": first.recalled_from,
+        }
+        turn = _turn(body, first.prompt, result, adapter, first.persona_ref).model_copy(update=update)
         turn_id = await runtime.store.save_turn(
             turn, since=state.since, ttl_s=ttl_s, turns_kept=runtime.settings.feedback.turns_kept
         )

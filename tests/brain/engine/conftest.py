@@ -6,19 +6,19 @@ from pathlib import Path
 import pytest
 
 from brain.engine.batching import Engine
-from brain.engine.model_loading import LoadedModel, load_model
+from brain.engine.model_loading import LoadedModel, load_serving_model
 from tests.support.tiny_model import make_tiny_model_dir
 
 
 @pytest.fixture(scope="session")
 def tiny_llama(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> LoadedModel:
-    return load_model(str(tiny_model_dir), cache_dir=tmp_path_factory.mktemp("model-cache"))
+    return load_serving_model(str(tiny_model_dir), cache_dir=tmp_path_factory.mktemp("model-cache"))
 
 
 @pytest.fixture(scope="session")
 def tiny_gpt2(tmp_path_factory: pytest.TempPathFactory) -> LoadedModel:
     path = make_tiny_model_dir(tmp_path_factory.mktemp("tiny-gpt2"), arch="gpt2")
-    return load_model(str(path), cache_dir=tmp_path_factory.mktemp("model-cache"))
+    return load_serving_model(str(path), cache_dir=tmp_path_factory.mktemp("model-cache"))
 
 
 @pytest.fixture(params=["llama", "gpt2"])

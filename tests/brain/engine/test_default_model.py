@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from brain.engine.batching import GenerationRequest
-from brain.engine.model_loading import DEFAULT_MODEL_ALIAS, load_model, resolve_model
+from brain.engine.model_loading import DEFAULT_MODEL_ALIAS, load_serving_model, resolve_model
 from brain.engine.text import TextStream
 
 pytestmark = pytest.mark.integration
@@ -17,7 +17,7 @@ async def test_default_alias_converts_once_and_answers(tmp_path: Path, start_eng
     weights = (converted / "model.safetensors").stat()
     assert [path.name for path in tmp_path.iterdir()] == [DEFAULT_MODEL_ALIAS], "no temporary directory left"
 
-    loaded = load_model(DEFAULT_MODEL_ALIAS, cache_dir=tmp_path)
+    loaded = load_serving_model(DEFAULT_MODEL_ALIAS, cache_dir=tmp_path)
     assert Path(loaded.model.config._name_or_path) == converted
     assert (converted / "model.safetensors").stat().st_mtime_ns == weights.st_mtime_ns, "converted again"
 
@@ -33,6 +33,6 @@ async def test_default_alias_converts_once_and_answers(tmp_path: Path, start_eng
     assert stream.finish_reason == "stop"
 
     # as the service loads it: bf16, and 4-bit copies for few rows, where the CPU has bf16 instructions
-    served = load_model(DEFAULT_MODEL_ALIAS, cache_dir=tmp_path, cpu_weights="auto")
+    served = load_serving_model(DEFAULT_MODEL_ALIAS, cache_dir=tmp_path, cpu_weights="auto")
     handle = start_engine(served).submit(GenerationRequest(prompt_ids=tokenizer.encode(prompt), max_new_tokens=40))
     assert "Paris" in await TextStream(handle, tokenizer).complete()

@@ -10,16 +10,16 @@ from brain.engine import model_loading
 from brain.engine.model_loading import (
     DEFAULT_MODEL_ALIAS,
     ModelNotFoundError,
-    load_model,
+    load_serving_model,
+    parse_dtype,
     pick_device,
-    pick_dtype,
     resolve_model,
 )
 
 
 def test_local_directory_loads_like_any_model(tiny_model_dir: Path, tmp_path: Path) -> None:
     assert resolve_model(str(tiny_model_dir), tmp_path) == tiny_model_dir
-    loaded = load_model(str(tiny_model_dir), cache_dir=tmp_path)
+    loaded = load_serving_model(str(tiny_model_dir), cache_dir=tmp_path)
     assert not loaded.model.training
     assert loaded.device == torch.device("cpu") and loaded.dtype == torch.float32
     assert next(loaded.model.parameters()).dtype == torch.float32
@@ -60,11 +60,11 @@ def test_alias_without_its_package_says_what_to_install(tmp_path: Path, monkeypa
 
 def test_device_and_dtype_choice() -> None:
     assert pick_device("cpu") == torch.device("cpu")
-    assert pick_dtype(torch.device("cpu")) == torch.float32
-    assert pick_dtype(torch.device("cuda")) == torch.bfloat16
-    assert pick_dtype(torch.device("cpu"), "bfloat16") == torch.bfloat16
+    assert parse_dtype(torch.device("cpu")) == torch.float32
+    assert parse_dtype(torch.device("cuda")) == torch.bfloat16
+    assert parse_dtype(torch.device("cpu"), "bfloat16") == torch.bfloat16
     with pytest.raises(ValueError, match="unknown dtype 'half'"):
-        pick_dtype(torch.device("cpu"), "half")
+        parse_dtype(torch.device("cpu"), "half")
     if not torch.cuda.is_available():
         assert pick_device() == torch.device("cpu")
         with pytest.raises(ValueError, match="no CUDA device"):

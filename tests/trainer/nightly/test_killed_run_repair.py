@@ -38,7 +38,7 @@ def test_the_next_run_draws_the_plots_and_prunes_what_a_killed_run_left(
         copy = tmp_path / "adapter-copy"
         shutil.copytree(source, copy)
         for _ in range(3):
-            reg.add(COMMUNITY, copy, {"run": killed.name})
+            reg.add(COMMUNITY, copy, base_model=settings.model.name, run=killed.name)
         assert len(reg.versions(COMMUNITY)) > 2
 
     # the next run repairs both first thing: even one stopped before it trains anything

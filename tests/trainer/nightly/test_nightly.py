@@ -24,7 +24,7 @@ from trainer.cli import app
 from trainer.nightly.export import load_snapshot
 from trainer.nightly.link import RedisLink
 from trainer.nightly.lock import LockHeldError, TrainerLock
-from trainer.nightly.registry import Registry
+from trainer.nightly.registry import Purged, Registry
 from trainer.nightly.report import Outcome, RunReport, read_report
 from trainer.nightly.run import run_nightly
 from trainer.nightly.runs import run_dirs
@@ -238,15 +238,16 @@ def test_forget_puts_the_newest_community_version_that_never_saw_the_user_back_l
     with RedisLink(redis_server.url) as link, TrainerLock(link, ttl_s=30) as lock:
         registry = Registry(tmp_path / "registry", link)
         for learned_from in ([bob], [ann, bob], [bob], [ann]):  # v1 live, v2 live, v3 never live, v4 live
-            meta = {"base_model": "m", "user_hashes": [tombstone_member(u) for u in learned_from]}
-            version = registry.add(COMMUNITY, adapter, meta)
+            version = registry.add(
+                COMMUNITY, adapter, base_model="m", user_hashes=[tombstone_member(u) for u in learned_from]
+            )
             if version != 3:
                 registry.promote(COMMUNITY, version, lock=lock)
         link.call(link.store.forget(ann))
 
         purged = registry.purge_forgotten(lock=lock)
 
-        assert purged == {"targets": [], "community_versions": [2, 4]}
+        assert purged == Purged(targets=[], community_versions=[2, 4])
         assert registry.versions(COMMUNITY) == [1, 3]
         assert registry.live_version(COMMUNITY) == 1, "v3 never passed the gate, so v1 serves"
         assert registry.history(COMMUNITY)[0].action == "forget"
