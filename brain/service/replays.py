@@ -46,7 +46,8 @@ class Flight:
         index = 0
         while True:
             async with self._changed:
-                await self._changed.wait_for(lambda: len(self.items) > index or self.ended)
+                while len(self.items) <= index and not self.ended:
+                    await self._changed.wait()
                 fresh, index = self.items[index:], len(self.items)
                 ended = self.ended
             for item in fresh:
