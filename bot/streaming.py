@@ -109,6 +109,12 @@ class StreamedReply(Generic[M]):
             self._changed.set()
             self._start_rendering()
 
+    def show(self, text: str) -> None:
+        """Show `text` in place of the reply's words so far (the brain, asked again, sent another reply)."""
+        self.text = text
+        self._changed.set()
+        self._start_rendering()
+
     def hold(self, notice: str) -> None:
         """Show `notice` while no words have come; the reply's first words then take its place, in its message."""
         self._notice = notice
