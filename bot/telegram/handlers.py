@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Sequence
 
@@ -67,11 +68,9 @@ async def on_reaction(update: Update, context: Context) -> None:
     if rating is None:
         return
     who = speaker_for(update, data.settings)
-    try:
-        # None: not a reply of the bot's (Telegram does not say whose message was reacted to)
-        await rate(data.client, who, rating, kind="reaction", message_id=str(reaction.message_id))
-    except BrainError as exc:
-        log.warning("could not pass on a rating in chat %s: %s %s", who.chat_id, exc.code, exc.message)
+    # None: not a reply of the bot's (Telegram does not say whose message was reacted to)
+    send = functools.partial(rate, data.client, who, rating, kind="reaction", message_id=str(reaction.message_id))
+    data.ratings.give((who.chat_id, reaction.message_id, who.user_id), send)
 
 
 async def on_rating(update: Update, context: Context) -> None:

@@ -227,6 +227,10 @@ class ReplyScreen:
     async def delete(self, message_id: int) -> None:
         await self.outbox.delete(message_id)
 
+    async def still_there(self, message_id: int, text: str) -> None:
+        # Telegram tells a bot of no deletion; an edit to the same text answers "not modified" while it is there
+        await self.outbox.edit(message_id, text)
+
     def message_id(self, message_id: int) -> str:
         return str(message_id)
 

@@ -12,6 +12,7 @@ Discord names the bucket in X-RateLimit-* headers and refuses calls in it with 4
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import re
@@ -192,6 +193,7 @@ class LocalDiscord:
         self._faults: list[_Fault] = []
         self._buckets: list[_Bucket] = []
         self._sockets: list[_Connection] = []
+        self._dispatching: set[asyncio.Task[None]] = set()  # gateway events on their way
         self._runner: web.AppRunner | None = None
         self.port = 0
 
@@ -368,9 +370,16 @@ class LocalDiscord:
         return [self.users[i].payload() for i in ids]
 
     def delete_message(self, message_id: int) -> None:
-        """A moderator, an auto-mod bot or the author deletes a message."""
-        del self.messages[message_id]
+        """A moderator, an auto-mod bot or the author deletes a message; the gateway tells the bot."""
+        message = self.messages.pop(message_id)
         self.deleted.append(message_id)
+        channel = self.channels[int(message["channel_id"])]
+        event = {"id": str(message_id), "channel_id": message["channel_id"]}
+        if channel.guild_id is not None:
+            event["guild_id"] = str(channel.guild_id)
+        dispatch = asyncio.get_running_loop().create_task(self._dispatch("MESSAGE_DELETE", event, channel.guild_id))
+        self._dispatching.add(dispatch)
+        dispatch.add_done_callback(self._dispatching.discard)
 
     # faults
 

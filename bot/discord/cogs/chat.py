@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from contextlib import AsyncExitStack, suppress
+from collections.abc import Iterator
+from contextlib import AsyncExitStack, contextmanager, suppress
 from typing import TYPE_CHECKING
 
 import discord
@@ -31,6 +32,8 @@ class Chat(commands.Cog):
     def __init__(self, bot: OwnchatBot):
         self.bot = bot
         self.turns = TurnQueue()
+        # the replies streaming in each channel, told of deletions there so that a deleted piece is shown again
+        self.streaming: dict[int, set[StreamedReply]] = {}
 
     @commands.Cog.listener()
     async def on_message(self, message: discord.Message) -> None:
@@ -38,6 +41,17 @@ class Chat(commands.Cog):
             return
         async with self.turns.turn(message.channel.id, message.author.id):
             await self.answer(message)
+
+    @commands.Cog.listener()
+    async def on_raw_message_delete(self, event: discord.RawMessageDeleteEvent) -> None:
+        for reply in self.streaming.get(event.channel_id, ()):
+            reply.vanished(str(event.message_id))
+
+    @commands.Cog.listener()
+    async def on_raw_bulk_message_delete(self, event: discord.RawBulkMessageDeleteEvent) -> None:
+        for reply in self.streaming.get(event.channel_id, ()):
+            for message_id in event.message_ids:
+                reply.vanished(str(message_id))
 
     def is_addressed(self, message: discord.Message) -> bool:
         me = self.bot.user
@@ -51,6 +65,17 @@ class Chat(commands.Cog):
             return True
         replied_to = message.reference.resolved if message.reference else None
         return isinstance(replied_to, discord.Message) and replied_to.author.id == me.id
+
+    @contextmanager
+    def _watching(self, channel_id: int, reply: StreamedReply) -> Iterator[None]:
+        watched = self.streaming.setdefault(channel_id, set())
+        watched.add(reply)
+        try:
+            yield
+        finally:
+            watched.discard(reply)
+            if not watched:
+                self.streaming.pop(channel_id, None)
 
     async def answer(self, message: discord.Message) -> None:
         me = self.bot.user
@@ -78,7 +103,8 @@ class Chat(commands.Cog):
                 await typing.enter_async_context(screen.typing())
                 # the indicator stops once words (or a notice) are coming: it would only linger beside them
                 window_s = self.bot.settings.bot.retry_window_s
-                await answering.answer(self.bot.brain, request, reply, window_s=window_s, on_screen=typing.aclose)
+                with self._watching(screen.channel_id, reply):
+                    await answering.answer(self.bot.brain, request, reply, window_s=window_s, on_screen=typing.aclose)
         except discord.HTTPException:
             log.exception("could not post a reply in channel %s", message.channel.id)
         except Exception as exc:  # the user gets a sentence, the log gets the traceback
