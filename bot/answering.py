@@ -40,12 +40,14 @@ async def answer(
     *,
     window_s: float,
     on_screen: Callable[[], Awaitable[object]] | None = None,
+    refused: Callable[[BrainError], Awaitable[bool]] | None = None,
 ) -> ChatReply | None:
     """Stream the brain's reply to `request` into `reply`; a failure ends in a short notice, never in silence.
 
     Once the whole reply is shown, the brain is told which messages show it (so reactions on them rate it), and
     the reply is returned; None when it did not come. `on_screen` is awaited once, as the first words (or the
-    notice) go to the screen.
+    notice) go to the screen. `refused` may show a refusal of the brain (not an outage) itself, where nothing is
+    on screen yet: it returns True when it did.
     """
     loop = asyncio.get_running_loop()
     deadline: float | None = None
@@ -94,6 +96,8 @@ async def answer(
                     continue
         except BrainError as exc:
             error = exc
+            if refused is not None and not reply.started and await refused(exc):
+                return None
         log.warning("no reply from the brain for %s: %s %s", request.key, error.code, error.message)
         gave_up = deadline is not None and isinstance(error, BrainUnavailable) and not reply.text.strip()
         await reply.cut_off(NOT_ANSWERED if gave_up else friendly_error(error))

@@ -16,7 +16,7 @@ from bot.telegram.addressing import text_for_brain
 from bot.telegram.context import Context
 from bot.telegram.keyboards import pressed, rating_pressed, remove_keyboard
 from bot.telegram.limits import CALLBACK_ANSWER_LIMIT
-from bot.telegram.replying import chat_request, outbox_for, retry_for, run_and_show, stream_answer
+from bot.telegram.replying import chat_request, outbox_for, privately, retry_for, run_and_show, stream_answer
 from bot.telegram.speakers import speaker_for
 
 log = logging.getLogger(__name__)
@@ -38,6 +38,7 @@ async def on_command(update: Update, context: Context) -> None:
             retry_for(update, context),
             window_s=data.retry_window_s,
             rating_buttons=data.rating_buttons,
+            refused=privately(outbox, context.application.create_task),
         )
         return
     await run_and_show(update, context, *parsed)

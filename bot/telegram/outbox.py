@@ -69,7 +69,7 @@ class ChatPacer:
         at = max(self._next_free.get(chat_id, 0.0), self._flood_until.get(chat_id, 0.0))
         slots = self._group_slots.get(chat_id)
         if slots is not None and len(slots) == self.group_per_minute:
-            at = max(at, slots[0] + 60.0)
+            at = max(at, min(slots) + 60.0)
         return at
 
     def in_flood_wait(self, chat_id: int) -> bool:
@@ -80,7 +80,8 @@ class ChatPacer:
         while (wait := self.free_at(chat_id) - time.monotonic()) > 0:
             await asyncio.sleep(wait)
 
-    async def wait_turn(self, chat_id: int) -> None:
+    async def wait_turn(self, chat_id: int) -> float:
+        """Wait for the chat's next slot; returns the slot reserved, for `sent` to correct."""
         now = time.monotonic()
         self._forget_idle_chats(now)
         slot = max(now, self.free_at(chat_id))
@@ -91,6 +92,17 @@ class ChatPacer:
             await asyncio.sleep(slot - now)
         # a flood wait that began while this call waited for its slot holds it too
         await self._flood_over(chat_id)
+        return slot
+
+    def sent(self, chat_id: int, slot: float) -> None:
+        """The call of `slot` goes now: the chat is paced from when it went, not from when it was planned (a busy
+        loop or a flood wait can make it later), so two calls are never closer than `interval_s`."""
+        now = time.monotonic()
+        self._next_free[chat_id] = max(self._next_free.get(chat_id, 0.0), now + self.interval_s)
+        slots = self._group_slots.get(chat_id)
+        if slots is not None and slot in slots:
+            slots.remove(slot)
+            slots.append(now)
 
     async def _flood_over(self, chat_id: int) -> None:
         while (wait := self._flood_until.get(chat_id, 0.0) - time.monotonic()) > 0:
@@ -104,7 +116,8 @@ class ChatPacer:
         """Run one Bot API call in the chat's next slot. On a flood wait (429) the chat is held as told, then the
         call is made again (`resend`), or TryLater is raised, for a caller that makes a newer call instead."""
         while True:
-            await self.wait_turn(chat_id)
+            slot = await self.wait_turn(chat_id)
+            self.sent(chat_id, slot)
             try:
                 return await make_call()
             except RetryAfter as exc:

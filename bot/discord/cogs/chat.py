@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterator
 from contextlib import AsyncExitStack, contextmanager, suppress
@@ -26,6 +27,18 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _USER_MESSAGE_TYPES = (discord.MessageType.default, discord.MessageType.reply)
+# the reaction on a message that waits for the member's earlier one to be answered
+QUEUED = "⏳"
+
+
+async def _mark(message: discord.Message, emoji: str) -> bool:
+    """React to a message; whether it took (a missing permission or a deleted message costs only the mark)."""
+    try:
+        await message.add_reaction(emoji)
+    except discord.HTTPException as exc:
+        log.info("could not mark message %s as queued: %s", message.id, exc)
+        return False
+    return True
 
 
 class Chat(commands.Cog):
@@ -39,7 +52,13 @@ class Chat(commands.Cog):
     async def on_message(self, message: discord.Message) -> None:
         if not self.is_addressed(message):
             return
+        # a message that waits for the member's earlier one shows it is queued (⏳), until its turn comes
+        waiting = self.turns.busy(message.channel.id, message.author.id)
+        marked = asyncio.create_task(_mark(message, QUEUED)) if waiting else None
         async with self.turns.turn(message.channel.id, message.author.id):
+            if marked is not None and await marked and self.bot.user is not None:
+                with suppress(discord.HTTPException):
+                    await message.remove_reaction(QUEUED, self.bot.user)
             await self.answer(message)
 
     @commands.Cog.listener()

@@ -7,6 +7,7 @@ another replica posted it) is rated all the same; the brain knows which turn a m
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections import OrderedDict
 from contextlib import suppress
@@ -22,7 +23,7 @@ from bot.commands import Speaker, friendly_error
 from bot.discord.followups import FollowupScreen
 from bot.discord.limits import MESSAGE_LIMIT
 from bot.discord.speakers import PLATFORM, speaker_for_interaction
-from bot.feedback import REMOVED, ReactionRules, SettledRatings, rate, retry_request
+from bot.feedback import REMOVED, UNKNOWN_TURN, ReactionRules, SettledRatings, rate, retry_request
 from bot.streaming import StreamedReply
 from brain.api_models import ChatKind
 
@@ -142,13 +143,29 @@ class Feedback(commands.Cog):
         try:
             async with StreamedReply(screen, limit=MESSAGE_LIMIT, interval_s=self.bot.config.edit_interval_s) as reply:
                 window_s = self.bot.settings.bot.retry_window_s
-                await answering.answer(self.bot.brain, request, reply, window_s=window_s)
+                await answering.answer(
+                    self.bot.brain,
+                    request,
+                    reply,
+                    window_s=window_s,
+                    refused=functools.partial(_privately, interaction),
+                )
         except discord.HTTPException:
             log.exception("could not show a second reply in channel %s", interaction.channel_id)
         except Exception as exc:  # the user gets a sentence, the log gets the traceback
             log.exception("answering again in channel %s failed", interaction.channel_id)
             with suppress(discord.HTTPException):
                 await screen.post(friendly_error(exc))
+
+
+async def _privately(interaction: discord.Interaction, error: BrainError) -> bool:
+    """ "No reply of yours here to answer again" concerns the member who asked only: it is shown to them alone."""
+    if (error.status, error.code) != (404, UNKNOWN_TURN):
+        return False
+    with suppress(discord.HTTPException):
+        await interaction.delete_original_response()  # the "thinking…" that everyone sees
+    await interaction.followup.send(friendly_error(error), ephemeral=True)
+    return True
 
 
 class Authors:

@@ -119,3 +119,24 @@ async def test_a_flood_of_one_members_toggles_leaves_their_last_rating_in_a_hand
     await eventually(lambda: fake_brain.ratings.get((f"discord:{ann.id}", turn)) == 1, "the member's 👍 at the brain")
     assert 2 <= fake_brain.asked["feedback"] <= 4  # the 429, then the newest state, once
     assert len([c for c in local_discord.calls[reads_before:] if c.method == "GET"]) <= 4
+
+
+async def test_answer_again_on_another_members_reply_is_refused_to_the_presser_alone(
+    local_discord: LocalDiscord, start_bot, fake_brain: FakeBrain
+):
+    guild = local_discord.add_guild("Readers")
+    channel = local_discord.add_channel(guild, "general")
+    ann, bob = local_discord.add_user("ann"), local_discord.add_user("bob")
+    for user in (ann, bob):
+        local_discord.join(guild, user)
+    await start_bot(fake_brain.url)
+    await local_discord.say(ann, channel, f"{local_discord.mention()} name a river")
+    [reply] = await eventually(lambda: local_discord.bot_messages(channel), "the bot's reply")
+    await eventually(lambda: fake_brain.messages, "the reply mapped")
+
+    picked = await local_discord.app_command(bob, int(reply["id"]), "Answer again")
+
+    [refusal] = await local_discord.wait_for_answers(picked)
+    assert "no reply of mine" in refusal["content"]
+    assert refusal["_visible_to"] == bob.id  # ephemeral: only bob sees it
+    assert all("no reply of mine" not in m["content"] for m in local_discord.visible_messages(channel, ann))
