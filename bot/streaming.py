@@ -64,6 +64,10 @@ class Screen(Protocol[M]):
         deletion (StreamedReply.vanished) checks nothing here. May raise TryLater."""
         ...
 
+    async def settle(self) -> None:
+        """The reply is complete: whatever shows it only for now (a draft) is made to stay. May raise TryLater."""
+        ...
+
     def message_id(self, message: M) -> str:
         """The platform's id of a posted message (what a reaction on it names)."""
         ...
@@ -206,6 +210,7 @@ class StreamedReply(Generic[M]):
             for message, _ in self._shown[len(pieces) :]:
                 await self.screen.delete(message)
             del self._shown[len(pieces) :]
+            await self.screen.settle()
             # a complete piece left as it was may have vanished meanwhile: the reply is whole only once each is seen
             # there (the last one was drawn up to the end: an edit into a vanished one fails)
             for index, (message, piece) in enumerate(self._shown[:-1]):

@@ -39,6 +39,7 @@ async def on_command(update: Update, context: Context) -> None:
             window_s=data.retry_window_s,
             rating_buttons=data.rating_buttons,
             refused=privately(outbox, context.application.create_task),
+            drafts=data.settings.drafts,
         )
         return
     await run_and_show(update, context, *parsed)
@@ -55,7 +56,14 @@ async def on_message(update: Update, context: Context) -> None:
         return
     data = context.bot_data
     request = chat_request(update, context, text)
-    await stream_answer(data.client, outbox, request, window_s=data.retry_window_s, rating_buttons=data.rating_buttons)
+    await stream_answer(
+        data.client,
+        outbox,
+        request,
+        window_s=data.retry_window_s,
+        rating_buttons=data.rating_buttons,
+        drafts=data.settings.drafts,
+    )
 
 
 async def on_reaction(update: Update, context: Context) -> None:

@@ -14,12 +14,12 @@ from bot.answering import answer
 from bot.client import BrainClient, BrainError
 from bot.commands import friendly_error, run_command
 from bot.feedback import UNKNOWN_TURN, retry_request
-from bot.streaming import StreamedReply
+from bot.streaming import Screen, StreamedReply
 from bot.telegram.addressing import in_group, replies_to_me, reply_context
 from bot.telegram.context import Context
 from bot.telegram.keyboards import keyboard
-from bot.telegram.limits import MESSAGE_LIMIT
-from bot.telegram.outbox import Outbox, ReplyScreen, typing_shown
+from bot.telegram.limits import MESSAGE_LIMIT, is_group_chat
+from bot.telegram.outbox import DraftScreen, Outbox, ReplyScreen, typing_shown
 from bot.telegram.speakers import commander, sender_and_chat, speaker_for
 from brain.api_models import ChatReply, ChatRequest
 
@@ -75,15 +75,18 @@ async def stream_answer(
     window_s: float,
     rating_buttons: InlineKeyboardMarkup | None = None,
     refused: Callable[[BrainError], Awaitable[bool]] | None = None,
+    drafts: bool = False,
 ) -> ChatReply | None:
     """Stream the brain's reply into the chat (see bot.answering: patient through a brain outage, never silent);
     `rating_buttons` go under its last message once it is whole."""
-    async with StreamedReply(ReplyScreen(outbox), limit=MESSAGE_LIMIT) as reply, AsyncExitStack() as typing:
+    # in a private chat the reply streams as a native draft; in groups (no drafts there) by edits
+    screen: Screen[Any] = DraftScreen(outbox) if drafts and not is_group_chat(outbox.chat_id) else ReplyScreen(outbox)
+    async with StreamedReply(screen, limit=MESSAGE_LIMIT) as reply, AsyncExitStack() as typing:
         await typing.enter_async_context(typing_shown(outbox))
         # "typing…" stops once words or a notice ("Still thinking…") show: beneath them it would only mislead
         answered = await answer(client, request, reply, window_s=window_s, on_screen=typing.aclose, refused=refused)
     if answered is not None and answered.turn_id is not None and rating_buttons is not None and reply.messages:
-        await outbox.add_keyboard(reply.messages[-1], rating_buttons)
+        await outbox.add_keyboard(int(screen.message_id(reply.messages[-1])), rating_buttons)
     return answered
 
 
