@@ -231,6 +231,9 @@ class TelegramSettings(BaseModel):
     reactions: ReactionSettings = ReactionSettings()
     # 👍/👎 buttons under every reply, for groups where members' reactions do not reach the bot (it is no admin)
     rating_buttons: bool = False
+    # in private chats, a reply streams as a native draft (sendMessageDraft), then is sent once whole; edits
+    # otherwise (groups, or where Telegram refuses drafts)
+    drafts: bool = True
 
 
 class DiscordSettings(BaseModel):
