@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Literal, Protocol
 
 from brain.api_models import SamplingParams
 from brain.engine.batching import Engine, GenerationRequest
+from brain.engine.scheduler import Priority
 from brain.engine.text import TextStream
 
 if TYPE_CHECKING:
@@ -70,10 +71,13 @@ class GenerationBackend(Protocol):
         seed: int | None = None,
         adapter: str | None = None,
         user: str | None = None,
+        priority: Priority = "member",
     ) -> AsyncIterator[str | Generated]:
         """Text deltas as they are generated, then one Generated; leaving early cancels the request.
 
-        ``user``: whose conversation the prompt holds, so that ``forget(user)`` can drop what it left cached."""
+        ``user``: whose conversation the prompt holds, so that ``forget(user)`` can drop what it left cached.
+        ``priority``: ``"background"`` for work no member waits for (summary folds, fact extraction), which
+        gets only what members' replies leave of the engine."""
         ...
 
     async def forget(self, user: str) -> None:
@@ -121,6 +125,7 @@ class LocalBackend:
         seed: int | None = None,
         adapter: str | None = None,
         user: str | None = None,
+        priority: Priority = "member",
     ) -> AsyncIterator[str | Generated]:
         if sampling.num_beams > 1:
             yield await self._beam_search(prompt_ids, sampling, adapter)
@@ -135,6 +140,7 @@ class LocalBackend:
             seed=seed,
             adapter=adapter,
             owner=user,
+            priority=priority,
         )
         stream = TextStream(self.engine.submit(request), self.tokenizer, stop=stop or ())
         try:

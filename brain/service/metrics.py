@@ -26,6 +26,15 @@ class Metrics:
         self.redis_errors = Counter("ownchat_redis_errors", "Requests that failed on Redis", registry=self.registry)
         self.replies = Counter("ownchat_replies", "Chat replies by outcome", ["outcome"], registry=self.registry)
         self.admitted = Gauge("ownchat_admitted_requests", "Generation slots in use", registry=self.registry)
+        # summary folds and fact extraction waiting on members' replies: joined to a newer one (coalesced),
+        # pushed out of a full backlog (dropped), held back while members waited (delayed), or made to give
+        # their row to a member (preempted)
+        self.background = Counter(
+            "ownchat_background_generations",
+            "Background generations coalesced, dropped, delayed or preempted for members' replies",
+            ["outcome"],
+            registry=self.registry,
+        )
 
     def watch_engine(self, waiting: Callable[[], float], active: Callable[[], float]) -> None:
         self.queue_depth.set_function(waiting)
@@ -33,6 +42,10 @@ class Metrics:
 
     def watch_admission(self, in_use: Callable[[], float]) -> None:
         self.admitted.set_function(in_use)
+
+    def on_background(self, outcome: str) -> None:
+        """Called from the engine's worker thread (prometheus_client's counters are thread-safe)."""
+        self.background.labels(outcome=outcome).inc()
 
     def on_step(self, batch_size: int, new_tokens: int) -> None:
         self.batch_size.observe(batch_size)

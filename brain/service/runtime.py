@@ -19,6 +19,7 @@ from brain.engine.batching import Engine
 from brain.engine.model_loading import LoadedModel, load_model
 from brain.engine.remote import RemoteEngine, load_tokenizer_only
 from brain.engine.remote_adapters import RemoteAdapters
+from brain.engine.scheduler import Priority
 from brain.prompt import count_tokens, render
 from brain.service.admission import Admission
 from brain.service.metrics import Metrics
@@ -60,6 +61,8 @@ class Runtime:
         self._text_worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tokenizer")
         self.background: set[asyncio.Task[Any]] = set()
         self._summary_locks: weakref.WeakValueDictionary[tuple[str, str], asyncio.Lock] = weakref.WeakValueDictionary()
+        # the evicted lines of each chat's fold that has not started yet: a later fold adds its own lines to it
+        self._waiting_folds: dict[tuple[str, str], list[dict[str, Any]]] = {}
 
     @classmethod
     def create(cls, settings: Settings) -> Runtime:
@@ -106,6 +109,7 @@ class Runtime:
                 device=loaded.device,
                 context_length=loaded.context_length,
                 on_step=metrics.on_step,
+                on_background=metrics.on_background,
                 kv_cache_tokens=settings.model.kv_cache_tokens,
                 prefix_cache_mib=settings.model.prefix_cache_mib,
             )
@@ -163,9 +167,14 @@ class Runtime:
         seed: int | None = None,
         adapter: str | None = None,
         user: str | None = None,
+        priority: Priority = "member",
     ) -> AsyncIterator[str | Generated]:
-        """Text deltas as they are generated, then one Generated with the whole reply."""
-        return self.backend.generate(prompt_ids, sampling, stop=stop, seed=seed, adapter=adapter, user=user)
+        """Text deltas as they are generated, then one Generated with the whole reply.
+
+        ``priority="background"`` for work no member waits for: it runs in what members' replies leave."""
+        return self.backend.generate(
+            prompt_ids, sampling, stop=stop, seed=seed, adapter=adapter, user=user, priority=priority
+        )
 
     async def complete(self, prompt_ids: list[int], sampling: SamplingParams, **kw: Any) -> Generated:
         async for item in self.generate(prompt_ids, sampling, **kw):
@@ -176,6 +185,12 @@ class Runtime:
     # rolling summary, written in the background so that it never delays a reply
 
     def fold_in_background(self, user: str, chat_id: str, summary: str, evicted: list[dict[str, Any]]) -> None:
+        waiting = self._waiting_folds.get((user, chat_id))
+        if waiting is not None:  # this chat's previous fold has not started: one generation folds both
+            waiting.extend(evicted)
+            self.metrics.background.labels(outcome="coalesced").inc()
+            return
+        evicted = self._waiting_folds[(user, chat_id)] = list(evicted)
         task = asyncio.create_task(self._fold(user, chat_id, summary, evicted))
         self.background.add(task)
         task.add_done_callback(self.background.discard)
@@ -183,6 +198,8 @@ class Runtime:
     async def _fold(self, user: str, chat_id: str, summary: str, evicted: list[dict[str, Any]]) -> None:
         lock = self._summary_locks.setdefault((user, chat_id), asyncio.Lock())
         async with lock:
+            if self._waiting_folds.get((user, chat_id)) is evicted:  # started: later lines need a fold of their own
+                del self._waiting_folds[(user, chat_id)]
             try:
                 current, _ = await self.store.chat_memory(user, chat_id)
                 lines = "\n".join(f"{t['role']}: {t['text']}" for t in evicted)
@@ -198,7 +215,7 @@ class Runtime:
                     temperature=0.0, top_p=1.0, top_k=0, repetition_penalty=1.1,
                     max_new_tokens=self.settings.memory.summary_max_tokens,
                 )  # fmt: skip
-                result = await self.complete(ids, sampling, user=user)
+                result = await self.complete(ids, sampling, user=user, priority="background")
                 if result.text:
                     await self.store.fold_summary(user, chat_id, result.text, self.settings.memory.ttl_s)
             except Exception:  # a failed summary must never hurt the chat; the next fold retries
