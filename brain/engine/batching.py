@@ -324,6 +324,8 @@ class Engine:
                 self.scheduler.cancel(request_id)
         plan = self.scheduler.schedule()
         events = [self._ended(request_id, "cancelled") for request_id in plan.dropped]
+        for request_id in plan.dropped:  # a preempted row cancelled while it waited to resume
+            self.runner.release(request_id, keep=False)
         for request_id in plan.released:
             self.runner.release(request_id, keep=not self._handles[request_id].forgotten)
             events.append(self._ended(request_id, "cancelled"))

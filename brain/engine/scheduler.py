@@ -125,10 +125,6 @@ class StepPlan:
     decode: tuple[int, ...]  # running rows that each decode one token (every row whose tokens are all in cache)
     prefill: tuple[PrefillGroup, ...]  # rows joining (or resuming, or continuing a chunked prompt), after decode
 
-    @property
-    def empty(self) -> bool:
-        return not (self.released or self.preempted or self.dropped or self.decode or self.prefill)
-
 
 @dataclass(frozen=True)
 class StepOutput:
@@ -225,9 +221,6 @@ class Scheduler:
     def has_work(self) -> bool:
         return bool(self._members or self._background or self._running or self._dropped)
 
-    def request(self, request_id: int) -> GenerationRequest:
-        return self._rows[request_id].request
-
     def add(self, request_id: int, request: GenerationRequest) -> None:
         room = self.context_length - len(request.prompt_ids)
         row = _Row(
@@ -321,15 +314,15 @@ class Scheduler:
         return updates
 
     def fail_running(self) -> list[int]:
-        """A shared step failed: every running row ends; their ids."""
-        gone = [row.request_id for row in self._running]
-        for row in list(self._running):
+        """A shared step failed: every running row ends, and every preempted one (what it generated is gone
+        with the runner's state); their ids."""
+        preempted = [row for row in self._background if row.generated]
+        for row in preempted:
+            self._background.remove(row)
+        gone = [row.request_id for row in self._running + preempted]
+        for row in self._running + preempted:
             self._finish(row)
         return gone
-
-    def pending(self) -> list[int]:
-        """Every request not yet finished, running or waiting."""
-        return list(self._rows)
 
     # ---- admission ------------------------------------------------------------------------------
 
