@@ -330,7 +330,7 @@ class Engine:
             self.runner.release(request_id, keep=not self._handles[request_id].forgotten)
             events.append(self._ended(request_id, "cancelled"))
         for request_id in plan.preempted:
-            self.runner.preempt(request_id)
+            self.runner.preempt(request_id, keep=not self._handles[request_id].forgotten)
         requests = {request_id: self._handles[request_id].request for request_id in self._handles}
         try:
             output = self.runner.execute(plan, requests)

@@ -65,9 +65,9 @@ class ModelRunner:
         row = self._rows.pop(request_id, None)
         self._free(request_id, row, keep)
 
-    def preempt(self, request_id: int) -> None:
-        """Free a row's cache, keeping its tokens as a prefix and its sampler for when it resumes."""
-        self._free(request_id, self._rows.get(request_id), keep=True)
+    def preempt(self, request_id: int, *, keep: bool) -> None:
+        """Free a row's cache, keeping its sampler for when it resumes; ``keep``: its tokens too, as a prefix."""
+        self._free(request_id, self._rows.get(request_id), keep)
 
     def reset(self) -> None:
         """A shared step failed: forget every row."""
