@@ -44,7 +44,7 @@ from brain.api_models import SamplingParams
 from brain.engine.model_loading import DEFAULT_MODEL_GGUF
 from brain.personas import load_presets
 from brain.redis_local import LocalRedis
-from brain.settings import BrainSettings
+from brain.settings import BrainSettings, ModelSettings
 
 RESULTS = Path(__file__).parent / "results" / "chat_path.json"
 MODES = ("chat", "openai", "llama.cpp")
@@ -267,7 +267,10 @@ def main() -> None:
             servers |= {mode: brain for mode in modes if mode != "llama.cpp"}
             if binary is not None:
                 gguf_path()  # says clearly when the GGUF package is missing
-                servers["llama.cpp"] = start_llama(binary, work, args.threads, slots=max(counts))
+                # a slot per member, each with the brain's whole context: the client's history keeps growing
+                servers["llama.cpp"] = start_llama(
+                    binary, work, args.threads, slots=max(counts), slot_context=ModelSettings().context_tokens
+                )
             asyncio.run(warm_up(servers, persona))
             for members in counts:
                 for mode in modes:  # one path after the other on the same members' conversations

@@ -124,11 +124,11 @@ def start_brain(work: Path, redis_url: str, threads: int, overrides: dict | None
     return server
 
 
-def start_llama(binary: Path, work: Path, threads: int, slots: int) -> Server:
+def start_llama(binary: Path, work: Path, threads: int, slots: int, slot_context: int = 2048) -> Server:
     port = free_port()
     log = (work / "llama.log").open("wb")
     command = [str(binary), "-m", str(gguf_path()), "--host", "127.0.0.1", "--port", str(port)]
-    command += ["-np", str(slots), "-c", str(slots * 2048), "-t", str(threads), "-cb", "--no-webui"]
+    command += ["-np", str(slots), "-c", str(slots * slot_context), "-t", str(threads), "-cb", "--no-webui"]
     # this llama.cpp (llama-cpp-python 0.3.36's) crashes at start on AMX Xeons while repacking Q4_1 weights
     command += ["--no-repack"] if os.environ.get("OWNCHAT_LLAMA_REPACK") != "1" else []
     env = dict(os.environ)  # its shared libraries sit beside it in a build's bin folder
