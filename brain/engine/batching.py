@@ -47,7 +47,7 @@ from typing import Any, TypeVar, cast
 import torch
 from transformers import PreTrainedModel
 
-from brain.engine.kv_cache import use_rows_attention
+from brain.engine.attention import use_rows_attention
 from brain.engine.model_loading import context_length as config_context_length
 from brain.engine.runner import ModelRunner
 from brain.engine.sampling import SamplingError

@@ -20,7 +20,8 @@ from typing import Any, cast
 
 import torch
 
-from brain.engine.kv_cache import DecodePlan, KVShape, PrefillPlan, RowCache, use_rows_attention
+from brain.engine.attention import use_rows_attention
+from brain.engine.kv_cache import DecodePlan, KVShape, PrefillPlan, RowCache
 from brain.engine.prefix_cache import PrefixCache, PrefixEntry
 from brain.engine.sampling import RowSampler, SamplingError, make_sampler, pick_tokens
 from brain.engine.scheduler import GenerationRequest, PrefillGroup, PrefillSlice, StepOutput, StepPlan
