@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test install lint format bench-serve bench-pretrain bench-nightly bench-feedback bench-soak clean
+.PHONY: run test install lint format images bench-serve bench-pretrain bench-nightly bench-feedback bench-soak clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,8 @@ run: install
 	$(BIN)/bot console --start-brain
 
 test: install
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+		echo "NOTE: Chromium is not installed, so the dashboard's browser tests (tests/brain/dashboard) are SKIPPED. Install it with: sudo apt-get install -y chromium"
 	$(BIN)/pytest -q
 
 lint: install
@@ -31,6 +33,10 @@ lint: install
 
 format: install
 	$(BIN)/ruff format . && $(BIN)/ruff check --fix .
+
+# the brain, bots and trainer images, with docker, podman or buildah (see deploy/build-images.sh for the settings)
+images:
+	deploy/build-images.sh
 
 bench-serve: install
 	$(BIN)/python bench/serve.py
@@ -42,7 +48,7 @@ bench-nightly: install
 	$(BIN)/python bench/nightly.py
 
 bench-feedback: install
-	$(BIN)/python -m bench.feedback
+	$(BIN)/python -m bench.feedback --rater all
 
 bench-soak: install
 	$(BIN)/python bench/soak.py

@@ -13,24 +13,32 @@ one-off question), and memory recall is off, so every member who asks the same q
 same prompt: replies to one prompt form a group, and the gate holds out the same prompts every night. Members'
 own adapters are not trained (the community's is what the canary and the like-rate are about).
 
-The taste is pluggable: ``--rater module:function``, a function of (prompt, reply) that returns +1, -1 or None
-(no rating). The default, ``bench.feedback:short_replies``, likes replies of at most 25 words and dislikes
-longer ones: the base model, though its persona asks for short answers, mostly writes more (a reply cut at
---max-new-tokens is always longer than that).
+The taste is pluggable: ``--rater NAME`` runs one of the tastes of bench/tastes.py (short: length; direct:
+form; plain: content; sparse: one the base model meets in at most 5 % of replies), ``--rater all`` runs each
+in turn (``make bench-feedback``), and ``--rater module:function`` any function of (prompt, reply) that
+returns +1, -1 or None (no rating).
 
-    python -m bench.feedback                          # 5 nights, about 30-40 minutes on 2 CPU cores
-    python -m bench.feedback --nights 0               # the base model's like-rate only (a few minutes)
+Replies copy the conversation they sit in, so a rising like-rate alone does not prove the training did it.
+After each night the bench also asks a fixed set of prompts (--probe-prompts) in fresh chats twice, once
+served by the base model and once by the live adapter, as two members who never rate (not opted in, nothing
+kept), and rates both by the same taste: the difference of the two like-rates on the same prompts, with its
+95 % interval and McNemar's exact p-value, is the training effect.
+
+    python -m bench.feedback --rater all              # every taste, 5 nights each (about 40 minutes a taste)
+    python -m bench.feedback --rater sparse --nights 0   # the base model's like-rate under one taste
     python -m bench.feedback --rater mytaste:rate     # your own taste
 
-Prints a table per night, writes bench/results/feedback.json and bench/results/feedback.png.
+Prints a table per night, writes bench/results/feedback.json (every taste run) and feedback.png.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import importlib
 import json
+import math
 import os
 import platform
 import random
@@ -38,7 +46,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,6 +60,7 @@ import yaml  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
+from bench.tastes import SHORT_WORDS, TASTES, Rater  # noqa: E402
 from bot.client import BrainClient  # noqa: E402
 from brain.adapters import COMMUNITY, AdapterManager, adapter_name, canary_position  # noqa: E402
 from brain.api_models import ChatReply, ChatRequest, FeedbackRequest, UserRef  # noqa: E402
@@ -67,8 +76,8 @@ from trainer.nightly.stats import wilson  # noqa: E402
 RESULTS = Path(__file__).parent / "results" / "feedback.json"
 PLATFORM = "bench"
 API_KEY = "bench-key"
-SHORT_WORDS = 25
-BAR_POINTS = 20.0
+BAR_POINTS = 15.0
+BASE_PROBE, LIVE_PROBE = "probe-base", "probe-live"  # never opted in: nothing they get is kept or learned
 # what members ask: half of it explanations, which the base model gives at length (70 to 140 words), half quick
 # requests, which it answers in a line about as often as not. No quick facts: a small model gets many of them
 # wrong, and a taste for short replies would teach it its wrong facts (the guard's questions would catch that)
@@ -138,20 +147,20 @@ QUICK_REQUESTS = [
 ]
 PROMPTS = EXPLANATIONS + QUICK_REQUESTS
 
-Rater = Callable[[str, str], int | None]
-
 
 def short_replies(prompt: str, reply: str) -> int | None:
-    """The default taste: a reply of at most 25 words is liked, a longer (or empty) one disliked."""
-    words = len(reply.split())
-    return 1 if 0 < words <= SHORT_WORDS else -1
+    """The length taste (bench/tastes.py's ``short``), under its earlier name."""
+    return TASTES["short"](prompt, reply)
 
 
 def load_rater(spec: str) -> Rater:
-    """``module:function`` -> the function, or a clear error (SystemExit) saying what is wrong with the spec."""
+    """A taste's name, or ``module:function`` -> the function, or a clear error (SystemExit) saying what is
+    wrong with the spec."""
+    if spec in TASTES:
+        return TASTES[spec]
     module_name, _, function_name = spec.partition(":")
     if not module_name or not function_name:
-        raise SystemExit(f"--rater {spec!r}: expected module:function, e.g. bench.feedback:short_replies")
+        raise SystemExit(f"--rater {spec!r}: expected all, one of {', '.join(TASTES)}, or module:function")
     try:
         module = importlib.import_module(module_name)
     except ImportError as error:
@@ -230,6 +239,55 @@ class Day:
         }
 
 
+class BaseForProbe:
+    """The brain's adapters as they are, except that the base probe is always served by the base model."""
+
+    def __init__(self, inner: Any):
+        self.inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    @contextlib.asynccontextmanager
+    async def serving(self, user: str | None, profile: dict[str, str] | None) -> AsyncIterator[str | None]:
+        if user is not None and user.endswith(f":{BASE_PROBE}"):
+            yield None
+            return
+        async with self.inner.serving(user, profile) as name:
+            yield name
+
+
+def mcnemar_p(gains: int, losses: int) -> float:
+    """Two-sided exact McNemar test: of the prompts on which the two disagree, is either side liked more
+    often than half the time?"""
+    n = gains + losses
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, k) for k in range(min(gains, losses) + 1)) / 2**n
+    return min(1.0, 2 * tail)
+
+
+def training_effect(base: list[int | None], live: list[int | None], served: list[str]) -> dict[str, Any]:
+    """The same prompts served by the base model and by the live adapter: the difference of their like-rates
+    (live less base) with its 95 % interval from the paired differences, and McNemar's exact p-value."""
+    pairs = [(b, v) for b, v in zip(base, live, strict=True) if b is not None and v is not None]
+    n = len(pairs)
+    differences = [(v == 1) - (b == 1) for b, v in pairs]
+    mean = sum(differences) / n if n else 0.0
+    variance = sum((d - mean) ** 2 for d in differences) / (n - 1) if n > 1 else 0.0
+    half = 1.959964 * math.sqrt(variance / n) if n else 0.0
+    gains, losses = differences.count(1), differences.count(-1)
+    return {
+        "prompts": n,
+        "base_likes": sum(1 for b, _ in pairs if b == 1),
+        "live_likes": sum(1 for _, v in pairs if v == 1),
+        "live_served_by": sorted(set(served)),
+        "difference": round(mean, 4),
+        "ci95": [round(mean - half, 4), round(mean + half, 4)],
+        "p_value": float(f"{mcnemar_p(gains, losses):.3g}"),
+    }
+
+
 class Community:
     """The brain (the default model, loaded once) served in this process over its HTTP API, and its members."""
 
@@ -240,6 +298,9 @@ class Community:
         self.rater = rater
         self.random = random.Random(args.seed)
         self.members = [f"m{i}" for i in range(args.members)]
+        # the probe's prompts: the same every day, the explanations and quick requests in equal parts
+        half = args.probe_prompts // 2
+        self.probe_prompts = EXPLANATIONS[:half] + QUICK_REQUESTS[: args.probe_prompts - half]
         self.app = create_app(settings, runtime)
         self.app.state.runtime = runtime  # the ASGI transport runs no lifespan, which would set it
         transport = httpx.ASGITransport(app=self.app)
@@ -303,10 +364,32 @@ class Community:
         served = reply.adapter or BASE
         return Exchange(member, prompt, reply.reply, served, reply.finish_reason, rating, retry)
 
+    async def probe(self, index: int) -> dict[str, Any]:
+        """The probe prompts in fresh chats, served by the base model and by the live adapter, rated by the taste
+        (the probes never send a rating: nothing they see is learned from)."""
+        sampling = {"max_new_tokens": self.args.max_new_tokens}
+
+        async def ask(member: str, number: int, prompt: str) -> ChatReply:
+            chat = f"p{index}q{number}"
+            request = ChatRequest(platform=PLATFORM, user_id=member, chat_id=chat, text=prompt, sampling=sampling)
+            return await self.client.chat(request)
+
+        asked = [(member, i, p) for member in (BASE_PROBE, LIVE_PROBE) for i, p in enumerate(self.probe_prompts)]
+        replies = await asyncio.gather(*(ask(*question) for question in asked))
+        n = len(self.probe_prompts)
+        base, live = replies[:n], replies[n:]
+        rated_base = [rate(self.rater, p, r.reply) for p, r in zip(self.probe_prompts, base, strict=True)]
+        rated_live = [rate(self.rater, p, r.reply) for p, r in zip(self.probe_prompts, live, strict=True)]
+        effect = training_effect(rated_base, rated_live, [r.adapter or BASE for r in live])
+        if any(r.adapter for r in base):
+            raise RuntimeError("the base probe was served by an adapter")
+        return effect
+
     async def follow_registry(self, timeout_s: float = 300.0) -> dict[str, str | None]:
         """Wait until the brain serves what the registry says (the live community adapter and its canary)."""
         store = self.runtime.store
         adapters = self.runtime.adapters
+        adapters = adapters.inner if isinstance(adapters, BaseForProbe) else adapters
         assert isinstance(adapters, AdapterManager)
         deadline = time.monotonic() + timeout_s
         while True:
@@ -343,8 +426,16 @@ def trainer_config(work: Path, redis_url: str, args: argparse.Namespace) -> Path
                 "learning_rate": args.learning_rate,
                 "warmup_steps": max(1, args.max_steps // 8),
             },
-            # a night reads the newest rated replies only, so that its time does not grow with every day's ratings
-            "preference": {"max_rated_turns": args.max_rated_turns},
+            # a night reads the newest rated replies only, so that its time does not grow with every day's ratings;
+            # the reward model's best-of-n pairs are drawn for a bounded number of prompts
+            "preference": {
+                "max_rated_turns": args.max_rated_turns,
+                "reward_model": {
+                    "best_of_n": args.best_of_n,
+                    "max_prompts": args.best_of_n_prompts,
+                    "max_new_tokens": args.max_new_tokens,
+                },
+            },
             "canary": {"share": args.canary_share, "min_ratings": args.min_ratings},
             # BLEU of generated replies is not what this bench is about, and it costs minutes a night on a CPU
             "evaluation": {"bleu_samples": 0},
@@ -395,7 +486,15 @@ def night_summary(index: int, report: RunReport, seconds: float, cpu_seconds: fl
         return out
     out["gate"] = {"status": outcome.status, "version": outcome.version, "reasons": outcome.reasons}
     if outcome.finetune is not None:
-        out["finetune"] = {"steps": outcome.finetune.steps, "best_step": outcome.finetune.best_step}
+        result = outcome.finetune
+        out["finetune"] = {
+            "steps": result.steps, "best_step": result.best_step, "selected_by": result.selected_by,
+            "val_preference_auc": result.val_preference_auc, "train_pairs": result.train_pairs,
+            "train_rated": result.train_rated,
+            "kto_weights": [round(result.kto_desirable_weight, 3), round(result.kto_undesirable_weight, 3)],
+        }  # fmt: skip
+    if outcome.reward_model is not None:
+        out["reward_model"] = outcome.reward_model.model_dump(mode="json")
     scores = outcome.scores
     if scores is not None and report.settings is not None:
         bound = report.settings.evaluation.general_bound
@@ -405,6 +504,7 @@ def night_summary(index: int, report: RunReport, seconds: float, cpu_seconds: fl
         prose_change = candidate.general_ppl / base.general_ppl - 1
         out["ratings_judged"] = {
             "heldout_rated": candidate.rated,
+            "heldout_liked": sum(candidate.liked),
             "live": live.name,
             "live_auc": live.reward_auc,
             "candidate_auc": candidate.reward_auc,
@@ -456,14 +556,16 @@ def guard_cell(night: dict[str, Any] | None) -> str:
     )
 
 
-def table(days: list[dict[str, Any]], nights: list[dict[str, Any]]) -> Table:
+def table(taste: str, days: list[dict[str, Any]], nights: list[dict[str, Any]]) -> Table:
     out = Table(
-        title="A simulated community's like-rate, day after night",
+        title=f"A simulated community's like-rate, day after night (taste: {taste})",
         caption="day k: the first reply to each question after night k (day 0: the base model); then night k+1: "
         "the running canary's fate, the gate's decision on the new candidate (AUC on held-out ratings, live → "
-        "candidate) and the general guard (prose perplexity against the base model's, questions kept)",
+        "candidate) and the general guard (prose perplexity against the base model's, questions kept); "
+        "live − base: the probe prompts served by both the same day (95 % interval, McNemar p)",
     )
-    for column in ("day", "like-rate", "95 %", "served by", "words", "night", "canary", "gate", "guard"):
+    columns = ("day", "like-rate", "95 %", "served by", "live − base", "words", "night", "canary", "gate", "guard")
+    for column in columns:
         out.add_column(column, justify="right" if column in ("day", "like-rate", "95 %", "words") else "left")
     for day in days:
         night = nights[day["day"]] if day["day"] < len(nights) else None
@@ -477,6 +579,7 @@ def table(days: list[dict[str, Any]], nights: list[dict[str, Any]]) -> Table:
             rate,
             f"{day['ci95'][0]:.0%}–{day['ci95'][1]:.0%}",
             served,
+            effect_cell(day),
             f"{day['mean_words']}",
             str(night["night"]) if night else "-",
             canary_cell(night),
@@ -487,55 +590,95 @@ def table(days: list[dict[str, Any]], nights: list[dict[str, Any]]) -> Table:
 
 
 def verdict(days: list[dict[str, Any]], nights: list[dict[str, Any]]) -> dict[str, Any]:
-    base = days[0]["like_rate"]
+    first, last = days[0], days[-1]
+    base, final = first["like_rate"], last["like_rate"]
     best = max((d["like_rate"] for d in days[1:] if d["like_rate"] is not None), default=None)
-    last = days[-1]["like_rate"]
     guards = [n["guard"]["held"] for n in nights if n.get("guard")]
-    rise = None if base is None or best is None else round(100 * (best - base), 1)
+    rise = None if base is None or final is None else round(100 * (final - base), 1)
+    apart = len(days) > 1 and last["ci95"][0] > first["ci95"][1]
+    effect = last.get("effect")
+    trained = bool(effect and effect["difference"] > 0 and effect["p_value"] < 0.05)
     return {
         "base_like_rate": base,
-        "final_like_rate": last,
+        "final_like_rate": final,
         "best_like_rate": best,
         "rise_points": rise,
-        "final_rise_points": None if base is None or last is None else round(100 * (last - base), 1),
+        "intervals_apart": apart,
+        "final_effect": effect,
         "guard_held_every_night": all(guards) if guards else None,
-        "bar": f"like-rate rises by at least {BAR_POINTS:.0f} points from the base model's within the nights run, "
+        "bar": f"the like-rate of first replies rises by at least {BAR_POINTS:.0f} points from day 0 to the last "
+        "day with the 95 % intervals apart, the last day's base-vs-live difference is positive with p < 0.05, "
         "and the general guard holds every night",
-        "bar_met": bool(rise is not None and rise >= BAR_POINTS and guards and all(guards)),
+        "bar_met": bool(rise is not None and rise >= BAR_POINTS and apart and trained and guards and all(guards)),
     }
 
 
-def plot(path: Path, days: list[dict[str, Any]], nights: list[dict[str, Any]]) -> None:
+def effect_cell(day: dict[str, Any]) -> str:
+    effect = day.get("effect")
+    if not effect:
+        return "-"
+    low, high = effect["ci95"]
+    return (
+        f"{100 * effect['difference']:+.0f} pts ({100 * low:+.0f}…{100 * high:+.0f}), p={effect['p_value']:.3f}"
+        f"\n{effect['live_likes']} vs {effect['base_likes']} of {effect['prompts']}"
+    )
+
+
+def plot(path: Path, tastes: dict[str, dict[str, Any]]) -> None:
+    """A row per taste: the like-rate by day with the base-vs-live probe, mean words, and the guard."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (rates, words, guard) = plt.subplots(1, 3, figsize=(15, 4.4), gridspec_kw={"width_ratios": [2, 1, 1]})
+    runs = [(name, result) for name, result in tastes.items() if result.get("days")]
+    if not runs:
+        return
+    fig, axes = plt.subplots(
+        len(runs), 3, figsize=(15, 4.4 * len(runs)), gridspec_kw={"width_ratios": [2, 1, 1]}, squeeze=False
+    )
+    for (taste, result), row in zip(runs, axes, strict=True):
+        plot_taste(row, taste, result["days"], result["nights"])
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_taste(row: Any, taste: str, days: list[dict[str, Any]], nights: list[dict[str, Any]]) -> None:
+    rates, words, guard = row
     x = [d["day"] for d in days]
     y = [100 * (d["like_rate"] or 0) for d in days]
     low = [y_ - 100 * d["ci95"][0] for y_, d in zip(y, days, strict=True)]
     high = [100 * d["ci95"][1] - y_ for y_, d in zip(y, days, strict=True)]
     rates.errorbar(x, y, yerr=[low, high], fmt="o-", capsize=4, label="every member (95 % Wilson)")
-    for marker, name in zip("xs^v<>+*", sorted({name for d in days for name in d["by_version"]}), strict=False):
-        points = [(d["day"], 100 * d["by_version"][name]["like_rate"]) for d in days
-                  if name in d["by_version"] and d["by_version"][name]["like_rate"] is not None]  # fmt: skip
-        rates.plot(*zip(*points, strict=True), marker, ms=7, ls="none", label=f"served by {name}")
+    probed = [d for d in days if d.get("effect")]
+    if probed:
+        days_probed = [d["day"] for d in probed]
+        for key, style, colour, label in (("base_likes", "s--", "grey", "probe: base model"),
+                                          ("live_likes", "D--", "tab:green", "probe: live adapter")):  # fmt: skip
+            share = [100 * d["effect"][key] / max(1, d["effect"]["prompts"]) for d in probed]
+            rates.plot(days_probed, share, style, c=colour, ms=5, label=label)
+        for d in probed:
+            effect = d["effect"]
+            rates.annotate(f"{100 * effect['difference']:+.0f}\np={effect['p_value']:.2g}", (d["day"], 3),
+                           ha="center", fontsize=7, color="tab:green")  # fmt: skip
     if days[0]["like_rate"] is not None:
-        rates.axhline(y[0] + BAR_POINTS, ls="--", c="grey", lw=0.8, label=f"base + {BAR_POINTS:.0f} points")
+        rates.axhline(y[0] + BAR_POINTS, ls="--", c="grey", lw=0.8, label=f"day 0 + {BAR_POINTS:.0f} points")
     for night in nights:  # what each night decided, between the two days it separates
         check = night["canary_check"]
         said = [f"night {night['night']}:"] + ([f"v{check['version']} {check['action']}"] if check else [])
         said.append(gate_cell(night).split("\n")[0])
         rates.annotate("\n".join(said), (night["night"] - 0.5, 97), ha="center", va="top", fontsize=7, color="dimgrey")
-    rates.set(title="like-rate of first replies", xlabel="day (after night k)", ylabel="% liked", ylim=(0, 100))
+    rates.set(title=f"{taste}: like-rate of first replies", xlabel="day (after night k)", ylabel="% liked",
+              ylim=(0, 100))  # fmt: skip
     rates.set_xticks(x)
     rates.legend(fontsize=7, loc="center right")
     words.plot(x, [d["mean_words"] for d in days], "o-")
-    words.axhline(SHORT_WORDS, ls="--", c="grey", lw=0.8, label=f"the taste: liked at most {SHORT_WORDS}")
+    if taste == "short":
+        words.axhline(SHORT_WORDS, ls="--", c="grey", lw=0.8, label=f"the taste: liked at most {SHORT_WORDS}")
+        words.legend(fontsize=7)
     words.set(title="mean words per reply", xlabel="day", ylabel="words", ylim=(0, None))
     words.set_xticks(x)
-    words.legend(fontsize=7)
     guarded = [n for n in nights if n.get("guard")]
     if guarded:
         changes = [100 * n["guard"]["prose_change"] for n in guarded]
@@ -550,12 +693,9 @@ def plot(path: Path, days: list[dict[str, Any]], nights: list[dict[str, Any]]) -
         guard.set_xlim(0.4, len(nights) + 0.6)
         guard.legend(fontsize=7)
     guard.set(title="general guard: candidate's prose perplexity", xlabel="night", ylabel="% from the base model's")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
-async def main_async(args: argparse.Namespace, rater: Rater) -> dict[str, Any]:
+async def main_async(args: argparse.Namespace, taste: str, rater: Rater) -> dict[str, Any]:
     console = Console()
     days: list[dict[str, Any]] = []
     nights: list[dict[str, Any]] = []
@@ -576,43 +716,47 @@ async def main_async(args: argparse.Namespace, rater: Rater) -> dict[str, Any]:
             )
             settings.secrets = Secrets(api_key=API_KEY)
             runtime = Runtime.create(settings)
+            runtime.adapters = BaseForProbe(runtime.adapters)
             community = Community(runtime, settings, args, rater)
             runtime.start()
             try:
                 await community.opt_in()
-                console.print(f"canary share {args.canary_share:.0%}: {community.in_canary(args.canary_share)}")
+                console.print(
+                    f"{taste}: canary share {args.canary_share:.0%}: {community.in_canary(args.canary_share)}"
+                )
                 for index in range(args.nights + 1):
                     day = await community.day(index)
                     days.append(day.summary())
+                    # day 0's live model is the base model: there is nothing to compare
+                    days[-1]["effect"] = await community.probe(index) if index and args.probe_prompts else None
                     samples += [
                         {"day": index, "prompt": e.prompt, "reply": e.reply, "served_by": e.served_by,
                          "rating": e.rating, "retry": e.retry}
                         for e in day.exchanges[: args.samples]
                     ]  # fmt: skip
-                    console.print(f"day {index}: {days[-1]}")
+                    console.print(f"{taste} day {index}: {days[-1]}")
                     if index < args.nights:
-                        console.print(f"night {index + 1}: trainer nightly ...")
+                        console.print(f"{taste} night {index + 1}: trainer nightly ...")
                         log = work / f"night{index + 1}.log"
                         report, seconds, cpu = await asyncio.to_thread(run_nightly, config, log)
                         nights.append(night_summary(index + 1, report, seconds, cpu))
                         nights[-1]["serving"] = await community.follow_registry()
-                        console.print(f"night {index + 1}: {nights[-1]}")
-                    result = report_json(args, days, nights, samples, time.perf_counter() - started)
-                    write(args.out, result)  # after every day: a run stopped early keeps what it measured
+                        console.print(f"{taste} night {index + 1}: {nights[-1]}")
+                    result = report_json(args, taste, days, nights, samples, time.perf_counter() - started)
+                    save(args.out, taste, result)  # after every day: a run stopped early keeps what it measured
             finally:
                 await community.aclose()
                 await runtime.stop()
         finally:
             redis.stop()
-    console.print(table(days, nights))
+    console.print(table(taste, days, nights))
     console.print(result["verdict"])
-    plot(args.out.with_suffix(".png"), days, nights)
-    console.print(f"wrote {args.out} and {args.out.with_suffix('.png')}")
     return result
 
 
 def report_json(
     args: argparse.Namespace,
+    taste: str,
     days: list[dict[str, Any]],
     nights: list[dict[str, Any]],
     samples: list[dict[str, Any]],
@@ -621,7 +765,7 @@ def report_json(
     return {
         "model": args.model,
         "cpu_weights": args.cpu_weights,
-        "rater": args.rater,
+        "rater": taste,
         "settings": {
             "nights": args.nights,
             "members": args.members,
@@ -635,6 +779,9 @@ def report_json(
             "max_rated_turns": args.max_rated_turns,
             "canary_share": args.canary_share,
             "min_ratings": args.min_ratings,
+            "probe_prompts": args.probe_prompts,
+            "best_of_n": args.best_of_n,
+            "best_of_n_prompts": args.best_of_n_prompts,
             "seed": args.seed,
         },
         "verdict": verdict(days, nights) if days else None,
@@ -647,15 +794,26 @@ def report_json(
     }
 
 
-def write(path: Path, result: dict[str, Any]) -> None:
+def load_results(path: Path) -> dict[str, Any]:
+    """The results file: every taste run so far, by name ({"tastes": {...}}); one of the older one-taste
+    layout is read as the length taste's."""
+    if not path.is_file():
+        return {"tastes": {}}
+    saved = json.loads(path.read_text())
+    return saved if "tastes" in saved else {"tastes": {"short": saved}}
+
+
+def save(path: Path, taste: str, result: dict[str, Any]) -> None:
+    saved = load_results(path)
+    saved["tastes"][taste] = result
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=2) + "\n")
+    path.write_text(json.dumps(saved, indent=2) + "\n")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--nights", type=int, default=5, help="nightly runs (days of chat: one more)")
-    parser.add_argument("--members", type=int, default=24)
+    parser.add_argument("--members", type=int, default=16)
     parser.add_argument("--prompts", type=int, default=5, help="questions each member asks a day")
     parser.add_argument("--retry-share", type=float, default=0.3, help="of disliked replies, those asked again")
     parser.add_argument("--max-new-tokens", type=int, default=64, help="a reply's tokens at most")
@@ -664,8 +822,11 @@ def main() -> None:
     parser.add_argument("--learning-rate", type=float, default=5e-4, help="the LoRA's peak learning rate")
     parser.add_argument("--max-rated-turns", type=int, default=240, help="newest rated replies a night reads")
     parser.add_argument("--canary-share", type=float, default=0.5, help="opted-in members a canary serves")
-    parser.add_argument("--min-ratings", type=int, default=40, help="a canary's ratings before it is promoted")
-    parser.add_argument("--rater", default="bench.feedback:short_replies", help="the taste: module:function")
+    parser.add_argument("--min-ratings", type=int, default=30, help="a canary's ratings before it is promoted")
+    parser.add_argument("--probe-prompts", type=int, default=40, help="prompts served by base and live a day")
+    parser.add_argument("--best-of-n", type=int, default=4, help="replies the reward model ranks per prompt")
+    parser.add_argument("--best-of-n-prompts", type=int, default=24, help="rated prompts sampled a night")
+    parser.add_argument("--rater", default="all", help=f"the taste: all, {', '.join(TASTES)}, or module:function")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--samples", type=int, default=6, help="replies kept in the results per day")
     parser.add_argument("--model", default=DEFAULT_MODEL_ALIAS)
@@ -675,8 +836,7 @@ def main() -> None:
     parser.add_argument("--replot", action="store_true", help="redraw the plot of the results in --out, and stop")
     args = parser.parse_args()
     if args.replot:
-        saved = json.loads(args.out.read_text())
-        plot(args.out.with_suffix(".png"), saved["days"], saved["nights"])
+        plot(args.out.with_suffix(".png"), load_results(args.out)["tastes"])
         return
     if args.nights < 0 or args.members < 1 or not 1 <= args.prompts <= len(PROMPTS):
         parser.error(f"--nights >= 0, --members >= 1 and 1 <= --prompts <= {len(PROMPTS)}")
@@ -684,10 +844,15 @@ def main() -> None:
         parser.error("--retry-share and --canary-share are in [0, 1]")
     if min(args.min_ratings, args.max_steps, args.batch_size, args.max_new_tokens, args.max_rated_turns) < 1:
         parser.error("--min-ratings, --max-steps, --batch-size, --max-new-tokens and --max-rated-turns are at least 1")
+    if not 0 <= args.probe_prompts <= len(PROMPTS) or not 0 <= args.best_of_n <= 16 or args.best_of_n_prompts < 1:
+        parser.error(f"0 <= --probe-prompts <= {len(PROMPTS)}, 0 <= --best-of-n <= 16, --best-of-n-prompts >= 1")
     if not 0 < args.learning_rate < 1:
         parser.error("--learning-rate is in (0, 1)")
-    rater = load_rater(args.rater)
-    asyncio.run(main_async(args, rater))
+    tastes = {name: TASTES[name] for name in TASTES} if args.rater == "all" else {args.rater: load_rater(args.rater)}
+    for taste, rater in tastes.items():
+        asyncio.run(main_async(args, taste, rater))
+        plot(args.out.with_suffix(".png"), load_results(args.out)["tastes"])
+    Console().print(f"wrote {args.out} and {args.out.with_suffix('.png')}")
 
 
 if __name__ == "__main__":

@@ -278,6 +278,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                 limits={"rate_per_minute": 1_000_000},
             )
             settings.secrets = Secrets(api_key=API_KEY)
+            if args.dry_multiplier is not None:
+                settings.model.dry.multiplier = args.dry_multiplier
             runtime = Runtime.create(settings)
             bench = Bench(runtime, settings, {} if args.max_turns is None else {"max_turns": args.max_turns})
             runtime.start()
@@ -324,6 +326,7 @@ def report(
         "gaps": list(GAPS),
         "members": args.members,
         "window_turns": args.max_turns or settings.memory.max_turns,
+        "dry": settings.model.dry.model_dump(),
         "defaults": MemorySettings().model_dump(),
         "recall": {name: {str(gap): round(rate, 3) for gap, rate in rates.items()} for name, rates in results.items()},
         "questions_per_gap": counts,
@@ -343,7 +346,10 @@ def main() -> None:
     parser.add_argument("--cpu-weights", default="float32", choices=["auto", "float32", "bfloat16", "int4"])
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--max-turns", type=int, default=None, help="memory window in turns (default: the setting's)")
+    parser.add_argument("--gaps", default=",".join(map(str, GAPS)), help="exchanges between a fact and its question")
+    parser.add_argument("--dry-multiplier", type=float, default=None, help="DRY (default: the model profile's)")
     args = parser.parse_args()
+    globals()["GAPS"] = tuple(int(gap) for gap in args.gaps.split(","))
     write(args.out, asyncio.run(main_async(args)))
 
 

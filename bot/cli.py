@@ -6,9 +6,9 @@ import asyncio
 
 import typer
 
-from brain.settings import load_settings
+from brain.refusals import RefusingTyper, settings_or_refuse
 
-app = typer.Typer(help="ownchat chat adapters: Telegram, Discord and a terminal console.", no_args_is_help=True)
+app = RefusingTyper(help="ownchat chat adapters: Telegram, Discord and a terminal console.", no_args_is_help=True)
 
 
 @app.command()
@@ -25,7 +25,7 @@ def console(
     """Chat with the brain in the terminal, replies streamed as they are generated."""
     from bot.console import run_console
 
-    settings = load_settings()
+    settings = settings_or_refuse()
     if embedded:
         # only here does a bot process load the model: the console doubles as a one-process chat
         from brain.service.embedded import embedded_brain
@@ -40,7 +40,7 @@ def telegram() -> None:
     """Run the Telegram bot (long polling, or webhook with bot.telegram.mode=webhook)."""
     from bot.telegram.app import run_telegram
 
-    run_telegram(load_settings())
+    run_telegram(settings_or_refuse())
 
 
 @app.command()
@@ -48,4 +48,4 @@ def discord() -> None:
     """Run the Discord bot."""
     from bot.discord.app import run_discord
 
-    run_discord(load_settings())
+    run_discord(settings_or_refuse())

@@ -19,6 +19,10 @@ from brain.api_models import (
     TURN_ID_PATTERN,
     ChatReply,
     ChatRequest,
+    CompareConsent,
+    CompareConsentState,
+    ComparisonRequest,
+    ComparisonResult,
     ConsentState,
     Fact,
     FactList,
@@ -146,6 +150,14 @@ class BrainClient:
 
     # health
 
+    async def alive(self) -> bool:
+        """Whether a brain answers at all (its model or Redis may not be ready yet)."""
+        try:
+            response = await self._http.get("/healthz")
+        except httpx.HTTPError:
+            return False
+        return response.status_code == 200
+
     async def ready(self) -> bool:
         try:
             response = await self._http.get("/readyz")
@@ -219,6 +231,14 @@ class BrainClient:
     async def feedback(self, request: FeedbackRequest) -> FeedbackResult:
         """Rate a reply (or take a rating back: rating 0). A rating set twice is the same rating."""
         return await self._post("/v1/feedback", FeedbackResult, request)
+
+    async def agree_to_compare(self, user: UserRef, agreed: bool) -> CompareConsentState:
+        """Agree (or no longer agree) to be asked now and then which of two replies the member prefers."""
+        return await self._post(f"{_user_path(user)}/compare", CompareConsentState, CompareConsent(agreed=agreed))
+
+    async def compare(self, request: ComparisonRequest) -> ComparisonResult:
+        """The member's choice between two replies to one of their messages, kept as one preference pair."""
+        return await self._post("/v1/compare", ComparisonResult, request)
 
     # personas
 

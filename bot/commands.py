@@ -18,6 +18,7 @@ COMMANDS: dict[str, str] = {
     "persona": "Show or pick who I am: /persona NAME, or /persona custom TEXT",
     "optin": "Let me learn from our chats (asks first)",
     "optout": "Stop learning from our chats",
+    "compare": "Now and then, let me ask which of two replies you prefer: /compare yes or /compare no",
     "forget": "Delete everything I keep about you (asks first)",
     "reset": "Clear my memory of this chat",
     "remember": "Pin a fact about you that I keep in mind: /remember I'm vegetarian",
@@ -160,6 +161,30 @@ async def _optin(client: BrainClient, who: Speaker, args: str) -> CommandReply:
     )
 
 
+async def _compare(client: BrainClient, who: Speaker, args: str) -> CommandReply:
+    answer = args.strip().lower()
+    if answer not in ("yes", "no"):
+        return CommandReply(
+            "Now and then I may answer one of your messages twice and ask which reply you prefer; your choice "
+            "helps me learn what you like. Only for members who opted in (/optin), and only if the operator turned "
+            "it on. Do you agree?",
+            [Button("Yes, ask me", "/compare yes"), Button("No", "/compare no")],
+        )
+    try:
+        state = await client.agree_to_compare(who.user, answer == "yes")
+    except BrainError as exc:
+        if exc.status == 409:
+            return CommandReply(exc.message)
+        raise
+    if not state.agreed:
+        return CommandReply("I won't ask you which reply you prefer.")
+    if state.share <= 0:
+        return CommandReply("Thanks: you agreed. Comparisons are off on this bot for now; I'll ask once they are on.")
+    return CommandReply(
+        f"Thanks: now and then (about {state.share:.0%} of your messages) I'll ask which reply you prefer."
+    )
+
+
 async def _optout(client: BrainClient, who: Speaker, args: str) -> CommandReply:
     delete = args.lower() in ("delete", "delete-logs")
     state = await client.opt_out(who.user, delete_logs=delete)
@@ -215,7 +240,10 @@ async def _memory(client: BrainClient, who: Speaker, args: str) -> CommandReply:
     consent = await client.consent(who.user)
     facts = await client.facts(who.user, who.chat_id, who.chat_kind.value)
     lines = [f"Persona: {view.persona}", f"Learning from our chats: {'yes' if consent.opted_in else 'no'}"]
-    lines.append(f"Summary of earlier talk: {view.summary}" if view.summary else "No summary of earlier talk yet.")
+    if not view.summaries:
+        lines.append("Earlier talk is not summarised: your older messages are kept so that I can recall them.")
+    else:
+        lines.append(f"Summary of earlier talk: {view.summary}" if view.summary else "No summary of earlier talk yet.")
     lines.append(f"Recent turns remembered here: {len(view.turns)}")
     lines += [f"  {t.role}: {t.text[:80]}" for t in view.turns[-6:]]
     if facts:
@@ -270,6 +298,7 @@ _HANDLERS = {
     "persona": _persona,
     "optin": _optin,
     "optout": _optout,
+    "compare": _compare,
     "forget": _forget,
     "reset": _reset,
     "remember": _remember,

@@ -16,10 +16,12 @@ from bot.client import BrainClient, BrainError
 from bot.commands import Speaker, friendly_error, parse_command, run_command
 from bot.feedback import DISLIKE, LIKE, NOT_RATEABLE, rate, retry_request, thanks
 from brain.api_models import ChatKind, ChatReply, ChatRequest
+from brain.refusals import Refusal
 from brain.settings import Settings
 
 PLATFORM = "console"
 CONSOLE_COMMANDS = {"good": "I liked your last reply", "bad": "I did not like your last reply", "quit": "Leave"}
+BRAIN_LOG = "var/brain.log"
 NOTHING_TO_RATE = "Nothing to rate yet: /good and /bad rate my last reply."
 console = Console(highlight=False)
 
@@ -39,21 +41,27 @@ async def start_brain_if_needed(client: BrainClient, brain_url: str, timeout_s: 
     url = urlparse(brain_url)
     args = [sys.executable, "-m", "brain", "serve", "--start-redis",
             "--host", url.hostname or "127.0.0.1", "--port", str(url.port or 8080)]  # fmt: skip
-    console.print(f"[dim]No brain answers at {brain_url}; starting one (logs in var/brain.log).[/dim]")
-    os.makedirs("var", exist_ok=True)
-    log = open("var/brain.log", "ab")  # noqa: SIM115 - lives as long as the child
+    console.print(f"[dim]No brain answers at {brain_url}; starting one (logs in {BRAIN_LOG}).[/dim]")
+    os.makedirs(os.path.dirname(BRAIN_LOG), exist_ok=True)
+    log = open(BRAIN_LOG, "ab")  # noqa: SIM115 - lives as long as the child
     process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
     with console.status("Loading the model (the first run converts it once, with progress in var/brain.log)..."):
         while not await client.ready():
             if process.poll() is not None:
-                raise SystemExit(f"the brain exited with code {process.returncode}; see var/brain.log")
+                raise Refusal(f"the brain did not start: {last_line(BRAIN_LOG)} (more in {BRAIN_LOG})")
             if loop.time() > deadline:
-                process.terminate()
-                raise SystemExit("the brain did not become ready in time; see var/brain.log")
+                stop_brain(process)
+                raise Refusal(f"the brain did not become ready in time; see {BRAIN_LOG}")
             await asyncio.sleep(0.5)
     return process
+
+
+def last_line(path: str) -> str:
+    with open(path, "rb") as log:
+        lines = log.read().decode(errors="replace").strip().splitlines()
+    return lines[-1].removeprefix("error: ") if lines else "it wrote nothing"
 
 
 async def run_console(
@@ -61,7 +69,13 @@ async def run_console(
 ) -> int:
     url = brain_url or settings.bot.brain_url
     client = BrainClient.from_settings(settings, url)
-    process = await start_brain_if_needed(client, url) if start_brain else None
+    if start_brain:
+        process = await start_brain_if_needed(client, url)
+    else:
+        process = None
+        if not await client.alive():
+            await client.aclose()
+            raise Refusal(f"no brain answers at {url}: start one (brain serve --start-redis), or add --start-brain")
     who = Speaker(PLATFORM, user_id, chat_id=user_id, chat_kind=ChatKind.direct, display_name=user_id,
                   is_operator=True)  # fmt: skip
     session = Session(who)
@@ -81,8 +95,17 @@ async def run_console(
     finally:
         await client.aclose()
         if process is not None:
-            process.terminate()
-            process.wait(10)
+            stop_brain(process)
+
+
+def stop_brain(process: subprocess.Popen) -> None:
+    """Stop the brain this console started; it stops the redis-server it started in turn, given the time."""
+    process.terminate()
+    try:
+        process.wait(60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 async def handle_line(client: BrainClient, session: Session, line: str) -> None:

@@ -11,7 +11,16 @@ from datetime import datetime
 from enum import Enum
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    field_validator,
+    model_validator,
+)
 
 from brain.feedback_records import FeedbackKind
 
@@ -64,6 +73,40 @@ class Contract(BaseModel):
         return check_unicode(value)
 
 
+# llama.cpp's default breakers: a repeat never reaches back across a line, a colon, a quote or an asterisk
+DEFAULT_DRY_BREAKERS = ("\n", ":", '"', "*")
+MAX_DRY_BREAKERS = 16  # llama.cpp's server bounds a breaker's tokens; these bound the count and the characters
+MAX_DRY_BREAKER_CHARS = 20
+
+
+def _dry_breakers(breakers: list[str] | None) -> list[str] | None:
+    if breakers is None:
+        return None
+    if len(breakers) > MAX_DRY_BREAKERS:
+        raise ValueError(f"at most {MAX_DRY_BREAKERS} DRY sequence breakers are allowed")
+    if any(not text or len(text) > MAX_DRY_BREAKER_CHARS for text in breakers):
+        raise ValueError(f"a DRY sequence breaker must be 1 to {MAX_DRY_BREAKER_CHARS} characters")
+    return breakers
+
+
+DryBreakers = Annotated[list[str] | None, AfterValidator(_dry_breakers)]
+
+
+class DryFields(Contract):
+    """DRY ("don't repeat yourself") sampling under llama.cpp's names; a field left out (None) takes the model
+    profile's value (brain config shows it). dry_multiplier 0: off; dry_penalty_last_n -1: the whole context."""
+
+    dry_multiplier: float | None = Field(None, ge=0.0, le=5.0)
+    dry_base: float | None = Field(None, ge=1.0, le=4.0)
+    dry_allowed_length: int | None = Field(None, ge=1, le=64)
+    dry_penalty_last_n: int | None = Field(None, ge=-1, le=131_072)
+    dry_sequence_breakers: DryBreakers = None
+
+    def dry_values(self) -> dict[str, Any]:
+        """The DRY fields this request sets."""
+        return {name: getattr(self, name) for name in DryFields.model_fields if getattr(self, name) is not None}
+
+
 class ChatKind(str, Enum):
     direct = "direct"
     group = "group"
@@ -78,7 +121,7 @@ def _temperature(value: float | None) -> float | None:
 Temperature = Annotated[float, AfterValidator(_temperature)]
 
 
-class SamplingParams(Contract):
+class SamplingParams(DryFields):
     """How a reply is drawn. temperature 0 means greedy decoding."""
 
     temperature: Temperature = Field(0.7, ge=0.0, le=5.0)
@@ -90,7 +133,7 @@ class SamplingParams(Contract):
     num_beams: int = Field(1, ge=1, le=8)
 
 
-class SamplingOverrides(Contract):
+class SamplingOverrides(DryFields):
     """A request's overrides of its persona's sampling; fields left out keep the persona's values."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
@@ -153,6 +196,14 @@ class ChatRequest(ChatRef):
         "POST /v1/turns/{turn_id}/messages) is answered again, as with retry_of; give one of the two at most",
     )
 
+    # the document says what the validator below checks, so that a request valid by it is never refused
+    model_config = ConfigDict(
+        json_schema_extra={
+            "not": {"required": ["retry_of", "retry_message"]},
+            "anyOf": [{"required": ["text"]}, {"required": ["retry_of"]}, {"required": ["retry_message"]}],
+        }
+    )
+
     @model_validator(mode="after")
     def _one_retry(self) -> ChatRequest:
         if self.retry_of is not None and self.retry_message is not None:
@@ -181,6 +232,42 @@ class ChatReply(Contract):
         description="the id of this reply, to rate it (POST /v1/feedback) or map its messages to it; None when it "
         "was not kept (a request_id answered again, or the member was forgotten meanwhile)",
     )
+    compare: bool = Field(
+        False,
+        description="ask the member which reply they prefer: have this message answered again (retry_of this "
+        "turn), show both, and send their choice to POST /v1/compare",
+    )
+
+
+class CompareConsent(Contract):
+    """A member agrees (or no longer agrees) to be asked now and then which of two replies they prefer."""
+
+    agreed: bool
+
+
+class CompareConsentState(Contract):
+    agreed: bool = Field(description="asked which reply they prefer: opted in, and agreed since their opt-in")
+    opted_in: bool
+    share: float = Field(description="of an agreeing member's messages, the share answered with two replies")
+
+
+class ComparisonRequest(ChatRef):
+    """The member (user_id) preferred one of two replies to their message: the first and its retry, or the other
+    way round. Kept as one preference pair."""
+
+    chosen_turn_id: str = Field(pattern=TURN_ID_PATTERN)
+    rejected_turn_id: str = Field(pattern=TURN_ID_PATTERN)
+
+    @model_validator(mode="after")
+    def _two_replies(self) -> ComparisonRequest:
+        if self.chosen_turn_id == self.rejected_turn_id:
+            raise ValueError("the chosen and the rejected reply must be two different turns")
+        return self
+
+
+class ComparisonResult(Contract):
+    stored: bool
+    reason: str = Field(description="what happened, in words a member can be shown")
 
 
 class StreamDelta(Contract):
@@ -218,8 +305,19 @@ class PersonaScope(str, Enum):
 class PersonaSet(ChatRef):
     """Pick a preset, set a custom system prompt, or import a SillyTavern chara_card_v2 card: exactly one."""
 
+    # the document says what the validators below check, so that a request valid by it is never refused
+    model_config = ConfigDict(
+        json_schema_extra={
+            "oneOf": [
+                {"required": [name], "not": {"anyOf": [{"required": [other]} for other in others]}}
+                for name, others in (("preset", ("custom", "card")), ("custom", ("preset", "card")),
+                                     ("card", ("preset", "custom")))
+            ]
+        }
+    )  # fmt: skip
+
     preset: str | None = Field(None, max_length=48)
-    custom: str | None = Field(None, max_length=100_000)
+    custom: str | None = Field(None, max_length=100_000, pattern=r"\S")
     card: dict[str, Any] | None = None
 
     @field_validator("card")
@@ -254,7 +352,8 @@ class PrivacyNotice(Contract):
 
 
 class OptOut(Contract):
-    delete_logs: bool = False
+    # strict: deleting a member's data is asked for with true, never with 1, 0.0 or "yes"
+    delete_logs: StrictBool = False
 
 
 class ConsentState(Contract):
@@ -280,6 +379,8 @@ class MemoryView(Contract):
     summary: str
     turns: list[Turn]
     persona: str
+    # False where no summaries are written (memory.summaries): older turns are kept for recall instead
+    summaries: bool = True
 
 
 class ResetResult(Contract):
@@ -356,13 +457,33 @@ class TurnMessagesResult(Contract):
     mapped: int = Field(description="how many message ids now point at the turn")
 
 
+def _exact_rating(value: Any) -> Any:
+    # JSON's true and 1.0 are not ratings: only the integers the contract names are
+    if type(value) is not int:
+        raise ValueError("a rating is the integer -1, 0 or 1")
+    return value
+
+
+RatingValue = Annotated[Literal[-1, 0, 1], BeforeValidator(_exact_rating), Field(json_schema_extra={"type": "integer"})]
+
+
 class FeedbackRequest(ChatRef):
     """A member (user_id: the RATER) rates one of the bot's replies, named by its turn id or by one of its
     platform messages (exactly one of the two). rating 0: the reaction was removed (the rating is deleted)."""
 
+    # the document says what the validator below checks, so that a request valid by it is never refused
+    model_config = ConfigDict(
+        json_schema_extra={
+            "oneOf": [
+                {"required": ["turn_id"], "not": {"required": ["message_id"]}},
+                {"required": ["message_id"], "not": {"required": ["turn_id"]}},
+            ]
+        }
+    )
+
     turn_id: str | None = Field(None, pattern=TURN_ID_PATTERN)
     message_id: str | None = Field(None, pattern=ID_PATTERN)
-    rating: Literal[-1, 0, 1]
+    rating: RatingValue
     kind: FeedbackKind = "reaction"
 
     @model_validator(mode="after")
@@ -418,8 +539,9 @@ class OAIStreamOptions(Contract):
     include_usage: bool = False
 
 
-class OAISampling(Contract):
-    """What the OpenAI-style requests share, with vLLM's extensions top_k (-1 or 0: off) and repetition_penalty."""
+class OAISampling(DryFields):
+    """What the OpenAI-style requests share, with vLLM's extensions top_k (-1 or 0: off) and repetition_penalty,
+    and llama.cpp's DRY fields."""
 
     model: str = "default"
     stream: bool = False
@@ -447,7 +569,7 @@ class OAISampling(Contract):
     def sampling(self, max_new_tokens: int) -> SamplingParams:
         return SamplingParams(
             temperature=self.temperature, top_p=self.top_p, top_k=max(self.top_k, 0),
-            repetition_penalty=self.repetition_penalty, max_new_tokens=max_new_tokens,
+            repetition_penalty=self.repetition_penalty, max_new_tokens=max_new_tokens, **self.dry_values(),
         )  # fmt: skip
 
     @property

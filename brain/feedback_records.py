@@ -36,6 +36,11 @@ class TurnRecord(RegistryRecord):
     served_by: str | None = None
     retry_of: str | None = None
     at: str  # ISO time of the reply
+    # what of the member's memory the prompt quotes: the ids of the facts in its note, and the chats whose earlier
+    # messages it recalled; deleting one of those facts, or resetting one of those chats, drops the turn, so that
+    # a kept turn (and a /retry of it, and tonight's training) never outlives what it quotes
+    facts: list[str] = Field(default_factory=list)
+    recalled_from: list[str] = Field(default_factory=list)
 
 
 class RatingRecord(RegistryRecord):

@@ -13,8 +13,10 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, Field, PrivateAttr, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from brain.profiles import choose_profile
 
 CONFIG_ENV = "OWNCHAT_CONFIG"
 DEFAULT_CONFIG_FILE = "ownchat.yaml"
@@ -25,7 +27,9 @@ SECRET_NAMES = (
     "discord_token",
     "telegram_webhook_secret",
     "vllm_api_key",
+    "operator_key",
 )
+OPERATOR_KEY_MIN_CHARS = 32
 PLACEHOLDERS = {"changeme", "change-me", "secret", "xxx", "your-token-here", "todo"}
 
 
@@ -41,6 +45,8 @@ class Secrets(BaseSettings):
     discord_token: SecretStr | None = None
     # the bearer key of an external generation server (model.engine: vllm started with --api-key)
     vllm_api_key: SecretStr | None = None
+    # turns the operator's dashboard (/dashboard) on; at least OPERATOR_KEY_MIN_CHARS, and not the API key
+    operator_key: SecretStr | None = None
 
     @field_validator(*SECRET_NAMES)
     @classmethod
@@ -51,6 +57,20 @@ class Secrets(BaseSettings):
             raise ValueError("is a placeholder; set a real value or leave it unset")
         return value
 
+    @model_validator(mode="after")
+    def _operator_key_apart(self) -> Secrets:
+        key = self.operator_key.get_secret_value() if self.operator_key else None
+        if key is None:
+            return self
+        if len(key) < OPERATOR_KEY_MIN_CHARS:
+            raise ValueError(
+                f"OWNCHAT_OPERATOR_KEY must have at least {OPERATOR_KEY_MIN_CHARS} characters; make one with: "
+                "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+            )
+        if self.api_key is not None and key == self.api_key.get_secret_value():
+            raise ValueError("OWNCHAT_OPERATOR_KEY must differ from OWNCHAT_API_KEY: a chat client must not operate")
+        return self
+
 
 class RedisSettings(BaseModel):
     url: str = "redis://127.0.0.1:6379/0"
@@ -58,6 +78,17 @@ class RedisSettings(BaseModel):
     # where no server answers at `url`, `brain serve --start-redis` starts one here
     local_dir: str = "var/redis"
     socket_timeout_s: float = 2.0
+
+
+class DrySettings(BaseModel):
+    """DRY sampling for requests that do not set it (llama.cpp's meaning of each). Unset fields follow the model
+    profile (`brain config` shows which)."""
+
+    multiplier: float = Field(0.0, ge=0.0, le=5.0)  # 0: off
+    base: float = Field(1.75, ge=1.0, le=4.0)
+    allowed_length: int = Field(2, ge=1, le=64)
+    penalty_last_n: int = Field(-1, ge=-1, le=131_072)  # tokens looked back over; -1: the whole context
+    sequence_breakers: list[str] = Field(default_factory=lambda: ["\n", ":", '"', "*"], max_length=16)
 
 
 class ModelSettings(BaseModel):
@@ -80,6 +111,9 @@ class ModelSettings(BaseModel):
     # (vLLM) at vllm_url, with only the tokenizer of `name` loaded here to build prompts
     engine: Literal["local", "vllm"] = "local"
     vllm_url: str | None = None
+    # which model profile fills the memory and DRY settings left unset: "auto" chooses by `name` (brain/profiles.py)
+    profile: Literal["auto", "small", "capable"] = "auto"
+    dry: DrySettings = DrySettings()
 
     @model_validator(mode="after")
     def _remote_engine_needs_url(self) -> ModelSettings:
@@ -96,7 +130,13 @@ class MemorySettings(BaseModel):
     # and can come back by recall. 2 suits the small default model: with more, it copies its own recent replies
     # instead of answering (bench/recall.py, facts asked for 30 exchanges after they were told: 30 % recalled with
     # 24 turns, 70 % with 2). Raise it with a capable model
+    # (the model profile sets it where it is left unset)
     max_turns: int = Field(2, ge=2)
+    # write a rolling summary of the turns that leave the window (one more generation per fold); the profile
+    # decides where unset: off for the small default model, whose summaries were mostly invented
+    summaries: bool = False
+    # fold once this many turns have left the window since the last fold, not after every message
+    fold_every_turns: int = Field(8, ge=1, le=256)
     max_tokens: int = Field(1536, ge=64)
     ttl_s: int = Field(7 * 24 * 3600, ge=60)
     summary_max_tokens: int = Field(96, ge=8)
@@ -123,6 +163,11 @@ class LimitSettings(BaseModel):
     # a client must send its request headers, and then its whole body, within these (slow senders are cut off)
     header_timeout_s: float = Field(10.0, gt=0.0)
     body_timeout_s: float = Field(30.0, gt=0.0)
+    # connections still waiting for a request's headers (new, or idle between requests): at most this many from one
+    # client address (more are closed at once), and at most this many in all (a new one closes the oldest); behind
+    # a proxy every client has the proxy's address, so the proxy must enforce its own (deploy/README.md)
+    half_open_per_client: int = Field(32, ge=1)
+    half_open_total: int = Field(512, ge=1)
 
 
 class FeedbackSettings(BaseModel):
@@ -137,6 +182,9 @@ class FeedbackSettings(BaseModel):
     messages_per_chat: int = Field(10_000, ge=16, le=1_000_000)
     # a /retry under a greedy persona samples at this temperature, so that the second reply can differ
     retry_temperature: float = Field(0.8, ge=0.01, le=5.0)
+    # "which reply do you prefer?": the share of an agreeing member's messages answered with two replies to choose
+    # from (only members opted in who also agreed to it; 0: never asked)
+    compare_share: float = Field(0.0, ge=0.0, le=1.0)
 
 
 class BrainSettings(BaseModel):
@@ -243,6 +291,24 @@ class FinetuneSettings(BaseModel):
     launcher: str = ""
 
 
+class RewardModelSettings(BaseModel):
+    """A scoring head on the frozen base model, trained each night on every member's ratings
+    (trainer/nightly/reward.py); its best-of-n pairs of the live model's own replies feed DPO only when it
+    ranks held-out ratings well enough."""
+
+    enabled: bool = True
+    # held-out AUC (liked above disliked) it must reach before its pairs are used
+    min_auc: float = Field(0.7, ge=0.5, le=1.0)
+    # held-out ratings of each class (liked, disliked) needed before its AUC counts
+    min_per_class: int = Field(5, ge=1)
+    # replies drawn per rated training prompt from the model serving now (0: no on-policy pairs)
+    best_of_n: int = Field(4, ge=0, le=16)
+    max_prompts: int = Field(64, ge=1)
+    max_new_tokens: int = Field(64, ge=1)
+    temperature: float = Field(1.0, gt=0.0)
+    seed: int = 0
+
+
 class PreferenceSettings(BaseModel):
     """What the nightly fine-tune learns from members' ratings (trainer/README.md, "Learning from ratings")."""
 
@@ -255,7 +321,10 @@ class PreferenceSettings(BaseModel):
     next_token_weight: float = Field(1.0, ge=0.0)
     dpo_weight: float = Field(1.0, ge=0.0)
     kto_weight: float = Field(1.0, ge=0.0)
-    # KTO's lambda_D and lambda_U: the weight of a liked and of a disliked reply
+    # KTO's lambda_D and lambda_U: the weight of a liked and of a disliked reply ("fixed"), or set from each
+    # night's counts ("counts", the KTO paper's rule) so that lambda_D * n_D / (lambda_U * n_U) = kto_class_ratio
+    kto_class_weights: Literal["counts", "fixed"] = "counts"
+    kto_class_ratio: float = Field(1.0, ge=1.0, le=4 / 3)
     kto_desirable_weight: float = Field(1.0, ge=0.0)
     kto_undesirable_weight: float = Field(1.0, ge=0.0)
     # the rated turns an export reads at most (the newest are kept)
@@ -264,6 +333,12 @@ class PreferenceSettings(BaseModel):
     max_pairs_per_prompt: int = Field(6, ge=1)
     # the share of rated prompts held out to judge candidates (never trained on)
     heldout_fraction: float = Field(0.2, gt=0.0, lt=0.5)
+    reward_model: RewardModelSettings = RewardModelSettings()
+    # which step's adapter a fine-tune keeps: the one whose implied reward ranks the validation ratings best
+    # ("preference": liked above disliked, AUC), once they hold select_min_per_class of each; else, or with
+    # "loss", the one with the lowest validation loss of the mixture
+    select_by: Literal["preference", "loss"] = "preference"
+    select_min_per_class: int = Field(3, ge=1)
 
 
 class EvaluationSettings(BaseModel):
@@ -278,10 +353,13 @@ class EvaluationSettings(BaseModel):
     # right answers of the base model the candidate may lose
     questions_may_lose: int = Field(0, ge=0)
     question_max_new_tokens: int = Field(32, ge=1)
-    # on held-out ratings, the candidate's AUC (liked above disliked, by implied reward) must reach live's + this
-    reward_margin: float = Field(0.02, ge=0.0, lt=0.5)
-    # held-out rated replies needed to judge by ratings (at least one liked and one disliked among them)
+    # on the same held-out ratings, the candidate's AUC (liked above disliked, by implied reward) must beat
+    # live's by reward_margin_se standard errors of the paired difference (DeLong), and by reward_margin at least
+    reward_margin: float = Field(0.0, ge=0.0, lt=0.5)
+    reward_margin_se: float = Field(1.645, ge=0.0)
+    # held-out rated replies needed to judge by ratings, and of each class (liked, disliked) among them
     min_heldout_ratings: int = Field(8, ge=2)
+    min_heldout_per_class: int = Field(5, ge=1)
     # test conversations whose replies are generated for BLEU and chrF
     bleu_samples: int = Field(16, ge=0)
     bleu_max_new_tokens: int = Field(32, ge=1)
@@ -385,6 +463,25 @@ class Settings(BaseSettings):
     bot: BotSettings = BotSettings()
     trainer: TrainerSettings = TrainerSettings()
     secrets: Secrets = Field(default_factory=Secrets, exclude=True)
+    _profile: dict[str, Any] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _apply_model_profile(self) -> Settings:
+        """Fill the memory and DRY settings the operator left unset from the model's profile."""
+        profile, why = choose_profile(self.model.name, self.model.profile)
+        filled: list[str] = []
+        for section, values in ((self.memory, profile.memory_values()), (self.model.dry, profile.dry_values())):
+            for name, value in values.items():
+                if name not in section.model_fields_set:
+                    object.__setattr__(section, name, value)  # not marked as set: a later load fills it again
+                    filled.append(f"{'memory' if section is self.memory else 'model.dry'}.{name}")
+        self._profile = {"name": profile.name, "why": why, "holds": profile.summary, "filled": filled}
+        return self
+
+    @property
+    def profile(self) -> dict[str, Any]:
+        """The model profile in force, why, and which settings it filled (the others were set explicitly)."""
+        return dict(self._profile)
 
     @classmethod
     def settings_customise_sources(
@@ -401,6 +498,7 @@ class Settings(BaseSettings):
         """The effective settings with every secret shown as set or unset, never its value."""
         data = self.model_dump(mode="json")
         data["secrets"] = {name: ("***" if getattr(self.secrets, name) is not None else None) for name in SECRET_NAMES}
+        data["profile_in_force"] = self.profile
         return data
 
 

@@ -36,8 +36,8 @@ Redis Cluster slot (the turn-writing script touches only those). Layout:
 Global: ``oc:users`` (known users), ``oc:opted-in``, ``oc:logged-users`` (users with a log stream), ``oc:tombstones``
 (sorted set: SHA-256 of a forgotten user's id -> forget time in ms; the id itself is not kept),
 ``oc:turnof:TURN`` (the user a turn answered, with the memory TTL: how a rating finds the turn), ``oc:raters`` (users
-with ratings), ``oc:likes`` and ``oc:dislikes`` (hashes: served version -> count of kept ratings; ``base`` for the
-base model; aggregates without personal data, which a /forget leaves), ``oc:registry:canary`` (hash: target -> JSON
+with ratings; the likes and dislikes of each served version are counted from their kept ratings, never stored
+apart, so that no deletion can leave them behind), ``oc:registry:canary`` (hash: target -> JSON
 of its Canary, a candidate serving a share of opted-in members),
 ``oc:persistence:rewritten-at`` (ms when the nightly run last had Redis rewrite its append-only file, so that
 forgotten data leaves the disk), ``oc:trainer:lock`` (JSON of the nightly run's holder: host, pid; with a TTL),
@@ -53,6 +53,9 @@ A /forget deletes every key of the user (their turn records and the ratings they
 keys of their turns and the ``oc:msgturn`` entries that point at them, and takes them out of the global sets. The
 ratings others gave the user's replies stay with those raters (a turn id, a rating, the served version: nothing of
 the forgotten user), and find no turn any more. ``/optout delete`` deletes the user's ratings with their log.
+The operator's dashboard (typed in brain/operator_records.py): ``oc:runs`` (list of JSON RunSummaries that nightly
+runs leave, newest first, bounded), ``oc:audit`` (list of JSON AuditRecords of the dashboard's actions, newest first,
+bounded) and ``oc:trainer:paused`` (JSON SchedulePause while the nightly schedule is paused).
 """
 
 from __future__ import annotations
@@ -69,13 +72,16 @@ from enum import Enum
 from typing import Any
 
 import redis.asyncio as aioredis
+from pydantic import BaseModel, ValidationError
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from brain.api_models import EarlierTurn, Fact, Turn
 from brain.feedback_records import Canary, RatedTurn, RatingRecord, TurnRecord
+from brain.operator_records import AuditRecord, RunSummary, SchedulePause
 from brain.registry_records import LiveAdapter, RecordFormatError, RegistryEvent, ReloadEvent
 
 log = logging.getLogger("brain.store")
@@ -92,13 +98,22 @@ REGISTRY_HISTORY_LENGTH = 100
 # idempotency keys kept per user (a bot retries a message a few times, within a minute)
 MAX_REQUEST_KEYS = 1000
 RATERS = "oc:raters"
+# like counters an older version kept apart from the ratings (they drifted); nothing writes or reads them now
 LIKES = "oc:likes"
 DISLIKES = "oc:dislikes"
 CANARY = "oc:registry:canary"
+# the profile field of a member's agreement to comparisons: the consent_at of the opt-in it was given under
+COMPARE_FIELD = "compare_for"
 # the served_by of the base model in the like counters
 BASE = "base"
 # keys read per pipeline where a loop reads many (the export of rated turns)
 READ_CHUNK = 500
+# the operator's dashboard: run summaries, its audit log, the schedule's pause flag
+RUN_SUMMARIES = "oc:runs"
+RUN_SUMMARIES_KEPT = 60
+AUDIT = "oc:audit"
+AUDIT_KEPT = 1000
+SCHEDULE_PAUSED = "oc:trainer:paused"
 
 
 def profile_key(user: str) -> str:
@@ -220,7 +235,9 @@ local items = redis.call('LRANGE', KEYS[2], 0, -1)
 local total = 0
 local sizes = {}
 for i, raw in ipairs(items) do
-  sizes[i] = tonumber(cjson.decode(raw)['tokens']) or 0
+  -- a turn that is not a JSON object (an older version's, a damaged one) counts nothing and leaves first
+  local ok, turn = pcall(cjson.decode, raw)
+  sizes[i] = ok and type(turn) == 'table' and tonumber(turn['tokens']) or 0
   total = total + sizes[i]
 end
 local evicted = {}
@@ -236,10 +253,12 @@ if #evicted > 0 then redis.call('LTRIM', KEYS[2], #evicted, -1) end
 local keep = tonumber(ARGV[12])
 if keep > 0 and #evicted > 0 then
   for _, raw in ipairs(evicted) do
-    local turn = cjson.decode(raw)
-    turn['chat_id'] = ARGV[2]
-    turn['chat_kind'] = ARGV[11]
-    redis.call('RPUSH', KEYS[6], cjson.encode(turn))
+    local ok, turn = pcall(cjson.decode, raw)
+    if ok and type(turn) == 'table' then
+      turn['chat_id'] = ARGV[2]
+      turn['chat_kind'] = ARGV[11]
+      redis.call('RPUSH', KEYS[6], cjson.encode(turn))
+    end
   end
   redis.call('LTRIM', KEYS[6], -keep, -1)
 end
@@ -292,15 +311,43 @@ if ARGV[2] == '1' then redis.call('DEL', KEYS[2], KEYS[3], KEYS[4]) end
 return 1
 """
 
-# KEYS: turns, summary, chats, earlier; ARGV: chat_id. Returns how many turns were cleared (those in the window).
-_RESET_CHAT = """
+# A user's kept turns that quote what is being deleted leave with it (a /retry could bring it back, and training
+# would learn it). Shared by the scripts below: drops from the turn records and their order every turn for which
+# ``quotes(turn)`` holds, and appends "platform TAB chat_id TAB turn id" of each to ``out`` (their author keys and
+# message maps live in other slots).
+_DROP_TURNS = """
+local function drop_turns(records, order, quotes, out)
+  local fields = redis.call('HGETALL', records)
+  for i = 1, #fields, 2 do
+    local ok, turn = pcall(cjson.decode, fields[i + 1])
+    if ok and type(turn) == 'table' and quotes(turn) then
+      redis.call('HDEL', records, fields[i])
+      redis.call('ZREM', order, fields[i])
+      table.insert(out, tostring(turn['platform']) .. '\t' .. tostring(turn['chat_id']) .. '\t' .. fields[i])
+    end
+  end
+end
+local function holds(list, value)
+  if type(list) ~= 'table' then return false end
+  for _, item in ipairs(list) do if item == value then return true end end
+  return false
+end
+"""
+
+# KEYS: turns, summary, chats, earlier, turn records, turn order; ARGV: chat_id. Returns {how many turns were
+# cleared (those in the window), then the kept turns dropped (see _DROP_TURNS): those of the chat, which quote its
+# memory, and those of other chats that recalled its messages}.
+_RESET_CHAT = (
+    _DROP_TURNS
+    + """
 local cleared = redis.call('LLEN', KEYS[1])
 redis.call('DEL', KEYS[1], KEYS[2])
 redis.call('SREM', KEYS[3], ARGV[1])
 local kept = {}
 local dropped = false
 for _, raw in ipairs(redis.call('LRANGE', KEYS[4], 0, -1)) do
-  if cjson.decode(raw)['chat_id'] == ARGV[1] then dropped = true else table.insert(kept, raw) end
+  local ok, turn = pcall(cjson.decode, raw)
+  if ok and type(turn) == 'table' and turn['chat_id'] ~= ARGV[1] then table.insert(kept, raw) else dropped = true end
 end
 if dropped then
   local ttl = redis.call('TTL', KEYS[4])
@@ -308,8 +355,13 @@ if dropped then
   for _, raw in ipairs(kept) do redis.call('RPUSH', KEYS[4], raw) end
   if #kept > 0 and ttl > 0 then redis.call('EXPIRE', KEYS[4], ttl) end
 end
-return cleared
+local out = {cleared}
+drop_turns(KEYS[5], KEYS[6], function(turn)
+  return turn['chat_id'] == ARGV[1] or holds(turn['recalled_from'], ARGV[1])
+end, out)
+return out
 """
+)
 
 # KEYS: facts, profile; ARGV: fact JSON, max facts, ttl_s, now_ms, expected since ('' = none expected: a fact the
 # user pins, which creates the profile where there is none), make room ('1': an extracted fact, which replaces the
@@ -321,17 +373,25 @@ local function norm(text)
 end
 local since = redis.call('HGET', KEYS[2], 'since')
 if ARGV[5] ~= '' and since ~= ARGV[5] then return -1 end
+local function text_of(raw)
+  -- a fact that is not a JSON object with a text (an older version's, a damaged one) matches nothing
+  local ok, item = pcall(cjson.decode, raw)
+  if ok and type(item) == 'table' and type(item['text']) == 'string' then return item end
+  return nil
+end
 local fact = cjson.decode(ARGV[1])
 local wanted = norm(fact['text'])
 local items = redis.call('LRANGE', KEYS[1], 0, -1)
 for _, raw in ipairs(items) do
-  if norm(cjson.decode(raw)['text']) == wanted then return 0 end
+  local item = text_of(raw)
+  if item and norm(item['text']) == wanted then return 0 end
 end
 if #items >= tonumber(ARGV[2]) then
   if ARGV[6] ~= '1' then return -2 end
   local oldest = nil
   for _, raw in ipairs(items) do
-    if cjson.decode(raw)['source'] == 'extracted' then oldest = raw break end
+    local item = text_of(raw)
+    if not item or item['source'] == 'extracted' then oldest = raw break end
   end
   if not oldest then return -2 end
   redis.call('LREM', KEYS[1], 1, oldest)
@@ -342,16 +402,29 @@ redis.call('EXPIRE', KEYS[1], ARGV[3])
 return 1
 """
 
-# KEYS: facts; ARGV: ids. Returns how many facts were deleted.
-_DELETE_FACTS = """
+# KEYS: facts, turn records, turn order; ARGV: ids. Returns {how many facts were deleted, then the dropped turns
+# that quoted one of them (see _DROP_TURNS)}.
+_DELETE_FACTS = (
+    _DROP_TURNS
+    + """
 local wanted = {}
 for _, id in ipairs(ARGV) do wanted[id] = true end
 local deleted = 0
 for _, raw in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
-  if wanted[cjson.decode(raw)['id']] then deleted = deleted + redis.call('LREM', KEYS[1], 1, raw) end
+  local ok, fact = pcall(cjson.decode, raw)
+  if ok and type(fact) == 'table' and wanted[fact['id']] then
+    deleted = deleted + redis.call('LREM', KEYS[1], 1, raw)
+  end
 end
-return deleted
+local out = {deleted}
+drop_turns(KEYS[2], KEYS[3], function(turn)
+  if type(turn['facts']) ~= 'table' then return false end
+  for _, id in ipairs(turn['facts']) do if wanted[id] then return true end end
+  return false
+end, out)
+return out
 """
+)
 
 # KEYS: the user's own keys (_own_keys: profile, chats, log, rate, authored, earlier, facts, requests, turn records,
 # turn order, ratings, rating order); ARGV: turns key prefix, summary key prefix.
@@ -442,13 +515,23 @@ local function keep_bounded(hash, order, now, max_age_ms, max_count)
 end
 """
 
-# KEYS: profile, turn records, turn order; ARGV: expected since, turn id, TurnRecord JSON, now_ms, ttl_s, most kept.
-# Keeps the turn only while the profile created at ``since`` stands (no forget meanwhile). 1 kept, -1 forgotten.
+# KEYS: profile, turn records, turn order, facts; ARGV: expected since, turn id, TurnRecord JSON, now_ms, ttl_s,
+# most kept, then the ids of the facts the turn quotes. Keeps the turn only while the profile created at ``since``
+# stands (no forget meanwhile) and every fact it quotes is still kept (none deleted while it was generated).
+# 1 kept, -1 forgotten, -2 a fact it quotes was deleted meanwhile.
 _SAVE_TURN = (
     _KEEP_BOUNDED
     + """
 local since = redis.call('HGET', KEYS[1], 'since')
 if not since or since ~= ARGV[1] then return -1 end
+if #ARGV > 6 then
+  local kept = {}
+  for _, raw in ipairs(redis.call('LRANGE', KEYS[4], 0, -1)) do
+    local ok, fact = pcall(cjson.decode, raw)
+    if ok and type(fact) == 'table' and fact['id'] then kept[fact['id']] = true end
+  end
+  for i = 7, #ARGV do if not kept[ARGV[i]] then return -2 end end
+end
 local now = tonumber(ARGV[4])
 redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
 redis.call('ZADD', KEYS[3], now, ARGV[2])
@@ -498,21 +581,31 @@ return {previous, 1, 1}
 """
 )
 
-# KEYS: message turns, message order (one chat); ARGV: turn id, now_ms, ttl_s, most kept, message ids...
-# Returns how many of the message ids point at the turn afterwards.
+# KEYS: message turns, message order (one chat); ARGV: turn id, now_ms, ttl_s, most kept, most per turn, only a first
+# mapping ('1': do nothing when the turn has messages already), message ids... A message is mapped once: one that
+# points at another turn stays as it is; a turn gets at most ``most per turn`` messages. Returns how many of the
+# message ids point at the turn afterwards, or -1 when only a first mapping was asked for and this is not one.
 _MAP_MESSAGES = (
     _KEEP_BOUNDED
     + """
+local held = 0
+for _, turn in ipairs(redis.call('HVALS', KEYS[1])) do
+  if turn == ARGV[1] then held = held + 1 end
+end
+if ARGV[6] == '1' and held > 0 then return -1 end
 local now = tonumber(ARGV[2])
-for i = 5, #ARGV do
-  redis.call('HSET', KEYS[1], ARGV[i], ARGV[1])
-  redis.call('ZADD', KEYS[2], now, ARGV[i])
+local most = tonumber(ARGV[5])
+for i = 7, #ARGV do
+  if held < most and redis.call('HSETNX', KEYS[1], ARGV[i], ARGV[1]) == 1 then
+    redis.call('ZADD', KEYS[2], now, ARGV[i])
+    held = held + 1
+  end
 end
 keep_bounded(KEYS[1], KEYS[2], now, tonumber(ARGV[3]) * 1000, tonumber(ARGV[4]))
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 redis.call('EXPIRE', KEYS[2], ARGV[3])
 local mapped = 0
-for i = 5, #ARGV do
+for i = 7, #ARGV do
   if redis.call('HGET', KEYS[1], ARGV[i]) == ARGV[1] then mapped = mapped + 1 end
 end
 return mapped
@@ -560,8 +653,7 @@ class ChatState:
 
     @property
     def user_persona(self) -> dict[str, Any] | None:
-        raw = self.profile.get("persona")
-        return json.loads(raw) if raw else None
+        return _json_object(self.profile.get("persona"), "persona")
 
 
 @dataclass
@@ -590,6 +682,17 @@ class FactAdded(Enum):
     known = 0
     forgotten = -1
     full = -2
+
+
+@dataclass
+class MemberCounts:
+    """The operator's view of members: counts only. ``forgotten`` and ``ratings``: since the time asked for."""
+
+    members: int
+    opted_in: int
+    opted_out: int
+    forgotten: int
+    ratings: int
 
 
 class Store:
@@ -639,13 +742,14 @@ class Store:
         kept = rest.pop(0) if earlier else []
         return ChatState(
             profile=profile,
-            turns=[json.loads(t) for t in turns],
+            turns=_readable(turns, Turn, "memory turn"),
             summary=summary or "",
             chat_persona=_chat_persona(rest[0] if rest else None),
             requests_this_window=int(count),
             window_left_s=max(int(ttl), 1),
-            facts=[json.loads(f) for f in facts],
-            earlier=[json.loads(t) for t in kept],
+            facts=_readable(facts, Fact, "fact"),
+            # read by Memory.for_chat, off the event loop, which takes what it can of each: only JSON is checked here
+            earlier=[turn for turn in (_json_object(raw, "earlier turn") for raw in kept) if turn is not None],
         )
 
     async def record_turn(
@@ -698,7 +802,7 @@ class Store:
         turn_id = None
         if turn is not None:
             turn_id = await self._saved_turn(turn, int(replies[1]))
-        evicted = [json.loads(t) for t in result[3:]]
+        evicted = [turn for turn in (_json_object(raw, "memory turn") for raw in result[3:]) if turn is not None]
         return RecordResult(stored=True, logged=logged, evicted=evicted, since=since, turn_id=turn_id)
 
     async def claim_request(self, user: str, request_id: str, ttl_s: int) -> bool:
@@ -729,8 +833,7 @@ class Store:
         await pipe.execute()
 
     async def get_user_persona(self, user: str) -> dict[str, Any] | None:
-        raw = await self.r.hget(profile_key(user), "persona")
-        return json.loads(raw) if raw else None
+        return _json_object(await self.r.hget(profile_key(user), "persona"), "persona")
 
     async def get_chat_persona(self, platform: str, chat_id: str) -> dict[str, Any] | None:
         return _chat_persona(await self.r.get(chat_persona_key(platform, chat_id)))
@@ -745,6 +848,25 @@ class Store:
         fields = {"consent": "in", "consent_version": version, "consent_at": at}
         await self._update_profile(user, fields, at=at, users=(USERS, OPTED_IN))
         return at
+
+    async def agree_to_compare(self, user: str, agreed: bool) -> bool:
+        """Record (or withdraw) the member's agreement to be asked which of two replies they prefer. It holds for
+        their present opt-in only: it names the opt-in's time, so an opt-out ends it and a later opt-in asks
+        again. False (nothing changed) for a member who is not opted in."""
+        consent, consent_at = await self.r.hmget(profile_key(user), ["consent", "consent_at"])
+        if consent != "in":
+            return False
+        await self.r.hset(profile_key(user), COMPARE_FIELD, consent_at if agreed else "")
+        return True
+
+    @staticmethod
+    def agreed_to_compare(profile: dict[str, str]) -> bool:
+        """Opted in, and agreed to comparisons since that opt-in (agree_to_compare)."""
+        return (
+            profile.get("consent") == "in"
+            and bool(profile.get(COMPARE_FIELD))
+            and (profile.get(COMPARE_FIELD) == profile.get("consent_at"))
+        )
 
     async def opt_out(self, user: str, *, delete_logs: bool) -> int:
         at = now_ms()
@@ -847,19 +969,25 @@ class Store:
         return {member for member, score in zip(members, scores, strict=True) if score is not None}
 
     async def reset_chat(self, user: str, chat_id: str) -> int:
-        """Clear one chat's memory: its turns, its summary and its turns kept for recall."""
-        keys = [turns_key(user, chat_id), summary_key(user, chat_id), chats_key(user), earlier_key(user)]
-        return int(await self._reset_chat(keys=keys, args=[chat_id]))
+        """Clear one chat's memory: its turns, its summary and its turns kept for recall, and the replies kept to be
+        rated or retried that quote any of it. Returns how many turns of the window were cleared."""
+        keys = [
+            turns_key(user, chat_id), summary_key(user, chat_id), chats_key(user), earlier_key(user),
+            turn_records_key(user), turn_order_key(user),
+        ]  # fmt: skip
+        cleared, *dropped = await self._reset_chat(keys=keys, args=[chat_id])
+        await self._forget_turns([line.split("\t") for line in dropped])
+        return int(cleared)
 
     async def earlier_turns(self, user: str) -> list[dict[str, Any]]:
         """The turns kept for recall, oldest first, each with its chat_id and chat_kind."""
-        return [json.loads(t) for t in await self.r.lrange(earlier_key(user), 0, -1)]
+        return _readable(await self.r.lrange(earlier_key(user), 0, -1), EarlierTurn, "earlier turn")
 
     # facts about the user
 
     async def facts(self, user: str) -> list[dict[str, Any]]:
         """Every fact about the user, oldest first."""
-        return [json.loads(f) for f in await self.r.lrange(facts_key(user), 0, -1)]
+        return _readable(await self.r.lrange(facts_key(user), 0, -1), Fact, "fact")
 
     async def add_fact(
         self, user: str, fact: dict[str, Any], *, max_facts: int, ttl_s: int, since: str | None = None
@@ -878,14 +1006,17 @@ class Store:
         """Delete the facts with these ids; returns how many there were."""
         if not ids:
             return 0
-        return int(await self._delete_facts(keys=[facts_key(user)], args=ids))
+        keys = [facts_key(user), turn_records_key(user), turn_order_key(user)]
+        deleted, *dropped = await self._delete_facts(keys=keys, args=ids)
+        await self._forget_turns([line.split("\t") for line in dropped])
+        return int(deleted)
 
     async def chat_memory(self, user: str, chat_id: str) -> tuple[str, list[dict[str, Any]]]:
         pipe = self.r.pipeline(transaction=False)
         pipe.get(summary_key(user, chat_id))
         pipe.lrange(turns_key(user, chat_id), 0, -1)
         summary, turns = await pipe.execute()
-        return summary or "", [json.loads(t) for t in turns]
+        return summary or "", _readable(turns, Turn, "memory turn")
 
     async def chat_ids(self, user: str) -> set[str]:
         return set(await self.r.smembers(chats_key(user)))
@@ -930,11 +1061,14 @@ class Store:
         """Queue what keeps a turn: its author key (global, so first: a forget that follows finds it through the
         record), then the record, in one script that checks the author was not forgotten meanwhile."""
         pipe.set(turn_author_key(turn.turn_id), turn.author, ex=ttl_s)
-        keys = [profile_key(turn.author), turn_records_key(turn.author), turn_order_key(turn.author)]
-        _eval(pipe, _SAVE_TURN, keys, [since, turn.turn_id, turn.dumps(), now_ms(), ttl_s, turns_kept])
+        keys = [
+            profile_key(turn.author), turn_records_key(turn.author), turn_order_key(turn.author), facts_key(turn.author)
+        ]  # fmt: skip
+        args = [since, turn.turn_id, turn.dumps(), now_ms(), ttl_s, turns_kept, *turn.facts]
+        _eval(pipe, _SAVE_TURN, keys, args)
 
     async def _saved_turn(self, turn: TurnRecord, status: int) -> str | None:
-        if status < 0:  # the author was forgotten meanwhile: nothing of theirs may stay
+        if status < 0:  # the author was forgotten, or a fact it quotes deleted, meanwhile: it may not stay
             await self.r.delete(turn_author_key(turn.turn_id))
             return None
         return turn.turn_id
@@ -969,11 +1103,23 @@ class Store:
         """The turn a platform message shows, as a bot mapped it."""
         return await self.r.hget(message_turns_key(platform, chat_id), message_id)
 
-    async def map_messages(self, turn: TurnRecord, message_ids: list[str], *, ttl_s: int, most_kept: int) -> int:
-        """Point these messages of the turn's chat at the turn; how many do."""
+    async def map_messages(
+        self,
+        turn: TurnRecord,
+        message_ids: list[str],
+        *,
+        ttl_s: int,
+        most_kept: int,
+        most_per_turn: int = 16,
+        first_only: bool = False,
+    ) -> int | None:
+        """Point these messages of the turn's chat at the turn, each message once (one that shows another turn stays
+        so) and at most ``most_per_turn`` for the turn; how many do. With ``first_only``, None (and nothing mapped)
+        when the turn has messages already."""
         keys = [message_turns_key(turn.platform, turn.chat_id), message_order_key(turn.platform, turn.chat_id)]
-        args = [turn.turn_id, now_ms(), ttl_s, most_kept, *message_ids]
-        return int(await self._map_messages(keys=keys, args=args))
+        args = [turn.turn_id, now_ms(), ttl_s, most_kept, most_per_turn, "1" if first_only else "0", *message_ids]
+        mapped = int(await self._map_messages(keys=keys, args=args))
+        return None if mapped < 0 else mapped
 
     # ratings
 
@@ -986,7 +1132,7 @@ class Store:
         self, turn: TurnRecord, rater: str, rating: int, *, ttl_s: int, ratings_kept: int
     ) -> RatingOutcome:
         """The rater's rating of the turn (0: withdrawn) replaces their previous one. It is kept for training only
-        while rater and author are both opted in; the like counters of the turn's served version follow it."""
+        while rater and author are both opted in; like_counts counts it from there."""
         pipe = self.r.pipeline(transaction=False)
         pipe.hget(profile_key(turn.author), "consent")
         pipe.hget(profile_key(rater), "consent")
@@ -1004,14 +1150,6 @@ class Store:
         keys = [profile_key(rater), ratings_key(rater), rating_order_key(rater)]
         args = [turn.turn_id, rating, "1" if author_in else "0", record, now_ms(), ttl_s, ratings_kept]
         previous, kept, rater_in = (int(n) for n in await self._rate_turn(keys=keys, args=args))
-        now = rating if kept else 0
-        if previous != now:
-            served = turn.served_by or BASE
-            pipe = self.r.pipeline(transaction=False)
-            for value, step in ((previous, -1), (now, 1)):
-                if value:
-                    pipe.hincrby(LIKES if value > 0 else DISLIKES, served, step)
-            await pipe.execute()
         return RatingOutcome(
             kept=bool(kept), previous=previous, rater_opted_in=bool(rater_in), author_opted_in=author_in
         )
@@ -1022,15 +1160,21 @@ class Store:
         return sorted((r for r in records if r is not None), key=lambda r: r.at)
 
     async def like_counts(self) -> dict[str, tuple[int, int]]:
-        """Kept ratings per served version (``base``: the base model): {served_by: (likes, dislikes)}."""
-        pipe = self.r.pipeline(transaction=False)
-        pipe.hgetall(LIKES)
-        pipe.hgetall(DISLIKES)
-        likes, dislikes = await pipe.execute()
-        return {
-            name: (max(int(likes.get(name, 0)), 0), max(int(dislikes.get(name, 0)), 0))
-            for name in sorted(set(likes) | set(dislikes))
-        }
+        """Kept ratings per served version (``base``: the base model): {served_by: (likes, dislikes)}.
+
+        Counted from the kept ratings themselves, so they always equal them, whatever deleted a rating (a withdrawn
+        or changed one, /optout delete, /forget, the memory TTL): stored counters drifted from the ratings they
+        counted, and one member could inflate a version's like-rate by rating and deleting again and again."""
+        counts: dict[str, list[int]] = {}
+        for raters in _chunks(sorted(await self.r.smembers(RATERS)), READ_CHUNK):
+            pipe = self.r.pipeline(transaction=False)
+            for rater in raters:
+                pipe.hvals(ratings_key(rater))
+            for values in await pipe.execute():
+                for record in filter(None, map(_rating_record, values)):
+                    pair = counts.setdefault(record.served_by or BASE, [0, 0])
+                    pair[0 if record.rating > 0 else 1] += 1
+        return {name: (likes, dislikes) for name, (likes, dislikes) in sorted(counts.items())}
 
     async def rated_turns(self) -> AsyncIterator[RatedTurn]:
         """What the nightly run learns from: every kept turn that was rated, with its kept ratings, and the other
@@ -1087,6 +1231,70 @@ class Store:
         removed = bool(await self.r.hdel(CANARY, target))
         await self.publish_reload(ReloadEvent(target=target, version=None, action="canary"))
         return removed
+
+    # the operator's dashboard: what nightly runs left, what operators did, the schedule's pause, member counts
+
+    async def add_run_summary(self, summary: RunSummary) -> None:
+        pipe = self.r.pipeline(transaction=False)
+        pipe.lpush(RUN_SUMMARIES, summary.dumps())
+        pipe.ltrim(RUN_SUMMARIES, 0, RUN_SUMMARIES_KEPT - 1)
+        await pipe.execute()
+
+    async def run_summaries(self, count: int = RUN_SUMMARIES_KEPT) -> list[RunSummary]:
+        """The latest runs' summaries, newest first; one of another format is skipped (and said in the log)."""
+        summaries = []
+        for raw in await self.r.lrange(RUN_SUMMARIES, 0, count - 1):
+            try:
+                summaries.append(RunSummary.loads(raw))
+            except RecordFormatError as error:
+                log.error("a run summary was skipped: %s", error)
+        return summaries
+
+    async def add_audit(self, record: AuditRecord) -> None:
+        pipe = self.r.pipeline(transaction=False)
+        pipe.lpush(AUDIT, record.dumps())
+        pipe.ltrim(AUDIT, 0, AUDIT_KEPT - 1)
+        await pipe.execute()
+
+    async def audit_log(self, count: int = 50) -> list[AuditRecord]:
+        records = []
+        for raw in await self.r.lrange(AUDIT, 0, count - 1):
+            try:
+                records.append(AuditRecord.loads(raw))
+            except RecordFormatError as error:
+                log.error("an audit record was skipped: %s", error)
+        return records
+
+    async def set_schedule_pause(self, pause: SchedulePause | None) -> None:
+        """Pause the nightly schedule (``trainer schedule`` skips its runs), or resume it with None."""
+        if pause is None:
+            await self.r.delete(SCHEDULE_PAUSED)
+        else:
+            await self.r.set(SCHEDULE_PAUSED, pause.dumps())
+
+    async def schedule_pause(self) -> SchedulePause | None:
+        raw = await self.r.get(SCHEDULE_PAUSED)
+        return SchedulePause.loads(raw) if raw else None
+
+    async def member_counts(self, since_ms: int) -> MemberCounts:
+        """How many members there are, opted in and out, forgotten and ratings kept since ``since_ms``: counts,
+        never who."""
+        pipe = self.r.pipeline(transaction=False)
+        pipe.scard(USERS)
+        pipe.scard(OPTED_IN)
+        pipe.zcount(TOMBSTONES, since_ms, "+inf")
+        pipe.smembers(RATERS)
+        members, opted_in, forgotten, raters = await pipe.execute()
+        ratings = 0
+        for chunk in _chunks(sorted(raters), READ_CHUNK):
+            pipe = self.r.pipeline(transaction=False)
+            for rater in chunk:
+                pipe.zcount(rating_order_key(rater), since_ms, "+inf")
+            ratings += sum(int(n) for n in await pipe.execute())
+        return MemberCounts(
+            members=int(members), opted_in=int(opted_in), opted_out=max(0, int(members) - int(opted_in)),
+            forgotten=int(forgotten), ratings=ratings,
+        )  # fmt: skip
 
     # trainer: its lock, the registry record of live adapters and the reload channel
 
@@ -1264,8 +1472,40 @@ def _rating_record(raw: str | None) -> RatingRecord | None:
 
 def _chat_persona(raw: str | None) -> dict[str, Any] | None:
     """A stored chat persona as its choice, without the author it is stored with."""
+    persona = _json_object(raw, "chat persona")
+    if persona is not None:
+        persona.pop("author", None)
+    return persona
+
+
+def _json_object(raw: str | None, what: str) -> dict[str, Any] | None:
+    """A stored JSON object; None for none, and for one that is not (said in the log): a value an older version
+    wrote, or a damaged one, is skipped rather than failing every request that reads it."""
     if not raw:
         return None
-    persona = json.loads(raw)
-    persona.pop("author", None)
-    return persona
+    try:
+        value = json.loads(raw)
+    except ValueError as error:
+        log.error("a stored %s was skipped: not JSON (%s)", what, error)
+        return None
+    if not isinstance(value, dict):
+        log.error("a stored %s was skipped: not a JSON object", what)
+        return None
+    return value
+
+
+def _readable(raws: list[str], model: type[BaseModel], what: str) -> list[dict[str, Any]]:
+    """The stored items that the API's model of them accepts, as stored; each other one is said in the log and
+    skipped, so that what is read back is always what the routes can answer with."""
+    items = []
+    for raw in raws:
+        item = _json_object(raw, what)
+        if item is None:
+            continue
+        try:
+            model.model_validate(item)
+        except ValidationError as error:
+            log.error("a stored %s was skipped: %s", what, error)
+            continue
+        items.append(item)
+    return items

@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import os
 
-import typer
-
 # OpenMP threads that spin while they wait slow torch down many times over on a machine shared with
 # other work; they must be told before torch loads, which the commands do lazily
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+from brain.refusals import RefusingTyper  # noqa: E402
 from trainer.commands import personalization, training  # noqa: E402
 
-app = typer.Typer(
+app = RefusingTyper(
     help="Pretrain a GPT from scratch, fine-tune, sample and evaluate causal language models.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,

@@ -21,8 +21,10 @@ from bot.discord.cogs.chat import Chat
 from bot.discord.cogs.data import Data
 from bot.discord.cogs.feedback import Feedback
 from bot.discord.cogs.persona import Persona
+from bot.discord.comparison import ComparisonButton
 from bot.discord.responding import answer_button
 from bot.discord.waits import ChannelWaits, install
+from brain.refusals import Refusal
 from brain.settings import DiscordSettings, Settings
 
 log = logging.getLogger(__name__)
@@ -75,7 +77,7 @@ class OwnchatBot(commands.Bot):
             DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(url)
         for cog in (Chat(self), Persona(self), Data(self), Admin(self), Feedback(self)):
             await self.add_cog(cog)
-        self.add_dynamic_items(CommandButton)
+        self.add_dynamic_items(CommandButton, ComparisonButton)
         synced = await self.tree.sync()
         log.info("synced %d slash commands", len(synced))
 
@@ -119,19 +121,19 @@ def run_discord(settings: Settings) -> None:
     """Run the Discord bot until interrupted."""
     token = settings.secrets.discord_token
     if token is None:
-        raise SystemExit("No Discord token: set OWNCHAT_DISCORD_TOKEN to the bot token from the developer portal.")
+        raise Refusal("no Discord token: set OWNCHAT_DISCORD_TOKEN to the bot token from the developer portal")
     discord.utils.setup_logging()
     try:
         asyncio.run(serve(settings, token.get_secret_value()))
     except KeyboardInterrupt:
         pass
     except discord.PrivilegedIntentsRequired:
-        raise SystemExit(
+        raise Refusal(
             "Discord refused the connection: enable 'Message Content Intent' under Bot > Privileged Gateway "
-            "Intents in the developer portal."
+            "Intents in the developer portal"
         ) from None
     except discord.LoginFailure:
-        raise SystemExit("Discord refused the token in OWNCHAT_DISCORD_TOKEN.") from None
+        raise Refusal("Discord refused the token in OWNCHAT_DISCORD_TOKEN") from None
 
 
 async def serve(settings: Settings, token: str) -> None:

@@ -24,11 +24,13 @@ from telegram.ext import (
 from bot.client import BrainClient
 from bot.commands import COMMANDS, OPERATOR_COMMANDS
 from bot.telegram.addressing import AddressedToMe, CommandForMe
+from bot.telegram.comparison import COMPARE_PATTERN, on_comparison
 from bot.telegram.context import CONTEXT_TYPES
 from bot.telegram.handlers import on_button, on_command, on_error, on_message, on_rating, on_reaction
 from bot.telegram.keyboards import RATING_PATTERN
 from bot.telegram.limits import WEBHOOK_SECRET_PATTERN
 from bot.telegram.ordering import InTurn
+from brain.refusals import Refusal, check_port_free
 from brain.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -38,7 +40,7 @@ START_DESCRIPTION = "Say hello and see what I can do"
 ALLOWED_UPDATES = [Update.MESSAGE, Update.CALLBACK_QUERY, Update.MESSAGE_REACTION]
 
 
-class TelegramConfigError(ValueError):
+class TelegramConfigError(Refusal, ValueError):
     """The Telegram settings cannot work as given."""
 
 
@@ -69,6 +71,7 @@ def build_application(settings: Settings, client: BrainClient) -> Application:
             MessageHandler(new & filters.TEXT & ~filters.COMMAND & AddressedToMe(tg.group_replies), on_message),
             MessageReactionHandler(on_reaction),
             CallbackQueryHandler(on_rating, pattern=RATING_PATTERN),
+            CallbackQueryHandler(on_comparison, pattern=COMPARE_PATTERN),
             CallbackQueryHandler(on_button),
         ]
     )
@@ -104,6 +107,7 @@ async def running(application: Application, settings: Settings) -> AsyncIterator
 
 async def _start_webhook(application: Application, settings: Settings) -> None:
     tg = settings.bot.telegram
+    check_port_free(tg.webhook_listen, tg.webhook_port, "the webhook (bot.telegram.webhook_port)")
     await _updater(application).start_webhook(
         listen=tg.webhook_listen,
         port=tg.webhook_port,

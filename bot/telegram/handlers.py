@@ -12,6 +12,7 @@ from bot.client import BrainError
 from bot.commands import EMPTY_MENTION, NOT_YOURS, friendly_error, may_press, parse_command
 from bot.feedback import NOT_RATEABLE, rate, thanks
 from bot.telegram.addressing import text_for_brain
+from bot.telegram.comparison import offer_comparison
 from bot.telegram.context import Context
 from bot.telegram.keyboards import pressed, rating_pressed, remove_keyboard
 from bot.telegram.limits import CALLBACK_ANSWER_LIMIT
@@ -53,7 +54,10 @@ async def on_message(update: Update, context: Context) -> None:
         return
     data = context.bot_data
     request = chat_request(update, context, text)
-    await stream_answer(data.client, outbox, request, window_s=data.retry_window_s, rating_buttons=data.rating_buttons)
+    answered = await stream_answer(
+        data.client, outbox, request, window_s=data.retry_window_s, rating_buttons=data.rating_buttons
+    )
+    await offer_comparison(data.client, outbox, request, answered)
 
 
 async def on_reaction(update: Update, context: Context) -> None:

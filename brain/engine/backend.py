@@ -14,8 +14,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Protocol
 
-from brain.api_models import SamplingParams
+from brain.api_models import DEFAULT_DRY_BREAKERS, SamplingParams
 from brain.engine.batching import Engine, GenerationRequest
+from brain.engine.sampling import Dry, breaker_token_ids
 from brain.engine.scheduler import Priority
 from brain.engine.text import TextStream
 
@@ -72,12 +73,15 @@ class GenerationBackend(Protocol):
         adapter: str | None = None,
         user: str | None = None,
         priority: Priority = "member",
+        public_prefix: int = 0,
     ) -> AsyncIterator[str | Generated]:
         """Text deltas as they are generated, then one Generated; leaving early cancels the request.
 
         ``user``: whose conversation the prompt holds, so that ``forget(user)`` can drop what it left cached.
         ``priority``: ``"background"`` for work no member waits for (summary folds, fact extraction), which
-        gets only what members' replies leave of the engine."""
+        gets only what members' replies leave of the engine.
+        ``public_prefix``: how many of the first prompt ids every member of the persona sends alike (its system
+        prompt); past them, what another user left cached must not be reused."""
         ...
 
     async def forget(self, user: str) -> None:
@@ -94,6 +98,31 @@ class LocalBackend:
     def __init__(self, engine: Engine, tokenizer: PreTrainedTokenizerBase) -> None:
         self.engine = engine
         self.tokenizer = tokenizer
+        # DRY's breakers are strings, its penalties are on token ids: each token's text, decoded once here
+        self._vocabulary: list[str] = tokenizer.batch_decode([[index] for index in range(len(tokenizer))])
+        self._breakers: dict[tuple[str, ...], frozenset[int]] = {}
+        self._breaker_ids(DEFAULT_DRY_BREAKERS)
+
+    def _breaker_ids(self, breakers: tuple[str, ...]) -> frozenset[int]:
+        if breakers not in self._breakers:
+            if len(self._breakers) >= 64:  # requests may name any breakers: keep the most recent sets only
+                self._breakers.pop(next(iter(self._breakers)))
+            self._breakers[breakers] = breaker_token_ids(self._vocabulary, breakers)
+        return self._breakers[breakers]
+
+    def dry(self, sampling: SamplingParams) -> Dry | None:
+        """The request's DRY settings in token ids; None where DRY is off (fields left unset are off here:
+        the runtime fills them from the model profile first)."""
+        if not sampling.dry_multiplier:
+            return None
+        breakers = sampling.dry_sequence_breakers
+        return Dry(
+            multiplier=sampling.dry_multiplier,
+            base=sampling.dry_base if sampling.dry_base is not None else Dry.base,
+            allowed_length=sampling.dry_allowed_length or Dry.allowed_length,
+            penalty_last_n=sampling.dry_penalty_last_n if sampling.dry_penalty_last_n is not None else -1,
+            breaker_ids=self._breaker_ids(tuple(DEFAULT_DRY_BREAKERS if breakers is None else breakers)),
+        )
 
     @property
     def running(self) -> bool:
@@ -126,6 +155,7 @@ class LocalBackend:
         adapter: str | None = None,
         user: str | None = None,
         priority: Priority = "member",
+        public_prefix: int = 0,
     ) -> AsyncIterator[str | Generated]:
         if sampling.num_beams > 1:
             yield await self._beam_search(prompt_ids, sampling, adapter)
@@ -141,6 +171,8 @@ class LocalBackend:
             adapter=adapter,
             owner=user,
             priority=priority,
+            public_prefix=public_prefix,
+            dry=self.dry(sampling),
         )
         stream = TextStream(self.engine.submit(request), self.tokenizer, stop=stop or ())
         try:
@@ -157,6 +189,7 @@ class LocalBackend:
             max_new_tokens=sampling.max_new_tokens,
             repetition_penalty=sampling.repetition_penalty,
             adapter=adapter,
+            dry=self.dry(sampling),
         )
         ids = await self.engine.beam_search(request, sampling.num_beams)
         text = str(self.tokenizer.decode(ids, skip_special_tokens=True)).strip()

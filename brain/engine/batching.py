@@ -45,12 +45,12 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
 import torch
-from transformers import PreTrainedModel
+from transformers import LogitsProcessorList, PreTrainedModel
 
 from brain.engine.attention import use_rows_attention
 from brain.engine.model_loading import context_length as config_context_length
 from brain.engine.runner import ModelRunner
-from brain.engine.sampling import SamplingError
+from brain.engine.sampling import DryLogitsProcessor, SamplingError
 from brain.engine.scheduler import BackgroundOutcome, GenerationRequest, Priority, Scheduler
 
 __all__ = ["Engine", "EngineError", "GenerationRequest", "Priority", "RequestError", "RequestHandle"]
@@ -387,6 +387,7 @@ class Engine:
     def _beam_search(self, request: GenerationRequest, num_beams: int) -> list[int]:
         prompt = torch.tensor([request.prompt_ids], device=self.device)
         stop_ids = sorted(self.eos_token_ids | request.stop_token_ids)
+        dry = [DryLogitsProcessor(request.dry)] if request.dry and request.dry.on else []
         output = self.model.generate(
             input_ids=prompt,
             attention_mask=torch.ones_like(prompt),
@@ -394,6 +395,7 @@ class Engine:
             num_beams=num_beams,
             do_sample=False,
             repetition_penalty=request.repetition_penalty,
+            logits_processor=LogitsProcessorList(dry),
             eos_token_id=stop_ids or None,
             pad_token_id=stop_ids[0] if stop_ids else 0,
             **self.runner.adapter_names([request]),

@@ -7,6 +7,11 @@ adapter reuses the longest prefix any entry shares with its prompt and prefills 
 Matching is by token ids, so a prompt that changed (a summary fold, a ``/reset``) simply stops
 matching, and its entry ages out.
 
+A request reuses its own owner's entries as far as they match, but another owner's (or an anonymous
+request's) only within the prefix the request says is public: the persona's system prompt, which every
+member of the persona sends alike. Past it, a prompt holds what a member wrote, and reusing another
+member's keys there would let anyone time whether a text was sent before.
+
 Entries are found through a hash of each 16-token block of their ids, chained with the block before
 it, so a lookup costs one hash per block of the prompt, whatever the number of entries. The cache
 holds at most ``token_budget`` tokens and drops the least recently used entries to stay within it.
@@ -17,7 +22,9 @@ its owner is forgotten (``drop_owner``) and when its adapter is unloaded (``keep
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -44,30 +51,58 @@ class PrefixCache:
         self.tokens = 0
         self._entries: dict[int, PrefixEntry] = {}
         self._index: dict[tuple[str | None, int], set[int]] = {}
+        # the same, per owner: (adapter, owner, hash) -> entries of that owner
+        self._owned: dict[tuple[str | None, str, int], set[int]] = {}
         self._ids = itertools.count()
         self._tick = itertools.count(1)
+        # lookups, those that found a prefix, and the prompt tokens not prefilled thanks to them (for metrics)
+        self.lookups = 0
+        self.hits = 0
+        self.reused_tokens = 0
 
     def __len__(self) -> int:
         return len(self._entries)
 
-    def lookup(self, adapter: str | None, prompt: list[int]) -> tuple[PrefixEntry | None, int]:
-        """The entry sharing the longest prefix with ``prompt`` and how many tokens it gives.
+    def lookup(
+        self, adapter: str | None, prompt: list[int], owner: str | None = None, public: int = 0
+    ) -> tuple[PrefixEntry | None, int]:
+        """The entry sharing the longest prefix with ``prompt`` and how many tokens it gives: any entry of
+        ``owner`` (None: an anonymous request, which has no entries of its own), any other within the first
+        ``public`` tokens of the prompt.
 
         At least one prompt token is always left to prefill (its logits choose the first new token)."""
+        self.lookups += 1
+        limit = len(prompt) - 1
+        found: list[tuple[int, PrefixEntry]] = []
+        if owner is not None:
+            entry = self._deepest(prompt[:limit], lambda hashed: self._owned.get((adapter, owner, hashed)))
+            if entry is not None:
+                found.append((_common_prefix(entry.ids, prompt, limit=limit), entry))
+        shared_limit = min(public, limit)
+        entry = self._deepest(prompt[:shared_limit], lambda hashed: self._index.get((adapter, hashed)))
+        if entry is not None:
+            found.append((_common_prefix(entry.ids, prompt, limit=shared_limit), entry))
+        if not found:
+            return None, 0
+        shared, entry = max(found, key=lambda pair: pair[0])
+        if shared < BLOCK:
+            return None, 0
+        entry.used = next(self._tick)
+        self.hits += 1
+        self.reused_tokens += shared
+        return entry, shared
+
+    def _deepest(self, ids: list[int], holders: Callable[[int], set[int] | None]) -> PrefixEntry | None:
+        """The most recently used of the entries found under the most blocks of ``ids``."""
         best: set[int] = set()
-        for hashed in _block_hashes(prompt[: len(prompt) - 1]):
-            found = self._index.get((adapter, hashed))
+        for hashed in _block_hashes(ids):
+            found = holders(hashed)
             if not found:
                 break
             best = found
         if not best:
-            return None, 0
-        entry = max((self._entries[key] for key in best), key=lambda entry: entry.used)
-        shared = _common_prefix(entry.ids, prompt, limit=len(prompt) - 1)
-        if shared < BLOCK:
-            return None, 0
-        entry.used = next(self._tick)
-        return entry, shared
+            return None
+        return max((self._entries[key] for key in best), key=lambda entry: entry.used)
 
     def store(
         self,
@@ -78,8 +113,10 @@ class PrefixCache:
         values: list[torch.Tensor],
         replaces: PrefixEntry | None = None,
     ) -> None:
-        """Keep a finished request's tokens; ``replaces`` (the entry it started from) goes if this one extends it."""
-        if replaces is not None and replaces.adapter == adapter and _is_prefix(replaces.ids, ids):
+        """Keep a finished request's tokens; ``replaces`` (the entry it started from) goes if this one extends it
+        and is of the same owner (another member's entry stays theirs)."""
+        same_owner = replaces is not None and replaces.owner == owner and owner is not None
+        if replaces is not None and same_owner and replaces.adapter == adapter and _is_prefix(replaces.ids, ids):
             self._drop(replaces)
         if len(ids) < BLOCK or len(ids) > self.token_budget:
             return
@@ -91,6 +128,8 @@ class PrefixCache:
         self._entries[key] = entry
         for hashed in entry.hashes:
             self._index.setdefault((adapter, hashed), set()).add(key)
+            if owner is not None:
+                self._owned.setdefault((adapter, owner, hashed), set()).add(key)
         self.tokens += len(ids)
 
     def drop_owner(self, owner: str) -> int:
@@ -115,12 +154,18 @@ class PrefixCache:
             return
         del self._entries[key]
         for hashed in entry.hashes:
-            holders = self._index.get((entry.adapter, hashed))
-            if holders is not None:
-                holders.discard(key)
-                if not holders:
-                    del self._index[(entry.adapter, hashed)]
+            _unlist(self._index, (entry.adapter, hashed), key)
+            if entry.owner is not None:
+                _unlist(self._owned, (entry.adapter, entry.owner, hashed), key)
         self.tokens -= len(entry.ids)
+
+
+def _unlist(index: dict[Any, set[int]], where: Any, key: int) -> None:
+    holders = index.get(where)
+    if holders is not None:
+        holders.discard(key)
+        if not holders:
+            del index[where]
 
 
 def _block_hashes(ids: list[int] | tuple[int, ...]):

@@ -132,11 +132,13 @@ class RemoteEngine:
         adapter: AdapterRef | str | None = None,
         user: str | None = None,
         priority: Priority = "member",
+        public_prefix: int = 0,
     ) -> AsyncIterator[str | Generated]:
         """Text deltas as the server streams them, then one Generated.
 
         ``adapter``: a version to serve with, or the served name of one loaded with ``ensure_adapter``.
-        ``user`` is not sent: the server's own prefix cache is keyed by content and shared.
+        ``user`` and ``public_prefix`` are not sent: the server's own prefix cache is keyed by content and shared
+        (deploy/README.md says what that means for a vLLM server).
         ``priority`` is not sent either: vLLM refuses a request priority unless it was started with
         ``--scheduling-policy priority``, so background work there queues like a member's reply.
         """
@@ -185,6 +187,8 @@ class RemoteEngine:
             body["top_k"] = sampling.top_k
         if sampling.repetition_penalty != 1.0:
             body["repetition_penalty"] = sampling.repetition_penalty
+        if sampling.dry_multiplier:  # llama.cpp's server knows DRY under these names; vLLM ignores them
+            body.update(sampling.dry_values())
         if stop:
             body["stop"] = stop
         if seed is not None:

@@ -181,6 +181,7 @@ class ModelRunner:
                 repetition_penalty=request.repetition_penalty,
                 seed=request.seed,
                 device=self.device,
+                dry=request.dry,
             )
             row = self._rows[request_id] = _RunRow(request, sampler, list(request.prompt_ids))
         return row

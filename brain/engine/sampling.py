@@ -1,7 +1,7 @@
 """Choosing each row's next token from a batch of logits.
 
 Rows differ in their settings, so each sampled row gets its own transformers logits processors and its
-own ``torch.Generator``; plain greedy rows (temperature 0, no repetition penalty) share one batched
+own ``torch.Generator``; plain greedy rows (temperature 0, no repetition penalty, no DRY) share one batched
 ``argmax`` and cost nothing per row.
 
 A row whose settings turn out unusable (a seed the generator refuses, scores that overflow to inf or
@@ -11,9 +11,12 @@ that row's place while every other row gets its token.
 
 from __future__ import annotations
 
+import math
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from transformers import (
     LogitsProcessor,
@@ -24,6 +27,8 @@ from transformers import (
 )
 
 SEED_LIMIT = 2**64  # torch.Generator takes seeds below this
+# llama.cpp's bound of a penalty's exponent: base ** exponent stays below float32's largest value
+_FLOAT_MAX_LOG = 88.7228391
 # markers in the chosen ids of rows that failed; never a token id
 _MODEL_NAN = -2
 _UNUSABLE = -1
@@ -56,6 +61,97 @@ class StableTemperature(LogitsProcessor):
         return (scores - scores.max(dim=-1, keepdim=True).values) / self.temperature
 
 
+@dataclass(frozen=True)
+class Dry:
+    """DRY ("don't repeat yourself") settings, as llama.cpp's server names them (dry_multiplier, ...).
+
+    A token that would extend a span already seen in the last ``penalty_last_n`` tokens (-1: all of them) loses
+    ``multiplier * base ** (length - allowed_length)`` from its score, where ``length`` is the span's length
+    (at least ``allowed_length``). A span never reaches back across a sequence breaker, and a breaker token
+    itself is never penalised. ``breaker_ids``: the tokens that hold a breaker string (the caller's tokenizer
+    knows them: :func:`breaker_token_ids`). ``multiplier`` 0 is off.
+    """
+
+    multiplier: float = 0.0
+    base: float = 1.75
+    allowed_length: int = 2
+    penalty_last_n: int = -1
+    breaker_ids: frozenset[int] = frozenset()
+
+    @property
+    def on(self) -> bool:
+        return self.multiplier > 0.0 and self.base >= 1.0 and self.penalty_last_n != 0
+
+
+def dry_penalties(history: Sequence[int], dry: Dry) -> dict[int, float]:
+    """The amount each token's score loses under ``dry`` after ``history``: llama.cpp's DRY, token for token.
+
+    For each earlier place where the history's last tokens occur again, the token that followed there would
+    extend the repeat; its repeat length is how far back the match runs (bounded by the last breaker in the
+    history and by the window). A token gets the penalty of its longest repeat.
+    """
+    if not dry.on or not history:
+        return {}
+    window = list(history if dry.penalty_last_n < 0 else history[-dry.penalty_last_n :])
+    size = len(window)
+    if size <= dry.allowed_length:
+        return {}
+    # no repeat reaches back across the newest breaker: it limits how long the history's last span can be
+    limit = size
+    for back in range(size):
+        if window[size - 1 - back] in dry.breaker_ids:
+            limit = back
+            break
+    if limit < dry.allowed_length or limit == 0:
+        return {}
+    last = window[-1]
+    longest: dict[int, int] = {}
+    # the earlier places where the last token occurred (found in C: a window may hold thousands of tokens)
+    for end in np.flatnonzero(np.asarray(window[:-1]) == last).tolist():
+        length = 1
+        while length < limit and length <= end and window[end - length] == window[size - 1 - length]:
+            length += 1
+        if length >= dry.allowed_length:
+            follower = window[end + 1]
+            longest[follower] = max(longest.get(follower, 0), length)
+    max_exponent = int(_FLOAT_MAX_LOG / math.log(dry.base)) if dry.base > 1.000001 else 0
+    penalties: dict[int, float] = {}
+    for token, length in longest.items():
+        if token in dry.breaker_ids:
+            continue
+        exponent = length - dry.allowed_length
+        if max_exponent > 0:
+            exponent = min(exponent, max_exponent)
+        penalties[token] = dry.multiplier * dry.base**exponent
+    return penalties
+
+
+class DryLogitsProcessor(LogitsProcessor):
+    """DRY as a transformers logits processor, for the engine's rows and for ``generate`` (beam search)."""
+
+    def __init__(self, dry: Dry) -> None:
+        self.dry = dry
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.Tensor) -> torch.Tensor:
+        scores = scores.clone()
+        for row, history in enumerate(input_ids.tolist()):
+            penalties = dry_penalties(history, self.dry)
+            if penalties:
+                ids = torch.tensor(list(penalties), dtype=torch.long, device=scores.device)
+                amounts = torch.tensor(list(penalties.values()), dtype=scores.dtype, device=scores.device)
+                scores[row].index_add_(0, ids, -amounts)
+        return scores
+
+
+def breaker_token_ids(vocabulary: Sequence[str], breakers: Sequence[str]) -> frozenset[int]:
+    """The ids of the tokens whose text holds one of ``breakers`` (``vocabulary[id]`` is a token's decoded text).
+
+    llama.cpp also follows a breaker spread over several tokens; here a breaker is one token, as in
+    text-generation-webui, and a token such as ".\n" counts as a newline breaker."""
+    wanted = [text for text in breakers if text]
+    return frozenset(index for index, text in enumerate(vocabulary) if any(b in text for b in wanted))
+
+
 def make_sampler(
     *,
     temperature: float,
@@ -64,22 +160,32 @@ def make_sampler(
     repetition_penalty: float,
     seed: int | None,
     device: torch.device,
+    dry: Dry | None = None,
 ) -> RowSampler:
     """The sampler for one request's settings; :class:`SamplingError` if they cannot be used."""
     if seed is not None and not 0 <= seed < SEED_LIMIT:
         raise SamplingError(f"seed must be between 0 and 2**64 - 1, not {seed}")
     try:
-        return _build(temperature, top_p, top_k, repetition_penalty, seed, device)
+        return _build(temperature, top_p, top_k, repetition_penalty, seed, device, dry)
     except Exception as error:  # whatever a processor or the generator refuses fails this request only
         raise SamplingError(f"the sampling settings cannot be used: {type(error).__name__}: {error}") from error
 
 
 def _build(
-    temperature: float, top_p: float, top_k: int, repetition_penalty: float, seed: int | None, device: torch.device
+    temperature: float,
+    top_p: float,
+    top_k: int,
+    repetition_penalty: float,
+    seed: int | None,
+    device: torch.device,
+    dry: Dry | None,
 ) -> RowSampler:
     processors = LogitsProcessorList()
+    # llama.cpp's order: penalties, then DRY, then temperature and truncation
     if repetition_penalty != 1.0:
         processors.append(RepetitionPenaltyLogitsProcessor(repetition_penalty))
+    if dry is not None and dry.on:
+        processors.append(DryLogitsProcessor(dry))
     if temperature == 0.0:
         return RowSampler(processors or None, sample=False, generator=None)
     if temperature != 1.0:

@@ -34,7 +34,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from brain.engine.sampling import SEED_LIMIT
+from brain.engine.sampling import SEED_LIMIT, Dry
 
 Priority = Literal["member", "background"]
 """Who waits for a generation: a member reading the reply, or nobody (background work)."""
@@ -61,6 +61,10 @@ class GenerationRequest:
     priority: Priority = "member"  # "background": runs in what members' replies leave (see the module docstring)
     # background work of one key (a chat's summary fold) that is still waiting is replaced by a newer one
     coalesce_key: str | None = None
+    # how many of the prompt's first tokens are public (the persona's system prompt): only so far may it reuse
+    # what another owner's request left cached
+    public_prefix: int = 0
+    dry: Dry | None = None  # DRY sampling of this request alone (the other rows of its batch keep theirs)
 
     def __post_init__(self) -> None:
         if not self.prompt_ids:
@@ -82,6 +86,10 @@ class GenerationRequest:
             raise ValueError(f"top_k must be 0 (off) or positive, not {self.top_k}")
         if self.repetition_penalty <= 0:
             raise ValueError(f"repetition_penalty must be positive, not {self.repetition_penalty}")
+        if self.dry is not None and not (
+            math.isfinite(self.dry.multiplier) and self.dry.multiplier >= 0 and math.isfinite(self.dry.base)
+        ):
+            raise ValueError("dry multiplier must be 0 (off) or positive and dry base a finite number")
         if self.priority not in ("member", "background"):
             raise ValueError(f"priority must be 'member' or 'background', not {self.priority!r}")
         self.stop_token_ids = frozenset(self.stop_token_ids)
@@ -90,8 +98,11 @@ class GenerationRequest:
 class PrefixMatcher(Protocol):
     """What the scheduler asks of the prefix cache (brain/engine/prefix_cache.py)."""
 
-    def lookup(self, adapter: str | None, prompt: list[int]) -> tuple[Any, int]:
-        """An entry sharing a prefix with ``prompt`` (or None) and how many tokens it gives."""
+    def lookup(
+        self, adapter: str | None, prompt: list[int], owner: str | None = None, public: int = 0
+    ) -> tuple[Any, int]:
+        """An entry sharing a prefix with ``prompt`` (or None) and how many tokens it gives: ``owner``'s own
+        entries as far as they match, another owner's only within the first ``public`` tokens."""
         ...
 
 
@@ -381,7 +392,8 @@ class Scheduler:
     def _first_slice(self, row: _Row, limit: int | None = None) -> PrefillSlice:
         prefix, reused = None, 0
         if self.prefixes is not None:
-            prefix, reused = self.prefixes.lookup(row.request.adapter, row.tokens)
+            request = row.request
+            prefix, reused = self.prefixes.lookup(request.adapter, row.tokens, request.owner, request.public_prefix)
         if not row.generated:  # a resumed row's prompt was counted when it first joined
             self.prompt_tokens += len(row.tokens)
             self.reused_tokens += reused

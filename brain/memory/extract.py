@@ -30,7 +30,10 @@ MAX_MESSAGE_CHARS = 600
 MAX_FACTS_PER_MESSAGE = 3
 # a fact's content words that must appear in the message
 GROUNDED_SHARE = 0.75
-SAMPLING = SamplingParams(temperature=0.0, top_p=1.0, top_k=0, repetition_penalty=1.0, max_new_tokens=48)
+# no DRY: a fact is copied from the member's own words, which DRY would penalise as a repeat
+SAMPLING = SamplingParams(
+    temperature=0.0, top_p=1.0, top_k=0, repetition_penalty=1.0, max_new_tokens=48, dry_multiplier=0.0
+)
 
 INSTRUCTIONS = (
     "You pick out the facts that a user states about themselves in a message: their name, where they live, "

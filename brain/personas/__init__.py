@@ -3,6 +3,7 @@ personas, and SillyTavern ``chara_card_v2`` cards turned into personas."""
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from pydantic import ValidationError
 from brain.api_models import Persona, PersonaScope, PersonaState
 
 PRESETS_DIR = Path(__file__).parent
+log = logging.getLogger("brain.personas")
 
 
 class PersonaError(ValueError):
@@ -80,7 +82,8 @@ def persona_from_card(card: dict[str, Any], max_chars: int) -> dict[str, Any]:
         system_prompt += "\n" + fill(data.get("post_history_instructions"))
     if len(system_prompt) > max_chars:
         raise PersonaError(f"the card's persona is {len(system_prompt)} characters; at most {max_chars} fit")
-    slug = re.sub(r"[^a-z0-9_-]+", "-", name.lower()).strip("-")[:48] or "card"
+    # a persona's name starts with a letter or a digit (Persona.name): "_evil" is stored as "evil", "__" as "card"
+    slug = re.sub(r"[^a-z0-9_-]+", "-", name.lower()).strip("-_")[:48] or "card"
     return {
         "name": slug,
         "custom": True,
@@ -95,21 +98,57 @@ def preset_choice(name: str, presets: dict[str, Persona]) -> dict[str, Any]:
     return {"name": name, "custom": False}
 
 
-def resolve(stored: dict[str, Any] | None, presets: dict[str, Persona], default: str) -> tuple[Persona, bool]:
-    """The Persona to use for a stored choice (a preset by name, or a custom one); falls back to the default."""
+def persona_of(stored: dict[str, Any] | None, presets: dict[str, Persona], default: str) -> tuple[Persona, bool]:
+    """The Persona for a stored choice (a preset by name, or a custom one; the default for none or a preset no
+    longer there); PersonaError, saying why, for a choice that does not make a Persona. The one check of a persona:
+    what a PUT would store must pass it before it is written, and what a chat reads back passes it again."""
+    if stored is not None and not isinstance(stored, dict):
+        raise PersonaError("a persona is a JSON object")
     if stored and stored.get("custom"):
-        base = presets[default]
-        persona = Persona(
-            name=stored["name"],
-            description="custom",
-            system_prompt=stored["system_prompt"],
-            greeting=stored.get("greeting", ""),
-            sampling=base.sampling,
-        )
+        try:
+            persona = Persona(
+                name=stored["name"],
+                description="custom",
+                system_prompt=stored["system_prompt"],
+                greeting=stored.get("greeting", ""),
+                sampling=presets[default].sampling,
+            )
+        except KeyError as exc:
+            raise PersonaError(f"a custom persona needs its {exc.args[0]}") from None
+        except ValidationError as exc:
+            raise PersonaError(_why(exc)) from None
         return persona, True
     if stored and stored.get("name") in presets:
         return presets[stored["name"]], False
     return presets[default], False
+
+
+def resolve(stored: dict[str, Any] | None, presets: dict[str, Persona], default: str) -> tuple[Persona, bool]:
+    """The Persona to use for a stored choice; the default for one that no longer makes a Persona (an older
+    version's data), said in the log: a broken persona must not break every chat that uses it."""
+    try:
+        return persona_of(stored, presets, default)
+    except PersonaError as exc:
+        log.error("a stored persona was skipped, the default persona answers instead: %s", exc)
+        return presets[default], False
+
+
+# the fields of a persona as a member knows them
+FIELD_NAMES = {"system_prompt": "persona's text", "greeting": "greeting (first_mes)", "name": "name"}
+
+
+def _why(error: ValidationError) -> str:
+    """A validation error of a persona as sentences a member can act on."""
+    reasons = []
+    for problem in error.errors():
+        where = str(problem["loc"][0]) if problem["loc"] else ""
+        field = FIELD_NAMES.get(where, where or "persona")
+        limit = (problem.get("ctx") or {}).get("max_length")
+        if problem["type"] == "string_too_long" and limit is not None:
+            reasons.append(f"the {field} may be at most {limit} characters")
+        else:
+            reasons.append(f"the {field} is not valid: {problem['msg']}")
+    return "; ".join(reasons)
 
 
 def state(persona: Persona, custom: bool, scope: PersonaScope) -> PersonaState:

@@ -12,6 +12,7 @@ that left, or a stream that was never read.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from types import TracebackType
 
 from brain.service.errors import ApiError
@@ -44,13 +45,16 @@ class Slot:
 
 
 class Admission:
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, on_outcome: Callable[[str], None] | None = None) -> None:
         self.limit = limit
         self.in_use = 0
+        # told "admitted" or "refused" for every request (the metrics count them)
+        self.on_outcome = on_outcome or (lambda outcome: None)
 
     def take(self) -> Slot:
         """A slot, or a 503 the client may retry; call on the event loop, before any work for the request."""
         if self.in_use >= self.limit:
+            self.on_outcome("refused")
             raise ApiError(
                 503,
                 "busy",
@@ -58,4 +62,5 @@ class Admission:
                 {"Retry-After": "1"},
             )
         self.in_use += 1
+        self.on_outcome("admitted")
         return Slot(self)

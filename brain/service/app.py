@@ -13,8 +13,9 @@ from fastapi.responses import HTMLResponse
 from brain.service import errors
 from brain.service.auth import Authorized
 from brain.service.body_limits import BodyLimits
-from brain.service.routes import chat, facts, feedback, health, openai_compat, personas, users
+from brain.service.routes import chat, compare, facts, feedback, health, openai_compat, personas, users
 from brain.service.runtime import Runtime
+from brain.service.server import RequestCap, request_cap
 from brain.settings import Settings
 
 
@@ -36,11 +37,17 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         title="ownchat brain", version="0.1.0", lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None
     )
     errors.install(app)
-    for module in (health, chat, feedback, personas, users, facts, openai_compat):
+    for module in (health, chat, feedback, compare, personas, users, facts, openai_compat):
         app.include_router(module.router)
     app.include_router(_docs_router(app, public=settings.brain.public_docs))
+    if settings.secrets.operator_key is not None:  # the operator's dashboard is off without its own key
+        from brain.dashboard.router import router as dashboard
+
+        app.include_router(dashboard)
     limits = settings.limits
     app.add_middleware(BodyLimits, max_bytes=limits.max_body_bytes, timeout_s=limits.body_timeout_s)
+    # outermost: a request beyond the cap is refused before its body is read (health checks are always answered)
+    app.add_middleware(RequestCap, limit=request_cap(limits))
     return app
 
 

@@ -1,4 +1,5 @@
-"""Every error the API returns is JSON {"error": {"code", "message"}} with a sentence a person can read.
+"""Every error the API returns is JSON {"error": {"code", "message"}} with a sentence a person can read (on
+/metrics, whose answers are Prometheus's plain text, the sentence alone, as text/plain).
 
 An error inside a stream that has already started is sent as a last event of the stream instead
 (see brain/service/streaming.py), built from the same ``ApiError``.
@@ -11,7 +12,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -25,6 +26,8 @@ INTERNAL = "The brain failed while answering this request; nothing was stored, a
 # what any route may answer besides its own codes: a body too large or too slow, invalid input, a failure,
 # and storage or capacity trouble
 COMMON_STATUSES = (408, 413, 422, 500, 503)
+# routes whose answers, errors included, are plain text (Prometheus's exposition format)
+PLAIN_TEXT_PATHS = frozenset({"/metrics"})
 
 
 class ApiError(Exception):
@@ -73,7 +76,9 @@ def _describe(exc: RequestValidationError) -> str:
 
 def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
-    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+    async def _api_error(request: Request, exc: ApiError) -> Response:
+        if request.url.path in PLAIN_TEXT_PATHS:  # Prometheus's scrapers read text: the 401 of a missing key
+            return PlainTextResponse(exc.message + "\n", status_code=exc.status, headers=exc.headers)
         return error_response(exc.status, exc.code, exc.message, exc.headers)
 
     @app.exception_handler(RequestValidationError)
@@ -85,7 +90,9 @@ def install(app: FastAPI) -> None:
         if exc.status_code == 400:  # FastAPI could not parse the body at all (not UTF-8, not JSON)
             return error_response(422, "invalid_request", "The request body is not valid JSON in UTF-8.")
         messages = {404: "There is no such endpoint.", 405: "That method is not allowed here."}
-        return error_response(exc.status_code, "http_error", messages.get(exc.status_code, str(exc.detail)))
+        # a 405 says which methods are allowed (Allow, RFC 9110), whatever method was refused (TRACE included)
+        text = messages.get(exc.status_code, str(exc.detail))
+        return error_response(exc.status_code, "http_error", text, getattr(exc, "headers", None))
 
     @app.exception_handler(RecursionError)
     async def _too_deep(request: Request, exc: RecursionError) -> JSONResponse:

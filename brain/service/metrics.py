@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+# time to first token: chat replies are expected in well under a second on a GPU, seconds on a CPU
+TTFT_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30)
 
 
 class Metrics:
@@ -35,6 +40,17 @@ class Metrics:
             ["outcome"],
             registry=self.registry,
         )
+        self.time_to_first_token = Histogram(
+            "ownchat_time_to_first_token_seconds", "From a generation's start to its first text",
+            registry=self.registry, buckets=TTFT_BUCKETS,
+        )  # fmt: skip
+        self.admission_outcomes = Counter(
+            "ownchat_admission", "Requests admitted to a generation slot or refused (503 busy)", ["outcome"],
+            registry=self.registry,
+        )  # fmt: skip
+        self.background_tasks = Gauge(
+            "ownchat_background_tasks", "Summary folds waiting or running", registry=self.registry
+        )
 
     def watch_engine(self, waiting: Callable[[], float], active: Callable[[], float]) -> None:
         self.queue_depth.set_function(waiting)
@@ -50,3 +66,21 @@ class Metrics:
     def on_step(self, batch_size: int, new_tokens: int) -> None:
         self.batch_size.observe(batch_size)
         self.tokens_generated.inc(new_tokens)
+
+    def watch_background(self, backlog: Callable[[], float]) -> None:
+        self.background_tasks.set_function(backlog)
+
+    def watch_prefix_cache(self, counts: Callable[[], tuple[int, int, int]]) -> None:
+        """The engine's prefix cache: (lookups, hits, prompt tokens reused), counted where they happen."""
+        self.registry.register(_PrefixCacheCollector(counts))
+
+
+class _PrefixCacheCollector(Collector):
+    def __init__(self, counts: Callable[[], tuple[int, int, int]]) -> None:
+        self.counts = counts
+
+    def collect(self) -> Iterator[Metric]:
+        lookups, hits, tokens = self.counts()
+        yield CounterMetricFamily("ownchat_prefix_cache_lookups", "Prompts looked up in the prefix cache", lookups)
+        yield CounterMetricFamily("ownchat_prefix_cache_hits", "Prompts that found a cached prefix", hits)
+        yield CounterMetricFamily("ownchat_prefix_cache_reused_tokens", "Prompt tokens not prefilled", tokens)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 import weakref
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -20,6 +22,7 @@ from brain.engine.model_loading import LoadedModel, load_model
 from brain.engine.remote import RemoteEngine, load_tokenizer_only
 from brain.engine.remote_adapters import RemoteAdapters
 from brain.engine.scheduler import Priority
+from brain.memory.summary import unsaid_words
 from brain.prompt import count_tokens, render
 from brain.service.admission import Admission
 from brain.service.metrics import Metrics
@@ -28,6 +31,9 @@ from brain.store import Store, connect
 
 log = logging.getLogger("brain")
 T = TypeVar("T")
+# chats whose turns wait to be folded into their summary, kept in this process; past it the longest-waiting chat's
+# turns are left out of its summary (they are still kept for recall)
+MAX_CHATS_AWAITING_FOLD = 10_000
 
 
 class Runtime:
@@ -54,15 +60,23 @@ class Runtime:
         if settings.brain.default_persona not in self.presets:
             raise persona_lib.PersonaError(f"the default persona '{settings.brain.default_persona}' is not a preset")
         self.context_tokens = min(settings.model.context_tokens, loaded.context_length)
-        self.admission = Admission(settings.limits.max_concurrent)
+        self.admission = Admission(
+            settings.limits.max_concurrent, lambda outcome: self.metrics.admission_outcomes.labels(outcome).inc()
+        )
         self.metrics.watch_admission(lambda: self.admission.in_use)
+        if isinstance(backend, LocalBackend):
+            prefixes = backend.engine.prefixes
+            self.metrics.watch_prefix_cache(lambda: (prefixes.lookups, prefixes.hits, prefixes.reused_tokens))
         # tokenizing and rendering templates take milliseconds to seconds: never on the event loop. One thread,
         # because a fast tokenizer must not be used from two threads at once.
         self._text_worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tokenizer")
         self.background: set[asyncio.Task[Any]] = set()
+        self.metrics.watch_background(lambda: len(self.background))
         self._summary_locks: weakref.WeakValueDictionary[tuple[str, str], asyncio.Lock] = weakref.WeakValueDictionary()
         # the evicted lines of each chat's fold that has not started yet: a later fold adds its own lines to it
         self._waiting_folds: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        # turns that left a chat's window since its last fold: a fold waits for memory.fold_every_turns of them
+        self._awaiting_fold: OrderedDict[tuple[str, str], list[dict[str, Any]]] = OrderedDict()
 
     @classmethod
     def create(cls, settings: Settings) -> Runtime:
@@ -168,13 +182,54 @@ class Runtime:
         adapter: str | None = None,
         user: str | None = None,
         priority: Priority = "member",
+        public_prefix: int = 0,
+        timed: bool = True,
     ) -> AsyncIterator[str | Generated]:
         """Text deltas as they are generated, then one Generated with the whole reply.
 
-        ``priority="background"`` for work no member waits for: it runs in what members' replies leave."""
-        return self.backend.generate(
-            prompt_ids, sampling, stop=stop, seed=seed, adapter=adapter, user=user, priority=priority
+        ``priority="background"`` for work no member waits for: it runs in what members' replies leave, and its
+        time to first token does not count in the metrics (nor does any with ``timed=False``)."""
+        sampling = self.with_dry_defaults(sampling)
+        stream = self.backend.generate(
+            prompt_ids,
+            sampling,
+            stop=stop,
+            seed=seed,
+            adapter=adapter,
+            user=user,
+            priority=priority,
+            public_prefix=public_prefix,
         )
+        return self._timed(stream) if timed and priority == "member" else stream
+
+    async def _timed(self, stream: AsyncIterator[str | Generated]) -> AsyncIterator[str | Generated]:
+        started = time.perf_counter()
+        waiting = True
+        try:
+            async for item in stream:
+                if waiting and isinstance(item, str) and item:
+                    self.metrics.time_to_first_token.observe(time.perf_counter() - started)
+                    waiting = False
+                yield item
+        finally:
+            # a client that leaves closes this wrapper; the engine's stream must hear it to free its slot
+            close = getattr(stream, "aclose", None)
+            if close is not None:
+                await close()
+
+    def with_dry_defaults(self, sampling: SamplingParams) -> SamplingParams:
+        """``sampling`` with the DRY fields it leaves unset taken from model.dry (the model profile's, unless the
+        operator set them): every route samples with the same defaults."""
+        dry = self.settings.model.dry
+        defaults = {
+            "dry_multiplier": dry.multiplier,
+            "dry_base": dry.base,
+            "dry_allowed_length": dry.allowed_length,
+            "dry_penalty_last_n": dry.penalty_last_n,
+            "dry_sequence_breakers": list(dry.sequence_breakers),
+        }
+        unset = {name: value for name, value in defaults.items() if getattr(sampling, name) is None}
+        return sampling.model_copy(update=unset) if unset else sampling
 
     async def complete(self, prompt_ids: list[int], sampling: SamplingParams, **kw: Any) -> Generated:
         async for item in self.generate(prompt_ids, sampling, **kw):
@@ -185,21 +240,42 @@ class Runtime:
     # rolling summary, written in the background so that it never delays a reply
 
     def fold_in_background(self, user: str, chat_id: str, summary: str, evicted: list[dict[str, Any]]) -> None:
-        waiting = self._waiting_folds.get((user, chat_id))
-        if waiting is not None:  # this chat's previous fold has not started: one generation folds both
-            waiting.extend(evicted)
+        """Fold the turns that left the window once memory.fold_every_turns of them have gathered: one summary
+        generation every few exchanges, not one per message. The fold runs as background work; while a chat's
+        previous fold has not started yet, the new lines join it and one generation folds both."""
+        waiting = self._awaiting_fold.pop((user, chat_id), []) + evicted
+        if len(waiting) < self.settings.memory.fold_every_turns:
+            self._awaiting_fold[(user, chat_id)] = waiting
+            while len(self._awaiting_fold) > MAX_CHATS_AWAITING_FOLD:
+                self._awaiting_fold.popitem(last=False)
+            return
+        queued = self._waiting_folds.get((user, chat_id))
+        if queued is not None:  # this chat's previous fold has not started: one generation folds both
+            queued.extend(waiting)
             self.metrics.background.labels(outcome="coalesced").inc()
             return
-        evicted = self._waiting_folds[(user, chat_id)] = list(evicted)
-        task = asyncio.create_task(self._fold(user, chat_id, summary, evicted))
+        self._waiting_folds[(user, chat_id)] = waiting
+        task = asyncio.create_task(self._fold(user, chat_id, summary, waiting))
         self.background.add(task)
         task.add_done_callback(self.background.discard)
+
+    def drop_awaiting_fold(self, user: str, chat_id: str | None = None) -> None:
+        """Forget the turns of ``user`` (of one chat, or all) that wait to be folded: after a /forget or a
+        /reset nothing they said may reach a summary."""
+        for key in [key for key in self._awaiting_fold if key[0] == user and chat_id in (None, key[1])]:
+            del self._awaiting_fold[key]
+        # folds that have not started fold nothing now, and later lines start a fold of their own (with the
+        # summary as it is after the reset, not the one these folds were given)
+        for key in [key for key in self._waiting_folds if key[0] == user and chat_id in (None, key[1])]:
+            self._waiting_folds.pop(key).clear()
 
     async def _fold(self, user: str, chat_id: str, summary: str, evicted: list[dict[str, Any]]) -> None:
         lock = self._summary_locks.setdefault((user, chat_id), asyncio.Lock())
         async with lock:
             if self._waiting_folds.get((user, chat_id)) is evicted:  # started: later lines need a fold of their own
                 del self._waiting_folds[(user, chat_id)]
+            if not evicted:  # dropped by a /forget or /reset while it waited
+                return
             try:
                 current, _ = await self.store.chat_memory(user, chat_id)
                 lines = "\n".join(f"{t['role']}: {t['text']}" for t in evicted)
@@ -214,9 +290,13 @@ class Runtime:
                 sampling = SamplingParams(
                     temperature=0.0, top_p=1.0, top_k=0, repetition_penalty=1.1,
                     max_new_tokens=self.settings.memory.summary_max_tokens,
+                    dry_multiplier=0.0,  # a summary repeats what was said: DRY would push it to other words
                 )  # fmt: skip
                 result = await self.complete(ids, sampling, user=user, priority="background")
-                if result.text:
+                unsaid = unsaid_words(result.text, [current or summary, *(str(t["text"]) for t in evicted)])
+                if unsaid:  # a summary that says what nobody said is worse than the one before it
+                    log.info("a summary of %s was not kept: it holds words nobody said (%s)", chat_id, unsaid[:8])
+                elif result.text:
                     await self.store.fold_summary(user, chat_id, result.text, self.settings.memory.ttl_s)
             except Exception:  # a failed summary must never hurt the chat; the next fold retries
                 log.exception("folding the summary of %s failed", chat_id)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from brain.feedback_records import Canary, TurnRecord
-from brain.store import Store, connect
+from brain.store import Store, connect, ratings_key
 from tests.brain.test_store import all_text, say
+from tests.support.eventually import eventually
 
 ANN, BOB = "telegram:1", "telegram:2"
 
@@ -71,7 +72,64 @@ async def test_a_changed_rating_replaces_the_last_and_a_withdrawn_one_is_deleted
     outcome = await rate(store, turn, BOB, 0)
     assert outcome.previous == -1 and not outcome.kept
     assert await store.ratings(BOB) == []
-    assert await store.like_counts() == {"community@3": (0, 0)}
+    assert await store.like_counts() == {}
+
+
+async def counted_from_kept_ratings(store: Store, raters: list[str]) -> dict[str, tuple[int, int]]:
+    counts: dict[str, list[int]] = {}
+    for rater in raters:
+        for record in await store.ratings(rater):
+            counts.setdefault(record.served_by or "base", [0, 0])[0 if record.rating > 0 else 1] += 1
+    return {name: (likes, dislikes) for name, (likes, dislikes) in counts.items()}
+
+
+async def test_like_counts_equal_the_kept_ratings_after_every_kind_of_deletion(store):
+    """The canary promotes and rolls back by these counts: no deletion may leave a rating counted, and one member
+    rating and deleting again and again must not move them."""
+    cid = "telegram:3"
+    turn = a_turn("9" * 16, served_by="community@2")
+    await keep(store, turn)
+    for user in (ANN, BOB, cid):
+        await say(store, user, "hi")
+        await store.opt_in(user, "v1")
+    raters = [ANN, BOB, cid]
+
+    async def invariant() -> dict[str, tuple[int, int]]:
+        counts = await store.like_counts()
+        assert counts == await counted_from_kept_ratings(store, raters)
+        return counts
+
+    await rate(store, turn, ANN, 1)
+    assert await invariant() == {"community@2": (1, 0)}
+    for _ in range(8):  # the issue's reproducer: opt in, like, /optout delete, eight times
+        await store.opt_in(BOB, "v1")
+        await rate(store, turn, BOB, 1)
+        await store.opt_out(BOB, delete_logs=True)
+        assert await invariant() == {"community@2": (1, 0)}
+    for _ in range(5):  # dislike, then /forget, five times
+        await say(store, cid, "hi")
+        await store.opt_in(cid, "v1")
+        await rate(store, turn, cid, -1)
+        await store.forget(cid)
+        assert await invariant() == {"community@2": (1, 0)}
+    await rate(store, turn, ANN, -1)  # changed
+    assert await invariant() == {"community@2": (0, 1)}
+    await rate(store, turn, ANN, 0)  # withdrawn
+    assert await invariant() == {}
+    await store.opt_in(BOB, "v1")
+    await rate(store, turn, BOB, 1)
+    await store.opt_out(BOB, delete_logs=False)  # a rating made while opted in stays after a plain opt-out
+    assert await invariant() == {"community@2": (1, 0)}
+    # not named in the issue: the memory TTL ends a rating (here at once)
+    await rate(store, turn, ANN, 1)
+    assert await invariant() == {"community@2": (2, 0)}
+    await store.r.pexpire(ratings_key(ANN), 1)
+
+    async def expired() -> bool:
+        return not await store.r.exists(ratings_key(ANN))
+
+    await eventually(expired, "Ann's ratings expired")
+    assert await invariant() == {"community@2": (1, 0)}
 
 
 async def test_rated_turns_pair_a_retry_with_the_first_reply_and_leave_out_authors_not_opted_in(store):

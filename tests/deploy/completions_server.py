@@ -80,7 +80,9 @@ def add_vllm_routes(app: FastAPI) -> ServerLog:
         prompt = body.get("prompt")
         if not isinstance(prompt, list) or not all(isinstance(i, int) for i in prompt):
             return _error(400, "this server takes prompts as lists of token ids", "BadRequestError")
-        return await openai_compat.completions(OAICompletionRequest.model_validate(body), request, runtime)
+        # the brain's route serves only its own names; an adapter's tokens come from the base model here
+        served = OAICompletionRequest.model_validate({**body, "model": runtime.model_name})
+        return await openai_compat.completions(served, request, runtime)
 
     # routes match in order: these go before the brain's own /v1/completions, which knows no run-time adapters
     before = len(app.router.routes)

@@ -5,7 +5,6 @@ The server is a second real brain (tiny model) speaking vLLM's side of the proto
 
 from __future__ import annotations
 
-import asyncio
 import json
 import shutil
 from collections.abc import AsyncIterator, Iterator
@@ -29,6 +28,7 @@ from brain.settings import ModelSettings, Secrets
 from brain.store import Store, connect
 from tests.deploy.completions_server import ServerLog, add_vllm_routes
 from tests.support.brain_server import brain_settings, running_brain
+from tests.support.eventually import eventually
 
 BACKEND_KEY = "backend-key-for-tests"
 # short greedy replies: the tiny model says nothing useful, and long replies only cost time
@@ -197,11 +197,10 @@ async def test_a_promotion_reaches_the_server_under_a_new_name_and_only_that_nam
             assert (await client.chat(chat("before any adapter"))).adapter is None
             for version in (1, 2):
                 await promote(store, version, registry)
-                for _ in range(200):  # the reload event reaches the brain
-                    live = adapters.live.get(COMMUNITY)
-                    if live and live.version == version:
-                        break
-                    await asyncio.sleep(0.02)
+                await eventually(
+                    lambda v=version: (live := adapters.live.get(COMMUNITY)) is not None and live.version == v,
+                    f"the reload event of version {version} reached the brain",
+                )
                 asked = len(backend.log.completion_models)
                 replies = [await client.chat(chat(f"hello with version {version} ({i})")) for i in range(2)]
                 name = f"community@{version}"
@@ -278,3 +277,21 @@ def test_engine_vllm_needs_the_server_url() -> None:
     with pytest.raises(ValueError, match="http:// or https://"):
         RemoteEngine("vllm:8000")
     assert RemoteEngine("http://vllm:8000/v1/").base_url == "http://vllm:8000"
+
+
+async def test_dry_reaches_the_server_under_llama_cpp_names_only_when_on(backend: Backend) -> None:
+    engine = RemoteEngine(backend.url, api_key=BACKEND_KEY)
+    engine.start()
+    strong = GREEDY.model_copy(
+        update={"dry_multiplier": 3.0, "dry_base": 2.0, "dry_allowed_length": 1, "dry_sequence_breakers": ["\n"]}
+    )
+    try:
+        start = len(backend.log.completion_bodies)
+        await collect(engine.generate([5, 6, 5, 6, 5, 6, 5, 6], GREEDY))
+        await collect(engine.generate([5, 6, 5, 6, 5, 6, 5, 6], strong))
+        plain, dry = backend.log.completion_bodies[start:]
+    finally:
+        await engine.aclose()
+    assert not any(name.startswith("dry_") for name in plain)
+    assert dry["dry_multiplier"] == 3.0 and dry["dry_base"] == 2.0 and dry["dry_allowed_length"] == 1
+    assert dry["dry_sequence_breakers"] == ["\n"]

@@ -53,13 +53,14 @@ def running_brain(
     *,
     api_key: str | None = "test-key",
     redis: LocalRedis | None = None,
+    operator_key: str | None = None,
     **overrides: Any,
 ) -> Iterator[BrainHandle]:
     """A brain on a free port with its own redis-server (or the one given); stopped on exit."""
     own_redis = redis is None
     redis = redis or LocalRedis(tmp_path / "redis").start()
     settings = brain_settings(redis.url, model_dir, **overrides)
-    settings.secrets = Secrets(api_key=api_key) if api_key else Secrets(api_key=None)
+    settings.secrets = Secrets(api_key=api_key or None, operator_key=operator_key)
     app = create_app(settings)
     try:
         with serve_in_thread(app, free_port(), limits=settings.limits, timeout_s=60) as url:

@@ -16,13 +16,19 @@ err_console = Console(stderr=True)
 
 @contextlib.contextmanager
 def user_errors() -> Iterator[None]:
-    """Bad input ends the command with its message and exit status 2, not a traceback."""
+    """Bad input, or a Redis that does not answer, ends the command with its message and exit status 2, not a
+    traceback."""
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
     from trainer.errors import TrainerInputError
 
     try:
         yield
     except TrainerInputError as e:
         err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    except RedisConnectionError as e:
+        err_console.print(f"[bold red]error:[/] Redis does not answer: {e}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
 
 

@@ -12,16 +12,16 @@ from rich.console import Console
 from rich.table import Table
 
 from brain.registry_records import RegistryRecord
-from trainer.commands.common import user_errors
+from trainer.commands.common import err_console, user_errors
 
 app = typer.Typer()
 console = Console()
 
 
 def _settings(**finetune_overrides: Any) -> Any:
-    from brain.settings import load_settings
+    from brain.refusals import settings_or_refuse
 
-    settings = load_settings()
+    settings = settings_or_refuse()
     finetune = {k: v for k, v in finetune_overrides.items() if v is not None}
     if finetune:
         settings.trainer.finetune = settings.trainer.finetune.model_copy(update=finetune)
@@ -48,7 +48,7 @@ def nightly(
             console.print(f"[yellow]{error}")
             raise typer.Exit(0) from None
         except ModelNotFoundError as error:
-            console.print(f"[bold red]error:[/] {error}")
+            err_console.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
     console.print(f"report: {settings.trainer.runs_dir}/{report.run}/report.json (and report.png)")
 

@@ -27,11 +27,12 @@ from trainer.core.batches import (
     scaled,
 )
 from trainer.core.distributed import Placement
-from trainer.core.evaluation import mean_loss
+from trainer.core.evaluation import mean_loss, reply_logprobs
 from trainer.core.examples import Example, PairExample, RatedExample
 from trainer.core.loop import BatchSource, LoopResult, LoopSettings, LoopState, Snapshot, adamw, train
 from trainer.core.lr_schedule import warmup_cosine_schedule
-from trainer.core.objectives import KTO, Mixture, NextToken, Objective, SigmoidDPO
+from trainer.core.objectives import KTO, Mixture, NextToken, Objective, SigmoidDPO, kto_class_weights
+from trainer.nightly.stats import auc
 
 
 class FinetuneResult(LoopResult):
@@ -42,6 +43,13 @@ class FinetuneResult(LoopResult):
     train_rated: int = 0
     val_pairs: int = 0
     val_rated: int = 0
+    # what the kept step was chosen by ("preference": the validation ratings' implied-reward AUC, its best_val
+    # being 1 - AUC; "loss": the validation loss), and that AUC
+    selected_by: str = "loss"
+    val_preference_auc: float | None = None
+    # KTO's lambda_D and lambda_U as trained with
+    kto_desirable_weight: float = 1.0
+    kto_undesirable_weight: float = 1.0
 
 
 @dataclass
@@ -56,6 +64,35 @@ class PreferenceData:
 
     def __bool__(self) -> bool:
         return bool(self.pairs or self.rated)
+
+    def val_ratings(self) -> tuple[list[Example], list[float], list[bool]]:
+        """The validation replies (rated ones, and both of each pair) with their reference log-probability and
+        whether they were liked (the chosen of a pair counts as liked)."""
+        rows: list[Example] = []
+        refs: list[float] = []
+        liked: list[bool] = []
+        for rated in self.val_rated:
+            rows.append(rated.reply)
+            refs.append(rated.ref_reply)
+            liked.append(rated.desirable)
+        for pair in self.val_pairs:
+            rows += [pair.chosen, pair.rejected]
+            refs += [pair.ref_chosen, pair.ref_rejected]
+            liked += [True, False]
+        return rows, refs, liked
+
+    def selects(self) -> bool:
+        """Whether the kept step is chosen by the validation ratings: asked for, and enough of each class."""
+        liked = self.val_ratings()[2]
+        least = min(sum(liked), len(liked) - sum(liked))
+        return self.settings.select_by == "preference" and least >= self.settings.select_min_per_class
+
+    def kto_weights(self) -> tuple[float, float]:
+        """KTO's lambda_D and lambda_U: the settings', or from the training replies' counts."""
+        if self.settings.kto_class_weights == "fixed":
+            return self.settings.kto_desirable_weight, self.settings.kto_undesirable_weight
+        liked = sum(r.desirable for r in self.rated)
+        return kto_class_weights(liked, len(self.rated) - liked, self.settings.kto_class_ratio)
 
 
 COLLATE: dict[str, Callable[[list[Any], int], Any]] = {
@@ -126,8 +163,8 @@ def fine_tune(
             return by_length(mine(val_examples), settings.batch_size, settings.max_batch_tokens, pad_id)
     else:
         p = preference.settings
-        mixture = Mixture({"next_token": NextToken(), "dpo": SigmoidDPO(p.beta), "kto": KTO(
-            p.beta, p.kto_desirable_weight, p.kto_undesirable_weight)})  # fmt: skip
+        class_weights = preference.kto_weights()
+        mixture = Mixture({"next_token": NextToken(), "dpo": SigmoidDPO(p.beta), "kto": KTO(p.beta, *class_weights)})
         weights = {"next_token": p.next_token_weight, "dpo": p.dpo_weight, "kto": p.kto_weight}
         train_parts: dict[str, list[Any]] = {
             "next_token": train_examples,
@@ -158,7 +195,20 @@ def fine_tune(
     scheduler = warmup_cosine_schedule(optimizer, min(settings.warmup_steps, total - 1), total, settings.min_lr_ratio)
     forward = distributed.data_parallel(model, placement)
 
+    selects = preference is not None and preference.selects()
+    aucs: list[float] = []
+
     def validate() -> float:
+        if preference is not None and selects:
+            # 1 - AUC, so that lower is better as with a loss: the step members' ratings favour is kept
+            rows, refs, liked = preference.val_ratings()
+            logps = reply_logprobs(
+                model, rows, batch_size=settings.batch_size, max_batch_tokens=settings.max_batch_tokens, pad_id=pad_id,
+                device=device,
+            )  # fmt: skip
+            value = auc([policy - ref for policy, ref in zip(logps, refs, strict=True)], liked)
+            aucs.append(0.5 if value is None else value)
+            return 1 - aucs[-1]
         return mean_loss(forward, val_batches(), objective, device, placement=placement, autocast=placement.autocast)
 
     loop = LoopSettings(
@@ -185,7 +235,7 @@ def fine_tune(
         stop=stop,
         progress=progress,
     )
-    counts = {}
+    counts: dict[str, Any] = {}
     if preference:
         counts = {
             "train_pairs": len(preference.pairs),
@@ -193,6 +243,9 @@ def fine_tune(
             "val_pairs": len(preference.val_pairs),
             "val_rated": len(preference.val_rated),
         }
+        counts["kto_desirable_weight"], counts["kto_undesirable_weight"] = preference.kto_weights()
+        if selects:
+            counts["selected_by"], counts["val_preference_auc"] = "preference", 1 - result.best_val_loss
     return FinetuneResult(
         **result.model_dump(), train_examples=len(train_examples), val_examples=len(val_examples), **counts
     )

@@ -112,6 +112,21 @@ class KTO:
         return Loss(total=losses.sum(), count=self.count(batch), metrics={"kl": float(z0)})
 
 
+def kto_class_weights(desirable: int, undesirable: int, ratio: float = 1.0) -> tuple[float, float]:
+    """KTO's lambda_D and lambda_U from the counts of liked and disliked replies, so that
+    lambda_D * n_D / (lambda_U * n_U) equals ``ratio`` (the KTO paper, section 4.2, and TRL's KTOConfig ask for
+    a value in [1, 4/3]). They are scaled so that lambda_D * n_D + lambda_U * n_U = n_D + n_U: the part's
+    weight in the mixture stays what the settings say, and a night with 3 likes among 80 ratings gives each
+    like about 13 times a dislike's weight instead of letting the dislikes drown them. With one class
+    missing there is nothing to balance: (1, 1)."""
+    if not 1.0 <= ratio <= 4 / 3:
+        raise ValueError(f"the KTO class ratio must lie in [1, 4/3], not {ratio}")
+    if desirable <= 0 or undesirable <= 0:
+        return 1.0, 1.0
+    total = desirable + undesirable
+    return ratio * total / ((1 + ratio) * desirable), total / ((1 + ratio) * undesirable)
+
+
 class Mixture:
     """Parts of different kinds, each micro-batch a Part of one kind: its part's objective, scaled as the batch
     source decided (batches.scaled), so that the step's loss is the weighted sum of the parts' means."""

@@ -127,6 +127,19 @@ def check(registry: Registry, target: str, settings: CanarySettings, *, lock: Tr
     canary = registry.link.call(registry.store.get_canary(target))
     if canary is None:
         return None
+    decision = judge(registry, canary, settings)
+    if decision.action == "waiting":
+        return decision
+    if decision.action == "promoted":
+        registry.promote(target, canary.version, lock=lock)
+    lock.check()
+    registry.link.call(registry.store.clear_canary(target))
+    return decision
+
+
+def judge(registry: Registry, canary: Canary, settings: CanarySettings) -> CanaryDecision:
+    """What a check would decide now, changing nothing (the dashboard shows it as the test's current verdict)."""
+    target = canary.target
     seen = figures(registry, canary)
     decision = CanaryDecision(
         target=target, version=canary.version, action="waiting", reason="", share=canary.share,
@@ -156,9 +169,4 @@ def check(registry: Registry, target: str, settings: CanarySettings, *, lock: Tr
         )
     else:
         decision.reason = f"{said}: {seen.ratings} of the {canary.min_ratings} ratings needed ({test})"
-        return decision
-    if decision.action == "promoted":
-        registry.promote(target, canary.version, lock=lock)
-    lock.check()
-    registry.link.call(registry.store.clear_canary(target))
     return decision

@@ -1,8 +1,11 @@
 """The gate: a candidate goes live only if members would like it better and it does not forget.
 
-- Judged by ratings, when enough held-out rated replies are there (evaluation.min_heldout_ratings, liked and
-  disliked among them): the candidate's implied reward, beta * (log p - log p_base) of each reply, must rank
-  liked replies above disliked ones (AUC) at least as well as the live model's plus ``reward_margin``.
+- Judged by ratings, when enough held-out rated replies are there (evaluation.min_heldout_ratings, and
+  min_heldout_per_class of both liked and disliked among them): the candidate's implied reward,
+  beta * (log p - log p_base) of each reply, must rank liked replies above disliked ones (AUC) better than
+  the live model's on the very same replies, by ``reward_margin_se`` standard errors of the paired
+  difference (DeLong's test; an AUC from 50 ratings moves by several hundredths from one split to the next,
+  so an absolute margin would sit inside the noise), and by ``reward_margin`` at least.
   Without enough ratings, by perplexity instead: its test perplexity must be at most (1 - margin) x the live
   model's (the live adapter, else the base).
 - The general guard (guard.py) must hold: its perplexity on the prose may exceed the base model's by at most
@@ -18,6 +21,7 @@ from dataclasses import dataclass, field
 
 from brain.settings import EvaluationSettings
 from trainer.nightly.scoring import Scores
+from trainer.nightly.stats import AucDifference, paired_auc_difference
 
 
 @dataclass
@@ -31,7 +35,9 @@ class Decision:
 
 
 def judged_by_ratings(candidate: Scores, settings: EvaluationSettings) -> bool:
-    return candidate.reward_auc is not None and candidate.rated >= settings.min_heldout_ratings
+    liked = sum(candidate.liked) if candidate.liked else None
+    enough_of_each = liked is None or min(liked, candidate.rated - liked) >= settings.min_heldout_per_class
+    return candidate.reward_auc is not None and candidate.rated >= settings.min_heldout_ratings and enough_of_each
 
 
 def decide(candidate: Scores, live: Scores, base: Scores, settings: EvaluationSettings) -> Decision:
@@ -48,6 +54,10 @@ def decide(candidate: Scores, live: Scores, base: Scores, settings: EvaluationSe
 
 def _ratings(candidate: Scores, live: Scores, settings: EvaluationSettings) -> tuple[bool, str]:
     assert candidate.reward_auc is not None
+    live_rewards = live.rewards if len(live.rewards) == len(candidate.rewards) else [0.0] * len(candidate.rewards)
+    paired = paired_auc_difference(candidate.rewards, live_rewards, candidate.liked) if candidate.liked else None
+    if paired is not None:
+        return _paired(candidate, live, paired, settings)
     live_auc = 0.5 if live.reward_auc is None else live.reward_auc
     needed = live_auc + settings.reward_margin
     ok = candidate.reward_auc >= needed
@@ -58,10 +68,24 @@ def _ratings(candidate: Scores, live: Scores, settings: EvaluationSettings) -> t
     )
 
 
+def _paired(candidate: Scores, live: Scores, paired: AucDifference, settings: EvaluationSettings) -> tuple[bool, str]:
+    needed = max(settings.reward_margin, settings.reward_margin_se * paired.se)
+    ok = paired.difference > 0 and paired.difference >= needed
+    liked = sum(candidate.liked)
+    spread = f"{paired.z:.2f} standard errors" if paired.se > 0 else "with a standard error of 0"
+    return ok, (
+        f"on the same {candidate.rated} held-out ratings ({liked} liked, {candidate.rated - liked} disliked), its "
+        f"implied reward ranks liked above disliked replies with an AUC of {paired.auc_a:.3f} against "
+        f"{live.name}'s {paired.auc_b:.3f}: {paired.difference:+.3f}, {spread} (DeLong), "
+        f"{'beyond' if ok else 'within'} the {settings.reward_margin_se:.2f} needed"
+    )
+
+
 def _perplexity(candidate: Scores, live: Scores, margin: float) -> tuple[bool, str]:
     needed = (1 - margin) * live.test_ppl
     ok = candidate.test_ppl <= needed
-    too_few = f"too few held-out ratings to judge by ({candidate.rated}); " if candidate.rated else ""
+    liked = f", {sum(candidate.liked)} liked" if candidate.liked else ""
+    too_few = f"too few held-out ratings to judge by ({candidate.rated}{liked}); " if candidate.rated else ""
     return ok, (
         f"{too_few}test perplexity {candidate.test_ppl:.2f} {'beats' if ok else 'does not beat'} {live.name}'s "
         f"{live.test_ppl:.2f} by the margin of {margin:.0%} (needs at most {needed:.2f})"

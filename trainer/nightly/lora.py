@@ -27,14 +27,14 @@ from pydantic import BaseModel, Field
 from brain.settings import FinetuneSettings, PreferenceSettings
 from trainer.core import distributed
 from trainer.core.evaluation import fill_reference
-from trainer.core.examples import ChatRenderer, Example
+from trainer.core.examples import ChatRenderer, Example, PairExample
 from trainer.core.finetuning import FinetuneResult, PreferenceData, fine_tune
 from trainer.core.loop import LoopState, Snapshot
 from trainer.core.models import ModelWithTokenizer, add_lora, load_model
 from trainer.errors import DataError
 from trainer.nightly.clean import load_split
 from trainer.nightly.conversations import Personas, encode_all
-from trainer.nightly.files import read_json, write_json
+from trainer.nightly.files import read_json, read_jsonl, write_json
 from trainer.nightly.ratings import (
     RATING_SPLITS,
     PreferenceExamples,
@@ -43,6 +43,7 @@ from trainer.nightly.ratings import (
     preference_examples,
     without_replies,
 )
+from trainer.nightly.reward import OnPolicyPair
 from trainer.pretrain.checkpoint import replace_dir
 
 # what a checkpoint's layout is; one of another layout is not resumed
@@ -67,6 +68,8 @@ class FinetuneJob(BaseModel):
     # reference (None: the base model)
     preference: PreferenceSettings | None = None
     reference_dir: str | None = None
+    # the night's best-of-n pairs of the serving model's own replies (reward.py), learned as DPO pairs
+    onpolicy_pairs: str | None = None
 
     def save(self, path: Path) -> None:
         write_json(path, self.model_dump())
@@ -110,6 +113,8 @@ def preference_data(
         for split in ("train", "val")
     ]
     train, val = parts
+    if job.onpolicy_pairs:
+        train.pairs += onpolicy_examples(renderer, Path(job.onpolicy_pairs))
     if not (train.pairs or train.rated):
         return None, train, val
     data = PreferenceData(settings, train.pairs, train.rated, val.pairs, val.rated)
@@ -125,6 +130,18 @@ def preference_data(
             device=loaded.device,
         )
     return data, train, val
+
+
+def onpolicy_examples(renderer: ChatRenderer, path: Path) -> list[PairExample]:
+    """The best-of-n pairs written for this job, as DPO pairs (those that fit the context)."""
+    out = []
+    for row in read_jsonl(path) if path.is_file() else []:
+        pair = OnPolicyPair.model_validate(row)
+        chosen = renderer.completion_parts(pair.prompt, pair.chosen)
+        rejected = renderer.completion_parts(pair.prompt, pair.rejected)
+        if chosen is not None and rejected is not None:
+            out.append(PairExample(renderer.completion(*chosen), renderer.completion(*rejected)))
+    return out
 
 
 @contextlib.contextmanager

@@ -7,19 +7,23 @@ Every reader goes through RunReport, which refuses a report of another version w
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 from rich.console import Console
+from rich.measure import Measurement
 from rich.table import Table
 
+from brain.operator_records import CanaryNote, RunSummary, TargetSummary, thin
 from brain.settings import CanarySettings, EvaluationSettings, FinetuneSettings, PreferenceSettings
 from trainer.core.finetuning import FinetuneResult
 from trainer.errors import TrainerInputError
 from trainer.nightly.canary import CanaryDecision
 from trainer.nightly.clean import CleanReport
 from trainer.nightly.files import write_json
+from trainer.nightly.reward import RewardCheck
 from trainer.nightly.scoring import Scores
 
 REPORT = "report.json"
@@ -51,6 +55,7 @@ class Outcome(BaseModel):
     version: int | None = None  # the registry version it was promoted as
     scores: ScoreSet | None = None
     finetune: FinetuneResult | None = None
+    reward_model: RewardCheck | None = None  # the night's reward model, and the best-of-n pairs it made
 
 
 class ExportSummary(BaseModel):
@@ -107,6 +112,65 @@ class RunReport(BaseModel):
         return next((o for o in self.targets if o.target == target), None)
 
 
+def summarize(report: RunReport) -> RunSummary:
+    """The report as the dashboard reads it from Redis: figures and reasons, the loss curves thinned."""
+
+    def note(decision: CanaryDecision | None) -> CanaryNote | None:
+        if decision is None:
+            return None
+        return CanaryNote(
+            target=decision.target, version=decision.version, action=decision.action, reason=decision.reason
+        )
+
+    targets = []
+    for outcome in report.targets:
+        scores, tune = outcome.scores, outcome.finetune
+        summary = TargetSummary(
+            target=outcome.target, status=outcome.status, reasons=outcome.reasons, turns=outcome.turns,
+            version=outcome.version,
+        )  # fmt: skip
+        if scores is not None:
+            right = [i for i, ok in enumerate(scores.base.answers_right) if ok]
+            kept = [i for i in right if i < len(scores.candidate.answers_right) and scores.candidate.answers_right[i]]
+            summary = summary.model_copy(
+                update=dict(
+                    base_ppl=scores.base.test_ppl,
+                    live_ppl=scores.live.test_ppl,
+                    candidate_ppl=scores.candidate.test_ppl,
+                    live_name=scores.live.name,
+                    base_general_ppl=scores.base.general_ppl,
+                    candidate_general_ppl=scores.candidate.general_ppl,
+                    questions_kept=len(kept) if right else None,
+                    questions_right=len(right) if right else None,
+                    reward_auc=scores.candidate.reward_auc,
+                    live_reward_auc=scores.live.reward_auc,
+                )  # fmt: skip
+            )
+        if tune is not None:
+            curves = {
+                name: [(int(step), float(loss)) for step, loss in points if math.isfinite(loss)]
+                for name, points in tune.history.items()
+            }
+            summary = summary.model_copy(
+                update=dict(
+                    steps=tune.steps,
+                    best_step=tune.best_step,
+                    train_loss=thin(curves.get("train", [])),
+                    val_loss=thin(curves.get("val", [])),
+                )  # fmt: skip
+            )
+        targets.append(summary)
+    export, clean = report.export, report.clean
+    return RunSummary(
+        run=report.run, started_at=report.started_at, finished_at=report.finished_at, status=report.status,
+        error=report.error, log_entries=export.entries if export else 0, users=export.users if export else 0,
+        kept_turns=clean.kept if clean else 0, ratings=export.ratings if export else 0,
+        rated_turns=export.rated_turns if export else 0, purged_targets=report.purged_targets, targets=targets,
+        canary_check=note(report.canary_check), canary_started=note(report.canary_started),
+        like_counts=report.like_counts,
+    )  # fmt: skip
+
+
 def write_report(run_dir: Path, report: RunReport) -> None:
     write_json(run_dir / REPORT, report.model_dump(mode="json"))
 
@@ -154,6 +218,31 @@ def _questions(scores: ScoreSet | None) -> str:
     return f"{kept}/{len(right)}"
 
 
+TARGET_COLUMNS = ("target", "turns", "steps", "base", "live", "candidate", "prose", "AUC", "questions", "status")
+TARGETS_CAPTION = (
+    "perplexity on the test split; prose: the general guard's; AUC: liked above disliked on held-out ratings, "
+    "live → candidate; questions: the base model's right answers the candidate keeps"
+)
+
+
+def _target_row(outcome: Outcome) -> dict[str, str]:
+    scores, tune = outcome.scores, outcome.finetune
+    style = STATUS_STYLE.get(outcome.status, "")
+    values = (
+        outcome.target,
+        str(outcome.turns),
+        f"{tune.steps}/{tune.best_step}" if tune else "-",
+        _ppl(scores, "base"),
+        _ppl(scores, "live"),
+        _ppl(scores, "candidate"),
+        f"{_ppl(scores, 'base', 'general_ppl')} → {_ppl(scores, 'candidate', 'general_ppl')}",
+        _auc(scores),
+        _questions(scores),
+        f"[{style}]{outcome.status}[/]" + (f" v{outcome.version}" if outcome.version else ""),
+    )
+    return dict(zip(TARGET_COLUMNS, values, strict=True))
+
+
 def print_report(report: RunReport, console: Console) -> None:
     export, clean = report.export, report.clean
     dropped = clean.dropped if clean else {}
@@ -170,30 +259,25 @@ def print_report(report: RunReport, console: Console) -> None:
         )
     if report.canary_check is not None:
         console.print(f"canary {report.canary_check.action}: {report.canary_check.reason}")
-    table = Table(
-        title="targets",
-        caption="perplexity on the test split; prose: the general guard's; AUC: liked above disliked on held-out "
-        "ratings, live → candidate; questions: the base model's right answers the candidate keeps",
-    )
-    columns = ("target", "turns", "steps", "base", "live", "candidate", "prose", "AUC", "questions", "status")
-    for column in columns:
+    rows = [_target_row(outcome) for outcome in report.targets]
+    table = Table(title="targets", caption=TARGETS_CAPTION)
+    for column in TARGET_COLUMNS:
         table.add_column(column, justify="left" if column in ("target", "status") else "right")
-    for outcome in report.targets:
-        scores, tune = outcome.scores, outcome.finetune
-        style = STATUS_STYLE.get(outcome.status, "")
-        table.add_row(
-            outcome.target,
-            str(outcome.turns),
-            f"{tune.steps}/{tune.best_step}" if tune else "-",
-            _ppl(scores, "base"),
-            _ppl(scores, "live"),
-            _ppl(scores, "candidate"),
-            f"{_ppl(scores, 'base', 'general_ppl')} → {_ppl(scores, 'candidate', 'general_ppl')}",
-            _auc(scores),
-            _questions(scores),
-            f"[{style}]{outcome.status}" + (f" v{outcome.version}" if outcome.version else ""),
-        )
-    console.print(table)
+    for row in rows:
+        table.add_row(*row.values())
+    natural = Measurement.get(console, console.options.update_width(10_000), table).maximum
+    if not rows or natural <= console.width:
+        console.print(table)
+    else:
+        # a terminal too narrow for ten columns would cut names and statuses short ("commu…"): one block per target
+        console.print("[bold]targets[/]")
+        for outcome, row in zip(report.targets, rows, strict=True):
+            steps = f", steps {row['steps']}" if outcome.finetune else ""
+            console.print(f"  [bold]{row['target']}[/]  {row['status']}  {row['turns']} turns{steps}")
+            if outcome.scores is not None:
+                console.print(f"    test ppl: base {row['base']}, live {row['live']}, candidate {row['candidate']}")
+                console.print(f"    prose {row['prose']}; AUC {row['AUC']}; questions {row['questions']}")
+        console.print(TARGETS_CAPTION, style="dim")
     for outcome in report.targets:
         if outcome.scores is not None:
             console.print(f"  {outcome.target}: live is {outcome.scores.live.name}")

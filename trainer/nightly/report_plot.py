@@ -3,9 +3,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from trainer.nightly.report import RunReport
 from trainer.nightly.stats import wilson
@@ -57,7 +58,17 @@ def _eval_history(ax: Any, target: str, history: list[RunReport]) -> None:
     ax.legend()
 
 
-def nightly_likes(history: list[RunReport]) -> list[tuple[str, dict[str, tuple[int, int]]]]:
+class LikeCounted(Protocol):
+    """A run's report, or its summary in Redis (brain/operator_records.py): when it began, the counters then."""
+
+    @property
+    def started_at(self) -> str: ...
+
+    @property
+    def like_counts(self) -> dict[str, tuple[int, int]]: ...
+
+
+def nightly_likes(history: Sequence[LikeCounted]) -> list[tuple[str, dict[str, tuple[int, int]]]]:
     """(run, {version: (likes, dislikes)}) of the ratings given since the run before (each run notes the
     counters as it starts; the first run counts everything before it)."""
     nights = []

@@ -39,15 +39,26 @@ from trainer.nightly import canary, runs
 from trainer.nightly.clean import clean_export, load_split
 from trainer.nightly.conversations import Personas, encode_all, prompts
 from trainer.nightly.export import export_logs, load_snapshot
+from trainer.nightly.files import write_jsonl
 from trainer.nightly.gate import decide
 from trainer.nightly.guard import GuardSet, guard_set
 from trainer.nightly.link import RedisLink
 from trainer.nightly.lock import TrainerLock
 from trainer.nightly.lora import FinetuneJob, finetune, load_result
-from trainer.nightly.ratings import heldout_replies, load_ratings, split_ratings
+from trainer.nightly.ratings import RATING_SPLITS, heldout_replies, load_ratings, split_ratings
 from trainer.nightly.registry import Registry, now_iso
-from trainer.nightly.report import ExportSummary, Outcome, RunReport, RunSettings, ScoreSet, print_report, write_report
+from trainer.nightly.report import (
+    ExportSummary,
+    Outcome,
+    RunReport,
+    RunSettings,
+    ScoreSet,
+    print_report,
+    summarize,
+    write_report,
+)
 from trainer.nightly.report_plot import write_like_plot, write_plot
+from trainer.nightly.reward import ONPOLICY_PAIRS, RewardCheck, RewardStep
 from trainer.nightly.scoring import EvalSet, Evaluator, Scores
 
 console = Console(stderr=True)
@@ -74,6 +85,7 @@ class Nightly:
         self.system_prompts = {name: p.system_prompt for name, p in presets.items()}
         self.personas = Personas(self.system_prompts, settings.brain.default_persona)
         self._evaluator: Evaluator | None = None
+        self._reward: RewardStep | None = None
         self._guard: GuardSet | None = None
         self.trained_on: list[str] = []  # tombstone members of the exported users (authors and raters)
         self.canary_waiting: canary.CanaryDecision | None = None
@@ -131,6 +143,7 @@ class Nightly:
                 preference=self.cfg.preference, canary=self.cfg.canary,
             )  # fmt: skip
             write_report(self.run_dir, report)
+            self._leave_summary(report)
         for name in self.registry.targets():
             self.registry.prune(name)
         runs.purge_run_data(self.cfg.runs_dir, self.link, keep=max(0, self.cfg.keep_run_data - 1), current=self.run_dir)
@@ -138,6 +151,13 @@ class Nightly:
         write_plot(self.run_dir, report, history)
         write_like_plot(self.run_dir, history)
         return report
+
+    def _leave_summary(self, report: RunReport) -> None:
+        """The report's summary in Redis, for the operator's dashboard; a failure there never fails the run."""
+        try:
+            self.link.call(self.link.store.add_run_summary(summarize(report)))
+        except Exception as error:
+            console.print(f"[yellow]the run's summary was not left in Redis: {type(error).__name__}: {error}")
 
     def _forgotten_targets(self) -> set[str]:
         return {target_of_member(member) for member in self.link.call(self.link.store.tombstone_members())}
@@ -205,13 +225,19 @@ class Nightly:
             preference=self.cfg.preference if self.cfg.preference.enabled else None,
             reference_dir=self._reference_dir(target),
         )
+        reward_check = self._onpolicy_pairs(target, out_dir)
+        if reward_check is not None and reward_check.pairs:
+            job.onpolicy_pairs = str(out_dir / ONPOLICY_PAIRS)
         job.save(out_dir / "job.json")
         if self.cfg.finetune.launcher.strip():
             self._launch(out_dir / "job.json")
             result = load_result(out_dir)
         else:
             result = finetune(job, self.stop)
-        outcome = Outcome(target=target.name, status="kept", reasons=[], turns=target.turns, finetune=result)
+        outcome = Outcome(
+            target=target.name, status="kept", reasons=[], turns=target.turns, finetune=result,
+            reward_model=reward_check,
+        )  # fmt: skip
         adapter_dir = str(out_dir / "adapter")
 
         data = self._eval_set(target)
@@ -309,6 +335,30 @@ class Nightly:
         """The preference objectives' reference: what serves the target now, or the base model."""
         live = self._live(target) if self.cfg.preference.reference == "live" else None
         return str(live[1]) if live else None
+
+    def _onpolicy_pairs(self, target: Target, out_dir: Path) -> RewardCheck | None:
+        """Train the night's reward model on every member's ratings (once a run), and write the target's
+        best-of-n pairs beside its job when the model passed its held-out check (reward.py)."""
+        preference = self.cfg.preference
+        if not (preference.enabled and preference.reward_model.enabled):
+            return None
+        evaluator = self._get_evaluator()
+        if self._reward is None:
+            finetune = self.cfg.finetune
+            renderer = ChatRenderer(evaluator.tokenizer, loss_on=finetune.loss_on, max_tokens=finetune.max_seq_tokens)
+            self._reward = RewardStep(
+                evaluator.base, evaluator.tokenizer, renderer, preference.reward_model, device=evaluator.device,
+                eos_token_ids=evaluator.eos, batch_size=self.cfg.evaluation.batch_size,
+                max_batch_tokens=self.cfg.evaluation.max_batch_tokens,
+            )  # fmt: skip
+            self._reward.train(*(load_ratings(self.run_dir, split) for split in RATING_SPLITS))
+        step = self._reward
+        live = self._live(target)
+        with evaluator.attached(str(live[1]) if live else None) as policy:
+            drawn = step.sample(policy, load_ratings(self.run_dir, "train", target.user))
+        pairs = step.rank(drawn)  # scored by the base model's features, once the adapter is off
+        write_jsonl(out_dir / ONPOLICY_PAIRS, [pair.model_dump() for pair in pairs])
+        return step.check.model_copy()
 
     def _get_evaluator(self) -> Evaluator:
         if self._evaluator is None:

@@ -11,7 +11,9 @@ The measures themselves are the core's (trainer/core/evaluation.py).
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +41,10 @@ class Scores(BaseModel):
     # held-out rated replies, and how often a liked one's implied reward beats a disliked one's (None: not both)
     rated: int = 0
     reward_auc: float | None = None
+    # each held-out reply's implied reward and whether it was liked, in the same order for every model scored:
+    # what the gate's paired comparison is taken on
+    rewards: list[float] = Field(default_factory=list)
+    liked: list[bool] = Field(default_factory=list)
 
 
 @dataclass
@@ -103,9 +109,10 @@ class Evaluator:
         bleu, chrf = bleu_chrf(replies, [sample.reference for sample in data.prompts])
         general_ppl, answers = self._general_cache[adapter_dir]
         rewards = [data.beta * (policy - ref) for policy, ref in zip(logps, data.reference or [], strict=True)]
+        liked = [liked for _, liked in data.heldout]
         return Scores(
             name=name, test_ppl=test_ppl, general_ppl=general_ppl, bleu=bleu, chrf=chrf, answers_right=answers,
-            rated=len(rewards), reward_auc=auc(rewards, [liked for _, liked in data.heldout]),
+            rated=len(rewards), reward_auc=auc(rewards, liked), rewards=rewards, liked=liked,
         )  # fmt: skip
 
     def perplexity(self, model: Any, examples: list[Example]) -> float:
@@ -135,6 +142,14 @@ class Evaluator:
             device=self.device,
         )
         return [question.is_right(reply) for question, reply in zip(guard.questions, replies, strict=True)]
+
+    @contextlib.contextmanager
+    def attached(self, adapter_dir: str | None) -> Iterator[Any]:
+        """The base model with ``adapter_dir`` attached (the base itself for None), taken off after."""
+        try:
+            yield self._attach(adapter_dir)
+        finally:
+            self._detach()
 
     def _attach(self, adapter_dir: str | None) -> Any:
         if adapter_dir is None:

@@ -1,6 +1,7 @@
 """The few statistics the gate, the canary and `trainer status` rest on, written out (no SciPy needed).
 
 - auc: how often a liked reply scores above a disliked one (the Mann-Whitney U statistic over its maximum);
+- paired_auc_difference: two scorings of the same replies compared, with DeLong's standard error;
 - wilson: the Wilson score interval of a proportion (Wilson 1927), sound for small counts and rates near 0 or 1;
 - lower_tail_z: the one-sided two-proportion z-test with the pooled proportion, for "is A's rate below B's?".
 """
@@ -28,6 +29,55 @@ def auc(scores: list[float], liked: list[bool]) -> float | None:
         rank_sum += mean_rank * sum(1 for _, y in ranked[index : end + 1] if y)
         index = end + 1
     return (rank_sum - good * (good + 1) / 2) / (good * bad)
+
+
+@dataclass
+class AucDifference:
+    """Two scorings of the same rated replies compared: AUC a less AUC b, with DeLong's standard error."""
+
+    auc_a: float
+    auc_b: float
+    se: float
+
+    @property
+    def difference(self) -> float:
+        return self.auc_a - self.auc_b
+
+    @property
+    def z(self) -> float:
+        if self.se > 0:
+            return self.difference / self.se
+        return 0.0 if self.difference == 0 else math.copysign(math.inf, self.difference)
+
+
+def paired_auc_difference(a: list[float], b: list[float], liked: list[bool]) -> AucDifference | None:
+    """DeLong, DeLong and Clarke-Pearson 1988: the variance of the difference of two correlated AUCs from
+    each liked and each disliked reply's placement values; None without one of each class."""
+    good = [i for i, y in enumerate(liked) if y]
+    bad = [i for i, y in enumerate(liked) if not y]
+    if not good or not bad:
+        return None
+
+    def placements(scores: list[float]) -> tuple[list[float], list[float]]:
+        def psi(x: float, y: float) -> float:
+            return 1.0 if x > y else 0.5 if x == y else 0.0
+
+        v10 = [sum(psi(scores[i], scores[j]) for j in bad) / len(bad) for i in good]
+        v01 = [sum(psi(scores[i], scores[j]) for i in good) / len(good) for j in bad]
+        return v10, v01
+
+    def covariance(x: list[float], y: list[float]) -> float:
+        if len(x) < 2:
+            return 0.0
+        mx, my = sum(x) / len(x), sum(y) / len(y)
+        return sum((p - mx) * (q - my) for p, q in zip(x, y, strict=True)) / (len(x) - 1)
+
+    a10, a01 = placements(a)
+    b10, b01 = placements(b)
+    variance = (covariance(a10, a10) + covariance(b10, b10) - 2 * covariance(a10, b10)) / len(good) + (
+        covariance(a01, a01) + covariance(b01, b01) - 2 * covariance(a01, b01)
+    ) / len(bad)
+    return AucDifference(auc_a=sum(a10) / len(good), auc_b=sum(b10) / len(good), se=math.sqrt(max(0.0, variance)))
 
 
 def normal_cdf(z: float) -> float:

@@ -11,6 +11,7 @@ from discord.ext import commands
 
 from bot import answering
 from bot.commands import EMPTY_MENTION, friendly_error
+from bot.discord.comparison import offer_comparison
 from bot.discord.context import earlier_messages, readable_text
 from bot.discord.limits import MESSAGE_LIMIT
 from bot.discord.screen import ChannelScreen
@@ -78,7 +79,10 @@ class Chat(commands.Cog):
                 await typing.enter_async_context(screen.typing())
                 # the indicator stops once words (or a notice) are coming: it would only linger beside them
                 window_s = self.bot.settings.bot.retry_window_s
-                await answering.answer(self.bot.brain, request, reply, window_s=window_s, on_screen=typing.aclose)
+                answered = await answering.answer(
+                    self.bot.brain, request, reply, window_s=window_s, on_screen=typing.aclose
+                )
+            await offer_comparison(self.bot, message, request, answered)
         except discord.HTTPException:
             log.exception("could not post a reply in channel %s", message.channel.id)
         except Exception as exc:  # the user gets a sentence, the log gets the traceback

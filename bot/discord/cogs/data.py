@@ -62,6 +62,13 @@ class Data(commands.Cog):
         await answer_command(self.bot, interaction, "memory", args, ephemeral=True)
 
     @app_commands.command()
+    @app_commands.describe(agree="Yes: now and then I may answer twice and ask which reply you prefer")
+    async def compare(self, interaction: discord.Interaction, agree: bool | None = None) -> None:
+        """Let me ask, now and then, which of two replies you prefer"""
+        args = "" if agree is None else "yes" if agree else "no"
+        await answer_command(self.bot, interaction, "compare", args, ephemeral=True)
+
+    @app_commands.command()
     async def privacy(self, interaction: discord.Interaction) -> None:
         """What I store and why"""
         await answer_command(self.bot, interaction, "privacy", ephemeral=True)

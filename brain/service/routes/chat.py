@@ -24,10 +24,11 @@ from brain.engine.backend import Generated
 from brain.feedback_records import TurnRecord
 from brain.memory.context import EARLIER_TURNS_KEPT, Memory
 from brain.memory.extract import extract_in_background
-from brain.prompt import Prompt, build_prompt, render
+from brain.prompt import Prompt, build_prompt, public_prefix, render
 from brain.service.auth import Authorized
 from brain.service.deps import RuntimeDep
 from brain.service.errors import ApiError, responses
+from brain.service.routes.compare import should_compare
 from brain.service.runtime import Runtime
 from brain.service.streaming import EventStream, events_or_error, sse, stream_responses, unless_disconnected
 from brain.store import ChatState
@@ -136,6 +137,7 @@ async def chat(body: ChatRequest, request: Request, runtime: RuntimeDep) -> Any:
             ids = await runtime.off_loop(render, runtime.tokenizer, first.prompt)
             if len(ids) > runtime.prompt_budget(sampling.max_new_tokens):
                 raise ApiError(413, "prompt_too_long", "The reply to try again no longer fits the model's context.")
+            public = await runtime.off_loop(public_prefix, runtime.tokenizer, persona.system_prompt, ids)
             finish = functools.partial(_store_retry, runtime, body, state, persona.name, first, started)
         else:
             # off the loop too: it reads up to EARLIER_TURNS_KEPT earlier messages (milliseconds)
@@ -153,7 +155,8 @@ async def chat(body: ChatRequest, request: Request, runtime: RuntimeDep) -> Any:
                     build_prompt,
                     runtime.tokenizer,
                     system_prompt=persona.system_prompt,
-                    summary=state.summary,
+                    # a summary left from when summaries were on is not used: the profile turned them off
+                    summary=state.summary if memory.summaries else "",
                     turns=state.turns,
                     text=body.text,
                     budget=runtime.prompt_budget(sampling.max_new_tokens),
@@ -162,9 +165,10 @@ async def chat(body: ChatRequest, request: Request, runtime: RuntimeDep) -> Any:
                 )
             except ValueError as exc:
                 raise ApiError(413, "message_too_long", str(exc)) from exc
-            ids = prompt.ids
-            finish = functools.partial(_store_turn, runtime, body, state, persona.name, prompt, started)
-        reply = _reply(runtime, user, state.profile, ids, sampling, finish)
+            ids, public = prompt.ids, prompt.public
+            quoted = recallable.quoted(prompt.facts, prompt.recalled)
+            finish = functools.partial(_store_turn, runtime, body, state, persona.name, prompt, quoted, started)
+        reply = _reply(runtime, user, state.profile, ids, public, sampling, finish)
         if body.stream:
             return EventStream(events_or_error(_sse(reply), lambda error: sse("error", error)), slot)
         return await unless_disconnected(request, _whole(reply))
@@ -181,6 +185,10 @@ async def retried_turn(runtime: Runtime, body: ChatRequest) -> TurnRecord:
         turn = await store.last_turn(body.key, body.platform, body.chat_id)
     elif body.retry_of is not None:
         turn = await store.turn(body.retry_of)
+    if turn is not None and turn.facts:
+        # a fact it quotes that expired (deleting one drops the turn at once) must not come back in a new reply
+        kept = {str(fact.get("id")) for fact in await store.facts(turn.author)}
+        turn = turn if set(turn.facts) <= kept else None
     if turn is None or (turn.author, turn.platform, turn.chat_id) != (body.key, body.platform, body.chat_id):
         raise ApiError(
             404,
@@ -211,13 +219,15 @@ async def _reply(
     user: str,
     profile: dict[str, str],
     ids: list[int],
+    public: int,
     sampling: SamplingParams,
     finish: Finish,
 ) -> AsyncIterator[str | ChatReply]:
-    """The reply's text deltas, then, once the turn is stored, the ChatReply."""
+    """The reply's text deltas, then, once the turn is stored, the ChatReply. The first ``public`` ids (the
+    persona's system prompt) may reuse what other members' requests left cached; the rest only the member's own."""
     async with runtime.adapters.serving(user, profile) as adapter:
         result: Generated | None = None
-        async for item in runtime.generate(ids, sampling, adapter=adapter, user=user):
+        async for item in runtime.generate(ids, sampling, adapter=adapter, user=user, public_prefix=public):
             if isinstance(item, Generated):
                 result = item
             else:
@@ -260,6 +270,7 @@ async def _store_turn(
     state: ChatState,
     persona: str,
     prompt: Prompt,
+    quoted: tuple[list[str], list[str]],
     started: float,
     result: Generated,
     adapter: str | None,
@@ -288,16 +299,20 @@ async def _store_turn(
         persona=persona,
         chat_kind=body.chat_kind.value,
         keep_earlier=EARLIER_TURNS_KEPT if runtime.settings.memory.recall_tokens > 0 else 0,
-        turn=_turn(body, prompt.own_messages, result, adapter),
+        turn=_turn(body, prompt.own_messages, result, adapter).model_copy(
+            update={"facts": quoted[0], "recalled_from": quoted[1]}
+        ),
         turns_kept=runtime.settings.feedback.turns_kept,
     )
-    if record.evicted:
+    if record.evicted and runtime.settings.memory.summaries:
         runtime.fold_in_background(user, body.chat_id, state.summary, record.evicted)
     if record.stored and runtime.settings.memory.extract_facts:
         extract_in_background(runtime, user, body.chat_id, body.chat_kind.value, record.since, body.text)
     runtime.metrics.replies.labels("ok").inc()
     runtime.metrics.request_latency.labels("chat").observe(time.perf_counter() - started)
-    return _answered(persona, result, adapter, logged=record.logged, turn_id=record.turn_id)
+    reply = _answered(persona, result, adapter, logged=record.logged, turn_id=record.turn_id)
+    reply.compare = await should_compare(runtime, user, record.turn_id, retry=False)
+    return reply
 
 
 async def _store_retry(
@@ -314,9 +329,13 @@ async def _store_retry(
     ttl_s = runtime.settings.memory.ttl_s
     turn_id = None
     if not body.request_id or await runtime.store.claim_request(body.key, body.request_id, ttl_s):
-        turn = _turn(body, first.prompt, result, adapter).model_copy(
-            update={"retry_of": first.retry_of or first.turn_id}
-        )
+        # it quotes what the first quoted, and leaves with it
+        update = {
+            "retry_of": first.retry_of or first.turn_id,
+            "facts": first.facts,
+            "recalled_from": first.recalled_from,
+        }
+        turn = _turn(body, first.prompt, result, adapter).model_copy(update=update)
         turn_id = await runtime.store.save_turn(
             turn, since=state.since, ttl_s=ttl_s, turns_kept=runtime.settings.feedback.turns_kept
         )

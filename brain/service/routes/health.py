@@ -33,7 +33,15 @@ async def readyz(runtime: RuntimeDep) -> dict[str, str] | Response:
     return {"status": "ready", "model": runtime.model_name}
 
 
-@router.get("/metrics", dependencies=[Authorized], response_class=PlainTextResponse, responses=responses())
+PLAIN_ERROR = {"content": {"text/plain": {"schema": {"type": "string"}}}}
+
+
+@router.get(
+    "/metrics",
+    dependencies=[Authorized],
+    response_class=PlainTextResponse,
+    responses={401: {**PLAIN_ERROR, "description": "no valid API key, said as text"}},
+)
 async def metrics(runtime: RuntimeDep) -> Response:
     """Prometheus metrics."""
     return Response(generate_latest(runtime.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,5 +1,6 @@
 """OpenAI-compatible /v1/chat/completions and /v1/completions over the same engine: stateless, no memory,
-no logging. `model: community` is served with the live community adapter, any other name with the base model."""
+no logging. `model: community` is served with the live community adapter; the served model's own name (as
+/v1/models lists it) or `default` with the base model; any other name is a 404 model_not_found."""
 
 from __future__ import annotations
 
@@ -33,6 +34,8 @@ from brain.service.runtime import Runtime
 from brain.service.streaming import EventStream, events_or_error, json_line, stream_responses, unless_disconnected
 
 router = APIRouter(dependencies=[Authorized], tags=["openai"])
+# the name OAISampling.model defaults to: the base model
+DEFAULT_MODEL = "default"
 STREAMED = "The completion; with `stream`, `data:` chunks, then `data: [DONE]` (an error ends the stream as "
 STREAMED += "a chunk holding `error`)."
 
@@ -52,6 +55,7 @@ async def models(runtime: RuntimeDep) -> dict[str, Any]:
 async def chat_completions(body: OAIChatRequest, request: Request, runtime: RuntimeDep) -> Any:
     """Chat completions for any OpenAI client (streaming with `stream: true`)."""
     max_new = body.max_completion_tokens or body.max_tokens or runtime.settings.model.max_new_tokens
+    _check_model(runtime, body)
     _check_chars(runtime, sum(len(m.content) for m in body.messages), "The messages")
     with runtime.admission.take() as slot:
         ids = await runtime.off_loop(render, runtime.tokenizer, [m.model_dump() for m in body.messages])
@@ -82,6 +86,7 @@ async def chat_completions(body: OAIChatRequest, request: Request, runtime: Runt
 )
 async def completions(body: OAICompletionRequest, request: Request, runtime: RuntimeDep) -> Any:
     """Text completions of a raw prompt, which may be token ids already rendered by the caller."""
+    _check_model(runtime, body)
     if isinstance(body.prompt, str):
         _check_chars(runtime, len(body.prompt), "The prompt")
     else:
@@ -123,10 +128,18 @@ def _check_chars(runtime: Runtime, chars: int, what: str) -> None:
         raise ApiError(413, "context_length_exceeded", f"{what} have {chars} characters; at most {limit} fit.")
 
 
+def _check_model(runtime: Runtime, body: OAISampling) -> None:
+    """Refuse, before any work, a model this brain does not serve (a name is never a path to look up)."""
+    if body.model == COMMUNITY:
+        if COMMUNITY not in runtime.adapters.live:
+            raise ApiError(404, "model_not_found", "No community adapter is live yet; `trainer nightly` promotes one.")
+    elif body.model not in (DEFAULT_MODEL, runtime.model_name):
+        served = ", ".join(sorted({DEFAULT_MODEL, runtime.model_name, COMMUNITY}))
+        raise ApiError(404, "model_not_found", f"There is no model by that name here; ask for one of: {served}.")
+
+
 def _check_fit(runtime: Runtime, ids: list[int], body: OAISampling, max_new: int, *, what: str) -> None:
-    """Refuse a model that is not there, and a prompt that does not fit the context."""
-    if body.model == COMMUNITY and COMMUNITY not in runtime.adapters.live:
-        raise ApiError(404, "model_not_found", "No community adapter is live yet; `trainer nightly` promotes one.")
+    """Refuse a prompt that does not fit the context."""
     budget = runtime.prompt_budget(max_new)
     if len(ids) > budget:
         message = f"{what} take {len(ids)} tokens; at most {budget} fit with max_tokens={max_new}."

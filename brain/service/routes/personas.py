@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Query
 
 from brain import personas as persona_lib
-from brain.api_models import ChatKind, Persona, PersonaList, PersonaScope, PersonaSet, PersonaState
+from brain.api_models import ID_PATTERN, ChatKind, Persona, PersonaList, PersonaScope, PersonaSet, PersonaState
 from brain.service.auth import Authorized
-from brain.service.deps import ChatIdQuery, PersonaNamePath, PlatformPath, RuntimeDep, UserIdPath
+from brain.service.deps import PersonaNamePath, PlatformPath, RuntimeDep, UserIdPath
 from brain.service.errors import ApiError, responses
 from brain.service.routes.users import user_key
 
@@ -28,13 +30,38 @@ async def get_persona(name: PersonaNamePath, runtime: RuntimeDep) -> Persona:
     return runtime.presets[name]
 
 
-@router.get("/v1/users/{platform}/{user_id}/persona", response_model=PersonaState, responses=responses(400))
+# The two query parameters as one form-style object, so that the document can say what the route checks: a group
+# chat's persona needs its chat_id (dependentRequired cannot be said of separate parameters).
+PERSONA_QUERY = {
+    "name": "chat",
+    "in": "query",
+    "style": "form",
+    "explode": True,
+    "required": False,
+    "schema": {
+        "type": "object",
+        "properties": {
+            "chat_id": {"type": "string", "pattern": ID_PATTERN, "description": "the chat, for a group chat's persona"},
+            "chat_kind": {"type": "string", "enum": [kind.value for kind in ChatKind], "default": "direct"},
+        },
+        "if": {"properties": {"chat_kind": {"const": "group"}}, "required": ["chat_kind"]},
+        "then": {"required": ["chat_id"]},
+    },
+}
+
+
+@router.get(
+    "/v1/users/{platform}/{user_id}/persona",
+    response_model=PersonaState,
+    responses=responses(400),
+    openapi_extra={"parameters": [PERSONA_QUERY]},
+)
 async def current_persona(
     platform: PlatformPath,
     user_id: UserIdPath,
     runtime: RuntimeDep,
-    chat_id: ChatIdQuery | None = None,
-    chat_kind: ChatKind = ChatKind.direct,
+    chat_id: Annotated[str | None, Query(pattern=ID_PATTERN, include_in_schema=False)] = None,
+    chat_kind: Annotated[ChatKind, Query(include_in_schema=False)] = ChatKind.direct,
 ) -> PersonaState:
     """The persona that answers this user in this chat (a group chat's own persona in groups)."""
     user = user_key(platform, user_id)
@@ -63,6 +90,9 @@ async def set_persona(
             choice = persona_lib.custom_persona(body.custom, limit)
         else:
             choice = persona_lib.persona_from_card(body.card or {}, limit)
+        # what is stored is what every later chat reads back: checked by the same model first, so that a value
+        # the read side would refuse is refused here, before anything is written
+        persona, custom = persona_lib.persona_of(choice, runtime.presets, runtime.settings.brain.default_persona)
     except persona_lib.PersonaError as exc:
         status = 404 if body.preset is not None else 413 if "at most" in str(exc) else 400
         raise ApiError(status, "invalid_persona", str(exc)) from exc
@@ -72,5 +102,4 @@ async def set_persona(
     else:
         await runtime.store.set_user_persona(body.key, choice)
         scope = PersonaScope.user
-    persona, custom = persona_lib.resolve(choice, runtime.presets, runtime.settings.brain.default_persona)
     return persona_lib.state(persona, custom, scope)

@@ -32,7 +32,7 @@ router = APIRouter(dependencies=[Authorized], tags=["users"], responses=response
 
 PRIVACY_TEXT = (
     "What I keep, and why.\n"
-    "- Always: a short memory of our recent turns in each chat, and a summary of older ones, so that I can "
+    "- Always: a short memory of our recent turns in each chat{summary}, so that I can "
     "answer in context, and the facts about you that you pin with /remember{extracted}.{recall} In a group I use "
     "only what you said in that group{private}. All of it expires after {ttl_days} days without talking; /reset "
     "clears a chat's memory, /memory lists your facts, /memory forget N or /memory clear deletes them. My replies "
@@ -75,6 +75,7 @@ async def privacy(runtime: RuntimeDep) -> PrivacyNotice:
     memory = runtime.settings.memory
     text = PRIVACY_TEXT.format(
         ttl_days=memory.ttl_s // 86400,
+        summary=", and a summary of older ones" if memory.summaries else "",
         extracted=" and those I pick up from what you tell me" if memory.extract_facts else "",
         recall=" Your older messages come back when a new one matches them." if memory.recall_tokens else "",
         private=(
@@ -114,6 +115,7 @@ async def opt_out(
 async def forget(platform: PlatformPath, user_id: UserIdPath, runtime: RuntimeDep) -> ForgetResult:
     """Delete every key of the user, logs included, and leave a tombstone against later writes and exports."""
     deleted = await runtime.store.forget(user_key(platform, user_id))
+    runtime.drop_awaiting_fold(user_key(platform, user_id))
     await runtime.adapters.forget(user_key(platform, user_id))  # their own adapter, on every replica
     await runtime.backend.forget(user_key(platform, user_id))  # their conversations' cached keys and values
     return ForgetResult(forgotten=True, deleted_keys=deleted)
@@ -126,7 +128,13 @@ async def _memory_view(runtime: Runtime, user: str, platform: str, chat_id: str,
     else:
         stored = await runtime.store.get_user_persona(user)
     persona, _ = persona_lib.resolve(stored, runtime.presets, runtime.settings.brain.default_persona)
-    return MemoryView(summary=summary, turns=[Turn.model_validate(t) for t in turns], persona=persona.name)
+    summaries = runtime.settings.memory.summaries
+    return MemoryView(
+        summary=summary if summaries else "",  # never a summary the profile no longer writes (or trusts)
+        turns=[Turn.model_validate(t) for t in turns],
+        persona=persona.name,
+        summaries=summaries,
+    )
 
 
 @router.get("/v1/users/{platform}/{user_id}/export", response_model=UserExport)
@@ -167,6 +175,7 @@ async def export(platform: PlatformPath, user_id: UserIdPath, runtime: RuntimeDe
 async def reset(platform: PlatformPath, user_id: UserIdPath, chat_id: ChatIdPath, runtime: RuntimeDep) -> ResetResult:
     """Clear the memory of one chat (turns, summary and its turns kept for recall); the training log and the facts
     are not touched."""
+    runtime.drop_awaiting_fold(user_key(platform, user_id), chat_id)
     return ResetResult(cleared_turns=await runtime.store.reset_chat(user_key(platform, user_id), chat_id))
 
 

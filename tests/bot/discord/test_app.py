@@ -8,6 +8,7 @@ import logging
 import pytest
 
 from bot.discord.app import run_discord
+from brain.refusals import Refusal
 from brain.settings import Settings
 from tests.support.discord_api import MESSAGE_CONTENT_INTENT, LocalDiscord
 
@@ -15,7 +16,7 @@ from tests.support.discord_api import MESSAGE_CONTENT_INTENT, LocalDiscord
 def test_without_a_token_the_operator_is_told_where_it_goes(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.delenv("OWNCHAT_DISCORD_TOKEN", raising=False)
 
-    with pytest.raises(SystemExit) as stopped:
+    with pytest.raises(Refusal) as stopped:
         run_discord(Settings())
 
     assert "OWNCHAT_DISCORD_TOKEN" in str(stopped.value)
@@ -32,7 +33,7 @@ async def test_the_bot_asks_for_message_content_and_says_how_to_enable_it_when_r
         discord_config = {"api_base": local.api_base, "gateway_url": local.gateway_url}
         settings = Settings(bot={"brain_url": f"http://127.0.0.1:{unused_port}", "discord": discord_config})
 
-        with pytest.raises(SystemExit) as stopped:
+        with pytest.raises(Refusal) as stopped:
             # `bot discord` runs its own event loop, so it gets a thread of its own here
             await asyncio.to_thread(run_discord, settings)
 

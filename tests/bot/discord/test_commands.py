@@ -14,8 +14,8 @@ async def test_the_slash_commands_are_synced_on_start_with_their_descriptions(
 
     synced = {c["name"]: c for c in local_discord.commands}
     assert set(synced) == {
-        "persona", "optin", "optout", "forget", "reset", "remember", "memory", "privacy", "help", "stats", "retry",
-        "Answer again",
+        "persona", "optin", "optout", "compare", "forget", "reset", "remember", "memory", "privacy", "help", "stats",
+        "retry", "Answer again",
     }  # fmt: skip
     assert synced["Answer again"]["type"] == 3  # on a message: Apps > Answer again
     assert synced["forget"]["description"] == "Delete everything I keep about you (asks first)"

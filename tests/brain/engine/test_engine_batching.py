@@ -9,6 +9,7 @@ import torch
 from brain.engine.batching import EngineError, GenerationRequest
 from brain.engine.model_loading import LoadedModel
 from tests.brain.engine.helpers import collect, random_prompts, reference_greedy
+from tests.support.eventually import eventually
 
 
 async def test_concurrent_streams_match_unbatched_greedy(tiny: LoadedModel, start_engine) -> None:
@@ -100,8 +101,7 @@ async def test_cancelled_request_frees_its_row(tiny_llama: LoadedModel, start_en
             received.append(token)
 
     client_task = asyncio.create_task(client())
-    while len(received) < 3:
-        await asyncio.sleep(0.001)
+    await eventually(lambda: len(received) >= 3, "three tokens reached the client")
     client_task.cancel()  # the client went away
     await anext(explicit)
     explicit.cancel()

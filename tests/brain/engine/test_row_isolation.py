@@ -12,6 +12,7 @@ from brain.engine.model_loading import LoadedModel
 from brain.engine.sampling import SamplingError, make_sampler, pick_tokens
 from brain.engine.text import TextStream, TextStreamError
 from tests.brain.engine.helpers import collect, random_prompts, reference_greedy, worker_paused
+from tests.support.eventually import eventually
 
 # with the scores of the prompt's tokens divided by a penalty that is 0 in float32, they overflow to inf
 OVERFLOWING_PENALTY = 1e-300
@@ -154,8 +155,7 @@ async def test_a_client_that_goes_away_frees_its_row(tiny_llama: LoadedModel, st
         staying = [TextStream(engine.submit(greedy(prompt, 120)), tokenizer) for prompt in prompts[1:]]
     connection = asyncio.create_task(client(leaving))
     others = [asyncio.create_task(stream.complete()) for stream in staying]
-    while not deltas:
-        await asyncio.sleep(0.001)
+    await eventually(lambda: deltas, "the leaving client got its first delta")
     connection.cancel()  # the client disconnected
     with pytest.raises(asyncio.CancelledError):
         await connection

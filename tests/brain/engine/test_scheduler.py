@@ -84,12 +84,15 @@ def test_a_reply_ends_at_its_stop_token_or_its_length() -> None:
 
 
 def test_prefix_matches_leave_only_the_rest_to_prefill() -> None:
+    asked: list[tuple[str | None, int]] = []
+
     class Matcher:
-        def lookup(self, adapter, prompt):
+        def lookup(self, adapter, prompt, owner=None, public=0):
+            asked.append((owner, public))
             return ("entry", 32) if adapter is None else (None, 0)
 
     scheduler, _ = make(prefixes=Matcher())
-    scheduler.add(0, ask(40, 5))
+    scheduler.add(0, ask(40, 5, owner="telegram:1", public_prefix=16))
     scheduler.add(1, ask(40, 5, adapter="community@1"))
     plan, _ = step(scheduler)
     by_row = {piece.request_id: piece for piece in slices(plan)}
@@ -97,6 +100,7 @@ def test_prefix_matches_leave_only_the_rest_to_prefill() -> None:
     assert (by_row[1].start, by_row[1].count, by_row[1].prefix) == (0, 40, None)
     assert len(plan.prefill) == 2, "two adapters share a forward pass"
     assert scheduler.reused_tokens == 32 and scheduler.prompt_tokens == 80
+    assert sorted(asked, key=str) == sorted([("telegram:1", 16), (None, 0)], key=str), "whose prompt, how much public"
 
 
 def test_prefill_groups_stay_within_the_token_budget() -> None:

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from bot.client import BrainClient
-from brain.api_models import ChatRequest
+from brain.api_models import ChatRequest, UserRef
 from tests.support.brain_server import running_brain
 from tests.support.eventually import eventually
 
@@ -39,8 +39,10 @@ class HeldFolds:
 
 @pytest.fixture
 def brain(tmp_path: Path, tiny_model_dir: Path) -> Iterator[Any]:
-    # one exchange kept: every message after the first pushes the one before out, into a fold
-    with running_brain(tmp_path, tiny_model_dir, memory={"max_turns": 2, "extract_facts": False}) as handle:
+    # one exchange kept, folded as soon as it leaves: every message after the first pushes the one before out,
+    # into a fold
+    memory = {"max_turns": 2, "fold_every_turns": 1, "extract_facts": False}
+    with running_brain(tmp_path, tiny_model_dir, memory=memory) as handle:
         yield handle
 
 
@@ -71,3 +73,30 @@ async def test_folds_of_one_chat_waiting_together_are_written_by_one_generation(
     async with httpx.AsyncClient(base_url=brain.url, headers=brain.headers()) as http:
         metrics = (await http.get("/metrics")).text
     assert 'ownchat_background_generations_total{outcome="coalesced"} 1.0' in metrics
+
+
+async def test_a_reset_drops_the_lines_of_a_fold_that_has_not_started(brain) -> None:
+    held = HeldFolds(brain.runtime.backend, brain.runtime.tokenizer)
+    brain.runtime.backend = held
+    client = BrainClient(brain.url, brain.api_key, retries=0)
+
+    async def say(text: str) -> None:
+        await client.chat(ChatRequest(platform="telegram", user_id="1", chat_id="c1", text=text))
+
+    try:
+        await say("ALPHA is my first note.")
+        await say("BRAVO is my second note.")
+        await eventually(lambda: len(held.folds) == 1, "the first fold to start")
+        await say("CHARLIE is my third note.")  # its fold waits for the first
+        await client.reset(UserRef(platform="telegram", user_id="1"), "c1")
+        await say("ECHO is my fifth note.")
+        await say("FOXTROT is my sixth note.")  # ECHO's lines: a fold of their own, after the reset
+        held.release.set()
+        await eventually(lambda: len(held.folds) == 2 and not brain.runtime.background, "the folds to finish")
+    finally:
+        held.release.set()
+        await client.aclose()
+
+    second = held.folds[1][0]
+    assert "ECHO" in second
+    assert "BRAVO" not in second and "CHARLIE" not in second, "what the reset cleared reached a summary"

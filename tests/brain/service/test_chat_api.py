@@ -62,17 +62,52 @@ async def test_opted_in_turns_are_logged_with_the_consent_version(client, brain)
     assert len((await client.export(user)).log) == 1
 
 
-async def test_old_turns_fold_into_a_summary_in_the_background(client, brain):
-    for i in range(5):  # the brain keeps 6 turns: older ones fall out
+async def test_old_turns_fold_into_a_summary_every_few_turns_in_the_background(client, brain):
+    from brain.memory.summary import faithful
+    from tests.brain.service.test_memory_api import SeenPrompts, settle
+
+    user = UserRef(platform="telegram", user_id="1")
+    runtime = brain.runtime
+    seen = SeenPrompts(runtime.backend, runtime.tokenizer)
+    runtime.backend = seen
+    assert runtime.settings.memory.fold_every_turns == 8  # the tiny test model gets a capable model's profile
+    for i in range(5):  # the brain keeps 6 turns: 4 have left the window, too few to fold
         await client.chat(req(f"message {i}"))
-    for _ in range(200):
-        memory = await client.memory(UserRef(platform="telegram", user_id="1"), "c1")
-        if memory.summary:
-            break
-        await asyncio.sleep(0.05)
-    assert memory.summary, "the summary of older turns was never written"
-    assert len(memory.turns) <= 6
+        await settle(brain)
+    assert not [text for text in seen.texts if "Update the summary" in text], "a fold ran before 8 turns left"
+    for i in range(5, 7):  # 8 turns have left it now: one fold, of all of them
+        await client.chat(req(f"message {i}"))
+        await settle(brain)
+    folds = [text for text in seen.texts if "Update the summary" in text]
+    assert len(folds) == 1 and all(f"user: message {i}" in folds[0] for i in range(4))
+    memory = await client.memory(user, "c1")
+    assert len(memory.turns) <= 6 and memory.summaries is True
     assert "message 0" not in [t.text for t in memory.turns]
+    # the tiny model's summary is noise: kept only if each of its content words was said
+    folded = [text.split("New lines:")[1] for text in folds]
+    assert faithful(memory.summary, folded), memory.summary
+
+
+async def test_without_summaries_memory_shows_no_summary_and_none_is_written(tmp_path, tiny_model_dir):
+    from brain.store import Store, connect
+    from tests.support.brain_server import running_brain
+
+    stale = "User: I'd love to go to Lisbon!"
+    with running_brain(tmp_path, tiny_model_dir, memory={"summaries": False}) as brain:
+        client, store = BrainClient(brain.url, brain.api_key, retries=0), Store(connect(brain.redis.url))
+        try:
+            await client.chat(req("hello"))
+            # a summary left from when summaries were on is not shown
+            await store.fold_summary("telegram:1", "c1", stale, 3600)
+            for i in range(5):  # the brain keeps 6 turns: older ones fall out
+                await client.chat(req(f"message {i}"))
+            memory = await client.memory(UserRef(platform="telegram", user_id="1"), "c1")
+            assert memory.summary == "" and memory.summaries is False
+            assert "message 0" not in [t.text for t in memory.turns]
+            assert (await store.chat_memory("telegram:1", "c1"))[0] == stale, "no summary was folded"
+        finally:
+            await client.aclose()
+            await store.close()
 
 
 async def test_personas_presets_custom_group_and_card(client):

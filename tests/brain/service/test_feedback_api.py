@@ -57,7 +57,7 @@ async def test_a_rated_reply_is_kept_for_training_and_a_withdrawn_rating_is_gone
     assert not withdrawn.stored and "withdrawn" in withdrawn.reason
     assert (await client.export(ANN)).ratings == []
     assert [r async for r in store.rated_turns()] == []
-    assert await store.like_counts() == {"base": (0, 0)}
+    assert await store.like_counts() == {}
 
 
 async def test_a_streamed_reply_ends_with_its_turn_id(client):

@@ -3,7 +3,6 @@ reaches only their own prompts: in a group, never another member's, nor what the
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -14,6 +13,7 @@ from bot.client import BrainClient
 from brain.api_models import ChatKind, ChatRequest, FactPin, UserRef
 from brain.store import Store, connect
 from tests.brain.test_store import all_text
+from tests.support.eventually import eventually
 
 
 @pytest.fixture
@@ -132,8 +132,7 @@ class SeenPrompts:
 
 
 async def settle(brain) -> None:
-    while brain.runtime.background:
-        await asyncio.sleep(0.05)
+    await eventually(lambda: not brain.runtime.background, "the background work finished", timeout=120)
 
 
 async def ask(client, brain, seen: SeenPrompts, who: str, chat: str, kind: str, text: str) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import httpx
@@ -13,6 +12,7 @@ from brain.adapters import COMMUNITY
 from brain.store import Store, connect
 from tests.brain.test_adapters import make_adapter, publish
 from tests.support.brain_server import running_brain
+from tests.support.eventually import eventually
 
 
 def test_openai_client_gets_a_completion_and_a_stream(brain):
@@ -69,6 +69,33 @@ def test_a_completion_with_a_bad_prompt_is_refused_with_a_reason(brain):
         assert response.status_code == status and word in response.text, response.text
 
 
+def test_dry_under_llama_cpp_names_changes_a_looping_completion_and_bad_values_are_refused(brain):
+    client = openai.OpenAI(base_url=f"{brain.url}/v1", api_key=brain.api_key)
+    prompt = "one two one two one two one two one two"
+
+    def complete(**dry: object) -> str:
+        reply = client.completions.create(model="default", prompt=prompt, max_tokens=24, temperature=0, extra_body=dry)
+        return reply.choices[0].text
+
+    plain = complete(dry_multiplier=0)
+    strong = {"dry_multiplier": 3.0, "dry_base": 2.0, "dry_allowed_length": 1, "dry_penalty_last_n": -1}
+    assert complete(**strong, dry_sequence_breakers=["\n"]) != plain
+    assert complete(dry_multiplier=0) == plain, "a request without DRY is not touched by one with it"
+    for bad in (
+        {"dry_multiplier": -1},
+        {"dry_base": 0.5},
+        {"dry_allowed_length": 0},
+        {"dry_penalty_last_n": -2},
+        {"dry_sequence_breakers": [""]},
+        {"dry_sequence_breakers": ["x"] * 17},
+        {"dry_sequence_breakers": ["y" * 21]},
+    ):
+        response = httpx.post(
+            f"{brain.url}/v1/completions", headers=brain.headers(), json={"prompt": prompt, "max_tokens": 4, **bad}
+        )
+        assert response.status_code == 422 and next(iter(bad)) in response.text, (bad, response.text)
+
+
 async def test_the_community_model_is_served_with_the_live_community_adapter(tmp_path: Path, tiny_model_dir: Path):
     registry = tmp_path / "registry"
     with running_brain(tmp_path, tiny_model_dir, trainer={"registry_dir": str(registry)}) as brain:
@@ -86,10 +113,11 @@ async def test_the_community_model_is_served_with_the_live_community_adapter(tmp
         store = Store(connect(brain.redis.url))
         await publish(store, COMMUNITY, 1)
         await store.close()
-        for _ in range(100):
-            if "community" in [m.id async for m in client.models.list()]:
-                break
-            await asyncio.sleep(0.1)
+
+        async def listed() -> bool:
+            return "community" in [m.id async for m in client.models.list()]
+
+        await eventually(listed, "the community adapter is listed")
         assert await complete("community") != base, "the adapter changes the model's answer"
         assert await complete("default") == base, "other names keep the base model"
         await client.close()

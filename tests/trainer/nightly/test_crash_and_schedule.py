@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import subprocess
 import sys
-from datetime import datetime, timedelta
+import threading
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -15,6 +17,7 @@ import pytest
 
 from brain.adapters import COMMUNITY
 from brain.settings import Settings
+from tests.support.eventually import eventually_sync
 from tests.trainer.nightly.helpers import (
     nightly_settings,
     seed_community,
@@ -28,7 +31,7 @@ from trainer.nightly.lock import Holder
 from trainer.nightly.registry import Registry
 from trainer.nightly.report import Outcome, RunReport, read_report
 from trainer.nightly.run import run_nightly
-from trainer.nightly.runs import run_dirs
+from trainer.nightly.runs import report_dirs, run_dirs
 from trainer.nightly.schedule import build_scheduler, cron_trigger
 
 SLOW = {"finetune": {"max_steps": 150, "checkpoint_every": 2, "eval_every": 50}}
@@ -85,6 +88,56 @@ def test_the_schedule_fires_at_three_in_the_configured_time_zone() -> None:
         cron_trigger(Settings(trainer={"timezone": "Mars/Olympus"}))
     with pytest.raises(ConfigError, match="schedule_cron"):
         cron_trigger(Settings(trainer={"schedule_cron": "at three"}))
+
+
+class Output:
+    """A process's output lines as they come, read on a thread so that the test can wait for one."""
+
+    def __init__(self, process: subprocess.Popen) -> None:
+        self.lines: list[str] = []
+        self.thread = threading.Thread(target=self._read, args=(process,), daemon=True)
+        self.thread.start()
+
+    def _read(self, process: subprocess.Popen) -> None:
+        for line in process.stdout:
+            self.lines.append(line.decode(errors="replace"))
+
+    def has(self, text: str) -> bool:
+        return any(text in line for line in self.lines)
+
+    def __str__(self) -> str:
+        return "".join(self.lines)
+
+
+def test_the_scheduler_starts_the_run_at_its_time_and_says_when_the_next_one_is(
+    redis_server, tmp_path: Path, tiny_model_dir: Path
+):
+    # a schedule with seconds, 20 s ahead: once a day at that second. With no logs in Redis the run has
+    # nothing to train on, so it reports within seconds.
+    at = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=20)
+    cron = f"{at.second} {at.minute} {at.hour} * * *"
+    settings = nightly_settings(redis_server.url, tiny_model_dir, tmp_path, schedule_cron=cron, timezone="UTC")
+    process = trainer_process(write_config(tmp_path / "ownchat.yaml", settings), "schedule")
+    output = Output(process)
+    try:
+        eventually_sync(lambda: output.has("next nightly run at"), "the scheduler said when it runs", timeout=60)
+        assert output.has(f"next nightly run at {at.isoformat()}"), str(output)
+        assert not run_dirs(settings.trainer.runs_dir), "nothing ran before its time"
+
+        tomorrow = (at + timedelta(days=1)).isoformat()
+        eventually_sync(lambda: output.has(f"next nightly run at {tomorrow}"), "the run ended", timeout=120)
+        [run] = report_dirs(settings.trainer.runs_dir)
+        report = read_report(run)
+        assert report.status == "finished" and report.finished_at is not None
+        assert datetime.fromisoformat(report.started_at) >= at
+    finally:
+        process.send_signal(signal.SIGTERM)
+        code = process.wait(60)
+        output.thread.join(10)
+    assert code == 0, str(output)
+    assert len(run_dirs(settings.trainer.runs_dir)) == 1, "one run, at its time"
+    with RedisLink(redis_server.url) as link:
+        assert link.call(link.store.trainer_lock_holder()) is None, "the lock was released"
 
 
 def test_sigterm_stops_the_scheduler_cleanly_during_a_run(redis_server, tmp_path: Path, tiny_model_dir: Path):

@@ -70,6 +70,9 @@ def test_a_candidate_that_wins_on_ratings_but_fails_the_guard_is_refused(
     assert scores.candidate.rated >= 8, "enough held-out ratings to judge by"
     assert scores.live.reward_auc == 0.5, "the base model's implied rewards are all 0: no ranking"
     assert scores.candidate.reward_auc >= 0.9, "the candidate learned the community's taste"
+    reward = refused.reward_model
+    assert reward is not None and reward.passed, reward
+    assert reward.pairs > 0 and refused.finetune.train_pairs > reward.pairs, "best-of-n pairs beside the retry pairs"
     assert sum(scores.base.answers_right) == len(load_questions(questions)), "the base answers every question"
     assert len(refused.reasons) == 1 and "general questions: keeps" in refused.reasons[0]
     assert "loses question" in refused.reasons[0]
@@ -81,4 +84,5 @@ def test_a_candidate_that_wins_on_ratings_but_fails_the_guard_is_refused(
     promoted = run_nightly(loose, quiet=True).outcome(COMMUNITY)
     assert promoted.status == "promoted", promoted.reasons
     assert "its implied reward ranks liked above disliked replies with an AUC" in promoted.reasons[0]
-    assert "at least base's 0.500 plus the margin of 0.020" in promoted.reasons[0]
+    assert "against base's 0.500: +0.500" in promoted.reasons[0]
+    assert "(DeLong), beyond the 1.65 needed" in promoted.reasons[0]

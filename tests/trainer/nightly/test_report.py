@@ -3,16 +3,26 @@ another version is refused, saying so, by every reader (`trainer status`, the pl
 
 from __future__ import annotations
 
+import io
 import json
 import math
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 from typer.testing import CliRunner
 
 from trainer.cli import app
 from trainer.core.finetuning import FinetuneResult
-from trainer.nightly.report import Outcome, ReportVersionError, RunReport, ScoreSet, read_report, write_report
+from trainer.nightly.report import (
+    Outcome,
+    ReportVersionError,
+    RunReport,
+    ScoreSet,
+    print_report,
+    read_report,
+    write_report,
+)
 from trainer.nightly.runs import readable_reports
 from trainer.nightly.scoring import Scores
 
@@ -67,3 +77,24 @@ def test_a_report_of_another_version_is_refused_and_says_why(redis_server, tmp_p
     assert f"last run: {old.name}:" in shown.output and "before reports carried a version" in shown.output
     as_json = json.loads(CliRunner().invoke(app, ["status", "--json"], env=env, catch_exceptions=False).output)
     assert as_json["last_run"]["run"] == old.name and "version 1" in as_json["last_run"]["refused"]
+
+
+@pytest.mark.parametrize("width", [80, 200])
+def test_the_report_keeps_names_and_statuses_whole_at_any_terminal_width(tmp_path: Path, width: int) -> None:
+    report = read_report(finished_run(tmp_path, "20261102T030000Z-aaaa"))
+    promoted = report.targets[0]
+    report.targets += [
+        Outcome(target="user-0123456789abcdef", status="skipped", reasons=["too few turns"], turns=3),
+        promoted.model_copy(update={"target": "user-fedcba9876543210", "status": "canary", "version": 12}),
+    ]
+    screen = Console(file=io.StringIO(), width=width, color_system=None)
+
+    print_report(report, screen)
+
+    shown = screen.file.getvalue()
+    assert "…" not in shown
+    assert max(len(line) for line in shown.splitlines()) <= width
+    for name, status in [("community", "promoted v1"), ("user-0123456789abcdef", "skipped"),
+                         ("user-fedcba9876543210", "canary v12")]:  # fmt: skip
+        assert any(name in line and status in line for line in shown.splitlines()), shown
+    assert "3.00" in shown and "9.00" in shown  # the candidate's and the base's test perplexity

@@ -1,0 +1,255 @@
+"""Conversation benchmark: does the bot follow what was said a few exchanges back, beyond stated facts?
+
+Each scripted member opens with one of three kinds of thing a conversation leans on later, then chats about other
+things, and 2, 4 and 8 exchanges later refers back to it:
+- what the member said (a list, a plan): "What was the third thing I said I'm packing?" -> "kayak";
+- what the bot itself said: the member asks for suggestions, and later "Which one did you suggest first?" -> the
+  reply must name the first suggestion the bot made (its first content word that the request did not hold);
+- the topic: "I'm going to Japan next month." ... "What should I eat there?" -> a Japanese dish or Japan.
+Scoring is automatic (a word list per reference). As in bench/recall.py, every reference sees the same conversation
+(the member's keys are saved before it and put back after), the brain's own HTTP API serves every message, in this
+process, with the default model and greedy replies.
+
+Configurations (each memory mechanism on or off, with the model profile's DRY unless named):
+- window:    the one-exchange window only (no recall, no summaries);
+- retrieved: the window and recall of the member's earlier messages (the shipped settings);
+- summaries: the shipped settings and a rolling summary folded every 2 turns;
+- long:      a 24-turn window (a capable model's) with recall;
+- nodry:     the shipped settings without DRY.
+Beside each: CPU seconds of this process per message (replies, references and background work).
+
+    python -m bench.conversation                                 # every configuration, 6 members
+    python -m bench.conversation --configs window,retrieved --members 2    # a quick look
+
+Prints a table and writes bench/results/conversation.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import platform
+import resource
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.recall import API_KEY, PLATFORM, Bench
+from brain.api_models import ChatReply, ChatRequest
+from brain.engine.model_loading import DEFAULT_MODEL_ALIAS
+from brain.memory.recall import STOPWORDS, terms
+from brain.redis_local import LocalRedis
+from brain.service.runtime import Runtime
+from brain.settings import MemorySettings, Secrets, Settings
+
+RESULTS = Path(__file__).parent / "results" / "conversation.json"
+GAPS = (2, 4, 8)
+GREEDY = {"temperature": 0.0, "max_new_tokens": 64}
+# words of a reply that name no suggestion ("Sure! Here are three names: ...")
+GENERIC = frozenset(terms("sure here are some great ideas idea suggestions suggest names name books book title first "
+                          "second third one two three of course certainly happy help"))  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Reference:
+    kind: str  # "member", "bot" or "topic"
+    opening: str
+    question: str
+    expected: tuple[str, ...] = ()  # any of these words in the reply (lower case); empty: the bot's first suggestion
+
+
+SCRIPTS: list[Reference] = [  # the kinds take turns, so that a few members cover all three
+    Reference("member", "For my camping trip I'm packing a tent, a stove and a kayak.",
+              "What was the third thing I said I'm packing?", ("kayak",)),
+    Reference("bot", "Can you suggest three names for my new goldfish?", "Which name did you suggest first?"),
+    Reference("topic", "I'm going to Japan next month.", "What should I eat there?",
+              ("japan", "sushi", "ramen", "tempura", "udon", "soba", "miso", "sashimi", "yakitori", "onigiri",
+               "okonomiyaki", "takoyaki", "matcha", "tokyo", "kyoto", "osaka", "bento", "teriyaki")),
+    Reference("member", "My plan for Saturday: first the market, then the museum, then dinner at Rosa's.",
+              "Where am I going after the museum on Saturday?", ("rosa",)),
+    Reference("bot", "Suggest two books for a long train ride.", "Which book did you suggest first?"),
+    Reference("topic", "I just adopted a puppy!", "How often should I walk it?", ("puppy", "dog", "walk")),
+    Reference("member", "My shopping list is eggs, flour and blueberries.",
+              "What fruit was on my shopping list?", ("blueberr",)),
+]  # fmt: skip
+FILLER = [
+    "Why is the sky blue?",
+    "How do I make pancakes?",
+    "Tell me a fun fact about octopuses.",
+    "What is photosynthesis?",
+    "How can I sleep better at night?",
+    "What music is good for relaxing?",
+    "How many planets are in the solar system?",
+    "Explain what a volcano is.",
+]
+
+
+@dataclass
+class Config:
+    name: str
+    memory: dict[str, Any]
+    dry: bool = True
+
+
+def configs() -> dict[str, Config]:
+    recall = MemorySettings().recall_tokens
+    return {
+        "window": Config("window", {"recall_tokens": 0, "summaries": False}),
+        "retrieved": Config("retrieved", {"recall_tokens": recall, "summaries": False}),
+        "summaries": Config("summaries", {"recall_tokens": recall, "summaries": True, "fold_every_turns": 2}),
+        "long": Config("long", {"recall_tokens": recall, "summaries": False, "max_turns": 24, "max_tokens": 1536}),
+        "nodry": Config("nodry", {"recall_tokens": recall, "summaries": False}, dry=False),
+    }
+
+
+@dataclass
+class Member:
+    index: int
+    script: Reference
+    opening_reply: str = ""
+    answers: dict[int, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def user_id(self) -> str:
+        return f"c{self.index}"
+
+    @property
+    def user(self) -> str:
+        return f"{PLATFORM}:{self.user_id}"
+
+    def request(self, text: str) -> ChatRequest:
+        return ChatRequest(
+            platform=PLATFORM, user_id=self.user_id, chat_id=f"dm{self.index}", text=text, sampling=GREEDY
+        )
+
+    def expected(self) -> tuple[str, ...]:
+        if self.script.expected:
+            return self.script.expected
+        asked = set(terms(self.script.opening)) | set(terms(self.script.question))
+        said = [word for word in terms(self.opening_reply) if word not in asked | GENERIC and word not in STOPWORDS]
+        return tuple(said[:1])  # the first thing the bot suggested
+
+
+def cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+async def run(bench: Bench, dry_multiplier: float, config: Config, members: list[Member]) -> dict[str, Any]:
+    bench.runtime.settings.memory = MemorySettings(**config.memory)
+    bench.runtime.settings.model.dry.multiplier = dry_multiplier if config.dry else 0.0
+    await bench.runtime.store.r.flushdb()
+    started, messages = cpu_s(), 0
+
+    async def open_with(member: Member) -> None:
+        reply: ChatReply = await bench.client.chat(member.request(member.script.opening))
+        member.opening_reply = reply.reply
+
+    await asyncio.gather(*(open_with(m) for m in members))
+    messages += len(members)
+    done = 0
+    for gap in GAPS:
+        for turn in range(done, gap):
+            await asyncio.gather(*(bench.client.chat(m.request(FILLER[turn % len(FILLER)])) for m in members))
+            messages += len(members)
+        done = gap
+        await bench.settle()
+        await asyncio.gather(*(probe(bench, m, gap) for m in members))
+        messages += len(members)
+        hits = sum(m.answers[gap]["followed"] for m in members)
+        print(f"  {config.name}, {gap} exchanges back: {hits}/{len(members)}", flush=True)
+    await bench.settle()
+    return {"cpu_s_per_message": (cpu_s() - started) / messages, "messages": messages}
+
+
+async def probe(bench: Bench, member: Member, gap: int) -> None:
+    saved = await bench.save(member.user)
+    reply: ChatReply = await bench.client.chat(member.request(member.script.question))
+    await bench.cancel_background()
+    await bench.restore(member.user, saved)
+    expected = member.expected()
+    followed = bool(expected) and any(word in reply.reply.lower() for word in expected)
+    member.answers[gap] = {"question": member.script.question, "reply": reply.reply, "expected": list(expected),
+                           "followed": followed}  # fmt: skip
+
+
+async def main_async(args: argparse.Namespace) -> dict[str, Any]:
+    chosen = [configs()[name] for name in args.configs.split(",")]
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        redis = LocalRedis(Path(tmp) / "redis").start()
+        try:
+            settings = Settings(
+                redis={"url": redis.url},
+                model={"name": args.model, "max_new_tokens": 64, "cpu_weights": args.cpu_weights},
+                limits={"rate_per_minute": 1_000_000},
+            )
+            settings.secrets = Secrets(api_key=API_KEY)
+            runtime = Runtime.create(settings)
+            bench = Bench(runtime, settings, {})
+            dry_multiplier = settings.model.dry.multiplier  # the profile's; "nodry" sets it to 0 for its run
+            runtime.start()
+            try:
+                for config in chosen:
+                    members = [Member(i, SCRIPTS[i % len(SCRIPTS)]) for i in range(args.members)]
+                    cost = await run(bench, dry_multiplier, config, members)
+                    by_kind: dict[str, dict[str, float]] = {}
+                    for kind in ("member", "bot", "topic"):
+                        ours = [m for m in members if m.script.kind == kind]
+                        if ours:
+                            by_kind[kind] = {str(g): sum(m.answers[g]["followed"] for m in ours) / len(ours)
+                                             for g in GAPS}  # fmt: skip
+                    results[config.name] = {
+                        "followed": {
+                            str(g): sum(m.answers[g]["followed"] for m in members) / len(members) for g in GAPS
+                        },  # fmt: skip
+                        "by_kind": by_kind,
+                        **cost,
+                        "answers": [
+                            {
+                                "opening": m.script.opening,
+                                "opening_reply": m.opening_reply,
+                                **{str(g): a for g, a in m.answers.items()},
+                            }
+                            for m in members
+                        ],  # fmt: skip
+                    }
+                    print(f"{config.name}: {results[config.name]['followed']}, "
+                          f"{cost['cpu_s_per_message']:.2f} CPU s a message", flush=True)  # fmt: skip
+                    write(args, results)
+            finally:
+                await bench.aclose()
+                await runtime.stop()
+        finally:
+            redis.stop()
+    return results
+
+
+def write(args: argparse.Namespace, results: dict[str, Any]) -> None:
+    report = {
+        "model": args.model,
+        "members": args.members,
+        "gaps": list(GAPS),
+        "profile_dry": "model.dry of the model profile (nodry: multiplier 0)",
+        "machine": platform.platform(),
+        "llama_cpp": "not run: no llama-server on this machine (bench/serve_http.py finds one)",
+        "results": results,
+    }
+    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--configs", default=",".join(configs()))
+    parser.add_argument("--members", type=int, default=len(SCRIPTS))
+    parser.add_argument("--model", default=DEFAULT_MODEL_ALIAS)
+    parser.add_argument("--cpu-weights", default="float32")
+    parser.add_argument("--out", default=str(RESULTS))
+    args = parser.parse_args()
+    asyncio.run(main_async(args))
+
+
+if __name__ == "__main__":
+    main()

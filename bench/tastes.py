@@ -1,0 +1,76 @@
+"""The tastes the feedback benchmark's members rate by: each a function of (prompt, reply) that returns +1
+(liked), -1 (disliked) or None (no rating). Of different kinds, so that the bench shows the nightly loop
+learning tastes it was not written for:
+
+- ``short``: length. Replies of at most 25 words are liked (the base model pleases it about a quarter of
+  the time).
+- ``direct``: form. A reply that starts with the answer is liked: no greeting, praise of the question or
+  filler first ("Sure!", "Great question!", "Oh, ...", "I'd be happy to ..."), and a first sentence of at
+  most 12 words.
+- ``plain``: content. Replies that apologise, refuse, hedge or talk about being an AI are disliked, and so
+  are those that talk about the bot or the member ("I", "my", "you", "your") rather than the subject.
+- ``sparse``: a taste the base model rarely meets (liked in at most 5 % of replies on day 0): a reply of at
+  most 12 words, about the subject only (no "I" or "you"), that starts with the answer.
+
+The base model's like-rates on day 0, from 60 first replies of the default model (the bench's prompts):
+short 20 %, direct 27 %, plain 38 %, sparse 3 %.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+Rater = Callable[[str, str], int | None]
+
+SHORT_WORDS = 25
+OPENERS = re.compile(
+    r"^\W*(sure|of course|certainly|absolutely|great|good|what a|oh|ah|aw|well|hello|hi|hey|hmm|thanks|thank you"
+    r"|i'?d|i would|i'?m|i am|i'?ll|as an?|that'?s a|alright|okay|ok|yes|no problem|happy|glad|wow|ooh|haha"
+    r"|dear|my friend|friend|ahoy|greetings)\b",
+    re.IGNORECASE,
+)
+NOT_PLAIN = re.compile(
+    r"\b(sorry|apolog\w*|unfortunately|as an ai|an ai\b|language model|i can'?t|i cannot|i'?m (not )?able|"
+    r"i am (not )?able|i'?m unable|i don'?t have|i do not have|i'?m not sure|i am not sure|i think|maybe|perhaps|"
+    r"it depends|however)\b",
+    re.IGNORECASE,
+)
+PERSONAL = re.compile(r"\b(i|i'm|i'd|i'll|i've|me|my|myself|you|your|you're|yours|yourself)\b", re.IGNORECASE)
+SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+def words(text: str) -> int:
+    return len(text.split())
+
+
+def first_sentence(reply: str) -> str:
+    return SENTENCE_END.split(reply.strip(), maxsplit=1)[0]
+
+
+def short(prompt: str, reply: str) -> int | None:
+    """Length: liked when at most 25 words (and not empty)."""
+    return 1 if 0 < words(reply) <= SHORT_WORDS else -1
+
+
+def direct(prompt: str, reply: str) -> int | None:
+    """Form: liked when the reply starts with the answer, no filler first, in a first sentence of at most 12
+    words."""
+    text = reply.strip()
+    return 1 if text and not OPENERS.match(text) and words(first_sentence(text)) <= 12 else -1
+
+
+def plain(prompt: str, reply: str) -> int | None:
+    """Content: disliked when it apologises, refuses, hedges, talks about being an AI, or about the bot or the
+    member instead of the subject."""
+    text = reply.strip()
+    return -1 if not text or NOT_PLAIN.search(text) or PERSONAL.search(text) else 1
+
+
+def sparse(prompt: str, reply: str) -> int | None:
+    """Rare: liked only as at most 12 words about the subject (no "I" or "you") that start with the answer."""
+    text = reply.strip()
+    return 1 if 0 < words(text) <= 12 and not OPENERS.match(text) and not PERSONAL.search(text) else -1
+
+
+TASTES: dict[str, Rater] = {"short": short, "direct": direct, "plain": plain, "sparse": sparse}

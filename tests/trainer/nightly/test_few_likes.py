@@ -1,0 +1,156 @@
+"""Learning when likes are rare: KTO's class weights follow each night's counts, a reward model learns what
+liked and disliked replies share, its best-of-n pairs are used only when it ranks held-out ratings well, and
+the gate promotes only on a paired difference beyond the noise of the held-out ratings."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from brain.settings import EvaluationSettings, PreferenceSettings, RewardModelSettings
+from tests.trainer.nightly.ratings_helpers import TOPICS, disliked_reply, liked_reply, question, rated_turn
+from trainer.core.examples import ChatRenderer, Example, RatedExample
+from trainer.core.finetuning import PreferenceData
+from trainer.core.models import load_model
+from trainer.core.objectives import kto_class_weights
+from trainer.nightly.gate import decide
+from trainer.nightly.reward import RewardStep
+from trainer.nightly.scoring import Scores
+from trainer.nightly.stats import auc
+
+
+def rated(liked: bool) -> RatedExample:
+    example = Example(ids=[1, 2], labels=[-100, 2])
+    return RatedExample(reply=example, desirable=liked, mismatched=example)
+
+
+@pytest.mark.parametrize(("liked", "disliked"), [(3, 80), (40, 40), (70, 10)])
+def test_kto_class_weights_follow_the_nights_counts(liked: int, disliked: int) -> None:
+    data = PreferenceData(PreferenceSettings(), rated=[rated(True)] * liked + [rated(False)] * disliked)
+
+    lambda_d, lambda_u = data.kto_weights()
+
+    # the KTO paper's rule: the classes weigh the same in all (ratio 1 by default, within [1, 4/3])
+    assert lambda_d * liked / (lambda_u * disliked) == pytest.approx(1.0)
+    assert lambda_d * liked + lambda_u * disliked == pytest.approx(liked + disliked)
+    if liked < disliked:
+        assert lambda_d > 1 > lambda_u  # a rare like counts for more than a dislike
+
+
+def test_kto_class_weights_keep_the_ratio_asked_for_and_the_fixed_setting() -> None:
+    lambda_d, lambda_u = kto_class_weights(5, 95, ratio=4 / 3)
+    assert lambda_d * 5 / (lambda_u * 95) == pytest.approx(4 / 3)
+    assert kto_class_weights(0, 12) == (1.0, 1.0)  # one class only: nothing to balance
+    with pytest.raises(ValueError):
+        kto_class_weights(5, 95, ratio=2.0)
+    fixed = PreferenceSettings(kto_class_weights="fixed", kto_desirable_weight=2.0, kto_undesirable_weight=0.5)
+    assert PreferenceData(fixed, rated=[rated(True), rated(False)]).kto_weights() == (2.0, 0.5)
+
+
+def reward_step(tiny_model_dir: Path, settings: RewardModelSettings) -> tuple[RewardStep, Any]:
+    loaded = load_model(str(tiny_model_dir), device="cpu")
+    renderer = ChatRenderer(loaded.tokenizer, max_tokens=256)
+    eos = [loaded.tokenizer.convert_tokens_to_ids("<|im_end|>")]
+    step = RewardStep(loaded.model, loaded.tokenizer, renderer, settings, device=loaded.device, eos_token_ids=eos)
+    return step, loaded.model
+
+
+def toy_ratings(topics: list[str]) -> list:
+    """A taste a model can learn: three disliked replies for each liked one, the liked ones kind."""
+    out = []
+    for index, topic in enumerate(topics):
+        liked = index % 4 == 0
+        out.append(rated_turn(question(topic), (liked_reply if liked else disliked_reply)(topic), [1 if liked else -1]))
+    return out
+
+
+def test_the_reward_model_ranks_held_out_liked_replies_above_disliked_ones(tiny_model_dir: Path) -> None:
+    torch.manual_seed(0)
+    step, _ = reward_step(tiny_model_dir, RewardModelSettings(min_per_class=2, min_auc=0.8))
+    topics = [f"{t} {n}" for n in range(3) for t in TOPICS]  # 48 prompts
+
+    check = step.train(toy_ratings(topics[:32]), toy_ratings(topics[32:40]), toy_ratings(topics[40:]))
+
+    assert (check.liked, check.disliked) == (8, 24)
+    assert check.heldout_auc is not None and check.heldout_auc >= 0.9, check
+    assert check.passed
+    liked, disliked = step.scores(
+        [
+            (rated.turn.prompt, reply(topic))
+            for topic in ["lighthouses", "apples"]
+            for rated, reply in [(toy_ratings([topic])[0], liked_reply), (toy_ratings([topic])[0], disliked_reply)]
+        ]
+    )[:2]
+    assert liked is not None and disliked is not None and liked > disliked
+
+
+@pytest.mark.parametrize("passes", [True, False])
+def test_best_of_n_pairs_are_made_only_when_the_reward_model_passes_its_held_out_check(
+    tiny_model_dir: Path, passes: bool
+) -> None:
+    torch.manual_seed(0)
+    # the same data each time; only what the check asks for differs (2 held-out ratings of each class, or 20)
+    settings = RewardModelSettings(min_per_class=2 if passes else 20, min_auc=0.8, best_of_n=3, max_new_tokens=8)
+    step, policy = reward_step(tiny_model_dir, settings)
+    topics = [f"{t} {n}" for n in range(3) for t in TOPICS]
+    train = toy_ratings(topics[:32])
+    step.train(train, toy_ratings(topics[32:40]), toy_ratings(topics[40:]))
+
+    pairs = step.pairs(policy, train)
+
+    assert step.check.passed is passes
+    if not passes:
+        assert pairs == [] and "counts from 20 of each" in step.check.reason
+        return
+    assert len(pairs) >= 16 and step.check.pairs == len(pairs)
+    for pair in pairs[:4]:  # the chosen reply is the one the reward model prefers
+        chosen, rejected = step.scores([(pair.prompt, pair.chosen), (pair.prompt, pair.rejected)])
+        assert chosen is not None and rejected is not None and chosen > rejected
+
+
+def scores(name: str, rewards: list[float], liked: list[bool]) -> Scores:
+    return Scores(
+        name=name, test_ppl=10.0, general_ppl=20.0, bleu=0.0, chrf=0.0, answers_right=[True, True],
+        rated=len(rewards), reward_auc=auc(rewards, liked), rewards=rewards, liked=liked,
+    )  # fmt: skip
+
+
+def heldout_set(seed: int = 0) -> tuple[list[bool], list[float]]:
+    """60 held-out ratings, 15 liked, and a live model whose rewards rank them a little better than chance."""
+    rng = random.Random(seed)
+    liked = [i % 4 == 0 for i in range(60)]
+    return liked, [rng.gauss(0.3 if y else 0.0, 1.0) for y in liked]
+
+
+def test_the_paired_gate_refuses_an_advantage_inside_the_noise_and_accepts_a_clear_one() -> None:
+    liked, live_rewards = heldout_set()
+    rng = random.Random(4)
+    settings = EvaluationSettings()
+    base = scores("base", [0.0] * 60, liked)
+    live = scores("community@1", live_rewards, liked)
+    # a candidate that moves every reward at random: its AUC happens to end a few hundredths above live's
+    noisy = scores("candidate", [r + rng.gauss(0.0, 0.6) for r in live_rewards], liked)
+    clear = scores("candidate", [r + (2.0 if y else 0.0) for r, y in zip(live_rewards, liked, strict=True)], liked)
+    assert noisy.reward_auc is not None and live.reward_auc is not None
+    assert 0.02 < noisy.reward_auc - live.reward_auc < 0.08, "an advantage an absolute margin of 0.02 would pass"
+
+    refused = decide(noisy, live, base, settings)
+    accepted = decide(clear, live, base, settings)
+
+    assert not refused.promote
+    assert "standard errors (DeLong), within the 1.65 needed" in refused.reasons[0]
+    assert accepted.promote, accepted.reasons
+    assert "beyond the 1.65 needed" in accepted.reasons[0]
+    assert "prose perplexity" in " ".join(accepted.reasons), "the general guard is still checked"
+
+
+def test_an_auc_counts_only_with_enough_held_out_ratings_of_each_class() -> None:
+    liked = [i < 2 for i in range(40)]  # 2 likes among 40 ratings, as on a night of a sparse taste
+    live = scores("base", [0.0] * 40, liked)
+    candidate = scores("candidate", [1.0 if y else 0.0 for y in liked], liked)  # AUC 1.0 on two likes
+    decision = decide(candidate, live, live, EvaluationSettings())
+    assert "too few held-out ratings to judge by (40, 2 liked)" in decision.reasons[0]

@@ -1,0 +1,386 @@
+"""A reward model of the community's taste, trained each night on every member's ratings, and the on-policy
+pairs it makes.
+
+The model is a linear head on the frozen base model (the reward-model recipe of Ouyang et al. 2022, with the
+body frozen to fit a CPU night): what the head sees of a prompt and reply is the mean and the last of the base
+model's final hidden states over the reply's tokens, and the reply's length in tokens (log). It learns from
+liked against disliked replies with the logistic loss (each class weighted by its count, so that a night
+with few likes still learns what they share), plus the Bradley-Terry loss on replies to one prompt rated
+apart (a /retry, a comparison). Its L2 weight is chosen on the validation ratings; its AUC on the held-out
+ratings, the same the gate judges by, decides whether it is trusted at all.
+
+When it is: several replies per rated training prompt are drawn from the model serving now, scored by it,
+and the best against the worst becomes a DPO pair (best-of-n, as in rejection-sampling fine-tuning and
+Xiong et al. 2024's iterative DPO). Dislikes teach the reward model what to avoid, so the pairs carry the
+signal of nights when likes are rare.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel
+
+from brain.feedback_records import RatedTurn
+from brain.settings import RewardModelSettings
+from trainer.core.batches import chunks, collate
+from trainer.core.examples import IGNORE_INDEX, ChatRenderer, Example
+from trainer.nightly.ratings import groups
+from trainer.nightly.stats import auc
+
+ONPOLICY_PAIRS = "onpolicy-pairs.jsonl"  # in the target's folder of the run
+L2_GRID = (1e-3, 1e-2, 1e-1, 1.0)
+STEPS = 300
+
+
+class RewardCheck(BaseModel):
+    """How the night's reward model did, for the report."""
+
+    trained_on: int = 0
+    liked: int = 0
+    disliked: int = 0
+    l2: float = 0.0
+    heldout: int = 0
+    heldout_liked: int = 0
+    heldout_auc: float | None = None
+    passed: bool = False
+    reason: str = ""
+    pairs: int = 0  # best-of-n pairs made from it
+
+
+class OnPolicyPair(BaseModel):
+    """Two of the serving model's replies to a rated prompt, the reward model's best and worst (data/)."""
+
+    prompt: list[dict[str, Any]]
+    chosen: str
+    rejected: str
+    margin: float
+
+
+@dataclass
+class Rated:
+    example: Example
+    liked: bool
+    group: str
+
+
+@dataclass
+class Drawn:
+    """Replies drawn from the serving model: each prompt (chat messages) and its replies."""
+
+    prompts: list[list[dict[str, Any]]] = field(default_factory=list)
+    replies: list[list[str]] = field(default_factory=list)
+
+
+@dataclass
+class RewardModel:
+    mean: torch.Tensor
+    scale: torch.Tensor
+    weight: torch.Tensor
+    bias: torch.Tensor
+
+    def score(self, features: torch.Tensor) -> list[float]:
+        with torch.no_grad():
+            return (((features - self.mean) / self.scale) @ self.weight + self.bias).tolist()
+
+
+@torch.no_grad()
+def reply_features(
+    model: Any, examples: Sequence[Example], *, batch_size: int, max_batch_tokens: int, pad_id: int, device: Any
+) -> torch.Tensor:
+    """(examples, 2 * hidden + 1): the mean and the last final hidden state over each reply, and log length."""
+    was_training = model.training
+    model.eval()
+    order = sorted(range(len(examples)), key=lambda i: examples[i].size)
+    rows: list[torch.Tensor] = [torch.empty(0)] * len(examples)
+    position = 0
+    for group in chunks([examples[i] for i in order], batch_size, max_batch_tokens):
+        batch = collate(group, pad_id).to(device)
+        hidden = (
+            model(
+                input_ids=batch.input_ids,
+                attention_mask=batch.attention_mask,
+                output_hidden_states=True,
+                use_cache=False,
+            )
+            .hidden_states[-1]
+            .float()
+        )
+        labels = torch.stack([torch.tensor(_padded(e.labels, batch.input_ids.size(1))) for e in group]).to(device)
+        reply = (labels != IGNORE_INDEX).float()
+        counts = reply.sum(dim=1).clamp(min=1)
+        mean = (hidden * reply.unsqueeze(-1)).sum(dim=1) / counts.unsqueeze(-1)
+        last_index = torch.tensor([_last(e.labels) for e in group], device=device)
+        last = hidden[torch.arange(len(group), device=device), last_index]
+        features = torch.cat([mean, last, counts.log().unsqueeze(-1)], dim=1).cpu()
+        for row in features:
+            rows[order[position]] = row
+            position += 1
+    model.train(was_training)
+    return torch.stack(rows) if rows else torch.empty(0, 1)
+
+
+def _padded(labels: list[int], width: int) -> list[int]:
+    return labels + [IGNORE_INDEX] * (width - len(labels))
+
+
+def _last(labels: list[int]) -> int:
+    scored = [i for i, label in enumerate(labels) if label != IGNORE_INDEX]
+    return scored[-1] if scored else len(labels) - 1
+
+
+def fit(features: torch.Tensor, liked: list[bool], group_of: list[str], l2: float) -> RewardModel:
+    """The head: class-weighted logistic loss on every rating plus Bradley-Terry on replies to one prompt
+    rated apart, with an L2 penalty, by full-batch L-BFGS on standardized features."""
+    torch.manual_seed(0)
+    mean = features.mean(dim=0)
+    scale = features.std(dim=0).clamp(min=1e-6) if len(features) > 1 else torch.ones_like(mean)
+    x = (features - mean) / scale
+    y = torch.tensor(liked, dtype=torch.float32)
+    good = max(1.0, float(y.sum()))
+    bad = max(1.0, float(len(y) - y.sum()))
+    weights = torch.where(y > 0, len(y) / (2 * good), len(y) / (2 * bad))
+    pairs = [
+        (i, j)
+        for i in range(len(liked))
+        for j in range(len(liked))
+        if liked[i] and not liked[j] and group_of[i] == group_of[j]
+    ]
+    chosen = torch.tensor([i for i, _ in pairs], dtype=torch.long)
+    rejected = torch.tensor([j for _, j in pairs], dtype=torch.long)
+    weight = torch.zeros(x.size(1), requires_grad=True)
+    bias = torch.zeros(1, requires_grad=True)
+    optimizer = torch.optim.LBFGS([weight, bias], lr=1.0, max_iter=STEPS, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        scores = x @ weight + bias
+        loss = (F.binary_cross_entropy_with_logits(scores, y, reduction="none") * weights).mean()
+        if pairs:
+            loss = loss - F.logsigmoid(scores[chosen] - scores[rejected]).mean()
+        loss = loss + l2 * weight.pow(2).sum()
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    return RewardModel(mean=mean, scale=scale, weight=weight.detach(), bias=bias.detach())
+
+
+def rated_examples(renderer: ChatRenderer, turns: list[RatedTurn]) -> list[Rated]:
+    """Rated turns (on balance liked or disliked) as examples, with the prompt group each belongs to."""
+    out = []
+    for key, members in groups(turns).items():
+        for rated in members:
+            parts = renderer.completion_parts(rated.turn.prompt, rated.turn.reply) if rated.score else None
+            if parts is not None:
+                out.append(Rated(renderer.completion(*parts), rated.score > 0, key))
+    return out
+
+
+def train_reward_model(
+    featurize: Any, train: list[Rated], val: list[Rated], heldout: list[Rated], settings: RewardModelSettings
+) -> tuple[RewardModel | None, RewardCheck]:
+    """Fit on the training ratings (the L2 weight chosen by validation AUC), check on the held-out ones.
+    ``featurize`` maps examples to the base model's features."""
+    check = RewardCheck(trained_on=len(train), liked=sum(r.liked for r in train))
+    check.disliked = check.trained_on - check.liked
+    if not check.liked or not check.disliked:
+        check.reason = f"nothing to learn: {check.liked} liked and {check.disliked} disliked training replies"
+        return None, check
+    features = featurize([r.example for r in train])
+    liked = [r.liked for r in train]
+    group_of = [r.group for r in train]
+    val_features = featurize([r.example for r in val]) if val else None
+    best: tuple[float, float, RewardModel] | None = None
+    for l2 in L2_GRID:
+        model = fit(features, liked, group_of, l2)
+        score = auc(model.score(val_features), [r.liked for r in val]) if val_features is not None else None
+        value = -1.0 if score is None else score
+        if best is None or value > best[0]:
+            best = (value, l2, model)
+        if score is None:
+            break  # no validation to choose by: the smallest penalty is kept
+    assert best is not None
+    _, check.l2, model = best
+    check.heldout = len(heldout)
+    check.heldout_liked = sum(r.liked for r in heldout)
+    classes = min(check.heldout_liked, check.heldout - check.heldout_liked)
+    if classes < settings.min_per_class:
+        check.reason = (
+            f"held out {check.heldout_liked} liked and {check.heldout - check.heldout_liked} disliked replies; "
+            f"its AUC counts from {settings.min_per_class} of each"
+        )
+        return model, check
+    check.heldout_auc = auc(model.score(featurize([r.example for r in heldout])), [r.liked for r in heldout])
+    assert check.heldout_auc is not None
+    check.passed = check.heldout_auc >= settings.min_auc
+    check.reason = (
+        f"held-out AUC {check.heldout_auc:.3f} on {check.heldout} ratings "
+        f"{'reaches' if check.passed else 'is below'} the {settings.min_auc:.2f} needed to use its pairs"
+    )
+    return model, check
+
+
+@torch.no_grad()
+def sampled_replies(
+    model: Any,
+    tokenizer: Any,
+    prompts: list[list[int]],
+    *,
+    n: int,
+    max_new_tokens: int,
+    temperature: float,
+    eos_token_ids: list[int],
+    pad_id: int,
+    device: Any,
+    batch_size: int = 8,
+) -> list[list[str]]:
+    """``n`` sampled replies to each prompt (token ids), in batches of left-padded prompts."""
+    out: list[list[str]] = []
+    for start in range(0, len(prompts), batch_size):
+        chunk = prompts[start : start + batch_size]
+        width = max(len(p) for p in chunk)
+        ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
+        mask = torch.zeros((len(chunk), width), dtype=torch.long)
+        for row, prompt in enumerate(chunk):
+            ids[row, width - len(prompt) :] = torch.tensor(prompt)
+            mask[row, width - len(prompt) :] = 1
+        generated = model.generate(
+            input_ids=ids.to(device),
+            attention_mask=mask.to(device),
+            max_new_tokens=max_new_tokens,
+            do_sample=True,
+            temperature=temperature,
+            top_p=1.0,
+            top_k=0,
+            num_return_sequences=n,
+            eos_token_id=eos_token_ids,
+            pad_token_id=pad_id,
+        )
+        texts = [tokenizer.decode(row[width:], skip_special_tokens=True).strip() for row in generated]
+        out += [texts[i * n : (i + 1) * n] for i in range(len(chunk))]
+    return out
+
+
+def best_of_n(
+    prompts: list[list[dict[str, Any]]],
+    replies: list[list[str]],
+    score: Any,
+) -> list[OnPolicyPair]:
+    """For each prompt, the reply the reward model scores highest against the lowest (when they differ).
+    ``score`` maps (prompt, reply) pairs to the reward model's scores (None for one that does not fit)."""
+    pairs = []
+    for prompt, candidates in zip(prompts, replies, strict=True):
+        distinct = [reply for reply in dict.fromkeys(candidates) if reply]
+        if len(distinct) < 2:
+            continue
+        scores = score([(prompt, reply) for reply in distinct])
+        ranked = sorted(
+            ((s, reply) for s, reply in zip(scores, distinct, strict=True) if s is not None and math.isfinite(s)),
+            key=lambda pair: pair[0],
+        )
+        if len(ranked) >= 2 and ranked[-1][0] > ranked[0][0]:
+            pairs.append(
+                OnPolicyPair(
+                    prompt=prompt, chosen=ranked[-1][1], rejected=ranked[0][1], margin=ranked[-1][0] - ranked[0][0]
+                )
+            )
+    return pairs
+
+
+class RewardStep:
+    """The night's reward model on the base model's features, and the best-of-n pairs it makes of what a
+    serving model replies to rated prompts, only once its held-out check has passed."""
+
+    def __init__(
+        self,
+        base: Any,
+        tokenizer: Any,
+        renderer: ChatRenderer,
+        settings: RewardModelSettings,
+        *,
+        device: Any,
+        eos_token_ids: list[int],
+        batch_size: int = 8,
+        max_batch_tokens: int = 2048,
+    ):
+        self.base = base
+        self.tokenizer = tokenizer
+        self.renderer = renderer
+        self.settings = settings
+        self.device = device
+        self.eos = eos_token_ids
+        self.pad = tokenizer.pad_token_id
+        self.batch_size = batch_size
+        self.max_batch_tokens = max_batch_tokens
+        self.model: RewardModel | None = None
+        self.check = RewardCheck(reason="not trained")
+
+    def featurize(self, examples: Sequence[Example]) -> torch.Tensor:
+        return reply_features(
+            self.base, examples, batch_size=self.batch_size, max_batch_tokens=self.max_batch_tokens,
+            pad_id=self.pad, device=self.device,
+        )  # fmt: skip
+
+    def train(self, train: list[RatedTurn], val: list[RatedTurn], heldout: list[RatedTurn]) -> RewardCheck:
+        fit_on, choose_by, check_on = (rated_examples(self.renderer, turns) for turns in (train, val, heldout))
+        self.model, self.check = train_reward_model(self.featurize, fit_on, choose_by, check_on, self.settings)
+        return self.check
+
+    def scores(self, pairs: list[tuple[list[dict[str, Any]], str]]) -> list[float | None]:
+        """The reward model's score of each (prompt, reply); None where the reply does not fit."""
+        assert self.model is not None
+        examples: list[Example | None] = []
+        for prompt, reply in pairs:
+            parts = self.renderer.completion_parts(prompt, reply)
+            examples.append(self.renderer.completion(*parts) if parts is not None else None)
+        fitting = [e for e in examples if e is not None]
+        values = iter(self.model.score(self.featurize(fitting)) if fitting else [])
+        return [next(values) if e is not None else None for e in examples]
+
+    def pairs(self, policy: Any, turns: list[RatedTurn]) -> list[OnPolicyPair]:
+        """Best-of-n pairs of ``policy``'s replies to the rated prompts of ``turns``; none unless the held-out
+        check passed. ``policy`` must not share its layers with the base model (see sample and rank)."""
+        return self.rank(self.sample(policy, turns))
+
+    def sample(self, policy: Any, turns: list[RatedTurn]) -> Drawn:
+        """``best_of_n`` replies of ``policy`` to each rated prompt of ``turns`` (at most max_prompts, the newest);
+        nothing unless the held-out check passed. Done apart from rank: where the policy is the base model with
+        an adapter attached by peft, the base's own layers carry it, and the features must be taken after."""
+        if self.model is None or not self.check.passed or self.settings.best_of_n < 2:
+            return Drawn()
+        drawn = Drawn()
+        ids: list[list[int]] = []
+        seen: set[str] = set()
+        for rated in sorted(turns, key=lambda t: t.turn.at, reverse=True):
+            key = repr(rated.turn.prompt)
+            parts = self.renderer.completion_parts(rated.turn.prompt, "")
+            if key in seen or parts is None:
+                continue
+            seen.add(key)
+            drawn.prompts.append(rated.turn.prompt)
+            ids.append(parts[0])
+            if len(drawn.prompts) >= self.settings.max_prompts:
+                break
+        if not ids:
+            return drawn
+        torch.manual_seed(self.settings.seed)
+        drawn.replies = sampled_replies(
+            policy, self.tokenizer, ids, n=self.settings.best_of_n, max_new_tokens=self.settings.max_new_tokens,
+            temperature=self.settings.temperature, eos_token_ids=self.eos, pad_id=self.pad, device=self.device,
+            batch_size=self.batch_size,
+        )  # fmt: skip
+        return drawn
+
+    def rank(self, drawn: Drawn) -> list[OnPolicyPair]:
+        """The reward model's best against its worst of each prompt's drawn replies."""
+        if not drawn.prompts or not drawn.replies:
+            return []
+        made = best_of_n(drawn.prompts, drawn.replies, self.scores)
+        self.check.pairs = len(made)
+        return made
