@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Literal, Protocol
 from brain.api_models import DEFAULT_DRY_BREAKERS, SamplingParams
 from brain.engine.batching import Engine, GenerationRequest
 from brain.engine.sampling import Dry, breaker_token_ids
+from brain.engine.scheduler import Priority
 from brain.engine.text import TextStream
 
 if TYPE_CHECKING:
@@ -71,11 +72,14 @@ class GenerationBackend(Protocol):
         seed: int | None = None,
         adapter: str | None = None,
         user: str | None = None,
+        priority: Priority = "member",
         public_prefix: int = 0,
     ) -> AsyncIterator[str | Generated]:
         """Text deltas as they are generated, then one Generated; leaving early cancels the request.
 
         ``user``: whose conversation the prompt holds, so that ``forget(user)`` can drop what it left cached.
+        ``priority``: ``"background"`` for work no member waits for (summary folds, fact extraction), which
+        gets only what members' replies leave of the engine.
         ``public_prefix``: how many of the first prompt ids every member of the persona sends alike (its system
         prompt); past them, what another user left cached must not be reused."""
         ...
@@ -150,6 +154,7 @@ class LocalBackend:
         seed: int | None = None,
         adapter: str | None = None,
         user: str | None = None,
+        priority: Priority = "member",
         public_prefix: int = 0,
     ) -> AsyncIterator[str | Generated]:
         if sampling.num_beams > 1:
@@ -165,6 +170,7 @@ class LocalBackend:
             seed=seed,
             adapter=adapter,
             owner=user,
+            priority=priority,
             public_prefix=public_prefix,
             dry=self.dry(sampling),
         )
