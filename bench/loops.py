@@ -136,9 +136,10 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=128)
     parser.add_argument(
         "--variants",
-        default="off,profile,whole",
-        help="DRY settings to compare: off; profile (the small model's); whole (over the whole context); newline "
-        "(whole, breaking only at new lines); none (whole, no breakers); strong (newline, multiplier 1.5)",
+        default="off,profile",
+        help="DRY settings to compare: off; profile (the small model's); window64 (llama.cpp's breakers, the last 64 "
+        "tokens); whole (llama.cpp's breakers, the whole context); newline (whole, breaking only at new lines); none "
+        "(whole, no breakers); strong (newline, multiplier 1.5)",
     )
     parser.add_argument("--out", help="where to write the results (default bench/results/loops.json)")
     args = parser.parse_args()
@@ -158,7 +159,8 @@ def main() -> None:
     variants: dict[str, dict[str, Any] | None] = {
         "off": None,
         "profile": {},
-        "whole": {"penalty_last_n": -1},
+        "window64": {"penalty_last_n": 64, "breakers": list(DEFAULT_DRY_BREAKERS)},
+        "whole": {"penalty_last_n": -1, "breakers": list(DEFAULT_DRY_BREAKERS)},
         "newline": {"penalty_last_n": -1, "breakers": ["\n"]},
         "none": {"penalty_last_n": -1, "breakers": []},
         "strong": {"penalty_last_n": -1, "multiplier": 1.5, "breakers": ["\n"]},
@@ -170,7 +172,8 @@ def main() -> None:
             configs[name] = None
             continue
         values: dict[str, Any] = {**SMALL.dry_values(), **change}
-        named = values.pop("breakers", DEFAULT_DRY_BREAKERS)
+        named = values.pop("breakers", values.pop("sequence_breakers"))
+        values.pop("sequence_breakers", None)
         configs[name] = Dry(**values, breaker_ids=breaker_token_ids(vocabulary, named) if named else frozenset())
     engine = Engine(loaded.model, max_batch_size=64, eos_token_ids=loaded.eos_token_ids, device=loaded.device)
     engine.start()
