@@ -49,11 +49,12 @@ class ModelProfile:
 # recent replies (bench/recall.py: 70 % recalled 30 exchanges later with 2 turns, 30 % with 24); its summaries are
 # mostly invented and removing them changed no recall probe, so none are written; it loops (a line or a phrase
 # dozens of times), which DRY stops. Its loops run over lines ("2. La Rambla: La Rambla is ..."), so only a new
-# line breaks a repeat, not llama.cpp's ':', '"' and '*' as well (bench/loops.py: replies that loop, 28 % without
-# DRY, 20 % with llama.cpp's breakers over the last 64 tokens, 15 % over the whole context, 8 % breaking at new
-# lines only; the guard's 16 questions answered alike). DRY looks at the reply alone: over the whole context it
-# penalised quoting a fact the member told ("Your sister is called Olga" became "... Elena"), and recall of facts
-# told one exchange earlier fell from 67 % to 47 %.
+# line breaks a repeat, not llama.cpp's ':', '"' and '*' as well; and DRY looks at the reply alone: over the whole
+# context it penalised quoting a fact the member told ("Your sister is called Olga" became "... Elena"; recall of
+# facts told one exchange earlier fell from 67 % to 47 %, and stays at 67 % over the reply alone). bench/loops.py,
+# replies that repeat a 4-word run 3 times: 28 % without DRY; 20 % with llama.cpp's breakers over the last 64
+# tokens; 15 % over the whole context; 8 % breaking at new lines only; 5 % with these settings; the guard's 16
+# questions answered alike.
 SMALL = ModelProfile(
     name="small",
     max_turns=2,
