@@ -89,6 +89,8 @@ class DrySettings(BaseModel):
     allowed_length: int = Field(2, ge=1, le=64)
     penalty_last_n: int = Field(-1, ge=-1, le=131_072)  # tokens looked back over; -1: the whole context
     sequence_breakers: list[str] = Field(default_factory=lambda: ["\n", ":", '"', "*"], max_length=16)
+    # look at the reply alone, not its prompt: a reply may quote what the member told without a penalty
+    reply_only: bool = False
 
 
 class ModelSettings(BaseModel):

@@ -110,7 +110,7 @@ class LocalBackend:
             self._breakers[breakers] = breaker_token_ids(self._vocabulary, breakers)
         return self._breakers[breakers]
 
-    def dry(self, sampling: SamplingParams) -> Dry | None:
+    def dry(self, sampling: SamplingParams, prompt_length: int) -> Dry | None:
         """The request's DRY settings in token ids; None where DRY is off (fields left unset are off here:
         the runtime fills them from the model profile first)."""
         if not sampling.dry_multiplier:
@@ -122,6 +122,7 @@ class LocalBackend:
             allowed_length=sampling.dry_allowed_length or Dry.allowed_length,
             penalty_last_n=sampling.dry_penalty_last_n if sampling.dry_penalty_last_n is not None else -1,
             breaker_ids=self._breaker_ids(tuple(DEFAULT_DRY_BREAKERS if breakers is None else breakers)),
+            skip=prompt_length if sampling.dry_reply_only else 0,
         )
 
     @property
@@ -172,7 +173,7 @@ class LocalBackend:
             owner=user,
             priority=priority,
             public_prefix=public_prefix,
-            dry=self.dry(sampling),
+            dry=self.dry(sampling, len(prompt_ids)),
         )
         stream = TextStream(self.engine.submit(request), self.tokenizer, stop=stop or ())
         try:
@@ -189,7 +190,7 @@ class LocalBackend:
             max_new_tokens=sampling.max_new_tokens,
             repetition_penalty=sampling.repetition_penalty,
             adapter=adapter,
-            dry=self.dry(sampling),
+            dry=self.dry(sampling, len(prompt_ids)),
         )
         ids = await self.engine.beam_search(request, sampling.num_beams)
         text = str(self.tokenizer.decode(ids, skip_special_tokens=True)).strip()

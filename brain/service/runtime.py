@@ -227,6 +227,7 @@ class Runtime:
             "dry_allowed_length": dry.allowed_length,
             "dry_penalty_last_n": dry.penalty_last_n,
             "dry_sequence_breakers": list(dry.sequence_breakers),
+            "dry_reply_only": dry.reply_only,
         }
         unset = {name: value for name, value in defaults.items() if getattr(sampling, name) is None}
         return sampling.model_copy(update=unset) if unset else sampling
