@@ -38,7 +38,15 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
-from bench.serve_http import TOPICS, Server, find_llama_server, gguf_path, start_brain, start_llama
+from bench.serve_http import (
+    TOPICS,
+    Server,
+    find_llama_server,
+    gguf_path,
+    start_brain,
+    start_llama,
+    stream_chat_completion,
+)
 from bench.soak import start_redis
 from brain.api_models import SamplingParams
 from brain.engine.model_loading import DEFAULT_MODEL_GGUF
@@ -131,23 +139,9 @@ async def openai_turn(
     }
     # the same penalty under each server's own name for it
     body["repeat_penalty" if server.name == "llama.cpp" else "repetition_penalty"] = sampling.repetition_penalty
-    started, first, pieces, usage = time.perf_counter(), None, [], {}
-    async with client.stream("POST", server.url + "/v1/chat/completions", json=body, headers=server.headers) as r:
-        if r.status_code != 200:
-            raise RuntimeError(f"{server.name} answered {r.status_code}: {(await r.aread())[:300]!r}")
-        async for line in r.aiter_lines():
-            if not line.startswith("data: ") or line == "data: [DONE]":
-                continue
-            chunk = json.loads(line[6:])
-            usage = chunk.get("usage") or usage
-            for choice in chunk.get("choices", []):
-                text = (choice.get("delta") or {}).get("content")
-                if text:
-                    first = first or time.perf_counter()
-                    pieces.append(text)
-    ended = time.perf_counter()
-    messages.append({"role": "assistant", "content": "".join(pieces).strip()})
-    return Reply((first or ended) - started, ended - started, usage.get("completion_tokens", len(pieces)))
+    streamed = await stream_chat_completion(client, server, body)
+    messages.append({"role": "assistant", "content": streamed.text.strip()})
+    return Reply(streamed.first_s, streamed.total_s, streamed.usage.get("completion_tokens", streamed.pieces))
 
 
 @dataclass(frozen=True)

@@ -162,6 +162,29 @@ async def ask(client: httpx.AsyncClient, server: Server, messages: list[dict], m
         "stream": True,
         "stream_options": {"include_usage": True},
     }
+    streamed = await stream_chat_completion(client, server, body)
+    return Reply(
+        streamed.text,
+        streamed.usage.get("completion_tokens", streamed.pieces),
+        streamed.first_s,
+        streamed.total_s,
+        streamed.usage.get("prompt_tokens", 0),
+    )
+
+
+@dataclass
+class Streamed:
+    """One streamed chat completion as a client sees it."""
+
+    text: str
+    pieces: int  # content deltas received
+    first_s: float  # seconds to the first content delta (the whole time if none came)
+    total_s: float
+    usage: dict
+
+
+async def stream_chat_completion(client: httpx.AsyncClient, server: Server, body: dict) -> Streamed:
+    """POST ``body`` to the server's streaming /v1/chat/completions and read it to the end."""
     started, first, pieces, usage = time.perf_counter(), None, [], {}
     async with client.stream("POST", server.url + "/v1/chat/completions", json=body, headers=server.headers) as r:
         if r.status_code != 200:
@@ -177,13 +200,7 @@ async def ask(client: httpx.AsyncClient, server: Server, messages: list[dict], m
                     first = first or time.perf_counter()
                     pieces.append(text)
     ended = time.perf_counter()
-    return Reply(
-        "".join(pieces),
-        usage.get("completion_tokens", len(pieces)),
-        (first or ended) - started,
-        ended - started,
-        usage.get("prompt_tokens", 0),
-    )
+    return Streamed("".join(pieces), len(pieces), (first or ended) - started, ended - started, usage)
 
 
 def chat_messages(index: int) -> list[dict]:
