@@ -30,6 +30,7 @@ import argparse
 import asyncio
 import json
 import platform
+import re
 import resource
 import tempfile
 from dataclasses import dataclass, field
@@ -39,7 +40,7 @@ from typing import Any
 from bench.recall import API_KEY, PLATFORM, Bench
 from brain.api_models import ChatReply, ChatRequest
 from brain.engine.model_loading import DEFAULT_MODEL_ALIAS
-from brain.memory.recall import STOPWORDS, terms
+from brain.memory.recall import terms
 from brain.redis_local import LocalRedis
 from brain.service.runtime import Runtime
 from brain.settings import MemorySettings, Secrets, Settings
@@ -127,9 +128,12 @@ class Member:
     def expected(self) -> tuple[str, ...]:
         if self.script.expected:
             return self.script.expected
-        asked = set(terms(self.script.opening)) | set(terms(self.script.question))
-        said = [word for word in terms(self.opening_reply) if word not in asked | GENERIC and word not in STOPWORDS]
-        return tuple(said[:1])  # the first thing the bot suggested
+        # the first thing the bot suggested: its first bold or numbered item, else its first content word
+        reply = self.opening_reply
+        item = re.search(r"\*\*([^*]+)\*\*", reply) or re.search(r"^\s*1[.)]\s*(.+)$", reply, re.MULTILINE)
+        asked = set(terms(self.script.opening)) | set(terms(self.script.question)) | GENERIC
+        said = [word for word in terms(item.group(1) if item else reply) if word not in asked]
+        return tuple(said[:1])
 
 
 def cpu_s() -> float:

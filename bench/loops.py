@@ -21,6 +21,7 @@ import platform
 import resource
 import time
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +93,11 @@ async def collect(handle: Any) -> list[int]:
     return [token async for token in handle]
 
 
+def for_prompt(dry: Dry | None, prompt: list[int]) -> Dry | None:
+    """``dry`` for this prompt: where it looks at the reply alone (skip -1), it skips this prompt's tokens."""
+    return replace(dry, skip=len(prompt)) if dry is not None and dry.skip < 0 else dry
+
+
 async def guard_right(engine: Engine, loaded: Any, system_prompt: str, dry: Dry | None) -> tuple[int, int]:
     """How many of the trainer's guard questions the model answers right, greedy, with these DRY settings (the
     guard's perplexity is a score of given text, which no sampling setting changes)."""
@@ -104,7 +110,9 @@ async def guard_right(engine: Engine, loaded: Any, system_prompt: str, dry: Dry 
         )
         for q in questions
     ]
-    handles = [engine.submit(GenerationRequest(prompt_ids=p, max_new_tokens=48, dry=dry)) for p in prompts]
+    handles = [
+        engine.submit(GenerationRequest(prompt_ids=p, max_new_tokens=48, dry=for_prompt(dry, p))) for p in prompts
+    ]
     replies = [str(loaded.tokenizer.decode(await collect(h), skip_special_tokens=True)) for h in handles]
     return sum(q.is_right(reply) for q, reply in zip(questions, replies, strict=True)), len(questions)
 
@@ -122,7 +130,7 @@ async def run(
                 top_k=sampling.top_k,
                 repetition_penalty=sampling.repetition_penalty,
                 seed=index,
-                dry=dry,
+                dry=for_prompt(dry, prompt),
             )
         )
         for index, prompt in enumerate(prompts)
@@ -136,9 +144,10 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=128)
     parser.add_argument(
         "--variants",
-        default="off,profile,whole",
-        help="DRY settings to compare: off; profile (the small model's); whole (over the whole context); newline "
-        "(whole, breaking only at new lines); none (whole, no breakers); strong (newline, multiplier 1.5)",
+        default="off,profile",
+        help="DRY settings to compare: off; profile (the small model's); window64 (llama.cpp's breakers, the last 64 "
+        "tokens); whole (llama.cpp's breakers, the whole context); newline (whole, breaking only at new lines); none "
+        "(whole, no breakers); strong (newline, multiplier 1.5); reply (newline, over the reply alone)",
     )
     parser.add_argument("--out", help="where to write the results (default bench/results/loops.json)")
     args = parser.parse_args()
@@ -158,9 +167,11 @@ def main() -> None:
     variants: dict[str, dict[str, Any] | None] = {
         "off": None,
         "profile": {},
-        "whole": {"penalty_last_n": -1},
+        "window64": {"penalty_last_n": 64, "breakers": list(DEFAULT_DRY_BREAKERS)},
+        "whole": {"penalty_last_n": -1, "breakers": list(DEFAULT_DRY_BREAKERS)},
         "newline": {"penalty_last_n": -1, "breakers": ["\n"]},
         "none": {"penalty_last_n": -1, "breakers": []},
+        "reply": {"penalty_last_n": -1, "breakers": ["\n"], "reply_only": True},
         "strong": {"penalty_last_n": -1, "multiplier": 1.5, "breakers": ["\n"]},
     }
     configs: dict[str, Dry | None] = {}
@@ -170,8 +181,12 @@ def main() -> None:
             configs[name] = None
             continue
         values: dict[str, Any] = {**SMALL.dry_values(), **change}
-        named = values.pop("breakers", DEFAULT_DRY_BREAKERS)
-        configs[name] = Dry(**values, breaker_ids=breaker_token_ids(vocabulary, named) if named else frozenset())
+        named = values.pop("breakers", values.pop("sequence_breakers"))
+        values.pop("sequence_breakers", None)
+        reply_only = values.pop("reply_only", False)
+        built = Dry(**values, breaker_ids=breaker_token_ids(vocabulary, named) if named else frozenset())
+        # reply_only: skip each prompt's own tokens (a sentinel that run() and guard_right() replace per prompt)
+        configs[name] = replace(built, skip=-1) if reply_only else built
     engine = Engine(loaded.model, max_batch_size=64, eos_token_ids=loaded.eos_token_ids, device=loaded.device)
     engine.start()
     rows: dict[str, Any] = {}
@@ -191,7 +206,7 @@ def main() -> None:
                 "tokens": sum(map(len, replies)),
                 "cpu_s": (after.ru_utime + after.ru_stime) - (cpu.ru_utime + cpu.ru_stime),
                 "wall_s": time.perf_counter() - wall,
-                "dry": None if dry is None else {**dry.__dict__, "breaker_ids": len(dry.breaker_ids)},
+                "dry": None if dry is None else {**dry.__dict__, "breaker_ids": len(dry.breaker_ids), "skip": dry.skip},
                 "replies_text": texts,
                 "loops": [loops(text) for text in texts],
             }

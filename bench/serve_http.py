@@ -100,14 +100,17 @@ def find_llama_server(option: str | None) -> Path | None:
     return Path(found) if found else None
 
 
-def start_brain(work: Path, redis_url: str, threads: int) -> Server:
+def start_brain(work: Path, redis_url: str, threads: int, overrides: dict | None = None) -> Server:
+    """``overrides``: settings sections to change from the shipped ones, e.g. ``{"memory": {"max_turns": 24}}``."""
     port, key = free_port(), secrets.token_urlsafe(24)
-    config = {
+    config: dict = {
         "redis": {"url": redis_url},
         "model": {"max_new_tokens": 256},
         "limits": {"rate_per_minute": 100_000},  # the bench measures speed, not the per-user rate limiter
         "trainer": {"registry_dir": str(work / "registry"), "runs_dir": str(work / "runs")},
     }
+    for section, fields in (overrides or {}).items():
+        config.setdefault(section, {}).update(fields)
     (work / "ownchat.yaml").write_text(yaml.safe_dump(config))
     env = {name: value for name, value in os.environ.items() if not name.startswith("OWNCHAT_")}
     env |= {"OWNCHAT_CONFIG": str(work / "ownchat.yaml"), "OWNCHAT_API_KEY": key, "OMP_NUM_THREADS": str(threads)}
@@ -121,11 +124,11 @@ def start_brain(work: Path, redis_url: str, threads: int) -> Server:
     return server
 
 
-def start_llama(binary: Path, work: Path, threads: int, slots: int) -> Server:
+def start_llama(binary: Path, work: Path, threads: int, slots: int, slot_context: int = 2048) -> Server:
     port = free_port()
     log = (work / "llama.log").open("wb")
     command = [str(binary), "-m", str(gguf_path()), "--host", "127.0.0.1", "--port", str(port)]
-    command += ["-np", str(slots), "-c", str(slots * 2048), "-t", str(threads), "-cb", "--no-webui"]
+    command += ["-np", str(slots), "-c", str(slots * slot_context), "-t", str(threads), "-cb", "--no-webui"]
     # this llama.cpp (llama-cpp-python 0.3.36's) crashes at start on AMX Xeons while repacking Q4_1 weights
     command += ["--no-repack"] if os.environ.get("OWNCHAT_LLAMA_REPACK") != "1" else []
     env = dict(os.environ)  # its shared libraries sit beside it in a build's bin folder
@@ -159,6 +162,29 @@ async def ask(client: httpx.AsyncClient, server: Server, messages: list[dict], m
         "stream": True,
         "stream_options": {"include_usage": True},
     }
+    streamed = await stream_chat_completion(client, server, body)
+    return Reply(
+        streamed.text,
+        streamed.usage.get("completion_tokens", streamed.pieces),
+        streamed.first_s,
+        streamed.total_s,
+        streamed.usage.get("prompt_tokens", 0),
+    )
+
+
+@dataclass
+class Streamed:
+    """One streamed chat completion as a client sees it."""
+
+    text: str
+    pieces: int  # content deltas received
+    first_s: float  # seconds to the first content delta (the whole time if none came)
+    total_s: float
+    usage: dict
+
+
+async def stream_chat_completion(client: httpx.AsyncClient, server: Server, body: dict) -> Streamed:
+    """POST ``body`` to the server's streaming /v1/chat/completions and read it to the end."""
     started, first, pieces, usage = time.perf_counter(), None, [], {}
     async with client.stream("POST", server.url + "/v1/chat/completions", json=body, headers=server.headers) as r:
         if r.status_code != 200:
@@ -174,13 +200,7 @@ async def ask(client: httpx.AsyncClient, server: Server, messages: list[dict], m
                     first = first or time.perf_counter()
                     pieces.append(text)
     ended = time.perf_counter()
-    return Reply(
-        "".join(pieces),
-        usage.get("completion_tokens", len(pieces)),
-        (first or ended) - started,
-        ended - started,
-        usage.get("prompt_tokens", 0),
-    )
+    return Streamed("".join(pieces), len(pieces), (first or ended) - started, ended - started, usage)
 
 
 def chat_messages(index: int) -> list[dict]:

@@ -9,11 +9,12 @@ learning tastes it was not written for:
   most 12 words.
 - ``plain``: content. Replies that apologise, refuse, hedge or talk about being an AI are disliked, and so
   are those that talk about the bot or the member ("I", "my", "you", "your") rather than the subject.
-- ``sparse``: a taste the base model rarely meets (liked in at most 5 % of replies on day 0): a reply of at
-  most 12 words, about the subject only (no "I" or "you"), that starts with the answer.
+- ``sparse``: a taste the base model rarely meets (liked in at most 5 % of replies on day 0): one plain
+  statement of at most 12 words about the subject only (no "I" or "you"), that starts with the answer and
+  ends in a full stop (no exclamation, no question).
 
-The base model's like-rates on day 0, from 60 first replies of the default model (the bench's prompts):
-short 20 %, direct 27 %, plain 38 %, sparse 3 %.
+The base model's like-rates on day 0, from 140 first replies of the default model to the bench's prompts
+(two day-0 runs, rated again offline by these rules): short 24 %, direct 32 %, plain 43 %, sparse 3 %.
 """
 
 from __future__ import annotations
@@ -68,9 +69,12 @@ def plain(prompt: str, reply: str) -> int | None:
 
 
 def sparse(prompt: str, reply: str) -> int | None:
-    """Rare: liked only as at most 12 words about the subject (no "I" or "you") that start with the answer."""
+    """Rare: liked only as one plain statement of at most 12 words about the subject (no "I" or "you") that
+    starts with the answer and ends in a full stop."""
     text = reply.strip()
-    return 1 if 0 < words(text) <= 12 and not OPENERS.match(text) and not PERSONAL.search(text) else -1
+    plain_end = text.endswith(".") and "!" not in text and "?" not in text
+    liked = 0 < words(text) <= 12 and plain_end and not OPENERS.match(text) and not PERSONAL.search(text)
+    return 1 if liked else -1
 
 
 TASTES: dict[str, Rater] = {"short": short, "direct": direct, "plain": plain, "sparse": sparse}

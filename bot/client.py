@@ -173,14 +173,18 @@ class BrainClient:
         body = request.model_copy(update={"stream": False}).model_dump(mode="json")
         return ChatReply.model_validate(await self._request("POST", "/v1/chat", json_body=body, idempotent=False))
 
-    async def chat_stream(self, request: ChatRequest) -> AsyncGenerator[str | ChatReply, None]:
+    async def chat_stream(
+        self, request: ChatRequest, *, retries: int | None = None
+    ) -> AsyncGenerator[str | ChatReply, None]:
         """Yields text deltas as they are generated, then the final ChatReply.
 
-        Asked again with backoff while the brain surely never took the message; once text has come,
-        or the brain went quiet mid-request, the error stands (the turn may be stored already).
+        Asked again with backoff (`retries` times, the client's setting by default) while the brain surely never
+        took the message; once text has come, or the brain went quiet mid-request, the error stands (the turn may
+        be stored already: a caller that asks again with the request's `request_id` gets the reply kept for it).
         """
         delay = self.backoff_s
-        for attempt in range(self.retries + 1):
+        retries = self.retries if retries is None else retries
+        for attempt in range(retries + 1):
             begun = False
             try:
                 async with aclosing(self._stream_once(request)) as pieces:
@@ -189,7 +193,7 @@ class BrainClient:
                         yield piece
                 return
             except BrainUnavailable as exc:
-                if begun or not exc.never_handled or attempt == self.retries:
+                if begun or not exc.never_handled or attempt == retries:
                     raise
             await asyncio.sleep(delay)
             delay *= 2

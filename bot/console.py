@@ -13,7 +13,7 @@ from urllib.parse import urlparse
 from rich.console import Console
 
 from bot.client import BrainClient, BrainError
-from bot.commands import Speaker, friendly_error, parse_command, run_command
+from bot.commands import RATING_HINT, Speaker, friendly_error, parse_command, run_command
 from bot.feedback import DISLIKE, LIKE, NOT_RATEABLE, rate, retry_request, thanks
 from brain.api_models import ChatKind, ChatReply, ChatRequest
 from brain.refusals import Refusal
@@ -23,6 +23,8 @@ PLATFORM = "console"
 CONSOLE_COMMANDS = {"good": "I liked your last reply", "bad": "I did not like your last reply", "quit": "Leave"}
 BRAIN_LOG = "var/brain.log"
 NOTHING_TO_RATE = "Nothing to rate yet: /good and /bad rate my last reply."
+# the console takes no reactions: its help says how to rate here instead
+RATING_HINT_HERE = "Type /good or /bad to rate my last reply: I learn from what members like."
 console = Console(highlight=False)
 
 
@@ -127,7 +129,7 @@ async def handle_line(client: BrainClient, session: Session, line: str) -> None:
         return
     reply = await run_command(client, who, *command)
     if reply is not None:
-        console.print(reply.text)
+        console.print(reply.text.replace(RATING_HINT, RATING_HINT_HERE))
         for button in reply.buttons:
             console.print(f"  [dim]-> {button.command}[/dim]  ({button.label})")
         if name in ("help", "start"):

@@ -8,8 +8,9 @@ message it was given on; the brain holds the map.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Hashable, Iterable
 from dataclasses import dataclass
 
 from bot.client import BrainClient, BrainError
@@ -74,6 +75,67 @@ class ReactionRules:
 def _plain(reaction: str) -> str:
     # platforms send "❤" and "❤️" (with the emoji presentation selector) for the same reaction
     return reaction.replace("\ufe0f", "")
+
+
+# how long a member's ratings of one reply must rest before the newest is sent (a flood of toggles costs one call)
+SETTLE_S = 1.0
+# a wait the brain asks for without saying how long (429 without Retry-After)
+DEFAULT_WAIT_S = 5.0
+
+
+class SettledRatings:
+    """A member's ratings of one reply coalesce: each new one replaces the one not yet sent, and the newest is sent
+    once none came for `settle_s`; a 429 from the brain is waited out (its Retry-After) and the newest one sent
+    then. Ratings of other members or other replies go on meanwhile.
+
+    A rating is given as the call that sends it (`send`), so that a platform may work out what the member holds only
+    when it is sent, not for every toggle.
+    """
+
+    def __init__(self, settle_s: float = SETTLE_S):
+        self.settle_s = settle_s
+        self._newest: dict[Hashable, Callable[[], Awaitable[object]]] = {}
+        self._fresh: dict[Hashable, asyncio.Event] = {}
+        self._senders: dict[Hashable, asyncio.Task[None]] = {}
+
+    def give(self, key: Hashable, send: Callable[[], Awaitable[object]]) -> None:
+        """`send` is the member's newest rating of the reply `key` names (e.g. (message, member))."""
+        self._newest[key] = send
+        self._fresh.setdefault(key, asyncio.Event()).set()
+        if key not in self._senders:
+            self._senders[key] = asyncio.create_task(self._send_when_settled(key), name="settled-rating")
+
+    async def settled(self) -> None:
+        """Return once every rating given has been sent (or given up on)."""
+        while self._senders:
+            await asyncio.gather(*self._senders.values(), return_exceptions=True)
+
+    async def aclose(self) -> None:
+        for task in self._senders.values():
+            task.cancel()
+        await asyncio.gather(*self._senders.values(), return_exceptions=True)
+
+    async def _send_when_settled(self, key: Hashable) -> None:
+        fresh = self._fresh[key]
+        try:
+            while key in self._newest:
+                while fresh.is_set():  # rest until no newer rating came for settle_s
+                    fresh.clear()
+                    await asyncio.sleep(self.settle_s)
+                send = self._newest.pop(key)
+                try:
+                    await send()
+                except BrainError as exc:
+                    if exc.status != 429:
+                        log.warning("could not pass on a rating: %s %s", exc.code, exc.message)
+                        continue
+                    # the brain asked to wait: then the newest rating goes, this one if none came since
+                    self._newest.setdefault(key, send)
+                    await asyncio.sleep(exc.retry_after or DEFAULT_WAIT_S)
+                except Exception:
+                    log.exception("could not pass on a rating")
+        finally:
+            del self._senders[key], self._fresh[key]
 
 
 def retry_request(who: Speaker, *, of_message: str | None, request_id: str | None) -> ChatRequest:

@@ -18,6 +18,11 @@ class TurnQueue:
         self._locks: dict[Hashable, asyncio.Lock] = {}
         self._waiting: dict[Hashable, int] = {}
 
+    def busy(self, chat_id: Hashable, user_id: Hashable) -> bool:
+        """Whether a message of this member in this chat would wait for an earlier one."""
+        lock = self._locks.get((chat_id, user_id))
+        return lock is not None and lock.locked()
+
     @asynccontextmanager
     async def turn(self, chat_id: Hashable, user_id: Hashable) -> AsyncIterator[None]:
         """Wait for this member's earlier messages in this chat to be answered.

@@ -24,6 +24,8 @@ _BOUNDARIES = (
 )
 # how far past the limit a boundary's whitespace may reach (only the text before it is kept)
 _LOOKAHEAD = 64
+# a last piece this short (in UTF-16 units) is avoided: a message of a word or two reads as a glitch
+_TINY = 12
 
 
 def utf16_len(text: str) -> int:
@@ -35,13 +37,19 @@ def split_message(text: str, limit: int) -> list[str]:
     """Split `text` into stripped, non-empty pieces of at most `limit` UTF-16 units each.
 
     Only whitespace at the cuts is dropped, so joining the pieces with spaces keeps every word, and
-    every grapheme cluster stays whole. The cut for a piece depends only on the text up to a little
-    past `limit`, so a growing, streamed text keeps the pieces it has already filled.
+    every grapheme cluster stays whole; a last piece of a few characters is avoided by an earlier cut. The
+    cut for a piece depends only on the text up to a little past `limit`, so a growing, streamed text keeps
+    the pieces it has already filled.
     """
     text = text.strip()
     pieces: list[str] = []
     while utf16_len(text) > limit:
         start, end = _best_cut(text, limit)
+        if 0 < utf16_len(text[end:].strip()) <= _TINY and limit > 8 * _TINY:
+            # a last piece of a few characters would be a message of its own: cut earlier, at a boundary still
+            earlier, earlier_end = _best_cut(text, limit - 4 * _TINY)
+            if earlier < earlier_end or start == end:
+                start, end = earlier, earlier_end
         pieces.append(text[:start].rstrip())
         text = text[end:].lstrip()
     if text:

@@ -7,6 +7,8 @@ would take a call); everything else is decided here once:
 - text is taken only when the platform would take the call, so after any wait the next edit shows the newest;
 - a message that vanished (deleted by a moderator, an auto-mod bot or the member) or whose edits are refused
   for good is replaced by a new one, and pieces after it move below it, so the whole reply still reads in order;
+  a piece that vanished once it was complete counts the same: the platform says so (`vanished`), or the Screen
+  finds out (`still_there`) before the reply ends, so that a reply is whole when it ends;
 - a call refused with a flood wait is not made again with the text it had: the reply is drawn anew after the wait.
 """
 
@@ -57,6 +59,15 @@ class Screen(Protocol[M]):
         """Take a message away, if it is still there (never raises)."""
         ...
 
+    async def still_there(self, message: M, text: str) -> None:
+        """Raise MessageGone if a message that shows `text` has vanished; a platform that tells the bot of every
+        deletion (StreamedReply.vanished) checks nothing here. May raise TryLater."""
+        ...
+
+    async def settle(self) -> None:
+        """The reply is complete: whatever shows it only for now (a draft) is made to stay. May raise TryLater."""
+        ...
+
     def message_id(self, message: M) -> str:
         """The platform's id of a posted message (what a reaction on it names)."""
         ...
@@ -79,6 +90,7 @@ class StreamedReply(Generic[M]):
         self._notice = ""  # shown until the first words come (see hold)
         self._trailer = ""  # a message of its own after the reply (see cut_off)
         self._shown: list[tuple[M, str]] = []  # per message: what edits it, and the text it shows
+        self._vanished: set[str] = set()  # ids of shown messages the platform said were deleted
         self._changed = asyncio.Event()
         self._finished = asyncio.Event()
         self._last_render = float("-inf")
@@ -108,6 +120,20 @@ class StreamedReply(Generic[M]):
         if self.text.strip():
             self._changed.set()
             self._start_rendering()
+
+    def vanished(self, message_id: str) -> None:
+        """The platform says a message was deleted: if it showed part of this reply, that part is shown anew (and
+        the pieces after it move below it)."""
+        if any(self.screen.message_id(message) == message_id for message, _ in self._shown):
+            self._vanished.add(message_id)
+            self._changed.set()
+            self._start_rendering()
+
+    def show(self, text: str) -> None:
+        """Show `text` in place of the reply's words so far (the brain, asked again, sent another reply)."""
+        self.text = text
+        self._changed.set()
+        self._start_rendering()
 
     def hold(self, notice: str) -> None:
         """Show `notice` while no words have come; the reply's first words then take its place, in its message."""
@@ -162,22 +188,51 @@ class StreamedReply(Generic[M]):
                 # a failed intermediate update is retried by the next render, which shows newer text anyway
                 log.info("could not update a streamed reply yet: %s", exc)
             self._last_render = loop.time()
-            if final:
+            if final and not self._vanished:
                 return
+            if self._vanished:
+                self._changed.set()  # a piece vanished: it is shown again in the next round
 
     async def _render(self, text: str, final: bool) -> None:
+        await self._drop_vanished()
         placeholder = [EMPTY_REPLY] if final else [self._notice] if self._notice else []
         pieces = (split_message(text, self.limit) or placeholder) + split_message(self._trailer, self.limit)
+        drawn = set()
         for index, piece in enumerate(pieces):
             if index == len(self._shown):
                 self._shown.append((await self.screen.post(piece), piece))
+                drawn.add(index)
             elif self._shown[index][1] != piece:
                 await self._replace(index, piece)
+                drawn.add(index)
         if final:
             # a final text shorter than the streamed one (the brain trimmed it) leaves no stale piece behind
             for message, _ in self._shown[len(pieces) :]:
                 await self.screen.delete(message)
             del self._shown[len(pieces) :]
+            await self.screen.settle()
+            # a complete piece left as it was may have vanished meanwhile: the reply is whole only once each is seen
+            # there (the last one was drawn up to the end: an edit into a vanished one fails)
+            for index, (message, piece) in enumerate(self._shown[:-1]):
+                if index not in drawn:
+                    try:
+                        await self.screen.still_there(message, piece)
+                    except MessageGone:
+                        self._vanished.add(self.screen.message_id(message))
+                        break
+
+    async def _drop_vanished(self) -> None:
+        """Forget the pieces from the first vanished one on; the next render shows them again, in order."""
+        ids = [self.screen.message_id(message) for message, _ in self._shown]
+        first = next((index for index, id_ in enumerate(ids) if id_ in self._vanished), None)
+        self._vanished.clear()
+        if first is None:
+            return
+        log.info("a piece of a streamed reply was deleted; it and the pieces after it are shown again")
+        stale = self._shown[first:]
+        del self._shown[first:]
+        for old, _ in stale[1:]:
+            await self.screen.delete(old)
 
     async def _replace(self, index: int, piece: str) -> None:
         message, _ = self._shown[index]

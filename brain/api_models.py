@@ -101,10 +101,16 @@ class DryFields(Contract):
     dry_allowed_length: int | None = Field(None, ge=1, le=64)
     dry_penalty_last_n: int | None = Field(None, ge=-1, le=131_072)
     dry_sequence_breakers: DryBreakers = None
+    # ownchat's own: DRY over the reply alone, not its prompt (llama.cpp looks over the whole context)
+    dry_reply_only: bool | None = None
 
     def dry_values(self) -> dict[str, Any]:
-        """The DRY fields this request sets."""
-        return {name: getattr(self, name) for name in DryFields.model_fields if getattr(self, name) is not None}
+        """The DRY fields this request sets, under llama.cpp's names (those llama.cpp knows)."""
+        return {
+            name: getattr(self, name)
+            for name in DryFields.model_fields
+            if getattr(self, name) is not None and name != "dry_reply_only"
+        }
 
 
 class ChatKind(str, Enum):

@@ -92,6 +92,8 @@ class DrySettings(BaseModel):
     allowed_length: int = Field(2, ge=1, le=64)
     penalty_last_n: int = Field(-1, ge=-1, le=131_072)  # tokens looked back over; -1: the whole context
     sequence_breakers: list[str] = Field(default_factory=lambda: ["\n", ":", '"', "*"], max_length=16)
+    # look at the reply alone, not its prompt: a reply may quote what the member told without a penalty
+    reply_only: bool = False
 
 
 class ModelSettings(BaseModel):
@@ -234,6 +236,9 @@ class TelegramSettings(BaseModel):
     reactions: ReactionSettings = ReactionSettings()
     # 👍/👎 buttons under every reply, for groups where members' reactions do not reach the bot (it is no admin)
     rating_buttons: bool = False
+    # in private chats, a reply streams as a native draft (sendMessageDraft), then is sent once whole; edits
+    # otherwise (groups, or where Telegram refuses drafts)
+    drafts: bool = True
 
 
 class DiscordSettings(BaseModel):

@@ -20,6 +20,9 @@ Redis Cluster slot (the turn-writing script touches only those). Layout:
 - ``oc:requests:{u}``        sorted set: the idempotency keys of the user's chat requests -> when each was claimed
                              (ms), kept for the memory TTL: a retried request finds its key taken and stores
                              nothing. One key per user, so that /forget deletes them all
+- ``oc:replied:{u}``         hash: idempotency key -> JSON ChatReply of the reply kept for that request (its turn
+                             id with it), so that a request asked again is answered with the same reply; bounded by
+                             the keys ``oc:requests:{u}`` still holds, with the memory TTL
 - ``oc:authored:{u}``        set of the chat-persona keys of group personas the user set (a /forget deletes
                              those the user still authored)
 - ``oc:chatpersona:{platform:chat:CHAT}``  a group chat's persona (JSON, with ``author``: the user who set it)
@@ -162,6 +165,10 @@ def rate_key(user: str) -> str:
 
 def requests_key(user: str) -> str:
     return f"oc:requests:{{{user}}}"
+
+
+def replied_key(user: str) -> str:
+    return f"oc:replied:{{{user}}}"
 
 
 def authored_key(user: str) -> str:
@@ -509,6 +516,19 @@ redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return 1
 """
 
+# KEYS: replied, requests; ARGV: request id, reply JSON, ttl_ms, most kept. Keeps the reply of a claimed request;
+# past the most kept, the replies of keys the requests set dropped go too.
+_KEEP_REPLY = """
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+if redis.call('HLEN', KEYS[1]) > tonumber(ARGV[4]) then
+  for _, id in ipairs(redis.call('HKEYS', KEYS[1])) do
+    if not redis.call('ZSCORE', KEYS[2], id) then redis.call('HDEL', KEYS[1], id) end
+  end
+end
+return 1
+"""
+
 # KEYS: a chat persona; ARGV: user. Deletes it only while that user is its author (another may have replaced it).
 _DELETE_AUTHORED = """
 local raw = redis.call('GET', KEYS[1])
@@ -789,6 +809,7 @@ class Store:
         self._renew_lock = client.register_script(_RENEW_LOCK)
         self._release_lock = client.register_script(_RELEASE_LOCK)
         self._claim_request = client.register_script(_CLAIM_REQUEST)
+        self._keep_reply = client.register_script(_KEEP_REPLY)
         self._set_adapter_version = client.register_script(_SET_ADAPTER_VERSION)
         self._fold_summary = client.register_script(_FOLD_SUMMARY)
         self._reset_chat = client.register_script(_RESET_CHAT)
@@ -910,6 +931,16 @@ class Store:
         """Whether this is the first time the user's request with this idempotency key stores its turn."""
         args = [request_id, now_ms(), ttl_s * 1000, MAX_REQUEST_KEYS]
         return bool(int(await self._claim_request(keys=[requests_key(user)], args=args)))
+
+    async def keep_reply(self, user: str, request_id: str, reply: str, ttl_s: int) -> None:
+        """Keep the reply (JSON) that answered the user's request with this idempotency key."""
+        args = [request_id, reply, ttl_s * 1000, MAX_REQUEST_KEYS]
+        await self._keep_reply(keys=[replied_key(user), requests_key(user)], args=args)
+
+    async def kept_reply(self, user: str, request_id: str) -> str | None:
+        """The reply (JSON) kept for the user's request with this idempotency key, if any."""
+        raw = await self.r.hget(replied_key(user), request_id)
+        return raw.decode() if isinstance(raw, bytes) else raw
 
     async def fold_summary(self, user: str, chat_id: str, summary: str, ttl_s: int) -> None:
         # only while the chat still exists: a /forget or /reset meanwhile must not bring it back
@@ -1649,7 +1680,7 @@ def _own_keys(user: str) -> list[str]:
     return [
         profile_key(user), chats_key(user), log_key(user), rate_key(user), authored_key(user),
         earlier_key(user), facts_key(user), requests_key(user), turn_records_key(user), turn_order_key(user),
-        ratings_key(user), rating_order_key(user),
+        ratings_key(user), rating_order_key(user), replied_key(user),
     ]  # fmt: skip
 
 

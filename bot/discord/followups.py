@@ -35,5 +35,11 @@ class FollowupScreen:
         except discord.HTTPException as exc:
             log.info("could not delete message %s: %s", message.id, exc)
 
+    async def still_there(self, message: discord.Message, text: str) -> None:
+        """Discord tells the bot of every deletion (raw message-delete events: StreamedReply.vanished)."""
+
+    async def settle(self) -> None:
+        """Every message of the reply is a message already."""
+
     def message_id(self, message: discord.WebhookMessage) -> str:
         return str(message.id)

@@ -103,5 +103,11 @@ class ChannelScreen:
             self.waits.hold(self.channel_id, exc.retry_after)
             raise TryLater(exc.retry_after) from exc
 
+    async def still_there(self, message: discord.Message, text: str) -> None:
+        """Discord tells the bot of every deletion (raw message-delete events: StreamedReply.vanished)."""
+
+    async def settle(self) -> None:
+        """Every message of the reply is a message already."""
+
     def message_id(self, message: discord.Message) -> str:
         return str(message.id)

@@ -103,6 +103,7 @@ async def running(application: Application, settings: Settings) -> AsyncIterator
         finally:
             await _updater(application).stop()
             await application.stop()
+            await application.bot_data.ratings.aclose()
 
 
 async def _start_webhook(application: Application, settings: Settings) -> None:

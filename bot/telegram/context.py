@@ -8,7 +8,7 @@ from telegram import InlineKeyboardMarkup
 from telegram.ext import CallbackContext, ContextTypes, ExtBot
 
 from bot.client import BrainClient
-from bot.feedback import ReactionRules
+from bot.feedback import ReactionRules, SettledRatings
 from bot.telegram.keyboards import rating_keyboard
 from bot.telegram.outbox import ChatPacer
 from brain.settings import TelegramSettings
@@ -22,6 +22,7 @@ class BotData:
     pacer: ChatPacer
     retry_window_s: float
     reactions: ReactionRules
+    ratings: SettledRatings
 
     def provide(self, client: BrainClient, settings: TelegramSettings, *, retry_window_s: float) -> None:
         self.client = client
@@ -29,6 +30,8 @@ class BotData:
         self.pacer = ChatPacer(settings.edit_interval_s)
         self.retry_window_s = retry_window_s
         self.reactions = ReactionRules.from_settings(settings.reactions)
+        # one member's reactions on one message coalesce: the newest reaches the brain, once they settle
+        self.ratings = SettledRatings()
 
     @property
     def rating_buttons(self) -> InlineKeyboardMarkup | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Sequence
 
@@ -16,7 +17,7 @@ from bot.telegram.comparison import offer_comparison
 from bot.telegram.context import Context
 from bot.telegram.keyboards import pressed, rating_pressed, remove_keyboard
 from bot.telegram.limits import CALLBACK_ANSWER_LIMIT
-from bot.telegram.replying import chat_request, outbox_for, retry_for, run_and_show, stream_answer
+from bot.telegram.replying import chat_request, outbox_for, privately, retry_for, run_and_show, stream_answer
 from bot.telegram.speakers import speaker_for
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,8 @@ async def on_command(update: Update, context: Context) -> None:
             retry_for(update, context),
             window_s=data.retry_window_s,
             rating_buttons=data.rating_buttons,
+            refused=privately(outbox, context.application.create_task),
+            drafts=data.settings.drafts,
         )
         return
     await run_and_show(update, context, *parsed)
@@ -55,7 +58,12 @@ async def on_message(update: Update, context: Context) -> None:
     data = context.bot_data
     request = chat_request(update, context, text)
     answered = await stream_answer(
-        data.client, outbox, request, window_s=data.retry_window_s, rating_buttons=data.rating_buttons
+        data.client,
+        outbox,
+        request,
+        window_s=data.retry_window_s,
+        rating_buttons=data.rating_buttons,
+        drafts=data.settings.drafts,
     )
     await offer_comparison(data.client, outbox, request, answered)
 
@@ -71,11 +79,9 @@ async def on_reaction(update: Update, context: Context) -> None:
     if rating is None:
         return
     who = speaker_for(update, data.settings)
-    try:
-        # None: not a reply of the bot's (Telegram does not say whose message was reacted to)
-        await rate(data.client, who, rating, kind="reaction", message_id=str(reaction.message_id))
-    except BrainError as exc:
-        log.warning("could not pass on a rating in chat %s: %s %s", who.chat_id, exc.code, exc.message)
+    # None: not a reply of the bot's (Telegram does not say whose message was reacted to)
+    send = functools.partial(rate, data.client, who, rating, kind="reaction", message_id=str(reaction.message_id))
+    data.ratings.give((who.chat_id, reaction.message_id, who.user_id), send)
 
 
 async def on_rating(update: Update, context: Context) -> None:

@@ -6,10 +6,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import time
 import warnings
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import TypeVar
 
@@ -34,6 +36,8 @@ from bot.telegram.limits import (
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
+# a draft animates without flood limits; this spaces its updates all the same, so a fast model costs few calls
+DRAFT_INTERVAL_S = 0.25
 
 
 def says(exc: BadRequest, what: str) -> bool:
@@ -69,7 +73,7 @@ class ChatPacer:
         at = max(self._next_free.get(chat_id, 0.0), self._flood_until.get(chat_id, 0.0))
         slots = self._group_slots.get(chat_id)
         if slots is not None and len(slots) == self.group_per_minute:
-            at = max(at, slots[0] + 60.0)
+            at = max(at, min(slots) + 60.0)
         return at
 
     def in_flood_wait(self, chat_id: int) -> bool:
@@ -80,7 +84,8 @@ class ChatPacer:
         while (wait := self.free_at(chat_id) - time.monotonic()) > 0:
             await asyncio.sleep(wait)
 
-    async def wait_turn(self, chat_id: int) -> None:
+    async def wait_turn(self, chat_id: int) -> float:
+        """Wait for the chat's next slot; returns the slot reserved, for `sent` to correct."""
         now = time.monotonic()
         self._forget_idle_chats(now)
         slot = max(now, self.free_at(chat_id))
@@ -91,6 +96,17 @@ class ChatPacer:
             await asyncio.sleep(slot - now)
         # a flood wait that began while this call waited for its slot holds it too
         await self._flood_over(chat_id)
+        return slot
+
+    def sent(self, chat_id: int, slot: float) -> None:
+        """The call of `slot` goes now: the chat is paced from when it went, not from when it was planned (a busy
+        loop or a flood wait can make it later), so two calls are never closer than `interval_s`."""
+        now = time.monotonic()
+        self._next_free[chat_id] = max(self._next_free.get(chat_id, 0.0), now + self.interval_s)
+        slots = self._group_slots.get(chat_id)
+        if slots is not None and slot in slots:
+            slots.remove(slot)
+            slots.append(now)
 
     async def _flood_over(self, chat_id: int) -> None:
         while (wait := self._flood_until.get(chat_id, 0.0) - time.monotonic()) > 0:
@@ -104,7 +120,8 @@ class ChatPacer:
         """Run one Bot API call in the chat's next slot. On a flood wait (429) the chat is held as told, then the
         call is made again (`resend`), or TryLater is raised, for a caller that makes a newer call instead."""
         while True:
-            await self.wait_turn(chat_id)
+            slot = await self.wait_turn(chat_id)
+            self.sent(chat_id, slot)
             try:
                 return await make_call()
             except RetryAfter as exc:
@@ -227,8 +244,110 @@ class ReplyScreen:
     async def delete(self, message_id: int) -> None:
         await self.outbox.delete(message_id)
 
+    async def still_there(self, message_id: int, text: str) -> None:
+        # Telegram tells a bot of no deletion; an edit to the same text answers "not modified" while it is there
+        await self.outbox.edit(message_id, text)
+
+    async def settle(self) -> None:
+        """Every piece is a message already."""
+
     def message_id(self, message_id: int) -> str:
         return str(message_id)
+
+
+@dataclass
+class Draft:
+    """A piece of a reply in a private chat: a draft while it is written, a message once it is sent."""
+
+    text: str
+    message_id: int | None = None
+
+
+class DraftScreen:
+    """A private chat's Screen with Telegram's native streaming (sendMessageDraft): the piece being written
+    animates as a draft, which has no flood limits, and is sent as a message once it is complete (a next piece
+    began, or the reply ended). Where Telegram refuses drafts, pieces are messages edited as ReplyScreen does."""
+
+    def __init__(self, outbox: Outbox, *, interval_s: float = DRAFT_INTERVAL_S):
+        self.outbox = outbox
+        self.interval_s = interval_s
+        # a draft id is the reply's: changes to one draft animate
+        self.draft_id = secrets.randbelow(2**31 - 1) + 1
+        self.drafts_work = True
+        self._open: Draft | None = None
+        self._last_draft = float("-inf")
+        self._edits = ReplyScreen(outbox)
+
+    async def ready(self) -> None:
+        if self._open is None or not self.drafts_work:
+            await self._edits.ready()
+        while (wait := self._last_draft + self.interval_s - time.monotonic()) > 0:
+            await asyncio.sleep(wait)
+
+    async def post(self, text: str) -> Draft:
+        await self.settle()
+        piece = Draft(text)
+        if await self._draft(text):
+            self._open = piece
+        else:
+            piece.message_id = await self._edits.post(text)
+        return piece
+
+    async def edit(self, piece: Draft, text: str) -> None:
+        if piece is self._open and await self._draft(text):
+            piece.text = text
+            return
+        if piece is self._open:  # drafts refused midway: the piece becomes a message
+            self._open = None
+            piece.message_id = await self._edits.post(text)
+        elif piece.message_id is not None:
+            await self._edits.edit(piece.message_id, text)
+        piece.text = text
+
+    async def delete(self, piece: Draft) -> None:
+        if piece is self._open:
+            self._open = None
+        elif piece.message_id is not None:
+            await self._edits.delete(piece.message_id)
+
+    async def still_there(self, piece: Draft, text: str) -> None:
+        if piece.message_id is not None:
+            await self._edits.still_there(piece.message_id, text)
+
+    async def settle(self) -> None:
+        """Send the piece being drafted as a message (a draft is only a preview: it stays once sent)."""
+        piece, self._open = self._open, None
+        if piece is not None:
+            try:
+                piece.message_id = await self._edits.post(piece.text)
+            except TryLater:
+                self._open = piece
+                raise
+
+    def message_id(self, piece: Draft) -> str:
+        return str(piece.message_id)
+
+    async def _draft(self, text: str) -> bool:
+        """Show `text` as the reply's draft; False once Telegram refuses drafts here (edits take over)."""
+        if not self.drafts_work:
+            return False
+        self._last_draft = time.monotonic()
+        try:
+            await self.outbox.bot.send_message_draft(
+                self.outbox.chat_id, self.draft_id, text, parse_mode=self.outbox.parse_mode
+            )
+        except RetryAfter as exc:
+            seconds = retry_after_seconds(exc)
+            self.outbox.pacer.hold(self.outbox.chat_id, seconds)
+            raise TryLater(seconds) from exc
+        except BadRequest as exc:
+            if self.outbox.parse_mode is not None and says(exc, PARSE_ERROR):
+                self.outbox.parse_mode = None
+                return await self._draft(text)
+            log.info("Telegram refused a draft in chat %s (%s); the reply streams by edits", self.outbox.chat_id, exc)
+            self.drafts_work = False
+            return False
+        return True
 
 
 @contextlib.asynccontextmanager

@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Awaitable, Callable, Coroutine
+from contextlib import AsyncExitStack
+from typing import Any
 
 from telegram import InlineKeyboardMarkup, Update
 
 from bot.answering import answer
-from bot.client import BrainClient
-from bot.commands import run_command
-from bot.feedback import retry_request
-from bot.streaming import StreamedReply
+from bot.client import BrainClient, BrainError
+from bot.commands import friendly_error, run_command
+from bot.feedback import UNKNOWN_TURN, retry_request
+from bot.streaming import Screen, StreamedReply
 from bot.telegram.addressing import in_group, replies_to_me, reply_context
 from bot.telegram.context import Context
 from bot.telegram.keyboards import keyboard
-from bot.telegram.limits import MESSAGE_LIMIT
-from bot.telegram.outbox import Outbox, ReplyScreen, typing_shown
+from bot.telegram.limits import MESSAGE_LIMIT, is_group_chat
+from bot.telegram.outbox import DraftScreen, Outbox, ReplyScreen, typing_shown
 from bot.telegram.speakers import commander, sender_and_chat, speaker_for
 from brain.api_models import ChatReply, ChatRequest
 
@@ -70,14 +74,45 @@ async def stream_answer(
     *,
     window_s: float,
     rating_buttons: InlineKeyboardMarkup | None = None,
+    refused: Callable[[BrainError], Awaitable[bool]] | None = None,
+    drafts: bool = False,
 ) -> ChatReply | None:
     """Stream the brain's reply into the chat (see bot.answering: patient through a brain outage, never silent);
     `rating_buttons` go under its last message once it is whole."""
-    async with StreamedReply(ReplyScreen(outbox), limit=MESSAGE_LIMIT) as reply, typing_shown(outbox):
-        answered = await answer(client, request, reply, window_s=window_s)
+    # in a private chat the reply streams as a native draft; in groups (no drafts there) by edits
+    screen: Screen[Any] = DraftScreen(outbox) if drafts and not is_group_chat(outbox.chat_id) else ReplyScreen(outbox)
+    async with StreamedReply(screen, limit=MESSAGE_LIMIT) as reply, AsyncExitStack() as typing:
+        await typing.enter_async_context(typing_shown(outbox))
+        # "typing…" stops once words or a notice ("Still thinking…") show: beneath them it would only mislead
+        answered = await answer(client, request, reply, window_s=window_s, on_screen=typing.aclose, refused=refused)
     if answered is not None and answered.turn_id is not None and rating_buttons is not None and reply.messages:
-        await outbox.add_keyboard(reply.messages[-1], rating_buttons)
+        await outbox.add_keyboard(int(screen.message_id(reply.messages[-1])), rating_buttons)
     return answered
+
+
+# how long a notice meant for one member stays in the chat (Telegram has no message only one member sees)
+SHORT_LIVED_S = 30.0
+
+
+def privately(
+    outbox: Outbox, run_later: Callable[[Coroutine[Any, Any, None]], object]
+) -> Callable[[BrainError], Awaitable[bool]]:
+    """A refusal for `/retry` of someone else's reply: a reply to the member's /retry (in a group), taken away after
+    SHORT_LIVED_S; `run_later` runs the taking away in the background (the Application's create_task)."""
+
+    async def show(error: BrainError) -> bool:
+        if (error.status, error.code) != (404, UNKNOWN_TURN):
+            return False
+        notice = await outbox.post(friendly_error(error))
+
+        async def take_away() -> None:
+            await asyncio.sleep(SHORT_LIVED_S)
+            await outbox.delete(notice)
+
+        run_later(take_away())
+        return True
+
+    return show
 
 
 async def run_and_show(update: Update, context: Context, name: str, args: str) -> None:

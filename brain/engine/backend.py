@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Literal, Protocol
 from brain.api_models import DEFAULT_DRY_BREAKERS, SamplingParams
 from brain.engine.batching import Engine, GenerationRequest
 from brain.engine.sampling import Dry, breaker_token_ids
+from brain.engine.scheduler import Priority
 from brain.engine.text import TextStream
 
 if TYPE_CHECKING:
@@ -72,12 +73,15 @@ class GenerationBackend(Protocol):
         adapter: str | None = None,
         user: str | None = None,
         contributors: frozenset[str] = frozenset(),
+        priority: Priority = "member",
         public_prefix: int = 0,
     ) -> AsyncIterator[str | Generated]:
         """Text deltas as they are generated, then one Generated; leaving early cancels the request.
 
         ``user``: whose conversation the prompt holds, so that ``forget(user)`` can drop what it left cached;
         ``contributors``: other members whose words it holds, whose forget drops it too.
+        ``priority``: ``"background"`` for work no member waits for (summary folds, fact extraction), which
+        gets only what members' replies leave of the engine.
         ``public_prefix``: how many of the first prompt ids every member of the persona sends alike (its system
         prompt); past them, what another user left cached must not be reused."""
         ...
@@ -108,7 +112,7 @@ class LocalBackend:
             self._breakers[breakers] = breaker_token_ids(self._vocabulary, breakers)
         return self._breakers[breakers]
 
-    def dry(self, sampling: SamplingParams) -> Dry | None:
+    def dry(self, sampling: SamplingParams, prompt_length: int) -> Dry | None:
         """The request's DRY settings in token ids; None where DRY is off (fields left unset are off here:
         the runtime fills them from the model profile first)."""
         if not sampling.dry_multiplier:
@@ -120,6 +124,7 @@ class LocalBackend:
             allowed_length=sampling.dry_allowed_length or Dry.allowed_length,
             penalty_last_n=sampling.dry_penalty_last_n if sampling.dry_penalty_last_n is not None else -1,
             breaker_ids=self._breaker_ids(tuple(DEFAULT_DRY_BREAKERS if breakers is None else breakers)),
+            skip=prompt_length if sampling.dry_reply_only else 0,
         )
 
     @property
@@ -153,6 +158,7 @@ class LocalBackend:
         adapter: str | None = None,
         user: str | None = None,
         contributors: frozenset[str] = frozenset(),
+        priority: Priority = "member",
         public_prefix: int = 0,
     ) -> AsyncIterator[str | Generated]:
         if sampling.num_beams > 1:
@@ -169,8 +175,9 @@ class LocalBackend:
             adapter=adapter,
             owner=user,
             contributors=contributors,
+            priority=priority,
             public_prefix=public_prefix,
-            dry=self.dry(sampling),
+            dry=self.dry(sampling, len(prompt_ids)),
         )
         stream = TextStream(self.engine.submit(request), self.tokenizer, stop=stop or ())
         try:
@@ -187,7 +194,7 @@ class LocalBackend:
             max_new_tokens=sampling.max_new_tokens,
             repetition_penalty=sampling.repetition_penalty,
             adapter=adapter,
-            dry=self.dry(sampling),
+            dry=self.dry(sampling, len(prompt_ids)),
         )
         ids = await self.engine.beam_search(request, sampling.num_beams)
         text = str(self.tokenizer.decode(ids, skip_special_tokens=True)).strip()

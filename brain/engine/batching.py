@@ -1,17 +1,20 @@
 """Continuous batching on token ids: requests join the running batch at step boundaries and leave when done.
 
-A worker thread owns the model. Each turn of its loop it runs one decode step for every row, prefills
-the new arrivals (several at once, left-padded) and adds them to the batch, retires finished and
-cancelled rows, and hands each row's new token to its asyncio consumer (one call per event loop per
-step). The batch's key/value cache, written in place and kept by each row's own length, lives in
-:mod:`brain.engine.kv_cache`; token choice in :mod:`brain.engine.sampling`.
+A worker thread owns the model. Each turn of its loop it asks the scheduler (:mod:`brain.engine.scheduler`)
+for a plan (which rows decode a token, which join and prefill how much of their prompt, which leave), has
+the runner (:mod:`brain.engine.runner`) execute it on the model, gives the sampled tokens back to the
+scheduler, which decides who finished, and hands each row's new token to its asyncio consumer (one call
+per event loop per step). The batch's key/value cache, written in place and kept by each row's own
+length, lives in :mod:`brain.engine.kv_cache`; token choice in :mod:`brain.engine.sampling`.
 
 Prompts reuse what earlier requests computed: a finished request's keys and values go to a
 :class:`~brain.engine.prefix_cache.PrefixCache` (``prefix_cache_mib``), and a new request of the
 same adapter prefills only what follows the longest prefix it shares with one of them (the member's
 previous prompt and reply, or their persona's system prompt). ``forget(owner)`` drops the entries of
-a request's ``owner``. A request joins the batch once the tokens it may need (prompt and reply
-budget) fit in ``kv_cache_tokens`` beside the running rows'.
+a request's ``owner`` and those whose ``contributors`` name them. A request joins the batch once the
+tokens it may need (prompt and reply budget) fit in ``kv_cache_tokens`` beside the running rows'. A
+request's ``priority`` says whether a member waits for it: ``"background"`` work (summary folds, fact
+extraction) runs in what members leave.
 
     engine = Engine(model, max_batch_size=32, eos_token_ids={2}, device=torch.device("cpu"))
     engine.start()
@@ -34,8 +37,8 @@ engine itself keeps serving.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
-import math
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -45,22 +48,15 @@ from typing import Any, TypeVar, cast
 import torch
 from transformers import LogitsProcessorList, PreTrainedModel
 
-from brain.engine.kv_cache import DecodePlan, KVShape, PrefillPlan, RowCache, use_rows_attention
+from brain.engine.attention import use_rows_attention
 from brain.engine.model_loading import context_length as config_context_length
-from brain.engine.prefix_cache import PrefixCache, PrefixEntry
-from brain.engine.sampling import (
-    SEED_LIMIT,
-    Dry,
-    DryLogitsProcessor,
-    RowSampler,
-    SamplingError,
-    make_sampler,
-    pick_tokens,
-)
+from brain.engine.runner import ModelRunner
+from brain.engine.sampling import DryLogitsProcessor, SamplingError
+from brain.engine.scheduler import BackgroundOutcome, GenerationRequest, Priority, Scheduler
+
+__all__ = ["Engine", "EngineError", "GenerationRequest", "Priority", "RequestError", "RequestHandle"]
 
 log = logging.getLogger(__name__)
-# prompt tokens (rows x longest prompt) prefilled in one forward pass
-PREFILL_TOKEN_BUDGET = 4096
 _END = object()
 T = TypeVar("T")
 
@@ -71,52 +67,6 @@ class EngineError(RuntimeError):
 
 class RequestError(EngineError, ValueError):
     """This request's own settings cannot be served: it alone failed, and the engine goes on."""
-
-
-@dataclass
-class GenerationRequest:
-    prompt_ids: list[int]
-    max_new_tokens: int
-    temperature: float = 0.0
-    top_p: float = 1.0
-    top_k: int = 0
-    repetition_penalty: float = 1.0
-    stop_token_ids: frozenset[int] = field(default_factory=frozenset)
-    seed: int | None = None
-    adapter: str | None = None
-    owner: str | None = None  # whose conversation this is: Engine.forget(owner) drops what it left cached
-    # the other members whose words the prompt holds (a group persona's author): their forget drops it too
-    contributors: frozenset[str] = field(default_factory=frozenset)
-    # how many of the prompt's first tokens are public (the persona's system prompt): only so far may it reuse
-    # what another owner's request left cached
-    public_prefix: int = 0
-    dry: Dry | None = None  # DRY sampling of this request alone (the other rows of its batch keep theirs)
-
-    def __post_init__(self) -> None:
-        if not self.prompt_ids:
-            raise ValueError("prompt_ids is empty; a request needs at least one prompt token")
-        if not all(isinstance(token, int) for token in self.prompt_ids):
-            raise ValueError("prompt_ids must be integer token ids")
-        for name in ("temperature", "top_p", "repetition_penalty"):
-            if not math.isfinite(getattr(self, name)):
-                raise ValueError(f"{name} must be a finite number, not {getattr(self, name)}")
-        if self.seed is not None and not (isinstance(self.seed, int) and 0 <= self.seed < SEED_LIMIT):
-            raise ValueError(f"seed must be an integer between 0 and 2**64 - 1, not {self.seed}")
-        if self.max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be at least 1, not {self.max_new_tokens}")
-        if self.temperature < 0:
-            raise ValueError(f"temperature must be 0 (greedy) or positive, not {self.temperature}")
-        if not 0 < self.top_p <= 1:
-            raise ValueError(f"top_p must be in (0, 1], not {self.top_p}")
-        if self.top_k < 0:
-            raise ValueError(f"top_k must be 0 (off) or positive, not {self.top_k}")
-        if self.repetition_penalty <= 0:
-            raise ValueError(f"repetition_penalty must be positive, not {self.repetition_penalty}")
-        if self.dry is not None and not (
-            math.isfinite(self.dry.multiplier) and self.dry.multiplier >= 0 and math.isfinite(self.dry.base)
-        ):
-            raise ValueError("dry multiplier must be 0 (off) or positive and dry base a finite number")
-        self.stop_token_ids = frozenset(self.stop_token_ids)
 
 
 class RequestHandle:
@@ -185,26 +135,6 @@ class StepEvent:
     error: BaseException | None = None  # set when the request failed; the others in the batch go on
 
 
-@dataclass(eq=False)
-class _Row:
-    handle: RequestHandle
-    history: list[int]  # prompt then generated ids, for the repetition penalty
-    sampler: RowSampler
-    stop_ids: frozenset[int]
-    budget: int  # new tokens allowed, capped by the context length
-    generated: int = 0
-    finished: bool = False
-    failed: bool = False
-    next_token: int = 0  # what the row feeds at the next decode step
-    prefix: PrefixEntry | None = None  # the cached prefix it started from
-    reused: int = 0  # prompt tokens taken from that prefix
-
-    @property
-    def reserved(self) -> int:
-        """The cache tokens this row may come to hold."""
-        return len(self.handle.request.prompt_ids) + self.budget
-
-
 @dataclass
 class _Job:
     run: Callable[[], object]
@@ -226,11 +156,10 @@ class Engine:
         on_step: Callable[[int, int], None] | None = None,
         kv_cache_tokens: int | None = None,
         prefix_cache_mib: float = 0,
+        on_background: Callable[[BackgroundOutcome], None] | None = None,
     ) -> None:
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be at least 1, not {max_batch_size}")
-        # Any: a transformers model, or the peft model that wraps it once adapters load (see brain/adapters.py)
-        self.model: Any = model
         self.max_batch_size = max_batch_size
         self.eos_token_ids = frozenset(eos_token_ids)
         self.device = torch.device(device)
@@ -238,33 +167,58 @@ class Engine:
         # a request alone may always run: the budget is at least one context
         self.kv_cache_tokens = max(kv_cache_tokens or max_batch_size * self.context_length, self.context_length)
         self.on_step = on_step
-        self._shape = KVShape.of(model, self.device)
-        self.prefixes = PrefixCache(int(prefix_cache_mib * 2**20) // self._shape.token_bytes())
+        self.runner = ModelRunner(
+            model, device=self.device, context_length=self.context_length, prefix_cache_mib=prefix_cache_mib
+        )
+        self.prefixes = self.runner.prefixes
+        self.scheduler = Scheduler(
+            max_batch_size=max_batch_size,
+            kv_cache_tokens=self.kv_cache_tokens,
+            context_length=self.context_length,
+            eos_token_ids=self.eos_token_ids,
+            prefixes=self.prefixes,
+            on_background=on_background,
+        )
         # an nn.Embedding's count, which torch types as it types any module attribute
         self._vocab_size = cast(int, model.get_input_embeddings().num_embeddings)
         self._condition = threading.Condition()
-        self._queue: deque[RequestHandle] = deque()
+        self._queue: deque[RequestHandle] = deque()  # submitted, not yet handed to the scheduler
         self._jobs: deque[_Job] = deque()
         self._thread: threading.Thread | None = None
         self._stopping = False
-        # the running batch, touched only by the worker thread; rows in the cache's batch order
-        self._rows: list[_Row] = []
-        self._cache = RowCache(self._shape, self.context_length)
-        self._reserved = 0  # cache tokens the running rows may come to hold
-        # prompt tokens admitted, and how many of them came from the prefix cache instead of a prefill
-        self.prompt_tokens = 0
-        self.reused_tokens = 0
+        # every request the scheduler holds, by id; touched only by the worker thread
+        self._handles: dict[int, RequestHandle] = {}
+        self._ids = itertools.count()
         use_rows_attention(model)
+
+    @property
+    def model(self) -> Any:
+        """A transformers model, or the peft model that wraps it once adapters load (see brain/adapters.py)."""
+        return self.runner.model
+
+    @model.setter
+    def model(self, model: Any) -> None:
+        self.runner.model = model
 
     @property
     def active(self) -> int:
         """Rows in the running batch."""
-        return len(self._rows)
+        return self.scheduler.running
 
     @property
     def waiting(self) -> int:
         """Requests queued for a free row."""
-        return len(self._queue)
+        return len(self._queue) + self.scheduler.waiting
+
+    @property
+    def prompt_tokens(self) -> int:
+        """Prompt tokens admitted."""
+        return self.scheduler.prompt_tokens
+
+    @property
+    def reused_tokens(self) -> int:
+        """Of the prompt tokens admitted, those taken from the prefix cache instead of a prefill."""
+        return self.scheduler.reused_tokens
 
     @property
     def running(self) -> bool:
@@ -345,65 +299,74 @@ class Engine:
         with torch.no_grad():
             while True:
                 with self._condition:
-                    while not (self._stopping or self._queue or self._jobs or self._rows):
+                    while not (self._stopping or self._queue or self._jobs or self.scheduler.has_work):
                         self._condition.wait()
                     if self._stopping:
                         break
                     jobs, self._jobs = list(self._jobs), deque()
-                    finished = self._take_cancelled_from_queue()
-                    arrivals = self._take_arrivals()
+                    arrivals, self._queue = list(self._queue), deque()
                 for job in jobs:
                     self._run_job(job)
-                events, ran = [StepEvent(handle, finish_reason="cancelled") for handle in finished], 0
-                try:
-                    step_events, ran = self._step(arrivals)
-                    events += step_events
-                except Exception as error:  # a failed step fails its rows, not the engine
-                    log.exception("generation step failed; ending its %d requests", len(self._rows))
-                    self._fail(list(dict.fromkeys([row.handle for row in self._rows] + arrivals)), error)
+                for handle in arrivals:
+                    request_id = next(self._ids)
+                    self._handles[request_id] = handle
+                    self.scheduler.add(request_id, handle.request)
+                events, ran = self._step()
                 self._publish(events)
                 if ran:
                     self._report(ran, sum(len(event.tokens) for event in events))
             self._shut_down()
 
-    def _take_cancelled_from_queue(self) -> list[RequestHandle]:
-        cancelled = [handle for handle in self._queue if handle.cancel_requested]
-        for handle in cancelled:
-            self._queue.remove(handle)
-        return cancelled
+    def _step(self) -> tuple[list[StepEvent], int]:
+        """Plan a step, run it on the model and account for it; the events to publish, and the rows that
+        produced a token."""
+        for request_id, handle in self._handles.items():
+            if handle.cancel_requested:
+                self.scheduler.cancel(request_id)
+        plan = self.scheduler.schedule()
+        events = [self._ended(request_id, "cancelled") for request_id in plan.dropped]
+        for request_id in plan.dropped:  # a preempted row cancelled while it waited to resume
+            self.runner.release(request_id, keep=False)
+        for request_id in plan.released:
+            self.runner.release(request_id, keep=not self._handles[request_id].forgotten)
+            events.append(self._ended(request_id, "cancelled"))
+        for request_id in plan.preempted:
+            self.runner.preempt(request_id, keep=not self._handles[request_id].forgotten)
+        requests = {request_id: self._handles[request_id].request for request_id in self._handles}
+        try:
+            output = self.runner.execute(plan, requests)
+        except Exception as error:  # a failed step fails its rows, not the engine
+            gone = self.scheduler.fail_running()
+            log.exception("generation step failed; ending its %d requests", len(gone))
+            self.runner.reset()
+            wrapped = _engine_error(error)
+            return events + [self._ended(request_id, "error", wrapped) for request_id in gone], 0
+        ran = 0
+        for update in self.scheduler.update(plan, output):
+            ran += update.error is None and (update.token is not None or update.finish_reason == "stop")
+            handle = self._handles[update.request_id]
+            if update.finish_reason is None:
+                if handle.cancel_requested:  # cancelled during the step: no need to wait for the next one
+                    self.scheduler.cancel(update.request_id)
+                events.append(StepEvent(handle, [update.token] if update.token is not None else []))
+                continue
+            if update.error is not None:
+                log.warning("a request failed: %s", update.error)
+                self.runner.release(update.request_id, keep=False)
+                events.append(self._ended(update.request_id, "error", _row_error(update.error)))
+                continue
+            self.runner.release(update.request_id, keep=not handle.forgotten)
+            tokens = [update.token] if update.token is not None else []
+            events.append(self._ended(update.request_id, update.finish_reason, tokens=tokens))
+        return events, ran
 
-    def _take_arrivals(self) -> list[RequestHandle]:
-        """The queued requests that fit now: a free row each, and their tokens within the cache budget."""
-        arrivals: list[RequestHandle] = []
-        reserved = self._reserved
-        while self._queue and len(self._rows) + len(arrivals) < self.max_batch_size:
-            request = self._queue[0].request
-            need = min(len(request.prompt_ids) + request.max_new_tokens, self.context_length)
-            if (self._rows or arrivals) and reserved + need > self.kv_cache_tokens:
-                break  # first come, first served: it waits for rows to finish, and so do those behind it
-            reserved += need
-            arrivals.append(self._queue.popleft())
-        return arrivals
-
-    def _step(self, arrivals: list[RequestHandle]) -> tuple[list[StepEvent], int]:
-        """Decode a token for every running row, prefill the arrivals, retire finished and failed rows.
-
-        Returns the events to publish and the number of rows that produced a token."""
-        ended = self._retire_cancelled()
-        produced = self._decode() if self._rows else []
-        if arrivals:
-            joined, not_started = self._admit(arrivals)
-            produced += joined
-            ended += not_started
-        events = ended + self._account(produced)
-        self._retire([row for row in self._rows if row.finished])
-        return events, sum(isinstance(token, int) for _, token in produced)
-
-    def _retire_cancelled(self) -> list[StepEvent]:
-        """Drop the rows cancelled since the last step before decoding them again; their events."""
-        gone = [row for row in self._rows if row.handle.cancel_requested]
-        self._retire(gone)
-        return [StepEvent(row.handle, finish_reason="cancelled") for row in gone]
+    def _ended(
+        self, request_id: int, reason: str, error: BaseException | None = None, tokens: list[int] | None = None
+    ) -> StepEvent:
+        handle = self._handles.pop(request_id)
+        if error is not None:
+            return StepEvent(handle, error=error)
+        return StepEvent(handle, tokens or [], reason)
 
     def _report(self, rows: int, tokens: int) -> None:
         if self.on_step is None:
@@ -413,188 +376,14 @@ class Engine:
         except Exception:  # a metrics hook must not stop generation
             log.exception("on_step callback failed")
 
-    def _decode(self) -> list[tuple[_Row, int | SamplingError]]:
-        plan = self._cache.decode_plan()
-        self._put_in_cache_order()
-        rows = self._rows
-        logits = self._forward(
-            torch.tensor([[row.next_token] for row in rows], device=self.device), plan.positions(), plan, rows
-        )
-        self._cache.advance(plan)
-        tokens = pick_tokens(logits, [row.sampler for row in rows], [row.history for row in rows])
-        return list(zip(rows, tokens, strict=True))
-
-    def _forward(
-        self, ids: torch.Tensor, positions: torch.Tensor, plan: PrefillPlan | DecodePlan, rows: list[_Row]
-    ) -> torch.Tensor:
-        """The model's scores at each row's last position."""
-        use_rows_attention(self.model)  # again: generate_batch and friends may have switched it
-        return self.model(
-            input_ids=ids,
-            position_ids=positions,
-            use_cache=False,
-            logits_to_keep=1,
-            rows_plan=plan,
-            **self._adapter_names([row.handle.request for row in rows]),
-        ).logits[:, -1]
-
-    def _admit(self, arrivals: list[RequestHandle]) -> tuple[list[tuple[_Row, int | SamplingError]], list[StepEvent]]:
-        """Prefill the arrivals in groups of similar length, then add them to the running batch.
-
-        Returns each new row's first token and the failure events of requests that could not start."""
-        rows, failed = [], []
-        for handle in arrivals:
-            try:
-                rows.append(self._new_row(handle))
-            except Exception as error:  # unusable settings: this request fails, the others start
-                log.warning("a request could not start: %s", error)
-                failed.append(StepEvent(handle, error=_row_error(error)))
-        produced = []
-        for row in rows:
-            request = row.handle.request
-            row.prefix, row.reused = self.prefixes.lookup(
-                request.adapter, request.prompt_ids, request.owner, request.public_prefix
-            )
-        rows.sort(key=lambda row: (row.handle.request.adapter or "", len(row.handle.request.prompt_ids) - row.reused))
-        for group in _prefill_groups(rows):
-            joined, group_failed = self._join(group)
-            produced += joined
-            failed += group_failed
-        self._put_in_cache_order()
-        return produced, failed
-
-    def _join(self, rows: list[_Row]) -> tuple[list[tuple[_Row, int | SamplingError]], list[StepEvent]]:
-        """Prefill ``rows`` together into new rows of the batch; if that fails, each alone, so that only the
-        request at fault fails. Returns each joined row's first token and the failure events."""
-        try:
-            first = self._prefill(rows)
-        except Exception as error:
-            self._cache.remove([row for row in rows if row in self._cache])
-            if len(rows) == 1:
-                log.exception("prefilling a request failed; it alone fails")
-                return [], [StepEvent(rows[0].handle, error=_engine_error(error))]
-            log.warning("prefilling %d requests together failed (%s); trying each alone", len(rows), error)
-        else:
-            self._rows += rows
-            self._reserved += sum(row.reserved for row in rows)
-            return list(zip(rows, first, strict=True)), []
-        results = [self._join([row]) for row in rows]
-        return [pair for joined, _ in results for pair in joined], [event for _, failed in results for event in failed]
-
-    def _prefill(self, rows: list[_Row]) -> list[int | SamplingError]:
-        """Put each row's reused prefix in place and run the rest of its prompt, left-padded with the
-        others', through the model; each row's first new token."""
-        news = [row.handle.request.prompt_ids[row.reused :] for row in rows]
-        width = max(len(new) for new in news)
-        ids = torch.zeros(len(rows), width, dtype=torch.long)
-        positions = torch.zeros(len(rows), width, dtype=torch.long)
-        for index, (row, new) in enumerate(zip(rows, news, strict=True)):
-            ids[index, width - len(new) :] = torch.tensor(new)
-            positions[index, width - len(new) :] = torch.arange(row.reused, row.reused + len(new))
-            self._cache.add(row, len(row.handle.request.prompt_ids) + 1)
-            if row.reused:
-                assert row.prefix is not None  # a reused count comes from the prefix entry it was found in
-                self._cache.write_prefix(row, row.prefix.keys, row.prefix.values, row.reused)
-        plan = self._cache.prefill_plan(
-            [(row, row.reused, len(new)) for row, new in zip(rows, news, strict=True)], width
-        )
-        logits = self._forward(ids.to(self.device), positions.to(self.device), plan, rows)
-        self._cache.finish_prefill(plan)
-        self.prompt_tokens += sum(len(row.handle.request.prompt_ids) for row in rows)
-        self.reused_tokens += sum(row.reused for row in rows)
-        first = pick_tokens(logits, [row.sampler for row in rows], [row.history for row in rows])
-        return first
-
-    def _adapter_names(self, requests: list[GenerationRequest]) -> dict[str, list[str]]:
-        """Each row's adapter, for a model that takes them (a peft model's mixed-adapter batches)."""
-        if "adapter_names" not in getattr(self.model, "special_peft_forward_args", ()):
-            return {}
-        return {"adapter_names": [request.adapter or "__base__" for request in requests]}
-
-    def _new_row(self, handle: RequestHandle) -> _Row:
-        request = handle.request
-        room = self.context_length - len(request.prompt_ids)
-        sampler = make_sampler(
-            temperature=request.temperature,
-            top_p=request.top_p,
-            top_k=request.top_k,
-            repetition_penalty=request.repetition_penalty,
-            seed=request.seed,
-            device=self.device,
-            dry=request.dry,
-        )
-        return _Row(
-            handle=handle,
-            history=list(request.prompt_ids),
-            sampler=sampler,
-            stop_ids=self.eos_token_ids | request.stop_token_ids,
-            budget=min(request.max_new_tokens, room),
-        )
-
-    def _account(self, produced: list[tuple[_Row, int | SamplingError]]) -> list[StepEvent]:
-        """Record each row's new token and decide whether the row is finished; the events to publish."""
-        events: list[StepEvent] = []
-        for row, token in produced:
-            if isinstance(token, SamplingError):  # this row alone ends; its cache row goes with the finished
-                log.warning("a request failed while sampling: %s", token)
-                row.finished = row.failed = True
-                events.append(StepEvent(row.handle, error=_row_error(token)))
-                continue
-            reason, tokens = None, []
-            if token in row.stop_ids:
-                reason = "stop"
-            else:
-                row.history.append(token)
-                row.generated += 1
-                row.next_token = token
-                tokens = [token]
-                if row.generated >= row.budget:
-                    reason = "length"
-            if reason is None and row.handle.cancel_requested:
-                reason = "cancelled"
-            row.finished = reason is not None
-            events.append(StepEvent(row.handle, tokens, reason))
-        return events
-
-    def _retire(self, rows: list[_Row]) -> None:
-        """Take ``rows`` out of the batch, keeping what they computed for later prompts."""
-        if not rows:
-            return
-        for row in rows:
-            if not row.failed and self.prefixes.token_budget:
-                self._keep_prefix(row)
-        self._cache.remove(rows)
-        gone = set(rows)
-        self._rows = [row for row in self._rows if row not in gone]
-        self._reserved -= sum(row.reserved for row in rows)
-        self._put_in_cache_order()
-
-    def _keep_prefix(self, row: _Row) -> None:
-        request = row.handle.request
-        if row.handle.forgotten:
-            return
-        count = self._cache.length(row)
-        keys, values = self._cache.read(row, count)
-        self.prefixes.store(
-            request.adapter, request.owner, row.history[:count], keys, values, replaces=row.prefix,
-            contributors=request.contributors,
-        )  # fmt: skip
-
     def _forget(self, owner: str) -> int:
         # requests of this owner still running or queued finish, but leave nothing behind
         with self._condition:
-            handles = [row.handle for row in self._rows] + list(self._queue)
+            handles = list(self._handles.values()) + list(self._queue)
         for handle in handles:
             if handle.request.owner == owner or owner in handle.request.contributors:
                 handle.forgotten = True
         return self.prefixes.drop_owner(owner)
-
-    def _put_in_cache_order(self) -> None:
-        order = self._cache.order
-        if len(order) == len(self._rows) and all(a is b for a, b in zip(order, self._rows, strict=True)):
-            return
-        joined = set(self._rows)
-        self._rows = [row for row in order if row in joined]
 
     def _beam_search(self, request: GenerationRequest, num_beams: int) -> list[int]:
         prompt = torch.tensor([request.prompt_ids], device=self.device)
@@ -610,7 +399,7 @@ class Engine:
             logits_processor=LogitsProcessorList(dry),
             eos_token_id=stop_ids or None,
             pad_token_id=stop_ids[0] if stop_ids else 0,
-            **self._adapter_names([request]),
+            **self.runner.adapter_names([request]),
         )
         reply = output[0, prompt.shape[1] :].tolist()
         return next((reply[:index] for index, token in enumerate(reply) if token in stop_ids), reply)
@@ -626,14 +415,6 @@ class Engine:
         self.prefixes.keep_adapters(set(getattr(self.model, "peft_config", {})))
         _call_in_loop(job.loop, _settle, job.future, result, error)
 
-    def _fail(self, handles: list[RequestHandle], error: Exception) -> None:
-        self._drop_batch()
-        wrapped = _engine_error(error)
-        self._publish([StepEvent(handle, error=wrapped) for handle in handles])
-
-    def _drop_batch(self) -> None:
-        self._rows, self._cache, self._reserved = [], RowCache(self._shape, self.context_length), 0
-
     def _publish(self, events: list[StepEvent]) -> None:
         """Hand tokens and endings to their event loops: one call per loop per step."""
         by_loop: dict[asyncio.AbstractEventLoop, list[StepEvent]] = {}
@@ -646,32 +427,16 @@ class Engine:
 
     def _shut_down(self) -> None:
         with self._condition:
-            pending = [row.handle for row in self._rows] + list(self._queue)
+            pending = list(self._handles.values()) + list(self._queue)
             jobs = list(self._jobs)
             self._queue.clear()
             self._jobs.clear()
-        self._drop_batch()
+        self._handles.clear()
+        self.runner.reset()
         self.prefixes.clear()
         self._publish([StepEvent(handle, finish_reason="cancelled") for handle in pending])
         for job in jobs:
             _call_in_loop(job.loop, _settle, job.future, None, EngineError("the engine stopped"))
-
-
-def _prefill_groups(rows: list[_Row]) -> list[list[_Row]]:
-    """Consecutive runs of one adapter whose padded size stays within the prefill budget."""
-    groups: list[list[_Row]] = []
-    for row in rows:
-        request = row.handle.request
-        group = groups[-1] if groups else None
-        if (
-            group
-            and group[0].handle.request.adapter == request.adapter
-            and (len(group) + 1) * (len(request.prompt_ids) - row.reused) <= PREFILL_TOKEN_BUDGET
-        ):
-            group.append(row)
-        else:
-            groups.append([row])
-    return groups
 
 
 def _engine_error(error: BaseException) -> EngineError:

@@ -34,6 +34,7 @@ import httpx
 
 from brain.api_models import SamplingParams
 from brain.engine.backend import FinishReason, Generated
+from brain.engine.scheduler import Priority
 
 log = logging.getLogger("brain.remote")
 
@@ -131,6 +132,7 @@ class RemoteEngine:
         adapter: AdapterRef | str | None = None,
         user: str | None = None,
         contributors: frozenset[str] = frozenset(),
+        priority: Priority = "member",
         public_prefix: int = 0,
     ) -> AsyncIterator[str | Generated]:
         """Text deltas as the server streams them, then one Generated.
@@ -138,6 +140,8 @@ class RemoteEngine:
         ``adapter``: a version to serve with, or the served name of one loaded with ``ensure_adapter``.
         ``user``, ``contributors`` and ``public_prefix`` are not sent: the server's own prefix cache is keyed by
         content and shared (deploy/README.md says what that means for a vLLM server).
+        ``priority`` is not sent either: vLLM refuses a request priority unless it was started with
+        ``--scheduling-policy priority``, so background work there queues like a member's reply.
         """
         if isinstance(adapter, str):
             if adapter not in self._known:

@@ -77,6 +77,9 @@ class Dry:
     allowed_length: int = 2
     penalty_last_n: int = -1
     breaker_ids: frozenset[int] = frozenset()
+    # leading tokens of the history (the prompt) that DRY never looks at: a reply may then quote its prompt (a fact
+    # the member told) freely, and only its own repeats cost. 0: the whole context, as llama.cpp has it
+    skip: int = 0
 
     @property
     def on(self) -> bool:
@@ -90,6 +93,7 @@ def dry_penalties(history: Sequence[int], dry: Dry) -> dict[int, float]:
     extend the repeat; its repeat length is how far back the match runs (bounded by the last breaker in the
     history and by the window). A token gets the penalty of its longest repeat.
     """
+    history = history[dry.skip :]
     if not dry.on or not history:
         return {}
     window = list(history if dry.penalty_last_n < 0 else history[-dry.penalty_last_n :])

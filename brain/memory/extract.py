@@ -88,7 +88,7 @@ async def _extract(runtime: Runtime, user: str, chat_id: str, chat_kind: str, si
     try:
         ids = await runtime.off_loop(render, runtime.tokenizer, extraction_messages(message))
         # owned by the member: a /forget drops the cached keys and values of this prompt too
-        answer = await runtime.complete(ids, SAMPLING, user=user)
+        answer = await runtime.complete(ids, SAMPLING, user=user, priority="background")
         for text in grounded_facts(answer.text, message):
             fact = new_fact(text, "extracted", chat_id, chat_kind, quote=message)
             ttl = runtime.settings.memory.ttl_s

@@ -31,6 +31,15 @@ class Metrics:
         self.redis_errors = Counter("ownchat_redis_errors", "Requests that failed on Redis", registry=self.registry)
         self.replies = Counter("ownchat_replies", "Chat replies by outcome", ["outcome"], registry=self.registry)
         self.admitted = Gauge("ownchat_admitted_requests", "Generation slots in use", registry=self.registry)
+        # summary folds and fact extraction waiting on members' replies: joined to a newer one (coalesced),
+        # pushed out of a full backlog (dropped), held back while members waited (delayed), or made to give
+        # their row to a member (preempted)
+        self.background = Counter(
+            "ownchat_background_generations",
+            "Background generations coalesced, dropped, delayed or preempted for members' replies",
+            ["outcome"],
+            registry=self.registry,
+        )
         self.time_to_first_token = Histogram(
             "ownchat_time_to_first_token_seconds", "From a generation's start to its first text",
             registry=self.registry, buckets=TTFT_BUCKETS,
@@ -39,7 +48,9 @@ class Metrics:
             "ownchat_admission", "Requests admitted to a generation slot or refused (503 busy)", ["outcome"],
             registry=self.registry,
         )  # fmt: skip
-        self.background = Gauge("ownchat_background_tasks", "Summary folds waiting or running", registry=self.registry)
+        self.background_tasks = Gauge(
+            "ownchat_background_tasks", "Summary folds waiting or running", registry=self.registry
+        )
 
     def watch_engine(self, waiting: Callable[[], float], active: Callable[[], float]) -> None:
         self.queue_depth.set_function(waiting)
@@ -48,12 +59,16 @@ class Metrics:
     def watch_admission(self, in_use: Callable[[], float]) -> None:
         self.admitted.set_function(in_use)
 
+    def on_background(self, outcome: str) -> None:
+        """Called from the engine's worker thread (prometheus_client's counters are thread-safe)."""
+        self.background.labels(outcome=outcome).inc()
+
     def on_step(self, batch_size: int, new_tokens: int) -> None:
         self.batch_size.observe(batch_size)
         self.tokens_generated.inc(new_tokens)
 
     def watch_background(self, backlog: Callable[[], float]) -> None:
-        self.background.set_function(backlog)
+        self.background_tasks.set_function(backlog)
 
     def watch_prefix_cache(self, counts: Callable[[], tuple[int, int, int]]) -> None:
         """The engine's prefix cache: (lookups, hits, prompt tokens reused), counted where they happen."""

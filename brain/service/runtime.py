@@ -23,6 +23,7 @@ from brain.engine.batching import Engine
 from brain.engine.model_loading import LoadedModel, load_serving_model
 from brain.engine.remote import RemoteEngine, load_tokenizer_only
 from brain.engine.remote_adapters import RemoteAdapters
+from brain.engine.scheduler import Priority
 from brain.memory.summary import unsaid_words
 from brain.prompt import count_tokens, render
 from brain.service.admission import Admission
@@ -75,6 +76,8 @@ class Runtime:
         self._rewrite: asyncio.Task[None] | None = None
         self.metrics.watch_background(lambda: len(self.background))
         self._summary_locks: weakref.WeakValueDictionary[tuple[str, str], asyncio.Lock] = weakref.WeakValueDictionary()
+        # the evicted lines of each chat's fold that has not started yet: a later fold adds its own lines to it
+        self._waiting_folds: dict[tuple[str, str], list[dict[str, Any]]] = {}
         # turns that left a chat's window since its last fold: a fold waits for memory.fold_every_turns of them
         self._awaiting_fold: OrderedDict[tuple[str, str], list[dict[str, Any]]] = OrderedDict()
 
@@ -123,6 +126,7 @@ class Runtime:
                 device=loaded.device,
                 context_length=loaded.context_length,
                 on_step=metrics.on_step,
+                on_background=metrics.on_background,
                 kv_cache_tokens=settings.model.kv_cache_tokens,
                 prefix_cache_mib=settings.model.prefix_cache_mib,
             )
@@ -182,11 +186,14 @@ class Runtime:
         adapter: str | None = None,
         user: str | None = None,
         contributors: frozenset[str] = frozenset(),
+        priority: Priority = "member",
         public_prefix: int = 0,
         timed: bool = True,
     ) -> AsyncIterator[str | Generated]:
-        """Text deltas as they are generated, then one Generated with the whole reply. ``timed``: its time to
-        first token counts in the metrics (a background summary's does not)."""
+        """Text deltas as they are generated, then one Generated with the whole reply.
+
+        ``priority="background"`` for work no member waits for: it runs in what members' replies leave, and its
+        time to first token does not count in the metrics (nor does any with ``timed=False``)."""
         sampling = self.with_dry_defaults(sampling)
         stream = self.backend.generate(
             prompt_ids,
@@ -196,9 +203,10 @@ class Runtime:
             adapter=adapter,
             user=user,
             contributors=contributors,
+            priority=priority,
             public_prefix=public_prefix,
         )
-        return self._timed(stream) if timed else stream
+        return self._timed(stream) if timed and priority == "member" else stream
 
     async def _timed(self, stream: AsyncIterator[str | Generated]) -> AsyncIterator[str | Generated]:
         started = time.perf_counter()
@@ -225,6 +233,7 @@ class Runtime:
             "dry_allowed_length": dry.allowed_length,
             "dry_penalty_last_n": dry.penalty_last_n,
             "dry_sequence_breakers": list(dry.sequence_breakers),
+            "dry_reply_only": dry.reply_only,
         }
         unset = {name: value for name, value in defaults.items() if getattr(sampling, name) is None}
         return sampling.model_copy(update=unset) if unset else sampling
@@ -261,13 +270,20 @@ class Runtime:
 
     def fold_in_background(self, user: str, chat_id: str, summary: str, evicted: list[dict[str, Any]]) -> None:
         """Fold the turns that left the window once memory.fold_every_turns of them have gathered: one summary
-        generation every few exchanges, not one per message."""
+        generation every few exchanges, not one per message. The fold runs as background work; while a chat's
+        previous fold has not started yet, the new lines join it and one generation folds both."""
         waiting = self._awaiting_fold.pop((user, chat_id), []) + evicted
         if len(waiting) < self.settings.memory.fold_every_turns:
             self._awaiting_fold[(user, chat_id)] = waiting
             while len(self._awaiting_fold) > MAX_CHATS_AWAITING_FOLD:
                 self._awaiting_fold.popitem(last=False)
             return
+        queued = self._waiting_folds.get((user, chat_id))
+        if queued is not None:  # this chat's previous fold has not started: one generation folds both
+            queued.extend(waiting)
+            self.metrics.background.labels(outcome="coalesced").inc()
+            return
+        self._waiting_folds[(user, chat_id)] = waiting
         task = asyncio.create_task(self._fold(user, chat_id, summary, waiting))
         self.background.add(task)
         task.add_done_callback(self.background.discard)
@@ -277,10 +293,18 @@ class Runtime:
         /reset nothing they said may reach a summary."""
         for key in [key for key in self._awaiting_fold if key[0] == user and chat_id in (None, key[1])]:
             del self._awaiting_fold[key]
+        # folds that have not started fold nothing now, and later lines start a fold of their own (with the
+        # summary as it is after the reset, not the one these folds were given)
+        for key in [key for key in self._waiting_folds if key[0] == user and chat_id in (None, key[1])]:
+            self._waiting_folds.pop(key).clear()
 
     async def _fold(self, user: str, chat_id: str, summary: str, evicted: list[dict[str, Any]]) -> None:
         lock = self._summary_locks.setdefault((user, chat_id), asyncio.Lock())
         async with lock:
+            if self._waiting_folds.get((user, chat_id)) is evicted:  # started: later lines need a fold of their own
+                del self._waiting_folds[(user, chat_id)]
+            if not evicted:  # dropped by a /forget or /reset while it waited
+                return
             try:
                 current, _ = await self.store.chat_memory(user, chat_id)
                 lines = "\n".join(f"{t['role']}: {t['text']}" for t in evicted)
@@ -297,7 +321,7 @@ class Runtime:
                     max_new_tokens=self.settings.memory.summary_max_tokens,
                     dry_multiplier=0.0,  # a summary repeats what was said: DRY would push it to other words
                 )  # fmt: skip
-                result = await self.complete(ids, sampling, user=user, timed=False)
+                result = await self.complete(ids, sampling, user=user, priority="background")
                 unsaid = unsaid_words(result.text, [current or summary, *(str(t["text"]) for t in evicted)])
                 if unsaid:  # a summary that says what nobody said is worse than the one before it
                     log.info("a summary of %s was not kept: it holds words nobody said (%s)", chat_id, unsaid[:8])

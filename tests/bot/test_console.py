@@ -22,6 +22,7 @@ def run_console(brain, lines: list[str]) -> str:
 def test_console_chats_and_runs_commands(brain):
     out = run_console(brain, ["/help", "/persona tutor", "hello there", "/memory", "/optin", "/optin yes"])
     assert "/forget" in out and "/persona" in out  # help lists the commands
+    assert "/good or /bad" in out and "React" not in out  # and how to rate here, where nobody can react
     assert "Persona set for you: tutor." in out
     assert "bot>" in out
     assert "Persona: tutor" in out and "Recent turns remembered here: 2" in out

@@ -96,3 +96,14 @@ def test_a_long_run_of_emoji_is_cut_between_them_and_nothing_is_lost():
 
     assert "".join(pieces) == text
     assert [c for piece in pieces for c in clusters(piece)] == clusters(text)
+
+
+def test_a_cut_that_would_leave_a_few_characters_on_their_own_falls_earlier():
+    text = "A sentence that fills the message. " * 50 + "Bye now."
+    limit = len(text) - 6  # the natural cut leaves "now." alone
+
+    pieces = split_message(text, limit)
+
+    assert len(pieces) == 2 and len(pieces[-1]) > 12
+    assert " ".join(pieces).split() == text.split()
+    assert all(len(piece) <= limit for piece in pieces)

@@ -33,7 +33,7 @@ def test_the_default_model_gets_what_the_benches_found_best() -> None:
     settings = load_settings()
     assert settings.profile["name"] == "small"
     assert settings.memory.max_turns == 2 and settings.memory.summaries is False
-    assert settings.model.dry.multiplier > 0
+    assert settings.model.dry.multiplier > 0 and settings.model.dry.sequence_breakers == ["\n"]
 
 
 def test_any_other_model_gets_a_capable_chat_models_profile() -> None:

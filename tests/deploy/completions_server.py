@@ -80,7 +80,7 @@ def add_vllm_routes(app: FastAPI) -> ServerLog:
         prompt = body.get("prompt")
         if not isinstance(prompt, list) or not all(isinstance(i, int) for i in prompt):
             return _error(400, "this server takes prompts as lists of token ids", "BadRequestError")
-        # the double's engine serves the base model whatever adapter was named (the brain's own route knows none)
+        # the brain's route serves only its own names; an adapter's tokens come from the base model here
         served = OAICompletionRequest.model_validate({**body, "model": runtime.model_name})
         return await openai_compat.completions(served, request, runtime)
 

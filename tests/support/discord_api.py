@@ -12,6 +12,7 @@ Discord names the bucket in X-RateLimit-* headers and refuses calls in it with 4
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import re
@@ -189,9 +190,11 @@ class LocalDiscord:
         self.commands: list[dict[str, Any]] = []
         self.interactions: dict[str, Interaction] = {}
         self.deleted: list[int] = []  # ids of the messages deleted, by the bot or by a moderator
+        self.bot_reactions: list[tuple[int, str, bool]] = []  # (message id, emoji, added) of the bot's own reactions
         self._faults: list[_Fault] = []
         self._buckets: list[_Bucket] = []
         self._sockets: list[_Connection] = []
+        self._dispatching: set[asyncio.Task[None]] = set()  # gateway events on their way
         self._runner: web.AppRunner | None = None
         self.port = 0
 
@@ -367,10 +370,29 @@ class LocalDiscord:
         ids = sorted(i for i in message.get("_reactions", {}).get(emoji, []) if i > after)[:limit]
         return [self.users[i].payload() for i in ids]
 
+    def _own_reaction(self, message_id: int, emoji: str, *, add: bool) -> None:
+        """The bot adds or takes back its own reaction on a message."""
+        message = self.messages.get(message_id)
+        if message is None:
+            raise _DiscordError(404, 10008, "Unknown Message")
+        users = message.setdefault("_reactions", {}).setdefault(emoji, [])
+        if add and self.bot_user.id not in users:
+            users.append(self.bot_user.id)
+        elif not add and self.bot_user.id in users:
+            users.remove(self.bot_user.id)
+        self.bot_reactions.append((message_id, emoji, add))
+
     def delete_message(self, message_id: int) -> None:
-        """A moderator, an auto-mod bot or the author deletes a message."""
-        del self.messages[message_id]
+        """A moderator, an auto-mod bot or the author deletes a message; the gateway tells the bot."""
+        message = self.messages.pop(message_id)
         self.deleted.append(message_id)
+        channel = self.channels[int(message["channel_id"])]
+        event = {"id": str(message_id), "channel_id": message["channel_id"]}
+        if channel.guild_id is not None:
+            event["guild_id"] = str(channel.guild_id)
+        dispatch = asyncio.get_running_loop().create_task(self._dispatch("MESSAGE_DELETE", event, channel.guild_id))
+        self._dispatching.add(dispatch)
+        dispatch.add_done_callback(self._dispatching.discard)
 
     # faults
 
@@ -432,7 +454,7 @@ class LocalDiscord:
     def answers(self, interaction: Interaction) -> list[dict[str, Any]]:
         """The messages the bot showed for an interaction: its response, then its followups."""
         ids = ([interaction.original_id] if interaction.original_id else []) + interaction.followup_ids
-        return [self.messages[i] for i in ids if not self.messages[i]["flags"] & LOADING]
+        return [self.messages[i] for i in ids if i in self.messages and not self.messages[i]["flags"] & LOADING]
 
     async def wait_for_answers(self, interaction: Interaction) -> list[dict[str, Any]]:
         """The bot's answers to an interaction, once there is one."""
@@ -794,6 +816,12 @@ class LocalDiscord:
                 return _json(_public(message))
             case ("GET", ["channels", channel_id, "messages"]):
                 return _json(self._history(self._channel(channel_id), call.query))
+            case ("PUT", ["channels", _, "messages", message_id, "reactions", emoji, "@me"]):
+                self._own_reaction(int(message_id), unquote(emoji), add=True)
+                return web.Response(status=204)
+            case ("DELETE", ["channels", _, "messages", message_id, "reactions", emoji, "@me"]):
+                self._own_reaction(int(message_id), unquote(emoji), add=False)
+                return web.Response(status=204)
             case ("GET", ["channels", _, "messages", message_id, "reactions", emoji]):
                 return _json(self._reaction_users(int(message_id), unquote(emoji), call.query))
             case ("POST", ["interactions", _, token, "callback"]):

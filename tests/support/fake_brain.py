@@ -22,6 +22,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import Literal
 
 from aiohttp import web
 from pydantic import BaseModel
@@ -120,7 +121,16 @@ class CutAfter:
     deltas: int
 
 
-Fault = Refuse | Silent | CutAfter
+@dataclass(frozen=True)
+class LostAfterStoring:
+    """Answer and store the turn, then lose the answer on its way: `how` is "drop" (the connection closes before a
+    byte of it), "502" (a proxy in front answers instead) or "before_done" (every word is sent, then the connection
+    closes before the `done` event)."""
+
+    how: Literal["drop", "502", "before_done"]
+
+
+Fault = Refuse | Silent | CutAfter | LostAfterStoring
 # awaited before each delta with (request, delta index, text sent so far): a test can hold a stream there
 BeforeDelta = Callable[[ChatRequest, int, str], Awaitable[None]]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -159,6 +169,9 @@ class FakeBrain:
         self.turns: dict[tuple[str, str], list[Turn]] = {}  # (user key, chat id) -> remembered turns
         self.facts: dict[str, list[Fact]] = {}  # user key -> pinned facts
         self._stored_requests: set[tuple[str, str]] = set()  # (user key, request_id) of the turns stored
+        # as the brain does: the reply kept per (user key, request_id), and those being generated
+        self.kept: dict[tuple[str, str], ChatReply] = {}
+        self._generating: dict[tuple[str, str], asyncio.Event] = {}
         self.replies: dict[str, ChatRequest] = {}  # turn id -> the request it answered (a retry's: the first one)
         self.retries: dict[str, str] = {}  # a retry's turn id -> the turn it answered again
         self.messages: dict[tuple[str, str, str], str] = {}  # (platform, chat id, message id) -> turn id
@@ -239,26 +252,61 @@ class FakeBrain:
             chat = self.replies[first].model_copy(update={"retry_of": first, "request_id": chat.request_id})
         if not chat.text.strip():
             return _error(400, "empty_text", "There is nothing to answer: the message is empty.")
+        key = (chat.key, chat.request_id or "")
+        if chat.request_id is not None and key in self._generating:
+            await self._generating[key].wait()  # joined: the same reply, once it is done
+        if chat.request_id is not None and key in self.kept:
+            # asked again: the reply kept for this request, with its turn id
+            self.events.append(f"again {chat.text}")
+            kept = self.kept[key]
+            if not chat.stream:
+                return _json(kept)
+            again = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+            await again.prepare(request)
+            await again.write(_event("delta", StreamDelta(delta=kept.reply)) + _event("done", kept))
+            await again.write_eof()
+            return again
+        generating = self._generating.setdefault(key, asyncio.Event()) if chat.request_id else asyncio.Event()
+        try:
+            return await self._answer(request, chat)
+        finally:
+            generating.set()
+            if self._generating.get(key) is generating:
+                del self._generating[key]
+
+    async def _answer(self, request: web.Request, chat: ChatRequest) -> web.StreamResponse:
         self.events.append(f"start {chat.text}")
         reply = self.reply_for(chat)
+        fault = request[FAULT]
+        lost = fault.how if isinstance(fault, LostAfterStoring) else None
+        assert request.transport is not None
+        if lost in ("drop", "502"):
+            self._remember(chat, reply)
+            if lost == "drop":
+                request.transport.close()
+                return web.Response()
+            return _error(502, "bad_gateway", "Bad gateway")
         if not chat.stream:
             return _json(self._remember(chat, reply))
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
         sent = ""
-        fault = request[FAULT]
         cut = fault.deltas if isinstance(fault, CutAfter) else None
         for index, delta in enumerate(self.deltas(reply)):
             if self.before_delta is not None:
                 await self.before_delta(chat, index, sent)
             if index == cut:
                 self.events.append(f"cut {chat.text}")
-                assert request.transport is not None
                 request.transport.close()
                 return response
             await response.write(_event("delta", StreamDelta(delta=delta)))
             sent += delta
-        await response.write(_event("done", self._remember(chat, reply)))
+        done = self._remember(chat, reply)
+        if lost == "before_done":
+            self.events.append(f"cut {chat.text}")
+            request.transport.close()
+            return response
+        await response.write(_event("done", done))
         await response.write_eof()
         return response
 
@@ -266,6 +314,8 @@ class FakeBrain:
         """Store the turn as the brain does once a reply is complete (once per idempotency key), and say so."""
         now = time.time()
         key = (chat.key, chat.request_id or "")
+        if chat.request_id is not None and key in self.kept:
+            return self.kept[key]  # stored meanwhile: the kept reply stands
         # a retry answers a message stored already
         if chat.retry_of is None and (chat.request_id is None or key not in self._stored_requests):
             self._stored_requests.add(key)
@@ -280,7 +330,7 @@ class FakeBrain:
         self.replies[turn_id] = chat.model_copy(update={"retry_of": None})
         if chat.retry_of is not None:
             self.retries[turn_id] = chat.retry_of
-        return ChatReply(
+        answered = ChatReply(
             reply=reply,
             persona=persona,
             tokens=len(reply.split()),
@@ -288,6 +338,9 @@ class FakeBrain:
             logged=logged,
             turn_id=turn_id,
         )
+        if chat.request_id is not None:
+            self.kept[key] = answered
+        return answered
 
     def _retried(self, chat: ChatRequest) -> str | None:
         """The first reply to the message a /retry asks about: named by a message showing a reply, or the last."""
@@ -405,6 +458,7 @@ class FakeBrain:
         self.consent.pop(user, None)
         self.persona.pop(user, None)
         self.facts.pop(user, None)
+        self.kept = {key: kept for key, kept in self.kept.items() if key[0] != user}
         return _json(ForgetResult(forgotten=True, deleted_keys=deleted))
 
     async def _export(self, request: web.Request) -> web.Response:

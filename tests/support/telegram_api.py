@@ -30,6 +30,8 @@ T = TypeVar("T")
 
 DEFAULT_TOKEN = "123456:TEST-telegram-token"
 MESSAGE_LIMIT = 4096
+# some of the emoji Telegram lets a bot react with (⏳ is not among them)
+BOT_REACTIONS = frozenset("👍 👎 ❤ 🔥 👀 🤔 👌 🙏 ✍".split())
 # what Telegram sends a bot that names no allowed_updates: everything but these
 _NOT_SENT_UNLESS_ASKED = {"message_reaction", "message_reaction_count", "chat_member"}
 # request fields that stay strings even when they look like JSON (a text "123" is not a number)
@@ -200,6 +202,8 @@ class TelegramApiServer:
         self.webhook_posts: list[tuple[int, int]] = []  # (update id, HTTP status of the bot's answer)
         self.callback_answers: dict[str, dict[str, Any] | None] = {}
         self.deleted: list[TgMessage] = []  # by the bot or by a member, in order
+        self.drafts: list[tuple[int, int, str]] = []  # (chat id, draft id, text) of every draft, in order
+        self.bot_reactions: list[tuple[TgMessage, list[str]]] = []  # the bot's reactions as it set them, in order
         self._users = itertools.count(1001)
         self._groups = itertools.count(1)
         self._update_ids = itertools.count(1)
@@ -564,6 +568,35 @@ class TelegramApiServer:
         if not message.sender.is_bot and chat.type == "private":
             raise ApiError(400, "Bad Request: message can't be deleted for everyone")
         self.delete(message)
+        return True
+
+    async def _api_sendMessageDraft(self, params: dict[str, Any]) -> bool:
+        """A draft animates in a private chat while a reply is written; nothing is kept in the chat."""
+        chat = self._chat(params)
+        if chat.type != "private":
+            raise ApiError(400, "Bad Request: drafts can be sent only to private chats")
+        draft_id = int(params.get("draft_id") or 0)
+        if not draft_id:
+            raise ApiError(400, "Bad Request: draft_id must be non-zero")
+        text = params.get("text") or ""
+        if utf16_len(text) > MESSAGE_LIMIT:
+            raise ApiError(400, "Bad Request: message is too long")
+        _check_markup(text, params.get("parse_mode"))
+        self.drafts.append((chat.id, draft_id, text))
+        return True
+
+    async def _api_setMessageReaction(self, params: dict[str, Any]) -> bool:
+        chat = self._chat(params)
+        message = self.messages.get((chat.id, params.get("message_id")))  # type: ignore[arg-type]
+        if message is None:
+            raise ApiError(400, "Bad Request: message to react not found")
+        reaction = params.get("reaction") or []
+        if isinstance(reaction, str):
+            reaction = json.loads(reaction)
+        emoji = [r["emoji"] for r in reaction if r.get("type") == "emoji"]
+        if any(e not in BOT_REACTIONS for e in emoji):
+            raise ApiError(400, "Bad Request: REACTION_INVALID")
+        self.bot_reactions.append((message, emoji))
         return True
 
     async def _api_editMessageReplyMarkup(self, params: dict[str, Any]) -> dict[str, Any]:

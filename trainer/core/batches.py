@@ -243,3 +243,14 @@ class MixedBatches:
 
     def restore(self, state: dict[str, int]) -> None:
         pass  # the step alone says where the data is
+
+
+def left_padded(prompts: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Prompts of token ids as one left-padded batch for generation: (ids, attention mask), both (rows, width)."""
+    width = max(len(prompt) for prompt in prompts)
+    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    for row, prompt in enumerate(prompts):
+        ids[row, width - len(prompt) :] = torch.tensor(list(prompt))
+        mask[row, width - len(prompt) :] = 1
+    return ids, mask

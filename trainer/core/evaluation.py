@@ -19,7 +19,7 @@ import sacrebleu
 import torch
 import torch.nn.functional as F
 
-from trainer.core.batches import chunks, collate
+from trainer.core.batches import chunks, collate, left_padded
 from trainer.core.distributed import Placement, sum_across_ranks
 from trainer.core.examples import Example, PairExample, RatedExample
 from trainer.core.models import ModelWithTokenizer
@@ -199,12 +199,7 @@ def greedy_replies(
     replies: list[str] = []
     for start in range(0, len(prompts), batch_size):
         chunk = prompts[start : start + batch_size]
-        width = max(len(p) for p in chunk)
-        ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
-        mask = torch.zeros((len(chunk), width), dtype=torch.long)
-        for row, prompt in enumerate(chunk):
-            ids[row, width - len(prompt) :] = torch.tensor(prompt)
-            mask[row, width - len(prompt) :] = 1
+        ids, mask = left_padded(chunk, pad_id)
         out = model.generate(
             input_ids=ids.to(device),
             attention_mask=mask.to(device),
@@ -213,7 +208,7 @@ def greedy_replies(
             eos_token_id=eos_token_ids,
             pad_token_id=pad_id,
         )
-        replies += [tokenizer.decode(row[width:], skip_special_tokens=True).strip() for row in out]
+        replies += [tokenizer.decode(row[ids.shape[1] :], skip_special_tokens=True).strip() for row in out]
     return replies
 
 

@@ -28,7 +28,7 @@ from pydantic import BaseModel
 
 from brain.feedback_records import RatedTurn
 from brain.settings import RewardModelSettings
-from trainer.core.batches import chunks, collate
+from trainer.core.batches import chunks, collate, left_padded
 from trainer.core.examples import IGNORE_INDEX, ChatRenderer, Example
 from trainer.nightly.ratings import groups
 from trainer.nightly.stats import auc
@@ -244,12 +244,7 @@ def sampled_replies(
     out: list[list[str]] = []
     for start in range(0, len(prompts), batch_size):
         chunk = prompts[start : start + batch_size]
-        width = max(len(p) for p in chunk)
-        ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
-        mask = torch.zeros((len(chunk), width), dtype=torch.long)
-        for row, prompt in enumerate(chunk):
-            ids[row, width - len(prompt) :] = torch.tensor(prompt)
-            mask[row, width - len(prompt) :] = 1
+        ids, mask = left_padded(chunk, pad_id)
         generated = model.generate(
             input_ids=ids.to(device),
             attention_mask=mask.to(device),
@@ -262,7 +257,7 @@ def sampled_replies(
             eos_token_id=eos_token_ids,
             pad_token_id=pad_id,
         )
-        texts = [tokenizer.decode(row[width:], skip_special_tokens=True).strip() for row in generated]
+        texts = [tokenizer.decode(row[ids.shape[1] :], skip_special_tokens=True).strip() for row in generated]
         out += [texts[i * n : (i + 1) * n] for i in range(len(chunk))]
     return out
 

@@ -29,6 +29,7 @@ from brain.prompt import Prompt, build_prompt, public_prefix, render
 from brain.service.auth import Authorized
 from brain.service.deps import RuntimeDep
 from brain.service.errors import ApiError, responses
+from brain.service.replays import answer_again, answered_before, carried, keep, kept_reply
 from brain.service.routes.compare import should_compare
 from brain.service.runtime import Runtime
 from brain.service.streaming import EventStream, events_or_error, sse, stream_responses, unless_disconnected
@@ -119,6 +120,12 @@ async def chat(body: ChatRequest, request: Request, runtime: RuntimeDep) -> Any:
     if not body.is_retry:
         check_text(runtime, body)
     check_beams(runtime, body.stream, (body.sampling and body.sampling.num_beams) or 1)
+    # a request asked again (its client did not learn what became of it) is answered with the reply kept for it
+    again = await answered_before(runtime, body)
+    if again is not None:
+        if body.stream:
+            return answer_again(events_or_error(_sse(again), lambda error: sse("error", error)))
+        return await _whole(again)
     # nothing was stored and nothing counted for a request refused above; from here on it counts against the rate
     with runtime.admission.take() as slot:
         user = body.key
@@ -182,7 +189,9 @@ async def chat(body: ChatRequest, request: Request, runtime: RuntimeDep) -> Any:
             if prompt.thread_used and any(not m.from_bot for m in body.context):
                 # other members' words, known only by their display names: no forget could find the entry
                 contributors.add(UNKNOWN_CONTRIBUTOR)
-        reply = _reply(runtime, user, state.profile, ids, public, sampling, finish, contributors - {user})
+        reply = carried(
+            runtime, body, _reply(runtime, user, state.profile, ids, public, sampling, finish, contributors - {user})
+        )
         if body.stream:
             return EventStream(events_or_error(_sse(reply), lambda error: sse("error", error)), slot)
         return await unless_disconnected(request, _whole(reply))
@@ -307,9 +316,11 @@ async def _store_turn(
     user = body.key
     ttl_s = runtime.settings.memory.ttl_s
     if body.request_id and not await runtime.store.claim_request(user, body.request_id, ttl_s):
-        # this message was answered and stored before (a bot asked again): it is answered anew, stored once
+        # this message was answered and stored meanwhile (a bot asked again while another replica generated): the
+        # reply kept for it stands; stored once
         runtime.metrics.replies.labels("ok").inc()
-        return _answered(persona, result, adapter, logged=False, turn_id=None)
+        kept = await kept_reply(runtime, body)
+        return kept or _answered(persona, result, adapter, logged=False, turn_id=None)
     now = time.time()
     user_tokens = await runtime.off_loop(runtime.count, body.text)
     user_turn = {"role": "user", "text": body.text, "ts": now, "tokens": user_tokens}
@@ -339,9 +350,10 @@ async def _store_turn(
         extract_in_background(runtime, user, body.chat_id, body.chat_kind.value, record.since, body.text)
     runtime.metrics.replies.labels("ok").inc()
     runtime.metrics.request_latency.labels("chat").observe(time.perf_counter() - started)
-    reply = _answered(persona, result, adapter, logged=record.logged, turn_id=record.turn_id)
-    reply.compare = await should_compare(runtime, user, record.turn_id, retry=False)
-    return reply
+    answered = _answered(persona, result, adapter, logged=record.logged, turn_id=record.turn_id)
+    answered.compare = await should_compare(runtime, user, record.turn_id, retry=False)
+    await keep(runtime, body, answered)
+    return answered
 
 
 async def _store_retry(
@@ -369,9 +381,13 @@ async def _store_retry(
         turn_id = await runtime.store.save_turn(
             turn, since=state.since, ttl_s=ttl_s, turns_kept=runtime.settings.feedback.turns_kept
         )
+    elif kept := await kept_reply(runtime, body):
+        return kept
     runtime.metrics.replies.labels("ok").inc()
     runtime.metrics.request_latency.labels("chat").observe(time.perf_counter() - started)
-    return _answered(persona, result, adapter, logged=False, turn_id=turn_id)
+    answered = _answered(persona, result, adapter, logged=False, turn_id=turn_id)
+    await keep(runtime, body, answered)
+    return answered
 
 
 async def _sse(items: AsyncIterator[str | ChatReply]) -> AsyncIterator[str]:

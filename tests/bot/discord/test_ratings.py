@@ -12,6 +12,7 @@ from tests.support.brain_server import BrainHandle
 from tests.support.brain_state import kept_ratings_become, turn_shown_by
 from tests.support.discord_api import Channel, LocalDiscord, User
 from tests.support.eventually import eventually
+from tests.support.fake_brain import FakeBrain, Refuse
 
 
 def member(user: User) -> UserRef:
@@ -96,3 +97,46 @@ async def test_answer_again_on_a_members_message_says_what_it_is_for(
 
     [answer] = await local_discord.wait_for_answers(picked)
     assert "only what I answered" in answer["content"]
+
+
+async def test_a_flood_of_one_members_toggles_leaves_their_last_rating_in_a_handful_of_calls(
+    local_discord: LocalDiscord, start_bot, fake_brain: FakeBrain
+):
+    ann = local_discord.add_user("ann")
+    dm = local_discord.dm(ann)
+    await start_bot(fake_brain.url)
+    reply = await answered(local_discord, ann, dm, "tell me about rivers")
+    [turn] = await eventually(lambda: list(fake_brain.messages.values()), "the reply mapped")
+    # the brain's rate limit meets the first rating that gets through: it is waited out
+    fake_brain.fail_next("feedback", Refuse(429, "rate_limited", "Too many requests.", retry_after=1))
+    reads_before = len(local_discord.calls)
+
+    for _ in range(100):
+        await local_discord.react(ann, int(reply["id"]), "👍")
+        await local_discord.unreact(ann, int(reply["id"]), "👍")
+    await local_discord.react(ann, int(reply["id"]), "👍")
+
+    await eventually(lambda: fake_brain.ratings.get((f"discord:{ann.id}", turn)) == 1, "the member's 👍 at the brain")
+    assert 2 <= fake_brain.asked["feedback"] <= 4  # the 429, then the newest state, once
+    assert len([c for c in local_discord.calls[reads_before:] if c.method == "GET"]) <= 4
+
+
+async def test_answer_again_on_another_members_reply_is_refused_to_the_presser_alone(
+    local_discord: LocalDiscord, start_bot, fake_brain: FakeBrain
+):
+    guild = local_discord.add_guild("Readers")
+    channel = local_discord.add_channel(guild, "general")
+    ann, bob = local_discord.add_user("ann"), local_discord.add_user("bob")
+    for user in (ann, bob):
+        local_discord.join(guild, user)
+    await start_bot(fake_brain.url)
+    await local_discord.say(ann, channel, f"{local_discord.mention()} name a river")
+    [reply] = await eventually(lambda: local_discord.bot_messages(channel), "the bot's reply")
+    await eventually(lambda: fake_brain.messages, "the reply mapped")
+
+    picked = await local_discord.app_command(bob, int(reply["id"]), "Answer again")
+
+    [refusal] = await local_discord.wait_for_answers(picked)
+    assert "no reply of mine" in refusal["content"]
+    assert refusal["_visible_to"] == bob.id  # ephemeral: only bob sees it
+    assert all("no reply of mine" not in m["content"] for m in local_discord.visible_messages(channel, ann))

@@ -119,3 +119,36 @@ async def test_an_answer_whose_question_was_deleted_meanwhile_still_arrives(
     [answer] = await eventually(lambda: local_discord.bot_messages(general), "the answer in the channel")
     await eventually(lambda: answer["content"] == "You said: quick question", "the whole answer")
     assert "message_reference" not in answer  # it stands on its own, as Discord shows a reply to nothing
+
+
+@pytest.mark.parametrize("piece", [0, 1, 2], ids=["first", "middle", "last"])
+async def test_a_complete_piece_deleted_while_the_reply_streams_on_is_shown_again_and_the_map_names_what_exists(
+    local_discord: LocalDiscord, fake_brain: FakeBrain, start_bot, piece: int
+):
+    ada = local_discord.add_user("ada")
+    dm = local_discord.dm(ada)
+    fake_brain.reply_for = lambda r: REPLY
+    fake_brain.deltas = DELTAS
+    deltas = DELTAS(REPLY)
+    deleted: list[str] = []
+
+    async def delete_a_piece_once_the_last_one_grows(request, index: int, sent: str) -> None:
+        shown = split_message(sent, MESSAGE_LIMIT)
+        if deleted or len(shown) < 3 or len(split_message(sent + deltas[index], MESSAGE_LIMIT)) != 3:
+            return
+        await eventually(lambda: contents(local_discord.bot_messages(dm)) == shown, "the reply so far on screen")
+        message = local_discord.bot_messages(dm)[piece]
+        deleted.append(message["content"])
+        local_discord.delete_message(int(message["id"]))
+
+    fake_brain.before_delta = delete_a_piece_once_the_last_one_grows
+    await start_bot(fake_brain.url)
+
+    await local_discord.say(ada, dm, "tell me everything")
+
+    await eventually(lambda: fake_brain.messages, "the reply's messages mapped")
+    assert deleted
+    shown = local_discord.bot_messages(dm)
+    assert contents(shown) == PIECES, "every piece, in order, exactly once"
+    [turn] = fake_brain.replies
+    assert sorted(fake_brain.messages_of(turn)) == sorted(m["id"] for m in shown)

@@ -19,7 +19,8 @@ def bot_settings(
 ) -> Settings:
     """Settings for a bot talking to the local Bot API; streamed edits unthrottled and a message the brain could
     not take answered with a notice at once, unless a test says otherwise."""
-    telegram_settings = {"base_url": telegram.base_url, "edit_interval_s": 0.0} | tg
+    # streaming by edits, which most tests watch; drafts are tested where a test asks for them
+    telegram_settings = {"base_url": telegram.base_url, "edit_interval_s": 0.0, "drafts": False} | tg
     settings = Settings(bot={"brain_url": brain_url, "retry_window_s": retry_window_s, "telegram": telegram_settings})
     settings.secrets = Secrets(telegram_token=telegram.token, api_key=API_KEY, telegram_webhook_secret=webhook_secret)
     return settings

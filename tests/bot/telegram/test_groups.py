@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from bot.telegram import replying
+from tests.support.eventually import eventually
 from tests.support.fake_brain import FakeBrain
 from tests.support.telegram_api import TelegramApiServer
 
@@ -70,3 +72,22 @@ async def test_with_group_replies_all_every_group_message_is_answered(
     telegram.send_text(ana, group, "anyone here?")
 
     await telegram.wait_for_text(group, "You said: anyone here?")
+
+
+async def test_retry_of_another_members_reply_is_refused_in_a_reply_to_them_that_goes_away(
+    telegram: TelegramApiServer, fake_brain: FakeBrain, start_bot, monkeypatch
+):
+    monkeypatch.setattr(replying, "SHORT_LIVED_S", 0.2)
+    await start_bot()
+    ana, bob, group = group_with(telegram)
+    telegram.send_text(ana, group, "@ownchat_test_bot hi")
+    first = await telegram.wait_for_text(group, "You said: hi")
+    await eventually(lambda: fake_brain.messages, "the reply mapped")
+
+    telegram.send_text(bob, group, "/retry", reply_to=first)
+
+    refusal = await telegram.wait_for_reply(group, after=1)
+    assert "no reply of mine" in refusal.text
+    assert refusal.reply_to is not None and (refusal.reply_to.sender, refusal.reply_to.text) == (bob, "/retry")
+    await eventually(lambda: refusal in telegram.deleted, "the refusal taken away a little later")
+    assert telegram.transcript(group) == ["You said: hi"]

@@ -11,7 +11,7 @@ from brain.store import Store
 from tests.support.brain_server import BrainHandle
 from tests.support.brain_state import kept_ratings_become, turn_shown_by
 from tests.support.eventually import eventually
-from tests.support.fake_brain import FakeBrain, by_words
+from tests.support.fake_brain import FakeBrain, Refuse, by_words
 from tests.support.telegram_api import TelegramApiServer, TgChat, TgMessage, TgUser
 
 
@@ -135,3 +135,23 @@ async def test_a_reply_that_went_on_in_a_new_message_is_rated_there(
     telegram.react(ann, reply, "👍")
 
     await eventually(lambda: fake_brain.ratings == {(f"telegram:{ann.id}", turn_id): 1}, "the 👍 passed on")
+
+
+async def test_a_flood_of_one_members_toggles_leaves_their_last_rating_in_a_handful_of_calls(
+    telegram: TelegramApiServer, start_bot, fake_brain: FakeBrain
+):
+    await start_bot()
+    ann = telegram.user("Ann")
+    chat = telegram.private_chat(ann)
+    reply = await answered(telegram, ann, chat, "Tell me about the sea")
+    [turn] = await eventually(lambda: list(fake_brain.messages.values()), "the reply mapped")
+    # the brain's rate limit meets the first rating that gets through: it is waited out
+    fake_brain.fail_next("feedback", Refuse(429, "rate_limited", "Too many requests.", retry_after=1))
+
+    for _ in range(100):
+        telegram.react(ann, reply, "👍")
+        telegram.react(ann, reply)
+    telegram.react(ann, reply, "👍")
+
+    await eventually(lambda: fake_brain.ratings.get((f"telegram:{ann.id}", turn)) == 1, "the member's 👍 at the brain")
+    assert 2 <= fake_brain.asked["feedback"] <= 4  # the 429, then the newest state, once

@@ -132,3 +132,33 @@ async def test_a_final_text_shorter_than_what_streamed_leaves_no_stale_message(
     )
     [stale] = telegram.deleted
     assert fourth.startswith(stale.text)
+
+
+@pytest.mark.parametrize("piece", [0, 1, 2], ids=["first", "middle", "last"])
+async def test_a_complete_piece_deleted_while_the_reply_streams_on_is_shown_again_and_the_map_names_what_exists(
+    telegram: TelegramApiServer, fake_brain: FakeBrain, start_bot, piece: int
+):
+    await start_bot()
+    ana = telegram.user("Ana")
+    chat = telegram.private_chat(ana)
+    fake_brain.reply_for = lambda request: REPLY
+    fake_brain.deltas = DELTAS
+    deltas = DELTAS(REPLY)
+
+    async def delete_a_piece_once_the_last_one_grows(request, index: int, sent: str) -> None:
+        shown = split_message(sent, MESSAGE_LIMIT)
+        if telegram.deleted or len(shown) < 3 or len(split_message(sent + deltas[index], MESSAGE_LIMIT)) != 3:
+            return
+        await eventually(lambda: telegram.transcript(chat) == shown, "the reply so far on screen")
+        telegram.delete(telegram.bot_messages(chat)[piece])
+
+    fake_brain.before_delta = delete_a_piece_once_the_last_one_grows
+
+    telegram.send_text(ana, chat, "tell me everything")
+
+    await eventually(lambda: fake_brain.messages, "the reply's messages mapped")
+    assert telegram.deleted
+    assert telegram.transcript(chat) == PIECES, "every piece, in order, exactly once"
+    [turn] = fake_brain.replies
+    shown = [str(m.message_id) for m in telegram.bot_messages(chat)]
+    assert sorted(fake_brain.messages_of(turn)) == sorted(shown)

@@ -153,3 +153,13 @@ async def test_rows_with_and_without_dry_keep_their_own_replies(tiny_llama: Load
         else:
             assert reply == plain, f"plain row {index}"
     assert differs, "DRY changed no reply: the test shows nothing"
+
+
+def test_over_the_reply_alone_a_reply_may_quote_its_prompt() -> None:
+    a, b, c, d = 10, 11, 12, 13
+    prompt, reply = [a, b, c, d, 20], [a, b, c]  # the reply quotes "a b c", which the prompt followed with d
+    assert d in dry_penalties(prompt + reply, DRY)
+    assert dry_penalties(prompt + reply, Dry(multiplier=0.8, skip=len(prompt))) == {}
+    # its own repeats still cost
+    looping = reply + [d] + reply
+    assert dry_penalties(prompt + looping, Dry(multiplier=0.8, skip=len(prompt))) == {d: pytest.approx(0.8 * 1.75)}

@@ -190,7 +190,7 @@ async def test_a_cached_prefix_serves_only_the_adapter_that_made_it(tiny_model_d
 async def test_one_long_reply_widens_only_its_own_row(tiny_llama: LoadedModel, start_engine) -> None:
     engine = start_engine(tiny_llama, eos_token_ids=set())
     held: list[int] = []
-    engine.on_step = lambda rows, tokens: held.append(engine._cache.allocated_tokens())
+    engine.on_step = lambda rows, tokens: held.append(engine.runner.cache.allocated_tokens())
     rng = random.Random(7)
     prompts = [[rng.randrange(3, 500) for _ in range(300)]] + [[rng.randrange(3, 500) for _ in range(20)]] * 7
     lengths = [150] + [40] * 7

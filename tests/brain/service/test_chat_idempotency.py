@@ -30,12 +30,15 @@ async def client(brain):
         yield client
 
 
-async def test_a_message_asked_again_with_its_key_is_answered_and_stored_once(client):
+async def test_a_message_asked_again_with_its_key_is_answered_with_the_kept_reply_and_stored_once(client):
     first = await client.chat(message("hello there", "c1:41"))
     again = await client.chat(message("hello there", "c1:41"))
     streamed = [item async for item in client.chat_stream(message("hello there", "c1:41"))]
 
-    assert again.reply and streamed[-1].reply  # answered each time (regenerated: the key is not a reply cache)
+    # the member sees the reply that was kept, and it can be rated: its turn id comes with it
+    assert first.turn_id is not None
+    assert again == first
+    assert streamed[-1] == first and "".join(str(item) for item in streamed[:-1]) == first.reply
     memory = await client.memory(ANN, "c1")
     assert [(t.role, t.text) for t in memory.turns] == [("user", "hello there"), ("assistant", first.reply)]
     assert await said(client, ANN, "c1") == ["hello there"]
@@ -52,6 +55,17 @@ async def test_other_keys_other_members_and_no_key_store_every_turn(client):
     assert await said(client, ANN, "c1") == ["one", "two"]
     assert await said(client, ANN, "c2") == ["three", "three"]
     assert await said(client, bob, "c1") == ["bob's"]
+
+
+async def test_a_message_asked_again_while_its_first_reply_streams_gets_that_reply(client):
+    first, again = (client.chat_stream(message("tell me more", "c1:42")) for _ in range(2))
+    started = [await anext(first)]  # the first is being answered (joined if still generating, else kept)
+    joined = [item async for item in again]
+    whole = started + [item async for item in first]
+
+    assert whole[-1].turn_id is not None and joined[-1] == whole[-1]
+    assert "".join(str(item) for item in joined[:-1]) == whole[-1].reply
+    assert await said(client, ANN, "c1") == ["tell me more"]
 
 
 async def said(client: BrainClient, user: UserRef, chat: str) -> list[str]:
