@@ -64,8 +64,9 @@ keys of their turns and the ``oc:msgturn`` entries that point at them, the ratin
 like counts, counted from kept ratings, drop with them and with their own ratings) and their versions of group
 personas, and takes them out of the global sets. ``/optout delete`` deletes the user's ratings with their log.
 The operator's dashboard (typed in brain/operator_records.py): ``oc:runs`` (list of JSON RunSummaries that nightly
-runs leave, newest first, bounded), ``oc:audit`` (list of JSON AuditRecords of the dashboard's actions, newest first,
-bounded) and ``oc:trainer:paused`` (JSON SchedulePause while the nightly schedule is paused).
+runs leave, newest first, bounded; a target gone for good is taken out of them), ``oc:audit`` (list of JSON
+AuditRecords of the dashboard's actions, newest first, bounded) and ``oc:trainer:paused`` (JSON SchedulePause
+while the nightly schedule is paused).
 """
 
 from __future__ import annotations
@@ -129,6 +130,8 @@ RUN_SUMMARIES_KEPT = 60
 AUDIT = "oc:audit"
 AUDIT_KEPT = 1000
 SCHEDULE_PAUSED = "oc:trainer:paused"
+# what a run summary says instead of a target gone for good (a forgotten member's), as the reports on disk do
+FORGOTTEN_TARGET = "[forgotten]"
 
 
 def profile_key(user: str) -> str:
@@ -562,6 +565,17 @@ end
 return deleted
 """
 
+# KEYS: a list; ARGV: pairs of an item and what replaces it. Replaces each such item wherever it still is (by value:
+# an item pushed meanwhile shifts the others).
+_REPLACE_ITEMS = """
+local new = {}
+for i = 1, #ARGV, 2 do new[ARGV[i]] = ARGV[i + 1] end
+for index, raw in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
+  if new[raw] then redis.call('LSET', KEYS[1], index - 1, new[raw]) end
+end
+return 1
+"""
+
 # KEYS: lock; ARGV: the holder's token, our token, ttl_ms. Takes the lock over only from that holder.
 _TAKE_OVER_LOCK = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
@@ -814,6 +828,7 @@ class Store:
         self._fold_summary = client.register_script(_FOLD_SUMMARY)
         self._reset_chat = client.register_script(_RESET_CHAT)
         self._take_over_lock = client.register_script(_TAKE_OVER_LOCK)
+        self._replace_items = client.register_script(_REPLACE_ITEMS)
         self._add_fact = client.register_script(_ADD_FACT)
         self._delete_facts = client.register_script(_DELETE_FACTS)
         self._last_turn = client.register_script(_LAST_TURN)
@@ -1557,7 +1572,7 @@ class Store:
     ) -> None:
         """Take the target out of service, noting ``event`` in its history, or deleting the history too: then the
         target is gone for good (a forgotten user's), and so are its versions' fields in the like counters an older
-        version kept (nothing counts them now, but they would still name it)."""
+        version kept (nothing counts them now, but they would still name it) and what run summaries say of it."""
         counters: list[list[str]] = []
         if history:
             pipe = self.r.pipeline(transaction=False)
@@ -1575,6 +1590,31 @@ class Store:
             pipe.lpush(registry_history_key(target), event.dumps())
             pipe.ltrim(registry_history_key(target), 0, REGISTRY_HISTORY_LENGTH - 1)
         await pipe.execute()
+        if history:
+            await self._unname_in_run_summaries(target)
+
+    async def _unname_in_run_summaries(self, target: str) -> None:
+        """Take a target gone for good out of the run summaries the dashboard reads, as the nightly run takes it
+        out of its reports on disk (trainer/nightly/runs.py redact_reports)."""
+        pairs: list[str] = []
+        for raw in await self.r.lrange(RUN_SUMMARIES, 0, -1):
+            if target not in raw:
+                continue
+            try:
+                summary = RunSummary.loads(raw)
+            except RecordFormatError:
+                pairs += [raw, raw.replace(target, FORGOTTEN_TARGET)]
+                continue
+            kept = summary.model_copy(
+                update={
+                    "targets": [t for t in summary.targets if t.target != target],
+                    "like_counts": {k: v for k, v in summary.like_counts.items() if not k.startswith(f"{target}@")},
+                }
+            )
+            # anything else that names it, such as another target's reason
+            pairs += [raw, kept.dumps().replace(target, FORGOTTEN_TARGET)]
+        if pairs:
+            await self._replace_items(keys=[RUN_SUMMARIES], args=pairs)
 
     async def registry_history(self, target: str, count: int = REGISTRY_HISTORY_LENGTH) -> list[RegistryEvent]:
         """The target's promotions, rollbacks and removals, newest first."""

@@ -1,6 +1,6 @@
 """What a forget leaves behind names no one: tombstones and adapter names are keyed hashes (HMAC with the id key,
 from OWNCHAT_ID_KEY or generated once and kept in Redis), tombstones of earlier versions (unkeyed SHA-256) are still
-honoured, and the like counters of the member's own adapter go with her."""
+honoured, and what counters and the dashboard's run summaries said of the member's own adapter goes with her."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import hashlib
 import pytest
 
 from brain.adapters import user_target
-from brain.store import DISLIKES, ID_KEY, LIKES, TOMBSTONES, Store, connect, tombstone_member
+from brain.operator_records import RunSummary, TargetSummary
+from brain.store import DISLIKES, ID_KEY, LIKES, RUN_SUMMARIES, TOMBSTONES, Store, connect, tombstone_member
 
 
 @pytest.fixture
@@ -91,3 +92,30 @@ async def test_export_lists_a_group_persona_she_wrote_that_another_member_replac
     await store.forget("telegram:1")
     assert await store.authored_personas("telegram:1") == []
     assert [p.persona for p in await store.authored_personas("telegram:2")] == [{"name": "pirate"}]
+
+
+async def test_the_dashboards_run_summaries_lose_a_forgotten_members_adapter(store) -> None:
+    """As the reports on disk do (trainer/nightly/runs.py redact_reports): her target's row, its like counts and
+    any other mention go; the rest of each run stays as it was."""
+    hers, other = user_target("telegram:5"), user_target("telegram:6")
+    targets = [
+        TargetSummary(target="community", status="kept", reasons=[f"{hers} was forgotten meanwhile"]),
+        TargetSummary(target=hers, status="promoted", version=2, turns=40),
+        TargetSummary(target=other, status="skipped", turns=3),
+    ]
+    counts = {"community@1": (4, 1), f"{hers}@1": (2, 0), f"{other}@1": (1, 1)}
+    for run in ("r1", "r2"):
+        summary = RunSummary(run=run, started_at="2026-12-01T03:00:00Z", status="finished", targets=targets,
+                             like_counts=counts)  # fmt: skip
+        await store.add_run_summary(summary)
+    await store.add_run_summary(RunSummary(run="r3", started_at="2026-12-02T03:00:00Z", status="finished"))
+
+    await store.delete_registry_record(hers, history=True)
+
+    summaries = await store.run_summaries()
+    assert [s.run for s in summaries] == ["r3", "r2", "r1"]
+    assert hers not in str(await store.r.lrange(RUN_SUMMARIES, 0, -1))
+    for summary in summaries[1:]:
+        assert [t.target for t in summary.targets] == ["community", other]
+        assert summary.targets[0].reasons == ["[forgotten] was forgotten meanwhile"]
+        assert summary.like_counts == {"community@1": (4, 1), f"{other}@1": (1, 1)}
