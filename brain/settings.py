@@ -28,6 +28,7 @@ SECRET_NAMES = (
     "telegram_webhook_secret",
     "vllm_api_key",
     "operator_key",
+    "id_key",
 )
 OPERATOR_KEY_MIN_CHARS = 32
 PLACEHOLDERS = {"changeme", "change-me", "secret", "xxx", "your-token-here", "todo"}
@@ -47,6 +48,9 @@ class Secrets(BaseSettings):
     vllm_api_key: SecretStr | None = None
     # turns the operator's dashboard (/dashboard) on; at least OPERATOR_KEY_MIN_CHARS, and not the API key
     operator_key: SecretStr | None = None
+    # keys the hashes that name members in tombstones and adapter names (brain and trainer must share it); unset,
+    # a key generated once is kept in Redis, where a stolen dump of the whole Redis holds it too
+    id_key: SecretStr | None = None
 
     @field_validator(*SECRET_NAMES)
     @classmethod
