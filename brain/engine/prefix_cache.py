@@ -79,12 +79,14 @@ class PrefixCache:
         self.lookups += 1
         limit = len(prompt) - 1
         found: list[tuple[int, PrefixEntry]] = []
+        # the shared walk covers a prefix of the owner's: the prompt's blocks are hashed once for both
+        hashes = list(_block_hashes(prompt[:limit]))
         if owner is not None:
-            entry = self._deepest(prompt[:limit], lambda hashed: self._owned.get((adapter, owner, hashed)))
+            entry = self._deepest(hashes, lambda hashed: self._owned.get((adapter, owner, hashed)))
             if entry is not None:
                 found.append((_common_prefix(entry.ids, prompt, limit=limit), entry))
         shared_limit = min(public, limit)
-        entry = self._deepest(prompt[:shared_limit], lambda hashed: self._index.get((adapter, hashed)))
+        entry = self._deepest(hashes[: shared_limit // BLOCK], lambda hashed: self._index.get((adapter, hashed)))
         if entry is not None:
             found.append((_common_prefix(entry.ids, prompt, limit=shared_limit), entry))
         if not found:
@@ -97,10 +99,10 @@ class PrefixCache:
         self.reused_tokens += shared
         return entry, shared
 
-    def _deepest(self, ids: list[int], holders: Callable[[int], set[int] | None]) -> PrefixEntry | None:
-        """The most recently used of the entries found under the most blocks of ``ids``."""
+    def _deepest(self, hashes: list[int], holders: Callable[[int], set[int] | None]) -> PrefixEntry | None:
+        """The most recently used of the entries found under the most of ``hashes`` (chained block hashes)."""
         best: set[int] = set()
-        for hashed in _block_hashes(ids):
+        for hashed in hashes:
             found = holders(hashed)
             if not found:
                 break
