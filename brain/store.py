@@ -509,29 +509,6 @@ out[1] = deleted + redis.call('DEL', unpack(KEYS))
 return out
 """
 
-# KEYS: requests; ARGV: request id, now_ms, ttl_ms, most kept. 1 if the id was not claimed within the TTL.
-_CLAIM_REQUEST = """
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', tonumber(ARGV[2]) - tonumber(ARGV[3]))
-if redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
-redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
-redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -tonumber(ARGV[4]) - 1)
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
-return 1
-"""
-
-# KEYS: replied, requests; ARGV: request id, reply JSON, ttl_ms, most kept. Keeps the reply of a claimed request;
-# past the most kept, the replies of keys the requests set dropped go too.
-_KEEP_REPLY = """
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
-if redis.call('HLEN', KEYS[1]) > tonumber(ARGV[4]) then
-  for _, id in ipairs(redis.call('HKEYS', KEYS[1])) do
-    if not redis.call('ZSCORE', KEYS[2], id) then redis.call('HDEL', KEYS[1], id) end
-  end
-end
-return 1
-"""
-
 # KEYS: a chat persona; ARGV: user. Deletes it only while that user is its author (another may have replaced it).
 _DELETE_AUTHORED = """
 local raw = redis.call('GET', KEYS[1])
@@ -619,6 +596,29 @@ local function keep_bounded(hash, order, now, max_age_ms, max_count)
   end
   return dropped
 end
+"""
+
+# KEYS: requests, replied; ARGV: request id, now_ms, ttl_ms, most kept. 1 if the id was not claimed within the TTL.
+# The ids the requests set drops (by age, then beyond the most kept) take their kept replies with them.
+_CLAIM_REQUEST = (
+    _KEEP_BOUNDED
+    + """
+local now, ttl, most = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+-- an id claimed exactly ttl ms ago has expired: keep_bounded keeps scores equal to its bound
+keep_bounded(KEYS[2], KEYS[1], now, ttl - 1, most)
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
+redis.call('ZADD', KEYS[1], now, ARGV[1])
+keep_bounded(KEYS[2], KEYS[1], now, ttl - 1, most)
+redis.call('PEXPIRE', KEYS[1], ttl)
+return 1
+"""
+)
+
+# KEYS: replied; ARGV: request id, reply JSON, ttl_ms. Keeps the reply of a claimed request (bounded by the claims).
+_KEEP_REPLY = """
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return 1
 """
 
 # KEYS: profile, turn records, turn order, facts; ARGV: expected since, turn id, TurnRecord JSON, now_ms, ttl_s,
@@ -945,12 +945,12 @@ class Store:
     async def claim_request(self, user: str, request_id: str, ttl_s: int) -> bool:
         """Whether this is the first time the user's request with this idempotency key stores its turn."""
         args = [request_id, now_ms(), ttl_s * 1000, MAX_REQUEST_KEYS]
-        return bool(int(await self._claim_request(keys=[requests_key(user)], args=args)))
+        keys = [requests_key(user), replied_key(user)]
+        return bool(int(await self._claim_request(keys=keys, args=args)))
 
     async def keep_reply(self, user: str, request_id: str, reply: str, ttl_s: int) -> None:
         """Keep the reply (JSON) that answered the user's request with this idempotency key."""
-        args = [request_id, reply, ttl_s * 1000, MAX_REQUEST_KEYS]
-        await self._keep_reply(keys=[replied_key(user), requests_key(user)], args=args)
+        await self._keep_reply(keys=[replied_key(user)], args=[request_id, reply, ttl_s * 1000])
 
     async def kept_reply(self, user: str, request_id: str) -> str | None:
         """The reply (JSON) kept for the user's request with this idempotency key, if any."""
