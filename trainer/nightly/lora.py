@@ -205,8 +205,14 @@ def finetune(job: FinetuneJob, stop: threading.Event | None = None) -> FinetuneR
     val = encode_all(renderer, personas, val_convs)
     if preference is not None:
         train, val = train + liked_train.liked, val + liked_val.liked
-    if not train or not val:
-        raise DataError(f"{job.target}: {len(train)} training and {len(val)} validation examples; need one of each")
+    # when likes are rare, members' ratings are what there is to learn from and to validate on: a night with a
+    # handful of liked replies (all of them in training) still trains on its ratings
+    rated_val = preference is not None and bool(preference.val_pairs or preference.val_rated)
+    if not (train or preference) or not (val or rated_val):
+        raise DataError(
+            f"{job.target}: {len(train)} training and {len(val)} validation examples and no rated replies in their"
+            " place; need one of each"
+        )
     model = add_lora(loaded.model, cfg)
     digest = fingerprint(job, train, val, preference)
 
