@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 from bot.client import BrainClient, BrainError
 from bot.commands import Speaker
+from bot.settings import ReactionSettings
 from brain.api_models import MAX_MESSAGES_PER_TURN, ChatRequest, FeedbackRequest, FeedbackResult, TurnMessages
 from brain.feedback_records import FeedbackKind
-from brain.settings import ReactionSettings
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 import torch
 
-from brain.settings import EvaluationSettings, PreferenceSettings, RewardModelSettings
 from tests.trainer.nightly.ratings_helpers import TOPICS, disliked_reply, liked_reply, question, rated_turn
 from trainer.core.examples import ChatRenderer, Example, RatedExample
 from trainer.core.finetuning import PreferenceData
@@ -21,6 +20,7 @@ from trainer.nightly.gate import decide
 from trainer.nightly.reward import RewardStep
 from trainer.nightly.scoring import Scores
 from trainer.nightly.stats import auc
+from trainer.settings import EvaluationSettings, PreferenceSettings, RewardModelSettings
 
 
 def rated(liked: bool) -> RatedExample:
