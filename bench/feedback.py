@@ -63,7 +63,8 @@ from rich.table import Table  # noqa: E402
 from bench.tastes import SHORT_WORDS, TASTES, Rater  # noqa: E402
 from bot.client import BrainClient  # noqa: E402
 from brain.adapters import COMMUNITY, AdapterManager, adapter_name, canary_position  # noqa: E402
-from brain.api_models import ChatReply, ChatRequest, FeedbackRequest, UserRef  # noqa: E402
+from brain.api_feedback import FeedbackRequest  # noqa: E402
+from brain.api_models import ChatReply, ChatRequest, UserRef  # noqa: E402
 from brain.engine.model_loading import DEFAULT_MODEL_ALIAS  # noqa: E402
 from brain.redis_local import LocalRedis  # noqa: E402
 from brain.service.app import create_app  # noqa: E402

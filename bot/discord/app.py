@@ -24,8 +24,9 @@ from bot.discord.cogs.persona import PersonaCog
 from bot.discord.comparison import ComparisonButton
 from bot.discord.responding import answer_button
 from bot.discord.waits import ChannelWaits, install
+from bot.settings import DiscordSettings
 from brain.refusals import Refusal
-from brain.settings import DiscordSettings, Settings
+from brain.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -11,16 +11,8 @@ import pytest
 
 from bot.client import BrainClient
 from brain.adapters import user_target
-from brain.api_models import (
-    ChatKind,
-    ChatRequest,
-    ContextMessage,
-    FactPin,
-    FeedbackRequest,
-    PersonaSet,
-    TurnMessages,
-    UserRef,
-)
+from brain.api_feedback import FeedbackRequest, TurnMessages
+from brain.api_models import ChatKind, ChatRequest, ContextMessage, FactPin, PersonaSet, UserRef
 from brain.store import Store, connect
 from tests.brain.test_store import all_text
 

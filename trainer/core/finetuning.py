@@ -14,7 +14,6 @@ from typing import Any
 
 import torch
 
-from brain.settings import FinetuneSettings, PreferenceSettings
 from trainer.core import distributed
 from trainer.core.batches import (
     ExampleBatches,
@@ -33,6 +32,7 @@ from trainer.core.loop import BatchSource, LoopResult, LoopSettings, LoopState, 
 from trainer.core.lr_schedule import warmup_cosine_schedule
 from trainer.core.objectives import KTO, Mixture, NextToken, Objective, SigmoidDPO, kto_class_weights
 from trainer.nightly.stats import auc
+from trainer.settings import FinetuneSettings, PreferenceSettings
 
 
 class FinetuneResult(LoopResult):

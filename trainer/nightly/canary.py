@@ -21,11 +21,11 @@ from pydantic import BaseModel
 
 from brain.adapters import adapter_name
 from brain.feedback_records import Canary
-from brain.settings import CanarySettings
 from brain.store import BASE
 from trainer.nightly.lock import TrainerLock
 from trainer.nightly.registry import Registry, now_iso
 from trainer.nightly.stats import lower_tail_z
+from trainer.settings import CanarySettings
 
 CanaryAction = Literal["started", "waiting", "promoted", "rolled back"]
 

@@ -24,7 +24,6 @@ from typing import Any
 import torch
 from pydantic import BaseModel, Field
 
-from brain.settings import FinetuneSettings, PreferenceSettings
 from trainer.core import distributed
 from trainer.core.evaluation import fill_reference
 from trainer.core.examples import ChatRenderer, Example, PairExample
@@ -45,6 +44,7 @@ from trainer.nightly.ratings import (
 )
 from trainer.nightly.reward import OnPolicyPair
 from trainer.pretrain.checkpoint import replace_dir
+from trainer.settings import FinetuneSettings, PreferenceSettings
 
 # what a checkpoint's layout is; one of another layout is not resumed
 CHECKPOINT_FORMAT = 3

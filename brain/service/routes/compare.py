@@ -15,7 +15,7 @@ import hashlib
 
 from fastapi import APIRouter
 
-from brain.api_models import CompareConsent, CompareConsentState, ComparisonRequest, ComparisonResult
+from brain.api_feedback import CompareConsent, CompareConsentState, ComparisonRequest, ComparisonResult
 from brain.consent import is_opted_in
 from brain.feedback_records import TurnRecord
 from brain.service.auth import Authorized

@@ -18,15 +18,15 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path
 
-from brain.api_models import (
+from brain.api_feedback import (
     MAX_MESSAGES_PER_TURN,
     TURN_ID_PATTERN,
-    ChatKind,
     FeedbackRequest,
     FeedbackResult,
     TurnMessages,
     TurnMessagesResult,
 )
+from brain.api_models import ChatKind
 from brain.feedback_records import TurnRecord
 from brain.service.auth import Authorized
 from brain.service.deps import RuntimeDep

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from bot.client import BrainClient, BrainError
-from brain.api_models import ChatRequest, ComparisonRequest, UserRef
+from brain.api_feedback import ComparisonRequest
+from brain.api_models import ChatRequest, UserRef
 from brain.store import Store, connect
 from tests.support.brain_server import running_brain
 from trainer.core.examples import ChatRenderer

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from bot.client import BrainClient, BrainError
-from brain.api_models import ChatKind, ChatReply, ChatRequest, FeedbackRequest, TurnMessages, UserRef
+from brain.api_feedback import FeedbackRequest, TurnMessages
+from brain.api_models import ChatKind, ChatReply, ChatRequest, UserRef
 from brain.store import Store, connect
 from tests.brain.test_store import all_text
 

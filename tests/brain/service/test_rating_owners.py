@@ -7,7 +7,8 @@ from __future__ import annotations
 import pytest
 
 from bot.client import BrainClient, BrainError
-from brain.api_models import MAX_MESSAGES_PER_TURN, ChatKind, TurnMessages
+from brain.api_feedback import MAX_MESSAGES_PER_TURN, TurnMessages
+from brain.api_models import ChatKind
 from brain.store import Store, connect, message_turns_key
 from tests.brain.service.test_feedback_api import ANN, BOB, message, rating
 

@@ -13,7 +13,6 @@ import pytest
 import torch
 
 from brain.adapters import COMMUNITY
-from brain.settings import EvaluationSettings, PreferenceSettings, RewardModelSettings
 from brain.store import Store, connect
 from tests.trainer.nightly.helpers import log_turns, nightly_settings
 from tests.trainer.nightly.ratings_helpers import TOPICS, disliked_reply, liked_reply, question, rated_turn, store_rated
@@ -26,6 +25,7 @@ from trainer.nightly.reward import RewardStep
 from trainer.nightly.run import run_nightly
 from trainer.nightly.scoring import Scores
 from trainer.nightly.stats import auc
+from trainer.settings import EvaluationSettings, PreferenceSettings, RewardModelSettings
 
 
 def rated(liked: bool) -> RatedExample:

@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from brain.settings import FinetuneSettings, PreferenceSettings
 from tests.trainer.nightly.ratings_helpers import TOPICS, lone_ratings, retry_pairs
 from trainer.core.distributed import Placement
 from trainer.core.evaluation import fill_reference, reply_logprobs
@@ -17,6 +16,7 @@ from trainer.core.finetuning import PreferenceData, fine_tune
 from trainer.core.models import add_lora, load_model
 from trainer.nightly.ratings import heldout_replies, preference_examples
 from trainer.nightly.stats import auc
+from trainer.settings import FinetuneSettings, PreferenceSettings
 
 SETTINGS = FinetuneSettings(
     max_steps=30, epochs=100, learning_rate=2e-2, warmup_steps=2, eval_every=10, patience=10, batch_size=8, r=8
