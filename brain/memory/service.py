@@ -122,12 +122,12 @@ class MemoryService:
         reply: Turn,
         display_name: str,
         persona: str,
-        turn: TurnRecord,
         turns_kept: int,
+        turn: TurnRecord | None = None,
     ) -> RecordResult:
-        """Store the member's message and the reply in the chat's window, with the reply's ``turn`` record and its
-        log entry (store.record_turn); then, in the background, fold the turns that left the window into the
-        chat's ``summary`` and pick facts out of the message."""
+        """Store the member's message and the reply in the chat's window, with the reply's ``turn`` record (kept to
+        be rated) and its log entry (store.record_turn); then, in the background, fold the turns that left the
+        window into the chat's ``summary`` and pick facts out of the message."""
         settings = self.settings
         record = await self.store.record_turn(
             user,
