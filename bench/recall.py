@@ -190,12 +190,12 @@ class Bench:
 
     async def settle(self) -> None:
         """Wait until the brain's background work (summaries, extraction) is done."""
-        while self.runtime.background:
-            await asyncio.gather(*list(self.runtime.background), return_exceptions=True)
+        while self.runtime.memory.background:
+            await asyncio.gather(*list(self.runtime.memory.background), return_exceptions=True)
 
     async def cancel_background(self) -> None:
         """Cancel the background work that questions started (every member's: all of it is undone anyway)."""
-        tasks = list(self.runtime.background)
+        tasks = list(self.runtime.memory.background)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

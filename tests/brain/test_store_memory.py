@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from brain.memory.facts import new_fact
+from brain.memory.facts import new_fact, stored_fact
 from brain.store import FactAdded, Store, connect, earlier_key, facts_key
 from tests.brain.test_store import all_text, turn
 
@@ -28,7 +28,7 @@ async def say(store: Store, user: str, text: str, chat: str = "dm", kind: str = 
 
 
 async def pin(store: Store, user: str, text: str, chat: str = "dm", kind: str = "direct") -> FactAdded:
-    return await store.add_fact(user, new_fact(text, "pinned", chat, kind), max_facts=3, ttl_s=TTL)
+    return await store.add_fact(user, stored_fact(new_fact(text, "pinned", chat, kind)), max_facts=3, ttl_s=TTL)
 
 
 async def test_turns_that_leave_the_window_are_kept_with_their_chat(store):
@@ -77,7 +77,7 @@ async def test_an_extracted_fact_replaces_the_oldest_extracted_one_and_never_a_p
     await pin(store, "telegram:1", "My name is Ann.")
 
     async def extract(text: str) -> FactAdded:
-        fact = new_fact(text, "extracted", "dm", "direct", quote=f"I said: {text}")
+        fact = stored_fact(new_fact(text, "extracted", "dm", "direct", quote=f"I said: {text}"))
         return await store.add_fact("telegram:1", fact, max_facts=3, ttl_s=TTL, since=result.since)
 
     for text in ("I have a cat.", "I like tea.", "I play chess."):
@@ -91,7 +91,8 @@ async def test_an_extracted_fact_replaces_the_oldest_extracted_one_and_never_a_p
 async def test_no_fact_of_a_message_is_stored_after_its_author_was_forgotten(store):
     result = await say(store, "telegram:1", "I have a cat CANARY-LATE")
     await store.forget("telegram:1")
-    late = new_fact("I have a cat CANARY-LATE", "extracted", "dm", "direct", quote="I have a cat CANARY-LATE")
+    text = "I have a cat CANARY-LATE"
+    late = stored_fact(new_fact(text, "extracted", "dm", "direct", quote=text))
     added = await store.add_fact("telegram:1", late, max_facts=3, ttl_s=TTL, since=result.since)
     assert added is FactAdded.forgotten
     assert "CANARY-LATE" not in await all_text(store)

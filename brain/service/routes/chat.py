@@ -19,12 +19,10 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from brain import personas as persona_lib
-from brain.api_models import ChatKind, ChatReply, ChatRequest, SamplingOverrides, SamplingParams, StreamDelta
+from brain.api_models import ChatKind, ChatReply, ChatRequest, SamplingOverrides, SamplingParams, StreamDelta, Turn
 from brain.engine.backend import Generated
 from brain.engine.prefix_cache import UNKNOWN_CONTRIBUTOR
 from brain.feedback_records import PersonaRef, TurnRecord
-from brain.memory.context import EARLIER_TURNS_KEPT, Memory
-from brain.memory.extract import extract_in_background
 from brain.prompt import Prompt, build_prompt, public_prefix, render
 from brain.service.auth import Authorized
 from brain.service.deps import RuntimeDep
@@ -130,8 +128,7 @@ async def chat(body: ChatRequest, request: Request, runtime: RuntimeDep) -> Any:
     with runtime.admission.take() as slot:
         user = body.key
         group = body.chat_kind is ChatKind.group
-        memory = runtime.settings.memory
-        recall = memory.recall_tokens > 0 and not body.is_retry
+        recall = runtime.memory.recalls and not body.is_retry
         state = await runtime.store.load_chat_state(user, body.platform, body.chat_id, group, earlier=recall)
         check_rate(runtime, state)
         stored = state.chat_persona if group else state.user_persona
@@ -158,23 +155,15 @@ async def chat(body: ChatRequest, request: Request, runtime: RuntimeDep) -> Any:
             contributors = {first.persona_ref.author} if first.persona_ref else set()
         else:
             # off the loop too: it reads up to EARLIER_TURNS_KEPT earlier messages (milliseconds)
-            recallable = await runtime.off_loop(
-                Memory.for_chat,
-                state.facts,
-                state.earlier,
-                chat_id=body.chat_id,
-                group=group,
-                share_direct=memory.share_direct_in_groups,
-                recall_tokens=memory.recall_tokens,
-            )
+            recallable = await runtime.off_loop(runtime.memory.for_prompt, state, body.chat_id, group)
+            window = runtime.memory.window(state)
             try:
                 prompt = await runtime.off_loop(
                     build_prompt,
                     runtime.tokenizer,
                     system_prompt=persona.system_prompt,
-                    # a summary left from when summaries were on is not used: the profile turned them off
-                    summary=state.summary if memory.summaries else "",
-                    turns=state.turns,
+                    summary=window.summary,
+                    turns=window.turns,
                     text=body.text,
                     budget=runtime.prompt_budget(sampling.max_new_tokens),
                     context=body.context,
@@ -210,7 +199,7 @@ async def retried_turn(runtime: Runtime, body: ChatRequest) -> TurnRecord:
         turn = await store.turn(body.retry_of)
     if turn is not None and turn.facts:
         # a fact it quotes that expired (deleting one drops the turn at once) must not come back in a new reply
-        kept = {str(fact.get("id")) for fact in await store.facts(turn.author)}
+        kept = {fact.id for fact in await runtime.memory.facts(turn.author)}
         turn = turn if set(turn.facts) <= kept else None
     if turn is None or (turn.author, turn.platform, turn.chat_id) != (body.key, body.platform, body.chat_id):
         raise ApiError(
@@ -314,8 +303,7 @@ async def _store_turn(
 ) -> ChatReply:
     """Store the exchange in the member's memory (and log), keep the reply as a turn, and say so."""
     user = body.key
-    ttl_s = runtime.settings.memory.ttl_s
-    if body.request_id and not await runtime.store.claim_request(user, body.request_id, ttl_s):
+    if body.request_id and not await runtime.store.claim_request(user, body.request_id, runtime.settings.memory.ttl_s):
         # this message was answered and stored meanwhile (a bot asked again while another replica generated): the
         # reply kept for it stands; stored once
         runtime.metrics.replies.labels("ok").inc()
@@ -323,31 +311,22 @@ async def _store_turn(
         return kept or _answered(persona, result, adapter, logged=False, turn_id=None)
     now = time.time()
     user_tokens = await runtime.off_loop(runtime.count, body.text)
-    user_turn = {"role": "user", "text": body.text, "ts": now, "tokens": user_tokens}
-    reply_turn = {"role": "assistant", "text": result.text, "ts": now, "tokens": result.tokens}
-    record = await runtime.store.record_turn(
+    record = await runtime.memory.record_exchange(
         user,
         body.chat_id,
+        chat_kind=body.chat_kind,
         since=state.since,
-        user_turn=user_turn,
-        assistant_turn=reply_turn,
-        max_turns=runtime.settings.memory.max_turns,
-        max_tokens=runtime.settings.memory.max_tokens,
-        ttl_s=ttl_s,
+        summary=state.summary,
+        message=Turn(role="user", text=body.text, ts=now, tokens=user_tokens),
+        reply=Turn(role="assistant", text=result.text, ts=now, tokens=result.tokens),
         display_name=body.display_name,
         # a group persona a member wrote is named in the log as "custom": its name (a card's character) is theirs
         persona="custom" if ref else persona,
-        chat_kind=body.chat_kind.value,
-        keep_earlier=EARLIER_TURNS_KEPT if runtime.settings.memory.recall_tokens > 0 else 0,
         turn=_turn(body, prompt.own_messages, result, adapter, ref).model_copy(
             update={"facts": quoted[0], "recalled_from": quoted[1]}
         ),
         turns_kept=runtime.settings.feedback.turns_kept,
     )
-    if record.evicted and runtime.settings.memory.summaries:
-        runtime.fold_in_background(user, body.chat_id, state.summary, record.evicted)
-    if record.stored and runtime.settings.memory.extract_facts:
-        extract_in_background(runtime, user, body.chat_id, body.chat_kind.value, record.since, body.text)
     runtime.metrics.replies.labels("ok").inc()
     runtime.metrics.request_latency.labels("chat").observe(time.perf_counter() - started)
     answered = _answered(persona, result, adapter, logged=record.logged, turn_id=record.turn_id)

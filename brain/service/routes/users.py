@@ -10,12 +10,10 @@ from brain import personas as persona_lib
 from brain.api_models import (
     ChatKind,
     ConsentState,
-    EarlierTurn,
     ExportedMessage,
     ExportedPersona,
     ExportedRating,
     ExportedTurn,
-    Fact,
     ForgetResult,
     LogEntry,
     MemoryView,
@@ -23,7 +21,6 @@ from brain.api_models import (
     PrivacyNotice,
     ResetResult,
     Stats,
-    Turn,
     UserExport,
 )
 from brain.consent import is_opted_in
@@ -119,7 +116,7 @@ async def opt_out(
 async def forget(platform: PlatformPath, user_id: UserIdPath, runtime: RuntimeDep) -> ForgetResult:
     """Delete every key of the user, logs included, and leave a tombstone against later writes and exports."""
     deleted = await runtime.store.forget(user_key(platform, user_id))
-    runtime.drop_awaiting_fold(user_key(platform, user_id))
+    runtime.memory.drop_pending(user_key(platform, user_id))
     await runtime.adapters.forget(user_key(platform, user_id))  # their own adapter, on every replica
     await runtime.backend.forget(user_key(platform, user_id))  # their conversations' cached keys and values
     runtime.rewrite_after_forget()  # and, soon, Redis's files on disk
@@ -127,18 +124,17 @@ async def forget(platform: PlatformPath, user_id: UserIdPath, runtime: RuntimeDe
 
 
 async def _memory_view(runtime: Runtime, user: str, platform: str, chat_id: str, kind: ChatKind) -> MemoryView:
-    summary, turns = await runtime.store.chat_memory(user, chat_id)
+    remembered = await runtime.memory.chat(user, chat_id)
     if kind is ChatKind.group:
         stored = await runtime.store.get_chat_persona(platform, chat_id)
     else:
         stored = await runtime.store.get_user_persona(user)
     persona, _ = persona_lib.resolve(stored, runtime.presets, runtime.settings.brain.default_persona)
-    summaries = runtime.settings.memory.summaries
     return MemoryView(
-        summary=summary if summaries else "",  # never a summary the profile no longer writes (or trusts)
-        turns=[Turn.model_validate(t) for t in turns],
+        summary=remembered.summary,
+        turns=remembered.turns,
         persona=persona.name,
-        summaries=summaries,
+        summaries=runtime.settings.memory.summaries,
     )
 
 
@@ -170,8 +166,8 @@ async def export(platform: PlatformPath, user_id: UserIdPath, runtime: RuntimeDe
         profile=await runtime.store.profile(user),
         chats=chats,
         log=log,
-        facts=[Fact.model_validate(f) for f in await runtime.store.facts(user)],
-        earlier_turns=[EarlierTurn.model_validate(t) for t in await runtime.store.earlier_turns(user)],
+        facts=await runtime.memory.facts(user),
+        earlier_turns=await runtime.memory.earlier_turns(user),
         ratings=[
             ExportedRating(turn_id=r.turn_id, rating=r.rating, served_by=r.served_by, at=r.at)
             for r in await runtime.store.ratings(user)
@@ -211,8 +207,7 @@ async def export(platform: PlatformPath, user_id: UserIdPath, runtime: RuntimeDe
 async def reset(platform: PlatformPath, user_id: UserIdPath, chat_id: ChatIdPath, runtime: RuntimeDep) -> ResetResult:
     """Clear the memory of one chat (turns, summary and its turns kept for recall); the training log and the facts
     are not touched."""
-    runtime.drop_awaiting_fold(user_key(platform, user_id), chat_id)
-    return ResetResult(cleared_turns=await runtime.store.reset_chat(user_key(platform, user_id), chat_id))
+    return ResetResult(cleared_turns=await runtime.memory.reset_chat(user_key(platform, user_id), chat_id))
 
 
 @router.get("/v1/users/{platform}/{user_id}/chats/{chat_id}/memory", response_model=MemoryView)

@@ -132,7 +132,7 @@ class SeenPrompts:
 
 
 async def settle(brain) -> None:
-    await eventually(lambda: not brain.runtime.background, "the background work finished", timeout=120)
+    await eventually(lambda: not brain.runtime.memory.background, "the background work finished", timeout=120)
 
 
 async def ask(client, brain, seen: SeenPrompts, who: str, chat: str, kind: str, text: str) -> str:
