@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from trainer.core.finetuning import PreferenceData
 from trainer.core.models import load_model
 from trainer.core.objectives import kto_class_weights
 from trainer.nightly.gate import decide
+from trainer.nightly.ratings import split_groups
 from trainer.nightly.reward import RewardStep
 from trainer.nightly.run import run_nightly
 from trainer.nightly.scoring import Scores
@@ -193,4 +195,19 @@ def test_a_night_of_almost_only_dislikes_still_learns_from_its_ratings(
 
     assert outcome.status != "failed", outcome.reasons
     assert outcome.finetune is not None and outcome.finetune.train_rated >= 25, outcome.finetune
-    assert outcome.finetune.train_examples + outcome.finetune.val_examples <= 1, "no disliked reply is imitated"
+    # the one liked reply (from the chat log, and once more as a liked rating); no disliked reply is imitated
+    assert outcome.finetune.train_examples + outcome.finetune.val_examples <= 2, outcome.finetune
+
+
+def test_rare_likes_reach_the_held_out_set_and_validation_as_well_as_training() -> None:
+    # 10 liked groups among 200: an unstratified split by hash alone can leave the held-out set with none
+    liked = {f"prompt {i}": i % 20 == 0 for i in range(200)}
+
+    splits = split_groups(liked, val_fraction=0.1, heldout_fraction=0.25)
+    reordered = split_groups(dict(reversed(liked.items())), val_fraction=0.1, heldout_fraction=0.25)
+
+    assert splits == reordered, "a group's split does not depend on the order of export"
+    likes = Counter(splits[k] for k, v in liked.items() if v)
+    dislikes = Counter(splits[k] for k, v in liked.items() if not v)
+    assert likes["heldout"] >= 2 and likes["val"] >= 1 and likes["train"] >= 5, likes
+    assert dislikes == {"heldout": 48, "val": 18, "train": 124}, dislikes
