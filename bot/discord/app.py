@@ -23,7 +23,7 @@ from bot.discord.cogs.feedback import Feedback
 from bot.discord.cogs.persona import PersonaCog
 from bot.discord.comparison import ComparisonButton
 from bot.discord.responding import answer_button
-from bot.discord.waits import ChannelWaits, install
+from bot.discord.waits import ChannelWaits, ReplyLimits
 from brain.refusals import Refusal
 from brain.settings import DiscordSettings, Settings
 
@@ -53,6 +53,9 @@ class OwnchatTree(app_commands.CommandTree):
 
 class OwnchatBot(commands.Bot):
     def __init__(self, settings: Settings, brain: BrainClient, **options: Any):
+        # a streamed reply waits out Discord's rate limits itself, so that it redraws with the newest text after one:
+        # its calls read Discord's answers through the client's HTTP trace (bot.discord.waits)
+        reply_limits = ReplyLimits()
         super().__init__(
             command_prefix=commands.when_mentioned,
             help_command=None,
@@ -60,14 +63,14 @@ class OwnchatBot(commands.Bot):
             intents=required_intents(),
             # a model's words must never ping @everyone, a role or a stranger; the asker may be
             allowed_mentions=discord.AllowedMentions(everyone=False, users=False, roles=False, replied_user=True),
+            http_trace=reply_limits.trace,
             **options,
         )
         self.settings = settings
         self.config: DiscordSettings = settings.bot.discord
         self.brain = brain
         self.access = Access(self.config)
-        # a streamed reply waits out Discord's rate limits itself, so that it redraws with the newest text after one
-        install(self)
+        self.reply_limits = reply_limits
         self.waits = ChannelWaits()
 
     async def setup_hook(self) -> None:
