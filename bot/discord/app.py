@@ -7,13 +7,11 @@ import logging
 from typing import Any
 
 import discord
-import yarl
 from discord import app_commands
 from discord.ext import commands
-from discord.gateway import DiscordWebSocket
-from discord.http import Route
 
 from bot.client import BrainClient
+from bot.discord import private_api
 from bot.discord.access import Access
 from bot.discord.buttons import CommandButton
 from bot.discord.cogs.admin import Admin
@@ -72,12 +70,29 @@ class OwnchatBot(commands.Bot):
         self.access = Access(self.config)
         self.reply_limits = reply_limits
         self.waits = ChannelWaits()
+        # a proxy or a Discord-compatible API elsewhere (the tests' local Discord): taken while the bot runs
+        endpoints = private_api.Endpoints(self.config.api_base, self.config.gateway_url)
+        self.endpoints = endpoints if endpoints.api_base or endpoints.gateway_url else None
+        self._taken: private_api.Endpoints | None = None
+
+    async def login(self, token: str) -> None:
+        if self.endpoints is not None and self._taken is None:
+            private_api.take(self.endpoints)
+            self._taken = self.endpoints
+        await super().login(token)
+
+    async def close(self) -> None:
+        try:
+            await super().close()
+        finally:
+            taken, self._taken = self._taken, None
+            if taken is not None:
+                private_api.give_back(taken)
 
     async def setup_hook(self) -> None:
-        if self.config.api_base and not self.config.gateway_url:
+        if self.endpoints is not None and self.endpoints.api_base and not self.endpoints.gateway_url:
             # a Discord-compatible API elsewhere names its gateway, as Discord does
-            _, url, _ = await self.http.get_bot_gateway()
-            DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(url)
+            await private_api.use_named_gateway(self, self.endpoints)
         for cog in (Chat(self), PersonaCog(self), Data(self), Admin(self), Feedback(self)):
             await self.add_cog(cog)
         self.add_dynamic_items(CommandButton, ComparisonButton)
@@ -102,22 +117,9 @@ def make_bot(settings: Settings, brain: BrainClient, **options: Any) -> OwnchatB
     `options` go to discord.py's client as they are.
     """
     config = settings.bot.discord
-    use_endpoints(config.api_base, config.gateway_url)
     if config.shard_count is None:
         return OwnchatBot(settings, brain, **options)
     return ShardedOwnchatBot(settings, brain, shard_count=config.shard_count or None, **options)
-
-
-def use_endpoints(api_base: str | None, gateway_url: str | None) -> None:
-    """Point discord.py at another REST base and gateway (a proxy, or a test's local Discord).
-
-    discord.py keeps both in class attributes (Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY), so this
-    sets them for the whole process; a bot process runs one bot.
-    """
-    if api_base:
-        Route.BASE = api_base.rstrip("/")
-    if gateway_url:
-        DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(gateway_url)
 
 
 def run_discord(settings: Settings) -> None:
