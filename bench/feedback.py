@@ -369,11 +369,15 @@ class Community:
         """The probe prompts in fresh chats, served by the base model and by the live adapter, rated by the taste
         (the probes never send a rating: nothing they see is learned from)."""
         sampling = {"max_new_tokens": self.args.max_new_tokens}
+        # as many at once as members chat in a day: all of them together would pass the brain's admission limit
+        # (limits.max_concurrent) and be refused
+        at_once = asyncio.Semaphore(len(self.members))
 
         async def ask(member: str, number: int, prompt: str) -> ChatReply:
             chat = f"p{index}q{number}"
             request = ChatRequest(platform=PLATFORM, user_id=member, chat_id=chat, text=prompt, sampling=sampling)
-            return await self.client.chat(request)
+            async with at_once:
+                return await self.client.chat(request)
 
         asked = [(member, i, p) for member in (BASE_PROBE, LIVE_PROBE) for i, p in enumerate(self.probe_prompts)]
         replies = await asyncio.gather(*(ask(*question) for question in asked))
