@@ -28,8 +28,8 @@ from brain.settings import FinetuneSettings, PreferenceSettings
 from trainer.core import distributed
 from trainer.core.evaluation import fill_reference
 from trainer.core.examples import ChatRenderer, Example, PairExample
-from trainer.core.finetuning import FinetuneResult, PreferenceData, fine_tune
-from trainer.core.loop import LoopState, Snapshot
+from trainer.core.finetuning import FinetuneData, FinetuneResult, PreferenceData, fine_tune
+from trainer.core.loop import LoopHooks, LoopState, Snapshot
 from trainer.core.models import ModelWithTokenizer, add_lora, load_model
 from trainer.errors import DataError
 from trainer.nightly.clean import load_split
@@ -240,17 +240,12 @@ def finetune(job: FinetuneJob, stop: threading.Event | None = None) -> FinetuneR
 
     result = fine_tune(
         model,
-        loaded.tokenizer.pad_token_id,
-        train,
-        val,
+        FinetuneData(train, val, loaded.tokenizer.pad_token_id, preference),
         cfg,
         placement,
         label=job.target,
-        keep_best=keep_best,
-        save_checkpoint=checkpoint,
+        hooks=LoopHooks(keep_best=keep_best, save_checkpoint=checkpoint, stop=stop),
         resume=resume,
-        stop=stop,
-        preference=preference,
     )
     if placement.is_main:
         write_json(out / RESULT, result.model_dump())
