@@ -128,9 +128,7 @@ def fine_tune(
     hooks = hooks or LoopHooks()
     parts = objective_parts(data)
     batching = Batching(settings, grad_accum, data.pad_id, placement)
-    batches = MixedBatches(
-        [Weighted(part.objective, part.weight, batching.source(part)) for part in parts if part.train]
-    )
+    batches = train_batches(parts, batching)
     total = total_steps(batches.steps_per_epoch, settings)
     optimizer = adamw(model, settings.learning_rate, settings.weight_decay, placement.device)
     scheduler = warmup_cosine_schedule(optimizer, min(settings.warmup_steps, total - 1), total, settings.min_lr_ratio)
@@ -186,6 +184,16 @@ class Batching:
         return [part.objective.collate(group, self.pad_id) for group in groups]
 
 
+def train_batches(parts: list[Part], batching: Batching) -> MixedBatches:
+    """Every part's training examples, stepped together (a part without any is left out)."""
+    return MixedBatches([Weighted(part.objective, part.weight, batching.source(part)) for part in parts if part.train])
+
+
+def val_batches(parts: list[Part], batching: Batching) -> list[ScaledBatch]:
+    """This process's share of every part's validation examples, scaled as a step's micro-batches are."""
+    return scaled([Weighted(part.objective, part.weight, batching.evaluation(part)) for part in parts])
+
+
 def total_steps(steps_per_epoch: int, settings: FinetuneSettings) -> int:
     """The epochs' optimizer steps, at most settings.max_steps (when set)."""
     total = steps_per_epoch * settings.epochs
@@ -212,10 +220,6 @@ def validator(
         )
 
     return validate
-
-
-def val_batches(parts: list[Part], batching: Batching) -> list[ScaledBatch]:
-    return scaled([Weighted(part.objective, part.weight, batching.evaluation(part)) for part in parts])
 
 
 def rating_validator(model: torch.nn.Module, preference: PreferenceData, batching: Batching) -> Callable[[], float]:
