@@ -65,6 +65,7 @@ from bot.client import BrainClient  # noqa: E402
 from brain.adapters import COMMUNITY, AdapterManager, adapter_name, canary_position  # noqa: E402
 from brain.api_feedback import FeedbackRequest  # noqa: E402
 from brain.api_models import ChatReply, ChatRequest, UserRef  # noqa: E402
+from brain.consent import CONSENT_FIELD, OPTED_IN
 from brain.engine.model_loading import DEFAULT_MODEL_ALIAS  # noqa: E402
 from brain.redis_local import LocalRedis  # noqa: E402
 from brain.service.app import create_app  # noqa: E402
@@ -79,6 +80,8 @@ PLATFORM = "bench"
 API_KEY = "bench-key"
 BAR_POINTS = 15.0
 BASE_PROBE, LIVE_PROBE = "probe-base", "probe-live"  # never opted in: nothing they get is kept or learned
+# the id the live probe is routed as: the first of its kind inside any canary's share (position below 1 %)
+CANARY_PROBE = next(f"{PLATFORM}:probe-{n}" for n in range(10_000) if canary_position(f"{PLATFORM}:probe-{n}") < 0.01)
 # what members ask: half of it explanations, which the base model gives at length (70 to 140 words), half quick
 # requests, which it answers in a line about as often as not. No quick facts: a small model gets many of them
 # wrong, and a taste for short replies would teach it its wrong facts (the guard's questions would catch that)
@@ -241,7 +244,9 @@ class Day:
 
 
 class BaseForProbe:
-    """The brain's adapters as they are, except that the base probe is always served by the base model."""
+    """The brain's adapters as they are, except for the two probe members: the base probe is always served by
+    the base model, and the live probe by the newest community adapter (the canary while one runs, as a canary
+    member gets it, else the live one), so that each day measures what the latest night trained."""
 
     def __init__(self, inner: Any):
         self.inner = inner
@@ -254,6 +259,9 @@ class BaseForProbe:
         if user is not None and user.endswith(f":{BASE_PROBE}"):
             yield None
             return
+        if user is not None and user.endswith(f":{LIVE_PROBE}"):
+            # routed as an opted-in member inside every canary's share; nothing of the probe is kept or learned
+            user, profile = CANARY_PROBE, {**(profile or {}), CONSENT_FIELD: OPTED_IN}
         async with self.inner.serving(user, profile) as name:
             yield name
 
