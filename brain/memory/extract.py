@@ -17,7 +17,7 @@ from brain.api_models import SamplingParams
 from brain.memory.facts import MAX_FACTS, new_fact
 from brain.memory.recall import terms
 from brain.prompt import render
-from brain.store import FactAdded
+from brain.store.facts import FactAdded
 
 if TYPE_CHECKING:
     from brain.service.runtime import Runtime
@@ -92,7 +92,7 @@ async def _extract(runtime: Runtime, user: str, chat_id: str, chat_kind: str, si
         for text in grounded_facts(answer.text, message):
             fact = new_fact(text, "extracted", chat_id, chat_kind, quote=message)
             ttl = runtime.settings.memory.ttl_s
-            added = await runtime.store.add_fact(user, fact, max_facts=MAX_FACTS, ttl_s=ttl, since=since)
+            added = await runtime.store.facts.add(user, fact, max_facts=MAX_FACTS, ttl_s=ttl, since=since)
             if added is FactAdded.forgotten:  # a /forget meanwhile: nothing of the message may come back
                 return
     except Exception:  # a failed extraction must never hurt the chat

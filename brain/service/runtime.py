@@ -29,7 +29,8 @@ from brain.prompt import count_tokens, render
 from brain.service.admission import Admission
 from brain.service.metrics import Metrics
 from brain.settings import Settings
-from brain.store import Store, connect
+from brain.store import Store
+from brain.store.client import connect
 
 log = logging.getLogger("brain")
 T = TypeVar("T")
@@ -259,8 +260,8 @@ class Runtime:
         await asyncio.sleep(delay)
         try:
             # a forget during the rewrite (after it began copying) asks for another
-            while await self.store.forgotten_since_rewrite():
-                if not await self.store.rewrite_persistence():
+            while await self.store.persistence.forgotten_since_rewrite():
+                if not await self.store.persistence.rewrite():
                     return  # no append-only file: nothing on disk to rewrite
                 log.info("Redis rewrote its append-only file after a forget")
         except (RedisError, OSError, RuntimeError, TimeoutError) as error:  # the nightly run tries again
@@ -306,7 +307,7 @@ class Runtime:
             if not evicted:  # dropped by a /forget or /reset while it waited
                 return
             try:
-                current, _ = await self.store.chat_memory(user, chat_id)
+                current, _ = await self.store.chats.memory(user, chat_id)
                 lines = "\n".join(f"{t['role']}: {t['text']}" for t in evicted)
                 instructions = (
                     "Update the summary of a conversation. Keep facts about the user (name, preferences, "
@@ -326,7 +327,7 @@ class Runtime:
                 if unsaid:  # a summary that says what nobody said is worse than the one before it
                     log.info("a summary of %s was not kept: it holds words nobody said (%s)", chat_id, unsaid[:8])
                 elif result.text:
-                    await self.store.fold_summary(user, chat_id, result.text, self.settings.memory.ttl_s)
+                    await self.store.chats.fold_summary(user, chat_id, result.text, self.settings.memory.ttl_s)
             except Exception:  # a failed summary must never hurt the chat; the next fold retries
                 log.exception("folding the summary of %s failed", chat_id)
 

@@ -17,7 +17,7 @@ from brain.service.deps import PlatformPath, RuntimeDep, UserIdPath
 from brain.service.errors import ApiError, responses
 from brain.service.routes.users import user_key
 from brain.service.runtime import Runtime
-from brain.store import FactAdded
+from brain.store.facts import FactAdded
 
 router = APIRouter(dependencies=[Authorized], tags=["memory"], responses=responses())
 
@@ -28,7 +28,7 @@ FACTS = "/v1/users/{platform}/{user_id}/facts"
 
 async def _visible(runtime: Runtime, user: str, chat_id: str, chat_kind: ChatKind) -> list[dict[str, Any]]:
     share = runtime.settings.memory.share_direct_in_groups
-    return visible_facts(await runtime.store.facts(user), chat_id, chat_kind is ChatKind.group, share)
+    return visible_facts(await runtime.store.facts.of(user), chat_id, chat_kind is ChatKind.group, share)
 
 
 @router.get(FACTS, response_model=FactList)
@@ -50,13 +50,13 @@ async def pin_fact(platform: PlatformPath, user_id: UserIdPath, body: FactPin, r
     if (body.platform, body.user_id) != (platform, user_id):
         raise ApiError(400, "user_mismatch", "The user in the body differs from the user in the path.")
     fact = new_fact(body.text, "pinned", body.chat_id, body.chat_kind.value)
-    added = await runtime.store.add_fact(body.key, fact, max_facts=MAX_FACTS, ttl_s=runtime.settings.memory.ttl_s)
+    added = await runtime.store.facts.add(body.key, fact, max_facts=MAX_FACTS, ttl_s=runtime.settings.memory.ttl_s)
     if added is FactAdded.full:
         raise ApiError(
             409, "too_many_facts", f"I keep at most {MAX_FACTS} facts about you; forget one first (/memory)."
         )
     if added is FactAdded.known:
-        known = [f for f in await runtime.store.facts(body.key) if same_fact(f["text"], fact["text"])]
+        known = [f for f in await runtime.store.facts.of(body.key) if same_fact(f["text"], fact["text"])]
         fact = known[0] if known else fact
     return Fact.model_validate(fact)
 
@@ -66,7 +66,7 @@ async def forget_fact(
     platform: PlatformPath, user_id: UserIdPath, fact_id: FactIdPath, runtime: RuntimeDep
 ) -> FactsDeleted:
     """Forget one fact."""
-    deleted = await runtime.store.delete_facts(user_key(platform, user_id), [fact_id])
+    deleted = await runtime.store.facts.delete(user_key(platform, user_id), [fact_id])
     if not deleted:
         raise ApiError(404, "unknown_fact", "There is no such fact (it may be forgotten already).")
     return FactsDeleted(deleted=deleted)
@@ -83,4 +83,4 @@ async def clear_facts(
     """Forget every fact that this chat may use (in a direct chat: all of them)."""
     user = user_key(platform, user_id)
     facts = await _visible(runtime, user, chat_id, chat_kind)
-    return FactsDeleted(deleted=await runtime.store.delete_facts(user, [f["id"] for f in facts]))
+    return FactsDeleted(deleted=await runtime.store.facts.delete(user, [f["id"] for f in facts]))
