@@ -237,7 +237,7 @@ class Bench:
     async def save(self, user: str) -> dict[str, tuple[bytes, int]]:
         r = self.raw
         saved = {}
-        for key in await self.runtime.store.user_keys(user):
+        for key in await self.runtime.store.forgetting.user_keys(user):
             dumped = await r.dump(key)
             if dumped is not None:
                 saved[key] = (dumped, max(int(await r.pttl(key)), 0))
@@ -245,7 +245,7 @@ class Bench:
 
     async def restore(self, user: str, saved: dict[str, tuple[bytes, int]]) -> None:
         r = self.raw
-        keys = set(await self.runtime.store.user_keys(user)) | set(saved)
+        keys = set(await self.runtime.store.forgetting.user_keys(user)) | set(saved)
         await r.delete(*keys)
         for key, (dumped, ttl) in saved.items():
             await r.restore(key, ttl, dumped, replace=True)

@@ -13,5 +13,6 @@
 - extract.py: facts picked out of a member's messages by the model: the prompt, and which answers are kept.
 
 Memory imports neither the service, nor the prompt, nor the engine (tests/brain/memory/test_import_direction.py).
-The keys themselves live in brain/store.py, like every other key.
+It reads and writes through the store's chats and facts repositories (brain/store/chats.py, facts.py); the keys
+themselves are spelled in brain/store/keys.py, like every other key.
 """
