@@ -53,10 +53,11 @@ from rich.table import Table  # noqa: E402
 from bot.client import BrainClient  # noqa: E402
 from brain.api_models import ChatReply, ChatRequest, FactPin  # noqa: E402
 from brain.engine.model_loading import DEFAULT_MODEL_ALIAS  # noqa: E402
+from brain.memory.settings import MemorySettings  # noqa: E402
 from brain.redis_local import LocalRedis  # noqa: E402
 from brain.service.app import create_app  # noqa: E402
 from brain.service.runtime import Runtime  # noqa: E402
-from brain.settings import MemorySettings, Secrets, Settings  # noqa: E402
+from brain.settings import Secrets, Settings  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "recall.json"
 GAPS = (0, 4, 12, 30)

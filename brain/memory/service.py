@@ -28,8 +28,8 @@ from brain.memory.extract import extraction_messages, grounded_facts, worth_mini
 from brain.memory.facts import MAX_FACTS, new_fact, same_fact, stored_fact, visible_facts
 from brain.memory.jobs import BackgroundJobs
 from brain.memory.records import BackgroundModel, BackgroundPrompt, ChatMemory
+from brain.memory.settings import MemorySettings
 from brain.memory.summary import fold_messages, fold_sampling, unsaid_words
-from brain.settings import MemorySettings
 from brain.store import Store
 from brain.store.chats import ChatState, RecordResult
 from brain.store.facts import FactAdded

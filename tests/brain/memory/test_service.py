@@ -14,7 +14,7 @@ import pytest
 from brain.api_models import ChatKind, FactSource, Turn
 from brain.memory.records import BackgroundPrompt
 from brain.memory.service import MemoryService
-from brain.settings import MemorySettings
+from brain.memory.settings import MemorySettings
 from brain.store import Store
 from brain.store.client import connect
 
