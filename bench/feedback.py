@@ -71,7 +71,7 @@ from brain.redis_local import LocalRedis  # noqa: E402
 from brain.service.app import create_app  # noqa: E402
 from brain.service.runtime import Runtime  # noqa: E402
 from brain.settings import Secrets, Settings  # noqa: E402
-from brain.store import BASE  # noqa: E402
+from brain.store.ratings import BASE  # noqa: E402
 from trainer.nightly.report import RunReport, read_report  # noqa: E402
 from trainer.nightly.stats import wilson  # noqa: E402
 
@@ -406,7 +406,7 @@ class Community:
         assert isinstance(adapters, AdapterManager)
         deadline = time.monotonic() + timeout_s
         while True:
-            live, canaries = await store.registry_records(), await store.canaries()
+            live, canaries = await store.registry.records(), await store.canaries.all()
             wanted = [adapter_name(COMMUNITY, r.version) for r in (live.get(COMMUNITY), canaries.get(COMMUNITY)) if r]
             if adapters.live == live and adapters.canaries == canaries and all(n in adapters.loaded for n in wanted):
                 record, canary = live.get(COMMUNITY), canaries.get(COMMUNITY)

@@ -1,10 +1,11 @@
 """The one settings object of ownchat: defaults < a YAML file < environment variables.
 
-Each part owns the model of its section: the brain's (redis, model, memory, limits, feedback, brain) are here,
-the bots' in bot/settings.py, the trainer's in trainer/settings.py. ``Settings`` composes them with the secrets,
-and ``load_settings`` reads them all at once, so ``brain config`` shows every one. The root lives in the brain,
-whose torch-free modules (the API contract, these settings) every part imports; the bots' and the trainer's
-settings modules hold pydantic models only and import nothing of the project, so no import cycle forms.
+Each part owns the model of its section: the brain's (redis, model, limits, feedback, brain) are here, memory's
+in brain/memory/settings.py, the bots' in bot/settings.py, the trainer's in trainer/settings.py. ``Settings``
+composes them with the secrets, and ``load_settings`` reads them all at once, so ``brain config`` shows every
+one. The root lives in the brain, whose torch-free modules (the API contract, these settings) every part
+imports; the other settings modules hold pydantic models only and import nothing of the project, so no import
+cycle forms.
 
 Torch-free and redis-free, so bots import it too. Secrets (tokens, the brain API key, the
 Redis password) come from the environment only: a YAML file that names one is refused.
@@ -23,6 +24,7 @@ from pydantic import BaseModel, Field, PrivateAttr, SecretStr, field_validator, 
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from bot.settings import BotSettings
+from brain.memory.settings import MemorySettings
 from brain.profiles import choose_profile
 from trainer.settings import TrainerSettings
 
@@ -140,30 +142,6 @@ class ModelSettings(BaseModel):
                 "for example http://vllm:8000"
             )
         return self
-
-
-class MemorySettings(BaseModel):
-    # recent turns a chat's prompt carries (a message and its reply are two); older ones are folded into the summary
-    # and can come back by recall. 2 suits the small default model: with more, it copies its own recent replies
-    # instead of answering (bench/recall.py measures it; figures in README, The brain). Raise it with a capable
-    # model (the model profile sets it where it is left unset)
-    max_turns: int = Field(2, ge=2)
-    # write a rolling summary of the turns that leave the window (one more generation per fold); the profile
-    # decides where unset: off for the small default model, whose summaries were mostly invented
-    summaries: bool = False
-    # fold once this many turns have left the window since the last fold, not after every message
-    fold_every_turns: int = Field(8, ge=1, le=256)
-    max_tokens: int = Field(1536, ge=64)
-    ttl_s: int = Field(7 * 24 * 3600, ge=60)
-    summary_max_tokens: int = Field(96, ge=8)
-    # the member's earlier messages that match a new one come back into its prompt, up to this many tokens;
-    # 0 turns recall off (and turns that leave the window are then not kept at all)
-    recall_tokens: int = Field(160, ge=0, le=1024)
-    # facts picked out of what members say, in the background. Off by default: with the small default model the
-    # picks are noisy (bench/recall.py measures it); turn it on with a capable model
-    extract_facts: bool = False
-    # in group chats, also use (and list) what a member told the bot in direct chats; off: groups see none of it
-    share_direct_in_groups: bool = False
 
 
 class LimitSettings(BaseModel):

@@ -11,7 +11,9 @@
 - context.py: what one prompt gets: the visible facts, and the earlier turns that match the new message;
 - summary.py: a chat's rolling summary: the fold's prompt, and whether a summary holds only what was said;
 - extract.py: facts picked out of a member's messages by the model: the prompt, and which answers are kept.
+- settings.py: the section ``memory`` of the settings (brain/settings.py composes it).
 
 Memory imports neither the service, nor the prompt, nor the engine (tests/brain/memory/test_import_direction.py).
-The keys themselves live in brain/store.py, like every other key.
+It reads and writes through the store's chats and facts repositories (brain/store/chats.py, facts.py); the keys
+themselves are spelled in brain/store/keys.py, like every other key.
 """

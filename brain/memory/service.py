@@ -28,9 +28,11 @@ from brain.memory.extract import extraction_messages, grounded_facts, worth_mini
 from brain.memory.facts import MAX_FACTS, new_fact, same_fact, stored_fact, visible_facts
 from brain.memory.jobs import BackgroundJobs
 from brain.memory.records import BackgroundModel, BackgroundPrompt, ChatMemory
+from brain.memory.settings import MemorySettings
 from brain.memory.summary import fold_messages, fold_sampling, unsaid_words
-from brain.settings import MemorySettings
-from brain.store import ChatState, FactAdded, RecordResult, Store
+from brain.store import Store
+from brain.store.chats import ChatState, RecordResult
+from brain.store.facts import FactAdded
 
 log = logging.getLogger("brain")
 R = TypeVar("R", bound=BaseModel)
@@ -126,10 +128,10 @@ class MemoryService:
         turn: TurnRecord | None = None,
     ) -> RecordResult:
         """Store the member's message and the reply in the chat's window, with the reply's ``turn`` record (kept to
-        be rated) and its log entry (store.record_turn); then, in the background, fold the turns that left the
+        be rated) and its log entry (store.chats.record_turn); then, in the background, fold the turns that left the
         window into the chat's ``summary`` and pick facts out of the message."""
         settings = self.settings
-        record = await self.store.record_turn(
+        record = await self.store.chats.record_turn(
             user,
             chat_id,
             since=since,
@@ -155,18 +157,18 @@ class MemoryService:
 
     async def chat(self, user: str, chat_id: str) -> ChatMemory:
         """What the brain remembers of one chat (its summary only where summaries are written)."""
-        summary, turns = await self.store.chat_memory(user, chat_id)
+        summary, turns = await self.store.chats.memory(user, chat_id)
         # never a summary the profile no longer writes (or trusts)
         return ChatMemory(summary=summary if self.settings.summaries else "", turns=_typed(Turn, turns, "memory turn"))
 
     async def earlier_turns(self, user: str) -> list[EarlierTurn]:
         """The turns kept for recall, oldest first, over every chat of the member."""
-        return _typed(EarlierTurn, await self.store.earlier_turns(user), "earlier turn")
+        return _typed(EarlierTurn, await self.store.chats.earlier_turns(user), "earlier turn")
 
     async def reset_chat(self, user: str, chat_id: str) -> int:
         """Clear one chat's memory (its turns, summary and turns kept for recall); returns how many turns it had."""
         self.drop_pending(user, chat_id)
-        return await self.store.reset_chat(user, chat_id)
+        return await self.store.chats.reset(user, chat_id)
 
     def drop_pending(self, user: str, chat_id: str | None = None) -> None:
         """Forget the turns of ``user`` (of one chat, or all) that wait to be folded: after a /forget or a
@@ -182,7 +184,7 @@ class MemoryService:
 
     async def facts(self, user: str) -> list[Fact]:
         """Every fact about the member, oldest first."""
-        return _typed(Fact, await self.store.facts(user), "fact")
+        return _typed(Fact, await self.store.facts.of(user), "fact")
 
     async def visible_facts(self, user: str, chat_id: str, chat_kind: ChatKind) -> list[Fact]:
         """The member's facts that this chat may use, oldest first (the numbering of /memory)."""
@@ -192,14 +194,14 @@ class MemoryService:
     async def pin(self, user: str, text: str, chat_id: str, chat_kind: ChatKind) -> tuple[FactAdded, Fact]:
         """Pin a fact (/remember); ``known``: the fact the member had pinned with the same text."""
         fact = new_fact(text, FactSource.pinned, chat_id, chat_kind)
-        added = await self.store.add_fact(user, stored_fact(fact), max_facts=MAX_FACTS, ttl_s=self.settings.ttl_s)
+        added = await self.store.facts.add(user, stored_fact(fact), max_facts=MAX_FACTS, ttl_s=self.settings.ttl_s)
         if added is FactAdded.known:
             fact = next((known for known in await self.facts(user) if same_fact(known.text, fact.text)), fact)
         return added, fact
 
     async def forget_facts(self, user: str, fact_ids: list[str]) -> int:
         """Delete these facts (and the kept turns that quote them); returns how many there were."""
-        return await self.store.delete_facts(user, fact_ids)
+        return await self.store.facts.delete(user, fact_ids)
 
     # background work: a rolling summary per chat, and facts picked out of messages
 
@@ -230,7 +232,7 @@ class MemoryService:
                 del self._waiting_folds[(user, chat_id)]
             if not evicted:  # dropped by a /forget or /reset while it waited
                 return
-            current, _ = await self.store.chat_memory(user, chat_id)
+            current, _ = await self.store.chats.memory(user, chat_id)
             before = current or summary
             settings = self.settings
             # owned by the member: a /forget drops the cached keys and values of this prompt too
@@ -242,7 +244,7 @@ class MemoryService:
             if unsaid:  # a summary that says what nobody said is worse than the one before it
                 log.info("a summary of %s was not kept: it holds words nobody said (%s)", chat_id, unsaid[:8])
             elif text:
-                await self.store.fold_summary(user, chat_id, text, settings.ttl_s)
+                await self.store.chats.fold_summary(user, chat_id, text, settings.ttl_s)
 
     def extract_later(self, user: str, chat_id: str, chat_kind: ChatKind, since: str, message: str) -> None:
         """Start picking facts out of ``message`` (a member's, just stored); the reply never waits for it."""
@@ -255,7 +257,7 @@ class MemoryService:
         answer = await self._model(BackgroundPrompt(user, extraction_messages(message), EXTRACTION_SAMPLING))
         for text in grounded_facts(answer, message):
             fact = new_fact(text, FactSource.extracted, chat_id, chat_kind, quote=message)
-            added = await self.store.add_fact(
+            added = await self.store.facts.add(
                 user, stored_fact(fact), max_facts=MAX_FACTS, ttl_s=self.settings.ttl_s, since=since
             )
             if added is FactAdded.forgotten:  # a /forget meanwhile: nothing of the message may come back

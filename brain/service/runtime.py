@@ -28,7 +28,8 @@ from brain.prompt import count_tokens, render
 from brain.service.admission import Admission
 from brain.service.metrics import Metrics
 from brain.settings import Settings
-from brain.store import Store, connect
+from brain.store import Store
+from brain.store.client import connect
 
 log = logging.getLogger("brain")
 T = TypeVar("T")
@@ -261,8 +262,8 @@ class Runtime:
         await asyncio.sleep(delay)
         try:
             # a forget during the rewrite (after it began copying) asks for another
-            while await self.store.forgotten_since_rewrite():
-                if not await self.store.rewrite_persistence():
+            while await self.store.persistence.forgotten_since_rewrite():
+                if not await self.store.persistence.rewrite():
                     return  # no append-only file: nothing on disk to rewrite
                 log.info("Redis rewrote its append-only file after a forget")
         except (RedisError, OSError, RuntimeError, TimeoutError) as error:  # the nightly run tries again

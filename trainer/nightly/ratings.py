@@ -2,7 +2,7 @@
 validation and held-out, and turned into what the fine-tune learns from and what the gate judges by.
 
 The brain hands over only turns whose author, and ratings whose rater, were opted in when the rating was
-given (store.rated_turns). A /forget can land while we read: each member's tombstone is checked after
+given (store.ratings.rated_turns). A /forget can land while we read: each member's tombstone is checked after
 reading, and a forgotten author's turns or a forgotten rater's ratings from before it are dropped.
 
 Replies to one prompt -- a /retry's replies, or replies to the very same conversation -- form a group. A
@@ -54,7 +54,7 @@ async def read_rated(store: Store, limit: int) -> tuple[list[RatedTurn], int, in
     many were left out beyond the bound."""
     turns: list[RatedTurn] = []
     left_out = 0
-    async for rated in store.rated_turns():
+    async for rated in store.ratings.rated_turns():
         if rated.ratings:
             turns.append(rated)
         if len(turns) > 2 * limit:  # keep memory bounded while reading
@@ -66,7 +66,7 @@ async def read_rated(store: Store, limit: int) -> tuple[list[RatedTurn], int, in
     del turns[limit:]
     forgotten: dict[str, int | None] = {}
     for member in {t.turn.author for t in turns} | {r.rater for t in turns for r in t.ratings}:
-        forgotten[member] = await store.forgotten_at(member)
+        forgotten[member] = await store.tombstones.forgotten_at(member)
 
     def after_forget(member: str, at: str) -> bool:
         gone = forgotten[member]

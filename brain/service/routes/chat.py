@@ -31,7 +31,8 @@ from brain.service.replays import answer_again, answered_before, carried, keep, 
 from brain.service.routes.compare import should_compare
 from brain.service.runtime import Runtime
 from brain.service.streaming import EventStream, events_or_error, sse, stream_responses, unless_disconnected
-from brain.store import ChatState, persona_digest
+from brain.store.chats import ChatState
+from brain.store.personas import persona_digest
 
 router = APIRouter(dependencies=[Authorized], tags=["chat"])
 
@@ -129,7 +130,7 @@ async def chat(body: ChatRequest, request: Request, runtime: RuntimeDep) -> Any:
         user = body.key
         group = body.chat_kind is ChatKind.group
         recall = runtime.memory.recalls and not body.is_retry
-        state = await runtime.store.load_chat_state(user, body.platform, body.chat_id, group, earlier=recall)
+        state = await runtime.store.chats.load_state(user, body.platform, body.chat_id, group, earlier=recall)
         check_rate(runtime, state)
         stored = state.chat_persona if group else state.user_persona
         persona, custom = persona_lib.resolve(stored, runtime.presets, runtime.settings.brain.default_persona)
@@ -191,12 +192,12 @@ async def retried_turn(runtime: Runtime, body: ChatRequest) -> TurnRecord:
     store = runtime.store
     turn: TurnRecord | None = None
     if body.retry_message is not None:
-        turn_id = await store.turn_of_message(body.platform, body.chat_id, body.retry_message)
-        turn = await store.turn(turn_id) if turn_id else None
+        turn_id = await store.messages.turn_of(body.platform, body.chat_id, body.retry_message)
+        turn = await store.turns.get(turn_id) if turn_id else None
     elif body.retry_of == "last":
-        turn = await store.last_turn(body.key, body.platform, body.chat_id)
+        turn = await store.turns.last(body.key, body.platform, body.chat_id)
     elif body.retry_of is not None:
-        turn = await store.turn(body.retry_of)
+        turn = await store.turns.get(body.retry_of)
     if turn is not None and turn.facts:
         # a fact it quotes that expired (deleting one drops the turn at once) must not come back in a new reply
         kept = {fact.id for fact in await runtime.memory.facts(turn.author)}
@@ -303,7 +304,8 @@ async def _store_turn(
 ) -> ChatReply:
     """Store the exchange in the member's memory (and log), keep the reply as a turn, and say so."""
     user = body.key
-    if body.request_id and not await runtime.store.claim_request(user, body.request_id, runtime.settings.memory.ttl_s):
+    ttl_s = runtime.settings.memory.ttl_s
+    if body.request_id and not await runtime.store.idempotency.claim(user, body.request_id, ttl_s):
         # this message was answered and stored meanwhile (a bot asked again while another replica generated): the
         # reply kept for it stands; stored once
         runtime.metrics.replies.labels("ok").inc()
@@ -348,7 +350,7 @@ async def _store_retry(
     """Keep a /retry's reply as a turn paired with the first reply; the memory stays as it was."""
     ttl_s = runtime.settings.memory.ttl_s
     turn_id = None
-    if not body.request_id or await runtime.store.claim_request(body.key, body.request_id, ttl_s):
+    if not body.request_id or await runtime.store.idempotency.claim(body.key, body.request_id, ttl_s):
         # the first turn's persona reference too: the store keeps the reference, not the text it was resolved to;
         # and it quotes what the first quoted, and leaves with it
         update = {
@@ -357,7 +359,7 @@ async def _store_retry(
             "recalled_from": first.recalled_from,
         }
         turn = _turn(body, first.prompt, result, adapter, first.persona_ref).model_copy(update=update)
-        turn_id = await runtime.store.save_turn(
+        turn_id = await runtime.store.turns.save(
             turn, since=state.since, ttl_s=ttl_s, turns_kept=runtime.settings.feedback.turns_kept
         )
     elif kept := await kept_reply(runtime, body):

@@ -17,7 +17,7 @@ from brain.service.auth import Authorized
 from brain.service.deps import PlatformPath, RuntimeDep, UserIdPath
 from brain.service.errors import ApiError, responses
 from brain.service.routes.users import user_key
-from brain.store import FactAdded
+from brain.store.facts import FactAdded
 
 router = APIRouter(dependencies=[Authorized], tags=["memory"], responses=responses())
 

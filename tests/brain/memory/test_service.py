@@ -14,8 +14,9 @@ import pytest
 from brain.api_models import ChatKind, FactSource, Turn
 from brain.memory.records import BackgroundPrompt
 from brain.memory.service import MemoryService
-from brain.settings import MemorySettings
-from brain.store import Store, connect
+from brain.memory.settings import MemorySettings
+from brain.store import Store
+from brain.store.client import connect
 
 USER = "telegram:1"
 
@@ -45,7 +46,7 @@ def service(store: Store, model: ScriptedModel, **memory: object) -> MemoryServi
 
 
 async def say(memory: MemoryService, text: str, reply: str = "Noted.") -> None:
-    state = await memory.store.load_chat_state(USER, "telegram", "dm", False)
+    state = await memory.store.chats.load_state(USER, "telegram", "dm", False)
     now = time.time()
     await memory.record_exchange(
         USER, "dm", chat_kind=ChatKind.direct, since=state.since, summary=state.summary,

@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from brain.adapters import COMMUNITY
-from brain.store import Store, connect
+from brain.store import Store
+from brain.store.client import connect
 from tests.trainer.nightly.helpers import log_turns, nightly_settings
 from tests.trainer.nightly.ratings_helpers import TOPICS, disliked_reply, liked_reply, question, rated_turn, store_rated
 from trainer.core.examples import ChatRenderer, Example, RatedExample
