@@ -28,7 +28,8 @@ async def test_a_user_opts_in_chats_sets_a_persona_and_is_forgotten(
 
     press = await local_discord.click(ada, int(prompt["id"]), "Yes, opt me in")
     await eventually(
-        lambda: press.callbacks and "opted in" in local_discord.messages[int(prompt["id"])]["content"],
+        # the notice itself speaks of being "opted in": wait for the confirmation's own words
+        lambda: press.callbacks and "consent version" in local_discord.messages[int(prompt["id"])]["content"],
         "the consent prompt answered",
     )
     told = local_discord.messages[int(prompt["id"])]["content"]
