@@ -32,6 +32,7 @@ import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 # OpenMP threads that spin while waiting collapse (steps 10-50x slower) when other processes share the
 # cores; sleeping waiters keep every method's timings stable. Must be set before torch loads OpenMP.
@@ -40,7 +41,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import torch  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
-from transformers import ContinuousBatchingConfig, GenerationConfig  # noqa: E402
+from transformers import ContinuousBatchingConfig, GenerationConfig, GenerationMixin  # noqa: E402
 from transformers.generation.streamers import BaseStreamer  # noqa: E402
 
 from brain.engine.batching import Engine, GenerationRequest  # noqa: E402
@@ -106,7 +107,8 @@ async def run_engine(engine: Engine, prompts: list[list[int]], max_new_tokens: i
 
     async def one(prompt: list[int]) -> tuple[list[int], float, float]:
         handle = engine.submit(GenerationRequest(prompt_ids=prompt, max_new_tokens=max_new_tokens))
-        reply, first = [], float("nan")
+        reply: list[int] = []
+        first = float("nan")
         async for token in handle:
             if not reply:
                 first = time.perf_counter() - start
@@ -143,6 +145,12 @@ class _FirstTokenClock(BaseStreamer):
         pass
 
 
+def generator(loaded: LoadedModel) -> GenerationMixin:
+    """The loaded model as what generates: PreTrainedModel does not declare ``generate``; every causal LM mixes it
+    in (GenerationMixin)."""
+    return cast(GenerationMixin, loaded.model)
+
+
 def run_generate(loaded: LoadedModel, prompts: list[list[int]], max_new_tokens: int) -> Run:
     eos = sorted(loaded.eos_token_ids)
     replies, ttft, latency = [], [], []
@@ -151,7 +159,7 @@ def run_generate(loaded: LoadedModel, prompts: list[list[int]], max_new_tokens: 
         for prompt in prompts:
             began, clock = time.perf_counter(), _FirstTokenClock()
             ids = torch.tensor([prompt], device=loaded.device)
-            output = loaded.model.generate(
+            output = generator(loaded).generate(
                 ids,
                 attention_mask=torch.ones_like(ids),
                 max_new_tokens=max_new_tokens,
@@ -177,7 +185,7 @@ def run_generate_batch(loaded: LoadedModel, prompts: list[list[int]], max_new_to
     loaded.model.set_attn_implementation("sdpa")
     start = time.perf_counter()
     with torch.no_grad():
-        outputs = loaded.model.generate_batch(
+        outputs = generator(loaded).generate_batch(
             inputs=prompts, generation_config=config, continuous_batching_config=batching
         )
     seconds = time.perf_counter() - start

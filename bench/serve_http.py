@@ -38,6 +38,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import yaml
@@ -93,9 +94,9 @@ def find_llama_server(option: str | None) -> Path | None:
     for candidate in (option, os.environ.get("OWNCHAT_LLAMA_SERVER")):
         if candidate:
             return Path(candidate).expanduser()
-    for candidate in (LLAMA_CACHE / "llama-server", LLAMA_CACHE / "bin" / "llama-server"):
-        if candidate.is_file():
-            return candidate
+    for built in (LLAMA_CACHE / "llama-server", LLAMA_CACHE / "bin" / "llama-server"):
+        if built.is_file():
+            return built
     found = shutil.which("llama-server")
     return Path(found) if found else None
 
@@ -185,7 +186,9 @@ class Streamed:
 
 async def stream_chat_completion(client: httpx.AsyncClient, server: Server, body: dict) -> Streamed:
     """POST ``body`` to the server's streaming /v1/chat/completions and read it to the end."""
-    started, first, pieces, usage = time.perf_counter(), None, [], {}
+    started, first = time.perf_counter(), None
+    pieces: list[str] = []
+    usage: dict[str, Any] = {}
     async with client.stream("POST", server.url + "/v1/chat/completions", json=body, headers=server.headers) as r:
         if r.status_code != 200:
             raise RuntimeError(f"{server.name} answered {r.status_code}: {(await r.aread())[:300]!r}")

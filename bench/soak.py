@@ -176,7 +176,7 @@ BAD: dict[str, Callable[[UserRef], Request]] = {
     "wrong type: card a list": lambda ref: ("PUT", f"{_users(ref)}/persona", _persona(ref, card=[1, 2])),
 }
 
-VALID_PERSONAS = [
+VALID_PERSONAS: list[dict[str, Any]] = [
     {"custom": "You are a calm librarian who answers in one sentence."},
     {"card": {"spec": "chara_card_v2", "data": {"name": "Mira", "description": "{{char}} bakes for {{user}}."}}},
 ]

@@ -46,7 +46,7 @@ class Counts:
 
     async def members(self, since_ms: int) -> MemberCounts:
         """How many members there are, opted in and out, forgotten and ratings kept since ``since_ms``: counts,
-        never who."""
+        never who. A member forgotten twice counts once (their tombstone holds the latest time)."""
         pipe = self.r.pipeline(transaction=False)
         pipe.scard(keys.USERS)
         pipe.scard(keys.OPTED_IN)

@@ -63,7 +63,7 @@ class Forgetting:
         # the tombstone first: an export racing this call already sees the user as forgotten
         await self.tombstones.queue_add(pipe, user, now_ms())
         pipe.smembers(keys.authored(user))
-        _, authored = await pipe.execute()
+        *_, authored = await pipe.execute()
         # the personas before the set that lists them: a crash in between leaves them findable
         deleted = await self.personas.delete_authored(user, authored)
         pipe = self.r.pipeline(transaction=False)

@@ -42,8 +42,12 @@ Redis Cluster slot (the turn-writing script touches only those). Layout:
                              reply); ``oc:msgorder:{platform:chat:CHAT}`` orders them; bounded by count
                              (feedback.messages_per_chat) and the memory TTL. No user id and no text
 Global: ``oc:users`` (known users), ``oc:opted-in``, ``oc:logged-users`` (users with a log stream), ``oc:tombstones``
-(sorted set: HMAC-SHA-256 of a forgotten user's id with the id key -> forget time in ms; the id itself is not kept;
-SHA-256 members that earlier versions wrote are still honoured), ``oc:id-key`` (the id key, generated once with SET NX
+(sorted set: HMAC-SHA-256 of a forgotten user's id with the id key -> forget time in ms, one member per forgotten
+user; the id itself is not kept; SHA-256 members that earlier versions wrote are still honoured),
+``oc:tombstones:legacy`` (sorted set: the HMAC of ``sha256:`` and the unkeyed SHA-256 of a forgotten user's id -> the
+same time: how an adapter trained by an earlier version, which names its members by the unkeyed hash, is found
+forgotten; kept apart so that ``oc:tombstones`` counts each forgotten user once. Versions before it wrote these into
+``oc:tombstones``, where they are still looked up), ``oc:id-key`` (the id key, generated once with SET NX
 where OWNCHAT_ID_KEY is not given), ``oc:stats:requests`` (requests served),
 ``oc:turnof:TURN`` (the user a turn answered, with the memory TTL: how a rating finds the turn), ``oc:raters`` (users
 with ratings; the likes and dislikes of each served version are counted from their kept ratings, never stored
@@ -69,6 +73,7 @@ USERS = "oc:users"
 LOGGED_USERS = "oc:logged-users"
 OPTED_IN = "oc:opted-in"
 TOMBSTONES = "oc:tombstones"
+TOMBSTONE_ALIASES = "oc:tombstones:legacy"
 ID_KEY = "oc:id-key"
 REQUESTS_SERVED = "oc:stats:requests"
 RATERS = "oc:raters"

@@ -1,5 +1,7 @@
 """Tombstones of forgotten members (``oc:tombstones``): the keyed hash of each one's id with the forget time, so that
-no export after a /forget brings their data back. Tombstones of earlier versions hold the unkeyed SHA-256."""
+no export after a /forget brings their data back. Tombstones of earlier versions hold the unkeyed SHA-256; the keyed
+form of that hash, which finds the members of adapters trained by earlier versions, is kept apart
+(``oc:tombstones:legacy``), so that each forgotten member is one tombstone."""
 
 from __future__ import annotations
 
@@ -21,10 +23,12 @@ class Tombstones:
         return [await self.ids.member(user), legacy_tombstone_member(user)]
 
     async def queue_add(self, pipe: Any, user: str, at: int) -> None:
-        """Queue the user's tombstone, at ``at`` (ms)."""
-        # also the keyed form of the unkeyed hash that adapters trained by earlier versions name their members by
+        """Queue the user's tombstone, at ``at`` (ms): two commands."""
+        pipe.zadd(keys.TOMBSTONES, {await self.ids.member(user): at})
+        # and the keyed form of the unkeyed hash that adapters trained by earlier versions name their members by, in a
+        # set of its own: oc:tombstones keeps one member per forgotten user, which is what operators count
         legacy = await self.ids.member(LEGACY_PREFIX + legacy_tombstone_member(user))
-        pipe.zadd(keys.TOMBSTONES, {await self.ids.member(user): at, legacy: at})
+        pipe.zadd(keys.TOMBSTONE_ALIASES, {legacy: at})
 
     async def forgotten_at(self, user: str) -> int | None:
         """When the user was last forgotten (ms), or None."""
@@ -40,8 +44,16 @@ class Tombstones:
         """Which of these tombstone members (hashes of user ids, see tombstone_member) are forgotten users."""
         if not members:
             return set()
-        # a member may be the unkeyed hash an earlier version wrote (an adapter's meta.json): its keyed form counts
+        # a member may be the unkeyed hash an earlier version wrote (an adapter's meta.json): its keyed form counts,
+        # found among the aliases, or in oc:tombstones where versions before the aliases had a set wrote it
         legacy = [await self.ids.member(LEGACY_PREFIX + member) for member in members]
-        scores = await self.r.zmscore(keys.TOMBSTONES, members + legacy)
-        found = [score is not None for score in scores]
-        return {member for i, member in enumerate(members) if found[i] or found[len(members) + i]}
+        pipe = self.r.pipeline(transaction=False)
+        pipe.zmscore(keys.TOMBSTONES, members + legacy)
+        pipe.zmscore(keys.TOMBSTONE_ALIASES, legacy)
+        scores, alias_scores = await pipe.execute()
+        n = len(members)
+        return {
+            member
+            for i, member in enumerate(members)
+            if scores[i] is not None or scores[n + i] is not None or alias_scores[i] is not None
+        }

@@ -13,7 +13,7 @@ import asyncio
 import inspect
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 T = TypeVar("T")
 DEFAULT_TIMEOUT_S = 30.0
@@ -24,7 +24,14 @@ class NeverHappened(AssertionError):
     """The awaited condition did not hold within its timeout."""
 
 
-async def eventually(condition: Callable[[], T | Awaitable[T]], what: str, *, timeout: float = DEFAULT_TIMEOUT_S) -> T:
+# a condition gives None (or another falsy value) until it holds; what is returned is its first truthy value
+@overload
+async def eventually(
+    condition: Callable[[], Awaitable[T | None]], what: str, *, timeout: float = DEFAULT_TIMEOUT_S
+) -> T: ...
+@overload
+async def eventually(condition: Callable[[], T | None], what: str, *, timeout: float = DEFAULT_TIMEOUT_S) -> T: ...
+async def eventually(condition: Callable[[], Any], what: str, *, timeout: float = DEFAULT_TIMEOUT_S) -> Any:
     """The first truthy value of ``condition()``; raises NeverHappened after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     last: Any = None
@@ -39,7 +46,7 @@ async def eventually(condition: Callable[[], T | Awaitable[T]], what: str, *, ti
         await asyncio.sleep(POLL_S)
 
 
-def eventually_sync(condition: Callable[[], T], what: str, *, timeout: float = DEFAULT_TIMEOUT_S) -> T:
+def eventually_sync(condition: Callable[[], T | None], what: str, *, timeout: float = DEFAULT_TIMEOUT_S) -> T:
     """``eventually`` for code outside an event loop."""
     deadline = time.monotonic() + timeout
     while True:

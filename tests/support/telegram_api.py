@@ -331,7 +331,7 @@ class TelegramApiServer:
     async def wait_for_reply(self, chat: TgChat, after: int = 0, *, what: str = "a reply") -> TgMessage:
         """The first bot message in `chat` beyond the first `after` ones."""
         return await self._eventually(
-            lambda: (self.bot_messages(chat)[after:] or [None])[0], f"{what} in chat {chat.id}"
+            lambda: next(iter(self.bot_messages(chat)[after:]), None), f"{what} in chat {chat.id}"
         )
 
     async def wait_for_text(self, chat: TgChat, text: str) -> TgMessage:
@@ -345,7 +345,7 @@ class TelegramApiServer:
         """Wait until the bot has received the update (polling acknowledged it, or the webhook took it)."""
         await self._eventually(lambda: self.fetched_update_id >= update_id, f"update {update_id} fetched")
 
-    async def _eventually(self, condition: Callable[[], T], what: str) -> T:
+    async def _eventually(self, condition: Callable[[], T | None], what: str) -> T:
         """eventually(), whose failure also tells what the bot showed in every chat."""
         try:
             return await eventually(condition, what)
@@ -524,7 +524,7 @@ class TelegramApiServer:
         reply_to = None
         reply = params.get("reply_parameters") or {}
         if reply:
-            reply_to = self.messages.get((chat.id, reply.get("message_id")))
+            reply_to = self._message(chat, reply.get("message_id"))
             if reply_to is None and not reply.get("allow_sending_without_reply"):
                 raise ApiError(400, "Bad Request: message to be replied not found")
         message = self._store(
@@ -537,9 +537,13 @@ class TelegramApiServer:
         )
         return message.to_json()
 
+    def _message(self, chat: TgChat, message_id: int | None) -> TgMessage | None:
+        """The chat's message that a call names by its id; None where the call names none the chat has."""
+        return None if message_id is None else self.messages.get((chat.id, message_id))
+
     def _own_message(self, params: dict[str, Any]) -> TgMessage:
         chat = self._chat(params)
-        message = self.messages.get((chat.id, params.get("message_id")))  # type: ignore[arg-type]
+        message = self._message(chat, params.get("message_id"))
         if message is None:
             raise ApiError(400, "Bad Request: message to edit not found")
         if not message.sender.is_bot:
@@ -562,7 +566,7 @@ class TelegramApiServer:
 
     async def _api_deleteMessage(self, params: dict[str, Any]) -> bool:
         chat = self._chat(params)
-        message = self.messages.get((chat.id, params.get("message_id")))  # type: ignore[arg-type]
+        message = self._message(chat, params.get("message_id"))
         if message is None:
             raise ApiError(400, "Bad Request: message to delete not found")
         if not message.sender.is_bot and chat.type == "private":
@@ -587,7 +591,7 @@ class TelegramApiServer:
 
     async def _api_setMessageReaction(self, params: dict[str, Any]) -> bool:
         chat = self._chat(params)
-        message = self.messages.get((chat.id, params.get("message_id")))  # type: ignore[arg-type]
+        message = self._message(chat, params.get("message_id"))
         if message is None:
             raise ApiError(400, "Bad Request: message to react not found")
         reaction = params.get("reaction") or []

@@ -1,6 +1,6 @@
 """The dashboard's parts that need no browser: off without its key, a key that must be long and apart from the
-API key, the schedule's pause obeyed by `trainer schedule`, and the first-token percentiles read from the
-histogram as PromQL would."""
+API key, the schedule's pause obeyed by `trainer schedule`, the first-token percentiles read from the
+histogram as PromQL would, and the members forgotten this week counted once each."""
 
 from __future__ import annotations
 
@@ -12,11 +12,12 @@ import httpx
 import pytest
 from pydantic import ValidationError
 
+from brain.dashboard import figures
 from brain.dashboard.figures import quantile
 from brain.operator_records import SchedulePause
 from brain.settings import Secrets
 from brain.store import Store
-from brain.store.client import connect
+from brain.store.client import connect, now_ms
 from tests.trainer.nightly.helpers import nightly_settings, seed_community
 from trainer.nightly.schedule import nightly_job
 
@@ -67,3 +68,19 @@ def test_first_token_percentiles_interpolate_within_the_bucket_as_promql_does() 
     assert quantile(0.9, buckets) == pytest.approx(0.5 + 0.5 * (9 - 8) / 2)
     assert quantile(0.5, [(0.1, 0.0), (float("inf"), 0.0)]) is None
     assert quantile(0.99, [(0.1, 1.0), (float("inf"), 3.0)]) == 0.1, "beyond the last bucket: its bound"
+
+
+async def test_the_members_view_counts_each_member_forgotten_this_week_once(redis_server) -> None:
+    store = Store(connect(redis_server.url))
+    try:
+        for user in ("telegram:1", "telegram:2", "telegram:3", "telegram:2"):  # the second asked twice
+            await store.profiles.opt_in(user, "v1")
+            await store.forgetting.forget(user)
+        pipe = store.r.pipeline(transaction=False)  # forgotten eight days ago: not this week
+        await store.tombstones.queue_add(pipe, "telegram:4", now_ms() - 8 * 24 * 3600 * 1000)
+        await pipe.execute()
+        await store.profiles.opt_in("telegram:5", "v1")
+        shown = await figures.members(store)
+    finally:
+        await store.close()
+    assert (shown["members"], shown["forgotten_this_week"]) == (1, 3)

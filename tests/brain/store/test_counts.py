@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from brain.store.client import now_ms
 from tests.brain.store.helpers import ANN, BOB, a_turn, keep, rate, say
 
@@ -21,5 +23,18 @@ async def test_stats_and_member_counts(store):
     assert stats == {"users": 2, "opted_in": 2, "log_entries": 1, "requests_served": 4}
     counts = await store.counts.members(start)
     assert (counts.members, counts.opted_in, counts.opted_out, counts.ratings) == (2, 2, 0, 1)
-    assert counts.forgotten > 0
+    assert counts.forgotten == 1
     assert (await store.counts.members(now_ms() + 60_000)).ratings == 0
+
+
+async def test_a_forgotten_member_counts_once_however_often_they_forget(store):
+    for n in (11, 12, 13):
+        await store.profiles.opt_in(f"telegram:{n}", "v1")
+        await store.forgetting.forget(f"telegram:{n}")
+    assert (await store.counts.members(0)).forgotten == 3
+    later = now_ms() + 1
+    while now_ms() < later:  # the second /forget of telegram:12 lands after ``later``
+        await asyncio.sleep(0.001)
+    await store.forgetting.forget("telegram:12")
+    assert (await store.counts.members(0)).forgotten == 3, "a member forgotten twice is one member"
+    assert (await store.counts.members(later)).forgotten == 1, "since then, only the one forgotten again"

@@ -9,7 +9,7 @@ import pytest
 
 from brain.store import Store, keys
 from brain.store.client import connect
-from brain.store.ids import tombstone_member
+from brain.store.ids import LEGACY_PREFIX, tombstone_member
 
 
 @pytest.fixture
@@ -45,3 +45,10 @@ async def test_tombstones_of_earlier_versions_are_still_honoured(store) -> None:
     await store.forgetting.forget("telegram:78")
     old_meta = hashlib.sha256(b"telegram:78").hexdigest()
     assert await store.tombstones.tombstoned([old_meta, hashlib.sha256(b"telegram:79").hexdigest()]) == {old_meta}
+
+
+async def test_a_legacy_form_written_among_the_tombstones_by_an_earlier_version_is_still_found(store) -> None:
+    # before the keyed forms of unkeyed hashes had a set of their own, a forget wrote them into oc:tombstones
+    old_meta = hashlib.sha256(b"telegram:80").hexdigest()
+    await store.r.zadd(keys.TOMBSTONES, {tombstone_member(LEGACY_PREFIX + old_meta): 1000})
+    assert await store.tombstones.tombstoned([old_meta]) == {old_meta}
