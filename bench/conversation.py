@@ -41,9 +41,10 @@ from bench.recall import API_KEY, PLATFORM, Bench
 from brain.api_models import ChatReply, ChatRequest
 from brain.engine.model_loading import DEFAULT_MODEL_ALIAS
 from brain.memory.recall import terms
+from brain.memory.settings import MemorySettings
 from brain.redis_local import LocalRedis
 from brain.service.runtime import Runtime
-from brain.settings import MemorySettings, Secrets, Settings
+from brain.settings import Secrets, Settings
 
 RESULTS = Path(__file__).parent / "results" / "conversation.json"
 GAPS = (2, 4, 8)

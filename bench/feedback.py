@@ -63,13 +63,15 @@ from rich.table import Table  # noqa: E402
 from bench.tastes import SHORT_WORDS, TASTES, Rater  # noqa: E402
 from bot.client import BrainClient  # noqa: E402
 from brain.adapters import COMMUNITY, AdapterManager, adapter_name, canary_position  # noqa: E402
-from brain.api_models import ChatReply, ChatRequest, FeedbackRequest, UserRef  # noqa: E402
+from brain.api_feedback import FeedbackRequest  # noqa: E402
+from brain.api_models import ChatReply, ChatRequest, UserRef  # noqa: E402
+from brain.consent import CONSENT_FIELD, OPTED_IN
 from brain.engine.model_loading import DEFAULT_MODEL_ALIAS  # noqa: E402
 from brain.redis_local import LocalRedis  # noqa: E402
 from brain.service.app import create_app  # noqa: E402
 from brain.service.runtime import Runtime  # noqa: E402
 from brain.settings import Secrets, Settings  # noqa: E402
-from brain.store import BASE  # noqa: E402
+from brain.store.ratings import BASE  # noqa: E402
 from trainer.nightly.report import RunReport, read_report  # noqa: E402
 from trainer.nightly.stats import wilson  # noqa: E402
 
@@ -78,6 +80,8 @@ PLATFORM = "bench"
 API_KEY = "bench-key"
 BAR_POINTS = 15.0
 BASE_PROBE, LIVE_PROBE = "probe-base", "probe-live"  # never opted in: nothing they get is kept or learned
+# the id the live probe is routed as: the first of its kind inside any canary's share (position below 1 %)
+CANARY_PROBE = next(f"{PLATFORM}:probe-{n}" for n in range(10_000) if canary_position(f"{PLATFORM}:probe-{n}") < 0.01)
 # what members ask: half of it explanations, which the base model gives at length (70 to 140 words), half quick
 # requests, which it answers in a line about as often as not. No quick facts: a small model gets many of them
 # wrong, and a taste for short replies would teach it its wrong facts (the guard's questions would catch that)
@@ -240,7 +244,9 @@ class Day:
 
 
 class BaseForProbe:
-    """The brain's adapters as they are, except that the base probe is always served by the base model."""
+    """The brain's adapters as they are, except for the two probe members: the base probe is always served by
+    the base model, and the live probe by the newest community adapter (the canary while one runs, as a canary
+    member gets it, else the live one), so that each day measures what the latest night trained."""
 
     def __init__(self, inner: Any):
         self.inner = inner
@@ -253,6 +259,9 @@ class BaseForProbe:
         if user is not None and user.endswith(f":{BASE_PROBE}"):
             yield None
             return
+        if user is not None and user.endswith(f":{LIVE_PROBE}"):
+            # routed as an opted-in member inside every canary's share; nothing of the probe is kept or learned
+            user, profile = CANARY_PROBE, {**(profile or {}), CONSENT_FIELD: OPTED_IN}
         async with self.inner.serving(user, profile) as name:
             yield name
 
@@ -368,11 +377,15 @@ class Community:
         """The probe prompts in fresh chats, served by the base model and by the live adapter, rated by the taste
         (the probes never send a rating: nothing they see is learned from)."""
         sampling = {"max_new_tokens": self.args.max_new_tokens}
+        # as many at once as members chat in a day: all of them together would pass the brain's admission limit
+        # (limits.max_concurrent) and be refused
+        at_once = asyncio.Semaphore(len(self.members))
 
         async def ask(member: str, number: int, prompt: str) -> ChatReply:
             chat = f"p{index}q{number}"
             request = ChatRequest(platform=PLATFORM, user_id=member, chat_id=chat, text=prompt, sampling=sampling)
-            return await self.client.chat(request)
+            async with at_once:
+                return await self.client.chat(request)
 
         asked = [(member, i, p) for member in (BASE_PROBE, LIVE_PROBE) for i, p in enumerate(self.probe_prompts)]
         replies = await asyncio.gather(*(ask(*question) for question in asked))
@@ -393,7 +406,7 @@ class Community:
         assert isinstance(adapters, AdapterManager)
         deadline = time.monotonic() + timeout_s
         while True:
-            live, canaries = await store.registry_records(), await store.canaries()
+            live, canaries = await store.registry.records(), await store.canaries.all()
             wanted = [adapter_name(COMMUNITY, r.version) for r in (live.get(COMMUNITY), canaries.get(COMMUNITY)) if r]
             if adapters.live == live and adapters.canaries == canaries and all(n in adapters.loaded for n in wanted):
                 record, canary = live.get(COMMUNITY), canaries.get(COMMUNITY)

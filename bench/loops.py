@@ -31,7 +31,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from brain import personas as persona_lib  # noqa: E402
 from brain.api_models import DEFAULT_DRY_BREAKERS  # noqa: E402
 from brain.engine.batching import Engine, GenerationRequest  # noqa: E402
-from brain.engine.model_loading import DEFAULT_MODEL_ALIAS, load_model  # noqa: E402
+from brain.engine.model_loading import DEFAULT_MODEL_ALIAS, load_serving_model  # noqa: E402
 from brain.engine.sampling import Dry, breaker_token_ids  # noqa: E402
 from brain.profiles import SMALL  # noqa: E402
 from brain.prompt import render  # noqa: E402
@@ -152,7 +152,7 @@ def main() -> None:
     parser.add_argument("--out", help="where to write the results (default bench/results/loops.json)")
     args = parser.parse_args()
     settings = load_settings()
-    loaded = load_model(
+    loaded = load_serving_model(
         DEFAULT_MODEL_ALIAS, cache_dir=settings.model.cache_dir, device="cpu", dtype="float32", cpu_weights="float32"
     )
     persona = persona_lib.load_presets(settings.brain.personas_dir)["assistant"]

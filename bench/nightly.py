@@ -28,7 +28,8 @@ from rich.console import Console
 from rich.table import Table
 
 from brain.redis_local import LocalRedis
-from brain.store import Store, connect
+from brain.store import Store
+from brain.store.client import connect
 from trainer.nightly.corpus import community_chats, log_chats
 from trainer.nightly.report import read_report
 

@@ -53,10 +53,11 @@ from rich.table import Table  # noqa: E402
 from bot.client import BrainClient  # noqa: E402
 from brain.api_models import ChatReply, ChatRequest, FactPin  # noqa: E402
 from brain.engine.model_loading import DEFAULT_MODEL_ALIAS  # noqa: E402
+from brain.memory.settings import MemorySettings  # noqa: E402
 from brain.redis_local import LocalRedis  # noqa: E402
 from brain.service.app import create_app  # noqa: E402
 from brain.service.runtime import Runtime  # noqa: E402
-from brain.settings import MemorySettings, Secrets, Settings  # noqa: E402
+from brain.settings import Secrets, Settings  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "recall.json"
 GAPS = (0, 4, 12, 30)
@@ -190,12 +191,12 @@ class Bench:
 
     async def settle(self) -> None:
         """Wait until the brain's background work (summaries, extraction) is done."""
-        while self.runtime.background:
-            await asyncio.gather(*list(self.runtime.background), return_exceptions=True)
+        while self.runtime.memory.background:
+            await asyncio.gather(*list(self.runtime.memory.background), return_exceptions=True)
 
     async def cancel_background(self) -> None:
         """Cancel the background work that questions started (every member's: all of it is undone anyway)."""
-        tasks = list(self.runtime.background)
+        tasks = list(self.runtime.memory.background)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -237,7 +238,7 @@ class Bench:
     async def save(self, user: str) -> dict[str, tuple[bytes, int]]:
         r = self.raw
         saved = {}
-        for key in await self.runtime.store.user_keys(user):
+        for key in await self.runtime.store.forgetting.user_keys(user):
             dumped = await r.dump(key)
             if dumped is not None:
                 saved[key] = (dumped, max(int(await r.pttl(key)), 0))
@@ -245,7 +246,7 @@ class Bench:
 
     async def restore(self, user: str, saved: dict[str, tuple[bytes, int]]) -> None:
         r = self.raw
-        keys = set(await self.runtime.store.user_keys(user)) | set(saved)
+        keys = set(await self.runtime.store.forgetting.user_keys(user)) | set(saved)
         await r.delete(*keys)
         for key, (dumped, ttl) in saved.items():
             await r.restore(key, ttl, dumped, replace=True)

@@ -1,6 +1,6 @@
 """The one typed client of the brain's HTTP API, shared by every adapter and the console.
 
-Speaks only the contract in brain.api_models; imports neither torch nor redis.
+Speaks only the contract in brain.api_models and brain.api_feedback; imports neither torch nor redis.
 """
 
 from __future__ import annotations
@@ -15,21 +15,25 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import httpx
 from pydantic import BaseModel
 
-from brain.api_models import (
+from brain.api_feedback import (
     TURN_ID_PATTERN,
-    ChatReply,
-    ChatRequest,
     CompareConsent,
     CompareConsentState,
     ComparisonRequest,
     ComparisonResult,
+    FeedbackRequest,
+    FeedbackResult,
+    TurnMessages,
+    TurnMessagesResult,
+)
+from brain.api_models import (
+    ChatReply,
+    ChatRequest,
     ConsentState,
     Fact,
     FactList,
     FactPin,
     FactsDeleted,
-    FeedbackRequest,
-    FeedbackResult,
     ForgetResult,
     MemoryView,
     OptOut,
@@ -40,8 +44,6 @@ from brain.api_models import (
     PrivacyNotice,
     ResetResult,
     Stats,
-    TurnMessages,
-    TurnMessagesResult,
     UserExport,
     UserRef,
 )

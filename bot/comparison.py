@@ -11,7 +11,8 @@ import logging
 
 from bot.client import BrainClient, BrainError
 from bot.commands import Speaker, friendly_error
-from brain.api_models import ChatReply, ChatRequest, ComparisonRequest
+from brain.api_feedback import ComparisonRequest
+from brain.api_models import ChatReply, ChatRequest
 
 log = logging.getLogger(__name__)
 

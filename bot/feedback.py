@@ -15,9 +15,10 @@ from dataclasses import dataclass
 
 from bot.client import BrainClient, BrainError
 from bot.commands import Speaker
-from brain.api_models import MAX_MESSAGES_PER_TURN, ChatRequest, FeedbackRequest, FeedbackResult, TurnMessages
+from bot.settings import ReactionSettings
+from brain.api_feedback import MAX_MESSAGES_PER_TURN, FeedbackRequest, FeedbackResult, TurnMessages
+from brain.api_models import ChatRequest
 from brain.feedback_records import FeedbackKind
-from brain.settings import ReactionSettings
 
 log = logging.getLogger(__name__)
 

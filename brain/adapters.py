@@ -35,7 +35,8 @@ from typing import Any, Protocol
 from brain.consent import is_opted_in
 from brain.feedback_records import Canary
 from brain.registry_records import META_FILE, LiveAdapter, ReloadEvent, VersionMeta
-from brain.store import Store, tombstone_member
+from brain.store import Store
+from brain.store.ids import tombstone_member
 
 log = logging.getLogger("brain.adapters")
 
@@ -124,7 +125,7 @@ class RegistryFollower:
         while True:
             try:
                 # re-read once subscribed (on every reconnect too): nothing published meanwhile is missed
-                async for event in self.store.reload_events(on_subscribed=self._refresh_once):
+                async for event in self.store.registry.reload_events(on_subscribed=self._refresh_once):
                     log.info("registry event %s", event)
                     await self._refresh_once()
                     retry_s = 1.0
@@ -139,7 +140,7 @@ class RegistryFollower:
         while True:
             await asyncio.sleep(self.reconcile_s)
             try:
-                if await self.store.registry_records() != self.live or await self.store.canaries() != self.canaries:
+                if await self.store.registry.records() != self.live or await self.store.canaries.all() != self.canaries:
                     log.warning("the registry changed without a reload event reaching this brain; reloading")
                     await self._refresh_once()
             except asyncio.CancelledError:
@@ -161,8 +162,8 @@ class RegistryFollower:
         raise NotImplementedError
 
     async def _read_registry(self) -> None:
-        self.live = await self.store.registry_records()
-        self.canaries = await self.store.canaries()
+        self.live = await self.store.registry.records()
+        self.canaries = await self.store.canaries.all()
 
     def _wanted_versions(self, target: str) -> set[int]:
         """The versions of a target that may serve: the live one and a running canary's."""
@@ -286,8 +287,8 @@ class AdapterManager(RegistryFollower):
     async def forget(self, user: str) -> None:
         """A /forget: withdraw the user's adapter from every brain and delete its files where we may."""
         target = user_target(user)
-        await self.store.delete_registry_record(target, history=True)
-        await self.store.publish_reload(ReloadEvent(target=target, version=None, action="remove"))
+        await self.store.registry.delete_record(target, history=True)
+        await self.store.registry.publish_reload(ReloadEvent(target=target, version=None, action="remove"))
         for name, entry in list(self.loaded.items()):
             if entry.target == target:
                 entry.stale = True

@@ -1,7 +1,10 @@
-"""The brain's HTTP contract: every request and response model, torch-free.
+"""The brain's HTTP contract, torch-free: the base every model of it shares (Contract, sampling, who and where),
+chat, personas, consent, memory and facts, a member's export, and errors.
 
-The server (brain.service) and the typed client (bot.client) both import this module;
-the OpenAPI document is generated from it. Nothing here may import torch or redis.
+Two neighbours hold the rest of the contract: brain/api_feedback.py (ratings, the message map of a turn,
+which-reply comparisons) and brain/api_openai.py (the OpenAI-compatible routes). The server (brain.service)
+and the typed client (bot.client) both import them; the OpenAPI document is generated from them. Nothing here
+may import torch or redis.
 """
 
 from __future__ import annotations
@@ -14,7 +17,6 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     AfterValidator,
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     StrictBool,
@@ -22,26 +24,17 @@ from pydantic import (
     model_validator,
 )
 
-from brain.feedback_records import FeedbackKind
-
 PLATFORM_PATTERN = r"^[a-z][a-z0-9_-]{0,31}$"
 ID_PATTERN = r"^[A-Za-z0-9_.:@-]{1,128}$"
-# seeds are drawn into torch generators, which take 64-bit seeds; positive 63-bit ones are portable
-MAX_SEED = 2**63 - 1
 # below this a sampled temperature divides logits into overflow; use 0 for greedy
 MIN_TEMPERATURE = 0.01
-MAX_STOP_STRINGS = 16
-MAX_STOP_CHARS = 128
 MAX_CARD_JSON_CHARS = 64_000
 REQUEST_ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
 # a fact about a member is one short sentence: every prompt of theirs states all of them
 MAX_FACT_CHARS = 200
 FACT_ID_PATTERN = r"^[0-9a-f]{8}$"
-# a turn id is hex the brain draws for every reply; "last" in retry_of means the member's last turn in the chat
-TURN_ID_PATTERN = r"^[0-9a-f]{16}$"
+# a turn id (hex the brain draws for every reply), or "last": the member's last turn in the chat
 RETRY_OF_PATTERN = r"^(last|[0-9a-f]{16})$"
-# a reply split over several platform messages (Discord's 2000 characters, a stream's pieces) is mapped in one call
-MAX_MESSAGES_PER_TURN = 16
 
 
 def check_unicode(value: Any) -> Any:
@@ -245,37 +238,6 @@ class ChatReply(Contract):
     )
 
 
-class CompareConsent(Contract):
-    """A member agrees (or no longer agrees) to be asked now and then which of two replies they prefer."""
-
-    agreed: bool
-
-
-class CompareConsentState(Contract):
-    agreed: bool = Field(description="asked which reply they prefer: opted in, and agreed since their opt-in")
-    opted_in: bool
-    share: float = Field(description="of an agreeing member's messages, the share answered with two replies")
-
-
-class ComparisonRequest(ChatRef):
-    """The member (user_id) preferred one of two replies to their message: the first and its retry, or the other
-    way round. Kept as one preference pair."""
-
-    chosen_turn_id: str = Field(pattern=TURN_ID_PATTERN)
-    rejected_turn_id: str = Field(pattern=TURN_ID_PATTERN)
-
-    @model_validator(mode="after")
-    def _two_replies(self) -> ComparisonRequest:
-        if self.chosen_turn_id == self.rejected_turn_id:
-            raise ValueError("the chosen and the rejected reply must be two different turns")
-        return self
-
-
-class ComparisonResult(Contract):
-    stored: bool
-    reason: str = Field(description="what happened, in words a member can be shown")
-
-
 class StreamDelta(Contract):
     """One server-sent ``delta`` event of a streamed chat reply; a final ``done`` event carries ChatReply."""
 
@@ -450,62 +412,6 @@ class EarlierTurn(Turn):
     chat_kind: ChatKind
 
 
-class TurnMessages(Contract):
-    """Which platform messages show a turn (every piece of a split reply), so a reaction on one finds its turn."""
-
-    platform: str = Field(pattern=PLATFORM_PATTERN, examples=["discord"])
-    chat_id: str = Field(pattern=ID_PATTERN)
-    message_ids: list[Annotated[str, Field(pattern=ID_PATTERN)]] = Field(min_length=1, max_length=MAX_MESSAGES_PER_TURN)
-
-
-class TurnMessagesResult(Contract):
-    turn_id: str
-    mapped: int = Field(description="how many message ids now point at the turn")
-
-
-def _exact_rating(value: Any) -> Any:
-    # JSON's true and 1.0 are not ratings: only the integers the contract names are
-    if type(value) is not int:
-        raise ValueError("a rating is the integer -1, 0 or 1")
-    return value
-
-
-RatingValue = Annotated[Literal[-1, 0, 1], BeforeValidator(_exact_rating), Field(json_schema_extra={"type": "integer"})]
-
-
-class FeedbackRequest(ChatRef):
-    """A member (user_id: the RATER) rates one of the bot's replies, named by its turn id or by one of its
-    platform messages (exactly one of the two). rating 0: the reaction was removed (the rating is deleted)."""
-
-    # the document says what the validator below checks, so that a request valid by it is never refused
-    model_config = ConfigDict(
-        json_schema_extra={
-            "oneOf": [
-                {"required": ["turn_id"], "not": {"required": ["message_id"]}},
-                {"required": ["message_id"], "not": {"required": ["turn_id"]}},
-            ]
-        }
-    )
-
-    turn_id: str | None = Field(None, pattern=TURN_ID_PATTERN)
-    message_id: str | None = Field(None, pattern=ID_PATTERN)
-    rating: RatingValue
-    kind: FeedbackKind = "reaction"
-
-    @model_validator(mode="after")
-    def _exactly_one_target(self) -> FeedbackRequest:
-        if (self.turn_id is None) == (self.message_id is None):
-            raise ValueError("give exactly one of turn_id or message_id")
-        return self
-
-
-class FeedbackResult(Contract):
-    turn_id: str
-    rating: Literal[-1, 0, 1]
-    stored: bool = Field(description="kept for training: rater and author were both opted in")
-    reason: str = Field(description="why it was or was not kept, in words a member can be shown")
-
-
 class ExportedRating(Contract):
     """One rating the member gave that is kept for training."""
 
@@ -567,120 +473,3 @@ class Stats(Contract):
     log_entries: int
     requests_served: int
     model: str
-
-
-# OpenAI-compatible /v1/chat/completions (stateless; a subset of the official schema)
-
-
-class OAIMessage(Contract):
-    role: Literal["system", "user", "assistant"]
-    content: str = Field(max_length=100_000)
-
-
-class OAIStreamOptions(Contract):
-    include_usage: bool = False
-
-
-class OAISampling(DryFields):
-    """What the OpenAI-style requests share, with vLLM's extensions top_k (-1 or 0: off) and repetition_penalty,
-    and llama.cpp's DRY fields."""
-
-    model: str = "default"
-    stream: bool = False
-    stream_options: OAIStreamOptions | None = None
-    temperature: Temperature = Field(1.0, ge=0.0, le=2.0)
-    top_p: float = Field(1.0, gt=0.0, le=1.0)
-    top_k: int = Field(-1, ge=-1, le=100_000)
-    repetition_penalty: float = Field(1.0, ge=1.0, le=3.0)
-    stop: str | list[str] | None = None
-    n: int = Field(1, ge=1, le=1)
-    seed: int | None = Field(None, ge=0, le=MAX_SEED)
-
-    @field_validator("stop")
-    @classmethod
-    def _bounded_stops(cls, stop: str | list[str] | None) -> str | list[str] | None:
-        stops = [stop] if isinstance(stop, str) else stop or []
-        if len(stops) > MAX_STOP_STRINGS:
-            raise ValueError(f"at most {MAX_STOP_STRINGS} stop strings are allowed")
-        if any(not text for text in stops):
-            raise ValueError("a stop string must not be empty")
-        if any(len(text) > MAX_STOP_CHARS for text in stops):
-            raise ValueError(f"a stop string may be at most {MAX_STOP_CHARS} characters")
-        return stop
-
-    def sampling(self, max_new_tokens: int) -> SamplingParams:
-        return SamplingParams(
-            temperature=self.temperature, top_p=self.top_p, top_k=max(self.top_k, 0),
-            repetition_penalty=self.repetition_penalty, max_new_tokens=max_new_tokens, **self.dry_values(),
-        )  # fmt: skip
-
-    @property
-    def stops(self) -> list[str]:
-        return [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
-
-    @property
-    def include_usage(self) -> bool:
-        return self.stream_options is not None and self.stream_options.include_usage
-
-
-class OAIChatRequest(OAISampling):
-    messages: list[OAIMessage] = Field(min_length=1, max_length=1024)
-    max_tokens: int | None = Field(None, ge=1, le=4096)
-    max_completion_tokens: int | None = Field(None, ge=1, le=4096)
-
-    @field_validator("messages")
-    @classmethod
-    def _has_content(cls, messages: list[OAIMessage]) -> list[OAIMessage]:
-        if not any(m.content.strip() for m in messages):
-            raise ValueError("the messages hold no text")
-        return messages
-
-
-class OAICompletionRequest(OAISampling):
-    """A text completion: the prompt as text, or as token ids (the way vLLM takes a prompt rendered elsewhere)."""
-
-    prompt: str | list[Annotated[int, Field(ge=0, lt=2**31)]] = Field(max_length=100_000)
-    max_tokens: int = Field(16, ge=1, le=4096)
-
-    @field_validator("prompt")
-    @classmethod
-    def _not_empty(cls, prompt: str | list[int]) -> str | list[int]:
-        if not (prompt.strip() if isinstance(prompt, str) else prompt):
-            raise ValueError("the prompt is empty")
-        return prompt
-
-
-class OAIChoice(Contract):
-    index: int = 0
-    message: OAIMessage
-    finish_reason: Literal["stop", "length"]
-
-
-class OAIUsage(Contract):
-    prompt_tokens: int
-    completion_tokens: int
-    total_tokens: int
-
-
-class OAIChatResponse(Contract):
-    id: str
-    object: Literal["chat.completion"] = "chat.completion"
-    created: int
-    model: str
-    choices: list[OAIChoice]
-    usage: OAIUsage
-
-
-class OAICompletionChoice(Contract):
-    index: int = 0
-    text: str
-    finish_reason: Literal["stop", "length"]
-
-
-class OAICompletionResponse(Contract):
-    id: str
-    object: Literal["text_completion"] = "text_completion"
-    created: int
-    model: str
-    choices: list[OAICompletionChoice]
-    usage: OAIUsage

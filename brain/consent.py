@@ -1,6 +1,6 @@
 """A member's consent as their profile records it, in one place for every reader of a profile.
 
-brain/store.py writes the profile (a Redis hash: ``consent`` is ``in`` or ``out``); the routes, the adapter
+brain/store/profiles.py writes the profile (a Redis hash: ``consent`` is ``in`` or ``out``); the routes, the adapter
 choice and the nightly trainer read whether a member is opted in through ``is_opted_in``.
 """
 

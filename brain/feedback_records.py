@@ -1,7 +1,7 @@
 """The records of members' reactions, typed: what the brain stores when a reply is rated, and what ``trainer
 nightly`` reads back to learn from and to judge a candidate by.
 
-brain/store.py stores them under the keys it names; the brain's feedback route writes them; the trainer's
+brain/store/ stores them under the keys it names; the brain's feedback route writes them; the trainer's
 export reads them. Like the registry's records they carry ``format`` (see brain/registry_records.py).
 """
 
@@ -19,9 +19,9 @@ Rating = Literal[-1, 1]
 
 class PersonaRef(RegistryRecord):
     """The group persona a kept turn's system message began with, named rather than copied: its author and the
-    digest of its system prompt (brain/store.py persona_digest). The store resolves it when the turn is read, and a
-    turn whose persona is gone (its author was forgotten) is as good as expired. ``text`` is the resolved system
-    prompt while a record is in memory; it is never written."""
+    digest of its system prompt (brain/store/personas.py persona_digest). The store resolves it when the turn is
+    read, and a turn whose persona is gone (its author was forgotten) is as good as expired. ``text`` is the resolved
+    system prompt while a record is in memory; it is never written."""
 
     author: str
     digest: str

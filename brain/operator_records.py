@@ -3,7 +3,7 @@ dashboard's actions note there, and the schedule's pause flag.
 
 ``trainer nightly`` writes a RunSummary at the end of every run (trainer/nightly/report.py makes it from the
 report); the brain's dashboard (brain/dashboard/) reads them, writes an AuditRecord per action and the
-SchedulePause that ``trainer schedule`` obeys. brain/store.py stores them under the keys it names. They carry
+SchedulePause that ``trainer schedule`` obeys. brain/store/ stores them under the keys it names. They carry
 ``format`` like the registry's records (brain/registry_records.py). None of them names a member: counts only.
 """
 

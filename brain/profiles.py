@@ -45,16 +45,14 @@ class ModelProfile:
         }
 
 
-# What the benches found for the 135M default model: with more than one exchange in its prompt it copies its own
-# recent replies (bench/recall.py: 70 % recalled 30 exchanges later with 2 turns, 30 % with 24); its summaries are
-# mostly invented and removing them changed no recall probe, so none are written; it loops (a line or a phrase
-# dozens of times), which DRY stops. Its loops run over lines ("2. La Rambla: La Rambla is ..."), so only a new
-# line breaks a repeat, not llama.cpp's ':', '"' and '*' as well; and DRY looks at the reply alone: over the whole
-# context it penalised quoting a fact the member told ("Your sister is called Olga" became "... Elena"; recall of
-# facts told one exchange earlier fell from 67 % to 47 %, and stays at 67 % over the reply alone). bench/loops.py,
-# replies that repeat a 4-word run 3 times: 28 % without DRY; 20 % with llama.cpp's breakers over the last 64
-# tokens; 15 % over the whole context; 8 % breaking at new lines only; 5 % with these settings; the guard's 16
-# questions answered alike.
+# What the benches found for the 135M default model (bench/recall.py, bench/loops.py; their figures are in
+# bench/results and the README's "Model profiles"): with more than one exchange in its prompt it copies its own
+# recent replies, so it gets a one-exchange window; its summaries are mostly invented and removing them changed no
+# recall probe, so none are written; it loops (a line or a phrase dozens of times), which DRY stops. Its loops run
+# over lines ("2. La Rambla: La Rambla is ..."), so only a new line breaks a repeat, not llama.cpp's ':', '"' and
+# '*' as well; and DRY looks at the reply alone: over the whole context it penalised quoting a fact the member
+# told ("Your sister is called Olga" became "... Elena"), and recall of facts told one exchange earlier fell. The
+# guard's questions are answered alike with and without it.
 SMALL = ModelProfile(
     name="small",
     max_turns=2,

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from brain.api_models import ContextMessage
+from brain.api_models import ContextMessage, Turn
 from brain.memory.context import Memory
 
 # the wording the default model used best in trials: about "the user", not in the member's first person (figures in
@@ -136,7 +136,7 @@ def build_prompt(
     *,
     system_prompt: str,
     summary: str,
-    turns: list[dict[str, Any]],
+    turns: Sequence[Turn],
     text: str,
     budget: int,
     context: list[ContextMessage] | None = None,
@@ -167,17 +167,17 @@ def build_prompt(
 
     # newest pairs first, estimated from stored token counts, then verified with the real template
     spare = budget - len(fixed)
-    kept: list[dict[str, Any]] = []
+    kept: list[Turn] = []
     for i in range(len(turns) - 1, -1, -1):
-        cost = int(turns[i].get("tokens") or count_tokens(tokenizer, turns[i]["text"])) + 8
+        cost = (turns[i].tokens or count_tokens(tokenizer, turns[i].text)) + 8
         if cost > spare:
             break
         spare -= cost
         kept.insert(0, turns[i])
-    while kept and kept[0]["role"] != "user":
+    while kept and kept[0].role != "user":
         kept.pop(0)
     while True:
-        messages = head + [{"role": t["role"], "content": defuse(tokenizer, t["text"])} for t in kept] + tail
+        messages = head + [{"role": t.role, "content": defuse(tokenizer, t.text)} for t in kept] + tail
         ids = render(tokenizer, messages)
         if len(ids) <= budget or not kept:
             return Prompt(

@@ -1,7 +1,7 @@
 """The records trainer and brain exchange through the model registry in Redis, typed.
 
 ``trainer nightly`` writes them (trainer/nightly/registry.py); every brain reads them (brain/adapters.py);
-brain/store.py stores them under the keys it names. A version folder's ``meta.json`` (VersionMeta) is the
+brain/store/ stores them under the keys it names. A version folder's ``meta.json`` (VersionMeta) is the
 one record kept on disk rather than in Redis. Each carries ``format``, the layout it was written in: a
 reader of another format refuses it with a RecordFormatError that says which side to upgrade, rather than
 misreading it. (Records written before formats were recorded have the layout of format 1.)

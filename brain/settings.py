@@ -1,5 +1,12 @@
 """The one settings object of ownchat: defaults < a YAML file < environment variables.
 
+Each part owns the model of its section: the brain's (redis, model, limits, feedback, brain) are here, memory's
+in brain/memory/settings.py, the bots' in bot/settings.py, the trainer's in trainer/settings.py. ``Settings``
+composes them with the secrets, and ``load_settings`` reads them all at once, so ``brain config`` shows every
+one. The root lives in the brain, whose torch-free modules (the API contract, these settings) every part
+imports; the other settings modules hold pydantic models only and import nothing of the project, so no import
+cycle forms.
+
 Torch-free and redis-free, so bots import it too. Secrets (tokens, the brain API key, the
 Redis password) come from the environment only: a YAML file that names one is refused.
 Environment variables use the prefix OWNCHAT_ and ``__`` between levels, for example
@@ -10,13 +17,16 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, Field, PrivateAttr, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from bot.settings import BotSettings
+from brain.memory.settings import MemorySettings
 from brain.profiles import choose_profile
+from trainer.settings import TrainerSettings
 
 CONFIG_ENV = "OWNCHAT_CONFIG"
 DEFAULT_CONFIG_FILE = "ownchat.yaml"
@@ -134,30 +144,6 @@ class ModelSettings(BaseModel):
         return self
 
 
-class MemorySettings(BaseModel):
-    # recent turns a chat's prompt carries (a message and its reply are two); older ones are folded into the summary
-    # and can come back by recall. 2 suits the small default model: with more, it copies its own recent replies
-    # instead of answering (bench/recall.py measures it; figures in README, The brain). Raise it with a capable
-    # model (the model profile sets it where it is left unset)
-    max_turns: int = Field(2, ge=2)
-    # write a rolling summary of the turns that leave the window (one more generation per fold); the profile
-    # decides where unset: off for the small default model, whose summaries were mostly invented
-    summaries: bool = False
-    # fold once this many turns have left the window since the last fold, not after every message
-    fold_every_turns: int = Field(8, ge=1, le=256)
-    max_tokens: int = Field(1536, ge=64)
-    ttl_s: int = Field(7 * 24 * 3600, ge=60)
-    summary_max_tokens: int = Field(96, ge=8)
-    # the member's earlier messages that match a new one come back into its prompt, up to this many tokens;
-    # 0 turns recall off (and turns that leave the window are then not kept at all)
-    recall_tokens: int = Field(160, ge=0, le=1024)
-    # facts picked out of what members say, in the background. Off by default: with the small default model the
-    # picks are noisy (bench/recall.py measures it); turn it on with a capable model
-    extract_facts: bool = False
-    # in group chats, also use (and list) what a member told the bot in direct chats; off: groups see none of it
-    share_direct_in_groups: bool = False
-
-
 class LimitSettings(BaseModel):
     rate_per_minute: int = Field(20, ge=1)
     max_message_chars: int = Field(4000, ge=1)
@@ -206,220 +192,6 @@ class BrainSettings(BaseModel):
     public_docs: bool = False
 
 
-# an emoji (with its modifiers), or a custom emoji's name
-Reaction = Annotated[str, Field(min_length=1, max_length=64)]
-
-
-class ReactionSettings(BaseModel):
-    """Which reactions on the bot's replies rate them (bot/feedback.py): a like, a dislike; others mean nothing."""
-
-    likes: list[Reaction] = Field(["👍"], min_length=1, max_length=20)
-    dislikes: list[Reaction] = Field(["👎"], min_length=1, max_length=20)
-
-    @model_validator(mode="after")
-    def _apart(self) -> ReactionSettings:
-        both = set(self.likes) & set(self.dislikes)
-        if both:
-            raise ValueError(f"a reaction cannot both like and dislike a reply: {sorted(both)}")
-        return self
-
-
-class TelegramSettings(BaseModel):
-    mode: Literal["polling", "webhook"] = "polling"
-    webhook_url: str | None = None
-    webhook_listen: str = "0.0.0.0"
-    webhook_port: int = 8443
-    # in groups: answer only when mentioned, replied to or commanded ("mentions"), or always ("all")
-    group_replies: Literal["mentions", "all"] = "mentions"
-    base_url: str | None = None
-    operators: list[int] = []
-    # a streamed reply edits its message at most once per this many seconds in a chat (flood limits)
-    edit_interval_s: float = Field(1.0, ge=0.0)
-    # model replies are sent with this parse mode; a reply Telegram cannot parse is resent as plain text
-    parse_mode: Literal["plain", "Markdown", "MarkdownV2", "HTML"] = "plain"
-    reactions: ReactionSettings = ReactionSettings()
-    # 👍/👎 buttons under every reply, for groups where members' reactions do not reach the bot (it is no admin)
-    rating_buttons: bool = False
-    # in private chats, a reply streams as a native draft (sendMessageDraft), then is sent once whole; edits
-    # otherwise (groups, or where Telegram refuses drafts)
-    drafts: bool = True
-
-
-class DiscordSettings(BaseModel):
-    allowed_guilds: list[int] = []
-    allowed_channels: list[int] = []
-    allowed_roles: list[int] = []
-    # channels where the bot answers every message, not only mentions
-    reply_channels: list[int] = []
-    operators: list[int] = []
-    # None: one gateway connection; N: that many shards (AutoShardedBot); 0: as many as Discord advises
-    shard_count: int | None = Field(None, ge=0)
-    api_base: str | None = None
-    gateway_url: str | None = None
-    # a streamed reply is edited at most this often (Discord limits edits per channel)
-    edit_interval_s: float = Field(1.0, ge=0.0)
-    reactions: ReactionSettings = ReactionSettings()
-
-
-class BotSettings(BaseModel):
-    brain_url: str = "http://127.0.0.1:8080"
-    timeout_s: float = 120.0
-    # a message the brain could not take (it is down or restarting) is asked again for this long, under a
-    # "still thinking…" notice, before the member is told it was not answered (0: told at once)
-    retry_window_s: float = Field(60.0, ge=0.0)
-    telegram: TelegramSettings = TelegramSettings()
-    discord: DiscordSettings = DiscordSettings()
-
-
-class FinetuneSettings(BaseModel):
-    """The nightly LoRA fine-tune of each target (the community, and each user with enough turns)."""
-
-    r: int = Field(8, ge=1)
-    alpha: int = Field(16, ge=1)
-    dropout: float = Field(0.05, ge=0.0, lt=1.0)
-    # module names to adapt; empty picks peft's default for the architecture (q_proj and v_proj for Llama)
-    target_modules: list[str] = []
-    # "assistant": loss on the bot's replies only; "all": on every token of the conversation
-    loss_on: Literal["assistant", "all"] = "assistant"
-    learning_rate: float = Field(2e-4, gt=0.0)
-    min_lr_ratio: float = Field(0.1, ge=0.0, le=1.0)
-    weight_decay: float = Field(0.0, ge=0.0)
-    warmup_steps: int = Field(10, ge=0)
-    epochs: int = Field(2, ge=1)
-    # an upper bound on optimizer steps per target (0: no bound beyond the epochs)
-    max_steps: int = Field(0, ge=0)
-    batch_size: int = Field(8, ge=1)
-    grad_clip: float = Field(1.0, gt=0.0)
-    eval_every: int = Field(25, ge=1)
-    # evaluations without a better validation loss before training stops early
-    patience: int = Field(3, ge=1)
-    checkpoint_every: int = Field(25, ge=1)
-    max_seq_tokens: int = Field(384, ge=32)
-    # padded tokens per forward pass: a larger batch is split and its gradients accumulated (bounds memory)
-    max_batch_tokens: int = Field(1024, ge=32)
-    seed: int = 0
-    # how each fine-tune is started, e.g. "torchrun --nproc_per_node 2"; empty runs it in-process
-    launcher: str = ""
-
-
-class RewardModelSettings(BaseModel):
-    """A scoring head on the frozen base model, trained each night on every member's ratings
-    (trainer/nightly/reward.py); its best-of-n pairs of the live model's own replies feed DPO only when it
-    ranks held-out ratings well enough."""
-
-    enabled: bool = True
-    # held-out AUC (liked above disliked) it must reach before its pairs are used
-    min_auc: float = Field(0.7, ge=0.5, le=1.0)
-    # held-out ratings of each class (liked, disliked) needed before its AUC counts
-    min_per_class: int = Field(5, ge=1)
-    # replies drawn per rated training prompt from the model serving now (0: no on-policy pairs)
-    best_of_n: int = Field(4, ge=0, le=16)
-    max_prompts: int = Field(64, ge=1)
-    max_new_tokens: int = Field(64, ge=1)
-    temperature: float = Field(1.0, gt=0.0)
-    seed: int = 0
-
-
-class PreferenceSettings(BaseModel):
-    """What the nightly fine-tune learns from members' ratings (trainer/README.md, "Learning from ratings")."""
-
-    enabled: bool = True
-    # DPO's and KTO's beta: how strongly the implied reward beta * (log p - log p_ref) is held near the reference
-    beta: float = Field(0.1, gt=0.0)
-    # the reference model of the objectives: what serves the target now ("live"), or the base model
-    reference: Literal["live", "base"] = "live"
-    # the step's loss is the weighted sum of each part's mean: next-token (logs and liked replies), DPO, KTO
-    next_token_weight: float = Field(1.0, ge=0.0)
-    dpo_weight: float = Field(1.0, ge=0.0)
-    kto_weight: float = Field(1.0, ge=0.0)
-    # KTO's lambda_D and lambda_U: the weight of a liked and of a disliked reply ("fixed"), or set from each
-    # night's counts ("counts", the KTO paper's rule) so that lambda_D * n_D / (lambda_U * n_U) = kto_class_ratio
-    kto_class_weights: Literal["counts", "fixed"] = "counts"
-    kto_class_ratio: float = Field(1.0, ge=1.0, le=4 / 3)
-    kto_desirable_weight: float = Field(1.0, ge=0.0)
-    kto_undesirable_weight: float = Field(1.0, ge=0.0)
-    # the rated turns an export reads at most (the newest are kept)
-    max_rated_turns: int = Field(20_000, ge=1)
-    # DPO pairs formed from one prompt's replies at most
-    max_pairs_per_prompt: int = Field(6, ge=1)
-    # the share of rated prompts held out to judge candidates (never trained on)
-    heldout_fraction: float = Field(0.2, gt=0.0, lt=0.5)
-    reward_model: RewardModelSettings = RewardModelSettings()
-    # which step's adapter a fine-tune keeps: the one whose implied reward ranks the validation ratings best
-    # ("preference": liked above disliked, AUC), once they hold select_min_per_class of each; else, or with
-    # "loss", the one with the lowest validation loss of the mixture
-    select_by: Literal["preference", "loss"] = "preference"
-    select_min_per_class: int = Field(3, ge=1)
-
-
-class EvaluationSettings(BaseModel):
-    # a candidate's test perplexity must be below (1 - margin) x the live one's (when ratings cannot judge)
-    margin: float = Field(0.02, ge=0.0, lt=1.0)
-    # its perplexity on the general prose may exceed the base model's by at most this fraction
-    general_bound: float = Field(0.05, ge=0.0)
-    # plain prose the general guard reads (UTF-8 text); empty: the public-domain excerpt shipped with the trainer
-    prose_file: str = ""
-    # questions the base model answers right, which must stay right (YAML); empty: the set shipped with the trainer
-    questions_file: str = ""
-    # right answers of the base model the candidate may lose
-    questions_may_lose: int = Field(0, ge=0)
-    question_max_new_tokens: int = Field(32, ge=1)
-    # on the same held-out ratings, the candidate's AUC (liked above disliked, by implied reward) must beat
-    # live's by reward_margin_se standard errors of the paired difference (DeLong), and by reward_margin at least
-    reward_margin: float = Field(0.0, ge=0.0, lt=0.5)
-    reward_margin_se: float = Field(1.645, ge=0.0)
-    # held-out rated replies needed to judge by ratings, and of each class (liked, disliked) among them
-    min_heldout_ratings: int = Field(8, ge=2)
-    min_heldout_per_class: int = Field(5, ge=1)
-    # test conversations whose replies are generated for BLEU and chrF
-    bleu_samples: int = Field(16, ge=0)
-    bleu_max_new_tokens: int = Field(32, ge=1)
-    batch_size: int = Field(8, ge=1)
-    max_batch_tokens: int = Field(2048, ge=32)
-
-
-class CanarySettings(BaseModel):
-    """A community candidate that passed the gate first serves a share of opted-in members (trainer/README.md)."""
-
-    # the share of opted-in members it serves, chosen by a hash of the member's id (0: it goes live at once)
-    share: float = Field(0.2, ge=0.0, le=1.0)
-    # ratings of its replies before it can be promoted
-    min_ratings: int = Field(50, ge=1)
-    # rolled back when a one-sided two-proportion z-test finds its like-rate below live's at this level
-    level: float = Field(0.05, gt=0.0, lt=0.5)
-    # promoted (unless significantly worse) once it has served this long without reaching min_ratings
-    max_wait_s: int = Field(3 * 24 * 3600, ge=60)
-
-
-class TrainerSettings(BaseModel):
-    runs_dir: str = "var/runs"
-    registry_dir: str = "var/registry"
-    keep_versions: int = Field(5, ge=1)
-    min_user_turns: int = Field(50, ge=1)
-    schedule_cron: str = "0 3 * * *"
-    timezone: str = "UTC"
-    # a community adapter is trained once the cleaned data holds this many turns
-    min_community_turns: int = Field(20, ge=1)
-    # the data (exports, splits, checkpoints) of older runs is deleted; their reports are kept
-    keep_run_data: int = Field(1, ge=0)
-    val_fraction: float = Field(0.1, gt=0.0, lt=0.5)
-    test_fraction: float = Field(0.1, gt=0.0, lt=0.5)
-    # a pause this long in a chat starts a new conversation (the unit of the train/val/test split)
-    conversation_gap_s: int = Field(1800, ge=1)
-    max_turn_chars: int = Field(2000, ge=1)
-    lock_ttl_s: float = Field(120.0, ge=1.0)
-    # a scheduled run that could not start on time still starts within this many seconds
-    misfire_grace_s: int = Field(3600, ge=1)
-    # per-user adapters a brain keeps loaded (least recently used ones are unloaded)
-    adapter_cache_size: int = Field(8, ge=1)
-    # brains re-read the registry this often, so a reload event that was lost or never sent costs at most this
-    reload_reconcile_s: float = Field(30.0, gt=0.0)
-    finetune: FinetuneSettings = FinetuneSettings()
-    preference: PreferenceSettings = PreferenceSettings()
-    evaluation: EvaluationSettings = EvaluationSettings()
-    canary: CanarySettings = CanarySettings()
-
-
 class _YamlSource(PydanticBaseSettingsSource):
     """Values from the YAML file named by OWNCHAT_CONFIG (or ./ownchat.yaml when present)."""
 
@@ -463,6 +235,8 @@ def config_path() -> Path | None:
 
 
 class Settings(BaseSettings):
+    """Every part's section, composed; the sections keep their YAML keys and OWNCHAT_<SECTION>__... names."""
+
     model_config = SettingsConfigDict(env_prefix="OWNCHAT_", env_nested_delimiter="__", extra="forbid")
 
     redis: RedisSettings = RedisSettings()

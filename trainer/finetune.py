@@ -18,8 +18,8 @@ from pathlib import Path
 from trainer.core import distributed
 from trainer.core.config import FinetuneConfig
 from trainer.core.examples import file_examples, hold_out
-from trainer.core.finetuning import FinetuneResult, fine_tune
-from trainer.core.loop import LoopState
+from trainer.core.finetuning import FinetuneData, FinetuneResult, fine_tune
+from trainer.core.loop import LoopHooks, LoopState
 from trainer.core.models import add_lora, load_model, looks_like_path, training_dtype
 from trainer.errors import ConfigError
 from trainer.pretrain.checkpoint import replace_dir
@@ -49,15 +49,13 @@ def finetune(cfg: FinetuneConfig, progress: bool = True) -> FinetuneResult:
 
     result = fine_tune(
         model,
-        loaded.tokenizer.pad_token_id,
-        train,
-        val,
+        FinetuneData(train, val, loaded.tokenizer.pad_token_id),
         cfg,
         placement,
         label="finetune",
         grad_accum=cfg.grad_accum,
-        keep_best=keep_best,
         progress=progress,
+        hooks=LoopHooks(keep_best=keep_best),
     )
     model.eval()
     loaded.tokenizer.save_pretrained(staging)

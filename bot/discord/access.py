@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import discord
 
-from brain.settings import DiscordSettings
+from bot.settings import DiscordSettings
 
 
 class Access:

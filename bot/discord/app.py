@@ -7,13 +7,11 @@ import logging
 from typing import Any
 
 import discord
-import yarl
 from discord import app_commands
 from discord.ext import commands
-from discord.gateway import DiscordWebSocket
-from discord.http import Route
 
 from bot.client import BrainClient
+from bot.discord import private_api
 from bot.discord.access import Access
 from bot.discord.buttons import CommandButton
 from bot.discord.cogs.admin import Admin
@@ -23,9 +21,10 @@ from bot.discord.cogs.feedback import Feedback
 from bot.discord.cogs.persona import PersonaCog
 from bot.discord.comparison import ComparisonButton
 from bot.discord.responding import answer_button
-from bot.discord.waits import ChannelWaits, install
+from bot.discord.waits import ChannelWaits, ReplyLimits
+from bot.settings import DiscordSettings
 from brain.refusals import Refusal
-from brain.settings import DiscordSettings, Settings
+from brain.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +52,9 @@ class OwnchatTree(app_commands.CommandTree):
 
 class OwnchatBot(commands.Bot):
     def __init__(self, settings: Settings, brain: BrainClient, **options: Any):
+        # a streamed reply waits out Discord's rate limits itself, so that it redraws with the newest text after one:
+        # its calls read Discord's answers through the client's HTTP trace (bot.discord.waits)
+        reply_limits = ReplyLimits()
         super().__init__(
             command_prefix=commands.when_mentioned,
             help_command=None,
@@ -60,21 +62,38 @@ class OwnchatBot(commands.Bot):
             intents=required_intents(),
             # a model's words must never ping @everyone, a role or a stranger; the asker may be
             allowed_mentions=discord.AllowedMentions(everyone=False, users=False, roles=False, replied_user=True),
+            http_trace=reply_limits.trace,
             **options,
         )
         self.settings = settings
         self.config: DiscordSettings = settings.bot.discord
         self.brain = brain
         self.access = Access(self.config)
-        # a streamed reply waits out Discord's rate limits itself, so that it redraws with the newest text after one
-        install(self)
+        self.reply_limits = reply_limits
         self.waits = ChannelWaits()
+        # a proxy or a Discord-compatible API elsewhere (the tests' local Discord): taken while the bot runs
+        endpoints = private_api.Endpoints(self.config.api_base, self.config.gateway_url)
+        self.endpoints = endpoints if endpoints.api_base or endpoints.gateway_url else None
+        self._taken: private_api.Endpoints | None = None
+
+    async def login(self, token: str) -> None:
+        if self.endpoints is not None and self._taken is None:
+            private_api.take(self.endpoints)
+            self._taken = self.endpoints
+        await super().login(token)
+
+    async def close(self) -> None:
+        try:
+            await super().close()
+        finally:
+            taken, self._taken = self._taken, None
+            if taken is not None:
+                private_api.give_back(taken)
 
     async def setup_hook(self) -> None:
-        if self.config.api_base and not self.config.gateway_url:
+        if self.endpoints is not None and self.endpoints.api_base and not self.endpoints.gateway_url:
             # a Discord-compatible API elsewhere names its gateway, as Discord does
-            _, url, _ = await self.http.get_bot_gateway()
-            DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(url)
+            await private_api.use_named_gateway(self, self.endpoints)
         for cog in (Chat(self), PersonaCog(self), Data(self), Admin(self), Feedback(self)):
             await self.add_cog(cog)
         self.add_dynamic_items(CommandButton, ComparisonButton)
@@ -99,22 +118,9 @@ def make_bot(settings: Settings, brain: BrainClient, **options: Any) -> OwnchatB
     `options` go to discord.py's client as they are.
     """
     config = settings.bot.discord
-    use_endpoints(config.api_base, config.gateway_url)
     if config.shard_count is None:
         return OwnchatBot(settings, brain, **options)
     return ShardedOwnchatBot(settings, brain, shard_count=config.shard_count or None, **options)
-
-
-def use_endpoints(api_base: str | None, gateway_url: str | None) -> None:
-    """Point discord.py at another REST base and gateway (a proxy, or a test's local Discord).
-
-    discord.py keeps both in class attributes (Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY), so this
-    sets them for the whole process; a bot process runs one bot.
-    """
-    if api_base:
-        Route.BASE = api_base.rstrip("/")
-    if gateway_url:
-        DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(gateway_url)
 
 
 def run_discord(settings: Settings) -> None:

@@ -1,8 +1,8 @@
 """A streamed reply's Screen on Discord: in a guild the answer replies to its question, in a DM it follows it.
 
 discord.py keeps Discord's rate-limit buckets itself (bot.discord.limits), but a reply's posts and edits are made
-with waits raising (bot.discord.waits): a wait holds the channel, and the reply is drawn anew once it is over,
-with the text it has then. A message that vanished, or that Discord will not let the bot edit, is gone.
+through ReplyLimits, with waits raising (bot.discord.waits): a wait holds the channel, and the reply is drawn anew
+once it is over, with the text it has then. A message that vanished, or that Discord will not let the bot edit, is gone.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import TypeVar
 import discord
 
 from bot.discord.limits import TYPING_REFRESH_S
-from bot.discord.waits import ChannelWaits, raising_on_wait
+from bot.discord.waits import ChannelWaits, ReplyLimits, ReplyRoute
 from bot.streaming import MessageGone, TryLater
 
 T = TypeVar("T")
@@ -24,9 +24,10 @@ log = logging.getLogger(__name__)
 
 
 class ChannelScreen:
-    def __init__(self, source: discord.Message, waits: ChannelWaits):
+    def __init__(self, source: discord.Message, waits: ChannelWaits, limits: ReplyLimits):
         self.source = source
         self.waits = waits
+        self.limits = limits
         self.channel_id = source.channel.id
 
     async def ready(self) -> None:
@@ -34,7 +35,7 @@ class ChannelScreen:
         await self.waits.over(self.channel_id)
 
     async def post(self, text: str) -> discord.Message:
-        return await self._unless_asked_to_wait(lambda: self._send(text))
+        return await self._unless_asked_to_wait(ReplyRoute.SEND, lambda: self._send(text))
 
     async def say(self, text: str) -> discord.Message:
         """Post a message of its own, after any wait the channel is in (or comes into meanwhile)."""
@@ -47,7 +48,7 @@ class ChannelScreen:
 
     async def edit(self, message: discord.Message, text: str) -> None:
         try:
-            await self._unless_asked_to_wait(lambda: message.edit(content=text))
+            await self._unless_asked_to_wait(ReplyRoute.EDIT, lambda: message.edit(content=text))
         except (discord.NotFound, discord.Forbidden) as exc:
             # 10008 Unknown Message (deleted), or 403: the bot may not edit it any more
             raise MessageGone(str(exc)) from exc
@@ -81,7 +82,7 @@ class ChannelScreen:
         if self.waits.in_wait(self.channel_id):
             return
         try:
-            await self._unless_asked_to_wait(self.source.channel.typing)
+            await self._unless_asked_to_wait(ReplyRoute.TYPING, self.source.channel.typing)
         except (TryLater, discord.HTTPException):
             pass  # without the typing indicator the reply still comes
 
@@ -92,12 +93,11 @@ class ChannelScreen:
         # deleted meanwhile leaves the answer standing on its own rather than failing it
         return await self.source.channel.send(text, reference=self.source.to_reference(fail_if_not_exists=False))
 
-    async def _unless_asked_to_wait(self, make_call: Callable[[], Awaitable[T]]) -> T:
+    async def _unless_asked_to_wait(self, route: ReplyRoute, make_call: Callable[[], Awaitable[T]]) -> T:
         """Make the call once; a wait Discord asks for holds the channel and raises TryLater, so that the caller
         makes a newer call after it rather than this one again."""
         try:
-            with raising_on_wait():
-                return await make_call()
+            return await self.limits.make(self.channel_id, route, make_call)
         except discord.RateLimited as exc:
             log.warning("Discord asked to slow down in channel %s: waiting %.2f s", self.channel_id, exc.retry_after)
             self.waits.hold(self.channel_id, exc.retry_after)

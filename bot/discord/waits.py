@@ -2,88 +2,109 @@
 
 discord.py keeps Discord's rate-limit buckets and, on a 429, sleeps `retry_after` and then sends the same request
 again. For a streamed reply that is the wrong call to make after a wait: the text it carries is as old as the wait,
-while newer text (often the whole reply) is ready. So a reply's calls are made inside `raising_on_wait()`: there a
-429 raises discord.RateLimited at once, as discord.py does for waits longer than its `max_ratelimit_timeout`
-(which accepts nothing under 30 s, and holds for every call of the bot), and a call that discord.py would hold
-back because its bucket is used up raises as well. The caller marks the channel as waiting in `ChannelWaits`;
-its reply is drawn anew, with the newest text, once the wait is over, and no typing indicator goes to that channel
-meanwhile. Every other call keeps discord.py's own handling.
+while newer text (often the whole reply) is ready. discord.py's own `max_ratelimit_timeout` raises instead of
+waiting, but accepts nothing under 30 s and holds for every call of the bot. So a reply's calls go through
+`ReplyLimits.make`, which reads Discord's answers through discord.py's documented `http_trace` option (an aiohttp
+TraceConfig that sees every response the client receives):
+- a 429 to a reply's call raises discord.RateLimited at once, before discord.py sleeps and sends it again;
+- a reply's call whose bucket an earlier response said is used up (X-RateLimit-Remaining 0) raises as well,
+  rather than waiting inside discord.py until the bucket resets.
+The caller marks the channel as waiting in `ChannelWaits`; its reply is drawn anew, with the newest text, once the
+wait is over, and no typing indicator goes to that channel meanwhile. Every other call keeps discord.py's own
+handling; a bucket used up by such a call only (not by a reply's) still holds a reply's call inside discord.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import enum
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
-from typing import Any
+from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import TypeVar
 
+import aiohttp
 import discord
-from discord.http import HTTPClient, Ratelimit, Route
 
-# a wait longer than this raises; it must be above 0, which discord.py reads as "no maximum"
-_ANY_WAIT_S = 1e-6
-_raising: ContextVar[bool] = ContextVar("discord_waits_raise", default=False)
+T = TypeVar("T")
 
 
-@contextlib.contextmanager
-def raising_on_wait() -> Iterator[None]:
-    """Calls made inside raise discord.RateLimited instead of waiting for Discord's rate limits."""
-    token = _raising.set(True)
-    try:
-        yield
-    finally:
-        _raising.reset(token)
+class ReplyRoute(enum.Enum):
+    """The REST routes a streamed reply calls; Discord meters each per channel, in the bucket its responses name."""
+
+    SEND = "POST /channels/{channel_id}/messages"
+    EDIT = "PATCH /channels/{channel_id}/messages/{message_id}"
+    TYPING = "POST /channels/{channel_id}/typing"
 
 
-class WaitRaisingHTTPClient(HTTPClient):
-    """discord.py's HTTP client, whose calls inside `raising_on_wait()` raise RateLimited instead of waiting."""
+@dataclass(frozen=True)
+class _ReplyCall:
+    limits: ReplyLimits
+    channel_id: int
+    route: ReplyRoute
 
-    _configured_timeout: float | None
 
-    @property
-    def max_ratelimit_timeout(self) -> float | None:
-        # discord.py reads this when a 429 comes: a wait longer than it raises instead of being slept through
-        return _ANY_WAIT_S if _raising.get() else self._configured_timeout
+# the reply call being made in this task, if any: the trace sees its request in the same task
+_current: ContextVar[_ReplyCall | None] = ContextVar("discord_reply_call", default=None)
 
-    @max_ratelimit_timeout.setter
-    def max_ratelimit_timeout(self, value: float | None) -> None:
-        self._configured_timeout = value
 
-    def get_ratelimit(self, key: str) -> Ratelimit:
-        # a bucket keeps the timeout it was made with, for every later call in it: never the raising one
-        token = _raising.set(False)
-        try:
-            return super().get_ratelimit(key)
-        finally:
-            _raising.reset(token)
+class ReplyLimits:
+    """Discord's rate limits as a streamed reply's calls meet them; pass `trace` to the client as `http_trace`."""
 
-    async def request(self, route: Route, **kwargs: Any) -> Any:
-        if _raising.get() and (wait := self._bucket_wait(route)) > 0:
+    def __init__(self) -> None:
+        self._bucket_of: dict[ReplyRoute, str] = {}  # Discord's bucket name for a route, once a response told it
+        self._used_up_until: dict[tuple[str, int], float] = {}  # (bucket, channel) -> monotonic time it resets
+        self.trace = aiohttp.TraceConfig()
+        self.trace.on_request_end.append(self._on_response)
+
+    async def make(self, channel_id: int, route: ReplyRoute, make_call: Callable[[], Awaitable[T]]) -> T:
+        """Make one call of a reply; a wait Discord asks for (or would ask for) raises discord.RateLimited instead."""
+        if (wait := self._used_up_until.get(self._key(channel_id, route), 0.0) - time.monotonic()) > 0:
             raise discord.RateLimited(wait)
-        return await super().request(route, **kwargs)
+        token = _current.set(_ReplyCall(self, channel_id, route))
+        try:
+            return await make_call()
+        finally:
+            _current.reset(token)
 
-    def _bucket_wait(self, route: Route) -> float:
-        """How long discord.py would hold this call back because its bucket is used up (0: not at all)."""
-        bucket_hash = self._bucket_hashes.get(route.key)
-        bucket = self._buckets.get(f"{bucket_hash or route.key}:{route.major_parameters}")
-        if bucket is None or bucket.remaining > 0 or bucket.expires is None:
-            return 0.0
-        return max(0.0, bucket.expires - asyncio.get_running_loop().time())
+    def _key(self, channel_id: int, route: ReplyRoute) -> tuple[str, int]:
+        return self._bucket_of.get(route, route.value), channel_id
+
+    async def _on_response(
+        self, session: aiohttp.ClientSession, context: SimpleNamespace, params: aiohttp.TraceRequestEndParams
+    ) -> None:
+        call = _current.get()
+        if call is None or call.limits is not self:
+            return
+        response = params.response
+        headers = response.headers
+        if (bucket := headers.get("X-RateLimit-Bucket")) is not None:
+            self._bucket_of[call.route] = bucket
+        if response.status == 429:
+            if headers.get("Via"):  # without it discord.py takes the 429 for Cloudflare's ban, and says so
+                raise discord.RateLimited(await _retry_after(response))
+            return
+        remaining, reset_after = headers.get("X-RateLimit-Remaining"), headers.get("X-RateLimit-Reset-After")
+        if remaining is None or reset_after is None:
+            return
+        key = self._key(call.channel_id, call.route)
+        if int(remaining) > 0:
+            self._used_up_until.pop(key, None)
+            return
+        now = time.monotonic()
+        if len(self._used_up_until) > 10_000:
+            self._used_up_until = {k: t for k, t in self._used_up_until.items() if t > now}
+        self._used_up_until[key] = now + float(reset_after)
 
 
-def install(client: discord.Client) -> None:
-    """Give `client` the wait-raising HTTP client (before it connects).
-
-    discord.py builds its HTTP client inside Client.__init__, with no way to pass another, and hands that object
-    to several parts (the connection state, the command tree): the object's class is changed, so every part keeps
-    the one client, with its buckets, its session and its settings.
-    """
-    http = client.http
-    timeout = vars(http).pop("max_ratelimit_timeout", None)
-    http.__class__ = WaitRaisingHTTPClient
-    http.max_ratelimit_timeout = timeout
+async def _retry_after(response: aiohttp.ClientResponse) -> float:
+    """The wait a 429 asks for: its body's `retry_after`, else its headers' (both in seconds)."""
+    try:
+        return float((await response.json(content_type=None))["retry_after"])
+    except (ValueError, KeyError, TypeError, aiohttp.ClientError):
+        return float(response.headers.get("X-RateLimit-Reset-After") or response.headers.get("Retry-After") or 1.0)
 
 
 class ChannelWaits:

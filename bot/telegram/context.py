@@ -9,9 +9,9 @@ from telegram.ext import CallbackContext, ContextTypes, ExtBot
 
 from bot.client import BrainClient
 from bot.feedback import ReactionRules, SettledRatings
+from bot.settings import TelegramSettings
 from bot.telegram.keyboards import rating_keyboard
 from bot.telegram.outbox import ChatPacer
-from brain.settings import TelegramSettings
 
 
 class BotData:

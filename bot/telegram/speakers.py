@@ -9,9 +9,9 @@ from telegram.constants import ChatMemberStatus
 from telegram.error import TelegramError
 
 from bot.commands import Speaker
+from bot.settings import TelegramSettings
 from bot.telegram.limits import GROUP_TYPES
 from brain.api_models import ChatKind
-from brain.settings import TelegramSettings
 
 log = logging.getLogger(__name__)
 

@@ -57,7 +57,7 @@ def decide_canary(settings: Settings, choice: CanaryChoice) -> str:
 
     with RedisLink.from_settings(settings) as link:
         registry = Registry(settings.trainer.registry_dir, link, settings.trainer.keep_versions)
-        running = link.call(link.store.get_canary(COMMUNITY))
+        running = link.call(link.store.canaries.get(COMMUNITY))
         if running is None:
             raise ActionRefused(409, "no canary is running")
         try:
@@ -70,7 +70,7 @@ def decide_canary(settings: Settings, choice: CanaryChoice) -> str:
                 if choice == "promote":
                     registry.promote(COMMUNITY, running.version, lock=lock)
                 lock.check()
-                link.call(link.store.clear_canary(COMMUNITY))
+                link.call(link.store.canaries.clear(COMMUNITY))
         except LockHeldError as error:
             raise ActionRefused(409, f"a nightly run holds the trainer's lock; try again later ({error})") from None
         except RegistryError as error:

@@ -65,7 +65,7 @@ def registry_view(settings: Settings) -> dict[str, Any]:
     with RedisLink.from_settings(settings) as link:
         registry = Registry(settings.trainer.registry_dir, link, settings.trainer.keep_versions)
         versions = {target: registry.versions(target) for target in registry.targets()}
-        running = link.call(link.store.get_canary(COMMUNITY))
+        running = link.call(link.store.canaries.get(COMMUNITY))
         if running is None:
             return {"versions": versions, "canary": None}
         decision = canary.judge(registry, running, settings.trainer.canary)
@@ -92,11 +92,11 @@ def registry_view(settings: Settings) -> dict[str, Any]:
 
 
 async def learning(store: Store, summaries_count: int = NIGHTS_SHOWN) -> dict[str, Any]:
-    summaries = await store.run_summaries(summaries_count)
-    counts = await store.like_counts()
-    records = await store.registry_records()
-    pause = await store.schedule_pause()
-    audit = await store.audit_log(20)
+    summaries = await store.dashboard.run_summaries(summaries_count)
+    counts = await store.ratings.like_counts()
+    records = await store.registry.records()
+    pause = await store.dashboard.schedule_pause()
+    audit = await store.dashboard.audit_log(20)
     return {
         "runs": [s.model_dump(mode="json") for s in summaries],
         "likes": like_series(summaries, counts),
@@ -117,7 +117,7 @@ async def learning(store: Store, summaries_count: int = NIGHTS_SHOWN) -> dict[st
 
 
 async def members(store: Store) -> dict[str, Any]:
-    counts = await store.member_counts(int((time.time() - WEEK_S) * 1000))
+    counts = await store.counts.members(int((time.time() - WEEK_S) * 1000))
     return {
         "members": counts.members,
         "opted_in": counts.opted_in,

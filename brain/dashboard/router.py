@@ -102,7 +102,7 @@ async def _audit(
 ) -> None:
     record = AuditRecord(action=action, at=_now(), ok=ok, target=target, detail=detail, client=_client(request))
     log.warning("operator %s from %s: %s%s", action, record.client, "" if ok else "refused: ", detail)
-    await runtime.store.add_audit(record)
+    await runtime.store.dashboard.add_audit(record)
 
 
 @router.post("/api/login")
@@ -187,7 +187,7 @@ async def canary(body: CanaryDecision, request: Request, runtime: RuntimeDep) ->
 async def schedule(body: Schedule, request: Request, runtime: RuntimeDep) -> dict[str, Any]:
     """Pause the nightly schedule (its runs are skipped until it resumes), or resume it."""
     pause = SchedulePause(at=_now(), reason=body.reason) if body.paused else None
-    await runtime.store.set_schedule_pause(pause)
+    await runtime.store.dashboard.set_schedule_pause(pause)
     detail = (
         "paused the nightly schedule" + (f" ({body.reason})" if body.reason else "")
         if pause

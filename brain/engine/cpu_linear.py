@@ -21,6 +21,10 @@ converted from a 4-bit GGUF, such as the default one: at most ``LOSSLESS_STEPS``
 (one scale per output row), about twice as fast as bfloat16 for one row.
 
 Costs: a second copy of every linear weight in memory, and the 4-bit one where it is kept.
+
+The kernels have no public name in PyTorch: brain.engine.private_torch is the one module that calls them (and
+says so loudly when a release changes them). ``pack_linears`` puts a PackedLinear in each layer's place, sharing
+the layer's parameters, as ``nn.Module.set_submodule`` does for any module.
 """
 
 from __future__ import annotations
@@ -31,17 +35,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-INT4_GROUP = 32
+from brain.engine import private_torch
+from brain.engine.private_torch import INT4_GROUP, onednn_available
+
 INT4_MAX_ROWS = 4
 LOSSLESS_STEPS = 0.05  # the largest error, in quantization steps, of a weight that is "already 4-bit"
-
-
-def onednn_available() -> bool:
-    return (
-        torch.backends.mkldnn.is_available()
-        and hasattr(torch.ops.mkldnn, "_linear_pointwise")
-        and hasattr(torch.ops.mkldnn, "_reorder_linear_weight")
-    )
 
 
 @cache
@@ -56,17 +54,30 @@ def cpu_has_bf16() -> bool:
 
 
 def int4_available() -> bool:
-    return cpu_has_bf16() and hasattr(torch.ops.aten, "_weight_int4pack_mm_for_cpu")
+    return cpu_has_bf16() and private_torch.low_bit_available()
 
 
 class PackedLinear(nn.Linear):
     """An ``nn.Linear`` that multiplies with a oneDNN-packed copy of its weight when it can."""
 
+    @classmethod
+    def of(cls, linear: nn.Linear, few_rows: str = "off") -> PackedLinear:
+        """A PackedLinear with ``linear``'s own parameters (the same tensors: shared and tied weights stay so).
+
+        ``few_rows``: the copy that serves products of few rows: "off", "lossless" or "on" (4-bit, see the
+        module docstring), or "int8"."""
+        packed = cls(linear.in_features, linear.out_features, bias=linear.bias is not None, device="meta")
+        packed.weight = linear.weight
+        packed.bias = linear.bias
+        packed.train(linear.training)
+        packed.__dict__["_small_mode"] = few_rows
+        return packed
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         weight = self.weight
         if torch.is_grad_enabled() or x.dtype != weight.dtype or x.device.type != "cpu" or weight.is_meta:
             return super().forward(x)
-        key = (weight.data_ptr(), weight._version)
+        key = (weight.data_ptr(), private_torch.version(weight))
         if self.__dict__.get("_packed_key") != key:
             self.repack()
         small = self.__dict__.get("_small")
@@ -74,17 +85,17 @@ class PackedLinear(nn.Linear):
             kind, packed, scales = small
             rows = x.reshape(-1, x.shape[-1])
             if kind == "int4":
-                y = torch.ops.aten._weight_int4pack_mm_for_cpu(rows, packed, INT4_GROUP, scales)
+                y = private_torch.matmul_int4(rows, packed, scales)
             else:
-                y = torch.ops.aten._weight_int8pack_mm(rows, packed, scales)
+                y = private_torch.matmul_int8(rows, packed, scales)
             y = y.reshape(*x.shape[:-1], self.out_features)
             return y if self.bias is None else y + self.bias
-        return torch.ops.mkldnn._linear_pointwise(x, self.__dict__["_packed"], self.bias, "none", [], "")
+        return private_torch.linear_onednn(x, self.__dict__["_packed"], self.bias)
 
     def repack(self) -> None:
         weight = self.weight.detach()
-        self.__dict__["_packed"] = torch.ops.mkldnn._reorder_linear_weight(weight, None)
-        self.__dict__["_packed_key"] = (self.weight.data_ptr(), self.weight._version)
+        self.__dict__["_packed"] = private_torch.pack_onednn(weight)
+        self.__dict__["_packed_key"] = (self.weight.data_ptr(), private_torch.version(self.weight))
         mode = self.__dict__.get("_small_mode", "off")
         small = None
         if mode == "int8" and weight.dtype == torch.bfloat16 and int4_available():
@@ -117,7 +128,7 @@ def quantize_int4(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, flo
     scale = ((high - low) / 15).clamp(min=1e-12)
     steps = torch.round((groups - low[..., None]) / scale[..., None]).clamp(0, 15)
     error = ((steps * scale[..., None] + low[..., None] - groups).abs() / scale[..., None]).amax().item()
-    packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(steps.to(torch.int32).reshape(weight.shape), 1)
+    packed = private_torch.pack_int4(steps.to(torch.int32).reshape(weight.shape))
     # the kernel computes (q - 8) * scale + zero
     scales = torch.stack([scale, low + 8 * scale], -1).transpose(0, 1).contiguous().to(weight.dtype)
     return packed, scales, error
@@ -131,7 +142,8 @@ def quantize_int8(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def pack_linears(model: nn.Module, int4: str = "off") -> int:
-    """Turn every float32 or bfloat16 CPU ``nn.Linear`` of ``model`` into a PackedLinear; how many were turned.
+    """Put a PackedLinear in place of every float32 or bfloat16 CPU ``nn.Linear`` inside ``model`` (a plain
+    ``nn.Linear``, not a subclass), with the layer's own parameters; how many layers were put in place.
 
     ``int4``: "off", "lossless" or "on" (see the module docstring); never for the output layer, whose
     scores decide every token: it keeps an 8-bit copy where the others keep 4-bit ones."""
@@ -139,20 +151,22 @@ def pack_linears(model: nn.Module, int4: str = "off") -> int:
         return 0
     get_output = getattr(model, "get_output_embeddings", None)  # a transformers model's; not every module's
     output = get_output() if get_output is not None else None
-    packed = []
-    for module in model.modules():
-        weight = module.weight if type(module) is nn.Linear else None
-        if weight is not None and weight.device.type == "cpu" and _packable(weight.dtype):
-            module.__class__ = PackedLinear
-            assert isinstance(module, PackedLinear)  # for the type checker, which cannot follow __class__
-            module.__dict__["_small_mode"] = "off" if module is output else int4
+    places = [
+        (name, module)
+        for name, module in model.named_modules(remove_duplicate=False)
+        if name and type(module) is nn.Linear and module.weight.device.type == "cpu" and _packable(module.weight.dtype)
+    ]
+    places.sort(key=lambda place: place[1] is output)  # the output layer last: it follows what the others keep
+    packed: dict[int, PackedLinear] = {}  # by the layer it replaces: a layer found under two names stays one layer
+    for name, linear in places:
+        if id(linear) not in packed:
+            few_rows = int4
+            if linear is output:
+                few_rows = "int8" if any(layer.few_rows for layer in packed.values()) else "off"
+            packed[id(linear)] = PackedLinear.of(linear, few_rows)
             with torch.no_grad():
-                module.repack()
-            packed.append(module)
-    if isinstance(output, PackedLinear) and any(module.few_rows for module in packed):
-        output.__dict__["_small_mode"] = "int8"
-        with torch.no_grad():
-            output.repack()
+                packed[id(linear)].repack()
+        model.set_submodule(name, packed[id(linear)])
     return len(packed)
 
 

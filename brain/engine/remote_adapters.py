@@ -63,8 +63,8 @@ class RemoteAdapters(RegistryFollower):
     async def forget(self, user: str) -> None:
         """A /forget: withdraw the user's adapter from the registry, from the server and from disk."""
         target = user_target(user)
-        await self.store.delete_registry_record(target, history=True)
-        await self.store.publish_reload(ReloadEvent(target=target, version=None, action="remove"))
+        await self.store.registry.delete_record(target, history=True)
+        await self.store.registry.publish_reload(ReloadEvent(target=target, version=None, action="remove"))
         for name in self.engine.loaded_adapters(target):
             try:
                 await self.engine.unload_adapter(name)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
+from brain.api_models import EarlierTurn, Fact
 from brain.memory.facts import visible
 from brain.memory.recall import rank, terms
 
@@ -34,7 +35,7 @@ _TAGGED = re.compile(r"^(?P<clause>(?:i|i'm|i've|i'd|my|we|our)\b[^?]*?),\s*[^,?
 
 @dataclass(frozen=True)
 class Memory:
-    """The member's memory that this chat may use. Built from ChatState (store.py) by ``for_chat``."""
+    """The member's memory that this chat may use, as one prompt gets it (built by ``for_chat``)."""
 
     facts: list[str] = field(default_factory=list)
     # the member's own earlier messages that left the window, oldest first
@@ -49,8 +50,8 @@ class Memory:
     @classmethod
     def for_chat(
         cls,
-        facts: list[dict[str, Any]],
-        earlier: list[dict[str, Any]],
+        facts: Sequence[Fact],
+        earlier: Sequence[EarlierTurn],
         *,
         chat_id: str,
         group: bool,
@@ -62,19 +63,21 @@ class Memory:
         seen: set[str] = set()
         messages, chats = [], []
         for turn in earlier:
-            text = statements(str(turn.get("text", "")))
-            if turn.get("role") != "user" or not text or text.lower() in seen:
+            if turn.role != "user":
+                continue
+            text = statements(turn.text)
+            if not text or text.lower() in seen:
                 continue
             if visible(turn, chat_id, group, share_direct):
                 seen.add(text.lower())
                 messages.append(text)
-                chats.append(str(turn.get("chat_id", "")))
+                chats.append(turn.chat_id)
         shown = [f for f in facts if visible(f, chat_id, group, share_direct)]
         return cls(
-            facts=[f["text"] for f in shown],
+            facts=[f.text for f in shown],
             earlier=messages if recall_tokens > 0 else [],
             recall_tokens=recall_tokens,
-            fact_ids=[str(f.get("id", "")) for f in shown],
+            fact_ids=[f.id for f in shown],
             earlier_chats=chats if recall_tokens > 0 else [],
         )
 

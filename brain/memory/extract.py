@@ -1,4 +1,5 @@
-"""Facts picked out of a member's message by the model, in the background (memory.extract_facts).
+"""Facts picked out of a member's message by the model: what to ask it, and which of its answers to keep. The
+memory service (service.py) runs it in the background (memory.extract_facts).
 
 After a reply is stored, a message that speaks of its author ("I", "my") is given to the model with a few
 examples; each line it answers is kept only if it is grounded in the message (its content words are the
@@ -8,21 +9,10 @@ A kept fact quotes the message it came from and belongs to the chat it was said 
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import re
-from typing import TYPE_CHECKING
 
 from brain.api_models import SamplingParams
-from brain.memory.facts import MAX_FACTS, new_fact
 from brain.memory.recall import terms
-from brain.prompt import render
-from brain.store import FactAdded
-
-if TYPE_CHECKING:
-    from brain.service.runtime import Runtime
-
-log = logging.getLogger("brain")
 
 # a message says something about its author only if it speaks of them; the rest is never given to the model
 _FIRST_PERSON = re.compile(r"\b(i|i'm|im|i've|i'd|my|mine|me)\b", re.IGNORECASE)
@@ -73,27 +63,3 @@ def grounded_facts(answer: str, message: str) -> list[str]:
         if text not in facts:
             facts.append(text)
     return facts[:MAX_FACTS_PER_MESSAGE]
-
-
-def extract_in_background(runtime: Runtime, user: str, chat_id: str, chat_kind: str, since: str, message: str) -> None:
-    """Start picking facts out of ``message``; the reply never waits for it."""
-    if not worth_mining(message):
-        return
-    task = asyncio.create_task(_extract(runtime, user, chat_id, chat_kind, since, message))
-    runtime.background.add(task)
-    task.add_done_callback(runtime.background.discard)
-
-
-async def _extract(runtime: Runtime, user: str, chat_id: str, chat_kind: str, since: str, message: str) -> None:
-    try:
-        ids = await runtime.off_loop(render, runtime.tokenizer, extraction_messages(message))
-        # owned by the member: a /forget drops the cached keys and values of this prompt too
-        answer = await runtime.complete(ids, SAMPLING, user=user, priority="background")
-        for text in grounded_facts(answer.text, message):
-            fact = new_fact(text, "extracted", chat_id, chat_kind, quote=message)
-            ttl = runtime.settings.memory.ttl_s
-            added = await runtime.store.add_fact(user, fact, max_facts=MAX_FACTS, ttl_s=ttl, since=since)
-            if added is FactAdded.forgotten:  # a /forget meanwhile: nothing of the message may come back
-                return
-    except Exception:  # a failed extraction must never hurt the chat
-        log.exception("extracting facts from a message of %s failed", chat_id)

@@ -15,15 +15,14 @@ import re
 import secrets
 import string
 import time
-from typing import Any, Literal
+from typing import Any
 
-from brain.api_models import MAX_FACT_CHARS
+from brain.api_models import MAX_FACT_CHARS, ChatKind, EarlierTurn, Fact, FactSource
 
 # the prompt states every fact: a bound on their number (and size) keeps it short (a small model's context is 2k)
 MAX_FACTS = 16
 MAX_QUOTE_CHARS = 300
 
-Source = Literal["pinned", "extracted"]
 # how the store's script compares facts (Lua: string.lower, then runs of %s and %p as one space): ASCII only
 _ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
 _SPACE_OR_PUNCTUATION = re.compile(r"[\s!-/:-@\[-`{-~]+", re.ASCII)
@@ -38,30 +37,32 @@ def _normalized(text: str) -> str:
     return _SPACE_OR_PUNCTUATION.sub(" ", text.translate(_ASCII_LOWER)).strip()
 
 
-def new_fact(text: str, source: Source, chat_id: str, chat_kind: str, quote: str = "") -> dict[str, Any]:
-    """A fact as the store keeps it; an extracted fact quotes the message it was picked out of."""
-    fact: dict[str, Any] = {
-        "id": secrets.token_hex(4),
-        "text": " ".join(text.split())[:MAX_FACT_CHARS],
-        "source": source,
-        "chat_id": chat_id,
-        "chat_kind": chat_kind,
-        "ts": time.time(),
-    }
-    if quote:
-        fact["quote"] = quote[:MAX_QUOTE_CHARS]
-    return fact
+def new_fact(text: str, source: FactSource, chat_id: str, chat_kind: ChatKind, quote: str = "") -> Fact:
+    """A new fact; an extracted fact quotes the message it was picked out of."""
+    return Fact(
+        id=secrets.token_hex(4),
+        text=" ".join(text.split())[:MAX_FACT_CHARS],
+        source=source,
+        chat_id=chat_id,
+        chat_kind=chat_kind,
+        ts=time.time(),
+        quote=quote[:MAX_QUOTE_CHARS],
+    )
 
 
-def visible(item: dict[str, Any], chat_id: str, group: bool, share_direct: bool) -> bool:
-    """Whether a fact or earlier turn of the member (tagged with chat_id and chat_kind) may be used in this chat."""
+def stored_fact(fact: Fact) -> dict[str, Any]:
+    """``fact`` as the store takes it (JSON fields; no ``quote`` where there is none, as the store always kept)."""
+    return fact.model_dump(mode="json", exclude_defaults=True)
+
+
+def visible(item: Fact | EarlierTurn, chat_id: str, group: bool, share_direct: bool) -> bool:
+    """Whether a fact or earlier turn of the member may be used in this chat."""
     if not group:
         return True
-    kind = item.get("chat_kind")
-    if kind == "group":
-        return item.get("chat_id") == chat_id
-    return share_direct and kind == "direct"
+    if item.chat_kind is ChatKind.group:
+        return item.chat_id == chat_id
+    return share_direct and item.chat_kind is ChatKind.direct
 
 
-def visible_facts(facts: list[dict[str, Any]], chat_id: str, group: bool, share_direct: bool) -> list[dict[str, Any]]:
+def visible_facts(facts: list[Fact], chat_id: str, group: bool, share_direct: bool) -> list[Fact]:
     return [fact for fact in facts if visible(fact, chat_id, group, share_direct)]

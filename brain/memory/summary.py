@@ -1,10 +1,16 @@
-"""Whether a rolling summary holds only what was said: a summary may word things its own way, but each of its
-content words must come from the turns it folds (or the summary before it). The default model's summaries were
-mostly invented ("User: I'd love to go to Lisbon and Sintra!" where nobody named Sintra); a summary that fails
-this check is not kept, so /memory and prompts never carry text that the member or the bot did not say."""
+"""A chat's rolling summary: how a fold asks the model to update it with the turns that left the window, and
+whether its answer holds only what was said.
+
+A summary may word things its own way, but each of its content words must come from the turns it folds (or the
+summary before it). The default model's summaries were mostly invented ("User: I'd love to go to Lisbon and
+Sintra!" where nobody named Sintra); a summary that fails this check is not kept, so /memory and prompts never
+carry text that the member or the bot did not say."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from brain.api_models import SamplingParams, Turn
 from brain.memory.recall import terms
 
 # the words a summary needs to say who said what, whatever the conversation was about
@@ -26,3 +32,21 @@ def unsaid_words(summary: str, sources: list[str]) -> list[str]:
 
 def faithful(summary: str, sources: list[str]) -> bool:
     return not unsaid_words(summary, sources)
+
+
+def fold_messages(summary: str, lines: Sequence[Turn]) -> list[dict[str, str]]:
+    """The chat messages that ask the model for ``summary`` updated with ``lines``."""
+    said = "\n".join(f"{turn.role}: {turn.text}" for turn in lines)
+    instructions = (
+        "Update the summary of a conversation. Keep facts about the user (name, preferences, "
+        "plans) and open questions; at most three sentences.\n\n"
+        f"Summary so far: {summary or '(none)'}\n\nNew lines:\n{said}\n\nUpdated summary:"
+    )
+    return [{"role": "user", "content": instructions}]
+
+
+def fold_sampling(max_new_tokens: int) -> SamplingParams:
+    return SamplingParams(
+        temperature=0.0, top_p=1.0, top_k=0, repetition_penalty=1.1, max_new_tokens=max_new_tokens,
+        dry_multiplier=0.0,  # a summary repeats what was said: DRY would push it to other words
+    )  # fmt: skip

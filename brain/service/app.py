@@ -33,8 +33,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         rt = runtime or Runtime.create(settings)
         app.state.runtime = rt
         try:
-            await rt.store.load_id_key()
-            if await rt.store.forgotten_since_rewrite():  # a rewrite was due when the last brain stopped
+            await rt.store.ids.load()
+            if await rt.store.persistence.forgotten_since_rewrite():  # a rewrite was due when the last brain stopped
                 rt.rewrite_after_forget()
         except (RedisError, OSError) as error:  # Redis is down: the store loads the key on its first use instead
             log.warning("the id key could not be read from Redis yet: %s", error)

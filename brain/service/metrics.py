@@ -49,7 +49,9 @@ class Metrics:
             registry=self.registry,
         )  # fmt: skip
         self.background_tasks = Gauge(
-            "ownchat_background_tasks", "Summary folds waiting or running", registry=self.registry
+            "ownchat_background_tasks",
+            "Memory's background jobs (summary folds, fact extraction) waiting or running",
+            registry=self.registry,
         )
 
     def watch_engine(self, waiting: Callable[[], float], active: Callable[[], float]) -> None:

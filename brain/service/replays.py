@@ -99,14 +99,14 @@ async def answered_before(runtime: Runtime, body: ChatRequest) -> AsyncIterator[
 
 
 async def kept_reply(runtime: Runtime, body: ChatRequest) -> ChatReply | None:
-    raw = await runtime.store.kept_reply(body.key, body.request_id) if body.request_id else None
+    raw = await runtime.store.idempotency.kept_reply(body.key, body.request_id) if body.request_id else None
     return ChatReply.model_validate_json(raw) if raw else None
 
 
 async def keep(runtime: Runtime, body: ChatRequest, reply: ChatReply) -> None:
     """Keep a stored turn's reply for its key, so that the request asked again is answered with it."""
     if body.request_id and reply.turn_id is not None:
-        await runtime.store.keep_reply(
+        await runtime.store.idempotency.keep_reply(
             body.key, body.request_id, reply.model_dump_json(), runtime.settings.memory.ttl_s
         )
 

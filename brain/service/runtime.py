@@ -6,8 +6,6 @@ import asyncio
 import functools
 import logging
 import time
-import weakref
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -24,18 +22,17 @@ from brain.engine.model_loading import LoadedModel, load_serving_model
 from brain.engine.remote import RemoteEngine, load_tokenizer_only
 from brain.engine.remote_adapters import RemoteAdapters
 from brain.engine.scheduler import Priority
-from brain.memory.summary import unsaid_words
+from brain.memory.records import BackgroundPrompt
+from brain.memory.service import MemoryService
 from brain.prompt import count_tokens, render
 from brain.service.admission import Admission
 from brain.service.metrics import Metrics
 from brain.settings import Settings
-from brain.store import Store, connect
+from brain.store import Store
+from brain.store.client import connect
 
 log = logging.getLogger("brain")
 T = TypeVar("T")
-# chats whose turns wait to be folded into their summary, kept in this process; past it the longest-waiting chat's
-# turns are left out of its summary (they are still kept for recall)
-MAX_CHATS_AWAITING_FOLD = 10_000
 
 
 class Runtime:
@@ -72,14 +69,11 @@ class Runtime:
         # tokenizing and rendering templates take milliseconds to seconds: never on the event loop. One thread,
         # because a fast tokenizer must not be used from two threads at once.
         self._text_worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tokenizer")
-        self.background: set[asyncio.Task[Any]] = set()
         self._rewrite: asyncio.Task[None] | None = None
-        self.metrics.watch_background(lambda: len(self.background))
-        self._summary_locks: weakref.WeakValueDictionary[tuple[str, str], asyncio.Lock] = weakref.WeakValueDictionary()
-        # the evicted lines of each chat's fold that has not started yet: a later fold adds its own lines to it
-        self._waiting_folds: dict[tuple[str, str], list[dict[str, Any]]] = {}
-        # turns that left a chat's window since its last fold: a fold waits for memory.fold_every_turns of them
-        self._awaiting_fold: OrderedDict[tuple[str, str], list[dict[str, Any]]] = OrderedDict()
+        self.memory = MemoryService(
+            store, lambda: self.settings.memory, self.answer_in_background, on_background=metrics.on_background
+        )
+        self.metrics.watch_background(lambda: len(self.memory.background))
 
     @classmethod
     def create(cls, settings: Settings) -> Runtime:
@@ -157,9 +151,9 @@ class Runtime:
         self.adapters.start()
 
     async def stop(self) -> None:
-        for task in [*self.background, self._rewrite]:
-            if task is not None:
-                task.cancel()
+        self.memory.stop()
+        if self._rewrite is not None:
+            self._rewrite.cancel()
         await self.adapters.stop()
         await self.backend.aclose()
         await self.store.close()
@@ -244,6 +238,15 @@ class Runtime:
                 return item
         raise RuntimeError("generation ended without a result")
 
+    async def answer_in_background(self, prompt: BackgroundPrompt) -> str:
+        """What the model answers to memory's ``prompt`` (a summary fold, a fact extraction), generated as
+        background work: in what members' replies leave of the engine."""
+        ids = await self.off_loop(render, self.tokenizer, prompt.messages)
+        if prompt.keep_end:
+            ids = ids[-self.prompt_budget(prompt.sampling.max_new_tokens) :]
+        result = await self.complete(ids, prompt.sampling, user=prompt.user, priority="background")
+        return result.text
+
     # after a /forget: Redis's append-only file still holds what was deleted, until it is rewritten
 
     def rewrite_after_forget(self) -> None:
@@ -252,83 +255,19 @@ class Runtime:
         delay = self.settings.redis.rewrite_after_forget_s
         if delay <= 0 or (self._rewrite is not None and not self._rewrite.done()):
             return
-        # not among ``background`` (the summary folds the metrics count): it mostly sleeps, and stop() cancels it
+        # not among memory's background jobs (which the metrics count): it mostly sleeps, and stop() cancels it
         self._rewrite = asyncio.create_task(self._rewrite_later(delay))
 
     async def _rewrite_later(self, delay: float) -> None:
         await asyncio.sleep(delay)
         try:
             # a forget during the rewrite (after it began copying) asks for another
-            while await self.store.forgotten_since_rewrite():
-                if not await self.store.rewrite_persistence():
+            while await self.store.persistence.forgotten_since_rewrite():
+                if not await self.store.persistence.rewrite():
                     return  # no append-only file: nothing on disk to rewrite
                 log.info("Redis rewrote its append-only file after a forget")
         except (RedisError, OSError, RuntimeError, TimeoutError) as error:  # the nightly run tries again
             log.warning("Redis could not rewrite its append-only file after a forget: %s", error)
-
-    # rolling summary, written in the background so that it never delays a reply
-
-    def fold_in_background(self, user: str, chat_id: str, summary: str, evicted: list[dict[str, Any]]) -> None:
-        """Fold the turns that left the window once memory.fold_every_turns of them have gathered: one summary
-        generation every few exchanges, not one per message. The fold runs as background work; while a chat's
-        previous fold has not started yet, the new lines join it and one generation folds both."""
-        waiting = self._awaiting_fold.pop((user, chat_id), []) + evicted
-        if len(waiting) < self.settings.memory.fold_every_turns:
-            self._awaiting_fold[(user, chat_id)] = waiting
-            while len(self._awaiting_fold) > MAX_CHATS_AWAITING_FOLD:
-                self._awaiting_fold.popitem(last=False)
-            return
-        queued = self._waiting_folds.get((user, chat_id))
-        if queued is not None:  # this chat's previous fold has not started: one generation folds both
-            queued.extend(waiting)
-            self.metrics.background.labels(outcome="coalesced").inc()
-            return
-        self._waiting_folds[(user, chat_id)] = waiting
-        task = asyncio.create_task(self._fold(user, chat_id, summary, waiting))
-        self.background.add(task)
-        task.add_done_callback(self.background.discard)
-
-    def drop_awaiting_fold(self, user: str, chat_id: str | None = None) -> None:
-        """Forget the turns of ``user`` (of one chat, or all) that wait to be folded: after a /forget or a
-        /reset nothing they said may reach a summary."""
-        for key in [key for key in self._awaiting_fold if key[0] == user and chat_id in (None, key[1])]:
-            del self._awaiting_fold[key]
-        # folds that have not started fold nothing now, and later lines start a fold of their own (with the
-        # summary as it is after the reset, not the one these folds were given)
-        for key in [key for key in self._waiting_folds if key[0] == user and chat_id in (None, key[1])]:
-            self._waiting_folds.pop(key).clear()
-
-    async def _fold(self, user: str, chat_id: str, summary: str, evicted: list[dict[str, Any]]) -> None:
-        lock = self._summary_locks.setdefault((user, chat_id), asyncio.Lock())
-        async with lock:
-            if self._waiting_folds.get((user, chat_id)) is evicted:  # started: later lines need a fold of their own
-                del self._waiting_folds[(user, chat_id)]
-            if not evicted:  # dropped by a /forget or /reset while it waited
-                return
-            try:
-                current, _ = await self.store.chat_memory(user, chat_id)
-                lines = "\n".join(f"{t['role']}: {t['text']}" for t in evicted)
-                instructions = (
-                    "Update the summary of a conversation. Keep facts about the user (name, preferences, "
-                    "plans) and open questions; at most three sentences.\n\n"
-                    f"Summary so far: {current or summary or '(none)'}\n\nNew lines:\n{lines}\n\nUpdated summary:"
-                )
-                ids = render(self.tokenizer, [{"role": "user", "content": instructions}])
-                budget = self.prompt_budget(self.settings.memory.summary_max_tokens)
-                ids = ids[-budget:]
-                sampling = SamplingParams(
-                    temperature=0.0, top_p=1.0, top_k=0, repetition_penalty=1.1,
-                    max_new_tokens=self.settings.memory.summary_max_tokens,
-                    dry_multiplier=0.0,  # a summary repeats what was said: DRY would push it to other words
-                )  # fmt: skip
-                result = await self.complete(ids, sampling, user=user, priority="background")
-                unsaid = unsaid_words(result.text, [current or summary, *(str(t["text"]) for t in evicted)])
-                if unsaid:  # a summary that says what nobody said is worse than the one before it
-                    log.info("a summary of %s was not kept: it holds words nobody said (%s)", chat_id, unsaid[:8])
-                elif result.text:
-                    await self.store.fold_summary(user, chat_id, result.text, self.settings.memory.ttl_s)
-            except Exception:  # a failed summary must never hurt the chat; the next fold retries
-                log.exception("folding the summary of %s failed", chat_id)
 
 
 def public_model_name(name: str) -> str:

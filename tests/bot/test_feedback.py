@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bot.feedback import DISLIKE, LIKE, REMOVED, ReactionRules
-from brain.settings import ReactionSettings
+from bot.settings import ReactionSettings
 
 RULES = ReactionRules.from_settings(ReactionSettings(likes=["👍", "❤️"], dislikes=["👎"]))
 

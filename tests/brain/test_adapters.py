@@ -12,7 +12,8 @@ from brain.adapters import COMMUNITY, AdapterManager, user_target, version_dir
 from brain.engine.batching import Engine, GenerationRequest
 from brain.engine.model_loading import LoadedModel, load_serving_model
 from brain.registry_records import LiveAdapter, RegistryEvent, ReloadEvent, VersionMeta
-from brain.store import Store, connect
+from brain.store import Store
+from brain.store.client import connect
 
 PROMPT = [5, 17, 42, 99, 7, 3, 250]
 NOW = "2026-11-30T03:00:00+00:00"
@@ -34,10 +35,10 @@ def make_adapter(model_dir: Path, registry: Path, target: str, version: int, *, 
 
 async def publish(store: Store, target: str, version: int, user: str | None = None) -> None:
     record = LiveAdapter(version=version, name=f"{target}@{version}", path=f"{target}/v{version}", promoted_at=NOW)
-    await store.set_registry_record(target, record, RegistryEvent(action="promote", version=version, at=NOW))
+    await store.registry.set_record(target, record, RegistryEvent(action="promote", version=version, at=NOW))
     if user:
-        await store.set_adapter_version(user, version)
-    await store.publish_reload(ReloadEvent(target=target, version=version, action="promote"))
+        await store.profiles.set_adapter_version(user, version)
+    await store.registry.publish_reload(ReloadEvent(target=target, version=version, action="promote"))
 
 
 @pytest.fixture
@@ -87,9 +88,9 @@ async def test_each_request_is_served_with_its_users_adapter_else_the_community_
 ) -> None:
     registry, base = tmp_path / "registry", str(tiny_model_dir)
     ann, bob = "telegram:1", "telegram:2"
-    await store.opt_in(ann, "v1")
-    await store.opt_in(bob, "v1")
-    assert await serving.acquire(ann, await store.profile(ann)) is None  # nothing live: the base model
+    await store.profiles.opt_in(ann, "v1")
+    await store.profiles.opt_in(bob, "v1")
+    assert await serving.acquire(ann, await store.profiles.get(ann)) is None  # nothing live: the base model
 
     make_adapter(tiny_model_dir, registry, COMMUNITY, 1, seed=1, base=base)
     make_adapter(tiny_model_dir, registry, user_target(ann), 1, seed=2, base=base)
@@ -97,24 +98,24 @@ async def test_each_request_is_served_with_its_users_adapter_else_the_community_
     await publish(store, user_target(ann), 1, user=ann)
     await serving.refresh()
 
-    assert await serving.acquire(ann, await store.profile(ann)) == f"{user_target(ann)}@1"
-    assert await serving.acquire(bob, await store.profile(bob)) == "community@1"
+    assert await serving.acquire(ann, await store.profiles.get(ann)) == f"{user_target(ann)}@1"
+    assert await serving.acquire(bob, await store.profiles.get(bob)) == "community@1"
     assert await serving.acquire(None, None) == "community@1"
-    await store.opt_out(ann, delete_logs=False)  # personalization off: the community adapter serves her
-    assert await serving.acquire(ann, await store.profile(ann)) == "community@1"
+    await store.profiles.opt_out(ann, delete_logs=False)  # personalization off: the community adapter serves her
+    assert await serving.acquire(ann, await store.profiles.get(ann)) == "community@1"
 
 
 async def test_one_batch_serves_several_adapters_each_with_its_own(
     serving: AdapterManager, store: Store, tmp_path: Path, tiny_model_dir: Path
 ) -> None:
     registry, base, ann = tmp_path / "registry", str(tiny_model_dir), "telegram:1"
-    await store.opt_in(ann, "v1")
+    await store.profiles.opt_in(ann, "v1")
     make_adapter(tiny_model_dir, registry, COMMUNITY, 1, seed=1, base=base)
     make_adapter(tiny_model_dir, registry, user_target(ann), 1, seed=2, base=base)
     await publish(store, COMMUNITY, 1)
     await publish(store, user_target(ann), 1, user=ann)
     await serving.refresh()
-    names = [await serving.acquire(ann, await store.profile(ann)), await serving.acquire(None, None), None]
+    names = [await serving.acquire(ann, await store.profiles.get(ann)), await serving.acquire(None, None), None]
     engine = serving.engine
 
     alone = [await generate(engine, name) for name in names]
@@ -156,13 +157,13 @@ async def test_user_adapters_live_in_a_bounded_lru(
     registry, base = tmp_path / "registry", str(tiny_model_dir)
     users = [f"telegram:{i}" for i in range(3)]
     for index, user in enumerate(users):
-        await store.opt_in(user, "v1")
+        await store.profiles.opt_in(user, "v1")
         make_adapter(tiny_model_dir, registry, user_target(user), 1, seed=10 + index, base=base)
         await publish(store, user_target(user), 1, user=user)
     await serving.refresh()
 
     for user in users:
-        await serving.release(await serving.acquire(user, await store.profile(user)))
+        await serving.release(await serving.acquire(user, await store.profiles.get(user)))
 
     loaded = set(serving.engine.model.peft_config)
     assert loaded == {f"{user_target(u)}@1" for u in users[1:]}, "capacity 2: the least recently used left"
@@ -172,18 +173,18 @@ async def test_forget_withdraws_the_users_adapter_at_once(
     serving: AdapterManager, store: Store, tmp_path: Path, tiny_model_dir: Path
 ) -> None:
     registry, base, ann = tmp_path / "registry", str(tiny_model_dir), "telegram:1"
-    await store.opt_in(ann, "v1")
+    await store.profiles.opt_in(ann, "v1")
     folder = make_adapter(tiny_model_dir, registry, user_target(ann), 1, seed=2, base=base).parent
     await publish(store, user_target(ann), 1, user=ann)
     await serving.refresh()
-    assert await serving.acquire(ann, await store.profile(ann)) == f"{user_target(ann)}@1"
+    assert await serving.acquire(ann, await store.profiles.get(ann)) == f"{user_target(ann)}@1"
 
-    await store.forget(ann)
+    await store.forgetting.forget(ann)
     await serving.forget(ann)
 
-    assert await serving.acquire(ann, await store.profile(ann)) is None
+    assert await serving.acquire(ann, await store.profiles.get(ann)) is None
     assert not folder.exists()
-    assert await store.registry_record(user_target(ann)) is None
+    assert await store.registry.record(user_target(ann)) is None
 
 
 async def test_an_adapter_trained_on_another_base_model_is_not_served(
@@ -208,7 +209,7 @@ async def test_a_brain_that_missed_the_reload_event_serves_the_live_version_afte
 
     # what a trainer killed between writing the live record and publishing leaves: the record, no event
     record = LiveAdapter(version=2, name="community@2", path="community/v2", promoted_at=NOW)
-    await store.set_registry_record(COMMUNITY, record, RegistryEvent(action="promote", version=2, at=NOW))
+    await store.registry.set_record(COMMUNITY, record, RegistryEvent(action="promote", version=2, at=NOW))
 
     await wait_for(lambda: "community@2" in serving.loaded)
     assert await serving.acquire(None, None) == "community@2"

@@ -23,7 +23,7 @@ def a_canary(share: float) -> Canary:
 async def served(manager: AdapterManager, store: Store, users: list[str]) -> dict[str, str | None]:
     out = {}
     for user in users:
-        name = await manager.acquire(user, await store.profile(user))
+        name = await manager.acquire(user, await store.profiles.get(user))
         await manager.release(name)
         out[user] = name
     return out
@@ -38,8 +38,8 @@ async def test_a_canary_serves_a_sticky_share_of_opted_in_members_only(
     await publish(store, COMMUNITY, 1)
     opted_in, not_in = MEMBERS[:40], MEMBERS[40:]
     for user in opted_in:
-        await store.opt_in(user, "v1")
-    await store.set_canary(a_canary(0.5))
+        await store.profiles.opt_in(user, "v1")
+    await store.canaries.set(a_canary(0.5))
     await serving.refresh()
 
     first = await served(serving, store, MEMBERS)
@@ -54,11 +54,11 @@ async def test_a_canary_serves_a_sticky_share_of_opted_in_members_only(
         serving.base, store, registry_dir=registry, base_model=base, engine=serving.engine, capacity=2
     )  # fmt: skip
     other.live, other.loaded, other.peft = serving.live, serving.loaded, serving.peft
-    other.canaries = await store.canaries()
+    other.canaries = await store.canaries.all()
     assert await served(other, store, MEMBERS) == first
 
     # a wider share keeps everyone who had it
-    await store.set_canary(a_canary(0.9))
+    await store.canaries.set(a_canary(0.9))
     await serving.refresh()
     wider = await served(serving, store, MEMBERS)
     assert in_canary <= {user for user, name in wider.items() if name == "community@2"}
@@ -72,14 +72,14 @@ async def test_a_cleared_canary_serves_nobody_and_is_unloaded(
     make_adapter(tiny_model_dir, registry, COMMUNITY, 2, seed=2, base=base)
     await publish(store, COMMUNITY, 1)
     for user in MEMBERS:
-        await store.opt_in(user, "v1")
+        await store.profiles.opt_in(user, "v1")
     serving.start()
     await wait_for(lambda: "community@1" in serving.loaded)
 
-    await store.set_canary(a_canary(1.0))  # the reload event reaches the running brain
+    await store.canaries.set(a_canary(1.0))  # the reload event reaches the running brain
     await wait_for(lambda: "community@2" in serving.loaded)
     assert set((await served(serving, store, MEMBERS)).values()) == {"community@2"}
 
-    await store.clear_canary(COMMUNITY)  # rolled back
+    await store.canaries.clear(COMMUNITY)  # rolled back
     await wait_for(lambda: "community@2" not in serving.loaded)
     assert set((await served(serving, store, MEMBERS)).values()) == {"community@1"}

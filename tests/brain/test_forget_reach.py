@@ -11,18 +11,11 @@ import pytest
 
 from bot.client import BrainClient
 from brain.adapters import user_target
-from brain.api_models import (
-    ChatKind,
-    ChatRequest,
-    ContextMessage,
-    FactPin,
-    FeedbackRequest,
-    PersonaSet,
-    TurnMessages,
-    UserRef,
-)
-from brain.store import Store, connect
-from tests.brain.test_store import all_text
+from brain.api_feedback import FeedbackRequest, TurnMessages
+from brain.api_models import ChatKind, ChatRequest, ContextMessage, FactPin, PersonaSet, UserRef
+from brain.store import Store
+from brain.store.client import connect
+from tests.support.redis_dump import all_text
 
 ANN, BOB, CID = (UserRef(platform="telegram", user_id=str(n)) for n in (701, 702, 703))
 PERSONA = "You are QXPERSONA, a lighthouse keeper."
@@ -62,7 +55,7 @@ def cached_text(brain) -> str:
 
 async def training_text(store: Store) -> str:
     """What the nightly export reads of rated turns."""
-    return " ".join([rated.dumps() async for rated in store.rated_turns()])
+    return " ".join([rated.dumps() async for rated in store.ratings.rated_turns()])
 
 
 async def test_forget_reaches_every_place_her_words_travelled_and_export_lists_them_first(brain, store) -> None:
@@ -91,11 +84,11 @@ async def test_forget_reaches_every_place_her_words_travelled_and_export_lists_t
         assert direct.turn_id and bob_again.turn_id
 
         # before: her words are in other members' kept turns (resolved), the cache, the training data
-        assert PERSONA in (await store.turn(bob.turn_id or "")).prompt[0]["content"]  # type: ignore[union-attr]
+        assert PERSONA in (await store.turns.get(bob.turn_id or "")).prompt[0]["content"]  # type: ignore[union-attr]
         assert "QXPERSONA" in cached_text(brain) and "QXPERSONA" in await training_text(store)
         assert "QXTHREAD" not in cached_text(brain), "a prompt with others' thread context is not cached"
         for turn_id in (bob.turn_id, retried.turn_id):
-            assert PERSONA in (await store.turn(turn_id or "")).prompt[0]["content"]  # type: ignore[union-attr]
+            assert PERSONA in (await store.turns.get(turn_id or "")).prompt[0]["content"]  # type: ignore[union-attr]
         assert "QXPERSONA" not in str(await store.r.hgetall(f"oc:turnrec:{{{BOB.key}}}")), (
             "Bob's kept turns name her persona rather than copying it"
         )
@@ -114,10 +107,10 @@ async def test_forget_reaches_every_place_her_words_travelled_and_export_lists_t
         # her own adapter's counts: her rating and Bob's of a reply it gave her (the tiny model has no adapter to
         # serve, so the turn is named as served by it)
         mine = f"{user_target(ANN.key)}@1"
-        served = (await store.turn(direct.turn_id)).model_copy(update={"served_by": mine})  # type: ignore[union-attr]
+        served = (await store.turns.get(direct.turn_id)).model_copy(update={"served_by": mine})  # type: ignore[union-attr]
         for rater, value in ((ANN, 1), (BOB, -1)):
-            assert (await store.rate_turn(served, rater.key, value, ttl_s=3600, ratings_kept=100)).kept
-        assert await store.like_counts() == {"base": (3, 1), mine: (1, 1)}
+            assert (await store.ratings.rate(served, rater.key, value, ttl_s=3600, ratings_kept=100)).kept
+        assert await store.ratings.like_counts() == {"base": (3, 1), mine: (1, 1)}
 
         await client.forget(ANN)
 
@@ -129,11 +122,11 @@ async def test_forget_reaches_every_place_her_words_travelled_and_export_lists_t
         training = await training_text(store)
         assert not any(c in training for c in CANARIES.values()), "left in the training data"
         for turn_id in (bob.turn_id, retried.turn_id):
-            assert await store.turn(turn_id or "") is None, "Bob's turns quoted her persona: they went with it"
-        assert await store.ratings(BOB.key) == [], "ratings of her replies went"
-        assert [r.turn_id for r in await store.ratings(CID.key)] == [bob.turn_id], "only ratings of her replies went"
-        assert await store.ratings(ANN.key) == [], "her own ratings went"
-        assert await store.like_counts() == {"base": (1, 0)}, (
+            assert await store.turns.get(turn_id or "") is None, "Bob's turns quoted her persona: they went with it"
+        assert await store.ratings.of(BOB.key) == [], "ratings of her replies went"
+        assert [r.turn_id for r in await store.ratings.of(CID.key)] == [bob.turn_id], "only ratings of her replies went"
+        assert await store.ratings.of(ANN.key) == [], "her own ratings went"
+        assert await store.ratings.like_counts() == {"base": (1, 0)}, (
             "the counts follow the ratings: hers, those of her replies and her adapter's are gone"
         )
 
@@ -150,8 +143,8 @@ async def test_a_card_persona_she_imported_leaves_no_trace_in_other_members_logs
         )
         reply = await client.chat(said(BOB, "who are you?", chat="g2"))
         assert reply.persona.upper() == "QXCARDNAME", "Bob sees the card's character"
-        assert await store.log_length(BOB.key) == 1
+        assert await store.training_log.length(BOB.key) == 1
         await client.forget(ANN)
     everything = await all_text(store)
     assert "QXCARD" not in everything.upper()
-    assert await store.log_length(BOB.key) == 1, "Bob's own log stays"
+    assert await store.training_log.length(BOB.key) == 1, "Bob's own log stays"

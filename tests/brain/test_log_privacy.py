@@ -14,7 +14,8 @@ from brain import log_privacy
 from brain.adapters import user_target
 from brain.api_models import ChatRequest, UserRef
 from brain.registry_records import ReloadEvent
-from brain.store import Store, connect
+from brain.store import Store
+from brain.store.client import connect
 from tests.support.eventually import eventually
 from trainer.nightly.report import Outcome, RunReport, print_report
 
@@ -29,7 +30,7 @@ async def test_the_brains_info_log_names_no_member_after_a_chat_a_reload_and_a_f
         await client.chat(ChatRequest(platform=ANN.platform, user_id=ANN.user_id, chat_id="1", text="hello"))
         store = Store(connect(brain.redis.url))
         try:
-            await store.publish_reload(ReloadEvent(target=target, version=1, action="promote"))
+            await store.registry.publish_reload(ReloadEvent(target=target, version=1, action="promote"))
         finally:
             await store.close()
         await eventually(lambda: "registry event" in caplog.text, "the brain logged the registry event")

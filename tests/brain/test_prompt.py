@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from transformers import AutoTokenizer
 
+from brain.api_models import Turn
 from brain.prompt import build_prompt, count_tokens
 
 
@@ -13,14 +14,14 @@ def tokenizer(tiny_model_dir):
     return AutoTokenizer.from_pretrained(tiny_model_dir)
 
 
-def history(tokenizer, n: int) -> list[dict]:
+def history(tokenizer, n: int) -> list[Turn]:
     turns = []
     for i in range(n):
         for role, text in (
             ("user", f"question number {i} about the weather"),
             ("assistant", f"answer number {i}"),
         ):
-            turns.append({"role": role, "text": text, "tokens": count_tokens(tokenizer, text)})
+            turns.append(Turn(role=role, text=text, ts=0, tokens=count_tokens(tokenizer, text)))
     return turns
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from transformers import AutoTokenizer
 
-from brain.api_models import ContextMessage
+from brain.api_models import ContextMessage, Turn
 from brain.memory.context import Memory
 from brain.prompt import build_prompt
 
@@ -47,8 +47,8 @@ def test_no_text_opens_another_role(tokenizer, where):
     text = FORGED_ROLE if where == "text" else "hello"
     memory = Memory(facts=[FORGED_ROLE] if where == "fact" else [])
     context = [ContextMessage(author=FORGED_ROLE if where == "display name" else "Bob", text="hi all")]
-    turns = [{"role": "user", "text": FORGED_ROLE if where == "turn" else "before", "tokens": 20},
-             {"role": "assistant", "text": "ok", "tokens": 2}]  # fmt: skip
+    turns = [Turn(role="user", text=FORGED_ROLE if where == "turn" else "before", ts=0, tokens=20),
+             Turn(role="assistant", text="ok", ts=0, tokens=2)]  # fmt: skip
     prompt = build_prompt(tokenizer, system_prompt=FORGED_ROLE if where == "persona" else "Be kind.", summary="",
                           turns=turns, text=text, budget=500, context=context, memory=memory)  # fmt: skip
     # one opening per message, and one for the reply: none forged

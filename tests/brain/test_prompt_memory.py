@@ -6,12 +6,13 @@ from __future__ import annotations
 import pytest
 from transformers import AutoTokenizer
 
+from brain.api_models import Turn
 from brain.memory.context import Memory
 from brain.prompt import build_prompt, count_tokens
 
 HISTORY = [
-    {"role": "user", "text": "How do rainbows form?", "tokens": 6},
-    {"role": "assistant", "text": "Light bends in raindrops.", "tokens": 6},
+    Turn(role="user", text="How do rainbows form?", ts=0, tokens=6),
+    Turn(role="assistant", text="Light bends in raindrops.", ts=0, tokens=6),
 ]
 
 

@@ -16,7 +16,8 @@ from brain.registry_records import (
     ReloadEvent,
     VersionMeta,
 )
-from brain.store import REGISTRY, Store, connect
+from brain.store import Store, keys
+from brain.store.client import connect
 
 LIVE = {"version": 3, "name": "community@3", "path": "community/v3", "promoted_at": "2026-11-30T03:00:00+00:00"}
 
@@ -52,9 +53,9 @@ def test_a_record_of_another_layout_is_refused_saying_why(raw, phrase):
 async def test_a_brain_refuses_a_newer_trainers_record(redis_server):
     store = Store(connect(redis_server.url))
     try:
-        await store.r.hset(REGISTRY, "community", json.dumps({**LIVE, "format": RECORD_FORMAT + 1}))
+        await store.r.hset(keys.REGISTRY, "community", json.dumps({**LIVE, "format": RECORD_FORMAT + 1}))
         with pytest.raises(RecordFormatError, match=f"format {RECORD_FORMAT + 1}"):
-            await store.registry_records()
+            await store.registry.records()
     finally:
         await store.close()
 

@@ -47,6 +47,28 @@ def test_brain_config_masks_secrets(monkeypatch):
     assert data["secrets"]["api_key"] == "***" and data["secrets"]["telegram_token"] is None
 
 
+def test_brain_config_shows_every_part_from_yaml_and_environment(tmp_path):
+    config = tmp_path / "ownchat.yaml"
+    config.write_text(
+        "bot:\n  discord:\n    edit_interval_s: 2.5\ntrainer:\n  finetune:\n    r: 16\n  canary:\n    share: 0.3\n"
+    )
+    env = {
+        "OWNCHAT_CONFIG": str(config),
+        "OWNCHAT_TRAINER__CANARY__SHARE": "0.1",
+        "OWNCHAT_BOT__TELEGRAM__PARSE_MODE": "HTML",
+        "OWNCHAT_MEMORY__RECALL_TOKENS": "64",
+        "PATH": "",
+    }
+    out = subprocess.run(
+        [sys.executable, "-m", "brain", "config"], capture_output=True, text=True, env=env, check=True
+    ).stdout
+    data = json.loads(out)
+    assert data["bot"]["discord"]["edit_interval_s"] == 2.5 and data["bot"]["telegram"]["parse_mode"] == "HTML"
+    assert data["trainer"]["finetune"]["r"] == 16 and data["trainer"]["canary"]["share"] == 0.1  # env over YAML
+    assert data["memory"]["recall_tokens"] == 64
+    assert set(data) >= {"redis", "model", "memory", "limits", "feedback", "brain", "bot", "trainer", "secrets"}
+
+
 def test_brain_refuses_a_public_address_without_a_key():
     env = {"OWNCHAT_BRAIN__HOST": "0.0.0.0", "PATH": ""}
     run = subprocess.run([sys.executable, "-m", "brain", "serve"], capture_output=True, text=True, env=env)

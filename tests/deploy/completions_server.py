@@ -18,7 +18,7 @@ from typing import Any
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from brain.api_models import OAICompletionRequest
+from brain.api_openai import OAICompletionRequest
 from brain.service.auth import Authorized
 from brain.service.deps import RuntimeDep
 from brain.service.routes import openai_compat

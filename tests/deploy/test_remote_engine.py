@@ -24,7 +24,8 @@ from brain.registry_records import LiveAdapter, RegistryEvent, ReloadEvent, Vers
 from brain.service.app import create_app
 from brain.service.embedded import serve_in_thread
 from brain.settings import ModelSettings, Secrets
-from brain.store import Store, connect
+from brain.store import Store
+from brain.store.client import connect
 from tests.deploy.completions_server import ServerLog, add_vllm_routes
 from tests.support.brain_server import brain_settings, running_brain
 from tests.support.eventually import eventually
@@ -176,8 +177,8 @@ async def promote(store: Store, version: int, registry: Path) -> None:
     assert version_dir(registry, COMMUNITY, version).is_dir()
     at = "2026-11-30T03:00:00+00:00"
     record = LiveAdapter(version=version, name=f"community@{version}", path=f"community/v{version}", promoted_at=at)
-    await store.set_registry_record(COMMUNITY, record, RegistryEvent(action="promote", version=version, at=at))
-    await store.publish_reload(ReloadEvent(target=COMMUNITY, version=version, action="promote"))
+    await store.registry.set_record(COMMUNITY, record, RegistryEvent(action="promote", version=version, at=at))
+    await store.registry.publish_reload(ReloadEvent(target=COMMUNITY, version=version, action="promote"))
 
 
 async def test_a_promotion_reaches_the_server_under_a_new_name_and_only_that_name_is_served(
@@ -226,7 +227,7 @@ async def test_a_forgotten_users_adapter_is_unloaded_from_the_server(
         client = BrainClient(front.url, front.api_key, retries=0)
         try:
             await client.opt_in(ann)
-            assert await store.set_adapter_version(ann.key, 1)
+            assert await store.profiles.set_adapter_version(ann.key, 1)
             name = f"{user_target(ann.key)}@1"
             assert (await client.chat(chat("my own adapter, please", user="31"))).adapter == name
             assert name in backend.log.adapters

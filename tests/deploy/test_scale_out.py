@@ -16,7 +16,8 @@ from brain.registry_records import ReloadEvent
 from brain.service.app import create_app
 from brain.service.embedded import serve_in_thread
 from brain.settings import Secrets
-from brain.store import Store, connect
+from brain.store import Store
+from brain.store.client import connect
 from tests.deploy.redis_cluster import LocalRedisCluster
 from tests.support.brain_server import BrainHandle, _wait_ready, brain_settings, running_brain
 
@@ -128,14 +129,14 @@ async def test_reload_events_reach_a_subscriber_on_a_redis_cluster(redis_cluster
     subscriber = Store(connect(redis_cluster.url, cluster=True))
     publisher = Store(connect(redis_cluster.url, cluster=True))
     event = ReloadEvent(target="community", version=3, action="promote")
-    events = subscriber.reload_events()
+    events = subscriber.registry.reload_events()
     try:
         heard = asyncio.create_task(anext(events))
         for _ in range(100):  # publish until the subscription is in place
             await asyncio.sleep(0.05)
             if heard.done():
                 break
-            await publisher.publish_reload(event)
+            await publisher.registry.publish_reload(event)
         assert await asyncio.wait_for(heard, 5) == event
     finally:
         await events.aclose()

@@ -1,4 +1,4 @@
-"""What a test reads of a real brain's Redis, through the brain's own store (brain/store.py): which reply a
+"""What a test reads of a real brain's Redis, through the brain's own store (brain/store/): which reply a
 platform message shows, and the reply's record. Reading it this way tells when a bot has mapped its reply's
 messages, which no member can see."""
 
@@ -10,7 +10,8 @@ from contextlib import asynccontextmanager
 from bot.client import BrainClient
 from brain.api_models import UserRef
 from brain.feedback_records import TurnRecord
-from brain.store import Store, connect
+from brain.store import Store
+from brain.store.client import connect
 from tests.support.brain_server import BrainHandle
 from tests.support.eventually import eventually
 
@@ -29,8 +30,8 @@ async def turn_shown_by(store: Store, platform: str, chat_id: object, message_id
     """The reply a platform message shows, once the bot has told the brain so."""
 
     async def mapped() -> TurnRecord | None:
-        turn_id = await store.turn_of_message(platform, str(chat_id), str(message_id))
-        return await store.turn(turn_id) if turn_id else None
+        turn_id = await store.messages.turn_of(platform, str(chat_id), str(message_id))
+        return await store.turns.get(turn_id) if turn_id else None
 
     return await eventually(mapped, f"{platform} message {message_id} mapped to its reply")
 

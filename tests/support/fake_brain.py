@@ -1,9 +1,9 @@
 """The one fake of the brain, for tests of what talks to it (the bots and BrainClient).
 
 It serves the brain's HTTP API on a local port, reading every request and writing every answer through
-brain.api_models, so the real BrainClient talks to it as to the brain and a change of the contract breaks
-these tests as it breaks the bots. Instead of a model it answers by script: a reply per request, streamed
-in deltas that a test may hold, and faults (an error status, a brain that falls silent, a stream cut
+brain.api_models and brain.api_feedback, so the real BrainClient talks to it as to the brain and a change of
+the contract breaks these tests as it breaks the bots. Instead of a model it answers by script: a reply per
+request, streamed in deltas that a test may hold, and faults (an error status, a brain that falls silent, a stream cut
 midway, or no brain at all: stop(), then start() again on the same port). It keeps what a user can see
 through the API (personas, consent, turns, which messages show a reply, ratings) in memory. What the brain
 itself does is tested against the real one (tests/support/brain_server.py).
@@ -27,6 +27,7 @@ from typing import Literal
 from aiohttp import web
 from pydantic import BaseModel
 
+from brain.api_feedback import FeedbackRequest, FeedbackResult, TurnMessages, TurnMessagesResult
 from brain.api_models import (
     ChatReply,
     ChatRequest,
@@ -37,8 +38,6 @@ from brain.api_models import (
     FactList,
     FactPin,
     FactsDeleted,
-    FeedbackRequest,
-    FeedbackResult,
     ForgetResult,
     MemoryView,
     OptOut,
@@ -52,8 +51,6 @@ from brain.api_models import (
     Stats,
     StreamDelta,
     Turn,
-    TurnMessages,
-    TurnMessagesResult,
     UserExport,
 )
 

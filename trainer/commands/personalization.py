@@ -69,7 +69,7 @@ def status(as_json: bool = typer.Option(False, "--json", help="Print the status 
         with RedisLink.from_settings(settings) as link:
             registry = Registry(settings.trainer.registry_dir, link, settings.trainer.keep_versions)
             data: dict[str, Any] = {
-                "lock": link.call(link.store.trainer_lock_holder()),
+                "lock": link.call(link.store.trainer_lock.holder()),
                 "targets": {
                     target: {
                         "live": _json(registry.live(target)),
@@ -78,14 +78,14 @@ def status(as_json: bool = typer.Option(False, "--json", help="Print the status 
                     }
                     for target in registry.targets()
                 },
-                "canaries": {t: _json(c) for t, c in link.call(link.store.canaries()).items()},
+                "canaries": {t: _json(c) for t, c in link.call(link.store.canaries.all()).items()},
             }
             roles = {info["live"]["name"]: "live" for info in data["targets"].values() if info["live"]}
             roles |= {canary["name"]: "canary" for canary in data["canaries"].values()}
             if not (data["targets"].get(COMMUNITY) or {}).get("live"):
                 roles[BASE] = "live"  # what serves the community without an adapter
             data["like_rates"] = {}
-            for name, (likes, dislikes) in link.call(link.store.like_counts()).items():
+            for name, (likes, dislikes) in link.call(link.store.ratings.like_counts()).items():
                 total = likes + dislikes
                 data["like_rates"][name] = {
                     "likes": likes,

@@ -193,58 +193,6 @@ class ExampleBatches:
         pass  # the step alone says where the data is
 
 
-@dataclass
-class Part:
-    """A micro-batch of one part of a mixed objective (objectives.Mixture), with the factor its summed loss is
-    scaled by (see ``scaled``)."""
-
-    kind: str
-    batch: Any
-    scale: float = 1.0
-
-    def to(self, device: torch.device) -> Part:
-        return Part(self.kind, self.batch.to(device), self.scale)
-
-    @property
-    def tokens(self) -> int:
-        return int(self.batch.tokens)
-
-
-def scaled(parts: dict[str, tuple[list[Any], float]], count: Callable[[str, Any], int]) -> list[Part]:
-    """One step's micro-batches of each part (with the part's weight) as Parts. A part's units are of its own
-    kind (tokens, pairs, replies): each micro-batch is scaled by weight x (the step's units) / (its part's units),
-    so that the loop's sum over the step divided by the step's units is the weighted sum of the parts' means."""
-    units = {kind: sum(count(kind, batch) for batch in batches) for kind, (batches, weight) in parts.items() if weight}
-    units = {kind: n for kind, n in units.items() if n}
-    total = sum(units.values())
-    return [Part(kind, batch, parts[kind][1] * total / n) for kind, n in units.items() for batch in parts[kind][0]]
-
-
-class MixedBatches:
-    """Batch sources stepped together, one per part of a mixed objective: step n holds each part's step-n
-    micro-batches, scaled. Each part runs through its own epochs (a small part repeats sooner)."""
-
-    def __init__(self, parts: dict[str, tuple[ExampleBatches, float]], count: Callable[[str, Any], int]):
-        self.parts = parts
-        self.count = count
-
-    @property
-    def steps_per_epoch(self) -> int:
-        """Steps for every part to go through its examples once."""
-        return max(source.steps_per_epoch for source, _ in self.parts.values())
-
-    def for_step(self, step: int) -> list[Part]:
-        return scaled(
-            {kind: (source.for_step(step), weight) for kind, (source, weight) in self.parts.items()}, self.count
-        )
-
-    def state(self) -> dict[str, int]:
-        return {}
-
-    def restore(self, state: dict[str, int]) -> None:
-        pass  # the step alone says where the data is
-
-
 def left_padded(prompts: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Prompts of token ids as one left-padded batch for generation: (ids, attention mask), both (rows, width)."""
     width = max(len(prompt) for prompt in prompts)

@@ -1,7 +1,7 @@
 """What each trainer command is asked to do, as pydantic models: one idiom, whose fields the command line
 takes its defaults (and most of its help) from.
 
-A fine-tune is configured by brain/settings.py's FinetuneSettings -- the nightly run's settings -- extended
+A fine-tune is configured by trainer/settings.py's FinetuneSettings -- the nightly run's settings -- extended
 by what a one-off `trainer finetune` names besides (a model, a data file, an output directory). A bad value
 is refused when the model is built, with a ConfigError that names the field.
 
@@ -16,8 +16,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from brain.settings import FinetuneSettings
 from trainer.errors import ConfigError
+from trainer.settings import FinetuneSettings
 
 # a whole model moves further per step than an adapter does: its default rate is a quarter of LoRA's
 FULL_FINETUNE_LEARNING_RATE = 5e-5

@@ -1,38 +1,31 @@
-"""Fine-tuning a model on examples with the next-token loss, as `trainer finetune` and `trainer nightly`
-both do: FinetuneSettings decide the optimizer, the schedule, the batches and the evaluations; the caller
-decides what a better model, or a checkpoint, is written as. Given ratings (PreferenceData), every step also
-takes DPO pairs and KTO's rated replies, and the loss is the weighted sum of the three parts' means.
+"""Fine-tuning a model on examples, as `trainer finetune` and `trainer nightly` both do, top to bottom: the
+objective's parts with their examples, their batches, the optimizer and the schedule, the validation, the loop.
+
+FinetuneSettings decide the optimizer, the schedule, the batches and the evaluations; the caller decides what a
+better model, or a checkpoint, is written as (LoopHooks). A step's loss is the weighted sum of its parts' means
+(mixture.py): the next-token loss on the examples alone or, given ratings (PreferenceData), with DPO on pairs of
+replies and KTO on replies rated on their own.
 """
 
 from __future__ import annotations
 
-import math
-import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from brain.settings import FinetuneSettings, PreferenceSettings
 from trainer.core import distributed
-from trainer.core.batches import (
-    ExampleBatches,
-    MixedBatches,
-    by_length,
-    chunks,
-    collate,
-    collate_pairs,
-    collate_rated,
-    scaled,
-)
+from trainer.core.batches import ExampleBatches, chunks
 from trainer.core.distributed import Placement
 from trainer.core.evaluation import mean_loss, reply_logprobs
 from trainer.core.examples import Example, PairExample, RatedExample
-from trainer.core.loop import BatchSource, LoopResult, LoopSettings, LoopState, Snapshot, adamw, train
+from trainer.core.loop import LoopHooks, LoopResult, LoopSettings, Snapshot, Training, adamw, train
 from trainer.core.lr_schedule import warmup_cosine_schedule
-from trainer.core.objectives import KTO, Mixture, NextToken, Objective, SigmoidDPO, kto_class_weights
+from trainer.core.mixture import MixedBatches, Mixture, ScaledBatch, Weighted, scaled
+from trainer.core.objectives import KTO, ExampleObjective, NextToken, SigmoidDPO, kto_class_weights
 from trainer.nightly.stats import auc
+from trainer.settings import FinetuneSettings, PreferenceSettings
 
 
 class FinetuneResult(LoopResult):
@@ -95,148 +88,174 @@ class PreferenceData:
         return kto_class_weights(liked, len(self.rated) - liked, self.settings.kto_class_ratio)
 
 
-COLLATE: dict[str, Callable[[list[Any], int], Any]] = {
-    "next_token": collate,
-    "dpo": collate_pairs,
-    "kto": collate_rated,
-}
+@dataclass
+class FinetuneData:
+    """What a fine-tune learns from: examples (the next-token part) and, when there are any, members' ratings;
+    ``pad_id`` pads their batches."""
+
+    train: list[Example]
+    val: list[Example]
+    pad_id: int
+    preference: PreferenceData | None = None
 
 
-def total_steps(examples: int, settings: FinetuneSettings, grad_accum: int = 1) -> int:
-    """The epochs' optimizer steps, at most settings.max_steps (when set)."""
-    total = math.ceil(examples / (settings.batch_size * grad_accum)) * settings.epochs
-    return min(total, settings.max_steps) if settings.max_steps else total
+@dataclass(frozen=True)
+class Part:
+    """One objective of the fine-tune, its weight in the step's loss, and the examples it trains and validates on."""
 
-
-def in_batches(examples: list[Any], kind: str, settings: FinetuneSettings, pad_id: int) -> list[Any]:
-    """Every example once, batched by size within the token budget, for evaluation."""
-    ordered = sorted(examples, key=lambda e: e.size)
-    return [COLLATE[kind](group, pad_id) for group in chunks(ordered, settings.batch_size, settings.max_batch_tokens)]
+    objective: ExampleObjective
+    weight: float
+    train: Sequence[Any]
+    val: Sequence[Any]
 
 
 def fine_tune(
     model: torch.nn.Module,
-    pad_id: int,
-    train_examples: list[Example],
-    val_examples: list[Example],
+    data: FinetuneData,
     settings: FinetuneSettings,
     placement: Placement,
     *,
     label: str,
     grad_accum: int = 1,
-    keep_best: Callable[[LoopState], None] | None = None,
-    save_checkpoint: Callable[[Snapshot], None] | None = None,
-    resume: Snapshot | None = None,
-    stop: threading.Event | None = None,
     progress: bool = True,
-    preference: PreferenceData | None = None,
+    hooks: LoopHooks | None = None,
+    resume: Snapshot | None = None,
 ) -> FinetuneResult:
-    """Train the model's trainable parameters (all of them, or a LoRA adapter's). A step takes
-    ``settings.batch_size * grad_accum`` examples, in micro-batches within ``settings.max_batch_tokens``;
-    the validation loss is measured at the start and every ``settings.eval_every`` steps, and training
-    stops after ``settings.patience`` evaluations without a better one."""
-    device = placement.device
-
-    def source(examples: list[Any], kind: str) -> ExampleBatches:
-        return ExampleBatches(
-            examples,
-            batch_size=settings.batch_size * grad_accum,
-            micro_batch_size=settings.batch_size,
-            max_batch_tokens=settings.max_batch_tokens,
-            seed=settings.seed,
-            pad_id=pad_id,
-            rank=placement.rank,
-            world_size=placement.world_size,
-            collate=COLLATE[kind],
-        )
-
-    def mine(examples: list[Any]) -> list[Any]:
-        return examples[placement.rank :: placement.world_size]
-
-    objective: Objective
-    batches: BatchSource
-    if not preference:
-        objective, batches = NextToken(), source(train_examples, "next_token")
-        total = total_steps(len(train_examples), settings, grad_accum)
-
-        def val_batches() -> list[Any]:
-            return by_length(mine(val_examples), settings.batch_size, settings.max_batch_tokens, pad_id)
-    else:
-        p = preference.settings
-        class_weights = preference.kto_weights()
-        mixture = Mixture({"next_token": NextToken(), "dpo": SigmoidDPO(p.beta), "kto": KTO(p.beta, *class_weights)})
-        weights = {"next_token": p.next_token_weight, "dpo": p.dpo_weight, "kto": p.kto_weight}
-        train_parts: dict[str, list[Any]] = {
-            "next_token": train_examples,
-            "dpo": preference.pairs,
-            "kto": preference.rated,
-        }
-        val_parts: dict[str, list[Any]] = {
-            "next_token": val_examples,
-            "dpo": preference.val_pairs,
-            "kto": preference.val_rated,
-        }
-        mixed = MixedBatches(
-            {kind: (source(examples, kind), weights[kind]) for kind, examples in train_parts.items() if examples},
-            mixture.units,
-        )
-        objective, batches = mixture, mixed
-        epochs = mixed.steps_per_epoch * settings.epochs
-        total = min(epochs, settings.max_steps) if settings.max_steps else epochs
-
-        def val_batches() -> list[Any]:
-            parts = {
-                kind: (in_batches(mine(examples), kind, settings, pad_id), weights[kind])
-                for kind, examples in val_parts.items()
-            }
-            return scaled(parts, mixture.units)
-
-    optimizer = adamw(model, settings.learning_rate, settings.weight_decay, device)
+    """Train the model's trainable parameters (all of them, or a LoRA adapter's), the run named ``label``. A step
+    takes ``settings.batch_size * grad_accum`` examples of each part, in micro-batches within
+    ``settings.max_batch_tokens``; the validation loss is measured at the start and every ``settings.eval_every``
+    steps, and training stops after ``settings.patience`` evaluations without a better one."""
+    hooks = hooks or LoopHooks()
+    parts = objective_parts(data)
+    batching = Batching(settings, grad_accum, data.pad_id, placement)
+    batches = train_batches(parts, batching)
+    total = total_steps(batches.steps_per_epoch, settings)
+    optimizer = adamw(model, settings.learning_rate, settings.weight_decay, placement.device)
     scheduler = warmup_cosine_schedule(optimizer, min(settings.warmup_steps, total - 1), total, settings.min_lr_ratio)
     forward = distributed.data_parallel(model, placement)
+    validate = validator(model, forward, parts, data.preference, batching)
+    training = Training(model, forward, Mixture(), batches, validate, optimizer, scheduler)
+    result = train(training, loop_settings(settings, total, label, progress, hooks), placement, hooks, resume)
+    return finetune_result(result, data)
 
-    selects = preference is not None and preference.selects()
-    aucs: list[float] = []
+
+def objective_parts(data: FinetuneData) -> list[Part]:
+    """The next-token loss on the examples; given ratings, DPO on their pairs and KTO on their lone replies too."""
+    if not data.preference:
+        return [Part(NextToken(), 1.0, data.train, data.val)]
+    ratings, p = data.preference, data.preference.settings
+    return [
+        Part(NextToken(), p.next_token_weight, data.train, data.val),
+        Part(SigmoidDPO(p.beta), p.dpo_weight, ratings.pairs, ratings.val_pairs),
+        Part(KTO(p.beta, *ratings.kto_weights()), p.kto_weight, ratings.rated, ratings.val_rated),
+    ]
+
+
+@dataclass(frozen=True)
+class Batching:
+    """How the parts' examples become batches: a step takes ``settings.batch_size * grad_accum`` examples of each
+    part, in micro-batches of at most ``settings.batch_size`` examples and ``settings.max_batch_tokens`` padded
+    tokens, each process its share."""
+
+    settings: FinetuneSettings
+    grad_accum: int
+    pad_id: int
+    placement: Placement
+
+    def source(self, part: Part) -> ExampleBatches:
+        """The part's training examples, epoch after epoch."""
+        return ExampleBatches(
+            part.train,
+            batch_size=self.settings.batch_size * self.grad_accum,
+            micro_batch_size=self.settings.batch_size,
+            max_batch_tokens=self.settings.max_batch_tokens,
+            seed=self.settings.seed,
+            pad_id=self.pad_id,
+            rank=self.placement.rank,
+            world_size=self.placement.world_size,
+            collate=part.objective.collate,
+        )
+
+    def evaluation(self, part: Part) -> list[Any]:
+        """This process's share of the part's validation examples, every one once, batched by size."""
+        mine = part.val[self.placement.rank :: self.placement.world_size]
+        ordered = sorted(mine, key=lambda e: e.size)
+        groups = chunks(ordered, self.settings.batch_size, self.settings.max_batch_tokens)
+        return [part.objective.collate(group, self.pad_id) for group in groups]
+
+
+def train_batches(parts: list[Part], batching: Batching) -> MixedBatches:
+    """Every part's training examples, stepped together (a part without any is left out)."""
+    return MixedBatches([Weighted(part.objective, part.weight, batching.source(part)) for part in parts if part.train])
+
+
+def val_batches(parts: list[Part], batching: Batching) -> list[ScaledBatch]:
+    """This process's share of every part's validation examples, scaled as a step's micro-batches are."""
+    return scaled([Weighted(part.objective, part.weight, batching.evaluation(part)) for part in parts])
+
+
+def total_steps(steps_per_epoch: int, settings: FinetuneSettings) -> int:
+    """The epochs' optimizer steps, at most settings.max_steps (when set)."""
+    total = steps_per_epoch * settings.epochs
+    return min(total, settings.max_steps) if settings.max_steps else total
+
+
+def validator(
+    model: torch.nn.Module,
+    forward: torch.nn.Module,
+    parts: list[Part],
+    preference: PreferenceData | None,
+    batching: Batching,
+) -> Callable[[], float]:
+    """The mixture's validation loss over every process's share of each part's validation examples or, when the
+    validation ratings choose the kept step, 1 - their AUC (lower is better, as with a loss)."""
+    if preference is not None and preference.selects():
+        return rating_validator(model, preference, batching)
+    placement = batching.placement
 
     def validate() -> float:
-        if preference is not None and selects:
-            # 1 - AUC, so that lower is better as with a loss: the step members' ratings favour is kept
-            rows, refs, liked = preference.val_ratings()
-            logps = reply_logprobs(
-                model, rows, batch_size=settings.batch_size, max_batch_tokens=settings.max_batch_tokens, pad_id=pad_id,
-                device=device,
-            )  # fmt: skip
-            value = auc([policy - ref for policy, ref in zip(logps, refs, strict=True)], liked)
-            aucs.append(0.5 if value is None else value)
-            return 1 - aucs[-1]
-        return mean_loss(forward, val_batches(), objective, device, placement=placement, autocast=placement.autocast)
+        batches = val_batches(parts, batching)
+        return mean_loss(
+            forward, batches, Mixture(), placement.device, placement=placement, autocast=placement.autocast
+        )
 
-    loop = LoopSettings(
+    return validate
+
+
+def rating_validator(model: torch.nn.Module, preference: PreferenceData, batching: Batching) -> Callable[[], float]:
+    """1 - the AUC of the validation replies' implied reward (liked above disliked): the step members' ratings
+    favour is kept."""
+    settings = batching.settings
+
+    def validate() -> float:
+        rows, refs, liked = preference.val_ratings()
+        logps = reply_logprobs(
+            model, rows, batch_size=settings.batch_size, max_batch_tokens=settings.max_batch_tokens,
+            pad_id=batching.pad_id, device=batching.placement.device,
+        )  # fmt: skip
+        value = auc([policy - ref for policy, ref in zip(logps, refs, strict=True)], liked)
+        return 1 - (0.5 if value is None else value)
+
+    return validate
+
+
+def loop_settings(settings: FinetuneSettings, total: int, label: str, progress: bool, hooks: LoopHooks) -> LoopSettings:
+    return LoopSettings(
         label=label,
         total_steps=total,
         grad_clip=settings.grad_clip,
         eval_every=settings.eval_every,
         patience=settings.patience,
-        checkpoint_every=settings.checkpoint_every if save_checkpoint is not None else None,
-    )
-    result = train(
-        model,
-        objective,
-        batches,
-        validate,
-        optimizer,
-        scheduler,
-        placement,
-        loop,
-        forward=forward,
-        keep_best=keep_best,
-        save_checkpoint=save_checkpoint,
-        resume=resume,
-        stop=stop,
+        checkpoint_every=settings.checkpoint_every if hooks.save_checkpoint is not None else None,
         progress=progress,
     )
+
+
+def finetune_result(result: LoopResult, data: FinetuneData) -> FinetuneResult:
+    """The loop's result, with what was trained on and, given ratings, how the kept step was chosen."""
     counts: dict[str, Any] = {}
-    if preference:
+    if data.preference:
+        preference = data.preference
         counts = {
             "train_pairs": len(preference.pairs),
             "train_rated": len(preference.rated),
@@ -244,8 +263,6 @@ def fine_tune(
             "val_rated": len(preference.val_rated),
         }
         counts["kto_desirable_weight"], counts["kto_undesirable_weight"] = preference.kto_weights()
-        if selects:
+        if preference.selects():
             counts["selected_by"], counts["val_preference_auc"] = "preference", 1 - result.best_val_loss
-    return FinetuneResult(
-        **result.model_dump(), train_examples=len(train_examples), val_examples=len(val_examples), **counts
-    )
+    return FinetuneResult(**result.model_dump(), train_examples=len(data.train), val_examples=len(data.val), **counts)

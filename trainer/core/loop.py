@@ -6,7 +6,9 @@ across processes once per step), gradient clipping, bf16 autocast on CUDA, evalu
 every K steps keeping the best model, early stopping after P evaluations without a better one, a
 resumable checkpoint every C steps, cancellation between steps, and a rich progress bar.
 
-What the loop keeps is up to its caller: ``keep_best`` (the model just beat every earlier evaluation) and
+A recipe (pretraining, fine-tuning) hands the loop a Training (the model, the objective, the batches, the
+optimizer, the schedule and the validation) and every option in one LoopSettings. What the loop keeps is up
+to its caller (LoopHooks): ``keep_best`` (the model just beat every earlier evaluation) and
 ``save_checkpoint`` (a Snapshot: the loop's state, the optimizer's, the schedule's, every process's RNG
 and the data position -- all that resuming needs besides the weights) write their own formats.
 """
@@ -50,6 +52,8 @@ class BatchSource(Protocol):
 
 
 class LoopSettings(BaseModel):
+    """Every option of one run of the loop."""
+
     model_config = ConfigDict(frozen=True)
 
     label: str  # names the run on its progress bar
@@ -59,6 +63,10 @@ class LoopSettings(BaseModel):
     eval_every: int = Field(ge=1)
     patience: int | None = Field(None, ge=1)  # evaluations without a better one before stopping early
     checkpoint_every: int | None = Field(None, ge=1)
+    progress: bool = True  # the progress bar and a line per evaluation, on the main process
+    # the model's FLOPs per trained token and one GPU's peak FLOPs, for the bar's model FLOPs utilisation
+    flops_per_token: float | None = None
+    peak_flops: float | None = None
 
     @property
     def last_step(self) -> int:
@@ -102,6 +110,50 @@ class LoopResult(BaseModel):
     processes: int = 1
     train_tokens_per_s: float = 0.0
     history: History = Field(default_factory=new_history)
+
+
+@dataclass
+class Training:
+    """What the loop trains and with what, as a recipe (pretraining, fine-tuning) builds it."""
+
+    model: torch.nn.Module  # whose trainable parameters are stepped (and clipped)
+    forward: torch.nn.Module  # the model as the steps call it: compiled, under DDP, or the model itself
+    objective: Objective
+    batches: BatchSource
+    validate: Callable[[], float]  # the validation loss of the model as it is now (lower is better)
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    params: list[torch.nn.Parameter] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+
+
+@dataclass(frozen=True)
+class LoopHooks:
+    """What the loop's caller keeps of the run, and how it asks the run to stop. Both callbacks are called on
+    every process (a snapshot gathers the RNG of all) and write on the main one, in their own formats."""
+
+    keep_best: Callable[[LoopState], None] | None = None  # the model just beat every earlier evaluation
+    save_checkpoint: Callable[[Snapshot], None] | None = None  # all that resuming needs besides the weights
+    stop: threading.Event | None = None  # once set, the run raises RunCancelled between two steps
+
+
+@dataclass
+class Speed:
+    """Training throughput (evaluations and checkpoints left out): over the run, and a moving average for the bar."""
+
+    seconds: float = 0.0
+    tokens: int = 0
+    tok_s: float = 0.0
+
+    def add(self, tokens: int, seconds: float) -> None:
+        self.seconds, self.tokens = self.seconds + seconds, self.tokens + tokens
+        self.tok_s = tokens / seconds if self.tok_s == 0 else 0.9 * self.tok_s + 0.1 * tokens / seconds
+
+    @property
+    def mean(self) -> float:
+        return self.tokens / self.seconds if self.seconds else 0.0
 
 
 def adamw(
@@ -158,115 +210,33 @@ def backward(
 
 
 def train(
-    model: torch.nn.Module,
-    objective: Objective,
-    batches: BatchSource,
-    validate: Callable[[], float],
-    optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler,
-    placement: Placement,
+    training: Training,
     settings: LoopSettings,
-    *,
-    forward: torch.nn.Module | None = None,
-    keep_best: Callable[[LoopState], None] | None = None,
-    save_checkpoint: Callable[[Snapshot], None] | None = None,
+    placement: Placement,
+    hooks: LoopHooks | None = None,
     resume: Snapshot | None = None,
-    stop: threading.Event | None = None,
-    progress: bool = True,
-    flops_per_token: float | None = None,
-    peak_flops: float | None = None,
 ) -> LoopResult:
-    """Train ``model`` to ``settings.total_steps`` (or ``stop_after``), from the start or from ``resume``.
-
-    ``forward`` is the model as the steps call it (compiled, under DDP); ``validate`` measures the model
-    as it is now. Every process runs this; ``keep_best`` and ``save_checkpoint`` are called on every one
-    (a snapshot gathers the RNG of all), and write on the main one."""
-    forward = model if forward is None else forward  # a compiled module has no truth value
-    params = [p for p in model.parameters() if p.requires_grad]
-    state, resumed_from = LoopState(), None
-    if resume is not None:
-        optimizer.load_state_dict(resume.optimizer)
-        scheduler.load_state_dict(resume.scheduler)
-        batches.restore(resume.data)
-        set_rng_state(resume.rng[placement.rank])
-        state, resumed_from = resume.state, resume.state.step
-    show = progress and placement.is_main
-
-    def evaluate() -> float:
-        val = validate()
-        state.history["val"].append((state.step, val))
-        improved = val < state.best_val
-        if improved:
-            state.best_val, state.best_step, state.bad_evals = val, state.step, 0
-            if keep_best is not None:
-                keep_best(state)
-            placement.barrier()
-        else:
-            state.bad_evals += 1
-        if show:
-            console.print(
-                f"{settings.label} step {state.step:>6}: val loss {val:.4f}" + ("  (best)" if improved else "")
-            )
-        return val
-
-    def checkpoint() -> None:
-        snapshot = Snapshot(
-            state=state,
-            optimizer=optimizer.state_dict(),
-            scheduler=scheduler.state_dict(),
-            rng=all_gather(rng_state(), placement),
-            data=batches.state(),
-        )
-        if save_checkpoint is not None:
-            save_checkpoint(snapshot)
-        placement.barrier()
-
-    model.train()
+    """Train to ``settings.total_steps`` (or ``stop_after``), from the start or from ``resume``. Every process
+    runs this; the validation loss is measured at the start, every ``eval_every`` steps and at the last one."""
+    hooks = hooks or LoopHooks()
+    state = restore(training, resume, placement) if resume is not None else LoopState()
+    resumed_from = state.step if resume is not None else None
+    training.model.train()
     if resume is None:
-        evaluate()  # the model as it starts: the floor that training must beat
-    val = state.history["val"][-1][1] if state.history["val"] else math.nan
-    last, stopped_early = settings.last_step, False
-    train_time, train_tokens, tok_s = 0.0, 0, 0.0
-    bar = progress_bar(settings.label, console, enabled=show)
-    with bar:
+        evaluate(training, state, settings, placement, hooks)  # the model as it starts: the floor training must beat
+    speed, stopped_early = Speed(), False
+    with progress_bar(settings.label, console, enabled=shows(settings, placement)) as bar:
         task = bar.add_task(settings.label, total=settings.total_steps, completed=state.step, info="")
-        while state.step < last:
-            if stop is not None and stop.is_set():
+        while state.step < settings.last_step and not stopped_early:
+            if hooks.stop is not None and hooks.stop.is_set():
                 raise RunCancelled(f"{settings.label}: stopped at step {state.step} of {settings.total_steps}")
-            started = time.perf_counter()
-            step_loss, tokens = backward(forward, objective, batches.for_step(state.step), placement)
-            if settings.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(params, settings.grad_clip)
-            state.history["lr"].append((state.step, float(scheduler.get_last_lr()[0])))
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            if placement.device.type == "cuda":
-                torch.cuda.synchronize(placement.device)
-            seconds = time.perf_counter() - started
-            state.step += 1
-            step_tokens = tokens * placement.world_size
-            train_time, train_tokens = train_time + seconds, train_tokens + step_tokens
-            tok_s = step_tokens / seconds if tok_s == 0 else 0.9 * tok_s + 0.1 * step_tokens / seconds
-            state.history["train"].append((state.step, mean_across_ranks(step_loss, placement)))
-
-            if state.step % settings.eval_every == 0 or state.step == last:
-                val = evaluate()
-                patience = settings.patience
-                stopped_early = patience is not None and state.bad_evals >= patience and state.step < last
-            every = settings.checkpoint_every
-            if every is not None and (state.step % every == 0 or stopped_early or state.step == last):
-                checkpoint()
-            mfu = (
-                f" | mfu {flops_per_token * tok_s / (peak_flops * placement.world_size):.1%}"
-                if flops_per_token and peak_flops
-                else ""
-            )
-            train_loss = state.history["train"][-1][1]
-            info = f"loss {train_loss:.4f} | val {val:.4f} (best {state.best_val:.4f}) | {tok_s:,.0f} tok/s{mfu}"
-            bar.update(task, completed=state.step, info=info)
-            if stopped_early:
-                break
+            take_step(training, state, settings, placement, speed)
+            if evaluation_due(state, settings):
+                evaluate(training, state, settings, placement, hooks)
+                stopped_early = out_of_patience(state, settings)
+            if checkpoint_due(state, settings, stopped_early):
+                checkpoint(training, state, placement, hooks)
+            bar.update(task, completed=state.step, info=progress_line(state, speed, settings, placement))
     placement.barrier()
     return LoopResult(
         steps=state.step,
@@ -276,6 +246,94 @@ def train(
         stopped_early=stopped_early,
         resumed_from=resumed_from,
         processes=placement.world_size,
-        train_tokens_per_s=train_tokens / train_time if train_time else 0.0,
+        train_tokens_per_s=speed.mean,
         history=state.history,
     )
+
+
+def restore(training: Training, resume: Snapshot, placement: Placement) -> LoopState:
+    """The optimizer, the schedule, the data and this process's RNG as the snapshot left them; its loop state."""
+    training.optimizer.load_state_dict(resume.optimizer)
+    training.scheduler.load_state_dict(resume.scheduler)
+    training.batches.restore(resume.data)
+    set_rng_state(resume.rng[placement.rank])
+    return resume.state
+
+
+def shows(settings: LoopSettings, placement: Placement) -> bool:
+    return settings.progress and placement.is_main
+
+
+def take_step(training: Training, state: LoopState, settings: LoopSettings, placement: Placement, speed: Speed) -> None:
+    """One optimizer step on the step's micro-batches, its learning rate and train loss added to the history."""
+    started = time.perf_counter()
+    step_loss, tokens = backward(training.forward, training.objective, training.batches.for_step(state.step), placement)
+    if settings.grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(training.params, settings.grad_clip)
+    state.history["lr"].append((state.step, float(training.scheduler.get_last_lr()[0])))
+    training.optimizer.step()
+    training.scheduler.step()
+    training.optimizer.zero_grad(set_to_none=True)
+    if placement.device.type == "cuda":
+        torch.cuda.synchronize(placement.device)
+    speed.add(tokens * placement.world_size, time.perf_counter() - started)
+    state.step += 1
+    state.history["train"].append((state.step, mean_across_ranks(step_loss, placement)))
+
+
+def evaluation_due(state: LoopState, settings: LoopSettings) -> bool:
+    return state.step % settings.eval_every == 0 or state.step == settings.last_step
+
+
+def evaluate(
+    training: Training, state: LoopState, settings: LoopSettings, placement: Placement, hooks: LoopHooks
+) -> None:
+    """The validation loss into the history; a better one than ever is kept (``keep_best``), another counts
+    against the patience."""
+    val = training.validate()
+    state.history["val"].append((state.step, val))
+    improved = val < state.best_val
+    if improved:
+        state.best_val, state.best_step, state.bad_evals = val, state.step, 0
+        if hooks.keep_best is not None:
+            hooks.keep_best(state)
+        placement.barrier()
+    else:
+        state.bad_evals += 1
+    if shows(settings, placement):
+        console.print(f"{settings.label} step {state.step:>6}: val loss {val:.4f}" + ("  (best)" if improved else ""))
+
+
+def out_of_patience(state: LoopState, settings: LoopSettings) -> bool:
+    """``patience`` evaluations in a row without a better one, before the last step: the run stops early."""
+    patience = settings.patience
+    return patience is not None and state.bad_evals >= patience and state.step < settings.last_step
+
+
+def checkpoint_due(state: LoopState, settings: LoopSettings, stopped_early: bool) -> bool:
+    every = settings.checkpoint_every
+    return every is not None and (state.step % every == 0 or stopped_early or state.step == settings.last_step)
+
+
+def checkpoint(training: Training, state: LoopState, placement: Placement, hooks: LoopHooks) -> None:
+    """A Snapshot of all that resuming needs besides the weights, handed to ``save_checkpoint``."""
+    snapshot = Snapshot(
+        state=state,
+        optimizer=training.optimizer.state_dict(),
+        scheduler=training.scheduler.state_dict(),
+        rng=all_gather(rng_state(), placement),
+        data=training.batches.state(),
+    )
+    if hooks.save_checkpoint is not None:
+        hooks.save_checkpoint(snapshot)
+    placement.barrier()
+
+
+def progress_line(state: LoopState, speed: Speed, settings: LoopSettings, placement: Placement) -> str:
+    """The bar's ``info``: the last train loss, the last and the best validation loss, the speed (and MFU)."""
+    val = state.history["val"][-1][1] if state.history["val"] else math.nan
+    mfu = ""
+    if settings.flops_per_token and settings.peak_flops:
+        mfu = f" | mfu {settings.flops_per_token * speed.tok_s / (settings.peak_flops * placement.world_size):.1%}"
+    train_loss = state.history["train"][-1][1]
+    return f"loss {train_loss:.4f} | val {val:.4f} (best {state.best_val:.4f}) | {speed.tok_s:,.0f} tok/s{mfu}"

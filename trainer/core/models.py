@@ -15,8 +15,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
 from brain.engine.model_loading import pick_device
-from brain.settings import FinetuneSettings
 from trainer.errors import CheckpointError
+from trainer.settings import FinetuneSettings
 
 if TYPE_CHECKING:  # transformers' model classes cost seconds to import: a pretraining run needs none of them
     from transformers import PreTrainedModel, PreTrainedTokenizerBase

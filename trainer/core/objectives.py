@@ -15,7 +15,8 @@ beta * (log p(y|x) - log p_ref(y|x)), p_ref a frozen reference model whose log-p
 
 Both follow TRL's definitions (DPOTrainer with loss_type "sigmoid", KTOTrainer with loss_type "kto"), which
 TRL only has inline in its trainers' methods; see trainer/README.md for why they are written out here.
-Mixture adds parts of different kinds (tokens, pairs, replies) with weights, each by its own mean.
+Each of the three owns its batching too (``collate``: its kind of examples into its kind of batch), so that
+mixture.py can add them up in one step, each part by its own mean.
 """
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ from typing import Any, Protocol
 import torch
 import torch.nn.functional as F
 
-from trainer.core.batches import Batch, PairBatch, Part, RatedBatch
-from trainer.core.examples import IGNORE_INDEX
+from trainer.core.batches import Batch, PairBatch, RatedBatch, collate, collate_pairs, collate_rated
+from trainer.core.examples import IGNORE_INDEX, Example, PairExample, RatedExample
 
 
 @dataclass
@@ -45,8 +46,23 @@ class Objective(Protocol):
     def __call__(self, model: torch.nn.Module, batch: Any) -> Loss: ...
 
 
+class ExampleObjective(Objective, Protocol):
+    """An objective on examples of one kind (texts, pairs of replies, rated replies), which batches them itself."""
+
+    name: str  # prefixes its metrics in a mixture
+
+    def collate(self, examples: list[Any], pad_id: int) -> Any:
+        """Examples of this objective's kind as one padded batch of its kind."""
+        ...
+
+
 class NextToken:
     """Cross-entropy of each target token given the tokens before it."""
+
+    name = "next_token"
+
+    def collate(self, examples: list[Example], pad_id: int) -> Batch:
+        return collate(examples, pad_id)
 
     def count(self, batch: Batch) -> int:
         return int((batch.targets != IGNORE_INDEX).sum())
@@ -71,8 +87,13 @@ def sequence_logps(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
 class SigmoidDPO:
     """-log sigmoid(beta * (r_chosen - r_rejected)) per pair, r the log-ratio of policy to reference."""
 
+    name = "dpo"
+
     def __init__(self, beta: float):
         self.beta = beta
+
+    def collate(self, pairs: list[PairExample], pad_id: int) -> PairBatch:
+        return collate_pairs(pairs, pad_id)
 
     def count(self, batch: PairBatch) -> int:
         return batch.rows.input_ids.size(0) // 2
@@ -94,10 +115,15 @@ class KTO:
     (z0 - r))), r the reply's log-ratio of policy to reference and z0 the mean log-ratio of the batch's mismatched
     pairs (an estimate of KL(policy || reference)), clamped at 0 and not differentiated through."""
 
+    name = "kto"
+
     def __init__(self, beta: float, desirable_weight: float = 1.0, undesirable_weight: float = 1.0):
         self.beta = beta
         self.desirable_weight = desirable_weight
         self.undesirable_weight = undesirable_weight
+
+    def collate(self, rated: list[RatedExample], pad_id: int) -> RatedBatch:
+        return collate_rated(rated, pad_id)
 
     def count(self, batch: RatedBatch) -> int:
         return int(batch.desirable.numel())
@@ -125,22 +151,3 @@ def kto_class_weights(desirable: int, undesirable: int, ratio: float = 1.0) -> t
         return 1.0, 1.0
     total = desirable + undesirable
     return ratio * total / ((1 + ratio) * desirable), total / ((1 + ratio) * undesirable)
-
-
-class Mixture:
-    """Parts of different kinds, each micro-batch a Part of one kind: its part's objective, scaled as the batch
-    source decided (batches.scaled), so that the step's loss is the weighted sum of the parts' means."""
-
-    def __init__(self, parts: dict[str, Objective]):
-        self.parts = parts
-
-    def units(self, kind: str, batch: Any) -> int:
-        return self.parts[kind].count(batch)
-
-    def count(self, batch: Part) -> int:
-        return self.units(batch.kind, batch.batch)
-
-    def __call__(self, model: torch.nn.Module, batch: Part) -> Loss:
-        loss = self.parts[batch.kind](model, batch.batch)
-        metrics = {f"{batch.kind}_{name}": value for name, value in loss.metrics.items()}
-        return Loss(total=loss.total * batch.scale, count=loss.count, metrics=metrics)

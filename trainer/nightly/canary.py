@@ -21,11 +21,11 @@ from pydantic import BaseModel
 
 from brain.adapters import adapter_name
 from brain.feedback_records import Canary
-from brain.settings import CanarySettings
-from brain.store import BASE
+from brain.store.ratings import BASE
 from trainer.nightly.lock import TrainerLock
 from trainer.nightly.registry import Registry, now_iso
 from trainer.nightly.stats import lower_tail_z
+from trainer.settings import CanarySettings
 
 CanaryAction = Literal["started", "waiting", "promoted", "rolled back"]
 
@@ -78,7 +78,7 @@ def start(
 ) -> CanaryDecision:
     """Serve ``version`` (already in the registry) to the canary's share of opted-in members."""
     live, live_version = _live_name(registry, target)
-    counts = registry.link.call(registry.store.like_counts())
+    counts = registry.link.call(registry.store.ratings.like_counts())
     likes, dislikes = counts.get(live, (0, 0))
     canary = Canary(
         target=target,
@@ -93,7 +93,7 @@ def start(
         metrics={**metrics, "live_version": float(live_version), "live_likes": float(likes),
                  "live_dislikes": float(dislikes)},
     )  # fmt: skip
-    registry.link.call(registry.store.set_canary(canary))
+    registry.link.call(registry.store.canaries.set(canary))
     reason = (
         f"{canary.name} serves {settings.share:.0%} of opted-in members as a canary until it has "
         f"{settings.min_ratings} ratings; rolled back if its like-rate falls significantly below {live}'s "
@@ -106,7 +106,7 @@ def start(
 
 
 def figures(registry: Registry, canary: Canary) -> CanaryFigures:
-    counts = registry.link.call(registry.store.like_counts())
+    counts = registry.link.call(registry.store.ratings.like_counts())
     likes, dislikes = counts.get(canary.name, (0, 0))
     live, live_version = _live_name(registry, canary.target)
     live_likes, live_dislikes = counts.get(live, (0, 0))
@@ -124,7 +124,7 @@ def figures(registry: Registry, canary: Canary) -> CanaryFigures:
 
 def check(registry: Registry, target: str, settings: CanarySettings, *, lock: TrainerLock) -> CanaryDecision | None:
     """Decide the target's running canary, if it has one: promote, roll back, or let it go on."""
-    canary = registry.link.call(registry.store.get_canary(target))
+    canary = registry.link.call(registry.store.canaries.get(target))
     if canary is None:
         return None
     decision = judge(registry, canary, settings)
@@ -133,7 +133,7 @@ def check(registry: Registry, target: str, settings: CanarySettings, *, lock: Tr
     if decision.action == "promoted":
         registry.promote(target, canary.version, lock=lock)
     lock.check()
-    registry.link.call(registry.store.clear_canary(target))
+    registry.link.call(registry.store.canaries.clear(target))
     return decision
 
 

@@ -72,12 +72,12 @@ async def log_chats(
     """Opt users ``demo:first`` .. in and record the chats as their turns (round robin), as the brain logs them."""
     names = [f"demo:{n}" for n in range(first, first + users)]
     for name in names:
-        await store.opt_in(name, consent)
+        await store.profiles.opt_in(name, consent)
     for index, (chat, pairs) in enumerate(chats):
         user = names[index % users]
         for text, reply in pairs:
-            state = await store.load_chat_state(user, "demo", chat, False)
-            await store.record_turn(
+            state = await store.chats.load_state(user, "demo", chat, False)
+            await store.chats.record_turn(
                 user, chat, since=state.since,
                 user_turn={"role": "user", "text": text, "ts": 0, "tokens": 0},
                 assistant_turn={"role": "assistant", "text": reply, "ts": 0, "tokens": 0},

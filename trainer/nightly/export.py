@@ -15,7 +15,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from brain.store import Store, tombstone_member
+from brain.store import Store
+from brain.store.ids import tombstone_member
 from trainer.nightly.files import read_json, read_jsonl, write_json, write_jsonl
 from trainer.nightly.link import RedisLink
 from trainer.nightly.ratings import read_rated, write_ratings
@@ -57,9 +58,9 @@ async def read_logs(store: Store) -> tuple[list[dict[str, Any]], int]:
     """Every exportable log entry, oldest first per user, and how many were dropped by a forget meanwhile."""
     rows: list[dict[str, Any]] = []
     dropped = 0
-    for user in sorted(await store.logged_users()):
-        entries = [entry async for entry in store.log_entries(user)]
-        forgotten = await store.forgotten_at(user)
+    for user in sorted(await store.training_log.users()):
+        entries = [entry async for entry in store.training_log.entries(user)]
+        forgotten = await store.tombstones.forgotten_at(user)
         if forgotten is not None:
             kept = [e for e in entries if entry_ms(e) > forgotten]
             dropped += len(entries) - len(kept)

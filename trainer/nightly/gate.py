@@ -19,9 +19,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from brain.settings import EvaluationSettings
 from trainer.nightly.scoring import Scores
 from trainer.nightly.stats import AucDifference, paired_auc_difference
+from trainer.settings import EvaluationSettings
 
 
 @dataclass

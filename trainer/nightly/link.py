@@ -13,7 +13,8 @@ from concurrent.futures import Future
 from typing import Any, TypeVar
 
 from brain.settings import Settings
-from brain.store import Store, connect
+from brain.store import Store
+from brain.store.client import connect
 
 T = TypeVar("T")
 
@@ -39,7 +40,7 @@ class RedisLink:
     async def _open(url: str, cluster: bool, password: str | None, timeout: float) -> Store:
         store = Store(connect(url, cluster=cluster, password=password, timeout=timeout))
         await store.ping()
-        await store.load_id_key()
+        await store.ids.load()
         return store
 
     def call(self, coro: Coroutine[Any, Any, T], timeout: float = 60.0) -> T:

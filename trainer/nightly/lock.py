@@ -113,11 +113,11 @@ class TrainerLock:
 
     def acquire(self) -> TrainerLock:
         store = self.link.store
-        if not self.link.call(store.acquire_trainer_lock(self.token, self.ttl_ms)):
-            token = self.link.call(store.trainer_lock_holder())
+        if not self.link.call(store.trainer_lock.acquire(self.token, self.ttl_ms)):
+            token = self.link.call(store.trainer_lock.holder())
             holder = Holder.parse(token)
             dead = token is not None and holder is not None and holder.provably_dead(self.holder)
-            if not (dead and self.link.call(store.take_over_trainer_lock(token or "", self.token, self.ttl_ms))):
+            if not (dead and self.link.call(store.trainer_lock.take_over(token or "", self.token, self.ttl_ms))):
                 who = holder.describe() if holder else token or "just released"
                 raise LockHeldError(f"another trainer run holds the lock ({who}); nothing was done")
             self.taken_over = holder
@@ -128,7 +128,7 @@ class TrainerLock:
         while True:
             await asyncio.sleep(self.ttl_ms / 3000)
             try:
-                if not await self.link.store.renew_trainer_lock(self.token, self.ttl_ms):
+                if not await self.link.store.trainer_lock.renew(self.token, self.ttl_ms):
                     self.lost = True
                     return
             except Exception:  # Redis briefly away: keep trying until the TTL decides
@@ -136,7 +136,7 @@ class TrainerLock:
 
     def check(self) -> None:
         """Raise LockLostError unless the lock is still ours (extending it while at it)."""
-        if self.lost or not self.link.call(self.link.store.renew_trainer_lock(self.token, self.ttl_ms)):
+        if self.lost or not self.link.call(self.link.store.trainer_lock.renew(self.token, self.ttl_ms)):
             self.lost = True
             raise LockLostError("the trainer lock expired or was taken by another run; nothing was promoted")
 
@@ -145,7 +145,7 @@ class TrainerLock:
             self._renewal.cancel()
             self._renewal = None
         try:
-            self.link.call(self.link.store.release_trainer_lock(self.token), timeout=10)
+            self.link.call(self.link.store.trainer_lock.release(self.token), timeout=10)
         except Exception:  # Redis gone: the TTL frees the lock
             pass
 

@@ -24,12 +24,12 @@ from typing import Any
 import torch
 from pydantic import BaseModel, Field
 
-from brain.settings import FinetuneSettings, PreferenceSettings
 from trainer.core import distributed
+from trainer.core.distributed import Placement
 from trainer.core.evaluation import fill_reference
 from trainer.core.examples import ChatRenderer, Example, PairExample
-from trainer.core.finetuning import FinetuneResult, PreferenceData, fine_tune
-from trainer.core.loop import LoopState, Snapshot
+from trainer.core.finetuning import FinetuneData, FinetuneResult, PreferenceData, fine_tune
+from trainer.core.loop import LoopHooks, LoopState, Snapshot
 from trainer.core.models import ModelWithTokenizer, add_lora, load_model
 from trainer.errors import DataError
 from trainer.nightly.clean import load_split
@@ -45,6 +45,7 @@ from trainer.nightly.ratings import (
 )
 from trainer.nightly.reward import OnPolicyPair
 from trainer.pretrain.checkpoint import replace_dir
+from trainer.settings import FinetuneSettings, PreferenceSettings
 
 # what a checkpoint's layout is; one of another layout is not resumed
 CHECKPOINT_FORMAT = 3
@@ -184,13 +185,28 @@ def load_resume_state(folder: Path, fingerprint: str, device: torch.device) -> d
 
 
 def finetune(job: FinetuneJob, stop: threading.Event | None = None) -> FinetuneResult:
-    from peft import get_peft_model_state_dict, set_peft_model_state_dict
-
+    """Train the job's adapter; its best adapter, checkpoint and result go to ``job.out_dir``."""
     placement = distributed.start("auto")
     cfg = job.settings
     distributed.seed_everything(cfg.seed)
     out = Path(job.out_dir)
     loaded = load_model(job.model_path, device=str(placement.device))
+    data = training_data(job, loaded)  # with ratings, scored by the reference before the adapter is put on
+    model = add_lora(loaded.model, cfg)
+    digest = fingerprint(job, data.train, data.val, data.preference)
+    resume = resume_snapshot(job, model, digest, placement)
+    hooks = adapter_keeper(model, out, digest, placement, stop)
+    result = fine_tune(model, data, cfg, placement, label=job.target, hooks=hooks, resume=resume)
+    if placement.is_main:
+        write_json(out / RESULT, result.model_dump())
+    distributed.stop(placement)
+    return result
+
+
+def training_data(job: FinetuneJob, loaded: ModelWithTokenizer) -> FinetuneData:
+    """The target's examples (its logs; with ratings, less the replies members disliked and plus those they
+    liked) and its preference data."""
+    cfg = job.settings
     renderer = ChatRenderer(loaded.tokenizer, loss_on=cfg.loss_on, max_tokens=cfg.max_seq_tokens)
     personas = Personas(job.system_prompts, job.default_persona)
     run_dir = Path(job.run_dir)
@@ -205,26 +221,44 @@ def finetune(job: FinetuneJob, stop: threading.Event | None = None) -> FinetuneR
     val = encode_all(renderer, personas, val_convs)
     if preference is not None:
         train, val = train + liked_train.liked, val + liked_val.liked
-    if not train or not val:
-        raise DataError(f"{job.target}: {len(train)} training and {len(val)} validation examples; need one of each")
-    model = add_lora(loaded.model, cfg)
-    digest = fingerprint(job, train, val, preference)
+    # when likes are rare, members' ratings are what there is to learn from and to validate on: a night with a
+    # handful of liked replies (all of them in training) still trains on its ratings
+    rated_val = preference is not None and bool(preference.val_pairs or preference.val_rated)
+    if not (train or preference) or not (val or rated_val):
+        raise DataError(
+            f"{job.target}: {len(train)} training and {len(val)} validation examples and no rated replies in their"
+            " place; need one of each"
+        )
+    return FinetuneData(train, val, loaded.tokenizer.pad_token_id, preference)
 
-    resume = None
+
+def resume_snapshot(job: FinetuneJob, model: Any, digest: str, placement: Placement) -> Snapshot | None:
+    """The checkpoint of this job's or an interrupted earlier run's, if one matches ``digest``: its adapter
+    weights are put into ``model`` (and its best adapter so far copied over), the rest returned for the loop."""
+    from peft import set_peft_model_state_dict
+
+    out = Path(job.out_dir)
     for folder in [out, *map(Path, job.resume_dirs)]:
         saved = load_resume_state(folder, digest, placement.device)
-        if saved is not None:
-            set_peft_model_state_dict(model, saved["adapter"])
-            resume = Snapshot(
-                state=LoopState(**saved["state"]),
-                optimizer=saved["optimizer"],
-                scheduler=saved["scheduler"],
-                rng=saved["rng"],
-                data=saved["data"],
-            )
-            if folder != out and (folder / "adapter").is_dir() and placement.is_main:
-                shutil.copytree(folder / "adapter", out / "adapter", dirs_exist_ok=True)  # the best so far
-            break
+        if saved is None:
+            continue
+        set_peft_model_state_dict(model, saved["adapter"])
+        if folder != out and (folder / "adapter").is_dir() and placement.is_main:
+            shutil.copytree(folder / "adapter", out / "adapter", dirs_exist_ok=True)  # the best so far
+        return Snapshot(
+            state=LoopState(**saved["state"]),
+            optimizer=saved["optimizer"],
+            scheduler=saved["scheduler"],
+            rng=saved["rng"],
+            data=saved["data"],
+        )
+    return None
+
+
+def adapter_keeper(model: Any, out: Path, digest: str, placement: Placement, stop: threading.Event | None) -> LoopHooks:
+    """Writes, on the main process, the best adapter so far (``out/adapter``) and the checkpoint to resume from
+    (``out/checkpoint``, with ``digest``)."""
+    from peft import get_peft_model_state_dict
 
     def keep_best(state: LoopState) -> None:
         if placement.is_main:  # at step 0, the untrained adapter: the base model is the floor
@@ -238,24 +272,7 @@ def finetune(job: FinetuneJob, stop: threading.Event | None = None) -> FinetuneR
                 "rng": snapshot.rng, "state": asdict(snapshot.state), "data": snapshot.data,
             })  # fmt: skip
 
-    result = fine_tune(
-        model,
-        loaded.tokenizer.pad_token_id,
-        train,
-        val,
-        cfg,
-        placement,
-        label=job.target,
-        keep_best=keep_best,
-        save_checkpoint=checkpoint,
-        resume=resume,
-        stop=stop,
-        preference=preference,
-    )
-    if placement.is_main:
-        write_json(out / RESULT, result.model_dump())
-    distributed.stop(placement)
-    return result
+    return LoopHooks(keep_best=keep_best, save_checkpoint=checkpoint, stop=stop)
 
 
 def load_result(out_dir: Path) -> FinetuneResult:

@@ -2,7 +2,7 @@
 validation and held-out, and turned into what the fine-tune learns from and what the gate judges by.
 
 The brain hands over only turns whose author, and ratings whose rater, were opted in when the rating was
-given (store.rated_turns). A /forget can land while we read: each member's tombstone is checked after
+given (store.ratings.rated_turns). A /forget can land while we read: each member's tombstone is checked after
 reading, and a forgotten author's turns or a forgotten rater's ratings from before it are dropped.
 
 Replies to one prompt -- a /retry's replies, or replies to the very same conversation -- form a group. A
@@ -54,7 +54,7 @@ async def read_rated(store: Store, limit: int) -> tuple[list[RatedTurn], int, in
     many were left out beyond the bound."""
     turns: list[RatedTurn] = []
     left_out = 0
-    async for rated in store.rated_turns():
+    async for rated in store.ratings.rated_turns():
         if rated.ratings:
             turns.append(rated)
         if len(turns) > 2 * limit:  # keep memory bounded while reading
@@ -66,7 +66,7 @@ async def read_rated(store: Store, limit: int) -> tuple[list[RatedTurn], int, in
     del turns[limit:]
     forgotten: dict[str, int | None] = {}
     for member in {t.turn.author for t in turns} | {r.rater for t in turns for r in t.ratings}:
-        forgotten[member] = await store.forgotten_at(member)
+        forgotten[member] = await store.tombstones.forgotten_at(member)
 
     def after_forget(member: str, at: str) -> bool:
         gone = forgotten[member]
@@ -125,18 +125,34 @@ def groups(turns: Iterable[RatedTurn]) -> dict[str, list[RatedTurn]]:
     return out
 
 
-def rating_split_of(key: str, val_fraction: float, heldout_fraction: float) -> str:
-    point = int(hashlib.sha256(f"ratings\0{key}".encode()).hexdigest()[:8], 16) / 16**8
-    if point < heldout_fraction:
-        return "heldout"
-    return "val" if point < heldout_fraction + val_fraction else "train"
+def split_point(key: str) -> float:
+    """A group's place in [0, 1): fixed by its key, so a night's split does not depend on the order of export."""
+    return int(hashlib.sha256(f"ratings\0{key}".encode()).hexdigest()[:8], 16) / 16**8
+
+
+def split_groups(liked: dict[str, bool], val_fraction: float, heldout_fraction: float) -> dict[str, str]:
+    """Each group's split, stratified: the groups with a liked reply and those without are each divided in the
+    given fractions (in the order of their split points), so that rare likes reach the held-out set and
+    validation as well as training. Without the strata, a taste the base model meets in one reply of twenty, or
+    that members like only on some kinds of prompt, can leave the held-out set with no like at all, and then
+    neither the gate nor the reward model's check can judge a ranking."""
+    out: dict[str, str] = {}
+    for stratum in (True, False):
+        keys = sorted((k for k, v in liked.items() if v is stratum), key=split_point)
+        heldout = round(len(keys) * heldout_fraction)
+        val = round(len(keys) * (heldout_fraction + val_fraction)) - heldout
+        for index, key in enumerate(keys):
+            out[key] = "heldout" if index < heldout else "val" if index < heldout + val else "train"
+    return out
 
 
 def split_ratings(run_dir: Path, *, val_fraction: float, heldout_fraction: float) -> dict[str, int]:
     """Write each split's rated turns (whole groups) under data/; returns the turns per split."""
     parts: dict[str, list[RatedTurn]] = {name: [] for name in RATING_SPLITS}
-    for key, members in groups(load_exported(run_dir)).items():
-        parts[rating_split_of(key, val_fraction, heldout_fraction)] += members
+    by_group = groups(load_exported(run_dir))
+    liked = {key: any(rated.score > 0 for rated in members) for key, members in by_group.items()}
+    for key, split in split_groups(liked, val_fraction, heldout_fraction).items():
+        parts[split] += by_group[key]
     for name, members in parts.items():
         write_jsonl(run_dir / DATA_DIR / f"ratings-{name}.jsonl", [json.loads(rated.dumps()) for rated in members])
     return {name: len(members) for name, members in parts.items()}

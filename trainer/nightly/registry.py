@@ -23,7 +23,7 @@ from redis.exceptions import RedisError
 
 from brain.adapters import COMMUNITY, USER_PREFIX, adapter_name, user_target, version_dir
 from brain.registry_records import META_FILE, Action, LiveAdapter, RegistryEvent, ReloadEvent, VersionMeta
-from brain.store import tombstone_member
+from brain.store.ids import tombstone_member
 from trainer.errors import TrainerInputError
 from trainer.nightly.link import RedisLink
 from trainer.nightly.lock import TrainerLock
@@ -75,13 +75,13 @@ class Registry:
         return VersionMeta.read(version_dir(self.root, target, version))
 
     def records(self) -> dict[str, LiveAdapter]:
-        return self.link.call(self.store.registry_records())
+        return self.link.call(self.store.registry.records())
 
     def live(self, target: str) -> LiveAdapter | None:
-        return self.link.call(self.store.registry_record(target))
+        return self.link.call(self.store.registry.record(target))
 
     def history(self, target: str) -> list[RegistryEvent]:
-        return self.link.call(self.store.registry_history(target))
+        return self.link.call(self.store.registry.history(target))
 
     def live_version(self, target: str) -> int | None:
         record = self.live(target)
@@ -157,9 +157,9 @@ class Registry:
             metrics=record.metrics,
             run=meta.run,
         )
-        self.link.call(self.store.set_registry_record(target, record, event))
+        self.link.call(self.store.registry.set_record(target, record, event))
         if user:
-            self.link.call(self.store.set_adapter_version(user, version))
+            self.link.call(self.store.profiles.set_adapter_version(user, version))
         self._announce(ReloadEvent(target=target, version=version, action=action))
         return record
 
@@ -186,16 +186,16 @@ class Registry:
         current = self.live(target)
         lock.check()
         if current and current.user:
-            self.link.call(self.store.set_adapter_version(current.user, None))
+            self.link.call(self.store.profiles.set_adapter_version(current.user, None))
         previous = current.version if current else None
         event = RegistryEvent(action=action, version=None, previous=previous, at=now_iso())
-        self.link.call(self.store.delete_registry_record(target, event=event))
+        self.link.call(self.store.registry.delete_record(target, event=event))
         self._announce(ReloadEvent(target=target, version=None, action=action))
 
     def prune(self, target: str) -> list[int]:
         """Delete all but the newest K versions, never the live one nor a running canary; returns the deleted
         versions."""
-        canary = self.link.call(self.store.get_canary(target))
+        canary = self.link.call(self.store.canaries.get(target))
         serving = {self.live_version(target), canary.version if canary else None}
         versions = self.versions(target)
         doomed = [v for v in versions[: max(0, len(versions) - self.keep)] if v not in serving]
@@ -208,9 +208,9 @@ class Registry:
     def remove(self, target: str) -> None:
         """Delete a target entirely: its record, its history and every version (a forgotten user's)."""
         current = self.live(target)
-        self.link.call(self.store.delete_registry_record(target, history=True))
+        self.link.call(self.store.registry.delete_record(target, history=True))
         if current and current.user:
-            self.link.call(self.store.set_adapter_version(current.user, None))
+            self.link.call(self.store.profiles.set_adapter_version(current.user, None))
         shutil.rmtree(self.root / target, ignore_errors=True)
         self._announce(ReloadEvent(target=target, version=None, action="remove"))
 
@@ -219,7 +219,7 @@ class Registry:
         and each community version trained on their data."""
         owners = self._user_target_owners()
         trained_on = {v: set(self.meta(COMMUNITY, v).user_hashes) for v in self.versions(COMMUNITY)}
-        gone = self.link.call(self.store.tombstoned(sorted(set(owners).union(*trained_on.values()))))
+        gone = self.link.call(self.store.tombstones.tombstoned(sorted(set(owners).union(*trained_on.values()))))
         targets = sorted(owners[member] for member in gone & set(owners))
         for target in targets:
             self.remove(target)
@@ -245,10 +245,10 @@ class Registry:
     def _retire_community(self, versions: list[int], *, lock: TrainerLock) -> None:
         """Delete these community versions. A live one is first replaced by the newest other version that
         has been live, else taken out of service (the base model serves); a canary among them ends."""
-        canary = self.link.call(self.store.get_canary(COMMUNITY))
+        canary = self.link.call(self.store.canaries.get(COMMUNITY))
         if canary is not None and canary.version in versions:
             lock.check()
-            self.link.call(self.store.clear_canary(COMMUNITY))
+            self.link.call(self.store.canaries.clear(COMMUNITY))
         if self.live_version(COMMUNITY) in versions:
             clean = [v for v in self._once_live(COMMUNITY) if v not in versions]
             if clean:
@@ -262,7 +262,7 @@ class Registry:
         """Tell every brain to reload now. The record already counts: a brain that never hears this reads
         the record on its next reconcile (trainer.reload_reconcile_s), so a failure here changes nothing else."""
         try:
-            self.link.call(self.store.publish_reload(event))
+            self.link.call(self.store.registry.publish_reload(event))
         except RedisError as error:
             log.warning("the reload event %s was not sent (%s); brains pick the change up when they reconcile",
                         event, error)  # fmt: skip

@@ -18,7 +18,6 @@ from rich.table import Table
 
 from brain.log_privacy import Aliases, redact
 from brain.operator_records import CanaryNote, RunSummary, TargetSummary, thin
-from brain.settings import CanarySettings, EvaluationSettings, FinetuneSettings, PreferenceSettings
 from trainer.core.finetuning import FinetuneResult
 from trainer.errors import TrainerInputError
 from trainer.nightly.canary import CanaryDecision
@@ -26,6 +25,7 @@ from trainer.nightly.clean import CleanReport
 from trainer.nightly.files import write_json
 from trainer.nightly.reward import RewardCheck
 from trainer.nightly.scoring import Scores
+from trainer.settings import CanarySettings, EvaluationSettings, FinetuneSettings, PreferenceSettings
 
 REPORT = "report.json"
 # the layout of report.json; a reader refuses any other

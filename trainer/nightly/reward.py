@@ -27,11 +27,11 @@ import torch.nn.functional as F
 from pydantic import BaseModel
 
 from brain.feedback_records import RatedTurn
-from brain.settings import RewardModelSettings
 from trainer.core.batches import chunks, collate, left_padded
 from trainer.core.examples import IGNORE_INDEX, ChatRenderer, Example
 from trainer.nightly.ratings import groups
 from trainer.nightly.stats import auc
+from trainer.settings import RewardModelSettings
 
 ONPOLICY_PAIRS = "onpolicy-pairs.jsonl"  # in the target's folder of the run
 L2_GRID = (1e-3, 1e-2, 1e-1, 1.0)

@@ -33,7 +33,7 @@ from brain.adapters import COMMUNITY, USER_PREFIX, target_of_member, user_target
 from brain.consent import is_opted_in
 from brain.engine.model_loading import resolve_model
 from brain.settings import Settings
-from brain.store import tombstone_member
+from brain.store.ids import tombstone_member
 from trainer.core.examples import ChatRenderer
 from trainer.core.loop import RunCancelled
 from trainer.nightly import canary, runs
@@ -123,7 +123,7 @@ class Nightly:
             report.rating_splits = split_ratings(
                 self.run_dir, val_fraction=self.cfg.val_fraction, heldout_fraction=preference.heldout_fraction
             )
-            counts = self.link.call(self.link.store.like_counts())
+            counts = self.link.call(self.link.store.ratings.like_counts())
             report.like_counts = {name: n for name, n in counts.items() if not name.startswith(USER_PREFIX)}
             report.canary_check = canary.check(self.registry, COMMUNITY, self.cfg.canary, lock=self.lock)
             if report.canary_check is not None and report.canary_check.action == "waiting":
@@ -176,20 +176,20 @@ class Nightly:
     def _leave_summary(self, report: RunReport) -> None:
         """The report's summary in Redis, for the operator's dashboard; a failure there never fails the run."""
         try:
-            self.link.call(self.link.store.add_run_summary(summarize(report)))
+            self.link.call(self.link.store.dashboard.add_run_summary(summarize(report)))
         except Exception as error:
             console.print(f"[yellow]the run's summary was not left in Redis: {type(error).__name__}: {error}")
 
     def _forgotten_targets(self) -> set[str]:
-        return {target_of_member(member) for member in self.link.call(self.link.store.tombstone_members())}
+        return {target_of_member(member) for member in self.link.call(self.link.store.tombstones.members())}
 
     def _rewrite_persistence(self) -> str:
         """After a /forget, have Redis rewrite its append-only file: until then it still holds what was deleted."""
         store = self.link.store
-        if not self.link.call(store.forgotten_since_rewrite()):
+        if not self.link.call(store.persistence.forgotten_since_rewrite()):
             return "unchanged"
         try:
-            rewritten = self.link.call(store.rewrite_persistence(timeout_s=600), timeout=660)
+            rewritten = self.link.call(store.persistence.rewrite(timeout_s=600), timeout=660)
         except Exception as error:  # a managed Redis may refuse BGREWRITEAOF: say so, train all the same
             console.print(f"[yellow]Redis did not rewrite its append-only file: {type(error).__name__}: {error}")
             return f"failed: {type(error).__name__}: {error}"
@@ -204,7 +204,7 @@ class Nightly:
         targets = [Target(COMMUNITY, None, sum(turns.values()))]
         for user, count in turns.items():
             if count >= self.cfg.min_user_turns:
-                profile = self.link.call(self.link.store.profile(user))
+                profile = self.link.call(self.link.store.profiles.get(user))
                 if is_opted_in(profile):
                     targets.append(Target(user_target(user), user, count))
         return targets[:1] + sorted(targets[1:], key=lambda t: t.name)
@@ -273,7 +273,7 @@ class Nightly:
             return outcome
         if self.stop is not None and self.stop.is_set():
             raise RunCancelled("stopped before promoting")
-        if target.user and self.link.call(self.link.store.forgotten_at(target.user)) is not None:
+        if target.user and self.link.call(self.link.store.tombstones.forgotten_at(target.user)) is not None:
             outcome.status, outcome.reasons = "skipped", ["the user was forgotten during the run"]
             return outcome
         metrics = {

@@ -78,7 +78,7 @@ def purge_run_data(runs_dir: str | Path, link: RedisLink, *, keep: int, current:
             continue
         if not (run / MANIFEST).is_file():  # killed while exporting: whose data it holds is unknown
             doomed.add(run)
-        elif link.call(link.store.tombstoned(read_json(run / MANIFEST).get("user_hashes", []))):
+        elif link.call(link.store.tombstones.tombstoned(read_json(run / MANIFEST).get("user_hashes", []))):
             doomed.add(run)
     for run in doomed:
         delete_data(run)

@@ -51,7 +51,7 @@ def paused(settings: Settings) -> SchedulePause | None:
     from trainer.nightly.link import RedisLink
 
     with RedisLink.from_settings(settings) as link:
-        return link.call(link.store.schedule_pause())
+        return link.call(link.store.dashboard.schedule_pause())
 
 
 def nightly_job(settings: Settings, stop: threading.Event) -> None:

@@ -25,7 +25,7 @@ from trainer.core import distributed
 from trainer.core.config import PretrainConfig
 from trainer.core.distributed import Placement
 from trainer.core.evaluation import mean_loss
-from trainer.core.loop import LoopResult, LoopSettings, LoopState, Snapshot, adamw, train
+from trainer.core.loop import LoopHooks, LoopResult, LoopSettings, LoopState, Snapshot, Training, adamw, train
 from trainer.core.lr_schedule import warmup_cosine_schedule
 from trainer.core.objectives import NextToken
 from trainer.core.text import load_clean_text
@@ -111,23 +111,20 @@ def _pretrain(
     writer = CheckpointWriter(out_dir / ckpt.CHECKPOINTS, model, tokenizer, meta, placement)
     if placement.is_main and progress:
         announce(cfg, meta, tokenizer, placement)
-    result = train(
-        model,
-        NextToken(),
-        train_batches,
-        validator(cfg, fast_model, val_batches, placement),
-        optimizer,
-        scheduler,
-        placement,
-        loop_settings(cfg, stop_after),
+    training = Training(
+        model=model,
         forward=distributed.data_parallel(fast_model, placement),
+        objective=NextToken(),
+        batches=train_batches,
+        validate=validator(cfg, fast_model, val_batches, placement),
+        optimizer=optimizer,
+        scheduler=scheduler,
+    )
+    hooks = LoopHooks(
         keep_best=lambda loop: writer.save("best", loop, None),
         save_checkpoint=lambda snapshot: writer.save("last", snapshot.state, snapshot),
-        resume=resume_from,
-        progress=progress,
-        flops_per_token=flops_per_token(model),
-        peak_flops=peak_flops(placement.device),
     )
+    result = train(training, loop_settings(cfg, stop_after, progress, model, placement), placement, hooks, resume_from)
 
     if placement.is_main:
         export(out_dir, result.history, title=f"{Path(cfg.data).name}: {cfg.n_layer} layers, width {cfg.n_embd}")
@@ -291,7 +288,9 @@ def peak_flops(device: torch.device) -> float | None:
     return gpu_peak_flops(torch.cuda.get_device_name(device)) if device.type == "cuda" else None
 
 
-def loop_settings(cfg: PretrainConfig, stop_after: int | None) -> LoopSettings:
+def loop_settings(
+    cfg: PretrainConfig, stop_after: int | None, progress: bool, model: GPT, placement: Placement
+) -> LoopSettings:
     return LoopSettings(
         label="pretrain",
         total_steps=cfg.max_steps,
@@ -299,6 +298,9 @@ def loop_settings(cfg: PretrainConfig, stop_after: int | None) -> LoopSettings:
         grad_clip=cfg.grad_clip,
         eval_every=cfg.eval_every,
         checkpoint_every=cfg.eval_every,
+        progress=progress,
+        flops_per_token=flops_per_token(model),
+        peak_flops=peak_flops(placement.device),
     )
 
 

@@ -101,7 +101,7 @@ class Chat(commands.Cog):
         me = self.bot.user
         assert me is not None
         text = readable_text(message, me.id)
-        screen = ChannelScreen(message, self.bot.waits)
+        screen = ChannelScreen(message, self.bot.waits, self.bot.reply_limits)
         try:
             if not text:
                 await screen.say(EMPTY_MENTION)

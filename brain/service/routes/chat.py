@@ -19,12 +19,10 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from brain import personas as persona_lib
-from brain.api_models import ChatKind, ChatReply, ChatRequest, SamplingOverrides, SamplingParams, StreamDelta
+from brain.api_models import ChatKind, ChatReply, ChatRequest, SamplingOverrides, SamplingParams, StreamDelta, Turn
 from brain.engine.backend import Generated
 from brain.engine.prefix_cache import UNKNOWN_CONTRIBUTOR
 from brain.feedback_records import PersonaRef, TurnRecord
-from brain.memory.context import EARLIER_TURNS_KEPT, Memory
-from brain.memory.extract import extract_in_background
 from brain.prompt import Prompt, build_prompt, public_prefix, render
 from brain.service.auth import Authorized
 from brain.service.deps import RuntimeDep
@@ -33,7 +31,8 @@ from brain.service.replays import answer_again, answered_before, carried, keep, 
 from brain.service.routes.compare import should_compare
 from brain.service.runtime import Runtime
 from brain.service.streaming import EventStream, events_or_error, sse, stream_responses, unless_disconnected
-from brain.store import ChatState, persona_digest
+from brain.store.chats import ChatState
+from brain.store.personas import persona_digest
 
 router = APIRouter(dependencies=[Authorized], tags=["chat"])
 
@@ -130,9 +129,8 @@ async def chat(body: ChatRequest, request: Request, runtime: RuntimeDep) -> Any:
     with runtime.admission.take() as slot:
         user = body.key
         group = body.chat_kind is ChatKind.group
-        memory = runtime.settings.memory
-        recall = memory.recall_tokens > 0 and not body.is_retry
-        state = await runtime.store.load_chat_state(user, body.platform, body.chat_id, group, earlier=recall)
+        recall = runtime.memory.recalls and not body.is_retry
+        state = await runtime.store.chats.load_state(user, body.platform, body.chat_id, group, earlier=recall)
         check_rate(runtime, state)
         stored = state.chat_persona if group else state.user_persona
         persona, custom = persona_lib.resolve(stored, runtime.presets, runtime.settings.brain.default_persona)
@@ -158,23 +156,15 @@ async def chat(body: ChatRequest, request: Request, runtime: RuntimeDep) -> Any:
             contributors = {first.persona_ref.author} if first.persona_ref else set()
         else:
             # off the loop too: it reads up to EARLIER_TURNS_KEPT earlier messages (milliseconds)
-            recallable = await runtime.off_loop(
-                Memory.for_chat,
-                state.facts,
-                state.earlier,
-                chat_id=body.chat_id,
-                group=group,
-                share_direct=memory.share_direct_in_groups,
-                recall_tokens=memory.recall_tokens,
-            )
+            recallable = await runtime.off_loop(runtime.memory.for_prompt, state, body.chat_id, group)
+            window = runtime.memory.window(state)
             try:
                 prompt = await runtime.off_loop(
                     build_prompt,
                     runtime.tokenizer,
                     system_prompt=persona.system_prompt,
-                    # a summary left from when summaries were on is not used: the profile turned them off
-                    summary=state.summary if memory.summaries else "",
-                    turns=state.turns,
+                    summary=window.summary,
+                    turns=window.turns,
                     text=body.text,
                     budget=runtime.prompt_budget(sampling.max_new_tokens),
                     context=body.context,
@@ -202,15 +192,15 @@ async def retried_turn(runtime: Runtime, body: ChatRequest) -> TurnRecord:
     store = runtime.store
     turn: TurnRecord | None = None
     if body.retry_message is not None:
-        turn_id = await store.turn_of_message(body.platform, body.chat_id, body.retry_message)
-        turn = await store.turn(turn_id) if turn_id else None
+        turn_id = await store.messages.turn_of(body.platform, body.chat_id, body.retry_message)
+        turn = await store.turns.get(turn_id) if turn_id else None
     elif body.retry_of == "last":
-        turn = await store.last_turn(body.key, body.platform, body.chat_id)
+        turn = await store.turns.last(body.key, body.platform, body.chat_id)
     elif body.retry_of is not None:
-        turn = await store.turn(body.retry_of)
+        turn = await store.turns.get(body.retry_of)
     if turn is not None and turn.facts:
         # a fact it quotes that expired (deleting one drops the turn at once) must not come back in a new reply
-        kept = {str(fact.get("id")) for fact in await store.facts(turn.author)}
+        kept = {fact.id for fact in await runtime.memory.facts(turn.author)}
         turn = turn if set(turn.facts) <= kept else None
     if turn is None or (turn.author, turn.platform, turn.chat_id) != (body.key, body.platform, body.chat_id):
         raise ApiError(
@@ -315,7 +305,7 @@ async def _store_turn(
     """Store the exchange in the member's memory (and log), keep the reply as a turn, and say so."""
     user = body.key
     ttl_s = runtime.settings.memory.ttl_s
-    if body.request_id and not await runtime.store.claim_request(user, body.request_id, ttl_s):
+    if body.request_id and not await runtime.store.idempotency.claim(user, body.request_id, ttl_s):
         # this message was answered and stored meanwhile (a bot asked again while another replica generated): the
         # reply kept for it stands; stored once
         runtime.metrics.replies.labels("ok").inc()
@@ -323,31 +313,22 @@ async def _store_turn(
         return kept or _answered(persona, result, adapter, logged=False, turn_id=None)
     now = time.time()
     user_tokens = await runtime.off_loop(runtime.count, body.text)
-    user_turn = {"role": "user", "text": body.text, "ts": now, "tokens": user_tokens}
-    reply_turn = {"role": "assistant", "text": result.text, "ts": now, "tokens": result.tokens}
-    record = await runtime.store.record_turn(
+    record = await runtime.memory.record_exchange(
         user,
         body.chat_id,
+        chat_kind=body.chat_kind,
         since=state.since,
-        user_turn=user_turn,
-        assistant_turn=reply_turn,
-        max_turns=runtime.settings.memory.max_turns,
-        max_tokens=runtime.settings.memory.max_tokens,
-        ttl_s=ttl_s,
+        summary=state.summary,
+        message=Turn(role="user", text=body.text, ts=now, tokens=user_tokens),
+        reply=Turn(role="assistant", text=result.text, ts=now, tokens=result.tokens),
         display_name=body.display_name,
         # a group persona a member wrote is named in the log as "custom": its name (a card's character) is theirs
         persona="custom" if ref else persona,
-        chat_kind=body.chat_kind.value,
-        keep_earlier=EARLIER_TURNS_KEPT if runtime.settings.memory.recall_tokens > 0 else 0,
         turn=_turn(body, prompt.own_messages, result, adapter, ref).model_copy(
             update={"facts": quoted[0], "recalled_from": quoted[1]}
         ),
         turns_kept=runtime.settings.feedback.turns_kept,
     )
-    if record.evicted and runtime.settings.memory.summaries:
-        runtime.fold_in_background(user, body.chat_id, state.summary, record.evicted)
-    if record.stored and runtime.settings.memory.extract_facts:
-        extract_in_background(runtime, user, body.chat_id, body.chat_kind.value, record.since, body.text)
     runtime.metrics.replies.labels("ok").inc()
     runtime.metrics.request_latency.labels("chat").observe(time.perf_counter() - started)
     answered = _answered(persona, result, adapter, logged=record.logged, turn_id=record.turn_id)
@@ -369,7 +350,7 @@ async def _store_retry(
     """Keep a /retry's reply as a turn paired with the first reply; the memory stays as it was."""
     ttl_s = runtime.settings.memory.ttl_s
     turn_id = None
-    if not body.request_id or await runtime.store.claim_request(body.key, body.request_id, ttl_s):
+    if not body.request_id or await runtime.store.idempotency.claim(body.key, body.request_id, ttl_s):
         # the first turn's persona reference too: the store keeps the reference, not the text it was resolved to;
         # and it quotes what the first quoted, and leaves with it
         update = {
@@ -378,7 +359,7 @@ async def _store_retry(
             "recalled_from": first.recalled_from,
         }
         turn = _turn(body, first.prompt, result, adapter, first.persona_ref).model_copy(update=update)
-        turn_id = await runtime.store.save_turn(
+        turn_id = await runtime.store.turns.save(
             turn, since=state.since, ttl_s=ttl_s, turns_kept=runtime.settings.feedback.turns_kept
         )
     elif kept := await kept_reply(runtime, body):

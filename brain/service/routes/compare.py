@@ -15,7 +15,7 @@ import hashlib
 
 from fastapi import APIRouter
 
-from brain.api_models import CompareConsent, CompareConsentState, ComparisonRequest, ComparisonResult
+from brain.api_feedback import CompareConsent, CompareConsentState, ComparisonRequest, ComparisonResult
 from brain.consent import is_opted_in
 from brain.feedback_records import TurnRecord
 from brain.service.auth import Authorized
@@ -23,7 +23,7 @@ from brain.service.deps import PlatformPath, RuntimeDep, UserIdPath
 from brain.service.errors import ApiError, responses
 from brain.service.routes.feedback import UNKNOWN_TURN
 from brain.service.runtime import Runtime
-from brain.store import Store
+from brain.store.profiles import agreed_to_compare
 
 router = APIRouter(dependencies=[Authorized], tags=["feedback"])
 
@@ -43,7 +43,7 @@ async def should_compare(runtime: Runtime, user: str, turn_id: str | None, *, re
     share = runtime.settings.feedback.compare_share
     if share <= 0 or retry or turn_id is None or not asks_to_compare(turn_id, share):
         return False
-    return Store.agreed_to_compare(await runtime.store.profile(user))
+    return agreed_to_compare(await runtime.store.profiles.get(user))
 
 
 @router.post("/v1/users/{platform}/{user_id}/compare", response_model=CompareConsentState, responses=responses(409))
@@ -53,11 +53,11 @@ async def agree(
     """Agree (or no longer agree) to be asked which of two replies you prefer. 409 not_opted_in for agreeing
     without being opted in (nothing changes)."""
     user = f"{platform}:{user_id}"
-    if not await runtime.store.agree_to_compare(user, body.agreed) and body.agreed:
+    if not await runtime.store.profiles.agree_to_compare(user, body.agreed) and body.agreed:
         raise ApiError(409, "not_opted_in", NOT_OPTED_IN)
-    profile = await runtime.store.profile(user)
+    profile = await runtime.store.profiles.get(user)
     return CompareConsentState(
-        agreed=Store.agreed_to_compare(profile),
+        agreed=agreed_to_compare(profile),
         opted_in=is_opted_in(profile),
         share=runtime.settings.feedback.compare_share,
     )
@@ -72,14 +72,14 @@ async def compare(body: ComparisonRequest, runtime: RuntimeDep) -> ComparisonRes
     user = body.key
     chosen = await _own_turn(runtime, body, body.chosen_turn_id)
     rejected = await _own_turn(runtime, body, body.rejected_turn_id)
-    if not Store.agreed_to_compare(await runtime.store.profile(user)):
+    if not agreed_to_compare(await runtime.store.profiles.get(user)):
         raise ApiError(403, "not_agreed", NOT_AGREED)
     if (chosen.retry_of or chosen.turn_id) != (rejected.retry_of or rejected.turn_id):
         raise ApiError(409, "not_a_pair", NOT_A_PAIR)
     settings = runtime.settings
     kept = []
     for turn, rating in ((chosen, 1), (rejected, -1)):
-        outcome = await runtime.store.rate_turn(
+        outcome = await runtime.store.ratings.rate(
             turn, user, rating, ttl_s=settings.memory.ttl_s, ratings_kept=settings.feedback.ratings_kept
         )
         kept.append(outcome.kept)
@@ -91,7 +91,7 @@ async def compare(body: ComparisonRequest, runtime: RuntimeDep) -> ComparisonRes
 
 
 async def _own_turn(runtime: Runtime, body: ComparisonRequest, turn_id: str) -> TurnRecord:
-    turn = await runtime.store.turn(turn_id)
+    turn = await runtime.store.turns.get(turn_id)
     if turn is None or (turn.platform, turn.chat_id, turn.author) != (body.platform, body.chat_id, body.key):
         raise ApiError(404, "unknown_turn", UNKNOWN_TURN.format(what="turn id"))
     return turn

@@ -18,21 +18,21 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path
 
-from brain.api_models import (
+from brain.api_feedback import (
     MAX_MESSAGES_PER_TURN,
     TURN_ID_PATTERN,
-    ChatKind,
     FeedbackRequest,
     FeedbackResult,
     TurnMessages,
     TurnMessagesResult,
 )
+from brain.api_models import ChatKind
 from brain.feedback_records import TurnRecord
 from brain.service.auth import Authorized
 from brain.service.deps import RuntimeDep
 from brain.service.errors import ApiError, responses
 from brain.service.runtime import Runtime
-from brain.store import RatingOutcome
+from brain.store.ratings import RatingOutcome
 
 router = APIRouter(dependencies=[Authorized], tags=["feedback"])
 
@@ -44,7 +44,7 @@ UNKNOWN_TURN = (
 
 
 async def _turn_in_chat(runtime: Runtime, platform: str, chat_id: str, turn_id: str | None, what: str) -> TurnRecord:
-    turn = await runtime.store.turn(turn_id) if turn_id else None
+    turn = await runtime.store.turns.get(turn_id) if turn_id else None
     if turn is None or (turn.platform, turn.chat_id) != (platform, chat_id):
         raise ApiError(404, "unknown_turn", UNKNOWN_TURN.format(what=what))
     return turn
@@ -69,7 +69,7 @@ async def map_messages(turn_id: TurnIdPath, body: TurnMessages, runtime: Runtime
 
 
 async def _map(runtime: Runtime, turn: TurnRecord, ids: list[str], *, first_only: bool) -> int | None:
-    return await runtime.store.map_messages(
+    return await runtime.store.messages.map(
         turn,
         ids,
         ttl_s=runtime.settings.memory.ttl_s,
@@ -81,7 +81,7 @@ async def _map(runtime: Runtime, turn: TurnRecord, ids: list[str], *, first_only
 
 async def _count(runtime: Runtime, user: str, what: str) -> None:
     """Count one request against the user's rate window; 429 past the limit."""
-    requests, window_left_s = await runtime.store.take_rate(user)
+    requests, window_left_s = await runtime.store.rate_limits.take(user)
     limit = runtime.settings.limits.rate_per_minute
     if requests > limit:
         raise ApiError(
@@ -99,7 +99,7 @@ async def feedback(body: FeedbackRequest, runtime: RuntimeDep) -> FeedbackResult
     rater = body.key
     await _count(runtime, rater, "ratings")
     if body.message_id is not None:
-        turn_id = await runtime.store.turn_of_message(body.platform, body.chat_id, body.message_id)
+        turn_id = await runtime.store.messages.turn_of(body.platform, body.chat_id, body.message_id)
         turn = await _turn_in_chat(runtime, body.platform, body.chat_id, turn_id, "message")
     else:
         turn = await _turn_in_chat(runtime, body.platform, body.chat_id, body.turn_id, "turn id")
@@ -107,7 +107,7 @@ async def feedback(body: FeedbackRequest, runtime: RuntimeDep) -> FeedbackResult
         # a direct chat has one member, the one the turn answered: anyone else rating it is not in the chat, and
         # hears what an unknown turn gets, so that turn ids and message ids cannot be probed
         raise ApiError(404, "unknown_turn", UNKNOWN_TURN.format(what="turn id" if body.turn_id else "message"))
-    outcome = await runtime.store.rate_turn(
+    outcome = await runtime.store.ratings.rate(
         turn,
         rater,
         body.rating,

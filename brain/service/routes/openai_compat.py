@@ -13,7 +13,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from brain.adapters import COMMUNITY
-from brain.api_models import (
+from brain.api_openai import (
     OAIChatRequest,
     OAIChatResponse,
     OAIChoice,

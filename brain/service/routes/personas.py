@@ -68,9 +68,9 @@ async def current_persona(
     if chat_kind is ChatKind.group:
         if chat_id is None:
             raise ApiError(400, "missing_chat", "A group chat's persona needs its chat_id.")
-        stored, scope = await runtime.store.get_chat_persona(platform, chat_id), PersonaScope.chat
+        stored, scope = await runtime.store.personas.of_chat(platform, chat_id), PersonaScope.chat
     else:
-        stored, scope = await runtime.store.get_user_persona(user), PersonaScope.user
+        stored, scope = await runtime.store.personas.of_user(user), PersonaScope.user
     persona, custom = persona_lib.resolve(stored, runtime.presets, runtime.settings.brain.default_persona)
     return persona_lib.state(persona, custom, scope)
 
@@ -97,9 +97,9 @@ async def set_persona(
         status = 404 if body.preset is not None else 413 if "at most" in str(exc) else 400
         raise ApiError(status, "invalid_persona", str(exc)) from exc
     if body.chat_kind is ChatKind.group:
-        await runtime.store.set_chat_persona(platform, body.chat_id, choice, author=body.key)
+        await runtime.store.personas.set_chat(platform, body.chat_id, choice, author=body.key)
         scope = PersonaScope.chat
     else:
-        await runtime.store.set_user_persona(body.key, choice)
+        await runtime.store.personas.set_user(body.key, choice)
         scope = PersonaScope.user
     return persona_lib.state(persona, custom, scope)

@@ -10,12 +10,10 @@ from brain import personas as persona_lib
 from brain.api_models import (
     ChatKind,
     ConsentState,
-    EarlierTurn,
     ExportedMessage,
     ExportedPersona,
     ExportedRating,
     ExportedTurn,
-    Fact,
     ForgetResult,
     LogEntry,
     MemoryView,
@@ -23,7 +21,6 @@ from brain.api_models import (
     PrivacyNotice,
     ResetResult,
     Stats,
-    Turn,
     UserExport,
 )
 from brain.consent import is_opted_in
@@ -64,12 +61,12 @@ def _at(ms: str | None) -> datetime | None:
 
 
 async def _consent(runtime: Runtime, user: str) -> ConsentState:
-    profile = await runtime.store.profile(user)
+    profile = await runtime.store.profiles.get(user)
     return ConsentState(
         opted_in=is_opted_in(profile),
         version=profile.get("consent_version"),
         at=_at(profile.get("consent_at")),
-        logged_turns=await runtime.store.log_length(user),
+        logged_turns=await runtime.store.training_log.length(user),
     )
 
 
@@ -101,7 +98,7 @@ async def consent(platform: PlatformPath, user_id: UserIdPath, runtime: RuntimeD
 async def opt_in(platform: PlatformPath, user_id: UserIdPath, runtime: RuntimeDep) -> ConsentState:
     """Record consent (version and time): from now on the user's turns go to their training log."""
     user = user_key(platform, user_id)
-    await runtime.store.opt_in(user, runtime.settings.brain.consent_version)
+    await runtime.store.profiles.opt_in(user, runtime.settings.brain.consent_version)
     return await _consent(runtime, user)
 
 
@@ -111,15 +108,15 @@ async def opt_out(
 ) -> ConsentState:
     """Stop logging at once; with delete_logs, also delete the existing log."""
     user = user_key(platform, user_id)
-    await runtime.store.opt_out(user, delete_logs=bool(body and body.delete_logs))
+    await runtime.store.profiles.opt_out(user, delete_logs=bool(body and body.delete_logs))
     return await _consent(runtime, user)
 
 
 @router.post("/v1/users/{platform}/{user_id}/forget", response_model=ForgetResult)
 async def forget(platform: PlatformPath, user_id: UserIdPath, runtime: RuntimeDep) -> ForgetResult:
     """Delete every key of the user, logs included, and leave a tombstone against later writes and exports."""
-    deleted = await runtime.store.forget(user_key(platform, user_id))
-    runtime.drop_awaiting_fold(user_key(platform, user_id))
+    deleted = await runtime.store.forgetting.forget(user_key(platform, user_id))
+    runtime.memory.drop_pending(user_key(platform, user_id))
     await runtime.adapters.forget(user_key(platform, user_id))  # their own adapter, on every replica
     await runtime.backend.forget(user_key(platform, user_id))  # their conversations' cached keys and values
     runtime.rewrite_after_forget()  # and, soon, Redis's files on disk
@@ -127,18 +124,17 @@ async def forget(platform: PlatformPath, user_id: UserIdPath, runtime: RuntimeDe
 
 
 async def _memory_view(runtime: Runtime, user: str, platform: str, chat_id: str, kind: ChatKind) -> MemoryView:
-    summary, turns = await runtime.store.chat_memory(user, chat_id)
+    remembered = await runtime.memory.chat(user, chat_id)
     if kind is ChatKind.group:
-        stored = await runtime.store.get_chat_persona(platform, chat_id)
+        stored = await runtime.store.personas.of_chat(platform, chat_id)
     else:
-        stored = await runtime.store.get_user_persona(user)
+        stored = await runtime.store.personas.of_user(user)
     persona, _ = persona_lib.resolve(stored, runtime.presets, runtime.settings.brain.default_persona)
-    summaries = runtime.settings.memory.summaries
     return MemoryView(
-        summary=summary if summaries else "",  # never a summary the profile no longer writes (or trusts)
-        turns=[Turn.model_validate(t) for t in turns],
+        summary=remembered.summary,
+        turns=remembered.turns,
         persona=persona.name,
-        summaries=summaries,
+        summaries=runtime.settings.memory.summaries,
     )
 
 
@@ -146,12 +142,12 @@ async def _memory_view(runtime: Runtime, user: str, platform: str, chat_id: str,
 async def export(platform: PlatformPath, user_id: UserIdPath, runtime: RuntimeDep) -> UserExport:
     """Everything stored about the user, as JSON."""
     user = user_key(platform, user_id)
-    turns = await runtime.store.user_turns(user)
+    turns = await runtime.store.turns.of(user)
     # a chat the member's replies came from as a group shows the group's persona, not their own
     groups = {t.chat_id for t in turns if t.chat_kind == ChatKind.group.value and t.platform == platform}
     chats = {
         chat: await _memory_view(runtime, user, platform, chat, ChatKind.group if chat in groups else ChatKind.direct)
-        for chat in sorted(await runtime.store.chat_ids(user))
+        for chat in sorted(await runtime.store.chats.of(user))
     }
     log = [
         LogEntry(
@@ -163,18 +159,18 @@ async def export(platform: PlatformPath, user_id: UserIdPath, runtime: RuntimeDe
             persona=e["persona"],
             ts=int(e["ts"]) / 1000,
         )  # fmt: skip
-        async for e in runtime.store.log_entries(user)
+        async for e in runtime.store.training_log.entries(user)
     ]
     return UserExport(
         user=user,
-        profile=await runtime.store.profile(user),
+        profile=await runtime.store.profiles.get(user),
         chats=chats,
         log=log,
-        facts=[Fact.model_validate(f) for f in await runtime.store.facts(user)],
-        earlier_turns=[EarlierTurn.model_validate(t) for t in await runtime.store.earlier_turns(user)],
+        facts=await runtime.memory.facts(user),
+        earlier_turns=await runtime.memory.earlier_turns(user),
         ratings=[
             ExportedRating(turn_id=r.turn_id, rating=r.rating, served_by=r.served_by, at=r.at)
-            for r in await runtime.store.ratings(user)
+            for r in await runtime.store.ratings.of(user)
         ],
         turns=[
             ExportedTurn(
@@ -198,11 +194,11 @@ async def export(platform: PlatformPath, user_id: UserIdPath, runtime: RuntimeDe
                 system_prompt=str(p.persona.get("system_prompt", "")),
                 in_use=p.in_use,
             )
-            for p in await runtime.store.authored_personas(user)
+            for p in await runtime.store.personas.authored(user)
         ],
         messages=[
             ExportedMessage(platform=p, chat_id=c, message_id=m, turn_id=t)
-            for p, c, m, t in await runtime.store.mapped_messages(turns)
+            for p, c, m, t in await runtime.store.messages.mapped(turns)
         ],
     )
 
@@ -211,8 +207,7 @@ async def export(platform: PlatformPath, user_id: UserIdPath, runtime: RuntimeDe
 async def reset(platform: PlatformPath, user_id: UserIdPath, chat_id: ChatIdPath, runtime: RuntimeDep) -> ResetResult:
     """Clear the memory of one chat (turns, summary and its turns kept for recall); the training log and the facts
     are not touched."""
-    runtime.drop_awaiting_fold(user_key(platform, user_id), chat_id)
-    return ResetResult(cleared_turns=await runtime.store.reset_chat(user_key(platform, user_id), chat_id))
+    return ResetResult(cleared_turns=await runtime.memory.reset_chat(user_key(platform, user_id), chat_id))
 
 
 @router.get("/v1/users/{platform}/{user_id}/chats/{chat_id}/memory", response_model=MemoryView)
@@ -230,5 +225,5 @@ async def memory(
 @router.get("/v1/stats", response_model=Stats)
 async def stats(runtime: RuntimeDep) -> Stats:
     """Usage figures for operators."""
-    figures = await runtime.store.stats()
+    figures = await runtime.store.counts.stats()
     return Stats(model=runtime.model_name, **figures)

@@ -5,17 +5,16 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import discord
 import pytest
-from discord.gateway import DiscordWebSocket
-from discord.http import Route
 
 import bot as bot_package
 from bot.client import BrainClient
+from bot.discord import private_api
 from bot.discord.app import OwnchatBot, make_bot
 from brain.settings import Settings
 from tests.support.discord_api import LocalDiscord
@@ -24,10 +23,11 @@ from tests.support.fake_brain import API_KEY
 
 
 @pytest.fixture
-def discord_endpoints_restored(monkeypatch: pytest.MonkeyPatch) -> None:
-    """discord.py keeps its REST base and gateway in class attributes; the bot repoints them, this undoes it."""
-    monkeypatch.setattr(Route, "BASE", Route.BASE)
-    monkeypatch.setattr(DiscordWebSocket, "DEFAULT_GATEWAY", DiscordWebSocket.DEFAULT_GATEWAY)
+def discord_endpoints_restored() -> Iterator[None]:
+    """discord.py keeps one REST base and gateway per process; a bot pointed elsewhere gives them back on close."""
+    assert private_api.pointed_at() is None, "an earlier test left discord.py pointed elsewhere"
+    yield
+    assert private_api.pointed_at() is None, "a bot left discord.py pointed at the local Discord"
 
 
 @pytest.fixture

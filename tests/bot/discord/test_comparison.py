@@ -14,7 +14,8 @@ import pytest
 from bot.client import BrainClient
 from bot.comparison import NOT_YOURS, PREFER_FIRST, PREFER_SECOND, QUESTION
 from brain.api_models import UserRef
-from brain.store import Store, connect
+from brain.store import Store
+from brain.store.client import connect
 from tests.support.brain_server import BrainHandle, running_brain
 from tests.support.brain_state import turn_shown_by
 from tests.support.discord_api import Channel, LocalDiscord, User
@@ -46,7 +47,7 @@ async def store(comparing_brain: BrainHandle) -> AsyncIterator[Store]:
 
 async def rated(store: Store) -> list[tuple[str, int]]:
     """What the nightly run would learn from: each rated turn and its score."""
-    return sorted([(r.turn.turn_id, r.score) async for r in store.rated_turns()])
+    return sorted([(r.turn.turn_id, r.score) async for r in store.ratings.rated_turns()])
 
 
 async def bot_said(local_discord: LocalDiscord, channel: Channel, count: int) -> list[dict[str, Any]]:

@@ -21,7 +21,8 @@ import pytest
 
 from brain.adapters import COMMUNITY
 from brain.redis_local import LocalRedis
-from brain.store import Store, connect
+from brain.store import Store
+from brain.store.client import connect
 from tests.brain.dashboard.conftest import MISSING, chromium
 from tests.support.brain_server import BrainHandle, running_brain
 from tests.support.eventually import eventually_sync
@@ -39,8 +40,8 @@ async def _rate_and_read(redis_url: str) -> dict[str, Any]:
     try:
         await rate_version(store, "community@1", likes=8, dislikes=2, first_rater=1000)
         await rate_version(store, None, likes=5, dislikes=5, first_rater=2000)
-        counts = await store.member_counts(0)
-        return {"members": counts, "summaries": await store.run_summaries()}
+        counts = await store.counts.members(0)
+        return {"members": counts, "summaries": await store.dashboard.run_summaries()}
     finally:
         await store.close()
 

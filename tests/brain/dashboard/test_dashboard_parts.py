@@ -15,7 +15,8 @@ from pydantic import ValidationError
 from brain.dashboard.figures import quantile
 from brain.operator_records import SchedulePause
 from brain.settings import Secrets
-from brain.store import Store, connect
+from brain.store import Store
+from brain.store.client import connect
 from tests.trainer.nightly.helpers import nightly_settings, seed_community
 from trainer.nightly.schedule import nightly_job
 
@@ -41,7 +42,7 @@ def test_an_operator_key_too_short_or_equal_to_the_api_key_is_refused(values: di
 async def _pause(url: str, pause: SchedulePause | None) -> None:
     store = Store(connect(url))
     try:
-        await store.set_schedule_pause(pause)
+        await store.dashboard.set_schedule_pause(pause)
     finally:
         await store.close()
 

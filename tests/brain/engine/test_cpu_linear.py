@@ -24,6 +24,19 @@ def test_packed_model_computes_what_the_plain_one_does(tiny_model_dir: Path) -> 
         assert torch.equal(packed.generate(ids, max_new_tokens=12, do_sample=False, pad_token_id=0), greedy)
 
 
+def test_packing_keeps_the_models_own_parameters_and_their_ties(tiny_model_dir: Path) -> None:
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    before = {name: id(parameter) for name, parameter in model.named_parameters(remove_duplicate=False)}
+    assert model.lm_head.weight is model.get_input_embeddings().weight, "the tiny model ties its output layer"
+
+    pack_linears(model)
+
+    assert {name: id(parameter) for name, parameter in model.named_parameters(remove_duplicate=False)} == before
+    assert model.lm_head.weight is model.get_input_embeddings().weight
+    assert isinstance(model.get_output_embeddings(), PackedLinear)
+    assert not [name for name, module in model.named_modules() if type(module) is torch.nn.Linear]
+
+
 def test_packed_model_still_trains_copies_and_sees_new_weights(tiny_model_dir: Path) -> None:
     packed = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     pack_linears(packed)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from brain.api_models import EarlierTurn, Fact
 from brain.memory.context import Memory
+from brain.memory.facts import new_fact
 from brain.memory.recall import rank
 
 EARLIER = [
@@ -35,16 +37,20 @@ def test_a_message_of_function_words_alone_recalls_nothing():
     assert rank("anything about volcanoes", EARLIER) == []
 
 
+def said(role: str, text: str, chat_id: str, chat_kind: str) -> EarlierTurn:
+    return EarlierTurn.model_validate({"role": role, "text": text, "ts": 0, "chat_id": chat_id, "chat_kind": chat_kind})
+
+
 def test_a_prompt_quotes_only_what_the_chat_may_use():
     earlier = [
-        {"role": "user", "text": "My dog is called Biscuit.", "chat_id": "dm", "chat_kind": "direct"},
-        {"role": "assistant", "text": "What a lovely dog name!", "chat_id": "dm", "chat_kind": "direct"},
-        {"role": "user", "text": "Our team's dog is called Rex.", "chat_id": "g1", "chat_kind": "group"},
-        {"role": "user", "text": "The club dog is called Fido.", "chat_id": "g2", "chat_kind": "group"},
+        said("user", "My dog is called Biscuit.", "dm", "direct"),
+        said("assistant", "What a lovely dog name!", "dm", "direct"),
+        said("user", "Our team's dog is called Rex.", "g1", "group"),
+        said("user", "The club dog is called Fido.", "g2", "group"),
     ]
-    facts = [
-        {"text": "I have a dog.", "chat_id": "dm", "chat_kind": "direct"},
-        {"text": "I run the g1 team.", "chat_id": "g1", "chat_kind": "group"},
+    facts: list[Fact] = [
+        new_fact("I have a dog.", "pinned", "dm", "direct"),
+        new_fact("I run the g1 team.", "pinned", "g1", "group"),
     ]
 
     def memory(chat_id: str, group: bool, share: bool = False) -> Memory:
@@ -74,9 +80,8 @@ def test_a_message_the_facts_already_cover_is_not_quoted_again():
 
 def test_what_a_member_asked_is_not_quoted_back_as_what_they_said():
     earlier = [
-        {"role": "user", "text": "What is the best city to visit in Italy?", "chat_id": "dm", "chat_kind": "direct"},
-        {"role": "user", "text": "I live in Lisbon now.   Which  museums in the city should I see?", "chat_id": "dm",
-         "chat_kind": "direct"},
-    ]  # fmt: skip
+        said("user", "What is the best city to visit in Italy?", "dm", "direct"),
+        said("user", "I live in Lisbon now.   Which  museums in the city should I see?", "dm", "direct"),
+    ]
     memory = Memory.for_chat([], earlier, chat_id="dm", group=False, share_direct=False, recall_tokens=99)
     assert memory.recalled("Which city do I live in?") == ["I live in Lisbon now."]

@@ -61,7 +61,7 @@ async def test_folds_of_one_chat_waiting_together_are_written_by_one_generation(
         await say("CHARLIE is my third note.")  # its fold waits for the first
         await say("DELTA is my fourth note.")  # and this one's lines join it
         held.release.set()
-        await eventually(lambda: len(held.folds) == 2 and not brain.runtime.background, "the folds to finish")
+        await eventually(lambda: len(held.folds) == 2 and not brain.runtime.memory.background, "the folds to finish")
     finally:
         held.release.set()
         await client.aclose()
@@ -92,7 +92,7 @@ async def test_a_reset_drops_the_lines_of_a_fold_that_has_not_started(brain) -> 
         await say("ECHO is my fifth note.")
         await say("FOXTROT is my sixth note.")  # ECHO's lines: a fold of their own, after the reset
         held.release.set()
-        await eventually(lambda: len(held.folds) == 2 and not brain.runtime.background, "the folds to finish")
+        await eventually(lambda: len(held.folds) == 2 and not brain.runtime.memory.background, "the folds to finish")
     finally:
         held.release.set()
         await client.aclose()

@@ -89,7 +89,8 @@ async def test_old_turns_fold_into_a_summary_every_few_turns_in_the_background(c
 
 
 async def test_without_summaries_memory_shows_no_summary_and_none_is_written(tmp_path, tiny_model_dir):
-    from brain.store import Store, connect
+    from brain.store import Store
+    from brain.store.client import connect
     from tests.support.brain_server import running_brain
 
     stale = "User: I'd love to go to Lisbon!"
@@ -98,13 +99,13 @@ async def test_without_summaries_memory_shows_no_summary_and_none_is_written(tmp
         try:
             await client.chat(req("hello"))
             # a summary left from when summaries were on is not shown
-            await store.fold_summary("telegram:1", "c1", stale, 3600)
+            await store.chats.fold_summary("telegram:1", "c1", stale, 3600)
             for i in range(5):  # the brain keeps 6 turns: older ones fall out
                 await client.chat(req(f"message {i}"))
             memory = await client.memory(UserRef(platform="telegram", user_id="1"), "c1")
             assert memory.summary == "" and memory.summaries is False
             assert "message 0" not in [t.text for t in memory.turns]
-            assert (await store.chat_memory("telegram:1", "c1"))[0] == stale, "no summary was folded"
+            assert (await store.chats.memory("telegram:1", "c1"))[0] == stale, "no summary was folded"
         finally:
             await client.aclose()
             await store.close()

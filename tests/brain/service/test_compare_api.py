@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 
 from bot.client import BrainClient, BrainError
-from brain.api_models import ChatRequest, ComparisonRequest, UserRef
-from brain.store import Store, connect
+from brain.api_feedback import ComparisonRequest
+from brain.api_models import ChatRequest, UserRef
+from brain.store import Store
+from brain.store.client import connect
 from tests.support.brain_server import running_brain
 from trainer.core.examples import ChatRenderer
 from trainer.core.models import load_model
@@ -74,7 +76,7 @@ async def test_a_members_choice_between_two_replies_becomes_one_preference_pair(
 
     store = Store(connect(comparing_brain.redis.url))
     try:
-        rated = [r async for r in store.rated_turns()]
+        rated = [r async for r in store.ratings.rated_turns()]
     finally:
         await store.close()
     assert sorted((r.turn.turn_id, r.score) for r in rated) == sorted([(second.turn_id, 1), (first.turn_id, -1)])

@@ -6,9 +6,11 @@ from __future__ import annotations
 import pytest
 
 from bot.client import BrainClient, BrainError
-from brain.api_models import ChatKind, ChatReply, ChatRequest, FeedbackRequest, TurnMessages, UserRef
-from brain.store import Store, connect
-from tests.brain.test_store import all_text
+from brain.api_feedback import FeedbackRequest, TurnMessages
+from brain.api_models import ChatKind, ChatReply, ChatRequest, UserRef
+from brain.store import Store
+from brain.store.client import connect
+from tests.support.redis_dump import all_text
 
 ANN = UserRef(platform="telegram", user_id="1")
 BOB = UserRef(platform="telegram", user_id="2")
@@ -45,8 +47,8 @@ async def test_a_rated_reply_is_kept_for_training_and_a_withdrawn_rating_is_gone
     result = await client.feedback(rating(1, turn_id=reply.turn_id))
     assert result.stored and result.turn_id == reply.turn_id and result.rating == 1
     assert [r.rating for r in (await client.export(ANN)).ratings] == [1]
-    assert await store.like_counts() == {"base": (1, 0)}
-    rated = [r async for r in store.rated_turns()]
+    assert await store.ratings.like_counts() == {"base": (1, 0)}
+    rated = [r async for r in store.ratings.rated_turns()]
     assert [(r.turn.reply, r.score) for r in rated] == [(reply.reply, 1)]
     assert rated[0].turn.prompt[-1] == {"role": "user", "content": "hello there"}
 
@@ -56,8 +58,8 @@ async def test_a_rated_reply_is_kept_for_training_and_a_withdrawn_rating_is_gone
     withdrawn = await client.feedback(rating(0, turn_id=reply.turn_id))
     assert not withdrawn.stored and "withdrawn" in withdrawn.reason
     assert (await client.export(ANN)).ratings == []
-    assert [r async for r in store.rated_turns()] == []
-    assert await store.like_counts() == {}
+    assert [r async for r in store.ratings.rated_turns()] == []
+    assert await store.ratings.like_counts() == {}
 
 
 async def test_a_streamed_reply_ends_with_its_turn_id(client):
@@ -94,7 +96,7 @@ async def test_without_both_consents_nothing_is_kept_and_the_reply_says_why(clie
     assert not author_out.stored and "has not opted in" in author_out.reason
 
     assert (await client.export(BOB)).ratings == []
-    assert [r async for r in store.rated_turns()] == [] and await store.like_counts() == {}
+    assert [r async for r in store.ratings.rated_turns()] == [] and await store.ratings.like_counts() == {}
 
     await client.opt_in(ANN)
     both = await client.feedback(rating(1, BOB, "g1", turn_id=reply.turn_id))
@@ -146,7 +148,7 @@ async def test_a_retry_answers_the_same_message_again_and_pairs_the_two_replies(
     assert third.turn_id
 
     await client.feedback(rating(-1, turn_id=first.turn_id))
-    rated = [r async for r in store.rated_turns()]
+    rated = [r async for r in store.ratings.rated_turns()]
     assert {r.turn.turn_id for r in rated} == {first.turn_id, second.turn_id, third.turn_id}
     assert {r.group for r in rated} == {first.turn_id}
     assert {r.turn.prompt[-1]["content"] for r in rated} == {"tell me a joke"}
@@ -183,7 +185,7 @@ async def test_forget_removes_the_members_ratings_and_turns(client, store):
         await client.feedback(rating(1, BOB, "g1", message_id="900"))
     assert error.value.status == 404
     # Bob's reply lost Ann's rating; Bob's rating of Ann's reply finds no turn
-    assert [r async for r in store.rated_turns()] == []
+    assert [r async for r in store.ratings.rated_turns()] == []
 
 
 async def test_optout_with_delete_removes_the_members_ratings_and_the_notice_says_so(client):

@@ -11,9 +11,10 @@ import pytest
 
 from bot.client import BrainClient
 from brain.api_models import ChatKind, ChatRequest, FactPin, UserRef
-from brain.store import Store, connect
-from tests.brain.test_store import all_text
+from brain.store import Store
+from brain.store.client import connect
 from tests.support.eventually import eventually
+from tests.support.redis_dump import all_text
 
 
 @pytest.fixture
@@ -132,7 +133,7 @@ class SeenPrompts:
 
 
 async def settle(brain) -> None:
-    await eventually(lambda: not brain.runtime.background, "the background work finished", timeout=120)
+    await eventually(lambda: not brain.runtime.memory.background, "the background work finished", timeout=120)
 
 
 async def ask(client, brain, seen: SeenPrompts, who: str, chat: str, kind: str, text: str) -> str:

@@ -9,7 +9,8 @@ import openai
 import pytest
 
 from brain.adapters import COMMUNITY
-from brain.store import Store, connect
+from brain.store import Store
+from brain.store.client import connect
 from tests.brain.test_adapters import make_adapter, publish
 from tests.support.brain_server import running_brain
 from tests.support.eventually import eventually

@@ -7,8 +7,10 @@ from __future__ import annotations
 import pytest
 
 from bot.client import BrainClient, BrainError
-from brain.api_models import MAX_MESSAGES_PER_TURN, ChatKind, TurnMessages
-from brain.store import Store, connect, message_turns_key
+from brain.api_feedback import MAX_MESSAGES_PER_TURN, TurnMessages
+from brain.api_models import ChatKind
+from brain.store import Store, keys
+from brain.store.client import connect
 from tests.brain.service.test_feedback_api import ANN, BOB, message, rating
 
 
@@ -44,7 +46,7 @@ async def test_only_the_member_of_a_direct_chat_rates_its_turns(client, store):
     by_turn = await refused(client.feedback(as_group))
     for error in (by_message, by_turn):
         assert error.status == 404 and error.code == "unknown_turn"
-    assert (await client.export(BOB)).ratings == [] and await store.like_counts() == {}
+    assert (await client.export(BOB)).ratings == [] and await store.ratings.like_counts() == {}
     assert (await client.feedback(rating(1, ANN, "ann-dm", message_id="1"))).stored
 
 
@@ -69,8 +71,8 @@ async def test_a_message_is_mapped_once_and_never_moved_to_another_turn(client, 
     moved = await client.link_turn_messages(ann.turn_id, TurnMessages(platform="telegram", chat_id="g1",
                                                                       message_ids=["b1", "a1"]))  # fmt: skip
     assert moved.mapped == 1
-    assert await store.turn_of_message("telegram", "g1", "b1") == bob.turn_id
-    assert await store.turn_of_message("telegram", "g1", "a1") == ann.turn_id
+    assert await store.messages.turn_of("telegram", "g1", "b1") == bob.turn_id
+    assert await store.messages.turn_of("telegram", "g1", "a1") == ann.turn_id
     # not named: the turn's messages mapped from another chat or platform
     for other in (TurnMessages(platform="telegram", chat_id="g2", message_ids=["x"]),
                   TurnMessages(platform="discord", chat_id="g1", message_ids=["x"])):  # fmt: skip
@@ -94,4 +96,4 @@ async def test_mapping_calls_are_bounded_per_turn_and_counted_against_the_rate_l
     assert mapped == MAX_MESSAGES_PER_TURN  # the first call's; later ones map nothing more for this turn
     # the chat message counted once, the first mapping not at all, each later call once: call limit + 1 is refused
     assert calls == limit + 1
-    assert len(await store.r.hkeys(message_turns_key("telegram", "g1"))) == MAX_MESSAGES_PER_TURN
+    assert len(await store.r.hkeys(keys.message_turns("telegram", "g1"))) == MAX_MESSAGES_PER_TURN

@@ -12,7 +12,8 @@ import pytest
 import redis
 
 from brain.feedback_records import TurnRecord
-from brain.store import Store, connect, facts_key, turn_records_key
+from brain.store import Store, keys
+from brain.store.client import connect
 from tests.support.brain_server import BrainHandle, running_brain
 
 SECRET = "ZEBRA-7731"
@@ -52,7 +53,7 @@ def holding(brain: BrainHandle, text: str) -> list[str]:
 def kept_turns(brain: BrainHandle) -> list[TurnRecord]:
     r = redis.Redis.from_url(brain.redis.url, decode_responses=True)
     try:
-        return [TurnRecord.loads(raw) for raw in r.hvals(turn_records_key("telegram:1"))]
+        return [TurnRecord.loads(raw) for raw in r.hvals(keys.turn_records("telegram:1"))]
     finally:
         r.close()
 
@@ -105,7 +106,7 @@ def test_a_retry_of_a_turn_whose_fact_expired_is_refused(brain, http):
     first = chat(http, "d1", "What is my code?")
     r = redis.Redis.from_url(brain.redis.url)
     try:
-        r.delete(facts_key("telegram:1"))  # as its TTL would
+        r.delete(keys.facts("telegram:1"))  # as its TTL would
     finally:
         r.close()
     assert chat(http, "d1", retry_of=first.json()["turn_id"]).status_code == 404
@@ -115,14 +116,14 @@ async def test_a_turn_quoting_a_fact_deleted_while_it_was_generated_is_not_kept(
     store = Store(connect(redis_server.url))
     try:
         fact = {"id": "0a1b2c3d", "text": SECRET, "source": "pinned", "chat_id": "d1", "chat_kind": "direct", "ts": 1}
-        await store.add_fact("telegram:1", fact, max_facts=16, ttl_s=600)
-        since = (await store.profile("telegram:1"))["since"]
+        await store.facts.add("telegram:1", fact, max_facts=16, ttl_s=600)
+        since = (await store.profiles.get("telegram:1"))["since"]
         turn = TurnRecord(
             turn_id="0123456789abcdef", author="telegram:1", platform="telegram", chat_id="d1", chat_kind="direct",
             prompt=[{"role": "user", "content": SECRET}], reply="r", at="2026-01-01T00:00:00", facts=[fact["id"]],
         )  # fmt: skip
-        await store.delete_facts("telegram:1", [fact["id"]])
-        assert await store.save_turn(turn, since=since, ttl_s=600, turns_kept=10) is None
-        assert await store.turn(turn.turn_id) is None
+        await store.facts.delete("telegram:1", [fact["id"]])
+        assert await store.turns.save(turn, since=since, ttl_s=600, turns_kept=10) is None
+        assert await store.turns.get(turn.turn_id) is None
     finally:
         await store.close()

@@ -12,8 +12,8 @@ import httpx
 import pytest
 import redis
 
-from brain.store import chat_persona_key, facts_key, profile_key, turns_key
-from tests.brain.service.test_hardening import keys
+from brain.store import keys
+from tests.brain.service.test_hardening import keys as dump_keys
 
 ANN = {"platform": "telegram", "user_id": "1", "chat_id": "g1", "chat_kind": "group"}
 PERSONA = "/v1/users/telegram/1/persona"
@@ -51,10 +51,10 @@ def chat(http: httpx.Client, text: str = "hello", **ref: str) -> httpx.Response:
 )
 def test_a_persona_that_would_not_read_back_is_refused_before_anything_is_written(brain, http, persona, status, said):
     brain.settings.limits.max_persona_chars = 20_000  # an operator's generous limit must not let it through
-    before = keys(brain)
+    before = dump_keys(brain)
     answer = http.put(PERSONA, json={**ANN, **persona})
     assert answer.status_code == status and said in answer.json()["error"]["message"], answer.text
-    assert keys(brain) == before
+    assert dump_keys(brain) == before
     assert chat(http).status_code == 200
 
 
@@ -71,8 +71,8 @@ def test_a_card_whose_name_is_not_a_persona_name_is_stored_under_one_that_is(htt
 def test_a_stored_persona_that_no_longer_reads_back_is_skipped_for_every_member(http, db, caplog):
     """As an older version could have left it: every member of the group still chats, with the default persona."""
     broken = {"name": "_evil", "custom": True, "system_prompt": "p", "greeting": "g" * 1200, "author": "telegram:1"}
-    db.set(chat_persona_key("telegram", "g1"), json.dumps(broken))
-    db.hset(profile_key("telegram:2"), mapping={"since": "1", "persona": "{not json"})
+    db.set(keys.chat_persona("telegram", "g1"), json.dumps(broken))
+    db.hset(keys.profile("telegram:2"), mapping={"since": "1", "persona": "{not json"})
     with caplog.at_level(logging.ERROR, logger="brain"):
         for member in ("1", "2", "3"):
             assert chat(http, user_id=member).status_code == 200
@@ -89,8 +89,8 @@ def test_stored_facts_and_turns_that_no_longer_read_back_are_skipped(http, db, c
     pinned = http.post("/v1/users/telegram/1/facts", json={**ANN, "chat_kind": "direct", "chat_id": "d1",
                                                            "text": "I live in Lyon"})  # fmt: skip
     assert pinned.status_code == 201
-    db.rpush(facts_key("telegram:1"), json.dumps({"id": "nothex!", "text": 5}), "[]", "{")
-    db.rpush(turns_key("telegram:1", "d1"), json.dumps({"role": "wizard", "text": "x", "ts": 1}), "7")
+    db.rpush(keys.facts("telegram:1"), json.dumps({"id": "nothex!", "text": 5}), "[]", "{")
+    db.rpush(keys.turns("telegram:1", "d1"), json.dumps({"role": "wizard", "text": "x", "ts": 1}), "7")
     with caplog.at_level(logging.ERROR, logger="brain"):
         listed = http.get("/v1/users/telegram/1/facts", params={"chat_id": "d1"})
         assert listed.status_code == 200 and [f["text"] for f in listed.json()["facts"]] == ["I live in Lyon"]

@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from brain.settings import Settings
-from brain.store import Store, connect
+from brain.store import Store
+from brain.store.client import connect
 from tests.support.eventually import eventually_sync
 
 QUESTIONS = [
@@ -65,8 +66,8 @@ def nightly_settings(redis_url: str, model_dir: Path, root: Path, **trainer: Any
 async def log_turns(store: Store, user: str, turns: list[tuple[str, str]], *, chat: str = "c1") -> None:
     """Record exchanges the way the brain does after a reply (logged only while the user is opted in)."""
     for text, reply in turns:
-        state = await store.load_chat_state(user, user.split(":")[0], chat, False)
-        await store.record_turn(
+        state = await store.chats.load_state(user, user.split(":")[0], chat, False)
+        await store.chats.record_turn(
             user, chat, since=state.since,
             user_turn={"role": "user", "text": text, "ts": 0, "tokens": 8},
             assistant_turn={"role": "assistant", "text": reply, "ts": 0, "tokens": 8},
@@ -82,7 +83,7 @@ async def seed_community(
     try:
         for u in range(first, first + users):
             user = f"telegram:{u}"
-            await store.opt_in(user, "2026-11")
+            await store.profiles.opt_in(user, "2026-11")
             for i in range(turns):
                 await log_turns(store, user, [(question(i + 18 * u), answer)], chat=f"c{i // 3}")
     finally:

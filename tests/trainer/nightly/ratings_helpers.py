@@ -1,4 +1,4 @@
-"""Rated turns as the brain hands them to the trainer (store.rated_turns), built for tests."""
+"""Rated turns as the brain hands them to the trainer (store.ratings.rated_turns), built for tests."""
 
 from __future__ import annotations
 
@@ -83,13 +83,13 @@ async def store_rated(store, turns: list[RatedTurn]) -> None:
     raters opted in: every rating is kept and counted for its served version)."""
     members = {t.turn.author for t in turns} | {r.rater for t in turns for r in t.ratings}
     for member in sorted(members):
-        await store.opt_in(member, "2026-11")
+        await store.profiles.opt_in(member, "2026-11")
     for rated in turns:
         turn = rated.turn
-        state = await store.load_chat_state(turn.author, turn.platform, turn.chat_id, False)
-        assert await store.save_turn(turn, since=state.since, ttl_s=3600, turns_kept=1000) == turn.turn_id
+        state = await store.chats.load_state(turn.author, turn.platform, turn.chat_id, False)
+        assert await store.turns.save(turn, since=state.since, ttl_s=3600, turns_kept=1000) == turn.turn_id
         for rating in rated.ratings:
-            outcome = await store.rate_turn(turn, rating.rater, rating.rating, ttl_s=3600, ratings_kept=1000)
+            outcome = await store.ratings.rate(turn, rating.rater, rating.rating, ttl_s=3600, ratings_kept=1000)
             assert outcome.kept
 
 

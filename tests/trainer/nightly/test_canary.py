@@ -11,7 +11,8 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from brain.adapters import COMMUNITY
-from brain.store import Store, connect
+from brain.store import Store
+from brain.store.client import connect
 from tests.trainer.nightly.helpers import nightly_settings, seed_community
 from tests.trainer.nightly.ratings_helpers import rate_version
 from trainer.cli import app
@@ -54,7 +55,7 @@ def test_a_canary_members_like_less_is_rolled_back_by_the_next_run(redis_server,
     assert "serves 50% of opted-in members as a canary until it has 20 ratings" in " ".join(started.reasons)
     with RedisLink(redis_server.url) as link:
         assert Registry(settings.trainer.registry_dir, link).live(COMMUNITY) is None, "not live for everyone yet"
-        record = link.call(link.store.get_canary(COMMUNITY))
+        record = link.call(link.store.canaries.get(COMMUNITY))
         assert (record.name, record.share, record.min_ratings) == ("community@1", 0.5, 20)
 
     # members of the canary's share dislike it; the others keep liking the base model
@@ -73,7 +74,7 @@ def test_a_canary_members_like_less_is_rolled_back_by_the_next_run(redis_server,
     with RedisLink(redis_server.url) as link:
         registry = Registry(settings.trainer.registry_dir, link)
         assert registry.live(COMMUNITY) is None, "the base model still serves everyone"
-        canary = link.call(link.store.get_canary(COMMUNITY))
+        canary = link.call(link.store.canaries.get(COMMUNITY))
     # with the canary gone, the community trained again that night: a new candidate is the new canary
     assert second.outcome(COMMUNITY).status == "canary" and canary.version == 2
     assert (Path(settings.trainer.runs_dir) / second.run / "likes.png").stat().st_size > 5_000
@@ -100,7 +101,7 @@ def test_a_canary_is_promoted_once_it_has_its_ratings_and_is_not_worse(redis_ser
     with RedisLink(redis_server.url) as link:
         registry = Registry(settings.trainer.registry_dir, link)
         assert registry.live_version(COMMUNITY) == 1 and registry.history(COMMUNITY)[0].action == "promote"
-        assert link.call(link.store.get_canary(COMMUNITY)) is None
+        assert link.call(link.store.canaries.get(COMMUNITY)) is None
 
     status = CliRunner().invoke(app, ["status", "--json"], env=env_for(settings), catch_exceptions=False)
     rates = json.loads(status.output)["like_rates"]

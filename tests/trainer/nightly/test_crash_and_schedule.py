@@ -63,7 +63,7 @@ def test_a_run_killed_midway_leaves_the_live_adapter_and_the_next_run_completes(
 
     with RedisLink(redis_server.url) as link:
         assert Registry(registry_dir, link).live(COMMUNITY) == live_before
-        holder = Holder.parse(link.call(link.store.trainer_lock_holder()))
+        holder = Holder.parse(link.call(link.store.trainer_lock.holder()))
     assert registry_files(registry_dir) == files_before
 
     # its lock has ten minutes of lease left, but its process is gone from this host: taken over at once
@@ -137,7 +137,7 @@ def test_the_scheduler_starts_the_run_at_its_time_and_says_when_the_next_one_is(
     assert code == 0, str(output)
     assert len(run_dirs(settings.trainer.runs_dir)) == 1, "one run, at its time"
     with RedisLink(redis_server.url) as link:
-        assert link.call(link.store.trainer_lock_holder()) is None, "the lock was released"
+        assert link.call(link.store.trainer_lock.holder()) is None, "the lock was released"
 
 
 def test_sigterm_stops_the_scheduler_cleanly_during_a_run(redis_server, tmp_path: Path, tiny_model_dir: Path):
@@ -150,7 +150,7 @@ def test_sigterm_stops_the_scheduler_cleanly_during_a_run(redis_server, tmp_path
     assert process.wait(60) == 0, process.stdout.read().decode()
     assert read_report(run_dirs(settings.trainer.runs_dir)[-1]).status == "cancelled"
     with RedisLink(redis_server.url) as link:
-        assert link.call(link.store.trainer_lock_holder()) is None, "the lock was released"
+        assert link.call(link.store.trainer_lock.holder()) is None, "the lock was released"
         assert Registry(settings.trainer.registry_dir, link).live(COMMUNITY) is None
 
 

@@ -12,7 +12,8 @@ import pytest
 
 from brain.adapters import COMMUNITY
 from brain.settings import Settings
-from brain.store import Store, connect
+from brain.store import Store
+from brain.store.client import connect
 from trainer.nightly.corpus import community_chats, log_chats
 from trainer.nightly.run import run_nightly
 

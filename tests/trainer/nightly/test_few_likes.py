@@ -4,23 +4,31 @@ the gate promotes only on a paired difference beyond the noise of the held-out r
 
 from __future__ import annotations
 
+import asyncio
 import random
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 
-from brain.settings import EvaluationSettings, PreferenceSettings, RewardModelSettings
-from tests.trainer.nightly.ratings_helpers import TOPICS, disliked_reply, liked_reply, question, rated_turn
+from brain.adapters import COMMUNITY
+from brain.store import Store
+from brain.store.client import connect
+from tests.trainer.nightly.helpers import log_turns, nightly_settings
+from tests.trainer.nightly.ratings_helpers import TOPICS, disliked_reply, liked_reply, question, rated_turn, store_rated
 from trainer.core.examples import ChatRenderer, Example, RatedExample
 from trainer.core.finetuning import PreferenceData
 from trainer.core.models import load_model
 from trainer.core.objectives import kto_class_weights
 from trainer.nightly.gate import decide
+from trainer.nightly.ratings import split_groups
 from trainer.nightly.reward import RewardStep
+from trainer.nightly.run import run_nightly
 from trainer.nightly.scoring import Scores
 from trainer.nightly.stats import auc
+from trainer.settings import EvaluationSettings, PreferenceSettings, RewardModelSettings
 
 
 def rated(liked: bool) -> RatedExample:
@@ -154,3 +162,53 @@ def test_an_auc_counts_only_with_enough_held_out_ratings_of_each_class() -> None
     candidate = scores("candidate", [1.0 if y else 0.0 for y in liked], liked)  # AUC 1.0 on two likes
     decision = decide(candidate, live, live, EvaluationSettings())
     assert "too few held-out ratings to judge by (40, 2 liked)" in decision.reasons[0]
+
+
+def test_a_night_of_almost_only_dislikes_still_learns_from_its_ratings(
+    redis_server, tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    """As on a sparse taste's first night: one like among 40 one-question chats. Disliked replies are not
+    imitated, so no next-token example is left to validate on; the ratings are what the night learns from."""
+
+    async def seed() -> None:
+        store = Store(connect(redis_server.url))
+        try:
+            turns = [
+                rated_turn(
+                    question(f"{topic} {n}"), (liked_reply if i == 0 else disliked_reply)(topic), [1 if i == 0 else -1]
+                )
+                for i, (n, topic) in enumerate((n, t) for n in range(3) for t in TOPICS[:14])
+            ][:40]
+            turns = [
+                t.model_copy(update={"turn": t.turn.model_copy(update={"chat_id": f"q{i}"})})
+                for i, t in enumerate(turns)
+            ]
+            await store_rated(store, turns)
+            for t in turns:  # the chats themselves, as the brain logs them
+                await log_turns(
+                    store, t.turn.author, [(t.turn.prompt[-1]["content"], t.turn.reply)], chat=t.turn.chat_id
+                )
+        finally:
+            await store.close()
+
+    asyncio.run(seed())
+    outcome = run_nightly(nightly_settings(redis_server.url, tiny_model_dir, tmp_path), quiet=True).outcome(COMMUNITY)
+
+    assert outcome.status != "failed", outcome.reasons
+    assert outcome.finetune is not None and outcome.finetune.train_rated >= 25, outcome.finetune
+    # the one liked reply (from the chat log, and once more as a liked rating); no disliked reply is imitated
+    assert outcome.finetune.train_examples + outcome.finetune.val_examples <= 2, outcome.finetune
+
+
+def test_rare_likes_reach_the_held_out_set_and_validation_as_well_as_training() -> None:
+    # 10 liked groups among 200: an unstratified split by hash alone can leave the held-out set with none
+    liked = {f"prompt {i}": i % 20 == 0 for i in range(200)}
+
+    splits = split_groups(liked, val_fraction=0.1, heldout_fraction=0.25)
+    reordered = split_groups(dict(reversed(liked.items())), val_fraction=0.1, heldout_fraction=0.25)
+
+    assert splits == reordered, "a group's split does not depend on the order of export"
+    likes = Counter(splits[k] for k, v in liked.items() if v)
+    dislikes = Counter(splits[k] for k, v in liked.items() if not v)
+    assert likes["heldout"] >= 2 and likes["val"] >= 1 and likes["train"] >= 5, likes
+    assert dislikes == {"heldout": 48, "val": 18, "train": 124}, dislikes

@@ -12,7 +12,8 @@ import yaml
 from brain import personas
 from brain.adapters import COMMUNITY
 from brain.settings import Settings
-from brain.store import Store, connect
+from brain.store import Store
+from brain.store.client import connect
 from tests.trainer.nightly.helpers import nightly_settings, seed_community
 from tests.trainer.nightly.ratings_helpers import TOPICS, retry_pairs, store_rated
 from trainer.core.evaluation import greedy_replies

@@ -49,10 +49,10 @@ def test_a_lock_whose_holder_died_on_this_host_is_taken_over_at_once(redis_serve
 
         lock = TrainerLock(link, ttl_s=60).acquire()  # long before the 60 s lease would end
         assert lock.taken_over is not None and lock.taken_over.pid == child.pid
-        assert link.call(link.store.trainer_lock_holder()) == lock.token
+        assert link.call(link.store.trainer_lock.holder()) == lock.token
         lock.check()
         lock.release()
-        assert link.call(link.store.trainer_lock_holder()) is None
+        assert link.call(link.store.trainer_lock.holder()) is None
     finally:
         child.kill()
         child.wait()
@@ -62,17 +62,17 @@ def test_a_holder_on_another_host_keeps_the_lock_until_its_lease_ends(link: Redi
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()  # a pid that is surely free here, but means nothing on the other host
     elsewhere = Holder(host="another-host", pid=gone.pid)
-    assert link.call(link.store.acquire_trainer_lock(elsewhere.token(), 1500))
+    assert link.call(link.store.trainer_lock.acquire(elsewhere.token(), 1500))
 
     with pytest.raises(LockHeldError, match=f"pid {gone.pid} on another-host"):
         TrainerLock(link, ttl_s=60).acquire()
-    eventually_sync(lambda: link.call(link.store.trainer_lock_holder()) is None, "the other host's lease ran out")
+    eventually_sync(lambda: link.call(link.store.trainer_lock.holder()) is None, "the other host's lease ran out")
     with TrainerLock(link, ttl_s=60) as lock:
         assert lock.taken_over is None
-        assert Holder.parse(link.call(link.store.trainer_lock_holder())) == lock.holder
+        assert Holder.parse(link.call(link.store.trainer_lock.holder())) == lock.holder
 
 
 def test_a_holder_token_that_cannot_be_read_is_never_taken_over(link: RedisLink) -> None:
-    assert link.call(link.store.acquire_trainer_lock("oldhost:12345:1700000000:abc", 60_000))
+    assert link.call(link.store.trainer_lock.acquire("oldhost:12345:1700000000:abc", 60_000))
     with pytest.raises(LockHeldError, match="oldhost:12345"):
         TrainerLock(link, ttl_s=60).acquire()

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import torch
 
-from trainer.core.batches import ExampleBatches, MixedBatches, chunks
+from trainer.core.batches import ExampleBatches, chunks
 from trainer.core.distributed import Placement
 from trainer.core.examples import IGNORE_INDEX, Example, PairExample, RatedExample
-from trainer.core.finetuning import COLLATE
 from trainer.core.loop import backward
-from trainer.core.objectives import KTO, Mixture, NextToken, SigmoidDPO
+from trainer.core.mixture import MixedBatches, Mixture, Weighted
+from trainer.core.objectives import KTO, ExampleObjective, NextToken, SigmoidDPO
 
 
 def examples(count: int, seed: int = 0) -> list[Example]:
@@ -55,7 +55,7 @@ def test_chunks_stay_within_the_budget_and_keep_every_example() -> None:
     assert all(len(g) <= 8 and max(len(e.ids) for e in g) * len(g) <= 200 for g in groups)
 
 
-def preference_parts(seed: int = 2) -> dict[str, list]:
+def preference_parts(seed: int = 2) -> list[tuple[ExampleObjective, float, list]]:
     rng = random.Random(seed)
     texts = examples(24, seed)
     pairs = [PairExample(texts[i], texts[i + 1], rng.uniform(-60, -20), rng.uniform(-60, -20)) for i in range(0, 8, 2)]
@@ -63,7 +63,7 @@ def preference_parts(seed: int = 2) -> dict[str, list]:
         RatedExample(texts[i], i % 4 == 0, texts[i + 1], rng.uniform(-60, -20), rng.uniform(-60, -20))
         for i in range(8, 20, 2)
     ]
-    return {"next_token": texts[20:], "dpo": pairs, "kto": rated}
+    return [(NextToken(), 0.5, texts[20:]), (SigmoidDPO(0.5), 1.0, pairs), (KTO(0.5, 1.0, 1.5), 2.0, rated)]
 
 
 def mixed_gradients(model_dir: Path, max_batch_tokens: int) -> tuple[float, int, list[torch.Tensor]]:
@@ -73,18 +73,15 @@ def mixed_gradients(model_dir: Path, max_batch_tokens: int) -> tuple[float, int,
     torch.manual_seed(0)
     model = get_peft_model(AutoModelForCausalLM.from_pretrained(model_dir), LoraConfig(r=4, init_lora_weights=False))
     model.eval()
-    mixture = Mixture({"next_token": NextToken(), "dpo": SigmoidDPO(0.5), "kto": KTO(0.5, 1.0, 1.5)})
-    weights = {"next_token": 0.5, "dpo": 1.0, "kto": 2.0}
-    sources = {
-        kind: (
-            ExampleBatches(part, batch_size=len(part), micro_batch_size=len(part), max_batch_tokens=max_batch_tokens,
-                           seed=0, pad_id=0, collate=COLLATE[kind]),
-            weights[kind],
-        )
-        for kind, part in preference_parts().items()
-    }  # fmt: skip
-    micro_batches = MixedBatches(sources, mixture.units).for_step(0)
-    loss, _ = backward(model, mixture, micro_batches, Placement(device=torch.device("cpu")))
+    sources = [
+        Weighted(objective, weight, ExampleBatches(
+            part, batch_size=len(part), micro_batch_size=len(part), max_batch_tokens=max_batch_tokens, seed=0,
+            pad_id=0, collate=objective.collate,
+        ))
+        for objective, weight, part in preference_parts()
+    ]  # fmt: skip
+    micro_batches = MixedBatches(sources).for_step(0)
+    loss, _ = backward(model, Mixture(), micro_batches, Placement(device=torch.device("cpu")))
     return loss, len(micro_batches), [p.grad for p in model.parameters() if p.requires_grad]
 
 

@@ -16,7 +16,9 @@ from bot.client import BrainClient
 from brain.adapters import COMMUNITY, user_target, version_dir
 from brain.api_models import ChatRequest
 from brain.registry_records import ReloadEvent
-from brain.store import Store, connect, tombstone_member
+from brain.store import Store
+from brain.store.client import connect
+from brain.store.ids import tombstone_member
 from tests.support.brain_server import running_brain
 from tests.support.eventually import eventually
 from tests.trainer.nightly.helpers import ANSWER, QUESTIONS, log_turns, nightly_settings, question, seed_community
@@ -136,7 +138,7 @@ def test_rollback_puts_the_previous_version_live_and_tells_the_brains(
         async def confirmed() -> None:
             subscribed.set()
 
-        events = store.reload_events(on_subscribed=confirmed)
+        events = store.registry.reload_events(on_subscribed=confirmed)
         waiting = asyncio.ensure_future(events.__anext__())
         await eventually(subscribed.is_set, "Redis confirmed the subscription to reload events")
         result = await asyncio.to_thread(cli, env_for(settings), "rollback", "community")
@@ -179,7 +181,7 @@ def test_forget_removes_the_users_adapter_and_their_data_from_later_runs(
     async def seed() -> None:
         await seed_community(redis_server.url, users=3, turns=9)
         store = Store(connect(redis_server.url))
-        await store.opt_in(ann, "2026-11")
+        await store.profiles.opt_in(ann, "2026-11")
         for i in range(18):  # Ann's own way of answering, which her adapter learns
             await log_turns(store, ann, [(question(i), "Paris, of course!")], chat=f"a{i // 3}")
         await store.close()
@@ -199,8 +201,8 @@ def test_forget_removes_the_users_adapter_and_their_data_from_later_runs(
 
     async def forget() -> dict:
         store = Store(connect(redis_server.url))
-        assert (await store.profile(ann))["adapter_version"] == "1"
-        await store.forget(ann)
+        assert (await store.profiles.get(ann))["adapter_version"] == "1"
+        await store.forgetting.forget(ann)
         await store.close()
 
     asyncio.run(forget())
@@ -243,7 +245,7 @@ def test_forget_puts_the_newest_community_version_that_never_saw_the_user_back_l
             )
             if version != 3:
                 registry.promote(COMMUNITY, version, lock=lock)
-        link.call(link.store.forget(ann))
+        link.call(link.store.forgetting.forget(ann))
 
         purged = registry.purge_forgotten(lock=lock)
 
@@ -251,6 +253,6 @@ def test_forget_puts_the_newest_community_version_that_never_saw_the_user_back_l
         assert registry.versions(COMMUNITY) == [1, 3]
         assert registry.live_version(COMMUNITY) == 1, "v3 never passed the gate, so v1 serves"
         assert registry.history(COMMUNITY)[0].action == "forget"
-        link.call(link.store.forget(bob))
+        link.call(link.store.forgetting.forget(bob))
         registry.purge_forgotten(lock=lock)
         assert registry.live(COMMUNITY) is None and registry.versions(COMMUNITY) == []

@@ -8,15 +8,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from brain.settings import FinetuneSettings, PreferenceSettings
 from tests.trainer.nightly.ratings_helpers import TOPICS, lone_ratings, retry_pairs
 from trainer.core.distributed import Placement
 from trainer.core.evaluation import fill_reference, reply_logprobs
 from trainer.core.examples import ChatRenderer, Example
-from trainer.core.finetuning import PreferenceData, fine_tune
+from trainer.core.finetuning import FinetuneData, PreferenceData, fine_tune
 from trainer.core.models import add_lora, load_model
 from trainer.nightly.ratings import heldout_replies, preference_examples
 from trainer.nightly.stats import auc
+from trainer.settings import FinetuneSettings, PreferenceSettings
 
 SETTINGS = FinetuneSettings(
     max_steps=30, epochs=100, learning_rate=2e-2, warmup_steps=2, eval_every=10, patience=10, batch_size=8, r=8
@@ -74,8 +74,8 @@ def test_the_preference_objective_moves_liked_replies_above_disliked_ones(tiny_m
     pad = loaded.tokenizer.pad_token_id
     before = implied_rewards(model, loaded, [e for e, _ in unseen], reference, beta)
     result = fine_tune(
-        model, pad, train.liked, train.liked[:2], SETTINGS, Placement(torch.device("cpu")), label=kind,
-        preference=data, progress=False,
+        model, FinetuneData(train.liked, train.liked[:2], pad, data), SETTINGS, Placement(torch.device("cpu")),
+        label=kind, progress=False,
     )  # fmt: skip
     after = implied_rewards(model, loaded, [e for e, _ in unseen], reference, beta)
 

@@ -8,7 +8,8 @@ import asyncio
 import re
 from pathlib import Path
 
-from brain.store import Store, connect
+from brain.store import Store
+from brain.store.client import connect
 from tests.trainer.nightly.helpers import files_under, log_turns, nightly_settings
 from tests.trainer.nightly.ratings_helpers import rated_turn, store_rated
 from trainer.nightly.export import load_manifest, load_snapshot
@@ -37,7 +38,7 @@ async def seed(redis_url: str) -> None:
     try:
         for n, (kind, canary) in enumerate(CANARIES.items()):
             user = f"telegram:{n + 1}"
-            await store.opt_in(user, "v1")
+            await store.profiles.opt_in(user, "v1")
             turns = [(f"my {kind} is {canary}, keep it safe", "Noted, I will."),
                      (f"question {n} about the weather", f"It is sunny; ask {canary} for more."),
                      (f"another question {n} about tea", "Green tea is nice.")]  # fmt: skip
