@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from brain.engine.attention import decode_attention
-from brain.engine.cpu_linear import PackedLinear, pack_linears
+from brain.engine.cpu_linear import PackedLinear
 from brain.engine.kv_cache import DecodePlan
 
 SUPPORTED_MODEL_TYPES = ("llama", "mistral", "qwen2")
@@ -196,13 +196,15 @@ def _joined(linears: list[nn.Linear], fuse: bool) -> Callable[[torch.Tensor], to
         for linear in linears:
             assert isinstance(linear, PackedLinear)  # kinds says so
             linear.repack()
-    fused = nn.Linear(weight.shape[1], weight.shape[0], bias=biases[0] is not None, device="meta")
-    fused.weight = nn.Parameter(weight, requires_grad=False)
+    plain = nn.Linear(weight.shape[1], weight.shape[0], bias=biases[0] is not None, device="meta")
+    plain.weight = nn.Parameter(weight, requires_grad=False)
     if biases[0] is not None:
         bias = torch.cat([bias.detach() for bias in biases if bias is not None])
-        fused.bias = nn.Parameter(bias, requires_grad=False)
+        plain.bias = nn.Parameter(bias, requires_grad=False)
     # every part keeps a 4-bit copy, or none does: the fused one keeps the same values
-    pack_linears(nn.ModuleList([fused]), int4="on" if kinds == {"int4"} else "off")
+    fused = PackedLinear.of(plain, "on" if kinds == {"int4"} else "off")
+    with torch.no_grad():
+        fused.repack()
     return fused
 
 
