@@ -121,8 +121,10 @@ def load_serving_model(
 
     On a CPU, ``pack_cpu_weights`` gives the linear layers oneDNN-packed copies of their weights (see
     :mod:`brain.engine.cpu_linear`): about twice the speed for batched decoding and prefill, for a
-    second copy of those weights in memory. With ``dtype`` ``auto``, ``cpu_weights`` picks the CPU's
-    dtype (see :func:`serving_dtype`); the service passes its ``model.cpu_weights`` setting.
+    second copy of those weights in memory (and, for a Llama-layout model, packed copies of its fused
+    q/k/v and gate/up products, see :mod:`brain.engine.lean_decode`). With ``dtype`` ``auto``,
+    ``cpu_weights`` picks the CPU's dtype (see :func:`serving_dtype`); the service passes its
+    ``model.cpu_weights`` setting.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -133,6 +135,9 @@ def load_serving_model(
     # @wraps(nn.Module.to) in transformers gives PreTrainedModel.to the unbound signature, self and all
     model = model.to(torch_device).eval()  # type: ignore[arg-type]
     if pack_cpu_weights and torch_device.type == "cpu":
+        from brain.engine.lean_decode import lay_out_projections
+
+        lay_out_projections(model)  # for the engine's fused decoding products, before the parts are packed
         pack_linears(model, int4=int4_mode(torch_dtype, cpu_weights))
     tokenizer = AutoTokenizer.from_pretrained(path)
     return LoadedModel(

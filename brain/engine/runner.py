@@ -22,6 +22,7 @@ import torch
 
 from brain.engine.attention import use_rows_attention
 from brain.engine.kv_cache import DecodePlan, KVShape, PrefillPlan, RowCache
+from brain.engine.lean_decode import LeanDecoder
 from brain.engine.prefix_cache import PrefixCache, PrefixEntry
 from brain.engine.sampling import RowSampler, SamplingError, make_sampler, pick_tokens
 from brain.engine.scheduler import GenerationRequest, PrefillGroup, PrefillSlice, StepOutput, StepPlan
@@ -41,7 +42,9 @@ class _RunRow:
 class ModelRunner:
     """The model side of the engine; used by the engine's worker thread only."""
 
-    def __init__(self, model: Any, *, device: torch.device, context_length: int, prefix_cache_mib: float) -> None:
+    def __init__(
+        self, model: Any, *, device: torch.device, context_length: int, prefix_cache_mib: float, lean: bool = True
+    ) -> None:
         self.model = model
         self.device = device
         self.context_length = context_length
@@ -50,6 +53,11 @@ class ModelRunner:
         self.cache = RowCache(self.shape, context_length)
         self.staging = RowCache(self.shape, context_length)  # background prompts between chunks
         self._rows: dict[int, _RunRow] = {}
+        # ``lean``: decoding steps take brain/engine/lean_decode.py's fast path where the model allows it; the
+        # decoder of the model it was built for (None: the generic forward pass), built here, at start, and
+        # again for a model that replaces it (a peft model once adapters load) or whose weights changed
+        self.lean = lean
+        self._lean: tuple[Any, LeanDecoder | None] = (model, LeanDecoder.of(model, device) if lean else None)
 
     def execute(self, plan: StepPlan, requests: dict[int, GenerationRequest]) -> StepOutput:
         """Run ``plan`` (its rows' requests in ``requests``); the token of every row that produced one."""
@@ -85,7 +93,11 @@ class ModelRunner:
             raise RuntimeError("the decode plan and the cache's rows disagree")
         rows = [self._rows[key] for key in order]
         ids = torch.tensor([[row.next_token] for row in rows], device=self.device)
-        logits = self._forward(ids, plan.positions(), plan, [row.request for row in rows])
+        lean = self._lean_decoder()
+        if lean is not None:
+            logits = lean(ids, plan.positions(), plan)
+        else:
+            logits = self._forward(ids, plan.positions(), plan, [row.request for row in rows])
         self.cache.advance(plan)
         picked = pick_tokens(logits, [row.sampler for row in rows], [row.history for row in rows])
         return self._record(zip(order, rows, picked, strict=True))
@@ -211,6 +223,15 @@ class ModelRunner:
             rows_plan=plan,
             **self.adapter_names(requests),
         ).logits[:, -1]
+
+    def _lean_decoder(self) -> LeanDecoder | None:
+        if not self.lean:
+            return None
+        model, lean = self._lean
+        if model is not self.model or (lean is not None and lean.stale):
+            self._lean = (self.model, LeanDecoder.of(self.model, self.device))
+            lean = self._lean[1]
+        return lean
 
     def adapter_names(self, requests: list[GenerationRequest]) -> dict[str, list[str]]:
         """Each row's adapter, for a model that takes them (a peft model's mixed-adapter batches)."""

@@ -10,7 +10,17 @@ from pathlib import Path
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+from transformers import (
+    GPT2Config,
+    GPT2LMHeadModel,
+    LlamaConfig,
+    LlamaForCausalLM,
+    MistralConfig,
+    MistralForCausalLM,
+    PreTrainedTokenizerFast,
+    Qwen2Config,
+    Qwen2ForCausalLM,
+)
 
 SPECIAL_TOKENS = ["<|pad|>", "<|im_start|>", "<|im_end|>"]
 VOCAB_SIZE = 512
@@ -53,7 +63,8 @@ def train_tokenizer() -> PreTrainedTokenizerFast:
 
 
 def make_tiny_model_dir(path: Path, *, seed: int = 0, arch: str = "llama") -> Path:
-    """Write a 2-layer, 64-wide random ``llama`` or ``gpt2`` model and its tokenizer to ``path``."""
+    """Write a 2-layer, 64-wide random ``llama``, ``mistral``, ``qwen2`` or ``gpt2`` model and its tokenizer to
+    ``path``."""
     tokenizer = train_tokenizer()
     special = {
         "vocab_size": len(tokenizer),
@@ -76,11 +87,27 @@ def make_tiny_model_dir(path: Path, *, seed: int = 0, arch: str = "llama") -> Pa
             **special,
         )
         model = LlamaForCausalLM(config)
+    elif arch in ("mistral", "qwen2"):  # Llama's layout with other details (qwen2: biased q, k, v)
+        config_class, model_class = {
+            "mistral": (MistralConfig, MistralForCausalLM),
+            "qwen2": (Qwen2Config, Qwen2ForCausalLM),
+        }[arch]
+        config = config_class(
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=512,
+            tie_word_embeddings=True,
+            **special,
+        )
+        model = model_class(config)
     elif arch == "gpt2":
         config = GPT2Config(n_embd=64, n_layer=2, n_head=4, n_positions=512, **special)
         model = GPT2LMHeadModel(config)
     else:
-        raise ValueError(f"unknown tiny model architecture {arch!r}; choose 'llama' or 'gpt2'")
+        raise ValueError(f"unknown tiny model architecture {arch!r}; choose 'llama', 'mistral', 'qwen2' or 'gpt2'")
     path.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
