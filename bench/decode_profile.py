@@ -121,7 +121,7 @@ def main() -> None:
     layers = model.config.num_hidden_layers
     prompt = chat_prompt(loaded, 0, args.long_tokens)
     revision = revision_of(args.baseline)
-    options = {"device": loaded.device, "context_length": loaded.context_length, "prefix_cache_mib": 0}
+    options: dict[str, Any] = {"device": loaded.device, "context_length": loaded.context_length, "prefix_cache_mib": 0}
     result: dict[str, Any] = {"variants": {}}
     with tempfile.TemporaryDirectory() as folder, torch.no_grad():
         before = baseline_module(revision, Path(folder), "runner").ModelRunner(model, **options)

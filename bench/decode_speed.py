@@ -103,7 +103,7 @@ async def one_run(engine: Any, prompts: list[list[int]], max_new_tokens: int, st
 
     async def one(prompt: list[int]) -> list[int]:
         handle = engine.submit(GenerationRequest(prompt_ids=prompt, max_new_tokens=max_new_tokens, stop_token_ids=stop))
-        reply = []
+        reply: list[int] = []
         async for token in handle:
             if not reply:
                 firsts.append((time.perf_counter(), time.process_time()))
