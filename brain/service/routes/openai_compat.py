@@ -39,6 +39,11 @@ DEFAULT_MODEL = "default"
 STREAMED = "The completion; with `stream`, `data:` chunks, then `data: [DONE]` (an error ends the stream as "
 STREAMED += "a chunk holding `error`)."
 
+# The owner of this route's prompts in the prefix cache. It is stateless and keeps no member's words: its client
+# (whoever holds the API key) sends the whole history every time and sees every reply, so its conversations reuse
+# each other's prefixes, as a member's own chats do; no member of the chat platforms is ever this owner.
+API_CLIENT = "openai-route"
+
 
 @router.get("/v1/models", responses=responses())
 async def models(runtime: RuntimeDep) -> dict[str, Any]:
@@ -169,7 +174,7 @@ async def _complete(runtime: Any, ids: list[int], body: OAISampling, max_new: in
     pieces: list[str] = []
     async with _adapter(runtime, body.model) as adapter:
         async for item in runtime.generate(
-            ids, body.sampling(max_new), stop=body.stops, seed=body.seed, adapter=adapter
+            ids, body.sampling(max_new), stop=body.stops, seed=body.seed, adapter=adapter, user=API_CLIENT
         ):
             if isinstance(item, Generated):
                 return "".join(pieces), item
@@ -192,7 +197,7 @@ async def _events(
         if opening:
             yield [choice(None)], None
         async for item in runtime.generate(
-            ids, body.sampling(max_new), stop=body.stops, seed=body.seed, adapter=adapter
+            ids, body.sampling(max_new), stop=body.stops, seed=body.seed, adapter=adapter, user=API_CLIENT
         ):
             if not isinstance(item, Generated):
                 yield [choice(item)], None
