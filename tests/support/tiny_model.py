@@ -75,23 +75,14 @@ def make_tiny_model_dir(path: Path, *, seed: int = 0, arch: str = "llama") -> Pa
         "initializer_range": 0.2,
     }
     torch.manual_seed(seed)
-    if arch == "llama":
-        config = LlamaConfig(
-            hidden_size=64,
-            intermediate_size=128,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            max_position_embeddings=512,
-            tie_word_embeddings=True,
-            **special,
-        )
-        model = LlamaForCausalLM(config)
-    elif arch in ("mistral", "qwen2"):  # Llama's layout with other details (qwen2: biased q, k, v)
-        config_class, model_class = {
-            "mistral": (MistralConfig, MistralForCausalLM),
-            "qwen2": (Qwen2Config, Qwen2ForCausalLM),
-        }[arch]
+    # Llama's layout, and two of its kin with other details (qwen2: biased q, k, v)
+    llama_like = {
+        "llama": (LlamaConfig, LlamaForCausalLM),
+        "mistral": (MistralConfig, MistralForCausalLM),
+        "qwen2": (Qwen2Config, Qwen2ForCausalLM),
+    }
+    if arch in llama_like:
+        config_class, model_class = llama_like[arch]
         config = config_class(
             hidden_size=64,
             intermediate_size=128,

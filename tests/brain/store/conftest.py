@@ -15,3 +15,13 @@ async def store(redis_server: LocalRedis) -> AsyncIterator[Store]:
     s = Store(connect(redis_server.url))
     yield s
     await s.close()
+
+
+@pytest.fixture
+async def keyless_store(redis_server, monkeypatch):
+    """A store whose process has no OWNCHAT_ID_KEY: the key comes from Redis."""
+    monkeypatch.delenv("OWNCHAT_ID_KEY", raising=False)
+    s = Store(connect(redis_server.url))
+    await s.ids.load()
+    yield s
+    await s.close()

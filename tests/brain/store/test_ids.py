@@ -6,21 +6,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 
-import pytest
-
 from brain.store import Store, keys
 from brain.store.client import connect
 from brain.store.ids import tombstone_member
-
-
-@pytest.fixture
-async def keyless_store(redis_server, monkeypatch):
-    """A store whose process has no OWNCHAT_ID_KEY: the key comes from Redis."""
-    monkeypatch.delenv("OWNCHAT_ID_KEY", raising=False)
-    s = Store(connect(redis_server.url))
-    await s.ids.load()
-    yield s
-    await s.close()
 
 
 async def test_the_key_is_generated_once_shared_by_every_process_and_decides_the_hash(

@@ -5,21 +5,8 @@ from __future__ import annotations
 
 import hashlib
 
-import pytest
-
-from brain.store import Store, keys
-from brain.store.client import connect
+from brain.store import keys
 from brain.store.ids import LEGACY_PREFIX, tombstone_member
-
-
-@pytest.fixture
-async def keyless_store(redis_server, monkeypatch):
-    """A store whose process has no OWNCHAT_ID_KEY: the key comes from Redis."""
-    monkeypatch.delenv("OWNCHAT_ID_KEY", raising=False)
-    s = Store(connect(redis_server.url))
-    await s.ids.load()
-    yield s
-    await s.close()
 
 
 async def test_a_stolen_dump_does_not_name_a_forgotten_member_by_brute_force(keyless_store) -> None:
