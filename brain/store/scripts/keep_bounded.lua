@@ -14,3 +14,11 @@ local function keep_bounded(hash, order, now, max_age_ms, max_count)
   end
   return dropped
 end
+
+-- The same bound given as a lifetime in seconds, which both keys then live for (refreshed with each new record).
+local function keep_for(hash, order, now, ttl_s, max_count)
+  local dropped = keep_bounded(hash, order, now, ttl_s * 1000, max_count)
+  redis.call('EXPIRE', hash, ttl_s)
+  redis.call('EXPIRE', order, ttl_s)
+  return dropped
+end

@@ -16,9 +16,7 @@ for i = 7, #ARGV do
     held = held + 1
   end
 end
-keep_bounded(KEYS[1], KEYS[2], now, tonumber(ARGV[3]) * 1000, tonumber(ARGV[4]))
-redis.call('EXPIRE', KEYS[1], ARGV[3])
-redis.call('EXPIRE', KEYS[2], ARGV[3])
+keep_for(KEYS[1], KEYS[2], now, tonumber(ARGV[3]), tonumber(ARGV[4]))
 local mapped = 0
 for i = 7, #ARGV do
   if redis.call('HGET', KEYS[1], ARGV[i]) == ARGV[1] then mapped = mapped + 1 end

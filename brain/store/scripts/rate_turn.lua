@@ -16,7 +16,5 @@ end
 local now = tonumber(ARGV[5])
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[4])
 redis.call('ZADD', KEYS[3], now, ARGV[1])
-keep_bounded(KEYS[2], KEYS[3], now, tonumber(ARGV[6]) * 1000, tonumber(ARGV[7]))
-redis.call('EXPIRE', KEYS[2], ARGV[6])
-redis.call('EXPIRE', KEYS[3], ARGV[6])
+keep_for(KEYS[2], KEYS[3], now, tonumber(ARGV[6]), tonumber(ARGV[7]))
 return {previous, 1, 1}

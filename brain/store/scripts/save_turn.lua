@@ -16,7 +16,5 @@ end
 local now = tonumber(ARGV[4])
 redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
 redis.call('ZADD', KEYS[3], now, ARGV[2])
-keep_bounded(KEYS[2], KEYS[3], now, tonumber(ARGV[5]) * 1000, tonumber(ARGV[6]))
-redis.call('EXPIRE', KEYS[2], ARGV[5])
-redis.call('EXPIRE', KEYS[3], ARGV[5])
+keep_for(KEYS[2], KEYS[3], now, tonumber(ARGV[5]), tonumber(ARGV[6]))
 return 1
