@@ -115,7 +115,9 @@ def preference_data(
     ]
     train, val = parts
     if job.onpolicy_pairs:
-        train.pairs += onpolicy_examples(renderer, Path(job.onpolicy_pairs))
+        pairs, chosen_liked = onpolicy_examples(renderer, Path(job.onpolicy_pairs))
+        train.pairs += pairs
+        train.liked += chosen_liked
     if not (train.pairs or train.rated):
         return None, train, val
     data = PreferenceData(settings, train.pairs, train.rated, val.pairs, val.rated)
@@ -133,16 +135,19 @@ def preference_data(
     return data, train, val
 
 
-def onpolicy_examples(renderer: ChatRenderer, path: Path) -> list[PairExample]:
-    """The best-of-n pairs written for this job, as DPO pairs (those that fit the context)."""
-    out = []
+def onpolicy_examples(renderer: ChatRenderer, path: Path) -> tuple[list[PairExample], list[Example]]:
+    """The best-of-n pairs written for this job, as DPO pairs (those that fit the context), and their chosen
+    replies the reward model reads as liked, for the next-token part."""
+    pairs, liked = [], []
     for row in read_jsonl(path) if path.is_file() else []:
         pair = OnPolicyPair.model_validate(row)
         chosen = renderer.completion_parts(pair.prompt, pair.chosen)
         rejected = renderer.completion_parts(pair.prompt, pair.rejected)
         if chosen is not None and rejected is not None:
-            out.append(PairExample(renderer.completion(*chosen), renderer.completion(*rejected)))
-    return out
+            pairs.append(PairExample(renderer.completion(*chosen), renderer.completion(*rejected)))
+            if pair.chosen_liked:
+                liked.append(renderer.completion(*chosen))
+    return pairs, liked
 
 
 @contextlib.contextmanager

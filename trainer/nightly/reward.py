@@ -3,7 +3,9 @@ pairs it makes.
 
 The model is a linear head on the frozen base model (the reward-model recipe of Ouyang et al. 2022, with the
 body frozen to fit a CPU night): what the head sees of a prompt and reply is the mean and the last of the base
-model's final hidden states over the reply's tokens, and the reply's length in tokens (log). It learns from
+model's final hidden states over the reply's tokens, their mean over the reply's opening (the state that chose
+its first token and the next few: how a reply starts is half of many tastes), and the reply's length in tokens
+(log). It learns from
 liked against disliked replies with the logistic loss (each class weighted by its count, so that a night
 with few likes still learns what they share), plus the Bradley-Terry loss on replies to one prompt rated
 apart (a /retry, a comparison). Its L2 weight is chosen on the validation ratings; its AUC on the held-out
@@ -36,6 +38,7 @@ from trainer.settings import RewardModelSettings
 ONPOLICY_PAIRS = "onpolicy-pairs.jsonl"  # in the target's folder of the run
 L2_GRID = (1e-3, 1e-2, 1e-1, 1.0)
 STEPS = 300
+OPENING = 4  # hidden states over a reply's start that the head sees averaged: the one before it, and 3 of its own
 
 
 class RewardCheck(BaseModel):
@@ -60,6 +63,14 @@ class OnPolicyPair(BaseModel):
     chosen: str
     rejected: str
     margin: float
+    # the reward model's score of the chosen reply: above 0, it reads as more likely liked than not (the head's
+    # classes are weighted equally), and the reply is also learned as a liked one (rejection-sampling
+    # fine-tuning), which moves a small model further in a night than the pair alone
+    chosen_score: float = 0.0
+
+    @property
+    def chosen_liked(self) -> bool:
+        return self.chosen_score > 0
 
 
 @dataclass
@@ -93,7 +104,8 @@ class RewardModel:
 def reply_features(
     model: Any, examples: Sequence[Example], *, batch_size: int, max_batch_tokens: int, pad_id: int, device: Any
 ) -> torch.Tensor:
-    """(examples, 2 * hidden + 1): the mean and the last final hidden state over each reply, and log length."""
+    """(examples, 3 * hidden + 1): the mean and the last final hidden state over each reply, their mean over its
+    opening, and log length."""
     was_training = model.training
     model.eval()
     order = sorted(range(len(examples)), key=lambda i: examples[i].size)
@@ -117,7 +129,8 @@ def reply_features(
         mean = (hidden * reply.unsqueeze(-1)).sum(dim=1) / counts.unsqueeze(-1)
         last_index = torch.tensor([_last(e.labels) for e in group], device=device)
         last = hidden[torch.arange(len(group), device=device), last_index]
-        features = torch.cat([mean, last, counts.log().unsqueeze(-1)], dim=1).cpu()
+        opening = torch.stack([hidden[row, _opening(e.labels)].mean(dim=0) for row, e in enumerate(group)])
+        features = torch.cat([mean, last, opening, counts.log().unsqueeze(-1)], dim=1).cpu()
         for row in features:
             rows[order[position]] = row
             position += 1
@@ -127,6 +140,13 @@ def reply_features(
 
 def _padded(labels: list[int], width: int) -> list[int]:
     return labels + [IGNORE_INDEX] * (width - len(labels))
+
+
+def _opening(labels: list[int]) -> slice:
+    """The positions whose states chose a reply's first tokens: the one before its first, and its first few."""
+    scored = [i for i, label in enumerate(labels) if label != IGNORE_INDEX]
+    start = max(0, scored[0] - 1) if scored else len(labels) - 1
+    return slice(start, min(start + OPENING, len(labels)))
 
 
 def _last(labels: list[int]) -> int:
@@ -282,7 +302,11 @@ def best_of_n(
         if len(ranked) >= 2 and ranked[-1][0] > ranked[0][0]:
             pairs.append(
                 OnPolicyPair(
-                    prompt=prompt, chosen=ranked[-1][1], rejected=ranked[0][1], margin=ranked[-1][0] - ranked[0][0]
+                    prompt=prompt,
+                    chosen=ranked[-1][1],
+                    rejected=ranked[0][1],
+                    margin=ranked[-1][0] - ranked[0][0],
+                    chosen_score=ranked[-1][0],
                 )
             )
     return pairs

@@ -23,8 +23,9 @@ from trainer.core.finetuning import PreferenceData
 from trainer.core.models import load_model
 from trainer.core.objectives import kto_class_weights
 from trainer.nightly.gate import decide
+from trainer.nightly.lora import onpolicy_examples
 from trainer.nightly.ratings import split_groups
-from trainer.nightly.reward import RewardStep
+from trainer.nightly.reward import OnPolicyPair, RewardStep
 from trainer.nightly.run import run_nightly
 from trainer.nightly.scoring import Scores
 from trainer.nightly.stats import auc
@@ -118,6 +119,26 @@ def test_best_of_n_pairs_are_made_only_when_the_reward_model_passes_its_held_out
     for pair in pairs[:4]:  # the chosen reply is the one the reward model prefers
         chosen, rejected = step.scores([(pair.prompt, pair.chosen), (pair.prompt, pair.rejected)])
         assert chosen is not None and rejected is not None and chosen > rejected
+        assert pair.chosen_score == pytest.approx(chosen, abs=1e-4)
+
+
+def test_chosen_replies_the_reward_model_reads_as_liked_are_learned_as_liked_ones(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    loaded = load_model(str(tiny_model_dir), device="cpu")
+    renderer = ChatRenderer(loaded.tokenizer, max_tokens=256)
+    prompt = [{"role": "user", "content": question("lighthouses")}]
+    written = [
+        OnPolicyPair(prompt=prompt, chosen="A tall tower.", rejected="Hmm, well.", margin=2.0, chosen_score=1.2),
+        OnPolicyPair(prompt=prompt, chosen="Maybe a tower?", rejected="No idea.", margin=0.5, chosen_score=-0.3),
+    ]
+    path = tmp_path / "pairs.jsonl"
+    path.write_text("".join(pair.model_dump_json() + "\n" for pair in written))
+
+    pairs, liked = onpolicy_examples(renderer, path)
+
+    assert len(pairs) == 2  # both pairs teach which reply is better
+    assert [example.ids for example in liked] == [pairs[0].chosen.ids]  # only the one it scores above 0 is imitated
 
 
 def scores(name: str, rewards: list[float], liked: list[bool]) -> Scores:
