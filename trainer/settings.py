@@ -23,6 +23,11 @@ class FinetuneSettings(BaseModel):
     # same liked replies took one taste from 22 % to 32 % on q/v (r 8) and further on every linear layer (r 16);
     # see trainer/README.md, "What an adapter can learn"
     target_modules: list[str] = ["all-linear"]
+    # where a night's adapter starts: from the target's own live adapter ("live"), so that what earlier nights
+    # learned is kept and each night adds to it (the general guard is measured against the base model, so drift
+    # cannot pile up unseen), or from a fresh adapter every night ("fresh"). A live adapter of another shape
+    # (rank, modules) is not continued: that night starts fresh and says so
+    start_from: Literal["live", "fresh"] = "live"
     # "assistant": loss on the bot's replies only; "all": on every token of the conversation
     loss_on: Literal["assistant", "all"] = "assistant"
     learning_rate: float = Field(2e-4, gt=0.0)

@@ -43,6 +43,9 @@ class FinetuneResult(LoopResult):
     # KTO's lambda_D and lambda_U as trained with
     kto_desirable_weight: float = 1.0
     kto_undesirable_weight: float = 1.0
+    # the adapter the fine-tune continued ("community@3"), or None for a fresh one; and why not, where it could not
+    continued_from: str | None = None
+    fresh_because: str = ""
 
 
 @dataclass

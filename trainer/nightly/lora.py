@@ -71,6 +71,9 @@ class FinetuneJob(BaseModel):
     reference_dir: str | None = None
     # the night's best-of-n pairs of the serving model's own replies (reward.py), learned as DPO pairs
     onpolicy_pairs: str | None = None
+    # the target's own live adapter, continued instead of a fresh one (settings.start_from), and its name
+    start_dir: str | None = None
+    start_name: str | None = None
 
     def save(self, path: Path) -> None:
         write_json(path, self.model_dump())
@@ -88,6 +91,7 @@ def fingerprint(
     digest = hashlib.sha256()
     settings = job.preference.model_dump() if job.preference else None
     identity = [CHECKPOINT_FORMAT, Path(job.model_path).name, job.settings.model_dump(), job.user, settings]
+    identity.append(job.start_name)
     digest.update(json.dumps(identity, sort_keys=True).encode())
     for example in train + val:
         digest.update(json.dumps([example.ids, example.labels]).encode())
@@ -198,14 +202,38 @@ def finetune(job: FinetuneJob, stop: threading.Event | None = None) -> FinetuneR
     loaded = load_model(job.model_path, device=str(placement.device))
     data = training_data(job, loaded)  # with ratings, scored by the reference before the adapter is put on
     model = add_lora(loaded.model, cfg)
+    fresh_because = continue_adapter(model, job.start_dir) if job.start_dir else ""
     digest = fingerprint(job, data.train, data.val, data.preference)
     resume = resume_snapshot(job, model, digest, placement)
     hooks = adapter_keeper(model, out, digest, placement, stop)
     result = fine_tune(model, data, cfg, placement, label=job.target, hooks=hooks, resume=resume)
+    if job.start_dir:
+        result.continued_from = None if fresh_because else job.start_name
+        result.fresh_because = fresh_because
     if placement.is_main:
         write_json(out / RESULT, result.model_dump())
     distributed.stop(placement)
     return result
+
+
+def continue_adapter(model: Any, start_dir: str) -> str:
+    """Put the weights of the adapter in ``start_dir`` into ``model``'s fresh adapter, so that the night goes on
+    from it; "" when done, else why not (an adapter of another rank, scale or set of modules: the fresh one
+    stays)."""
+    from peft import get_peft_model_state_dict, load_peft_weights, set_peft_model_state_dict
+
+    config = read_json(Path(start_dir) / "adapter_config.json")
+    mine = model.peft_config["default"]
+    if (config.get("r"), config.get("lora_alpha")) != (mine.r, mine.lora_alpha):
+        shape = f"rank {config.get('r')} and alpha {config.get('lora_alpha')}"
+        return f"the live adapter has {shape}, not rank {mine.r} and alpha {mine.lora_alpha}"
+    saved = load_peft_weights(start_dir, device="cpu")
+    fresh = get_peft_model_state_dict(model)
+    shapes = {key: tuple(value.shape) for key, value in saved.items()}
+    if shapes != {key: tuple(value.shape) for key, value in fresh.items()}:
+        return "the live adapter adapts other modules than the settings name"
+    set_peft_model_state_dict(model, saved)
+    return ""
 
 
 def training_data(job: FinetuneJob, loaded: ModelWithTokenizer) -> FinetuneData:

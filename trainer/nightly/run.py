@@ -35,6 +35,7 @@ from brain.engine.model_loading import resolve_model
 from brain.settings import Settings
 from brain.store.ids import tombstone_member
 from trainer.core.examples import ChatRenderer
+from trainer.core.finetuning import FinetuneResult
 from trainer.core.loop import RunCancelled
 from trainer.nightly import canary, runs
 from trainer.nightly.clean import clean_export, load_split
@@ -246,6 +247,9 @@ class Nightly:
             preference=self.cfg.preference if self.cfg.preference.enabled else None,
             reference_dir=self._reference_dir(target),
         )
+        start = self._own_live(target) if self.cfg.finetune.start_from == "live" else None
+        if start is not None:
+            job.start_name, job.start_dir = start[0], str(start[1])
         reward_check = self._onpolicy_pairs(target, out_dir)
         if reward_check is not None and reward_check.pairs:
             job.onpolicy_pairs = str(out_dir / ONPOLICY_PAIRS)
@@ -296,7 +300,7 @@ class Nightly:
             run=self.run_dir.name,
             metrics=metrics,
             user_hash=tombstone_member(target.user) if target.user else None,
-            user_hashes=None if target.user else self.trained_on,
+            user_hashes=None if target.user else self._learned_from(result),
         )
         if target.user is None and self.cfg.canary.share > 0:  # members' ratings have the last word
             self.lock.check()
@@ -350,6 +354,21 @@ class Nightly:
                 if path.is_dir():
                     return record.name, path
         return None
+
+    def _own_live(self, target: Target) -> tuple[str, Path] | None:
+        """The target's own live adapter (not the community's for a member), which a night may continue."""
+        live = self._live(target)
+        record = self.registry.records().get(target.name)
+        return live if live is not None and record is not None and live[0] == record.name else None
+
+    def _learned_from(self, result: FinetuneResult) -> list[str]:
+        """Whom a community version learned from: tonight's members, and, when it continued a live version,
+        everyone that one learned from (a /forget of any of them takes it out of service too)."""
+        if result.continued_from is None:
+            return self.trained_on
+        record = self.registry.records().get(COMMUNITY)
+        earlier = self.registry.meta(COMMUNITY, record.version).user_hashes if record else []
+        return sorted(set(self.trained_on) | set(earlier))
 
     def _live_scores(self, target: Target, data: EvalSet, base: Scores) -> Scores:
         live = self._live(target)

@@ -1,0 +1,90 @@
+"""Nights add up: a night's fine-tune continues the target's live adapter (finetune.start_from), a version that
+continued another keeps whom that one learned from, so a /forget of an earlier night's member takes both out
+of service, and a live adapter of another shape is not continued."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import torch
+
+from brain.adapters import COMMUNITY
+from brain.store import Store
+from brain.store.client import connect
+from brain.store.ids import tombstone_member
+from tests.trainer.nightly.helpers import nightly_settings, seed_community
+from trainer.core.models import add_lora, load_model
+from trainer.nightly.link import RedisLink
+from trainer.nightly.lora import continue_adapter
+from trainer.nightly.registry import Registry
+from trainer.nightly.report import Outcome, RunReport
+from trainer.nightly.run import run_nightly
+from trainer.settings import FinetuneSettings
+
+
+def community(report: RunReport) -> Outcome:
+    return next(o for o in report.targets if o.target == COMMUNITY)
+
+
+async def leave_and_arrive(redis_url: str, leaving: list[str], first: int) -> None:
+    """Members who opt out with their logs deleted, and new ones who answer another way."""
+    store = Store(connect(redis_url))
+    try:
+        for user in leaving:
+            await store.profiles.opt_out(user, delete_logs=True)
+    finally:
+        await store.close()
+    await seed_community(redis_url, users=4, first=first, answer="Paris is the capital of France, on the Seine.")
+
+
+def test_the_second_night_continues_the_live_adapter_and_keeps_whom_it_learned_from(
+    redis_server, tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    night_one = [f"telegram:{u}" for u in range(100, 104)]
+    asyncio.run(seed_community(redis_server.url, users=4, first=100))
+    settings = nightly_settings(redis_server.url, tiny_model_dir, tmp_path)
+
+    first = community(run_nightly(settings, quiet=True))
+    assert first.status == "promoted" and first.version == 1, first.reasons
+    assert first.finetune is not None and first.finetune.continued_from is None  # nothing was live: a fresh one
+
+    asyncio.run(leave_and_arrive(redis_server.url, night_one, first=200))
+    second = community(run_nightly(settings, quiet=True))
+
+    assert second.finetune is not None and second.finetune.continued_from == "community@1", second.finetune
+    assert second.status == "promoted" and second.version == 2, second.reasons
+    with RedisLink(redis_server.url) as link:
+        registry = Registry(settings.trainer.registry_dir, link)
+        learned_from = set(registry.meta(COMMUNITY, 2).user_hashes)
+    # tonight's members, and the first night's, whose data is in the weights it went on from
+    assert {tombstone_member(u) for u in night_one} <= learned_from
+    assert {tombstone_member(f"telegram:{u}") for u in range(200, 204)} <= learned_from
+
+    async def forget() -> None:
+        store = Store(connect(redis_server.url))
+        await store.forgetting.forget(night_one[0])
+        await store.close()
+
+    asyncio.run(forget())
+    third = run_nightly(settings, quiet=True)
+
+    assert third.purged_community_versions == [1, 2]  # v2 never read her logs, but it carries what v1 learned
+
+
+def test_a_live_adapter_of_another_shape_is_not_continued(tiny_model_dir: Path, tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    live = add_lora(load_model(str(tiny_model_dir), device="cpu").model, FinetuneSettings(r=4, alpha=8))
+    live.save_pretrained(tmp_path / "live")
+    same_shape = add_lora(load_model(str(tiny_model_dir), device="cpu").model, FinetuneSettings(r=4, alpha=8))
+    other_shape = add_lora(load_model(str(tiny_model_dir), device="cpu").model, FinetuneSettings())
+    fresh = {k: v.clone() for k, v in other_shape.state_dict().items() if "lora_" in k}
+
+    assert continue_adapter(same_shape, str(tmp_path / "live")) == ""
+    reason = continue_adapter(other_shape, str(tmp_path / "live"))
+
+    for key, value in live.state_dict().items():  # continued: the live adapter's weights, B (zero at start) too
+        if "lora_" in key:
+            assert torch.equal(same_shape.state_dict()[key], value), key
+    assert reason == "the live adapter has rank 4 and alpha 8, not rank 16 and alpha 32"
+    assert all(torch.equal(other_shape.state_dict()[k], v) for k, v in fresh.items())  # left fresh
