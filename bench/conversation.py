@@ -16,12 +16,13 @@ Configurations (each memory mechanism on or off, with the model profile's DRY un
 - summaries: the shipped settings and a rolling summary folded every 2 turns;
 - long:      a 24-turn window (a capable model's) with recall;
 - nodry:     the shipped settings without DRY.
-Beside each: CPU seconds of this process per message (replies, references and background work).
+Beside each: CPU seconds of this process per message (replies, references and background work), with the load
+average at the end of the run.
 
-    python -m bench.conversation                                 # every configuration, 6 members
+    python -m bench.conversation                                 # every configuration, 7 members
     python -m bench.conversation --configs window,retrieved --members 2    # a quick look
 
-Prints a table and writes bench/results/conversation.json.
+Prints each configuration's figures and writes bench/results/conversation.json.
 """
 
 from __future__ import annotations
@@ -29,10 +30,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import platform
 import re
 import resource
 import tempfile
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -137,52 +140,107 @@ class Member:
         return tuple(said[:1])
 
 
+def new_members(count: int) -> list[Member]:
+    return [Member(i, SCRIPTS[i % len(SCRIPTS)]) for i in range(count)]
+
+
+# a member's message to its reply: Chat.say keeps the exchange in the conversation, Chat.refer leaves it out
+Say = Callable[[Member, str], Awaitable[str]]
+
+
+@dataclass(frozen=True)
+class Chat:
+    """How one configuration answers: every configuration runs the same script through these."""
+
+    say: Say
+    refer: Say
+    settle: Callable[[], Awaitable[None]]  # wait until the server's background work is done
+
+
 def cpu_s() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
+
+
+async def converse(name: str, chat: Chat, members: list[Member]) -> int:
+    """Every member's scripted conversation, members side by side; the number of messages sent."""
+
+    async def open_with(member: Member) -> None:
+        member.opening_reply = await chat.say(member, member.script.opening)
+
+    async def refer_back(member: Member, gap: int) -> None:
+        score(member, gap, await chat.refer(member, member.script.question))
+
+    await asyncio.gather(*(open_with(m) for m in members))
+    messages = len(members)
+    done = 0
+    for gap in GAPS:
+        for turn in range(done, gap):
+            await asyncio.gather(*(chat.say(m, FILLER[turn % len(FILLER)]) for m in members))
+            messages += len(members)
+        done = gap
+        await chat.settle()
+        await asyncio.gather(*(refer_back(m, gap) for m in members))
+        messages += len(members)
+        hits = sum(m.answers[gap]["followed"] for m in members)
+        print(f"  {name}, {gap} exchanges back: {hits}/{len(members)}", flush=True)
+    await chat.settle()
+    return messages
+
+
+def score(member: Member, gap: int, reply: str) -> None:
+    expected = member.expected()
+    followed = bool(expected) and any(word in reply.lower() for word in expected)
+    member.answers[gap] = {"question": member.script.question, "reply": reply, "expected": list(expected),
+                           "followed": followed}  # fmt: skip
 
 
 async def run(bench: Bench, dry_multiplier: float, config: Config, members: list[Member]) -> dict[str, Any]:
     bench.runtime.settings.memory = MemorySettings(**config.memory)
     bench.runtime.settings.model.dry.multiplier = dry_multiplier if config.dry else 0.0
     await bench.runtime.store.r.flushdb()
-    started, messages = cpu_s(), 0
 
-    async def open_with(member: Member) -> None:
-        reply: ChatReply = await bench.client.chat(member.request(member.script.opening))
-        member.opening_reply = reply.reply
+    async def say(member: Member, text: str) -> str:
+        reply: ChatReply = await bench.client.chat(member.request(text))
+        return reply.reply
 
-    await asyncio.gather(*(open_with(m) for m in members))
-    messages += len(members)
-    done = 0
-    for gap in GAPS:
-        for turn in range(done, gap):
-            await asyncio.gather(*(bench.client.chat(m.request(FILLER[turn % len(FILLER)])) for m in members))
-            messages += len(members)
-        done = gap
-        await bench.settle()
-        await asyncio.gather(*(probe(bench, m, gap) for m in members))
-        messages += len(members)
-        hits = sum(m.answers[gap]["followed"] for m in members)
-        print(f"  {config.name}, {gap} exchanges back: {hits}/{len(members)}", flush=True)
-    await bench.settle()
-    return {"cpu_s_per_message": (cpu_s() - started) / messages, "messages": messages}
+    async def refer(member: Member, text: str) -> str:
+        saved = await bench.save(member.user)
+        reply = await say(member, text)
+        await bench.cancel_background()
+        await bench.restore(member.user, saved)
+        return reply
+
+    started = cpu_s()
+    messages = await converse(config.name, Chat(say, refer, bench.settle), members)
+    return {"cpu_s_per_message": (cpu_s() - started) / messages, "messages": messages,
+            "cpu_of": "this process (the brain, in process)", "load_average": os.getloadavg()}  # fmt: skip
 
 
-async def probe(bench: Bench, member: Member, gap: int) -> None:
-    saved = await bench.save(member.user)
-    reply: ChatReply = await bench.client.chat(member.request(member.script.question))
-    await bench.cancel_background()
-    await bench.restore(member.user, saved)
-    expected = member.expected()
-    followed = bool(expected) and any(word in reply.reply.lower() for word in expected)
-    member.answers[gap] = {"question": member.script.question, "reply": reply.reply, "expected": list(expected),
-                           "followed": followed}  # fmt: skip
+def record(members: list[Member], cost: dict[str, Any]) -> dict[str, Any]:
+    """One configuration's results: the share of references followed, by gap and by kind, the cost, the replies."""
+    by_kind: dict[str, dict[str, float]] = {}
+    for kind in ("member", "bot", "topic"):
+        ours = [m for m in members if m.script.kind == kind]
+        if ours:
+            by_kind[kind] = {str(g): sum(m.answers[g]["followed"] for m in ours) / len(ours) for g in GAPS}
+    return {
+        "followed": {str(g): sum(m.answers[g]["followed"] for m in members) / len(members) for g in GAPS},
+        "by_kind": by_kind,
+        **cost,
+        "answers": [
+            {"opening": m.script.opening, "opening_reply": m.opening_reply, **{str(g): a for g, a in m.answers.items()}}
+            for m in members
+        ],
+    }
 
 
-async def main_async(args: argparse.Namespace) -> dict[str, Any]:
-    chosen = [configs()[name] for name in args.configs.split(",")]
-    results: dict[str, Any] = {}
+def print_result(name: str, result: dict[str, Any]) -> None:
+    print(f"{name}: {result['followed']}, {result['cpu_s_per_message']:.2f} CPU s a message "
+          f"(load {result['load_average'][0]:.1f})", flush=True)  # fmt: skip
+
+
+async def brain_configs(args: argparse.Namespace, chosen: list[Config], results: dict[str, Any]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         redis = LocalRedis(Path(tmp) / "redis").start()
         try:
@@ -198,37 +256,20 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             runtime.start()
             try:
                 for config in chosen:
-                    members = [Member(i, SCRIPTS[i % len(SCRIPTS)]) for i in range(args.members)]
-                    cost = await run(bench, dry_multiplier, config, members)
-                    by_kind: dict[str, dict[str, float]] = {}
-                    for kind in ("member", "bot", "topic"):
-                        ours = [m for m in members if m.script.kind == kind]
-                        if ours:
-                            by_kind[kind] = {str(g): sum(m.answers[g]["followed"] for m in ours) / len(ours)
-                                             for g in GAPS}  # fmt: skip
-                    results[config.name] = {
-                        "followed": {
-                            str(g): sum(m.answers[g]["followed"] for m in members) / len(members) for g in GAPS
-                        },  # fmt: skip
-                        "by_kind": by_kind,
-                        **cost,
-                        "answers": [
-                            {
-                                "opening": m.script.opening,
-                                "opening_reply": m.opening_reply,
-                                **{str(g): a for g, a in m.answers.items()},
-                            }
-                            for m in members
-                        ],  # fmt: skip
-                    }
-                    print(f"{config.name}: {results[config.name]['followed']}, "
-                          f"{cost['cpu_s_per_message']:.2f} CPU s a message", flush=True)  # fmt: skip
+                    members = new_members(args.members)
+                    results[config.name] = record(members, await run(bench, dry_multiplier, config, members))
+                    print_result(config.name, results[config.name])
                     write(args, results)
             finally:
                 await bench.aclose()
                 await runtime.stop()
         finally:
             redis.stop()
+
+
+async def main_async(args: argparse.Namespace) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    await brain_configs(args, [configs()[name] for name in args.configs.split(",")], results)
     return results
 
 
@@ -239,6 +280,7 @@ def write(args: argparse.Namespace, results: dict[str, Any]) -> None:
         "gaps": list(GAPS),
         "profile_dry": "model.dry of the model profile (nodry: multiplier 0)",
         "machine": platform.platform(),
+        "cpu_count": os.cpu_count(),
         "llama_cpp": "not run: no llama-server on this machine (bench/serve_http.py finds one)",
         "results": results,
     }
@@ -247,12 +289,16 @@ def write(args: argparse.Namespace, results: dict[str, Any]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--configs", default=",".join(configs()))
+    names = list(configs())
+    parser.add_argument("--configs", default=",".join(names), help=f"comma-separated, of {', '.join(names)}")
     parser.add_argument("--members", type=int, default=len(SCRIPTS))
     parser.add_argument("--model", default=DEFAULT_MODEL_ALIAS)
     parser.add_argument("--cpu-weights", default="float32")
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args()
+    unknown = set(args.configs.split(",")) - set(names)
+    if unknown:
+        parser.error(f"no configuration called {', '.join(sorted(unknown))}; choose of {', '.join(names)}")
     asyncio.run(main_async(args))
 
 
