@@ -15,12 +15,21 @@ Configurations (each memory mechanism on or off, with the model profile's DRY un
 - retrieved: the window and recall of the member's earlier messages (the shipped settings);
 - summaries: the shipped settings and a rolling summary folded every 2 turns;
 - long:      a 24-turn window (a capable model's) with recall;
-- nodry:     the shipped settings without DRY.
-Beside each: CPU seconds of this process per message (replies, references and background work), with the load
-average at the end of the run.
+- nodry:     the shipped settings without DRY;
+- llama_cpp: no brain: llama.cpp's ``llama-server`` on the default model's GGUF (found and started as
+             bench/serve_http.py does it; ``-t 2`` unless ``--llama-threads``; a slot per member, each with the
+             brain's whole context), fed the same member scripts through its OpenAI route, the client keeping the
+             whole history and sending it with every message. The same system prompt (the default persona's),
+             greedy with the persona's repetition penalty over the whole context, the same reply budget, no DRY
+             (llama.cpp's reads the whole context, the profile's the reply alone); each reference is sent after
+             the conversation so far and left out of the history afterwards. Skipped, and said so in the
+             results, without a llama-server.
+Beside each: CPU seconds per message (replies, references and background work) of this process for the brain's
+configurations, of the llama-server process for llama_cpp, with the load average at the end of the run.
 
     python -m bench.conversation                                 # every configuration, 7 members
     python -m bench.conversation --configs window,retrieved --members 2    # a quick look
+    python -m bench.conversation --configs window,llama_cpp --members 1    # the brain beside llama.cpp, a smoke run
 
 Prints each configuration's figures and writes bench/results/conversation.json.
 """
@@ -40,18 +49,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
+
+from bench.chat_path import cpu_seconds, settle
 from bench.recall import API_KEY, PLATFORM, Bench
-from brain.api_models import ChatReply, ChatRequest
-from brain.engine.model_loading import DEFAULT_MODEL_ALIAS
+from bench.serve_http import Server, find_llama_server, start_llama, stream_chat_completion
+from brain.api_models import ChatReply, ChatRequest, Persona
+from brain.engine.model_loading import DEFAULT_MODEL_ALIAS, DEFAULT_MODEL_GGUF
 from brain.memory.recall import terms
 from brain.memory.settings import MemorySettings
+from brain.personas import load_presets
 from brain.redis_local import LocalRedis
 from brain.service.runtime import Runtime
-from brain.settings import Secrets, Settings
+from brain.settings import ModelSettings, Secrets, Settings
 
 RESULTS = Path(__file__).parent / "results" / "conversation.json"
 GAPS = (2, 4, 8)
 GREEDY = {"temperature": 0.0, "max_new_tokens": 64}
+LLAMA_CPP = "llama_cpp"  # the configuration with no brain: llama.cpp's server, the client keeping the history
 # words of a reply that name no suggestion ("Sure! Here are three names: ...")
 GENERIC = frozenset(terms("sure here are some great ideas idea suggestions suggest names name books book title first "
                           "second third one two three of course certainly happy help"))  # fmt: skip
@@ -217,6 +232,61 @@ async def run(bench: Bench, dry_multiplier: float, config: Config, members: list
             "cpu_of": "this process (the brain, in process)", "load_average": os.getloadavg()}  # fmt: skip
 
 
+def default_persona() -> Persona:
+    """The persona /v1/chat answers a member with who chose none, from the presets as Runtime loads them."""
+    settings = Settings()
+    return load_presets(settings.brain.personas_dir)[settings.brain.default_persona]
+
+
+def llama_sampling(persona: Persona, slot_context: int) -> dict[str, Any]:
+    """The brain's sampling of these requests under llama.cpp's names: greedy, the persona's repetition penalty
+    over the whole context (the brain's reads the prompt and the reply; this llama-server refuses -1 for its
+    whole context, so the slot's size says it), the same reply budget; no DRY, as llama.cpp's reads the whole
+    context where the default profile's reads the reply alone."""
+    return {"temperature": GREEDY["temperature"], "max_tokens": GREEDY["max_new_tokens"],
+            "repeat_penalty": persona.sampling.repetition_penalty, "repeat_last_n": slot_context}  # fmt: skip
+
+
+async def run_llama(server: Server, sampling: dict[str, Any], members: list[Member]) -> dict[str, Any]:
+    """The members' scripts through llama.cpp's OpenAI route, each member's whole history kept here and sent."""
+    assert server.process is not None
+    pid = server.process.pid
+    persona = default_persona()
+    histories = {m.index: [{"role": "system", "content": persona.system_prompt}] for m in members}
+    prompt_tokens: list[int] = []
+    limits = httpx.Limits(max_connections=len(members) + 4, max_keepalive_connections=len(members) + 4)
+    async with httpx.AsyncClient(timeout=600, limits=limits) as client:
+
+        async def reply_to(messages: list[dict[str, str]]) -> str:
+            body = {"model": "default", "messages": messages, **sampling, "stream": True,
+                    "stream_options": {"include_usage": True}}  # fmt: skip
+            streamed = await stream_chat_completion(client, server, body)
+            prompt_tokens.append(streamed.usage.get("prompt_tokens", 0))
+            return streamed.text
+
+        async def say(member: Member, text: str) -> str:
+            history = histories[member.index]
+            history.append({"role": "user", "content": text})
+            reply = await reply_to(history)
+            history.append({"role": "assistant", "content": reply.strip()})
+            return reply
+
+        async def refer(member: Member, text: str) -> str:
+            # the conversation so far and the reference; the history goes on without the reference's exchange
+            return await reply_to([*histories[member.index], {"role": "user", "content": text}])
+
+        async def nothing_runs_behind() -> None:  # llama.cpp has no background work: a reply ends its request
+            return None
+
+        await settle(pid)  # the CPU of its start (loading, warming) is not part of the figure
+        started = cpu_seconds(pid)
+        messages = await converse(LLAMA_CPP, Chat(say, refer, nothing_runs_behind), members)
+        await settle(pid)
+        cpu = cpu_seconds(pid) - started
+    return {"cpu_s_per_message": cpu / messages, "messages": messages, "cpu_of": "the llama-server process",
+            "load_average": os.getloadavg(), "longest_prompt_tokens": max(prompt_tokens)}  # fmt: skip
+
+
 def record(members: list[Member], cost: dict[str, Any]) -> dict[str, Any]:
     """One configuration's results: the share of references followed, by gap and by kind, the cost, the replies."""
     by_kind: dict[str, dict[str, float]] = {}
@@ -267,9 +337,42 @@ async def brain_configs(args: argparse.Namespace, chosen: list[Config], results:
             redis.stop()
 
 
+async def llama_config(args: argparse.Namespace, results: dict[str, Any]) -> None:
+    binary = find_llama_server(args.llama_server)
+    if binary is None:
+        results[LLAMA_CPP] = {"skipped": "no llama-server on this machine (bench/serve_http.py finds one)"}
+    elif args.model != DEFAULT_MODEL_ALIAS:  # start_llama serves the default model's GGUF, another model than this
+        results[LLAMA_CPP] = {"skipped": f"llama.cpp serves the default model's GGUF only, not {args.model}"}
+    else:
+        # a slot per member, each with the brain's whole context: the client's history of 9 exchanges and a
+        # reference fits in it
+        slots, slot_context = args.members, ModelSettings().context_tokens
+        sampling = llama_sampling(default_persona(), slot_context)
+        with tempfile.TemporaryDirectory(prefix="ownchat-bench-") as tmp:
+            server = start_llama(binary, Path(tmp), args.llama_threads, slots=slots, slot_context=slot_context)
+            try:
+                members = new_members(args.members)
+                results[LLAMA_CPP] = record(members, await run_llama(server, sampling, members))
+            finally:
+                server.stop()
+        results[LLAMA_CPP]["server"] = {"gguf": DEFAULT_MODEL_GGUF, "threads": args.llama_threads, "slots": slots,
+                                        "slot_context": slot_context, "sampling": sampling,
+                                        "repack": os.environ.get("OWNCHAT_LLAMA_REPACK") == "1"}  # fmt: skip
+    if "skipped" in results[LLAMA_CPP]:
+        print(f"{LLAMA_CPP}: skipped, {results[LLAMA_CPP]['skipped']}", flush=True)
+    else:
+        print_result(LLAMA_CPP, results[LLAMA_CPP])
+    write(args, results)
+
+
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
+    names = args.configs.split(",")
     results: dict[str, Any] = {}
-    await brain_configs(args, [configs()[name] for name in args.configs.split(",")], results)
+    chosen = [configs()[name] for name in names if name != LLAMA_CPP]
+    if chosen:  # no brain is loaded for llama.cpp alone
+        await brain_configs(args, chosen, results)
+    if LLAMA_CPP in names:  # after the brain has stopped, so that the two never share the cores
+        await llama_config(args, results)
     return results
 
 
@@ -281,7 +384,6 @@ def write(args: argparse.Namespace, results: dict[str, Any]) -> None:
         "profile_dry": "model.dry of the model profile (nodry: multiplier 0)",
         "machine": platform.platform(),
         "cpu_count": os.cpu_count(),
-        "llama_cpp": "not run: no llama-server on this machine (bench/serve_http.py finds one)",
         "results": results,
     }
     Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
@@ -289,11 +391,13 @@ def write(args: argparse.Namespace, results: dict[str, Any]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    names = list(configs())
+    names = [*configs(), LLAMA_CPP]
     parser.add_argument("--configs", default=",".join(names), help=f"comma-separated, of {', '.join(names)}")
     parser.add_argument("--members", type=int, default=len(SCRIPTS))
     parser.add_argument("--model", default=DEFAULT_MODEL_ALIAS)
     parser.add_argument("--cpu-weights", default="float32")
+    parser.add_argument("--llama-server", help="the llama-server binary (else $OWNCHAT_LLAMA_SERVER or the cache)")
+    parser.add_argument("--llama-threads", type=int, default=2, help="llama-server's CPU threads (-t)")
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args()
     unknown = set(args.configs.split(",")) - set(names)
