@@ -431,13 +431,14 @@ def trainer_config(work: Path, redis_url: str, args: argparse.Namespace) -> Path
             "registry_dir": str(work / "registry"),
             # the community's adapter only: a member's own adapter would bypass the canary
             "min_user_turns": 1_000_000,
-            # a short night: a few optimizer steps of small batches, at a higher rate than the default's (meant for
-            # nights of hundreds of steps), and a warmup of a few steps too
+            # a short night: a few optimizer steps, a warmup of a few steps too, and an evaluation every quarter of
+            # the night, so that the step kept is the best one within the general guard's prose bound
             "finetune": {
                 "max_steps": args.max_steps,
                 "batch_size": args.batch_size,
                 "learning_rate": args.learning_rate,
                 "warmup_steps": max(1, args.max_steps // 8),
+                "eval_every": max(1, args.max_steps // 4),
             },
             # a night reads the newest rated replies only, so that its time does not grow with every day's ratings;
             # the reward model's best-of-n pairs are drawn for a bounded number of prompts
@@ -831,8 +832,8 @@ def main() -> None:
     parser.add_argument("--retry-share", type=float, default=0.3, help="of disliked replies, those asked again")
     parser.add_argument("--max-new-tokens", type=int, default=64, help="a reply's tokens at most")
     parser.add_argument("--max-steps", type=int, default=16, help="LoRA optimizer steps a night, at most")
-    parser.add_argument("--batch-size", type=int, default=4, help="examples of each kind per step")
-    parser.add_argument("--learning-rate", type=float, default=5e-4, help="the LoRA's peak learning rate")
+    parser.add_argument("--batch-size", type=int, default=8, help="examples of each kind per step")
+    parser.add_argument("--learning-rate", type=float, default=2e-4, help="the LoRA's peak learning rate")
     parser.add_argument("--max-rated-turns", type=int, default=240, help="newest rated replies a night reads")
     parser.add_argument("--canary-share", type=float, default=0.5, help="opted-in members a canary serves")
     parser.add_argument("--min-ratings", type=int, default=30, help="a canary's ratings before it is promoted")

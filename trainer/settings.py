@@ -28,6 +28,9 @@ class FinetuneSettings(BaseModel):
     # cannot pile up unseen), or from a fresh adapter every night ("fresh"). A live adapter of another shape
     # (rank, modules) is not continued: that night starts fresh and says so
     start_from: Literal["live", "fresh"] = "live"
+    # keep the best step whose perplexity on the general guard's prose stays within evaluation.general_bound,
+    # rather than the best step: a taste learned hard then costs no candidate the gate
+    keep_within_guard: bool = True
     # "assistant": loss on the bot's replies only; "all": on every token of the conversation
     loss_on: Literal["assistant", "all"] = "assistant"
     learning_rate: float = Field(2e-4, gt=0.0)

@@ -9,6 +9,7 @@ replies and KTO on replies rated on their own.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -91,15 +92,33 @@ class PreferenceData:
         return kto_class_weights(liked, len(self.rated) - liked, self.settings.kto_class_ratio)
 
 
+@dataclass(frozen=True)
+class ProseBound:
+    """Text of another kind than the training data, and how far the model's perplexity on it may rise above the
+    base model's (``base_loss``, its mean token loss there): a step beyond the bound is never the one kept."""
+
+    windows: list[Example]
+    base_loss: float
+    bound: float  # a fraction: perplexity at most (1 + bound) x the base model's
+
+    def exceeded_by(self, loss: float) -> float:
+        """How far ``loss`` (a mean token loss on the windows) is beyond the bound, as a perplexity ratio; 0 within,
+        infinitely far for a diverged model (NaN)."""
+        if not math.isfinite(loss):
+            return math.inf
+        return max(0.0, math.exp(min(loss - self.base_loss, 50.0)) - (1 + self.bound))
+
+
 @dataclass
 class FinetuneData:
     """What a fine-tune learns from: examples (the next-token part) and, when there are any, members' ratings;
-    ``pad_id`` pads their batches."""
+    ``pad_id`` pads their batches. With ``prose``, no step whose prose perplexity is beyond its bound is kept."""
 
     train: list[Example]
     val: list[Example]
     pad_id: int
     preference: PreferenceData | None = None
+    prose: ProseBound | None = None
 
 
 @dataclass(frozen=True)
@@ -137,6 +156,8 @@ def fine_tune(
     scheduler = warmup_cosine_schedule(optimizer, min(settings.warmup_steps, total - 1), total, settings.min_lr_ratio)
     forward = distributed.data_parallel(model, placement)
     validate = validator(model, forward, parts, data.preference, batching)
+    if data.prose is not None:
+        validate = within_bound(validate, forward, data.prose, batching)
     training = Training(model, forward, Mixture(), batches, validate, optimizer, scheduler)
     result = train(training, loop_settings(settings, total, label, progress, hooks), placement, hooks, resume)
     return finetune_result(result, data)
@@ -223,6 +244,34 @@ def validator(
         )
 
     return validate
+
+
+# a step beyond the prose bound scores this much worse than any step within it (a loss, or 1 - AUC, is far below)
+BEYOND_BOUND = 1e6
+
+
+def within_bound(
+    validate: Callable[[], float], forward: torch.nn.Module, prose: ProseBound, batching: Batching
+) -> Callable[[], float]:
+    """``validate``, except that a step whose perplexity on the prose is beyond the bound scores worse than any
+    step within it (the further beyond, the worse): the step kept is the best one that still holds the bound,
+    and training stops once ``patience`` evaluations in a row are beyond it."""
+
+    def bounded() -> float:
+        loss = prose_loss(forward, prose.windows, batching)
+        beyond = prose.exceeded_by(loss)
+        return validate() if beyond == 0 else BEYOND_BOUND * (1 + min(beyond, BEYOND_BOUND))
+
+    return bounded
+
+
+def prose_loss(model: torch.nn.Module, windows: list[Example], batching: Batching) -> float:
+    """The model's mean token loss on the prose windows (this process's share of them)."""
+    placement = batching.placement
+    mine = windows[placement.rank :: placement.world_size]
+    groups = chunks(mine, batching.settings.batch_size, batching.settings.max_batch_tokens)
+    batches = scaled([Weighted(NextToken(), 1.0, [NextToken().collate(group, batching.pad_id) for group in groups])])
+    return mean_loss(model, batches, Mixture(), placement.device, placement=placement, autocast=placement.autocast)
 
 
 def rating_validator(model: torch.nn.Module, preference: PreferenceData, batching: Batching) -> Callable[[], float]:

@@ -27,14 +27,23 @@ from pydantic import BaseModel, Field
 from trainer.core import distributed
 from trainer.core.distributed import Placement
 from trainer.core.evaluation import fill_reference
-from trainer.core.examples import ChatRenderer, Example, PairExample
-from trainer.core.finetuning import FinetuneData, FinetuneResult, PreferenceData, fine_tune
+from trainer.core.examples import ChatRenderer, Example, PairExample, text_windows
+from trainer.core.finetuning import (
+    Batching,
+    FinetuneData,
+    FinetuneResult,
+    PreferenceData,
+    ProseBound,
+    fine_tune,
+    prose_loss,
+)
 from trainer.core.loop import LoopHooks, LoopState, Snapshot
 from trainer.core.models import ModelWithTokenizer, add_lora, load_model
 from trainer.errors import DataError
 from trainer.nightly.clean import load_split
 from trainer.nightly.conversations import Personas, encode_all
 from trainer.nightly.files import read_json, read_jsonl, write_json
+from trainer.nightly.guard import load_prose
 from trainer.nightly.ratings import (
     RATING_SPLITS,
     PreferenceExamples,
@@ -74,6 +83,9 @@ class FinetuneJob(BaseModel):
     # the target's own live adapter, continued instead of a fresh one (settings.start_from), and its name
     start_dir: str | None = None
     start_name: str | None = None
+    # the general guard's prose (a file, or the shipped excerpt) and its bound: no step beyond it is kept
+    prose_bound: float | None = None
+    prose_file: str = ""
 
     def save(self, path: Path) -> None:
         write_json(path, self.model_dump())
@@ -91,7 +103,7 @@ def fingerprint(
     digest = hashlib.sha256()
     settings = job.preference.model_dump() if job.preference else None
     identity = [CHECKPOINT_FORMAT, Path(job.model_path).name, job.settings.model_dump(), job.user, settings]
-    identity.append(job.start_name)
+    identity += [job.start_name, job.prose_bound, job.prose_file]
     digest.update(json.dumps(identity, sort_keys=True).encode())
     for example in train + val:
         digest.update(json.dumps([example.ids, example.labels]).encode())
@@ -203,6 +215,8 @@ def finetune(job: FinetuneJob, stop: threading.Event | None = None) -> FinetuneR
     data = training_data(job, loaded)  # with ratings, scored by the reference before the adapter is put on
     model = add_lora(loaded.model, cfg)
     fresh_because = continue_adapter(model, job.start_dir) if job.start_dir else ""
+    if job.prose_bound is not None:
+        data.prose = prose_bound(model, loaded.tokenizer, job, Batching(cfg, 1, data.pad_id, placement))
     digest = fingerprint(job, data.train, data.val, data.preference)
     resume = resume_snapshot(job, model, digest, placement)
     hooks = adapter_keeper(model, out, digest, placement, stop)
@@ -214,6 +228,17 @@ def finetune(job: FinetuneJob, stop: threading.Event | None = None) -> FinetuneR
         write_json(out / RESULT, result.model_dump())
     distributed.stop(placement)
     return result
+
+
+def prose_bound(model: Any, tokenizer: Any, job: FinetuneJob, batching: Batching) -> ProseBound:
+    """The guard's prose in windows, with the base model's loss on it (the adapter switched off): the bound
+    the fine-tune keeps within, the same the gate checks after."""
+    assert job.prose_bound is not None
+    ids = tokenizer(load_prose(job.prose_file), add_special_tokens=False, verbose=False)["input_ids"]
+    windows = text_windows(ids, job.settings.max_seq_tokens)
+    with model.disable_adapter():
+        base = prose_loss(model, windows, batching)
+    return ProseBound(windows, base, job.prose_bound)
 
 
 def continue_adapter(model: Any, start_dir: str) -> str:

@@ -47,7 +47,14 @@ from trainer.nightly.guard import GuardSet, guard_set
 from trainer.nightly.link import RedisLink
 from trainer.nightly.lock import TrainerLock
 from trainer.nightly.lora import FinetuneJob, finetune, load_result
-from trainer.nightly.ratings import RATING_SPLITS, heldout_replies, load_ratings, split_ratings
+from trainer.nightly.ratings import (
+    RATING_SPLITS,
+    disliked_replies,
+    heldout_replies,
+    load_ratings,
+    split_ratings,
+    without_replies,
+)
 from trainer.nightly.registry import Registry, now_iso
 from trainer.nightly.report import (
     ExportSummary,
@@ -247,6 +254,8 @@ class Nightly:
             preference=self.cfg.preference if self.cfg.preference.enabled else None,
             reference_dir=self._reference_dir(target),
         )
+        if self.cfg.finetune.keep_within_guard:
+            job.prose_bound, job.prose_file = self.cfg.evaluation.general_bound, self.cfg.evaluation.prose_file
         start = self._own_live(target) if self.cfg.finetune.start_from == "live" else None
         if start is not None:
             job.start_name, job.start_dir = start[0], str(start[1])
@@ -336,6 +345,11 @@ class Nightly:
             self._guard = guard_set(renderer, system, evaluation.prose_file, evaluation.questions_file)
         test = load_split(self.run_dir, "test", target.user)
         heldout = load_ratings(self.run_dir, "heldout", target.user) if self.cfg.preference.enabled else []
+        if self.cfg.preference.enabled:
+            # what members disliked is not what a candidate should predict well: a model that learned their taste
+            # predicts those replies worse, and would be refused for it where too few ratings judge it
+            rated = (t for split in RATING_SPLITS for t in load_ratings(self.run_dir, split, target.user))
+            test = without_replies(test, disliked_replies(rated)) or test  # all disliked: the split as it was
         return EvalSet(
             test=encode_all(renderer, self.personas, test),
             guard=self._guard,
