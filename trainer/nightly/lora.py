@@ -45,9 +45,8 @@ from trainer.nightly.conversations import Personas, encode_all
 from trainer.nightly.files import read_json, read_jsonl, write_json
 from trainer.nightly.guard import load_prose
 from trainer.nightly.ratings import (
-    RATING_SPLITS,
     PreferenceExamples,
-    disliked_replies,
+    disliked_in_run,
     load_ratings,
     preference_examples,
     without_replies,
@@ -272,7 +271,7 @@ def training_data(job: FinetuneJob, loaded: ModelWithTokenizer) -> FinetuneData:
     preference = None
     if job.preference is not None and job.preference.enabled:
         # what members disliked is not imitated; what they liked is learned once more
-        disliked = disliked_replies(t for split in RATING_SPLITS for t in load_ratings(run_dir, split, job.user))
+        disliked = disliked_in_run(run_dir, job.user)
         train_convs, val_convs = without_replies(train_convs, disliked), without_replies(val_convs, disliked)
         preference, liked_train, liked_val = preference_data(job, loaded, renderer)
     train = encode_all(renderer, personas, train_convs)

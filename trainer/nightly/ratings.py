@@ -212,6 +212,12 @@ def heldout_replies(renderer: ChatRenderer, turns: list[RatedTurn]) -> list[tupl
     return out
 
 
+def disliked_in_run(run_dir: Path, user: str | None = None) -> set[str]:
+    """The replies members disliked on balance in every split of the run's ratings (of ``user``'s turns only,
+    given one): what the next-token part must not learn, nor a candidate be judged on predicting."""
+    return disliked_replies(t for split in RATING_SPLITS for t in load_ratings(run_dir, split, user))
+
+
 def disliked_replies(turns: Iterable[RatedTurn]) -> set[str]:
     """Replies members disliked on balance (normalized text): the next-token part must not learn them."""
     return {normalized(rated.turn.reply) for rated in turns if rated.score < 0}

@@ -49,7 +49,7 @@ from trainer.nightly.lock import TrainerLock
 from trainer.nightly.lora import FinetuneJob, finetune, load_result
 from trainer.nightly.ratings import (
     RATING_SPLITS,
-    disliked_replies,
+    disliked_in_run,
     heldout_replies,
     load_ratings,
     split_ratings,
@@ -348,8 +348,7 @@ class Nightly:
         if self.cfg.preference.enabled:
             # what members disliked is not what a candidate should predict well: a model that learned their taste
             # predicts those replies worse, and would be refused for it where too few ratings judge it
-            rated = (t for split in RATING_SPLITS for t in load_ratings(self.run_dir, split, target.user))
-            test = without_replies(test, disliked_replies(rated)) or test  # all disliked: the split as it was
+            test = without_replies(test, disliked_in_run(self.run_dir, target.user)) or test  # all disliked: as it was
         return EvalSet(
             test=encode_all(renderer, self.personas, test),
             guard=self._guard,
