@@ -28,8 +28,9 @@ class FinetuneSettings(BaseModel):
     # cannot pile up unseen), or from a fresh adapter every night ("fresh"). A live adapter of another shape
     # (rank, modules) is not continued: that night starts fresh and says so
     start_from: Literal["live", "fresh"] = "live"
-    # keep the best step whose perplexity on the general guard's prose stays within evaluation.general_bound,
-    # rather than the best step: a taste learned hard then costs no candidate the gate
+    # keep the best step that holds the general guard as the gate will check it (prose perplexity within
+    # evaluation.general_bound, the base model's right answers kept), rather than the best step: a taste learned
+    # hard then costs no candidate the gate
     keep_within_guard: bool = True
     # "assistant": loss on the bot's replies only; "all": on every token of the conversation
     loss_on: Literal["assistant", "all"] = "assistant"

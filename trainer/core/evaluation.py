@@ -195,7 +195,9 @@ def greedy_replies(
     pad_id: int,
     device: torch.device,
 ) -> list[str]:
-    """Greedy replies to prompts given as token ids, in batches of left-padded prompts."""
+    """Greedy replies to prompts given as token ids, in batches of left-padded prompts, in eval mode."""
+    was_training = model.training
+    model.eval()
     replies: list[str] = []
     for start in range(0, len(prompts), batch_size):
         chunk = prompts[start : start + batch_size]
@@ -209,6 +211,7 @@ def greedy_replies(
             pad_token_id=pad_id,
         )
         replies += [tokenizer.decode(row[ids.shape[1] :], skip_special_tokens=True).strip() for row in out]
+    model.train(was_training)
     return replies
 
 

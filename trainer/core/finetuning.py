@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
@@ -92,10 +92,19 @@ class PreferenceData:
         return kto_class_weights(liked, len(self.rated) - liked, self.settings.kto_class_ratio)
 
 
+class StepGuard(Protocol):
+    """Something the model must not lose while it learns (general prose, facts it knew): a step beyond any of a
+    fine-tune's guards is never the one kept."""
+
+    def beyond(self, model: torch.nn.Module, batching: Batching) -> float:
+        """0 when ``model`` holds the guard; else how far beyond it (the further, the larger)."""
+        ...
+
+
 @dataclass(frozen=True)
 class ProseBound:
     """Text of another kind than the training data, and how far the model's perplexity on it may rise above the
-    base model's (``base_loss``, its mean token loss there): a step beyond the bound is never the one kept."""
+    base model's (``base_loss``, its mean token loss there)."""
 
     windows: list[Example]
     base_loss: float
@@ -108,17 +117,20 @@ class ProseBound:
             return math.inf
         return max(0.0, math.exp(min(loss - self.base_loss, 50.0)) - (1 + self.bound))
 
+    def beyond(self, model: torch.nn.Module, batching: Batching) -> float:
+        return self.exceeded_by(prose_loss(model, self.windows, batching))
+
 
 @dataclass
 class FinetuneData:
     """What a fine-tune learns from: examples (the next-token part) and, when there are any, members' ratings;
-    ``pad_id`` pads their batches. With ``prose``, no step whose prose perplexity is beyond its bound is kept."""
+    ``pad_id`` pads their batches. No step beyond one of ``guards`` is kept."""
 
     train: list[Example]
     val: list[Example]
     pad_id: int
     preference: PreferenceData | None = None
-    prose: ProseBound | None = None
+    guards: list[StepGuard] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -156,8 +168,8 @@ def fine_tune(
     scheduler = warmup_cosine_schedule(optimizer, min(settings.warmup_steps, total - 1), total, settings.min_lr_ratio)
     forward = distributed.data_parallel(model, placement)
     validate = validator(model, forward, parts, data.preference, batching)
-    if data.prose is not None:
-        validate = within_bound(validate, forward, data.prose, batching)
+    if data.guards:
+        validate = within_guards(validate, model, data.guards, batching)
     training = Training(model, forward, Mixture(), batches, validate, optimizer, scheduler)
     result = train(training, loop_settings(settings, total, label, progress, hooks), placement, hooks, resume)
     return finetune_result(result, data)
@@ -246,23 +258,26 @@ def validator(
     return validate
 
 
-# a step beyond the prose bound scores this much worse than any step within it (a loss, or 1 - AUC, is far below)
-BEYOND_BOUND = 1e6
+# a step beyond a guard scores this much worse than any step within them (a loss, or 1 - AUC, is far below)
+BEYOND_GUARD = 1e6
 
 
-def within_bound(
-    validate: Callable[[], float], forward: torch.nn.Module, prose: ProseBound, batching: Batching
+def within_guards(
+    validate: Callable[[], float], model: torch.nn.Module, guards: list[StepGuard], batching: Batching
 ) -> Callable[[], float]:
-    """``validate``, except that a step whose perplexity on the prose is beyond the bound scores worse than any
-    step within it (the further beyond, the worse): the step kept is the best one that still holds the bound,
-    and training stops once ``patience`` evaluations in a row are beyond it."""
+    """``validate``, except that a step beyond any of the guards scores worse than any step within them all (the
+    further beyond, the worse): the step kept is the best one that holds every guard, and training stops once
+    ``patience`` evaluations in a row are beyond."""
 
-    def bounded() -> float:
-        loss = prose_loss(forward, prose.windows, batching)
-        beyond = prose.exceeded_by(loss)
-        return validate() if beyond == 0 else BEYOND_BOUND * (1 + min(beyond, BEYOND_BOUND))
+    def guarded() -> float:
+        beyond = 0.0
+        for guard in guards:
+            beyond += guard.beyond(model, batching)
+            if beyond:  # the step is not kept whatever the others say: spare their cost
+                return BEYOND_GUARD * (1 + min(beyond, BEYOND_GUARD))
+        return validate()
 
-    return bounded
+    return guarded
 
 
 def prose_loss(model: torch.nn.Module, windows: list[Example], batching: Batching) -> float:

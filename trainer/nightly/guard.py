@@ -5,6 +5,9 @@
 - Questions: short facts (data/questions.yaml, or evaluation.questions_file) asked under the default persona
   and answered greedily. Those the base model answers right must stay right.
 
+The gate checks both on a night's candidate; the fine-tune checks both at every evaluation (ProseBound and
+QuestionsKept, its step guards), so that the step it keeps is one the gate will not refuse for them.
+
 Neither is ever trained on, and neither improves when a candidate learns the community's way of talking, so
 a candidate that trades general ability for the community's taste is caught.
 """
@@ -14,11 +17,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import torch
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from trainer.core.evaluation import greedy_replies
 from trainer.core.examples import ChatRenderer, Example, Message, text_windows
+from trainer.core.finetuning import Batching
 from trainer.core.text import load_clean_text
 from trainer.errors import DataError
 
@@ -79,3 +86,47 @@ def guard_set(renderer: ChatRenderer, system_prompt: str, prose_file: str = "", 
         renderer.ids(renderer.text(system + [{"role": "user", "content": q.question}], prompt=True)) for q in questions
     ]
     return GuardSet(prose=prose, questions=questions, prompts=prompts)
+
+
+@dataclass(frozen=True)
+class Answering:
+    """How the guard's questions are answered: greedily, in batches of ``batch_size``, at most ``max_new_tokens``."""
+
+    tokenizer: Any
+    eos_token_ids: list[int]
+    batch_size: int
+    max_new_tokens: int
+
+    def replies(self, model: Any, prompts: list[list[int]]) -> list[str]:
+        return greedy_replies(
+            model, self.tokenizer, prompts, batch_size=self.batch_size, max_new_tokens=self.max_new_tokens,
+            eos_token_ids=self.eos_token_ids, pad_id=self.tokenizer.pad_token_id,
+            device=next(model.parameters()).device,
+        )  # fmt: skip
+
+    def right(self, model: Any, questions: list[Question], prompts: list[list[int]]) -> list[bool]:
+        """Whether ``model`` answers each question (asked as ``prompts``) right."""
+        replies = self.replies(model, prompts)
+        return [question.is_right(reply) for question, reply in zip(questions, replies, strict=True)]
+
+
+@dataclass(frozen=True)
+class QuestionsKept:
+    """The guard's questions the base model answers right: a step that loses more than ``may_lose`` of them is
+    beyond the guard (a fine-tune's step guard, as the gate's check after)."""
+
+    questions: list[Question]
+    prompts: list[list[int]]
+    answering: Answering
+    may_lose: int
+
+    @classmethod
+    def of_base(cls, base: Any, guard: GuardSet, answering: Answering, may_lose: int) -> QuestionsKept:
+        """The questions ``base`` (the model with its adapter off) answers right."""
+        right = answering.right(base, guard.questions, guard.prompts)
+        kept = [i for i, ok in enumerate(right) if ok]
+        return cls([guard.questions[i] for i in kept], [guard.prompts[i] for i in kept], answering, may_lose)
+
+    def beyond(self, model: torch.nn.Module, batching: Batching) -> float:
+        lost = len(self.questions) - sum(self.answering.right(model, self.questions, self.prompts))
+        return float(max(0, lost - self.may_lose))

@@ -24,16 +24,18 @@ from typing import Any
 import torch
 from pydantic import BaseModel, Field
 
+from brain.engine.model_loading import eos_token_ids
 from trainer.core import distributed
 from trainer.core.distributed import Placement
 from trainer.core.evaluation import fill_reference
-from trainer.core.examples import ChatRenderer, Example, PairExample, text_windows
+from trainer.core.examples import ChatRenderer, Example, PairExample
 from trainer.core.finetuning import (
     Batching,
     FinetuneData,
     FinetuneResult,
     PreferenceData,
     ProseBound,
+    StepGuard,
     fine_tune,
     prose_loss,
 )
@@ -43,7 +45,7 @@ from trainer.errors import DataError
 from trainer.nightly.clean import load_split
 from trainer.nightly.conversations import Personas, encode_all
 from trainer.nightly.files import read_json, read_jsonl, write_json
-from trainer.nightly.guard import load_prose
+from trainer.nightly.guard import Answering, QuestionsKept, guard_set
 from trainer.nightly.ratings import (
     PreferenceExamples,
     disliked_in_run,
@@ -53,7 +55,7 @@ from trainer.nightly.ratings import (
 )
 from trainer.nightly.reward import OnPolicyPair
 from trainer.pretrain.checkpoint import replace_dir
-from trainer.settings import FinetuneSettings, PreferenceSettings
+from trainer.settings import EvaluationSettings, FinetuneSettings, PreferenceSettings
 
 # what a checkpoint's layout is; one of another layout is not resumed
 CHECKPOINT_FORMAT = 3
@@ -82,9 +84,8 @@ class FinetuneJob(BaseModel):
     # the target's own live adapter, continued instead of a fresh one (settings.start_from), and its name
     start_dir: str | None = None
     start_name: str | None = None
-    # the general guard's prose (a file, or the shipped excerpt) and its bound: no step beyond it is kept
-    prose_bound: float | None = None
-    prose_file: str = ""
+    # the gate's general guard (its prose, its bound, its questions), which every step kept must hold; None: any
+    guard: EvaluationSettings | None = None
 
     def save(self, path: Path) -> None:
         write_json(path, self.model_dump())
@@ -102,7 +103,7 @@ def fingerprint(
     digest = hashlib.sha256()
     settings = job.preference.model_dump() if job.preference else None
     identity = [CHECKPOINT_FORMAT, Path(job.model_path).name, job.settings.model_dump(), job.user, settings]
-    identity += [job.start_name, job.prose_bound, job.prose_file]
+    identity += [job.start_name, job.guard.model_dump() if job.guard else None]
     digest.update(json.dumps(identity, sort_keys=True).encode())
     for example in train + val:
         digest.update(json.dumps([example.ids, example.labels]).encode())
@@ -214,8 +215,8 @@ def finetune(job: FinetuneJob, stop: threading.Event | None = None) -> FinetuneR
     data = training_data(job, loaded)  # with ratings, scored by the reference before the adapter is put on
     model = add_lora(loaded.model, cfg)
     fresh_because = continue_adapter(model, job.start_dir) if job.start_dir else ""
-    if job.prose_bound is not None:
-        data.prose = prose_bound(model, loaded.tokenizer, job, Batching(cfg, 1, data.pad_id, placement))
+    if job.guard is not None:
+        data.guards = step_guards(model, loaded.tokenizer, job, Batching(cfg, 1, data.pad_id, placement))
     digest = fingerprint(job, data.train, data.val, data.preference)
     resume = resume_snapshot(job, model, digest, placement)
     hooks = adapter_keeper(model, out, digest, placement, stop)
@@ -229,15 +230,19 @@ def finetune(job: FinetuneJob, stop: threading.Event | None = None) -> FinetuneR
     return result
 
 
-def prose_bound(model: Any, tokenizer: Any, job: FinetuneJob, batching: Batching) -> ProseBound:
-    """The guard's prose in windows, with the base model's loss on it (the adapter switched off): the bound
-    the fine-tune keeps within, the same the gate checks after."""
-    assert job.prose_bound is not None
-    ids = tokenizer(load_prose(job.prose_file), add_special_tokens=False, verbose=False)["input_ids"]
-    windows = text_windows(ids, job.settings.max_seq_tokens)
+def step_guards(model: Any, tokenizer: Any, job: FinetuneJob, batching: Batching) -> list[StepGuard]:
+    """The gate's general guard as the fine-tune keeps it: the prose, with the base model's loss on it, and the
+    questions the base model answers right (the adapter switched off for both), measured as the gate will."""
+    assert job.guard is not None
+    renderer = ChatRenderer(tokenizer, loss_on=job.settings.loss_on, max_tokens=job.settings.max_seq_tokens)
+    system = Personas(job.system_prompts, job.default_persona).system(job.default_persona)[0]["content"]
+    guard = guard_set(renderer, system, job.guard.prose_file, job.guard.questions_file)
+    eos = sorted(eos_token_ids(model, tokenizer))
+    answering = Answering(tokenizer, eos, job.guard.batch_size, job.guard.question_max_new_tokens)
     with model.disable_adapter():
-        base = prose_loss(model, windows, batching)
-    return ProseBound(windows, base, job.prose_bound)
+        prose = ProseBound(guard.prose, prose_loss(model, guard.prose, batching), job.guard.general_bound)
+        questions = QuestionsKept.of_base(model, guard, answering, job.guard.questions_may_lose)
+    return [prose, questions]
 
 
 def continue_adapter(model: Any, start_dir: str) -> str:

@@ -255,7 +255,7 @@ class Nightly:
             reference_dir=self._reference_dir(target),
         )
         if self.cfg.finetune.keep_within_guard:
-            job.prose_bound, job.prose_file = self.cfg.evaluation.general_bound, self.cfg.evaluation.prose_file
+            job.guard = self.cfg.evaluation
         start = self._own_live(target) if self.cfg.finetune.start_from == "live" else None
         if start is not None:
             job.start_name, job.start_dir = start[0], str(start[1])

@@ -26,7 +26,7 @@ from trainer.core.examples import Example
 from trainer.core.models import load_model
 from trainer.core.objectives import NextToken
 from trainer.nightly.conversations import PromptSample
-from trainer.nightly.guard import GuardSet
+from trainer.nightly.guard import Answering, GuardSet
 from trainer.nightly.stats import auc
 
 
@@ -131,17 +131,8 @@ class Evaluator:
 
     def answers(self, model: Any, guard: GuardSet) -> list[bool]:
         """Whether each of the guard's questions is answered right (greedy)."""
-        replies = greedy_replies(
-            model,
-            self.tokenizer,
-            guard.prompts,
-            batch_size=self.batch_size,
-            max_new_tokens=self.question_max_new_tokens,
-            eos_token_ids=self.eos,
-            pad_id=self.pad,
-            device=self.device,
-        )
-        return [question.is_right(reply) for question, reply in zip(guard.questions, replies, strict=True)]
+        answering = Answering(self.tokenizer, self.eos, self.batch_size, self.question_max_new_tokens)
+        return answering.right(model, guard.questions, guard.prompts)
 
     @contextlib.contextmanager
     def attached(self, adapter_dir: str | None) -> Iterator[Any]:

@@ -37,6 +37,8 @@ def test_the_community_adapter_is_clearly_better_and_the_guard_decides(redis_ser
             "finetune": {
                 "r": 8, "alpha": 16, "learning_rate": 2e-3, "max_steps": 40, "warmup_steps": 4, "batch_size": 8,
                 "eval_every": 20, "checkpoint_every": 20, "max_seq_tokens": 256,
+                # the gate's guard deciding is what this test is about: the fine-tune keeps its best step, guard or not
+                "keep_within_guard": False,
             },
             "evaluation": {"bleu_samples": 8, "bleu_max_new_tokens": 24, "question_max_new_tokens": 24},
             "canary": {"share": 0.0},
