@@ -4,6 +4,8 @@ The brain runs with the shipped settings (memory window, summary folds, fact ext
 and its sampling) and streams every reply; the other paths get the same system prompt and sampling. Beside
 it, the same conversations go:
 
+- to ``/v1/chat`` of a second brain with memory off (``nomemory``: the window alone, no recall, no summary, no
+  fact extraction), which the shipped settings must stay close to in CPU per message and time to first token;
 - to the brain's stateless OpenAI route (``/v1/chat/completions``), the client keeping the whole history;
 - to llama.cpp's ``llama-server`` on the same GGUF (found as bench/serve_http.py finds it), the client keeping
   the whole history, with a slot per member and enough context for each.
@@ -55,7 +57,10 @@ from brain.redis_local import LocalRedis
 from brain.settings import BrainSettings, ModelSettings
 
 RESULTS = Path(__file__).parent / "results" / "chat_path.json"
-MODES = ("chat", "openai", "llama.cpp")
+MODES = ("chat", "nomemory", "openai", "llama.cpp")
+PATHS = {"chat": "/v1/chat", "nomemory": "/v1/chat, memory off", "openai": "OpenAI route", "llama.cpp": "llama.cpp"}
+# memory off: what the window alone costs; the shipped settings are measured against it
+MEMORY_OFF = {"recall_tokens": 0, "summaries": False, "extract_facts": False}
 
 
 @dataclass
@@ -164,7 +169,7 @@ async def member(
     history = [{"role": "system", "content": persona.system_prompt}]
     for turn in range(count):
         text = message(index, turn)
-        if mode == "chat":
+        if mode in ("chat", "nomemory"):
             replies.append(await chat_turn(client, server, f"{run}-{index}", text))
         else:
             history.append({"role": "user", "content": text})
@@ -220,7 +225,12 @@ def print_table(console: Console, figures: list[Figures]) -> None:
     for row in figures:
         table.add_row(
             str(row.members),
-            {"chat": "/v1/chat", "openai": "OpenAI route", "llama.cpp": "llama.cpp"}[row.mode],
+            {
+                "chat": "/v1/chat",
+                "nomemory": "/v1/chat, memory off",
+                "openai": "OpenAI route",
+                "llama.cpp": "llama.cpp",
+            }[row.mode],
             f"{row.ttft_p50_s:.3f}",
             f"{row.ttft_p95_s:.3f}",
             f"{row.replies_per_min:.1f}",
@@ -235,7 +245,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--members", default="1,4,16,32", help="comma-separated numbers of members")
     parser.add_argument("--messages", type=int, default=6, help="messages each member sends, one after another")
-    parser.add_argument("--modes", default=",".join(MODES), help="of chat, openai, llama.cpp")
+    parser.add_argument("--modes", default=",".join(MODES), help=f"of {', '.join(MODES)}")
     parser.add_argument("--memory-turns", type=int, help="memory.max_turns instead of the shipped one")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="CPU threads of each server")
     parser.add_argument("--llama-server", help="the llama-server binary (else $OWNCHAT_LLAMA_SERVER or the cache)")
@@ -249,7 +259,7 @@ def main() -> None:
         modes.remove("llama.cpp")
         console.print("[bold]No llama-server was found: the brain is measured without its peer.")
     persona = shipped_persona()
-    overrides = {"memory": {"max_turns": args.memory_turns}} if args.memory_turns else None
+    window = {"max_turns": args.memory_turns} if args.memory_turns else {}
     figures: list[Figures] = []
     with tempfile.TemporaryDirectory(prefix="ownchat-bench-") as tmp:
         work = Path(tmp)
@@ -257,8 +267,12 @@ def main() -> None:
         start_redis(redis_server)
         servers: dict[str, Server] = {}
         try:
-            brain = start_brain(work, redis_server.url, args.threads, overrides)
-            servers |= {mode: brain for mode in modes if mode != "llama.cpp"}
+            brain = start_brain(work, redis_server.url, args.threads, {"memory": window})
+            servers |= {mode: brain for mode in modes if mode in ("chat", "openai")}
+            if "nomemory" in modes:
+                (work / "nomemory").mkdir()
+                overrides = {"memory": window | MEMORY_OFF}
+                servers["nomemory"] = start_brain(work / "nomemory", redis_server.url, args.threads, overrides)
             if binary is not None:
                 gguf_path()  # says clearly when the GGUF package is missing
                 # a slot per member, each with the brain's whole context: the client's history keeps growing
@@ -279,6 +293,7 @@ def main() -> None:
         "figures": [asdict(row) for row in figures],
         "messages_per_member": args.messages,
         "memory_turns": args.memory_turns,
+        "memory_off": MEMORY_OFF,
         "sampling": persona.sampling.model_dump(),
         "peer": str(binary) if binary else None,
         "gguf": DEFAULT_MODEL_GGUF,

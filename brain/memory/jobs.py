@@ -23,17 +23,18 @@ class BackgroundJobs:
 
     def start(self, job: Coroutine[Any, Any, None], what: str) -> None:
         """Run ``job`` in the background; ``what`` names it in the log if it fails."""
-        task = asyncio.create_task(_logged(job, what))
+        # the job is the task itself (not awaited inside a wrapper), so that one cancelled before it began, at
+        # shutdown, is closed rather than left "never awaited"
+        task = asyncio.create_task(job)
         self.running.add(task)
         task.add_done_callback(self.running.discard)
+        task.add_done_callback(lambda done: _log_failure(done, what))
 
     def cancel(self) -> None:
         for task in self.running:
             task.cancel()
 
 
-async def _logged(job: Coroutine[Any, Any, None], what: str) -> None:
-    try:
-        await job
-    except Exception:
-        log.exception("%s failed", what)
+def _log_failure(task: asyncio.Task[None], what: str) -> None:
+    if not task.cancelled() and (error := task.exception()) is not None:
+        log.error("%s failed", what, exc_info=error)
