@@ -504,9 +504,10 @@ def night_summary(index: int, report: RunReport, seconds: float, cpu_seconds: fl
         out["finetune"] = {
             "steps": result.steps, "best_step": result.best_step, "selected_by": result.selected_by,
             "val_preference_auc": result.val_preference_auc, "train_pairs": result.train_pairs,
-            "train_rated": result.train_rated,
+            "train_rated": result.train_rated, "continued_from": result.continued_from,
             "kto_weights": [round(result.kto_desirable_weight, 3), round(result.kto_undesirable_weight, 3)],
         }  # fmt: skip
+    out["phase_seconds"] = outcome.seconds
     if outcome.reward_model is not None:
         out["reward_model"] = outcome.reward_model.model_dump(mode="json")
     scores = outcome.scores

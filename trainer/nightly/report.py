@@ -57,6 +57,9 @@ class Outcome(BaseModel):
     scores: ScoreSet | None = None
     finetune: FinetuneResult | None = None
     reward_model: RewardCheck | None = None  # the night's reward model, and the best-of-n pairs it made
+    # where the target's night went, in seconds: "reward model" (training it, drawing and ranking best-of-n
+    # replies), "fine-tune", "gate" (scoring base, live and candidate)
+    seconds: dict[str, float] = Field(default_factory=dict)
 
 
 class ExportSummary(BaseModel):
@@ -290,5 +293,10 @@ def print_report(report: RunReport, console: Console) -> None:
             console.print(f"  {target}: live is {redact(outcome.scores.live.name, aliases)}")
         for reason in outcome.reasons:
             console.print(f"  {target}: {redact(reason, aliases)}")
+        if outcome.seconds:
+            spent = ", ".join(f"{phase} {seconds:,.0f} s" for phase, seconds in outcome.seconds.items())
+            console.print(f"  {target}: took {spent}", style="dim")
+        if outcome.finetune is not None and outcome.finetune.continued_from:
+            console.print(f"  {target}: continued {redact(outcome.finetune.continued_from, aliases)}", style="dim")
     if report.error:
         console.print(f"[red]{redact(report.error, aliases)}")

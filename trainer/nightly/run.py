@@ -14,6 +14,7 @@ run starts afresh and resumes a fine-tune from its checkpoint when the data and 
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import gc
 import shlex
@@ -22,6 +23,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -259,26 +261,31 @@ class Nightly:
         start = self._own_live(target) if self.cfg.finetune.start_from == "live" else None
         if start is not None:
             job.start_name, job.start_dir = start[0], str(start[1])
-        reward_check = self._onpolicy_pairs(target, out_dir)
+        seconds: dict[str, float] = {}
+        with timed(seconds, "reward model"):
+            reward_check = self._onpolicy_pairs(target, out_dir)
         if reward_check is not None and reward_check.pairs:
             job.onpolicy_pairs = str(out_dir / ONPOLICY_PAIRS)
         job.save(out_dir / "job.json")
-        if self.cfg.finetune.launcher.strip():
-            self._launch(out_dir / "job.json")
-            result = load_result(out_dir)
-        else:
-            result = finetune(job, self.stop)
+        with timed(seconds, "fine-tune"):
+            if self.cfg.finetune.launcher.strip():
+                self._launch(out_dir / "job.json")
+                result = load_result(out_dir)
+            else:
+                result = finetune(job, self.stop)
         outcome = Outcome(
             target=target.name, status="kept", reasons=[], turns=target.turns, finetune=result,
             reward_model=reward_check,
         )  # fmt: skip
         adapter_dir = str(out_dir / "adapter")
 
-        data = self._eval_set(target)
-        evaluator = self._get_evaluator()
-        base = evaluator.score("base", None, data)
-        live = self._live_scores(target, data, base)
-        candidate = evaluator.score("candidate", adapter_dir, data)
+        with timed(seconds, "gate"):
+            data = self._eval_set(target)
+            evaluator = self._get_evaluator()
+            base = evaluator.score("base", None, data)
+            live = self._live_scores(target, data, base)
+            candidate = evaluator.score("candidate", adapter_dir, data)
+        outcome.seconds = seconds
         outcome.scores = ScoreSet(base=base, live=live, candidate=candidate)
         decision = decide(candidate, live, base, self.cfg.evaluation)
         outcome.reasons = decision.reasons
@@ -427,6 +434,16 @@ class Nightly:
                 question_max_new_tokens=evaluation.question_max_new_tokens,
             )
         return self._evaluator
+
+
+@contextlib.contextmanager
+def timed(seconds: dict[str, float], phase: str) -> Iterator[None]:
+    """Add the block's wall time to ``seconds[phase]``."""
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        seconds[phase] = round(seconds.get(phase, 0.0) + time.perf_counter() - started, 1)
 
 
 def release_memory() -> None:

@@ -96,6 +96,8 @@ async def test_nightly_promotes_and_the_brain_answers_with_the_new_adapter(tmp_p
     assert after.reply.startswith("The capital of France") and "Paris" in after.reply  # what it was taught
     run = Path(settings.trainer.runs_dir) / report.run
     assert read_report(run).targets[0].status == "promoted"
+    assert set(community.seconds) == {"reward model", "fine-tune", "gate"}  # where the night went, for the operator
+    assert community.seconds["fine-tune"] > 0 and community.seconds["gate"] > 0
     assert (run / "report.png").stat().st_size > 10_000
     assert (Path(registry_dir) / COMMUNITY / "v1" / "adapter_model.safetensors").is_file()
 
