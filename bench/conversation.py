@@ -27,7 +27,7 @@ Configurations (each memory mechanism on or off, with the model profile's DRY un
 Beside each: CPU seconds per message (replies, references and background work) of this process for the brain's
 configurations, of the llama-server process for llama_cpp, with the load average at the end of the run.
 
-    python -m bench.conversation                                 # every configuration, 7 members
+    python -m bench.conversation                                 # every configuration, 21 members
     python -m bench.conversation --configs window,retrieved --members 2    # a quick look
     python -m bench.conversation --configs window,llama_cpp --members 1    # the brain beside llama.cpp, a smoke run
 
@@ -62,6 +62,7 @@ from brain.personas import load_presets
 from brain.redis_local import LocalRedis
 from brain.service.runtime import Runtime
 from brain.settings import ModelSettings, Secrets, Settings
+from trainer.nightly.stats import wilson
 
 RESULTS = Path(__file__).parent / "results" / "conversation.json"
 GAPS = (2, 4, 8)
@@ -93,6 +94,30 @@ SCRIPTS: list[Reference] = [  # the kinds take turns, so that a few members cove
     Reference("topic", "I just adopted a puppy!", "How often should I walk it?", ("puppy", "dog", "walk")),
     Reference("member", "My shopping list is eggs, flour and blueberries.",
               "What fruit was on my shopping list?", ("blueberr",)),
+    Reference("bot", "Suggest three names for a black cat.", "Which name did you suggest first?"),
+    Reference("topic", "I'm visiting Italy in the spring.", "What should I eat there?",
+              ("ital", "pizza", "pasta", "gelato", "risotto", "lasagn", "espresso", "rome", "florence", "venice",
+               "milan", "naples", "tiramisu", "spaghetti", "carbonara", "focaccia", "mozzarella")),
+    Reference("member", "My three favourite films are Alien, Heat and Casablanca.",
+              "Which film did I name last?", ("casablanca",)),
+    Reference("bot", "Can you suggest two board games for a family night?", "Which game did you suggest first?"),
+    Reference("topic", "I started learning the guitar last week.", "How long should I practise each day?",
+              ("guitar", "chord", "strum", "fret")),
+    Reference("member", "Today I need to call the dentist, the bank and my sister.",
+              "Who is the last one I said I need to call?", ("sister",)),
+    Reference("bot", "Suggest three houseplants that are easy to care for.", "Which plant did you suggest first?"),
+    Reference("topic", "I'm training for my first marathon.", "What should I eat the night before?",
+              ("marathon", "race day", "running", "runner", "carb")),
+    Reference("member", "For the party I'm bringing lemonade, crisps and a chocolate cake.",
+              "What dessert am I bringing to the party?", ("cake",)),
+    Reference("bot", "Give me two ideas for a quick vegetarian dinner.", "Which dinner idea did you suggest first?"),
+    Reference("topic", "My grandmother turns ninety on Sunday.", "What gift could I get her?",
+              ("grandm", "ninet", "90", "birthday")),
+    Reference("member", "I get to work by train to Leeds and then a bus.",
+              "How do I get to work after the train?", ("bus",)),
+    Reference("bot", "Suggest three names for a bakery.", "Which name did you suggest first?"),
+    Reference("topic", "I'm moving to Canada in the autumn.", "What clothes should I pack?",
+              ("canad", "winter", "snow", "cold")),
 ]  # fmt: skip
 FILLER = [
     "Why is the sky blue?",
@@ -294,8 +319,13 @@ def record(members: list[Member], cost: dict[str, Any]) -> dict[str, Any]:
         ours = [m for m in members if m.script.kind == kind]
         if ours:
             by_kind[kind] = {str(g): sum(m.answers[g]["followed"] for m in ours) / len(ours) for g in GAPS}
+    hits = {g: sum(m.answers[g]["followed"] for m in members) for g in GAPS}
     return {
-        "followed": {str(g): sum(m.answers[g]["followed"] for m in members) / len(members) for g in GAPS},
+        "followed": {str(g): hits[g] / len(members) for g in GAPS},
+        # references followed of those asked, and its 95 % Wilson interval: 21 references a gap tell apart only
+        # large differences
+        "followed_of": {str(g): [hits[g], len(members)] for g in GAPS},
+        "interval": {str(g): [round(x, 3) for x in wilson(hits[g], len(members))] for g in GAPS},
         "by_kind": by_kind,
         **cost,
         "answers": [
