@@ -261,6 +261,7 @@ def main() -> None:
     persona = shipped_persona()
     window = {"max_turns": args.memory_turns} if args.memory_turns else {}
     figures: list[Figures] = []
+    failures: dict[str, str] = {}  # a path that failed, and why: not measured again at more members
     with tempfile.TemporaryDirectory(prefix="ownchat-bench-") as tmp:
         work = Path(tmp)
         redis_server = LocalRedis(work / "redis")
@@ -282,15 +283,40 @@ def main() -> None:
             asyncio.run(warm_up(servers, persona))
             for members in counts:
                 for mode in modes:  # one path after the other on the same members' conversations
+                    if mode in failures:
+                        continue
                     console.log(f"{members} members, {args.messages} messages each, {mode}")
-                    figures.append(asyncio.run(measure(servers[mode], mode, members, args.messages, persona)))
+                    try:
+                        figures.append(asyncio.run(measure(servers[mode], mode, members, args.messages, persona)))
+                    except (httpx.HTTPError, RuntimeError) as error:  # the other paths' figures still count
+                        failures[mode] = failure(servers[mode], work, members, error)
+                        console.print(f"[red]{mode} failed at {members} members: {failures[mode]}")
+                    write_results(args, figures, failures, persona, binary)
         finally:
             for server in {id(server): server for server in servers.values()}.values():
                 server.stop()
             redis_server.stop()
     print_table(console, figures)
+    write_results(args, figures, failures, persona, binary)
+    console.print(f"wrote {args.out}")
+
+
+def failure(server: Server, work: Path, members: int, error: Exception) -> str:
+    """Why a path stopped: the error, whether its server is still up, and the end of its log."""
+    log = work / ("llama.log" if server.name == "llama.cpp" else "brain.log")
+    exited = server.process.poll() if server.process is not None else None
+    tail = log.read_text(errors="replace").strip().splitlines()[-5:] if log.is_file() else []
+    state = f"the server exited with {exited}" if exited is not None else "the server is still up"
+    return f"{members} members: {type(error).__name__}: {error}; {state}; its log ends: {' | '.join(tail)}"
+
+
+def write_results(
+    args: argparse.Namespace, figures: list[Figures], failures: dict[str, str], persona: Persona, binary: Path | None
+) -> None:
+    """What has been measured so far (written after every path, so that a failure keeps the rest)."""
     result = {
         "figures": [asdict(row) for row in figures],
+        "failures": failures,
         "messages_per_member": args.messages,
         "memory_turns": args.memory_turns,
         "memory_off": MEMORY_OFF,
@@ -303,7 +329,6 @@ def main() -> None:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
-    console.print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":
