@@ -16,6 +16,7 @@ Configurations (each memory mechanism on or off, with the model profile's DRY un
 - summaries: the shipped settings and a rolling summary folded every 2 turns;
 - long:      a 24-turn window (a capable model's) with recall;
 - nodry:     the shipped settings without DRY;
+- before:    what was shipped before the model profiles: recall, a summary folded after every message, no DRY;
 - llama_cpp: no brain: llama.cpp's ``llama-server`` on the default model's GGUF (found and started as
              bench/serve_http.py does it; ``-t 2`` unless ``--llama-threads``; a slot per member, each with the
              brain's whole context), fed the same member scripts through its OpenAI route, the client keeping the
@@ -146,6 +147,8 @@ def configs() -> dict[str, Config]:
         "summaries": Config("summaries", {"recall_tokens": recall, "summaries": True, "fold_every_turns": 2}),
         "long": Config("long", {"recall_tokens": recall, "summaries": False, "max_turns": 24, "max_tokens": 1536}),
         "nodry": Config("nodry", {"recall_tokens": recall, "summaries": False}, dry=False),
+        # what was shipped before model profiles: a summary folded after every message, no DRY
+        "before": Config("before", {"recall_tokens": recall, "summaries": True, "fold_every_turns": 1}, dry=False),
     }
 
 
