@@ -31,6 +31,7 @@ configurations, of the llama-server process for llama_cpp, with the load average
     python -m bench.conversation                                 # every configuration, 21 members
     python -m bench.conversation --configs window,retrieved --members 2    # a quick look
     python -m bench.conversation --configs window,llama_cpp --members 1    # the brain beside llama.cpp, a smoke run
+    python -m bench.conversation --rescore                       # the stored replies scored again
 
 Prints each configuration's figures and writes bench/results/conversation.json.
 """
@@ -45,7 +46,7 @@ import platform
 import re
 import resource
 import tempfile
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -92,7 +93,7 @@ SCRIPTS: list[Reference] = [  # the kinds take turns, so that a few members cove
     Reference("member", "My plan for Saturday: first the market, then the museum, then dinner at Rosa's.",
               "Where am I going after the museum on Saturday?", ("rosa",)),
     Reference("bot", "Suggest two books for a long train ride.", "Which book did you suggest first?"),
-    Reference("topic", "I just adopted a puppy!", "How often should I walk it?", ("puppy", "dog", "walk")),
+    Reference("topic", "I just adopted a puppy!", "How often should I walk it?", ("puppy", "dog")),
     Reference("member", "My shopping list is eggs, flour and blueberries.",
               "What fruit was on my shopping list?", ("blueberr",)),
     Reference("bot", "Suggest three names for a black cat.", "Which name did you suggest first?"),
@@ -233,9 +234,16 @@ async def converse(name: str, chat: Chat, members: list[Member]) -> int:
 
 def score(member: Member, gap: int, reply: str) -> None:
     expected = member.expected()
-    followed = bool(expected) and any(word in reply.lower() for word in expected)
-    member.answers[gap] = {"question": member.script.question, "reply": reply, "expected": list(expected),
-                           "followed": followed}  # fmt: skip
+    question = member.script.question
+    member.answers[gap] = {"question": question, "reply": reply, "expected": list(expected),
+                           "followed": follows(reply, expected, question)}  # fmt: skip
+
+
+def follows(reply: str, expected: Sequence[str], question: str) -> bool:
+    """Whether the reply names one of the expected words. A word the question itself holds does not count:
+    echoing "How often should I walk it?" is not knowing that it was a puppy."""
+    asked = question.lower()
+    return any(word in reply.lower() for word in expected if word not in asked)
 
 
 async def run(bench: Bench, dry_multiplier: float, config: Config, members: list[Member]) -> dict[str, Any]:
@@ -317,25 +325,43 @@ async def run_llama(server: Server, sampling: dict[str, Any], members: list[Memb
 
 def record(members: list[Member], cost: dict[str, Any]) -> dict[str, Any]:
     """One configuration's results: the share of references followed, by gap and by kind, the cost, the replies."""
+    answers = [
+        {"opening": m.script.opening, "opening_reply": m.opening_reply, **{str(g): a for g, a in m.answers.items()}}
+        for m in members
+    ]
+    return {**tally(answers), **cost, "answers": answers}
+
+
+def tally(answers: list[dict[str, Any]]) -> dict[str, Any]:
+    """The references followed, by gap and by kind, counted from the answers."""
+    kinds = {script.opening: script.kind for script in SCRIPTS}
+    hits = {str(g): sum(a[str(g)]["followed"] for a in answers) for g in GAPS}
     by_kind: dict[str, dict[str, float]] = {}
     for kind in ("member", "bot", "topic"):
-        ours = [m for m in members if m.script.kind == kind]
+        ours = [a for a in answers if kinds.get(a["opening"]) == kind]
         if ours:
-            by_kind[kind] = {str(g): sum(m.answers[g]["followed"] for m in ours) / len(ours) for g in GAPS}
-    hits = {g: sum(m.answers[g]["followed"] for m in members) for g in GAPS}
+            by_kind[kind] = {str(g): sum(a[str(g)]["followed"] for a in ours) / len(ours) for g in GAPS}
     return {
-        "followed": {str(g): hits[g] / len(members) for g in GAPS},
+        "followed": {g: hits[g] / len(answers) for g in hits},
         # references followed of those asked, and its 95 % Wilson interval: 21 references a gap tell apart only
         # large differences
-        "followed_of": {str(g): [hits[g], len(members)] for g in GAPS},
-        "interval": {str(g): [round(x, 3) for x in wilson(hits[g], len(members))] for g in GAPS},
+        "followed_of": {g: [hits[g], len(answers)] for g in hits},
+        "interval": {g: [round(x, 3) for x in wilson(hits[g], len(answers))] for g in hits},
         "by_kind": by_kind,
-        **cost,
-        "answers": [
-            {"opening": m.script.opening, "opening_reply": m.opening_reply, **{str(g): a for g, a in m.answers.items()}}
-            for m in members
-        ],
     }
+
+
+def rescore(path: Path) -> None:
+    """Score the replies in a results file again by the rule of now (follows), and rewrite it."""
+    report = json.loads(path.read_text())
+    for name, result in report["results"].items():
+        for answer in result["answers"]:
+            for g in GAPS:
+                given = answer[str(g)]
+                given["followed"] = follows(given["reply"], given["expected"], given["question"])
+        result.update(tally(result["answers"]))
+        print_result(name, result)
+    path.write_text(json.dumps(report, indent=2) + "\n")
 
 
 def print_result(name: str, result: dict[str, Any]) -> None:
@@ -432,7 +458,11 @@ def main() -> None:
     parser.add_argument("--llama-server", help="the llama-server binary (else $OWNCHAT_LLAMA_SERVER or the cache)")
     parser.add_argument("--llama-threads", type=int, default=2, help="llama-server's CPU threads (-t)")
     parser.add_argument("--out", default=str(RESULTS))
+    parser.add_argument("--rescore", action="store_true", help="score the replies in --out again, and stop")
     args = parser.parse_args()
+    if args.rescore:
+        rescore(Path(args.out))
+        return
     unknown = set(args.configs.split(",")) - set(names)
     if unknown:
         parser.error(f"no configuration called {', '.join(sorted(unknown))}; choose of {', '.join(names)}")
