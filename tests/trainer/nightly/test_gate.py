@@ -62,7 +62,10 @@ def test_a_candidate_that_wins_on_ratings_but_fails_the_guard_is_refused(
     asyncio.run(seed(redis_server.url))
     questions = questions_the_base_answers(tiny_model_dir, tmp_path / "questions.yaml")
     evaluation = {"questions_file": str(questions), "questions_may_lose": 0, "question_max_new_tokens": QUESTION_TOKENS}
-    strict = nightly_settings(redis_server.url, tiny_model_dir, tmp_path, evaluation=evaluation)
+    # the gate's refusal is what this test is about: the fine-tune keeps its best step, guard or not (with the
+    # guard, it would keep one that holds it: test_step_guards.py)
+    unguarded = {"keep_within_guard": False}
+    strict = nightly_settings(redis_server.url, tiny_model_dir, tmp_path, evaluation=evaluation, finetune=unguarded)
 
     refused = run_nightly(strict, quiet=True).outcome(COMMUNITY)
 
@@ -80,8 +83,9 @@ def test_a_candidate_that_wins_on_ratings_but_fails_the_guard_is_refused(
 
     # the same candidate, allowed to forget: it goes live on the strength of the ratings
     loose = nightly_settings(
-        redis_server.url, tiny_model_dir, tmp_path, evaluation={**evaluation, "questions_may_lose": 100}
-    )
+        redis_server.url, tiny_model_dir, tmp_path, evaluation={**evaluation, "questions_may_lose": 100},
+        finetune=unguarded,
+    )  # fmt: skip
     promoted = run_nightly(loose, quiet=True).outcome(COMMUNITY)
     assert promoted.status == "promoted", promoted.reasons
     assert "its implied reward ranks liked above disliked replies with an AUC" in promoted.reasons[0]
