@@ -80,6 +80,23 @@ def test_four_bit_weights_serve_few_rows_and_only_where_they_lose_nothing(tiny_m
     with torch.no_grad():
         one_row = model.model.layers[0].mlp.up_proj(x)
         assert torch.allclose(one_row.float(), dense.model.layers[0].mlp.up_proj(x).float(), atol=0.02, rtol=0.02)
+        # decoding, one row a step (the 4-bit and 8-bit copies' path), scores as the dense model does. Not the
+        # same greedy tokens: a random bfloat16 model has exact ties among its top scores, which any other
+        # order of summing breaks either way (the default model's replies are compared in bench/weights.py)
         ids = torch.randint(3, 500, (1, 9))
         greedy = dense.generate(ids, max_new_tokens=8, do_sample=False, pad_token_id=0)
-        assert torch.equal(model.generate(ids, max_new_tokens=8, do_sample=False, pad_token_id=0), greedy)
+        served, reference = decoded_scores(model, greedy), decoded_scores(dense, greedy)
+        assert torch.allclose(served, reference, atol=0.1), (served - reference).abs().max()
+        top = reference.topk(2).values
+        clear = top[:, 0] - top[:, 1] > 0.2  # where the dense model's choice is not a near tie, the same choice
+        assert torch.equal(served.argmax(-1)[clear], reference.argmax(-1)[clear])
+
+
+def decoded_scores(model: torch.nn.Module, ids: torch.Tensor, prompt: int = 9) -> torch.Tensor:
+    """The scores of each token after the prompt, decoded one row at a time with the cache."""
+    out = model(ids[:, :prompt], use_cache=True)
+    scores = [out.logits[0, -1]]
+    for position in range(prompt, ids.shape[1] - 1):
+        out = model(ids[:, position : position + 1], cache=out.past_key_values, use_cache=True)
+        scores.append(out.logits[0, -1])
+    return torch.stack(scores).float()
