@@ -15,6 +15,7 @@ from brain.feedback_records import TurnRecord
 from brain.store import Store, keys
 from brain.store.client import connect
 from tests.support.brain_server import BrainHandle, running_brain
+from tests.support.redis_dump import keys_holding
 
 SECRET = "ZEBRA-7731"
 DM = {"platform": "telegram", "user_id": "1", "chat_kind": "direct"}
@@ -43,11 +44,7 @@ def chat(http: httpx.Client, chat_id: str, text: str = "", **extra: str) -> http
 
 def holding(brain: BrainHandle, text: str) -> list[str]:
     """Every key whose value holds ``text``."""
-    r = redis.Redis.from_url(brain.redis.url)
-    try:
-        return sorted(k.decode() for k in r.keys("*") if text.encode() in (r.dump(k) or b""))
-    finally:
-        r.close()
+    return keys_holding(brain.redis.url, text)
 
 
 def kept_turns(brain: BrainHandle) -> list[TurnRecord]:
