@@ -271,8 +271,9 @@ def main() -> None:
         start_redis(redis_server)
         servers: dict[str, Server] = {}
         try:
-            brain = start_brain(work, redis_server.url, args.threads, {"memory": window})
-            servers |= {mode: brain for mode in modes if mode in ("chat", "openai")}
+            if {"chat", "openai"} & set(modes):  # a brain started for no path would be left running
+                brain = start_brain(work, redis_server.url, args.threads, {"memory": window})
+                servers |= {mode: brain for mode in modes if mode in ("chat", "openai")}
             if "nomemory" in modes:
                 (work / "nomemory").mkdir()
                 overrides = {"memory": window | MEMORY_OFF}
