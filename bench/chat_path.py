@@ -44,6 +44,7 @@ from bench.serve_http import (
     TOPICS,
     Server,
     find_llama_server,
+    fresh_connections,
     gguf_path,
     start_brain,
     start_llama,
@@ -180,10 +181,7 @@ async def member(
 async def measure(server: Server, mode: str, members: int, count: int, persona: Persona) -> Figures:
     assert server.process is not None
     pid = server.process.pid
-    # a new connection for every message, on every path: llama-server (cpp-httplib) closes a kept-alive connection
-    # after a few requests, and a member's next message sent on it then fails ("Server disconnected without
-    # sending a response"); on localhost a connection costs well under a millisecond
-    limits = httpx.Limits(max_connections=members + 8, max_keepalive_connections=0)
+    limits = fresh_connections(members + 8)
     async with httpx.AsyncClient(timeout=900, limits=limits) as client:
         await settle(pid)
         load_before, cpu_before, started = os.getloadavg(), cpu_seconds(pid), time.perf_counter()

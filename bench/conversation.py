@@ -55,7 +55,7 @@ import httpx
 
 from bench.chat_path import cpu_seconds, settle
 from bench.recall import API_KEY, PLATFORM, Bench
-from bench.serve_http import Server, find_llama_server, start_llama, stream_chat_completion
+from bench.serve_http import Server, find_llama_server, fresh_connections, start_llama, stream_chat_completion
 from brain.api_models import ChatReply, ChatRequest, Persona
 from brain.engine.model_loading import DEFAULT_MODEL_ALIAS, DEFAULT_MODEL_GGUF
 from brain.memory.recall import terms
@@ -290,7 +290,7 @@ async def run_llama(server: Server, sampling: dict[str, Any], members: list[Memb
     persona = default_persona()
     histories = {m.index: [{"role": "system", "content": persona.system_prompt}] for m in members}
     prompt_tokens: list[int] = []
-    limits = httpx.Limits(max_connections=len(members) + 4, max_keepalive_connections=len(members) + 4)
+    limits = fresh_connections(len(members) + 4)
     async with httpx.AsyncClient(timeout=600, limits=limits) as client:
 
         async def reply_to(messages: list[dict[str, str]]) -> str:

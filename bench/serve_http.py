@@ -140,6 +140,13 @@ def start_llama(binary: Path, work: Path, threads: int, slots: int, slot_context
     return server
 
 
+def fresh_connections(connections: int) -> httpx.Limits:
+    """A new connection for every request, on every server: llama-server (cpp-httplib) closes a kept-alive one
+    after a few requests, and the next request sent on it fails ("Server disconnected without sending a
+    response"); on localhost a connection costs well under a millisecond."""
+    return httpx.Limits(max_connections=connections, max_keepalive_connections=0)
+
+
 def wait_ready(server: Server, path: str, log: Path, timeout_s: float = 300) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -237,7 +244,7 @@ async def conversation(client: httpx.AsyncClient, server: Server, turns: int, ma
 
 
 async def measure(servers: list[Server], args: argparse.Namespace, console: Console) -> dict:
-    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+    limits = fresh_connections(64)
     result: dict = {"users": [], "conversation": {}}
     async with httpx.AsyncClient(timeout=600, limits=limits) as client:
         for server in servers:  # warm up: first requests pay one-off costs
