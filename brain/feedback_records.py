@@ -119,6 +119,8 @@ class Canary(RegistryRecord):
     started_at: str
     run: str | None = None
     metrics: dict[str, float | None] = Field(default_factory=dict)
+    # the gate could not tell it from live on held-out ratings: promoted only if members like it at least as well
+    members_decide: bool = False
 
 
 FeedbackKind = Literal["reaction", "button", "command"]

@@ -121,6 +121,9 @@ class EvaluationSettings(BaseModel):
     # live's by reward_margin_se standard errors of the paired difference (DeLong), and by reward_margin at least
     reward_margin: float = Field(0.0, ge=0.0, lt=0.5)
     reward_margin_se: float = Field(1.645, ge=0.0)
+    # where both AUCs are at least this, a better candidate cannot show on held-out ratings: one not significantly
+    # worse passes, and members' ratings decide (the canary must be liked at least as well as live)
+    reward_saturated: float = Field(0.95, gt=0.5, le=1.0)
     # held-out rated replies needed to judge by ratings, and of each class (liked, disliked) among them
     min_heldout_ratings: int = Field(8, ge=2)
     min_heldout_per_class: int = Field(5, ge=1)

@@ -266,16 +266,24 @@ def within_guards(
     validate: Callable[[], float], model: torch.nn.Module, guards: list[StepGuard], batching: Batching
 ) -> Callable[[], float]:
     """``validate``, except that a step beyond any of the guards scores worse than any step within them all (the
-    further beyond, the worse): the step kept is the best one that holds every guard, and training stops once
-    ``patience`` evaluations in a row are beyond."""
+    further beyond, the worse): the step kept is the best one that holds every guard. The guards cost more than
+    the validation (greedy answers, a pass over the prose), so a step that would not be kept anyway (its score no
+    better than the best so far) is not checked against them: the step kept is the same."""
+    best = math.inf
 
     def guarded() -> float:
+        nonlocal best
+        score = validate()
+        if score >= best:
+            return score
         beyond = 0.0
         for guard in guards:
             beyond += guard.beyond(model, batching)
             if beyond:  # the step is not kept whatever the others say: spare their cost
-                return BEYOND_GUARD * (1 + min(beyond, BEYOND_GUARD))
-        return validate()
+                score = BEYOND_GUARD * (1 + min(beyond, BEYOND_GUARD))
+                break
+        best = min(best, score)
+        return score
 
     return guarded
 

@@ -8,7 +8,8 @@ two-proportion z-test with the pooled proportion:
 - rolled back as soon as its like-rate is significantly below live's (p < canary.level);
 - promoted for everyone once it has canary.min_ratings ratings and is not significantly worse, or once it
   has served canary.max_wait_s without reaching them (the gate vouched for it, and no member's ratings
-  say otherwise);
+  say otherwise); one the gate could not tell from live (``members_decide``) must also be liked at least as
+  well as live, else it is rolled back;
 - otherwise it keeps serving, and the community target is not trained again meanwhile.
 """
 
@@ -74,7 +75,14 @@ def _live_name(registry: Registry, target: str) -> tuple[str, int]:
 
 
 def start(
-    registry: Registry, target: str, version: int, settings: CanarySettings, *, run: str, metrics: dict
+    registry: Registry,
+    target: str,
+    version: int,
+    settings: CanarySettings,
+    *,
+    run: str,
+    metrics: dict,
+    members_decide: bool = False,
 ) -> CanaryDecision:
     """Serve ``version`` (already in the registry) to the canary's share of opted-in members."""
     live, live_version = _live_name(registry, target)
@@ -92,12 +100,14 @@ def start(
         # where live's counters stood: the canary is compared with what live collected since
         metrics={**metrics, "live_version": float(live_version), "live_likes": float(likes),
                  "live_dislikes": float(dislikes)},
+        members_decide=members_decide,
     )  # fmt: skip
     registry.link.call(registry.store.canaries.set(canary))
     reason = (
         f"{canary.name} serves {settings.share:.0%} of opted-in members as a canary until it has "
         f"{settings.min_ratings} ratings; rolled back if its like-rate falls significantly below {live}'s "
         f"(one-sided two-proportion z-test, p < {settings.level})"
+        + (", or is below it at the end (the gate could not tell them apart)" if members_decide else "")
     )
     return CanaryDecision(
         target=target, version=version, action="started", reason=reason, share=settings.share,
@@ -153,11 +163,22 @@ def judge(registry: Registry, canary: Canary, settings: CanarySettings) -> Canar
     )
     test = f"z = {seen.z:.2f}, p = {seen.p_value:.3f}" if seen.z is not None and seen.p_value is not None else "no test"
     worse = seen.p_value is not None and seen.p_value < settings.level
+    # the gate could not rank it above live: at the end, members must like it at least as well
+    liked_less = (
+        canary.members_decide
+        and seen.like_rate is not None
+        and seen.live_like_rate is not None
+        and seen.like_rate < seen.live_like_rate
+    )
+    due = seen.ratings >= canary.min_ratings or seen.age_s >= settings.max_wait_s
     if canary.version not in registry.versions(target):
         decision.action, decision.reason = "rolled back", f"{said}; its directory is gone from the registry"
     elif worse:
         decision.action = "rolled back"
         decision.reason = f"{said}: significantly worse ({test} < {settings.level})"
+    elif due and liked_less:
+        decision.action = "rolled back"
+        decision.reason = f"{said}: liked less than live, and the gate could not tell them apart ({test})"
     elif seen.ratings >= canary.min_ratings:
         decision.action = "promoted"
         decision.reason = f"{said}: {seen.ratings} ratings of the {canary.min_ratings} needed, not worse ({test})"

@@ -5,7 +5,10 @@
   beta * (log p - log p_base) of each reply, must rank liked replies above disliked ones (AUC) better than
   the live model's on the very same replies, by ``reward_margin_se`` standard errors of the paired
   difference (DeLong's test; an AUC from 50 ratings moves by several hundredths from one split to the next,
-  so an absolute margin would sit inside the noise), and by ``reward_margin`` at least.
+  so an absolute margin would sit inside the noise), and by ``reward_margin`` at least. Once both rank the
+  held-out ratings almost perfectly (``reward_saturated``), no better candidate can show there: one that is not
+  significantly worse passes, and members decide (``Decision.members_decide``: the canary must be liked at least
+  as well as live; a target without a canary keeps what it has).
   Without enough ratings, by perplexity instead: its test perplexity must be at most (1 - margin) x the live
   model's (the live adapter, else the base).
 - The general guard (guard.py) must hold: its perplexity on the prose may exceed the base model's by at most
@@ -28,6 +31,8 @@ from trainer.settings import EvaluationSettings
 class Decision:
     promote: bool
     reasons: list[str] = field(default_factory=list)
+    # the held-out ratings could not tell candidate and live apart: only members' ratings may promote it
+    members_decide: bool = False
 
     @property
     def summary(self) -> str:
@@ -45,19 +50,43 @@ def decide(candidate: Scores, live: Scores, base: Scores, settings: EvaluationSe
     values = (candidate.test_ppl, candidate.general_ppl, live.test_ppl, base.general_ppl)
     if not all(math.isfinite(v) for v in values):
         return Decision(False, ["a perplexity is not a finite number (diverged training or an empty split)"])
-    checks = [_ratings(candidate, live, settings) if judged_by_ratings(candidate, settings) else _perplexity(
-        candidate, live, settings.margin)]  # fmt: skip
-    checks += [_prose(candidate, base, settings.general_bound), _questions(candidate, base, settings)]
-    failed = [reason for passed, reason in checks if not passed]
-    return Decision(not failed, failed or [reason for _, reason in checks])
-
-
-def _ratings(candidate: Scores, live: Scores, settings: EvaluationSettings) -> tuple[bool, str]:
-    assert candidate.reward_auc is not None
-    live_rewards = live.rewards if len(live.rewards) == len(candidate.rewards) else [0.0] * len(candidate.rewards)
-    paired = paired_auc_difference(candidate.rewards, live_rewards, candidate.liked) if candidate.liked else None
+    paired = _paired_difference(candidate, live) if judged_by_ratings(candidate, settings) else None
+    members_decide = paired is not None and _only_members_can_tell(paired, settings)
     if paired is not None:
-        return _paired(candidate, live, paired, settings)
+        first = _paired(candidate, live, paired, settings, members_decide)
+    elif judged_by_ratings(candidate, settings):
+        first = _unpaired(candidate, live, settings)
+    else:
+        first = _perplexity(candidate, live, settings.margin)
+    checks = [first, _prose(candidate, base, settings.general_bound), _questions(candidate, base, settings)]
+    failed = [reason for passed, reason in checks if not passed]
+    return Decision(
+        not failed, failed or [reason for _, reason in checks], members_decide=members_decide and not failed
+    )
+
+
+def _paired_difference(candidate: Scores, live: Scores) -> AucDifference | None:
+    """The candidate's AUC against live's on the same held-out replies (live's rewards all 0 when live is the
+    base model, whose implied reward is 0 by definition)."""
+    live_rewards = live.rewards if len(live.rewards) == len(candidate.rewards) else [0.0] * len(candidate.rewards)
+    return paired_auc_difference(candidate.rewards, live_rewards, candidate.liked) if candidate.liked else None
+
+
+def _better(paired: AucDifference, settings: EvaluationSettings) -> bool:
+    return paired.difference > 0 and paired.difference >= max(
+        settings.reward_margin, settings.reward_margin_se * paired.se
+    )
+
+
+def _only_members_can_tell(paired: AucDifference, settings: EvaluationSettings) -> bool:
+    """Both AUCs at ``reward_saturated`` or above, the candidate not clearly better and not significantly worse."""
+    saturated = min(paired.auc_a, paired.auc_b) >= settings.reward_saturated
+    not_worse = paired.difference > -settings.reward_margin_se * paired.se or paired.difference == 0
+    return saturated and not_worse and not _better(paired, settings)
+
+
+def _unpaired(candidate: Scores, live: Scores, settings: EvaluationSettings) -> tuple[bool, str]:
+    assert candidate.reward_auc is not None
     live_auc = 0.5 if live.reward_auc is None else live.reward_auc
     needed = live_auc + settings.reward_margin
     ok = candidate.reward_auc >= needed
@@ -68,17 +97,23 @@ def _ratings(candidate: Scores, live: Scores, settings: EvaluationSettings) -> t
     )
 
 
-def _paired(candidate: Scores, live: Scores, paired: AucDifference, settings: EvaluationSettings) -> tuple[bool, str]:
-    needed = max(settings.reward_margin, settings.reward_margin_se * paired.se)
-    ok = paired.difference > 0 and paired.difference >= needed
+def _paired(
+    candidate: Scores, live: Scores, paired: AucDifference, settings: EvaluationSettings, members_decide: bool
+) -> tuple[bool, str]:
     liked = sum(candidate.liked)
     spread = f"{paired.z:.2f} standard errors" if paired.se > 0 else "with a standard error of 0"
-    return ok, (
+    said = (
         f"on the same {candidate.rated} held-out ratings ({liked} liked, {candidate.rated - liked} disliked), its "
         f"implied reward ranks liked above disliked replies with an AUC of {paired.auc_a:.3f} against "
-        f"{live.name}'s {paired.auc_b:.3f}: {paired.difference:+.3f}, {spread} (DeLong), "
-        f"{'beyond' if ok else 'within'} the {settings.reward_margin_se:.2f} needed"
+        f"{live.name}'s {paired.auc_b:.3f}: {paired.difference:+.3f}, {spread} (DeLong)"
     )
+    if members_decide:
+        return True, (
+            f"{said}: both at least {settings.reward_saturated:.2f}, where no better candidate can show, and it is "
+            "not significantly worse: members' ratings decide"
+        )
+    ok = _better(paired, settings)
+    return ok, f"{said}, {'beyond' if ok else 'within'} the {settings.reward_margin_se:.2f} needed"
 
 
 def _perplexity(candidate: Scores, live: Scores, margin: float) -> tuple[bool, str]:

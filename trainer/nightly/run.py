@@ -289,6 +289,9 @@ class Nightly:
         outcome.scores = ScoreSet(base=base, live=live, candidate=candidate)
         decision = decide(candidate, live, base, self.cfg.evaluation)
         outcome.reasons = decision.reasons
+        if decision.members_decide and not (target.user is None and self.cfg.canary.share > 0):
+            outcome.reasons.append("no canary to let members decide: the live version stays")
+            return outcome
         if not decision.promote:
             return outcome
         if self.stop is not None and self.stop.is_set():
@@ -321,8 +324,9 @@ class Nightly:
         if target.user is None and self.cfg.canary.share > 0:  # members' ratings have the last word
             self.lock.check()
             self.canary_started = canary.start(
-                self.registry, target.name, outcome.version, self.cfg.canary, run=self.run_dir.name, metrics=metrics
-            )
+                self.registry, target.name, outcome.version, self.cfg.canary, run=self.run_dir.name, metrics=metrics,
+                members_decide=decision.members_decide,
+            )  # fmt: skip
             outcome.status = "canary"
             outcome.reasons.append(self.canary_started.reason)
             return outcome

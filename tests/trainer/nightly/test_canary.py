@@ -16,6 +16,7 @@ from brain.store.client import connect
 from tests.trainer.nightly.helpers import nightly_settings, seed_community
 from tests.trainer.nightly.ratings_helpers import rate_version
 from trainer.cli import app
+from trainer.nightly.canary import judge
 from trainer.nightly.link import RedisLink
 from trainer.nightly.registry import Registry
 from trainer.nightly.run import run_nightly
@@ -110,6 +111,33 @@ def test_a_canary_is_promoted_once_it_has_its_ratings_and_is_not_worse(redis_ser
     assert (low, high) == wilson(15, 22) and low < 15 / 22 < high
     table = CliRunner().invoke(app, ["status"], env=env_for(settings), catch_exceptions=False).output
     assert "like-rate per version" in table and "68.2%" in table
+
+
+def test_a_canary_the_gate_could_not_rank_must_be_liked_at_least_as_well_as_live(
+    redis_server, tmp_path: Path, tiny_model_dir
+):
+    """Held-out ratings saturated (both AUCs near 1): the gate passed the candidate for members to decide. Liked a
+    little less than live, not significantly so: an ordinary canary would be promoted, this one is rolled back."""
+    asyncio.run(seed_community(redis_server.url))
+    settings = nightly_settings(redis_server.url, tiny_model_dir, tmp_path, canary=CANARY)
+    assert run_nightly(settings, quiet=True).outcome(COMMUNITY).status == "canary"
+    with RedisLink(redis_server.url) as link:
+        record = link.call(link.store.canaries.get(COMMUNITY))
+        link.call(link.store.canaries.set(record.model_copy(update={"members_decide": True})))
+
+    rate(redis_server.url, "community@1", likes=10, dislikes=10, first_rater=1000)
+    rate(redis_server.url, None, likes=11, dislikes=9, first_rater=2000)
+    with RedisLink(redis_server.url) as link:
+        canary = link.call(link.store.canaries.get(COMMUNITY))
+        judged = judge(Registry(settings.trainer.registry_dir, link), canary, settings.trainer.canary)
+        plain = judge(
+            Registry(settings.trainer.registry_dir, link),
+            canary.model_copy(update={"members_decide": False}),
+            settings.trainer.canary,
+        )
+    assert plain.action == "promoted", "not significantly worse: an ordinary canary goes live"
+    assert judged.action == "rolled back" and "liked less than live" in judged.reason, judged.reason
+    assert judged.figures is not None and judged.figures.p_value > 0.05
 
 
 def test_the_statistics_match_their_textbook_values() -> None:

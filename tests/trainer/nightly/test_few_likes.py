@@ -177,6 +177,28 @@ def test_the_paired_gate_refuses_an_advantage_inside_the_noise_and_accepts_a_cle
     assert "prose perplexity" in " ".join(accepted.reasons), "the general guard is still checked"
 
 
+def test_where_both_rank_the_held_out_ratings_almost_perfectly_members_decide() -> None:
+    """Live at 0.98: no candidate can be 1.645 standard errors better. One not significantly worse passes for the
+    canary to decide (members_decide); one clearly worse is still refused."""
+    liked = [i % 4 == 0 for i in range(60)]
+    base = scores("base", [0.0] * 60, liked)
+    live_rewards = [2.0 + 0.1 * i if y else 0.05 * i for i, y in enumerate(liked)]
+    live = scores("community@1", live_rewards, liked)
+    assert live.reward_auc is not None and 0.95 <= live.reward_auc < 1.0
+    perfect = scores("candidate", [r + (3.0 if y else 0.0) for r, y in zip(live_rewards, liked, strict=True)], liked)
+    worse = scores("candidate", [0.0 if y else 1.0 for y in liked], liked)
+    settings = EvaluationSettings()
+
+    passed = decide(perfect, live, base, settings)
+    refused = decide(worse, live, base, settings)
+    unsaturated = decide(perfect, live, base, settings.model_copy(update={"reward_saturated": 1.0}))
+
+    assert passed.promote and passed.members_decide, passed.reasons
+    assert "members' ratings decide" in passed.reasons[0]
+    assert not refused.promote and not refused.members_decide
+    assert not unsaturated.promote and "within the 1.65 needed" in unsaturated.reasons[0]
+
+
 def test_an_auc_counts_only_with_enough_held_out_ratings_of_each_class() -> None:
     liked = [i < 2 for i in range(40)]  # 2 likes among 40 ratings, as on a night of a sparse taste
     live = scores("base", [0.0] * 40, liked)

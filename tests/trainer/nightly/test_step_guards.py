@@ -6,14 +6,26 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from trainer.core import distributed
 from trainer.core.examples import ChatRenderer, Example, text_windows
-from trainer.core.finetuning import Batching, FinetuneData, ProseBound, StepGuard, fine_tune, prose_loss
+from trainer.core.finetuning import (
+    BEYOND_GUARD,
+    Batching,
+    FinetuneData,
+    ProseBound,
+    StepGuard,
+    fine_tune,
+    prose_loss,
+    within_guards,
+)
 from trainer.core.loop import LoopHooks
 from trainer.core.models import ModelWithTokenizer, add_lora, load_model
 from trainer.nightly.guard import Answering, GuardSet, Question, QuestionsKept
@@ -117,3 +129,42 @@ def test_the_step_kept_keeps_the_answers_the_base_model_had_right(tiny_model_dir
 
     _, guarded_right, guarded_step = kept_answer(tiny_model_dir, guarded=True)
     assert guarded_right and guarded_step < unguarded_step
+
+
+@dataclass
+class Scripted:
+    """A guard whose verdict on each evaluation is given, counting the evaluations it was asked about."""
+
+    verdicts: list[float]
+    asked: list[int] = field(default_factory=list)
+    evaluation: int = 0
+
+    def beyond(self, model: torch.nn.Module, batching: Batching) -> float:
+        self.asked.append(self.evaluation)
+        return self.verdicts[self.evaluation]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 5), st.booleans()), min_size=1, max_size=12))
+def test_the_guards_are_asked_only_about_a_step_that_would_be_kept(evaluations: list[tuple[int, bool]]) -> None:
+    """The step kept (the loop keeps the first lowest score) is the best one within the guard, as if the guard had
+    been asked about every step; it is asked only when a step scores better than every earlier one."""
+    scores = [score / 5 for score, _ in evaluations]
+    guard = Scripted([1.0 if beyond else 0.0 for _, beyond in evaluations])
+    step = iter(range(len(evaluations)))
+
+    def validate() -> float:
+        guard.evaluation = next(step)
+        return scores[guard.evaluation]
+
+    batching = Batching(SETTINGS, 1, 0, distributed.start("cpu"))
+    guarded = within_guards(validate, torch.nn.Linear(1, 1), [guard], batching)
+    returned = [guarded() for _ in evaluations]
+    kept = returned.index(min(returned))
+
+    within = [i for i, (_, beyond) in enumerate(evaluations) if not beyond]
+    if within:
+        assert kept == min(within, key=lambda i: (scores[i], i))
+    else:
+        assert returned[kept] >= BEYOND_GUARD
+    assert guard.asked == [i for i in range(len(scores)) if scores[i] < min(returned[:i], default=math.inf)]
