@@ -19,6 +19,7 @@ more than the brain, so compare figures only from a quiet machine. Run from the 
     python -m bench.chat_path                                   # 1, 4, 16 and 32 members, six messages each
     nice python -m bench.chat_path --members 1,2 --messages 2   # a smoke run
     python -m bench.chat_path --memory-turns 24                 # the same with no summary folded in six messages
+    python -m bench.chat_path --members 16 --modes chat,nomemory --rounds 3   # paths in turn, medians
 
 Prints a table and writes bench/results/chat_path.json (``--out``).
 """
@@ -75,6 +76,7 @@ class Reply:
 class Figures:
     mode: str
     members: int
+    round: int  # paths take turns, round after round: a slow spell of the machine falls on each alike
     messages: int  # replies in all
     ttft_p50_s: float
     ttft_p95_s: float
@@ -87,6 +89,11 @@ class Figures:
 
 
 def message(member: int, turn: int) -> str:
+    """Every other message tells about a new topic; the ones between come back to the member's first topic, as
+    members do, so that recall has something to find once it has left the window (from the fourth message on)."""
+    if turn % 2:
+        first = TOPICS[member % len(TOPICS)]
+        return f"Back to {first}: what would you do first?"
     topic = TOPICS[(member + turn) % len(TOPICS)]
     return f"Let me tell you about {topic}. What do you think of it?"
 
@@ -178,7 +185,7 @@ async def member(
     return replies
 
 
-async def measure(server: Server, mode: str, members: int, count: int, persona: Persona) -> Figures:
+async def measure(server: Server, mode: str, members: int, count: int, persona: Persona, round_: int) -> Figures:
     assert server.process is not None
     pid = server.process.pid
     limits = fresh_connections(members + 8)
@@ -200,6 +207,7 @@ async def measure(server: Server, mode: str, members: int, count: int, persona: 
     return Figures(
         mode=mode,
         members=members,
+        round=round_,
         messages=len(replies),
         ttft_p50_s=statistics.median(ttfts),
         ttft_p95_s=ttfts[min(len(ttfts) - 1, round(0.95 * (len(ttfts) - 1)))],
@@ -219,10 +227,36 @@ async def warm_up(servers: dict[str, Server], persona: Persona) -> None:
             await member(client, server, mode, f"warm-{mode}", 0, 1, persona)
 
 
-def print_table(console: Console, figures: list[Figures]) -> None:
-    table = Table(title="Members in turn, shipped settings: TTFT, rate and CPU per message (load average beside)")
-    for column in ("members", "path", "TTFT p50 s", "TTFT p95 s", "replies/min", "reply tok/s", "CPU s/msg", "load"):
+def medians(figures: list[Figures]) -> list[Figures]:
+    """One row per number of members and path: the median of each figure over its rounds (round -1), the load
+    average the lowest and highest seen."""
+    rows = []
+    for key in dict.fromkeys((row.members, row.mode) for row in figures):
+        runs = [row for row in figures if (row.members, row.mode) == key]
+        middle = {
+            name: statistics.median(getattr(row, name) for row in runs)
+            for name in ("ttft_p50_s", "ttft_p95_s", "replies_per_min", "reply_tokens_per_s", "cpu_s_per_message")
+        }
+        rows.append(
+            Figures(
+                mode=key[1],
+                members=key[0],
+                round=-1,
+                messages=sum(row.messages for row in runs),
+                **middle,
+                wall_s=sum(row.wall_s for row in runs),
+                load_before=min(row.load_before for row in runs),
+                load_after=max(row.load_after for row in runs),
+            )  # fmt: skip
+        )
+    return rows
+
+
+def print_table(console: Console, figures: list[Figures], title: str) -> None:
+    table = Table(title=f"{title}: TTFT, rate and CPU per message (load average beside)")
+    for column in ("members", "path", "round", "TTFT p50 s", "TTFT p95 s", "replies/min", "reply tok/s", "CPU s/msg"):
         table.add_column(column, justify="right")
+    table.add_column("load", justify="right")
     for row in figures:
         table.add_row(
             str(row.members),
@@ -232,6 +266,7 @@ def print_table(console: Console, figures: list[Figures]) -> None:
                 "openai": "OpenAI route",
                 "llama.cpp": "llama.cpp",
             }[row.mode],
+            "median" if row.round < 0 else str(row.round + 1),
             f"{row.ttft_p50_s:.3f}",
             f"{row.ttft_p95_s:.3f}",
             f"{row.replies_per_min:.1f}",
@@ -248,6 +283,7 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=6, help="messages each member sends, one after another")
     parser.add_argument("--modes", default=",".join(MODES), help=f"of {', '.join(MODES)}")
     parser.add_argument("--memory-turns", type=int, help="memory.max_turns instead of the shipped one")
+    parser.add_argument("--rounds", type=int, default=1, help="paths measured in turn this many times (medians)")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="CPU threads of each server")
     parser.add_argument("--llama-server", help="the llama-server binary (else $OWNCHAT_LLAMA_SERVER or the cache)")
     parser.add_argument("--out", type=Path, default=RESULTS)
@@ -284,12 +320,14 @@ def main() -> None:
                 )
             asyncio.run(warm_up(servers, persona))
             for members in counts:
-                for mode in modes:  # one path after the other on the same members' conversations
+                # one path after the other on the same members' conversations, round after round
+                for round_, mode in ((r, mode) for r in range(args.rounds) for mode in modes):
                     if mode in failures:
                         continue
-                    console.log(f"{members} members, {args.messages} messages each, {mode}")
+                    console.log(f"{members} members, {args.messages} messages each, {mode}, round {round_ + 1}")
                     try:
-                        figures.append(asyncio.run(measure(servers[mode], mode, members, args.messages, persona)))
+                        run = measure(servers[mode], mode, members, args.messages, persona, round_)
+                        figures.append(asyncio.run(run))
                     except (httpx.HTTPError, RuntimeError) as error:  # the other paths' figures still count
                         failures[mode] = failure(servers[mode], work, members, error)
                         console.print(f"[red]{mode} failed at {members} members: {failures[mode]}")
@@ -298,7 +336,9 @@ def main() -> None:
             for server in {id(server): server for server in servers.values()}.values():
                 server.stop()
             redis_server.stop()
-    print_table(console, figures)
+    print_table(console, figures, "Members in turn, shipped settings")
+    if args.rounds > 1:
+        print_table(console, medians(figures), f"Medians over {args.rounds} rounds")
     write_results(args, figures, failures, persona, binary)
     console.print(f"wrote {args.out}")
 
@@ -318,6 +358,8 @@ def write_results(
     """What has been measured so far (written after every path, so that a failure keeps the rest)."""
     result = {
         "figures": [asdict(row) for row in figures],
+        "medians": [asdict(row) for row in medians(figures)],
+        "rounds": args.rounds,
         "failures": failures,
         "messages_per_member": args.messages,
         "memory_turns": args.memory_turns,
