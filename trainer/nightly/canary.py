@@ -6,6 +6,8 @@ the same period (the live version's counters are noted when the canary starts), 
 two-proportion z-test with the pooled proportion:
 
 - rolled back as soon as its like-rate is significantly below live's (p < canary.level);
+- promoted as soon as it is significantly above live's (the upper tail, p < canary.level) with at least half
+  of canary.min_ratings: members plainly prefer it, and waiting for the rest would cost a night of training;
 - promoted for everyone once it has canary.min_ratings ratings and is not significantly worse, or once it
   has served canary.max_wait_s without reaching them (the gate vouched for it, and no member's ratings
   say otherwise); one the gate could not tell from live (``members_decide``) must also be liked at least as
@@ -171,11 +173,18 @@ def judge(registry: Registry, canary: Canary, settings: CanarySettings) -> Canar
         and seen.like_rate < seen.live_like_rate
     )
     due = seen.ratings >= canary.min_ratings or seen.age_s >= settings.max_wait_s
+    better = seen.p_value is not None and 1 - seen.p_value < settings.level and 2 * seen.ratings >= canary.min_ratings
     if canary.version not in registry.versions(target):
         decision.action, decision.reason = "rolled back", f"{said}; its directory is gone from the registry"
     elif worse:
         decision.action = "rolled back"
         decision.reason = f"{said}: significantly worse ({test} < {settings.level})"
+    elif better:
+        decision.action = "promoted"
+        decision.reason = (
+            f"{said}: significantly better ({test}; p = {1 - seen.p_value:.3f} of not being above < {settings.level}) "
+            f"with {seen.ratings} of the {canary.min_ratings} ratings needed"
+        )
     elif due and liked_less:
         decision.action = "rolled back"
         decision.reason = f"{said}: liked less than live, and the gate could not tell them apart ({test})"

@@ -140,6 +140,26 @@ def test_a_canary_the_gate_could_not_rank_must_be_liked_at_least_as_well_as_live
     assert judged.figures is not None and judged.figures.p_value > 0.05
 
 
+def test_a_canary_members_plainly_prefer_is_promoted_before_it_has_all_its_ratings(
+    redis_server, tmp_path: Path, tiny_model_dir
+):
+    asyncio.run(seed_community(redis_server.url))
+    settings = nightly_settings(redis_server.url, tiny_model_dir, tmp_path, canary=CANARY)
+    assert run_nightly(settings, quiet=True).outcome(COMMUNITY).status == "canary"
+    rate(redis_server.url, "community@1", likes=11, dislikes=3, first_rater=1000)
+    rate(redis_server.url, None, likes=4, dislikes=12, first_rater=2000)
+    with RedisLink(redis_server.url) as link:
+        registry = Registry(settings.trainer.registry_dir, link)
+        canary = link.call(link.store.canaries.get(COMMUNITY))
+        early = judge(registry, canary, settings.trainer.canary)
+        # 14 ratings are less than half of 40: it waits, however clear
+        too_few = judge(registry, canary.model_copy(update={"min_ratings": 40}), settings.trainer.canary)
+
+    assert early.action == "promoted", early.reason
+    assert "significantly better" in early.reason and "with 14 of the 20 ratings needed" in early.reason
+    assert too_few.action == "waiting", too_few.reason
+
+
 def test_the_statistics_match_their_textbook_values() -> None:
     low, high = wilson(8, 10)  # Wilson (1927); e.g. Newcombe 1998, table I: 0.4902 to 0.9433
     assert abs(low - 0.4902) < 1e-3 and abs(high - 0.9433) < 1e-3
