@@ -173,7 +173,9 @@ def judge(registry: Registry, canary: Canary, settings: CanarySettings) -> Canar
         and seen.like_rate < seen.live_like_rate
     )
     due = seen.ratings >= canary.min_ratings or seen.age_s >= settings.max_wait_s
-    better = seen.p_value is not None and 1 - seen.p_value < settings.level and 2 * seen.ratings >= canary.min_ratings
+    # the upper tail: the evidence that its like-rate is above live's
+    above = 1 - seen.p_value if seen.p_value is not None else None
+    better = above is not None and above < settings.level and 2 * seen.ratings >= canary.min_ratings
     if canary.version not in registry.versions(target):
         decision.action, decision.reason = "rolled back", f"{said}; its directory is gone from the registry"
     elif worse:
@@ -182,7 +184,7 @@ def judge(registry: Registry, canary: Canary, settings: CanarySettings) -> Canar
     elif better:
         decision.action = "promoted"
         decision.reason = (
-            f"{said}: significantly better ({test}; p = {1 - seen.p_value:.3f} of not being above < {settings.level}) "
+            f"{said}: significantly better ({test}; p = {above:.3f} of not being above < {settings.level}) "
             f"with {seen.ratings} of the {canary.min_ratings} ratings needed"
         )
     elif due and liked_less:
