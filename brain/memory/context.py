@@ -131,7 +131,10 @@ def is_question(sentence: str) -> bool:
         if first.endswith("'s"):
             return True  # "What's the best beach"
         # an auxiliary within the next three words, before any subject: "Which city should I visit", not
-        # "When I was young I lived in Rome"
+        # "When I was young I lived in Rome"; a partitive "of" phrase is not the subject: "Which of these books
+        # should I read", "Who of you is coming"
+        if words[1:2] == ["of"]:
+            return any(word in _AUXILIARIES for word in words[2:6])
         for word in words[1:4]:
             if word in _AUXILIARIES:
                 return True

@@ -16,6 +16,8 @@ TABLE = [
     ("Can you explain how rainbows form?", ""),
     # questions without "?"
     ("Where should I travel in Spain", ""),
+    ("Which of these books should I read first", ""),
+    ("Who of you is coming tonight", ""),
     ("What's the best beach near Lisbon", ""),
     ("Which museums are worth it", ""),
     ("How long should I stay in Rome", ""),
