@@ -50,11 +50,12 @@ def decide(candidate: Scores, live: Scores, base: Scores, settings: EvaluationSe
     values = (candidate.test_ppl, candidate.general_ppl, live.test_ppl, base.general_ppl)
     if not all(math.isfinite(v) for v in values):
         return Decision(False, ["a perplexity is not a finite number (diverged training or an empty split)"])
-    paired = _paired_difference(candidate, live) if judged_by_ratings(candidate, settings) else None
+    by_ratings = judged_by_ratings(candidate, settings)
+    paired = _paired_difference(candidate, live) if by_ratings else None
     members_decide = paired is not None and _only_members_can_tell(paired, settings)
     if paired is not None:
         first = _paired(candidate, live, paired, settings, members_decide)
-    elif judged_by_ratings(candidate, settings):
+    elif by_ratings:
         first = _unpaired(candidate, live, settings)
     else:
         first = _perplexity(candidate, live, settings.margin)
