@@ -60,10 +60,11 @@ import yaml  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from bench.tastes import SHORT_WORDS, TASTES, Rater  # noqa: E402
+from bench.tastes import NEARNESS, SHORT_WORDS, TASTES, Nearness, Rater, prefer  # noqa: E402
 from bot.client import BrainClient  # noqa: E402
+from bot.comparison import second_reply  # noqa: E402
 from brain.adapters import COMMUNITY, AdapterManager, adapter_name, canary_position  # noqa: E402
-from brain.api_feedback import FeedbackRequest  # noqa: E402
+from brain.api_feedback import ComparisonRequest, FeedbackRequest  # noqa: E402
 from brain.api_models import ChatReply, ChatRequest, UserRef  # noqa: E402
 from brain.consent import CONSENT_FIELD, OPTED_IN
 from brain.engine.model_loading import DEFAULT_MODEL_ALIAS  # noqa: E402
@@ -150,6 +151,10 @@ QUICK_REQUESTS = [
     "Say welcome to a new member of our group.",
 ]
 PROMPTS = EXPLANATIONS + QUICK_REQUESTS
+# the share of first replies members are asked to compare, by taste (an operator's feedback.compare_share). What
+# a night learns from is the number of pairs, not the share: 40 of this bench's 80 messages a day are as many as a
+# community of 200 active members gives at a 5 % share
+COMPARE_SHARE = {"sparse": 0.5}
 
 
 def short_replies(prompt: str, reply: str) -> int | None:
@@ -192,7 +197,7 @@ class Exchange:
     served_by: str  # the adapter that wrote it ("base": the base model)
     finish_reason: str
     rating: int | None
-    retry: bool = False  # a /retry's second reply
+    retry: bool = False  # a /retry's second reply, or the second of a comparison
 
     @property
     def words(self) -> int:
@@ -205,6 +210,8 @@ class Day:
     exchanges: list[Exchange] = field(default_factory=list)
     seconds: float = 0.0
     cpu_seconds: float = 0.0  # of this process: the brain's generation, mostly
+    comparisons: int = 0  # first replies the brain asked the member to compare with a second
+    choices: int = 0  # of those, the ones where the member chose (the rest were equally near the taste)
 
     def firsts(self) -> list[Exchange]:
         """The first reply to each question: what a member asking gets (a /retry's reply comes after a dislike)."""
@@ -238,6 +245,8 @@ class Day:
             "cut_at_max_tokens": sum(1 for e in firsts if e.finish_reason == "length"),
             "retries": len(retries),
             "retries_liked": sum(1 for e in retries if e.rating == 1),
+            "comparisons": self.comparisons,
+            "choices": self.choices,
             "seconds": round(self.seconds, 1),
             "cpu_seconds": round(self.cpu_seconds, 1),
         }
@@ -300,11 +309,14 @@ def training_effect(base: list[int | None], live: list[int | None], served: list
 class Community:
     """The brain (the default model, loaded once) served in this process over its HTTP API, and its members."""
 
-    def __init__(self, runtime: Runtime, settings: Settings, args: argparse.Namespace, rater: Rater):
+    def __init__(
+        self, runtime: Runtime, settings: Settings, args: argparse.Namespace, rater: Rater, nearness: Nearness | None
+    ):
         self.runtime = runtime
         self.settings = settings
         self.args = args
         self.rater = rater
+        self.nearness = nearness
         self.random = random.Random(args.seed)
         self.members = [f"m{i}" for i in range(args.members)]
         # the probe's prompts: the same every day, the explanations and quick requests in equal parts
@@ -321,6 +333,8 @@ class Community:
     async def opt_in(self) -> None:
         for member in self.members:
             await self.client.opt_in(UserRef(platform=PLATFORM, user_id=member))
+            if self.settings.feedback.compare_share > 0:
+                await self.client.agree_to_compare(UserRef(platform=PLATFORM, user_id=member), True)
 
     async def day(self, index: int) -> Day:
         day = Day(index)
@@ -348,6 +362,9 @@ class Community:
             sampling = {"max_new_tokens": self.args.max_new_tokens}
             request = ChatRequest(platform=PLATFORM, user_id=member, chat_id=chat, text=prompt, sampling=sampling)
             reply = await self.client.chat(request)
+            if reply.compare:
+                await self.compare(member, chat, prompt, request, reply, day)
+                continue
             rating = await self.rate(member, chat, prompt, reply)
             day.exchanges.append(self.exchange(member, prompt, reply, rating))
             if rating == -1 and draw < self.args.retry_share:
@@ -355,6 +372,36 @@ class Community:
                 second = await self.client.chat(again)
                 second_rating = await self.rate(member, chat, prompt, second)
                 day.exchanges.append(self.exchange(member, prompt, second, second_rating, retry=True))
+
+    async def compare(
+        self, member: str, chat: str, prompt: str, request: ChatRequest, first: ChatReply, day: Day
+    ) -> None:
+        """The brain asked this member which of two replies they prefer: the bot's way (a second reply, a /retry
+        of the first), then the member's choice, kept as one pair; the first reply counts for the day's like-rate
+        by the taste's verdict, as any first reply."""
+        day.exchanges.append(self.exchange(member, prompt, first, rate(self.rater, prompt, first.reply)))
+        second = await second_reply(self.client, request, first)
+        if second is None:
+            raise RuntimeError(f"{member} was asked to compare, but no second reply came")
+        day.exchanges.append(self.exchange(member, prompt, second, rate(self.rater, prompt, second.reply), True))
+        day.comparisons += 1
+        choice = prefer(self.rater, self.nearness, prompt, first.reply, second.reply)
+        if choice is None:
+            return
+        chosen, rejected = (first, second) if choice == 0 else (second, first)
+        assert chosen.turn_id is not None and rejected.turn_id is not None
+        result = await self.client.compare(
+            ComparisonRequest(
+                platform=PLATFORM,
+                user_id=member,
+                chat_id=chat,
+                chosen_turn_id=chosen.turn_id,
+                rejected_turn_id=rejected.turn_id,
+            )
+        )
+        if not result.stored:
+            raise RuntimeError(f"{member}'s choice was not kept for training: {result.reason}")
+        day.choices += 1
 
     async def rate(self, member: str, chat: str, prompt: str, reply: ChatReply) -> int | None:
         rating = rate(self.rater, prompt, reply.reply)
@@ -711,6 +758,7 @@ def plot_taste(row: Any, taste: str, days: list[dict[str, Any]], nights: list[di
 
 
 async def main_async(args: argparse.Namespace, taste: str, rater: Rater) -> dict[str, Any]:
+    compare_share = compare_share_for(args, taste)
     console = Console()
     days: list[dict[str, Any]] = []
     nights: list[dict[str, Any]] = []
@@ -725,6 +773,7 @@ async def main_async(args: argparse.Namespace, taste: str, rater: Rater) -> dict
                 redis={"url": redis.url},
                 model={"name": args.model, "cpu_weights": args.cpu_weights},
                 limits={"rate_per_minute": 1_000_000},
+                feedback={"compare_share": compare_share},
                 # one-off questions: nothing recalled from a member's other chats changes the prompt
                 memory={"recall_tokens": 0},
                 trainer={"registry_dir": str(work / "registry"), "reload_reconcile_s": 5.0},
@@ -732,12 +781,13 @@ async def main_async(args: argparse.Namespace, taste: str, rater: Rater) -> dict
             settings.secrets = Secrets(api_key=API_KEY)
             runtime = Runtime.create(settings)
             runtime.adapters = BaseForProbe(runtime.adapters)
-            community = Community(runtime, settings, args, rater)
+            community = Community(runtime, settings, args, rater, NEARNESS.get(taste))
             runtime.start()
             try:
                 await community.opt_in()
                 console.print(
-                    f"{taste}: canary share {args.canary_share:.0%}: {community.in_canary(args.canary_share)}"
+                    f"{taste}: canary share {args.canary_share:.0%}: {community.in_canary(args.canary_share)}; "
+                    f"comparisons asked of {compare_share:.0%} of first replies"
                 )
                 for index in range(args.nights + 1):
                     day = await community.day(index)
@@ -787,6 +837,7 @@ def report_json(
             "prompts_per_member_per_day": args.prompts,
             "prompt_pool": len(PROMPTS),
             "retry_share": args.retry_share,
+            "compare_share": compare_share_for(args, taste),
             "max_new_tokens": args.max_new_tokens,
             "max_steps": args.max_steps,
             "batch_size": args.batch_size,
@@ -807,6 +858,12 @@ def report_json(
         "load_average": os.getloadavg(),
         "samples": samples,
     }
+
+
+def compare_share_for(args: argparse.Namespace, taste: str) -> float:
+    """--compare-share, else the taste's own: comparisons are on only for the taste whose likes are too rare to
+    learn from (what it took: see the README's nightly personalization)."""
+    return args.compare_share if args.compare_share is not None else COMPARE_SHARE.get(taste, 0.0)
 
 
 def load_results(path: Path) -> dict[str, Any]:
@@ -831,6 +888,13 @@ def main() -> None:
     parser.add_argument("--members", type=int, default=16)
     parser.add_argument("--prompts", type=int, default=5, help="questions each member asks a day")
     parser.add_argument("--retry-share", type=float, default=0.3, help="of disliked replies, those asked again")
+    parser.add_argument(
+        "--compare-share",
+        type=float,
+        default=None,
+        help="of first replies, those the brain asks to compare with a second (feedback.compare_share; default: "
+        f"the taste's own, {COMPARE_SHARE} and 0 for the others)",
+    )
     parser.add_argument("--max-new-tokens", type=int, default=64, help="a reply's tokens at most")
     parser.add_argument("--max-steps", type=int, default=16, help="LoRA optimizer steps a night, at most")
     parser.add_argument("--batch-size", type=int, default=8, help="examples of each kind per step")
@@ -855,8 +919,9 @@ def main() -> None:
         return
     if args.nights < 0 or args.members < 1 or not 1 <= args.prompts <= len(PROMPTS):
         parser.error(f"--nights >= 0, --members >= 1 and 1 <= --prompts <= {len(PROMPTS)}")
-    if not 0 <= args.retry_share <= 1 or not 0 <= args.canary_share <= 1:
-        parser.error("--retry-share and --canary-share are in [0, 1]")
+    shares = (args.retry_share, args.canary_share, 0.0 if args.compare_share is None else args.compare_share)
+    if not all(0 <= share <= 1 for share in shares):
+        parser.error("--retry-share, --canary-share and --compare-share are in [0, 1]")
     if min(args.min_ratings, args.max_steps, args.batch_size, args.max_new_tokens, args.max_rated_turns) < 1:
         parser.error("--min-ratings, --max-steps, --batch-size, --max-new-tokens and --max-rated-turns are at least 1")
     if not 0 <= args.probe_prompts <= len(PROMPTS) or not 0 <= args.best_of_n <= 16 or args.best_of_n_prompts < 1:

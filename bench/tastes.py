@@ -15,6 +15,10 @@ learning tastes it was not written for:
 
 The base model's like-rates on day 0, from 140 first replies of the default model to the bench's prompts
 (two day-0 runs, rated again offline by these rules): short 24 %, direct 32 %, plain 43 %, sparse 3 %.
+
+Asked "which reply do you prefer?" (the bench's ``--compare-share``), a member picks the reply they like
+and, where they like both or neither, the one nearer their taste (``NEARNESS``: how far a reply is from being
+liked, in the taste's own terms); where the two are equally near, the member does not choose.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ import re
 from collections.abc import Callable
 
 Rater = Callable[[str, str], int | None]
+# higher is nearer to being liked; compared only between two replies to the same prompt
+Nearness = Callable[[str, str], float]
 
 SHORT_WORDS = 25
 OPENERS = re.compile(
@@ -78,3 +84,45 @@ def sparse(prompt: str, reply: str) -> int | None:
 
 
 TASTES: dict[str, Rater] = {"short": short, "direct": direct, "plain": plain, "sparse": sparse}
+
+
+def opener(text: str) -> bool:
+    return OPENERS.match(text.strip()) is not None
+
+
+def misses(text: str) -> int:
+    """The things a plain reply must not say, counted (apologies, hedges, "I" and "you")."""
+    return len(NOT_PLAIN.findall(text)) + len(PERSONAL.findall(text))
+
+
+def sparse_misses(reply: str) -> float:
+    """The sparse taste's rules a reply breaks, then its words beyond 12 as a fraction of one rule."""
+    text = reply.strip()
+    broken = [
+        words(text) == 0 or words(text) > 12,
+        not text.endswith("."),
+        "!" in text or "?" in text,
+        opener(text),
+        PERSONAL.search(text) is not None,
+    ]
+    return sum(broken) + max(0, words(text) - 12) / 100
+
+
+NEARNESS: dict[str, Nearness] = {
+    "short": lambda prompt, reply: -words(reply),
+    "direct": lambda prompt, reply: -100 * opener(reply) - words(first_sentence(reply)),
+    "plain": lambda prompt, reply: -misses(reply),
+    "sparse": lambda prompt, reply: -sparse_misses(reply),
+}
+
+
+def prefer(rater: Rater, nearness: Nearness | None, prompt: str, first: str, second: str) -> int | None:
+    """Which of two replies to ``prompt`` a member prefers: 0 the first, 1 the second, None no choice (the
+    same verdict and no nearer one, or a taste with no nearness)."""
+    verdicts = rater(prompt, first), rater(prompt, second)
+    if verdicts[0] != verdicts[1] and None not in verdicts:
+        return 0 if verdicts[0] == 1 else 1
+    if nearness is None:
+        return None
+    near = nearness(prompt, first), nearness(prompt, second)
+    return None if near[0] == near[1] else (0 if near[0] > near[1] else 1)

@@ -66,19 +66,27 @@ class PairBatch:
 
 @dataclass
 class RatedBatch:
-    """Replies rated on their own: their rows, then each prompt with its mismatched reply, with each row's
-    reference log-probability and, per reply, whether it was liked."""
+    """Replies rated on their own, and each prompt with its mismatched reply (apart: KTO differentiates through
+    the replies only), with each row's reference log-probability and, per reply, whether it was liked."""
 
     rows: Batch
-    ref_logps: torch.Tensor  # (2 * replies,)
+    mismatched: Batch
+    ref_logps: torch.Tensor  # (replies,)
+    ref_mismatched: torch.Tensor  # (replies,)
     desirable: torch.Tensor  # (replies,) bool
 
     def to(self, device: torch.device) -> RatedBatch:
-        return RatedBatch(self.rows.to(device), self.ref_logps.to(device), self.desirable.to(device))
+        return RatedBatch(
+            self.rows.to(device),
+            self.mismatched.to(device),
+            self.ref_logps.to(device),
+            self.ref_mismatched.to(device),
+            self.desirable.to(device),
+        )
 
     @property
     def tokens(self) -> int:
-        return self.rows.tokens
+        return self.rows.tokens + self.mismatched.tokens
 
 
 def collate_pairs(pairs: list[PairExample], pad_id: int) -> PairBatch:
@@ -88,10 +96,13 @@ def collate_pairs(pairs: list[PairExample], pad_id: int) -> PairBatch:
 
 
 def collate_rated(rated: list[RatedExample], pad_id: int) -> RatedBatch:
-    rows = collate([r.reply for r in rated] + [r.mismatched for r in rated], pad_id)
-    refs = [r.ref_reply for r in rated] + [r.ref_mismatched for r in rated]
-    desirable = torch.tensor([r.desirable for r in rated], dtype=torch.bool)
-    return RatedBatch(rows, torch.tensor(refs, dtype=torch.float32), desirable)
+    return RatedBatch(
+        rows=collate([r.reply for r in rated], pad_id),
+        mismatched=collate([r.mismatched for r in rated], pad_id),
+        ref_logps=torch.tensor([r.ref_reply for r in rated], dtype=torch.float32),
+        ref_mismatched=torch.tensor([r.ref_mismatched for r in rated], dtype=torch.float32),
+        desirable=torch.tensor([r.desirable for r in rated], dtype=torch.bool),
+    )
 
 
 class Sized(Protocol):

@@ -129,9 +129,10 @@ class KTO:
         return int(batch.desirable.numel())
 
     def __call__(self, model: torch.nn.Module, batch: RatedBatch) -> Loss:
-        ratios = sequence_logps(model, batch.rows) - batch.ref_logps
-        replies, mismatched = ratios.chunk(2)
-        z0 = mismatched.detach().mean().clamp(min=0)
+        # z0 is not differentiated through, so its forward pass keeps no graph (half of KTO's backward, saved)
+        with torch.no_grad():
+            z0 = (sequence_logps(model, batch.mismatched) - batch.ref_mismatched).mean().clamp(min=0)
+        replies = sequence_logps(model, batch.rows) - batch.ref_logps
         liked = self.desirable_weight * (1 - torch.sigmoid(self.beta * (replies - z0)))
         disliked = self.undesirable_weight * (1 - torch.sigmoid(self.beta * (z0 - replies)))
         losses = torch.where(batch.desirable, liked, disliked)
