@@ -306,6 +306,23 @@ def training_effect(base: list[int | None], live: list[int | None], served: list
     }
 
 
+def members(n: int, canary_share: float) -> list[str]:
+    """n member ids of which as many fall in a canary's share as the share says (the brain splits members by a
+    hash of their id: the first 16 ids put 5, not 8, in a half), so that a canary gets its ratings at the pace a
+    community of many members would give it."""
+    in_share = round(n * canary_share)
+    chosen: dict[bool, list[str]] = {True: [], False: []}
+    wanted = {True: in_share, False: n - in_share}
+    for i in range(100 * n + 100):
+        member = f"m{i}"
+        side = canary_position(f"{PLATFORM}:{member}") < canary_share
+        if len(chosen[side]) < wanted[side]:
+            chosen[side].append(member)
+        if all(len(chosen[k]) == wanted[k] for k in chosen):
+            return sorted(chosen[True] + chosen[False], key=lambda m: int(m[1:]))
+    raise RuntimeError(f"no {n} member ids split {in_share} to {n - in_share} by a canary share of {canary_share}")
+
+
 class Community:
     """The brain (the default model, loaded once) served in this process over its HTTP API, and its members."""
 
@@ -318,7 +335,7 @@ class Community:
         self.rater = rater
         self.nearness = nearness
         self.random = random.Random(args.seed)
-        self.members = [f"m{i}" for i in range(args.members)]
+        self.members = members(args.members, args.canary_share)
         # the probe's prompts: the same every day, the explanations and quick requests in equal parts
         half = args.probe_prompts // 2
         self.probe_prompts = EXPLANATIONS[:half] + QUICK_REQUESTS[: args.probe_prompts - half]
@@ -754,7 +771,7 @@ def plot_taste(row: Any, taste: str, days: list[dict[str, Any]], nights: list[di
         guard.set_xticks([n["night"] for n in nights])
         guard.set_xlim(0.4, len(nights) + 0.6)
         guard.legend(fontsize=7)
-    guard.set(title="general guard: candidate's prose perplexity", xlabel="night", ylabel="% from the base model's")
+    guard.set(title="guard: prose perplexity", xlabel="night", ylabel="candidate's, % from the base model's")
 
 
 async def main_async(args: argparse.Namespace, taste: str, rater: Rater) -> dict[str, Any]:
