@@ -34,6 +34,11 @@ class FinetuneSettings(BaseModel):
     # evaluation.general_bound, the base model's right answers kept), rather than the best step: a taste learned
     # hard then costs no candidate the gate
     keep_within_guard: bool = True
+    # whether the step a fine-tune starts from may be the one kept. A night starts from what serves now, and the
+    # gate compares its candidate with that on the held-out ratings, more than the validation split holds: the
+    # night's candidate is its best trained step. Keeping the start, when a validation split of twenty ratings
+    # happened to prefer it, offered the gate the live adapter itself (two nights of five of a direct-taste run)
+    keep_start: bool = False
     # "assistant": loss on the bot's replies only; "all": on every token of the conversation
     loss_on: Literal["assistant", "all"] = "assistant"
     learning_rate: float = Field(2e-4, gt=0.0)

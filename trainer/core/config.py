@@ -113,6 +113,8 @@ class FinetuneConfig(Checked, FinetuneSettings):
     grad_accum: int = Field(1, ge=1, description="Batches of --batch-size per optimizer step.")
     val_fraction: float = Field(0.1, gt=0, lt=1, description="The share of examples held out (the last ones).")
     device: str = Field("auto", description="auto, cpu or cuda.")
+    # a fine-tune on its own hands back the model it started from when no step beats it
+    keep_start: bool = Field(True, description="Keep the starting weights when no trained step beats them.")
 
     @model_validator(mode="after")
     def _full_finetune_rate(self) -> FinetuneConfig:

@@ -169,7 +169,9 @@ def fine_tune(
     forward = distributed.data_parallel(model, placement)
     validate = validator(model, forward, parts, data.preference, batching)
     if data.guards:
-        validate = within_guards(validate, model, data.guards, batching)
+        # a run that may not keep its start scores it first (unless it resumes), and guards nothing about it
+        candidate_start = settings.keep_start or resume is not None
+        validate = within_guards(validate, model, data.guards, batching, start_scored_first=not candidate_start)
     training = Training(model, forward, Mixture(), batches, validate, optimizer, scheduler)
     result = train(training, loop_settings(settings, total, label, progress, hooks), placement, hooks, resume)
     return finetune_result(result, data)
@@ -263,17 +265,27 @@ BEYOND_GUARD = 1e6
 
 
 def within_guards(
-    validate: Callable[[], float], model: torch.nn.Module, guards: list[StepGuard], batching: Batching
+    validate: Callable[[], float],
+    model: torch.nn.Module,
+    guards: list[StepGuard],
+    batching: Batching,
+    start_scored_first: bool = False,
 ) -> Callable[[], float]:
     """``validate``, except that a step beyond any of the guards scores worse than any step within them all (the
     further beyond, the worse): the step kept is the best one that holds every guard. The guards cost more than
     the validation (greedy answers, a pass over the prose), so a step that would not be kept anyway (its score no
-    better than the best so far) is not checked against them: the step kept is the same."""
+    better than the best so far) is not checked against them: the step kept is the same. With
+    ``start_scored_first``, the first call scores a start that may not be kept (LoopSettings.keep_start): its
+    score is returned as it is, neither guarded nor one a step must beat."""
     best = math.inf
+    start_pending = start_scored_first
 
     def guarded() -> float:
-        nonlocal best
+        nonlocal best, start_pending
         score = validate()
+        if start_pending:
+            start_pending = False
+            return score
         if score >= best:
             return score
         beyond = 0.0
@@ -342,6 +354,7 @@ def loop_settings(settings: FinetuneSettings, total: int, label: str, progress: 
         grad_clip=settings.grad_clip,
         eval_every=settings.eval_every,
         patience=settings.patience,
+        keep_start=settings.keep_start,
         checkpoint_every=settings.checkpoint_every if hooks.save_checkpoint is not None else None,
         progress=progress,
     )
@@ -359,7 +372,7 @@ def finetune_result(result: LoopResult, data: FinetuneData) -> FinetuneResult:
             "val_rated": len(preference.val_rated),
         }
         counts["kto_desirable_weight"], counts["kto_undesirable_weight"] = preference.kto_weights()
-        if preference.selects():
+        if preference.selects() and math.isfinite(result.best_val_loss):
             liked = preference.val_ratings()[2]
             step = auc_step(sum(liked), len(liked) - sum(liked))
             # the kept step's AUC, without preference_score's tie-break (less than half a step)

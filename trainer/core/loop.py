@@ -62,6 +62,8 @@ class LoopSettings(BaseModel):
     grad_clip: float = Field(1.0, ge=0)  # the largest gradient norm (0: no clipping)
     eval_every: int = Field(ge=1)
     patience: int | None = Field(None, ge=1)  # evaluations without a better one before stopping early
+    # the start may be the step kept; if not, it is kept only until a trained step has a finite score
+    keep_start: bool = True
     checkpoint_every: int | None = Field(None, ge=1)
     progress: bool = True  # the progress bar and a line per evaluation, on the main process
     # the model's FLOPs per trained token and one GPU's peak FLOPs, for the bar's model FLOPs utilisation
@@ -294,7 +296,10 @@ def evaluate(
     state.history["val"].append((state.step, val))
     improved = val < state.best_val
     if improved:
-        state.best_val, state.best_step, state.bad_evals = val, state.step, 0
+        start_only = state.step == 0 and not settings.keep_start
+        # a start that may not be kept is still saved, so that a run whose every step fails leaves weights behind
+        state.best_val = math.inf if start_only else val
+        state.best_step, state.bad_evals = state.step, 0
         if hooks.keep_best is not None:
             hooks.keep_best(state)
         placement.barrier()

@@ -175,6 +175,11 @@ def test_the_paired_gate_refuses_an_advantage_inside_the_noise_and_accepts_a_cle
     assert accepted.promote, accepted.reasons
     assert "beyond the 1.65 needed" in accepted.reasons[0]
     assert "prose perplexity" in " ".join(accepted.reasons), "the general guard is still checked"
+    wordy = decide(clear.model_copy(update={"general_ppl": 21.5}), live, base, settings)
+    assert not wordy.promote
+    assert wordy.reasons == [
+        "general-prose perplexity 21.50 is +7.5% from the base model's 20.00, beyond the bound of +5%"
+    ]
 
 
 def test_where_both_rank_the_held_out_ratings_almost_perfectly_members_decide() -> None:

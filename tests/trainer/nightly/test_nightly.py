@@ -107,20 +107,18 @@ def test_the_gate_refuses_a_worse_candidate_and_says_why(redis_server, tmp_path:
     good = nightly_settings(redis_server.url, tiny_model_dir, tmp_path)
     assert outcome(run_nightly(good, quiet=True)).status == "promoted"
 
-    # a learning rate that wrecks the model: worse on the test split and on general text
+    # a learning rate that wrecks the model: worse on the test split (on general text the tiny model is no
+    # better than chance to begin with; the prose bound's refusal: test_few_likes.py)
     bad = nightly_settings(
         redis_server.url, tiny_model_dir, tmp_path,
         # the fine-tune's own bound off: what reaches the gate is the wrecked model
         finetune={"learning_rate": 30.0, "eval_every": 100, "keep_within_guard": False},
-        evaluation={"general_bound": 0.05},
     )  # fmt: skip
     report = run_nightly(bad, quiet=True)
 
     refused = outcome(report)
     assert refused.status == "kept" and refused.version is None
-    reasons = " ".join(refused.reasons)
-    assert "does not beat community@1's" in reasons
-    assert "beyond the bound of +5%" in reasons
+    assert "does not beat community@1's" in " ".join(refused.reasons)
     with RedisLink(redis_server.url) as link:
         registry = Registry(good.trainer.registry_dir, link)
         assert registry.live_version(COMMUNITY) == 1
@@ -131,9 +129,12 @@ def test_rollback_puts_the_previous_version_live_and_tells_the_brains(
     redis_server, tmp_path: Path, tiny_model_dir: Path
 ):
     asyncio.run(seed_community(redis_server.url))
-    settings = nightly_settings(redis_server.url, tiny_model_dir, tmp_path, evaluation={"margin": 0.0})
+    # a second version as good as v1: the night may keep its start (v1's weights) and margin 0 lets it in
+    settings = nightly_settings(
+        redis_server.url, tiny_model_dir, tmp_path, evaluation={"margin": 0.0}, finetune={"keep_start": True}
+    )
     run_nightly(settings, quiet=True)
-    assert outcome(run_nightly(settings, quiet=True)).version == 2  # as good as v1: margin 0 lets it in
+    assert outcome(run_nightly(settings, quiet=True)).version == 2
 
     async def rollback_and_listen() -> ReloadEvent:
         store = Store(connect(redis_server.url))
