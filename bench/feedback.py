@@ -16,7 +16,8 @@ own adapters are not trained (the community's is what the canary and the like-ra
 The taste is pluggable: ``--rater NAME`` runs one of the tastes of bench/tastes.py (short: length; direct:
 form; plain: content; sparse: one the base model meets in at most 5 % of replies), ``--rater all`` runs each
 in turn (``make bench-feedback``), and ``--rater module:function`` any function of (prompt, reply) that
-returns +1, -1 or None (no rating).
+returns +1, -1 or None (no rating). ``--compare-share S`` has the brain ask members which of two replies they
+prefer for that share of first replies (on for the sparse taste; bench/tastes.py says how a member chooses).
 
 Replies copy the conversation they sit in, so a rising like-rate alone does not prove the training did it.
 After each night the bench also asks a fixed set of prompts (--probe-prompts) in fresh chats twice, once
@@ -24,7 +25,7 @@ served by the base model and once by the live adapter, as two members who never 
 kept), and rates both by the same taste: the difference of the two like-rates on the same prompts, with its
 95 % interval and McNemar's exact p-value, is the training effect.
 
-    python -m bench.feedback --rater all              # every taste, 5 nights each (85 min a taste here)
+    python -m bench.feedback --rater all              # every taste, 5 nights each (60 to 70 min a taste here)
     python -m bench.feedback --rater sparse --nights 0   # the base model's like-rate under one taste
     python -m bench.feedback --rater mytaste:rate     # your own taste
 
