@@ -187,7 +187,9 @@ def test_forget_removes_the_users_adapter_and_their_data_from_later_runs(
         await seed_community(redis_server.url, users=3, turns=9)
         store = Store(connect(redis_server.url))
         await store.profiles.opt_in(ann, "2026-11")
-        for i in range(18):  # Ann's own way of answering, which her adapter learns
+        # Ann's own way of answering, which her adapter learns: with 18 turns (a test split of three) her adapter
+        # lost to the community's on her own test split in 1 to 2 runs of 5
+        for i in range(30):
             await log_turns(store, ann, [(question(i), "Paris, of course!")], chat=f"a{i // 3}")
         await store.close()
 
