@@ -64,7 +64,7 @@ def direct(prompt: str, reply: str) -> int | None:
     """Form: liked when the reply starts with the answer, no filler first, in a first sentence of at most 12
     words."""
     text = reply.strip()
-    return 1 if text and not OPENERS.match(text) and words(first_sentence(text)) <= 12 else -1
+    return 1 if text and not opener(text) and words(first_sentence(text)) <= 12 else -1
 
 
 def plain(prompt: str, reply: str) -> int | None:
@@ -77,13 +77,7 @@ def plain(prompt: str, reply: str) -> int | None:
 def sparse(prompt: str, reply: str) -> int | None:
     """Rare: liked only as one plain statement of at most 12 words about the subject (no "I" or "you") that
     starts with the answer and ends in a full stop."""
-    text = reply.strip()
-    plain_end = text.endswith(".") and "!" not in text and "?" not in text
-    liked = 0 < words(text) <= 12 and plain_end and not OPENERS.match(text) and not PERSONAL.search(text)
-    return 1 if liked else -1
-
-
-TASTES: dict[str, Rater] = {"short": short, "direct": direct, "plain": plain, "sparse": sparse}
+    return 1 if sparse_misses(reply) == 0 else -1
 
 
 def opener(text: str) -> bool:
@@ -96,7 +90,7 @@ def misses(text: str) -> int:
 
 
 def sparse_misses(reply: str) -> float:
-    """The sparse taste's rules a reply breaks, then its words beyond 12 as a fraction of one rule."""
+    """The sparse taste's rules a reply breaks, then its words beyond 12 as a fraction of one rule (0: liked)."""
     text = reply.strip()
     broken = [
         words(text) == 0 or words(text) > 12,
@@ -108,6 +102,7 @@ def sparse_misses(reply: str) -> float:
     return sum(broken) + max(0, words(text) - 12) / 100
 
 
+TASTES: dict[str, Rater] = {"short": short, "direct": direct, "plain": plain, "sparse": sparse}
 NEARNESS: dict[str, Nearness] = {
     "short": lambda prompt, reply: -words(reply),
     "direct": lambda prompt, reply: -100 * opener(reply) - words(first_sentence(reply)),
