@@ -184,17 +184,20 @@ def test_forget_removes_the_users_adapter_and_their_data_from_later_runs(
         r.config_set("aof-use-rdb-preamble", "no")
 
     async def seed() -> None:
-        await seed_community(redis_server.url, users=3, turns=9)
+        # the community answers as most members do, in more turns than Ann gives (but fewer each than a member
+        # needs for an adapter of their own), so that its adapter learns her way less well than hers does
+        await seed_community(redis_server.url, users=3, turns=18)
         store = Store(connect(redis_server.url))
         await store.profiles.opt_in(ann, "2026-11")
-        # Ann's own way of answering, which her adapter learns: with 18 turns (a test split of three) her adapter
-        # lost to the community's on her own test split in 1 to 2 runs of 5
-        for i in range(30):
+        for i in range(30):  # Ann's own way of answering, which her adapter learns
             await log_turns(store, ann, [(question(i), "Paris, of course!")], chat=f"a{i // 3}")
         await store.close()
 
     asyncio.run(seed())
-    settings = nightly_settings(redis_server.url, tiny_model_dir, tmp_path, min_user_turns=15)
+    # a steadier rate than the other tests' and no early stop: at 3e-2 her adapter's loss spiked and the run
+    # stopped at an early step, which lost to the community's on her test split in about 1 run of 5
+    steady = {"learning_rate": 1e-2, "patience": 8}
+    settings = nightly_settings(redis_server.url, tiny_model_dir, tmp_path, min_user_turns=20, finetune=steady)
     first = run_nightly(settings, quiet=True)
     assert outcome(first, user_target(ann)).status == "promoted", outcome(first, user_target(ann)).reasons
     assert outcome(first).status == "promoted", outcome(first).reasons
