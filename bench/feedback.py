@@ -568,7 +568,8 @@ def night_summary(index: int, report: RunReport, seconds: float, cpu_seconds: fl
         result = outcome.finetune
         out["finetune"] = {
             "steps": result.steps, "best_step": result.best_step, "selected_by": result.selected_by,
-            "val_preference_auc": result.val_preference_auc, "train_pairs": result.train_pairs,
+            "val_preference_auc": result.val_preference_auc, "val_pair_accuracy": result.val_pair_accuracy,
+            "val_pairs": result.val_pairs, "train_pairs": result.train_pairs,
             "train_rated": result.train_rated, "continued_from": result.continued_from,
             "kto_weights": [round(result.kto_desirable_weight, 3), round(result.kto_undesirable_weight, 3)],
         }  # fmt: skip
@@ -588,6 +589,9 @@ def night_summary(index: int, report: RunReport, seconds: float, cpu_seconds: fl
             "live": live.name,
             "live_auc": live.reward_auc,
             "candidate_auc": candidate.reward_auc,
+            "heldout_pairs": len(candidate.pairs),
+            "live_pair_accuracy": live.pair_accuracy,
+            "candidate_pair_accuracy": candidate.pair_accuracy,
         }
         out["guard"] = {
             "base_prose_ppl": round(base.general_ppl, 3),

@@ -69,10 +69,12 @@ class RewardModelSettings(BaseModel):
     ranks held-out ratings well enough."""
 
     enabled: bool = True
-    # held-out AUC (liked above disliked) it must reach before its pairs are used
+    # held-out AUC (liked above disliked) it must reach before its pairs are used; where min_pairs held-out pairs
+    # of a liked and a disliked reply to one prompt are there, the share of them it ranks right instead
     min_auc: float = Field(0.7, ge=0.5, le=1.0)
     # held-out ratings of each class (liked, disliked) needed before its AUC counts
     min_per_class: int = Field(5, ge=1)
+    min_pairs: int = Field(10, ge=1)
     # replies drawn per rated training prompt from the model serving now (0: no on-policy pairs)
     best_of_n: int = Field(4, ge=0, le=16)
     max_prompts: int = Field(64, ge=1)
@@ -107,10 +109,13 @@ class PreferenceSettings(BaseModel):
     heldout_fraction: float = Field(0.2, gt=0.0, lt=0.5)
     reward_model: RewardModelSettings = RewardModelSettings()
     # which step's adapter a fine-tune keeps: the one whose implied reward ranks the validation ratings best
-    # ("preference": liked above disliked, AUC), once they hold select_min_per_class of each; else, or with
-    # "loss", the one with the lowest validation loss of the mixture
+    # ("preference": liked above disliked, AUC), once they hold select_min_per_class of each, or, once they hold
+    # select_min_pairs pairs of replies to one prompt rated apart, the one that puts the liked reply of most of
+    # those pairs first (an implied reward is defined up to a constant per prompt); else, or with "loss", the one
+    # with the lowest validation loss of the mixture
     select_by: Literal["preference", "loss"] = "preference"
     select_min_per_class: int = Field(3, ge=1)
+    select_min_pairs: int = Field(6, ge=1)
 
 
 class EvaluationSettings(BaseModel):
@@ -135,6 +140,9 @@ class EvaluationSettings(BaseModel):
     # held-out rated replies needed to judge by ratings, and of each class (liked, disliked) among them
     min_heldout_ratings: int = Field(8, ge=2)
     min_heldout_per_class: int = Field(5, ge=1)
+    # pairs of a liked and a disliked held-out reply to one prompt from which those pairs judge instead of the AUC
+    # (the same measure with the prompts' constants out of the way; the margins above apply to it)
+    min_heldout_pairs: int = Field(10, ge=1)
     # test conversations whose replies are generated for BLEU and chrF
     bleu_samples: int = Field(16, ge=0)
     bleu_max_new_tokens: int = Field(32, ge=1)

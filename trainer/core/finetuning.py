@@ -25,7 +25,7 @@ from trainer.core.loop import LoopHooks, LoopResult, LoopSettings, Snapshot, Tra
 from trainer.core.lr_schedule import warmup_cosine_schedule
 from trainer.core.mixture import MixedBatches, Mixture, ScaledBatch, Weighted, scaled
 from trainer.core.objectives import KTO, ExampleObjective, NextToken, SigmoidDPO, kto_class_weights
-from trainer.nightly.stats import auc
+from trainer.nightly.stats import Pair, auc, pair_accuracy
 from trainer.settings import FinetuneSettings, PreferenceSettings
 
 
@@ -38,9 +38,11 @@ class FinetuneResult(LoopResult):
     val_pairs: int = 0
     val_rated: int = 0
     # what the kept step was chosen by ("preference": the validation ratings' implied-reward AUC, its best_val
-    # being 1 - AUC; "loss": the validation loss), and that AUC
+    # being 1 - AUC; "pairs": the validation pairs' accuracy, best_val 1 - accuracy; "loss": the validation
+    # loss), and that AUC or accuracy
     selected_by: str = "loss"
     val_preference_auc: float | None = None
+    val_pair_accuracy: float | None = None
     # KTO's lambda_D and lambda_U as trained with
     kto_desirable_weight: float = 1.0
     kto_undesirable_weight: float = 1.0
@@ -78,11 +80,22 @@ class PreferenceData:
             liked += [True, False]
         return rows, refs, liked
 
+    def val_pair_positions(self) -> list[Pair]:
+        """Where each validation pair's chosen and rejected reply stand in val_ratings()."""
+        offset = len(self.val_rated)
+        return [(offset + 2 * k, offset + 2 * k + 1) for k in range(len(self.val_pairs))]
+
+    def selects_by_pairs(self) -> bool:
+        """Whether the kept step is chosen by the validation pairs: asked for, and enough pairs."""
+        return self.settings.select_by == "preference" and len(self.val_pairs) >= self.settings.select_min_pairs
+
     def selects(self) -> bool:
-        """Whether the kept step is chosen by the validation ratings: asked for, and enough of each class."""
+        """Whether the kept step is chosen by the validation ratings: asked for, and enough pairs or enough of
+        each class."""
         liked = self.val_ratings()[2]
         least = min(sum(liked), len(liked) - sum(liked))
-        return self.settings.select_by == "preference" and least >= self.settings.select_min_per_class
+        enough = least >= self.settings.select_min_per_class
+        return self.selects_by_pairs() or (self.settings.select_by == "preference" and enough)
 
     def kto_weights(self) -> tuple[float, float]:
         """KTO's lambda_D and lambda_U: the settings', or from the training replies' counts."""
@@ -246,7 +259,7 @@ def validator(
     batching: Batching,
 ) -> Callable[[], float]:
     """The mixture's validation loss over every process's share of each part's validation examples or, when the
-    validation ratings choose the kept step, 1 - their AUC (lower is better, as with a loss)."""
+    validation ratings choose the kept step, 1 - their AUC or pair accuracy (lower is better, as with a loss)."""
     if preference is not None and preference.selects():
         return rating_validator(model, preference, batching)
     placement = batching.placement
@@ -310,8 +323,9 @@ def prose_loss(model: torch.nn.Module, windows: list[Example], batching: Batchin
 
 
 def rating_validator(model: torch.nn.Module, preference: PreferenceData, batching: Batching) -> Callable[[], float]:
-    """1 - the AUC of the validation replies' implied reward (liked above disliked), with ties broken towards the
-    wider margin (preference_score): the step members' ratings favour is kept."""
+    """1 - the AUC of the validation replies' implied reward (liked above disliked), or, given enough validation
+    pairs, 1 - their accuracy, with ties broken towards the wider margin (preference_score, pair_score): the step
+    members' ratings favour is kept."""
     settings = batching.settings
 
     def validate() -> float:
@@ -320,9 +334,27 @@ def rating_validator(model: torch.nn.Module, preference: PreferenceData, batchin
             model, rows, batch_size=settings.batch_size, max_batch_tokens=settings.max_batch_tokens,
             pad_id=batching.pad_id, device=batching.placement.device,
         )  # fmt: skip
-        return 1 - preference_score([policy - ref for policy, ref in zip(logps, refs, strict=True)], liked)
+        rewards = [policy - ref for policy, ref in zip(logps, refs, strict=True)]
+        if preference.selects_by_pairs():
+            return 1 - pair_score(rewards, preference.val_pair_positions())
+        return 1 - preference_score(rewards, liked)
 
     return validate
+
+
+def pair_score(rewards: list[float], pairs: list[Pair]) -> float:
+    """How often a pair's liked reply has the higher implied reward (0.5 without pairs), plus preference_score's
+    tie-break below its smallest step: how far the liked replies' reward is above their pair's other, on average."""
+    value = pair_accuracy(rewards, pairs)
+    if value is None:
+        return 0.5
+    margin = sum(rewards[liked] - rewards[other] for liked, other in pairs) / len(pairs)
+    return value + pair_step(len(pairs)) / 2 * margin / (1 + abs(margin))
+
+
+def pair_step(pairs: int) -> float:
+    """The smallest difference between two accuracies on ``pairs`` pairs (a tie counts half a pair)."""
+    return 0.5 / pairs
 
 
 def preference_score(rewards: list[float], liked: list[bool]) -> float:
@@ -372,7 +404,12 @@ def finetune_result(result: LoopResult, data: FinetuneData) -> FinetuneResult:
             "val_rated": len(preference.val_rated),
         }
         counts["kto_desirable_weight"], counts["kto_undesirable_weight"] = preference.kto_weights()
-        if preference.selects() and math.isfinite(result.best_val_loss):
+        if preference.selects_by_pairs() and math.isfinite(result.best_val_loss):
+            step = pair_step(len(preference.val_pairs))
+            # the kept step's accuracy, without pair_score's tie-break (less than half a step)
+            counts["selected_by"] = "pairs"
+            counts["val_pair_accuracy"] = round((1 - result.best_val_loss) / step) * step
+        elif preference.selects() and math.isfinite(result.best_val_loss):
             liked = preference.val_ratings()[2]
             step = auc_step(sum(liked), len(liked) - sum(liked))
             # the kept step's AUC, without preference_score's tie-break (less than half a step)

@@ -5,7 +5,12 @@
   beta * (log p - log p_base) of each reply, must rank liked replies above disliked ones (AUC) better than
   the live model's on the very same replies, by ``reward_margin_se`` standard errors of the paired
   difference (DeLong's test; an AUC from 50 ratings moves by several hundredths from one split to the next,
-  so an absolute margin would sit inside the noise), and by ``reward_margin`` at least. Once both rank the
+  so an absolute margin would sit inside the noise), and by ``reward_margin`` at least. Where the held-out
+  ratings hold ``min_heldout_pairs`` pairs of a liked and a disliked reply to one prompt (a /retry, a
+  comparison, a question asked again), those pairs judge instead: how often the liked one's implied reward is
+  the higher, candidate against live, with a standard error clustered by prompt. An implied reward is only
+  defined up to a constant per prompt (DPO's reward), so an AUC across prompts can hide a candidate that
+  learned which of two replies members prefer. Once both rank the
   held-out ratings almost perfectly (``reward_saturated``), no better candidate can show there: one that is not
   significantly worse passes, and members decide (``Decision.members_decide``: the canary must be liked at least
   as well as live; a target without a canary keeps what it has).
@@ -23,7 +28,7 @@ import math
 from dataclasses import dataclass, field
 
 from trainer.nightly.scoring import Scores
-from trainer.nightly.stats import AucDifference, paired_auc_difference
+from trainer.nightly.stats import RankingDifference, paired_auc_difference, paired_pair_difference
 from trainer.settings import EvaluationSettings
 
 
@@ -50,11 +55,12 @@ def decide(candidate: Scores, live: Scores, base: Scores, settings: EvaluationSe
     values = (candidate.test_ppl, candidate.general_ppl, live.test_ppl, base.general_ppl)
     if not all(math.isfinite(v) for v in values):
         return Decision(False, ["a perplexity is not a finite number (diverged training or an empty split)"])
-    by_ratings = judged_by_ratings(candidate, settings)
-    paired = _paired_difference(candidate, live) if by_ratings else None
+    by_pairs = len(candidate.pairs) >= settings.min_heldout_pairs
+    by_ratings = by_pairs or judged_by_ratings(candidate, settings)
+    paired = _paired_difference(candidate, live, by_pairs) if by_ratings else None
     members_decide = paired is not None and _only_members_can_tell(paired, settings)
     if paired is not None:
-        first = _paired(candidate, live, paired, settings, members_decide)
+        first = _paired(candidate, live, paired, settings, members_decide, by_pairs)
     elif by_ratings:
         first = _unpaired(candidate, live, settings)
     else:
@@ -66,22 +72,24 @@ def decide(candidate: Scores, live: Scores, base: Scores, settings: EvaluationSe
     )
 
 
-def _paired_difference(candidate: Scores, live: Scores) -> AucDifference | None:
-    """The candidate's AUC against live's on the same held-out replies (live's rewards all 0 when live is the
-    base model, whose implied reward is 0 by definition)."""
+def _paired_difference(candidate: Scores, live: Scores, by_pairs: bool) -> RankingDifference | None:
+    """The candidate's AUC (or pair accuracy) against live's on the same held-out replies (live's rewards all 0
+    when live is the base model, whose implied reward is 0 by definition)."""
     live_rewards = live.rewards if len(live.rewards) == len(candidate.rewards) else [0.0] * len(candidate.rewards)
+    if by_pairs:
+        return paired_pair_difference(candidate.rewards, live_rewards, candidate.pairs, candidate.pair_prompts)
     return paired_auc_difference(candidate.rewards, live_rewards, candidate.liked) if candidate.liked else None
 
 
-def _better(paired: AucDifference, settings: EvaluationSettings) -> bool:
+def _better(paired: RankingDifference, settings: EvaluationSettings) -> bool:
     return paired.difference > 0 and paired.difference >= max(
         settings.reward_margin, settings.reward_margin_se * paired.se
     )
 
 
-def _only_members_can_tell(paired: AucDifference, settings: EvaluationSettings) -> bool:
+def _only_members_can_tell(paired: RankingDifference, settings: EvaluationSettings) -> bool:
     """Both AUCs at ``reward_saturated`` or above, the candidate not clearly better and not significantly worse."""
-    saturated = min(paired.auc_a, paired.auc_b) >= settings.reward_saturated
+    saturated = min(paired.a, paired.b) >= settings.reward_saturated
     not_worse = paired.difference > -settings.reward_margin_se * paired.se or paired.difference == 0
     return saturated and not_worse and not _better(paired, settings)
 
@@ -99,15 +107,28 @@ def _unpaired(candidate: Scores, live: Scores, settings: EvaluationSettings) -> 
 
 
 def _paired(
-    candidate: Scores, live: Scores, paired: AucDifference, settings: EvaluationSettings, members_decide: bool
+    candidate: Scores,
+    live: Scores,
+    paired: RankingDifference,
+    settings: EvaluationSettings,
+    members_decide: bool,
+    by_pairs: bool,
 ) -> tuple[bool, str]:
     liked = sum(candidate.liked)
     spread = f"{paired.z:.2f} standard errors" if paired.se > 0 else "with a standard error of 0"
-    said = (
-        f"on the same {candidate.rated} held-out ratings ({liked} liked, {candidate.rated - liked} disliked), its "
-        f"implied reward ranks liked above disliked replies with an AUC of {paired.auc_a:.3f} against "
-        f"{live.name}'s {paired.auc_b:.3f}: {paired.difference:+.3f}, {spread} (DeLong)"
-    )
+    if by_pairs:
+        prompts = len(set(candidate.pair_prompts))
+        said = (
+            f"on the same {len(candidate.pairs)} held-out pairs of a liked and a disliked reply to one prompt "
+            f"({prompts} prompts), its implied reward puts the liked one first in {paired.a:.1%} against "
+            f"{live.name}'s {paired.b:.1%}: {paired.difference:+.3f}, {spread} (clustered by prompt)"
+        )
+    else:
+        said = (
+            f"on the same {candidate.rated} held-out ratings ({liked} liked, {candidate.rated - liked} disliked), "
+            f"its implied reward ranks liked above disliked replies with an AUC of {paired.a:.3f} against "
+            f"{live.name}'s {paired.b:.3f}: {paired.difference:+.3f}, {spread} (DeLong)"
+        )
     if members_decide:
         return True, (
             f"{said}: both at least {settings.reward_saturated:.2f}, where no better candidate can show, and it is "

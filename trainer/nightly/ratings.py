@@ -28,6 +28,7 @@ from trainer.core.examples import ChatRenderer, Example, PairExample, RatedExamp
 from trainer.nightly.clean import DATA_DIR, normalized
 from trainer.nightly.files import read_jsonl, write_jsonl
 from trainer.nightly.scrub import scrub
+from trainer.nightly.stats import Pair, prompt_pairs
 
 RATINGS = "export/ratings.jsonl"
 RATING_SPLITS = ("train", "val", "heldout")
@@ -202,13 +203,30 @@ def preference_examples(renderer: ChatRenderer, turns: list[RatedTurn], max_pair
     return out
 
 
-def heldout_replies(renderer: ChatRenderer, turns: list[RatedTurn]) -> list[tuple[Example, bool]]:
-    """The held-out replies rated on balance, as (prompt and reply, liked) for the gate."""
-    out = []
-    for rated in turns:
-        parts = renderer.completion_parts(rated.turn.prompt, rated.turn.reply)
-        if parts is not None and rated.score != 0:
-            out.append((renderer.completion(*parts), rated.score > 0))
+@dataclass
+class RatedReplies:
+    """Rated replies (each a prompt and its reply, liked on balance or not), and the pairs among them: a liked
+    and a disliked reply to one prompt, with that prompt's number. What a scoring of replies is judged on."""
+
+    replies: list[Example] = field(default_factory=list)
+    liked: list[bool] = field(default_factory=list)
+    pairs: list[Pair] = field(default_factory=list)
+    pair_prompts: list[int] = field(default_factory=list)
+
+
+def heldout_replies(renderer: ChatRenderer, turns: list[RatedTurn]) -> RatedReplies:
+    """The held-out replies rated on balance for the gate, and the pairs of replies to one prompt among them."""
+    out = RatedReplies()
+    prompts: list[int] = []
+    for number, members in enumerate(groups(turns).values()):
+        for rated in members:
+            parts = renderer.completion_parts(rated.turn.prompt, rated.turn.reply) if rated.score else None
+            if parts is not None:
+                out.replies.append(renderer.completion(*parts))
+                out.liked.append(rated.score > 0)
+                prompts.append(number)
+    out.pairs = prompt_pairs(out.liked, prompts)
+    out.pair_prompts = [prompts[liked] for liked, _ in out.pairs]
     return out
 
 

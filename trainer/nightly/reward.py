@@ -9,7 +9,9 @@ its first token and the next few: how a reply starts is half of many tastes), an
 liked against disliked replies with the logistic loss (each class weighted by its count, so that a night
 with few likes still learns what they share), plus the Bradley-Terry loss on replies to one prompt rated
 apart (a /retry, a comparison). Its L2 weight is chosen on the validation ratings; its AUC on the held-out
-ratings, the same the gate judges by, decides whether it is trusted at all.
+ratings, the same the gate judges by, decides whether it is trusted at all (or, where enough held-out pairs of
+replies to one prompt were rated apart, the share of those pairs it ranks right: a comparison's two replies are
+often alike in what sets replies to other prompts apart).
 
 When it is: several replies per rated training prompt are drawn from the model serving now, scored by it,
 and the best against the worst becomes a DPO pair (best-of-n, as in rejection-sampling fine-tuning and
@@ -32,7 +34,7 @@ from brain.feedback_records import RatedTurn
 from trainer.core.batches import chunks, collate, left_padded
 from trainer.core.examples import IGNORE_INDEX, ChatRenderer, Example
 from trainer.nightly.ratings import groups
-from trainer.nightly.stats import auc
+from trainer.nightly.stats import auc, pair_accuracy, prompt_pairs
 from trainer.settings import RewardModelSettings
 
 ONPOLICY_PAIRS = "onpolicy-pairs.jsonl"  # in the target's folder of the run
@@ -51,6 +53,10 @@ class RewardCheck(BaseModel):
     heldout: int = 0
     heldout_liked: int = 0
     heldout_auc: float | None = None
+    # pairs of a liked and a disliked held-out reply to one prompt, and the share it ranks right (where enough
+    # pairs judge it instead of the AUC)
+    heldout_pairs: int = 0
+    heldout_pair_accuracy: float | None = None
     passed: bool = False
     reason: str = ""
     pairs: int = 0  # best-of-n pairs made from it
@@ -165,12 +171,7 @@ def fit(features: torch.Tensor, liked: list[bool], group_of: list[str], l2: floa
     good = max(1.0, float(y.sum()))
     bad = max(1.0, float(len(y) - y.sum()))
     weights = torch.where(y > 0, len(y) / (2 * good), len(y) / (2 * bad))
-    pairs = [
-        (i, j)
-        for i in range(len(liked))
-        for j in range(len(liked))
-        if liked[i] and not liked[j] and group_of[i] == group_of[j]
-    ]
+    pairs = prompt_pairs(liked, group_of)
     chosen = torch.tensor([i for i, _ in pairs], dtype=torch.long)
     rejected = torch.tensor([j for _, j in pairs], dtype=torch.long)
     weight = torch.zeros(x.size(1), requires_grad=True)
@@ -202,10 +203,20 @@ def rated_examples(renderer: ChatRenderer, turns: list[RatedTurn]) -> list[Rated
     return out
 
 
+def ranking(scores: list[float], rated: list[Rated], min_pairs: int) -> float | None:
+    """How well ``scores`` rank liked replies above disliked ones: over pairs of replies to one prompt where
+    ``min_pairs`` are there, else across all (AUC)."""
+    pairs = prompt_pairs([r.liked for r in rated], [r.group for r in rated])
+    if len(pairs) >= min_pairs:
+        return pair_accuracy(scores, pairs)
+    return auc(scores, [r.liked for r in rated])
+
+
 def train_reward_model(
     featurize: Any, train: list[Rated], val: list[Rated], heldout: list[Rated], settings: RewardModelSettings
 ) -> tuple[RewardModel | None, RewardCheck]:
-    """Fit on the training ratings (the L2 weight chosen by validation AUC), check on the held-out ones.
+    """Fit on the training ratings (the L2 weight chosen by how well it ranks the validation ratings), check on the
+    held-out ones.
     ``featurize`` maps examples to the base model's features."""
     check = RewardCheck(trained_on=len(train), liked=sum(r.liked for r in train))
     check.disliked = check.trained_on - check.liked
@@ -219,7 +230,7 @@ def train_reward_model(
     best: tuple[float, float, RewardModel] | None = None
     for l2 in L2_GRID:
         model = fit(features, liked, group_of, l2)
-        score = auc(model.score(val_features), [r.liked for r in val]) if val_features is not None else None
+        score = ranking(model.score(val_features), val, settings.min_pairs) if val_features is not None else None
         value = -1.0 if score is None else score
         if best is None or value > best[0]:
             best = (value, l2, model)
@@ -229,20 +240,30 @@ def train_reward_model(
     _, check.l2, model = best
     check.heldout = len(heldout)
     check.heldout_liked = sum(r.liked for r in heldout)
+    pairs = prompt_pairs([r.liked for r in heldout], [r.group for r in heldout])
+    check.heldout_pairs = len(pairs)
     classes = min(check.heldout_liked, check.heldout - check.heldout_liked)
-    if classes < settings.min_per_class:
+    if classes < settings.min_per_class and len(pairs) < settings.min_pairs:
         check.reason = (
-            f"held out {check.heldout_liked} liked and {check.heldout - check.heldout_liked} disliked replies; "
-            f"its AUC counts from {settings.min_per_class} of each"
+            f"held out {check.heldout_liked} liked and {check.heldout - check.heldout_liked} disliked replies and "
+            f"{len(pairs)} pairs of them to one prompt; it is judged from {settings.min_per_class} of each class "
+            f"or {settings.min_pairs} pairs"
         )
         return model, check
-    check.heldout_auc = auc(model.score(featurize([r.example for r in heldout])), [r.liked for r in heldout])
-    assert check.heldout_auc is not None
-    check.passed = check.heldout_auc >= settings.min_auc
-    check.reason = (
-        f"held-out AUC {check.heldout_auc:.3f} on {check.heldout} ratings "
-        f"{'reaches' if check.passed else 'is below'} the {settings.min_auc:.2f} needed to use its pairs"
-    )
+    scores = model.score(featurize([r.example for r in heldout]))
+    check.heldout_auc = auc(scores, [r.liked for r in heldout])
+    check.heldout_pair_accuracy = pair_accuracy(scores, pairs)
+    by_pairs = len(pairs) >= settings.min_pairs
+    measured = check.heldout_pair_accuracy if by_pairs else check.heldout_auc
+    assert measured is not None
+    if by_pairs:
+        said = f"it ranks {measured:.1%} of {len(pairs)} held-out pairs of a liked and a disliked reply to one prompt "
+        said += "right, which"
+    else:
+        said = f"held-out AUC {measured:.3f} on {check.heldout} ratings"
+    check.passed = measured >= settings.min_auc
+    verdict = "reaches" if check.passed else "is below"
+    check.reason = f"{said} {verdict} the {settings.min_auc:.2f} needed to use its pairs"
     return model, check
 
 

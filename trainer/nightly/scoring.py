@@ -3,7 +3,8 @@
 - perplexity on the target's test split (the tokens the loss is taken on, as in training);
 - the general guard (guard.py): perplexity on plain prose, and which of the fixed questions it answers right;
 - on held-out ratings, how well its implied reward beta * (log p - log p_base) of each reply ranks the liked
-  replies above the disliked ones (AUC; the base model's rewards are all 0, an AUC of 0.5);
+  replies above the disliked ones (AUC; the base model's rewards are all 0, an AUC of 0.5), and how often it
+  puts the liked one first among replies to one prompt that members rated apart (pair accuracy);
 - BLEU and chrF (sacrebleu) of greedy replies against the held-out replies, on a sample of test turns.
 The base model is loaded once; adapters are attached with peft for their measurement and removed after.
 The measures themselves are the core's (trainer/core/evaluation.py).
@@ -27,7 +28,8 @@ from trainer.core.models import load_model
 from trainer.core.objectives import NextToken
 from trainer.nightly.conversations import PromptSample
 from trainer.nightly.guard import Answering, GuardSet
-from trainer.nightly.stats import auc
+from trainer.nightly.ratings import RatedReplies
+from trainer.nightly.stats import Pair, auc, pair_accuracy
 
 
 class Scores(BaseModel):
@@ -45,6 +47,12 @@ class Scores(BaseModel):
     # what the gate's paired comparison is taken on
     rewards: list[float] = Field(default_factory=list)
     liked: list[bool] = Field(default_factory=list)
+    # the liked and disliked replies to one prompt among them (positions in rewards), each pair's prompt, and how
+    # often the liked one's implied reward is the higher (None: no pair). An implied reward is defined up to a
+    # constant per prompt, so these pairs judge it without the prompts' constants in the way
+    pairs: list[Pair] = Field(default_factory=list)
+    pair_prompts: list[int] = Field(default_factory=list)
+    pair_accuracy: float | None = None
 
 
 @dataclass
@@ -52,7 +60,7 @@ class EvalSet:
     test: list[Example]
     guard: GuardSet
     prompts: list[PromptSample]
-    heldout: list[tuple[Example, bool]] = field(default_factory=list)  # a prompt and its reply, liked or not
+    heldout: RatedReplies = field(default_factory=RatedReplies)
     beta: float = 0.1
     reference: list[float] | None = None  # the base model's log-probability of each held-out reply
 
@@ -82,7 +90,7 @@ class Evaluator:
         self._count = 0
 
     def score(self, name: str, adapter_dir: str | None, data: EvalSet) -> Scores:
-        examples = [example for example, _ in data.heldout]
+        examples = data.heldout.replies
         if examples and data.reference is None:
             data.reference = self.logprobs(self.base, examples)
         model = self._attach(adapter_dir)
@@ -109,10 +117,11 @@ class Evaluator:
         bleu, chrf = bleu_chrf(replies, [sample.reference for sample in data.prompts])
         general_ppl, answers = self._general_cache[adapter_dir]
         rewards = [data.beta * (policy - ref) for policy, ref in zip(logps, data.reference or [], strict=True)]
-        liked = [liked for _, liked in data.heldout]
+        held = data.heldout
         return Scores(
             name=name, test_ppl=test_ppl, general_ppl=general_ppl, bleu=bleu, chrf=chrf, answers_right=answers,
-            rated=len(rewards), reward_auc=auc(rewards, liked), rewards=rewards, liked=liked,
+            rated=len(rewards), reward_auc=auc(rewards, held.liked), rewards=rewards, liked=held.liked,
+            pairs=held.pairs, pair_prompts=held.pair_prompts, pair_accuracy=pair_accuracy(rewards, held.pairs),
         )  # fmt: skip
 
     def perplexity(self, model: Any, examples: list[Example]) -> float:

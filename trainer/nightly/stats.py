@@ -2,6 +2,9 @@
 
 - auc: how often a liked reply scores above a disliked one (the Mann-Whitney U statistic over its maximum);
 - paired_auc_difference: two scorings of the same replies compared, with DeLong's standard error;
+- pair_accuracy, paired_pair_difference: the same for pairs of replies to one prompt that members rated apart
+  (a /retry, a comparison, one question asked twice): how often the preferred reply scores higher, and two
+  scorings compared with a standard error clustered by prompt (pairs of one prompt share replies);
 - wilson: the Wilson score interval of a proportion (Wilson 1927), sound for small counts and rates near 0 or 1;
 - lower_tail_z: the one-sided two-proportion z-test with the pooled proportion, for "is A's rate below B's?".
 """
@@ -9,6 +12,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 
 
@@ -32,16 +36,17 @@ def auc(scores: list[float], liked: list[bool]) -> float | None:
 
 
 @dataclass
-class AucDifference:
-    """Two scorings of the same rated replies compared: AUC a less AUC b, with DeLong's standard error."""
+class RankingDifference:
+    """Two scorings of the same rated replies compared, by AUC or by pair accuracy: a less b, with the standard
+    error of the difference."""
 
-    auc_a: float
-    auc_b: float
+    a: float
+    b: float
     se: float
 
     @property
     def difference(self) -> float:
-        return self.auc_a - self.auc_b
+        return self.a - self.b
 
     @property
     def z(self) -> float:
@@ -50,7 +55,7 @@ class AucDifference:
         return 0.0 if self.difference == 0 else math.copysign(math.inf, self.difference)
 
 
-def paired_auc_difference(a: list[float], b: list[float], liked: list[bool]) -> AucDifference | None:
+def paired_auc_difference(a: list[float], b: list[float], liked: list[bool]) -> RankingDifference | None:
     """DeLong, DeLong and Clarke-Pearson 1988: the variance of the difference of two correlated AUCs from
     each liked and each disliked reply's placement values; None without one of each class."""
     good = [i for i, y in enumerate(liked) if y]
@@ -77,7 +82,52 @@ def paired_auc_difference(a: list[float], b: list[float], liked: list[bool]) -> 
     variance = (covariance(a10, a10) + covariance(b10, b10) - 2 * covariance(a10, b10)) / len(good) + (
         covariance(a01, a01) + covariance(b01, b01) - 2 * covariance(a01, b01)
     ) / len(bad)
-    return AucDifference(auc_a=sum(a10) / len(good), auc_b=sum(b10) / len(good), se=math.sqrt(max(0.0, variance)))
+    return RankingDifference(a=sum(a10) / len(good), b=sum(b10) / len(good), se=math.sqrt(max(0.0, variance)))
+
+
+Pair = tuple[int, int]  # (preferred, other): positions of two replies to one prompt, rated apart
+
+
+def _right(scores: list[float], pair: Pair) -> float:
+    preferred, other = scores[pair[0]], scores[pair[1]]
+    return 1.0 if preferred > other else 0.5 if preferred == other else 0.0
+
+
+def prompt_pairs(liked: list[bool], prompts: Sequence[Hashable]) -> list[Pair]:
+    """Every liked reply paired with every disliked reply to the same prompt (positions in ``liked``)."""
+    by_prompt: dict[Hashable, list[int]] = {}
+    for position, prompt in enumerate(prompts):
+        by_prompt.setdefault(prompt, []).append(position)
+    return [
+        (i, j) for positions in by_prompt.values() for i in positions for j in positions if liked[i] and not liked[j]
+    ]
+
+
+def pair_accuracy(scores: list[float], pairs: list[Pair]) -> float | None:
+    """How often the preferred reply of a pair scores above the other (ties half); None without pairs."""
+    return sum(_right(scores, pair) for pair in pairs) / len(pairs) if pairs else None
+
+
+def paired_pair_difference(
+    a: list[float], b: list[float], pairs: list[Pair], clusters: list[int]
+) -> RankingDifference | None:
+    """Two scorings' pair accuracies on the same pairs, a less b, with the standard error of the difference
+    clustered by ``clusters`` (each pair's prompt: pairs of one prompt share replies, so they are not
+    independent; the cluster-robust variance of a ratio estimator). None without pairs."""
+    if not pairs:
+        return None
+    differences: dict[int, float] = {}
+    sizes: dict[int, int] = {}
+    for pair, cluster in zip(pairs, clusters, strict=True):
+        differences[cluster] = differences.get(cluster, 0.0) + _right(a, pair) - _right(b, pair)
+        sizes[cluster] = sizes.get(cluster, 0) + 1
+    n, g = len(pairs), len(differences)
+    mean = sum(differences.values()) / n
+    spread = sum((differences[c] - sizes[c] * mean) ** 2 for c in differences)
+    variance = g / (g - 1) * spread / n**2 if g > 1 else 0.0
+    accuracy_a, accuracy_b = pair_accuracy(a, pairs), pair_accuracy(b, pairs)
+    assert accuracy_a is not None and accuracy_b is not None
+    return RankingDifference(a=accuracy_a, b=accuracy_b, se=math.sqrt(variance))
 
 
 def normal_cdf(z: float) -> float:

@@ -113,7 +113,7 @@ def test_best_of_n_pairs_are_made_only_when_the_reward_model_passes_its_held_out
 
     assert step.check.passed is passes
     if not passes:
-        assert pairs == [] and "counts from 20 of each" in step.check.reason
+        assert pairs == [] and "judged from 20 of each class" in step.check.reason
         return
     assert len(pairs) >= 16 and step.check.pairs == len(pairs)
     for pair in pairs[:4]:  # the chosen reply is the one the reward model prefers

@@ -15,7 +15,7 @@ from trainer.core.examples import ChatRenderer, Example
 from trainer.core.finetuning import FinetuneData, PreferenceData, fine_tune
 from trainer.core.models import add_lora, load_model
 from trainer.nightly.ratings import heldout_replies, preference_examples
-from trainer.nightly.stats import auc
+from trainer.nightly.stats import auc, pair_accuracy
 from trainer.settings import FinetuneSettings, PreferenceSettings
 
 SETTINGS = FinetuneSettings(
@@ -68,21 +68,22 @@ def test_the_preference_objective_moves_liked_replies_above_disliked_ones(tiny_m
     sizes = {"batch_size": 8, "max_batch_tokens": 4096, "pad_id": 0, "device": loaded.device}
     fill_reference(loaded.model, data.pairs, data.rated, **sizes)
     assert (len(data.pairs), len(data.rated)) == ((12, 0) if kind == "dpo" else (0, 12))
-    reference = reply_logprobs(loaded.model, [e for e, _ in unseen], **sizes)
+    reference = reply_logprobs(loaded.model, unseen.replies, **sizes)
 
     model = add_lora(loaded.model, SETTINGS)
     pad = loaded.tokenizer.pad_token_id
-    before = implied_rewards(model, loaded, [e for e, _ in unseen], reference, beta)
+    before = implied_rewards(model, loaded, unseen.replies, reference, beta)
     result = fine_tune(
         model, FinetuneData(train.liked, train.liked[:2], pad, data), SETTINGS, Placement(torch.device("cpu")),
         label=kind, progress=False,
     )  # fmt: skip
-    after = implied_rewards(model, loaded, [e for e, _ in unseen], reference, beta)
+    after = implied_rewards(model, loaded, unseen.replies, reference, beta)
 
-    liked = [y for _, y in unseen]
+    liked = unseen.liked
     assert max(abs(r) for r in before) < 1e-4, "a fresh adapter starts as the reference: no reward either way"
     assert result.steps == 30 and result.history["train"][-1][1] < result.history["train"][0][1]
     assert auc(after, liked) == 1.0, after
+    assert len(unseen.pairs) == len(TOPICS[12:]) and pair_accuracy(after, unseen.pairs) == 1.0
     assert mean_gap(after, liked) > 1.0, f"liked replies' implied reward only {mean_gap(after, liked):.2f} above"
 
 
@@ -93,7 +94,7 @@ def test_the_live_adapter_serves_as_reference_and_comes_off_again(tiny_model_dir
 
     loaded = load_model(str(tiny_model_dir), device="cpu")
     renderer = ChatRenderer(loaded.tokenizer, max_tokens=256)
-    replies = [e for e, _ in heldout_replies(renderer, lone_ratings(TOPICS[:4]))]
+    replies = heldout_replies(renderer, lone_ratings(TOPICS[:4])).replies
     sizes = {"batch_size": 8, "max_batch_tokens": 4096, "pad_id": 0, "device": loaded.device}
     base = reply_logprobs(loaded.model, replies, **sizes)
     torch.manual_seed(1)
