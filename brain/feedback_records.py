@@ -87,6 +87,9 @@ class RatingRecord(RegistryRecord):
     rating: Rating
     served_by: str | None = None  # copied from the turn, for like-rates without reading the turn
     at: str
+    # given as a choice between two replies ("which reply do you prefer?": +1 the chosen, -1 the other): a
+    # preference, not a like, so like-rates do not count it and the chosen reply is not imitated as a liked one
+    choice: bool = False
 
 
 class RatedTurn(RegistryRecord):
@@ -102,8 +105,13 @@ class RatedTurn(RegistryRecord):
 
     @property
     def score(self) -> int:
-        """The sum of the ratings: > 0 liked on balance, < 0 disliked."""
+        """The sum of the ratings: > 0 liked on balance (or chosen in a comparison), < 0 disliked."""
         return sum(r.rating for r in self.ratings)
+
+    @property
+    def liked(self) -> bool:
+        """Liked on balance by members' reactions, comparisons aside: a reply worth imitating."""
+        return sum(r.rating for r in self.ratings if not r.choice) > 0
 
 
 class Canary(RegistryRecord):

@@ -39,9 +39,12 @@ class Ratings:
         self._rate = scripts.register(client, "rate_turn")
         self._unrate = scripts.register(client, "unrate_turns")
 
-    async def rate(self, turn: TurnRecord, rater: str, rating: int, *, ttl_s: int, ratings_kept: int) -> RatingOutcome:
+    async def rate(
+        self, turn: TurnRecord, rater: str, rating: int, *, ttl_s: int, ratings_kept: int, choice: bool = False
+    ) -> RatingOutcome:
         """The rater's rating of the turn (0: withdrawn) replaces their previous one. It is kept for training only
-        while rater and author are both opted in; like_counts counts it from there."""
+        while rater and author are both opted in; like_counts counts it from there, unless it is a ``choice``
+        between two replies (a preference, not a like)."""
         pipe = self.r.pipeline(transaction=False)
         pipe.hget(keys.profile(turn.author), "consent")
         pipe.hget(keys.profile(rater), "consent")
@@ -54,7 +57,7 @@ class Ratings:
         if rating != 0:
             at = datetime.now(timezone.utc).isoformat()
             record = RatingRecord(
-                turn_id=turn.turn_id, rater=rater, rating=rating, served_by=turn.served_by, at=at
+                turn_id=turn.turn_id, rater=rater, rating=rating, served_by=turn.served_by, at=at, choice=choice
             ).dumps()
         rating_keys = [keys.profile(rater), keys.ratings(rater), keys.rating_order(rater)]
         args: list[Any] = [turn.turn_id, rating, "1" if author_in else "0", record, now_ms(), ttl_s, ratings_kept]
@@ -83,9 +86,12 @@ class Ratings:
 
         Counted from the kept ratings themselves, so they always equal them, whatever deleted a rating (a withdrawn
         or changed one, /optout delete, /forget, the memory TTL): stored counters drifted from the ratings they
-        counted, and one member could inflate a version's like-rate by rating and deleting again and again."""
+        counted, and one member could inflate a version's like-rate by rating and deleting again and again.
+        Choices between two replies are not counted: the chosen one was preferred, not liked."""
         counts: dict[str, list[int]] = {}
         async for record in self._every_kept():
+            if record.choice:
+                continue
             pair = counts.setdefault(record.served_by or BASE, [0, 0])
             pair[0 if record.rating > 0 else 1] += 1
         return {name: (likes, dislikes) for name, (likes, dislikes) in sorted(counts.items())}

@@ -184,7 +184,8 @@ def preference_examples(renderer: ChatRenderer, turns: list[RatedTurn], max_pair
             parts = renderer.completion_parts(rated.turn.prompt, rated.turn.reply) if rated.score else None
             if parts is not None:
                 encoded.append((rated.score, parts))
-        out.liked += [renderer.completion(*parts) for score, parts in encoded if score > 0]
+                if rated.liked:  # a reply chosen over another in a comparison is learned from as the better one only
+                    out.liked.append(renderer.completion(*parts))
         ranked = [(i, j) for i in range(len(encoded)) for j in range(len(encoded)) if encoded[i][0] > encoded[j][0]]
         ranked.sort(key=lambda ij: encoded[ij[0]][0] - encoded[ij[1]][0], reverse=True)
         for i, j in ranked[:max_pairs]:

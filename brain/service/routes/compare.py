@@ -80,7 +80,7 @@ async def compare(body: ComparisonRequest, runtime: RuntimeDep) -> ComparisonRes
     kept = []
     for turn, rating in ((chosen, 1), (rejected, -1)):
         outcome = await runtime.store.ratings.rate(
-            turn, user, rating, ttl_s=settings.memory.ttl_s, ratings_kept=settings.feedback.ratings_kept
+            turn, user, rating, ttl_s=settings.memory.ttl_s, ratings_kept=settings.feedback.ratings_kept, choice=True
         )
         kept.append(outcome.kept)
     if all(kept):

@@ -77,12 +77,16 @@ async def test_a_members_choice_between_two_replies_becomes_one_preference_pair(
     store = Store(connect(comparing_brain.redis.url))
     try:
         rated = [r async for r in store.ratings.rated_turns()]
+        like_counts = await store.ratings.like_counts()
     finally:
         await store.close()
     assert sorted((r.turn.turn_id, r.score) for r in rated) == sorted([(second.turn_id, 1), (first.turn_id, -1)])
+    # a preference, not a like: no version's like-rate counts it, and the chosen reply is not imitated as liked
+    assert like_counts == {} and all(r.choice for t in rated for r in t.ratings)
     renderer = ChatRenderer(load_model(str(tiny_model_dir)).tokenizer, max_tokens=256)
     examples = preference_examples(renderer, rated, max_pairs=6)
     assert len(examples.pairs) == 1 and not examples.rated  # one DPO pair, the chosen reply first
+    assert examples.liked == []
     pair = examples.pairs[0]
     chosen = renderer.tokenizer.decode(
         [t for t, y in zip(pair.chosen.ids, pair.chosen.labels, strict=True) if y != -100]
