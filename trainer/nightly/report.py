@@ -213,7 +213,12 @@ def _auc(scores: ScoreSet | None) -> str:
     if scores is None or scores.candidate.reward_auc is None:
         return "-"
     live = scores.live.reward_auc
-    return f"{live if live is not None else 0.5:.2f} → {scores.candidate.reward_auc:.2f}"
+    said = f"{live if live is not None else 0.5:.2f} → {scores.candidate.reward_auc:.2f}"
+    pairs = scores.candidate.pair_accuracy
+    if pairs is not None:
+        live_pairs = scores.live.pair_accuracy
+        said += f"; pairs {live_pairs if live_pairs is not None else 0.5:.0%} → {pairs:.0%}"
+    return said
 
 
 def _questions(scores: ScoreSet | None) -> str:
@@ -227,7 +232,8 @@ def _questions(scores: ScoreSet | None) -> str:
 TARGET_COLUMNS = ("target", "turns", "steps", "base", "live", "candidate", "prose", "AUC", "questions", "status")
 TARGETS_CAPTION = (
     "perplexity on the test split; prose: the general guard's; AUC: liked above disliked on held-out ratings, "
-    "live → candidate; questions: the base model's right answers the candidate keeps"
+    "live → candidate (pairs: of a liked and a disliked reply to one prompt, the share put right); questions: the "
+    "base model's right answers the candidate keeps"
 )
 
 
