@@ -116,6 +116,10 @@ class PreferenceSettings(BaseModel):
     select_by: Literal["preference", "loss"] = "preference"
     select_min_per_class: int = Field(3, ge=1)
     select_min_pairs: int = Field(6, ge=1)
+    # a later step whose score is within this many standard errors of the best one's (the validation ratings'
+    # standard error with no difference between steps) is kept instead: twenty-odd validation ratings cannot tell
+    # such steps apart, and the later one has learned more from the night's ratings (0: the best score is kept)
+    select_later_within_se: float = Field(1.0, ge=0.0)
 
 
 class EvaluationSettings(BaseModel):

@@ -21,7 +21,7 @@ from trainer.core.batches import ExampleBatches, chunks
 from trainer.core.distributed import Placement
 from trainer.core.evaluation import mean_loss, reply_logprobs
 from trainer.core.examples import Example, PairExample, RatedExample
-from trainer.core.loop import LoopHooks, LoopResult, LoopSettings, Snapshot, Training, adamw, train
+from trainer.core.loop import LoopHooks, LoopResult, LoopSettings, Snapshot, Training, adamw, kept, train
 from trainer.core.lr_schedule import warmup_cosine_schedule
 from trainer.core.mixture import MixedBatches, Mixture, ScaledBatch, Weighted, scaled
 from trainer.core.objectives import KTO, ExampleObjective, NextToken, SigmoidDPO, kto_class_weights
@@ -96,6 +96,21 @@ class PreferenceData:
         least = min(sum(liked), len(liked) - sum(liked))
         enough = least >= self.settings.select_min_per_class
         return self.selects_by_pairs() or (self.settings.select_by == "preference" and enough)
+
+    def selection_noise(self) -> float:
+        """How far apart two steps' validation scores may be and still not be told apart: ``select_later_within_se``
+        standard errors of the score the kept step is chosen by, with no difference between steps (pair accuracy:
+        a binomial's at 1/2; AUC: the Mann-Whitney statistic's, (n_liked + n_disliked + 1) / (12 n_liked
+        n_disliked)); 0 where the ratings do not choose the step."""
+        if not self.selects():
+            return 0.0
+        if self.selects_by_pairs():
+            se = 0.5 / math.sqrt(len(self.val_pairs))
+        else:
+            liked = self.val_ratings()[2]
+            good, bad = sum(liked), len(liked) - sum(liked)
+            se = math.sqrt((good + bad + 1) / (12 * good * bad))
+        return self.settings.select_later_within_se * se
 
     def kto_weights(self) -> tuple[float, float]:
         """KTO's lambda_D and lambda_U: the settings', or from the training replies' counts."""
@@ -181,12 +196,16 @@ def fine_tune(
     scheduler = warmup_cosine_schedule(optimizer, min(settings.warmup_steps, total - 1), total, settings.min_lr_ratio)
     forward = distributed.data_parallel(model, placement)
     validate = validator(model, forward, parts, data.preference, batching)
+    within = data.preference.selection_noise() if data.preference else 0.0
     if data.guards:
         # a run that may not keep its start scores it first (unless it resumes), and guards nothing about it
         candidate_start = settings.keep_start or resume is not None
-        validate = within_guards(validate, model, data.guards, batching, start_scored_first=not candidate_start)
+        validate = within_guards(
+            validate, model, data.guards, batching, start_scored_first=not candidate_start, keep_later_within=within
+        )
     training = Training(model, forward, Mixture(), batches, validate, optimizer, scheduler)
-    result = train(training, loop_settings(settings, total, label, progress, hooks), placement, hooks, resume)
+    looping = loop_settings(settings, total, label, progress, hooks).model_copy(update={"keep_later_within": within})
+    result = train(training, looping, placement, hooks, resume)
     return finetune_result(result, data)
 
 
@@ -283,11 +302,13 @@ def within_guards(
     guards: list[StepGuard],
     batching: Batching,
     start_scored_first: bool = False,
+    keep_later_within: float = 0.0,
 ) -> Callable[[], float]:
     """``validate``, except that a step beyond any of the guards scores worse than any step within them all (the
     further beyond, the worse): the step kept is the best one that holds every guard. The guards cost more than
     the validation (greedy answers, a pass over the prose), so a step that would not be kept anyway (its score no
-    better than the best so far) is not checked against them: the step kept is the same. With
+    better than the best so far, nor within ``keep_later_within`` of it: LoopSettings') is not checked against
+    them: the step kept is the same. With
     ``start_scored_first``, the first call scores a start that may not be kept (LoopSettings.keep_start): its
     score is returned as it is, neither guarded nor one a step must beat."""
     best = math.inf
@@ -299,7 +320,7 @@ def within_guards(
         if start_pending:
             start_pending = False
             return score
-        if score >= best:
+        if not kept(score, best, keep_later_within):
             return score
         beyond = 0.0
         for guard in guards:

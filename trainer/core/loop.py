@@ -64,6 +64,9 @@ class LoopSettings(BaseModel):
     patience: int | None = Field(None, ge=1)  # evaluations without a better one before stopping early
     # the start may be the step kept; if not, it is kept only until a trained step has a finite score
     keep_start: bool = True
+    # a later step whose validation score is within this of the best so far is kept instead (where the validation
+    # cannot tell steps apart by less); 0: only a better one
+    keep_later_within: float = Field(0.0, ge=0)
     checkpoint_every: int | None = Field(None, ge=1)
     progress: bool = True  # the progress bar and a line per evaluation, on the main process
     # the model's FLOPs per trained token and one GPU's peak FLOPs, for the bar's model FLOPs utilisation
@@ -87,8 +90,9 @@ def new_history() -> History:
 @dataclass
 class LoopState:
     step: int = 0
-    best_val: float = math.inf
-    best_step: int = 0
+    best_val: float = math.inf  # the best validation score so far
+    best_step: int = 0  # the step kept
+    kept_val: float = math.inf  # its score
     bad_evals: int = 0
     history: History = field(default_factory=new_history)
 
@@ -243,7 +247,7 @@ def train(
     return LoopResult(
         steps=state.step,
         best_step=state.best_step,
-        best_val_loss=state.best_val,
+        best_val_loss=state.kept_val,
         base_val_loss=state.history["val"][0][1],
         stopped_early=stopped_early,
         resumed_from=resumed_from,
@@ -290,15 +294,16 @@ def evaluation_due(state: LoopState, settings: LoopSettings) -> bool:
 def evaluate(
     training: Training, state: LoopState, settings: LoopSettings, placement: Placement, hooks: LoopHooks
 ) -> None:
-    """The validation loss into the history; a better one than ever is kept (``keep_best``), another counts
-    against the patience."""
+    """The validation loss into the history; a better one than ever, or one within ``keep_later_within`` of the
+    best, is kept (``keep_best``); another counts against the patience."""
     val = training.validate()
     state.history["val"].append((state.step, val))
     improved = val < state.best_val
-    if improved:
+    if kept(val, state.best_val, settings.keep_later_within):
         start_only = state.step == 0 and not settings.keep_start
         # a start that may not be kept is still saved, so that a run whose every step fails leaves weights behind
-        state.best_val = math.inf if start_only else val
+        state.best_val = math.inf if start_only else min(val, state.best_val)
+        state.kept_val = math.inf if start_only else val
         state.best_step, state.bad_evals = state.step, 0
         if hooks.keep_best is not None:
             hooks.keep_best(state)
@@ -306,7 +311,15 @@ def evaluate(
     else:
         state.bad_evals += 1
     if shows(settings, placement):
-        console.print(f"{settings.label} step {state.step:>6}: val loss {val:.4f}" + ("  (best)" if improved else ""))
+        within = state.best_step == state.step and not improved
+        said = "  (best)" if improved else "  (kept: within the noise of the best)" if within else ""
+        console.print(f"{settings.label} step {state.step:>6}: val loss {val:.4f}{said}")
+
+
+def kept(val: float, best: float, within: float) -> bool:
+    """Whether a step scoring ``val`` is kept over the best so far (``best``): better, or, with ``within`` > 0, a
+    finite score at most that much worse."""
+    return val < best or (within > 0 and math.isfinite(val) and val <= best + within)
 
 
 def out_of_patience(state: LoopState, settings: LoopSettings) -> bool:

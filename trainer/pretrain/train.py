@@ -255,7 +255,7 @@ class CheckpointWriter:
             **self.meta,
             "step": loop.step,
             "best_step": loop.best_step,
-            "best_val_loss": loop.best_val,
+            "best_val_loss": loop.kept_val,
             "history": loop.history,
         }
         gen_config = generation_config(self.tokenizer)
@@ -312,8 +312,9 @@ def _snapshot(restored: ckpt.Checkpoint, placement: Placement) -> Snapshot:
             f"the checkpoint {restored.path} was written by {state.get('world_size', 1)} processes; "
             f"resume it with the same number, not {placement.world_size}"
         )
+    best = meta["best_val_loss"]
     loop = LoopState(
-        step=meta["step"], best_val=meta["best_val_loss"], best_step=meta["best_step"], history=meta["history"]
+        step=meta["step"], best_val=best, kept_val=best, best_step=meta["best_step"], history=meta["history"]
     )
     return Snapshot(
         state=loop,
