@@ -307,8 +307,10 @@ def resume_snapshot(job: FinetuneJob, model: Any, digest: str, placement: Placem
         set_peft_model_state_dict(model, saved["adapter"])
         if folder != out and (folder / "adapter").is_dir() and placement.is_main:
             shutil.copytree(folder / "adapter", out / "adapter", dirs_exist_ok=True)  # the best so far
+        state = saved["state"]
+        state.setdefault("kept_val", state["best_val"])  # a checkpoint from before kept steps had their own score
         return Snapshot(
-            state=LoopState(**saved["state"]),
+            state=LoopState(**state),
             optimizer=saved["optimizer"],
             scheduler=saved["scheduler"],
             rng=saved["rng"],
