@@ -11,10 +11,10 @@ only, so no padding mask is built or read:
 
 Without a plan (``model.generate``, beam search) the function is transformers' own SDPA attention.
 
-On a CPU, half-precision keys and values (a bfloat16 model) are attended in float32: PyTorch's CPU
-attention kernel is several times slower in bfloat16 than in float32 on CPUs without AMX (an AMD
-EPYC with AVX512-BF16: 1 us per cached token and layer against 0.15 us for one decoding row), and
-converting a row's keys and values costs less than the difference. The cache keeps its dtype.
+On a CPU, a half-precision model's keys and values (a bfloat16 model) are attended in float32: PyTorch's CPU
+attention kernel is several times slower in bfloat16 than in float32 on CPUs without AMX (an AMD EPYC with
+AVX512-BF16: 1 us per cached token and layer against 0.15 us for one decoding row). The cache holds them in
+float32 there (``KVShape.of``), so that each is converted once, when it is written.
 """
 
 from __future__ import annotations
@@ -83,8 +83,8 @@ def decode_attention(
             keys[0, :, column] = key[start, :, 0]
             values[0, :, column] = value[start, :, 0]
         else:
-            keys[group.slots, :, group.columns] = key[start:end, :, 0]
-            values[group.slots, :, group.columns] = value[start:end, :, 0]
+            keys[group.slots, :, group.columns] = key[start:end, :, 0].to(keys.dtype)
+            values[group.slots, :, group.columns] = value[start:end, :, 0].to(values.dtype)
         outputs.append(
             _attend(
                 query[start:end],

@@ -105,6 +105,11 @@ class KVShape:
         kv_heads = getattr(config, "num_key_value_heads", None) or heads
         head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
         dtype = next(parameter.dtype for parameter in model.parameters() if parameter.is_floating_point())
+        if device.type == "cpu" and dtype in (torch.bfloat16, torch.float16):
+            # a CPU attends half-precision keys and values in float32 (brain/engine/attention.py): held in float32,
+            # each is converted once, when written, not at every step (converting the rows' caches was a quarter
+            # of the brain's time with 16 members on /v1/chat); the same values, twice the bytes a token
+            dtype = torch.float32
         return cls(config.num_hidden_layers, kv_heads, head_dim, dtype, device)
 
     def token_bytes(self) -> int:

@@ -3,10 +3,11 @@
 Each sampled row has its own ``torch.Generator``; plain greedy rows (temperature 0, no repetition penalty,
 no DRY) share one batched ``argmax`` and cost nothing per row. Rows with the same settings (every member of
 one persona) are processed together: the repetition penalty over their histories at once (transformers'
-processor), then top-k, and top-p among the k candidates only, so that no row sorts the whole vocabulary
-(16 rows of the persona's top-k 50 and top-p 0.9 took 2 ms each with transformers' warpers, the top-p one
-sorting 49,152 scores; as much time as the model's decoding step itself). A row with DRY, whose penalties are
-its own, runs its own transformers logits processors.
+processor), each row's own DRY penalties, then top-k, and top-p among the k candidates only, so that no row
+sorts the whole vocabulary (16 rows of the persona's top-k 50 and top-p 0.9 took 2 ms each with transformers'
+warpers, the top-p one sorting 49,152 scores: a quarter of the brain's time with 16 members). The processors
+of one row (transformers', and DryLogitsProcessor) are what a row falls back to when its batch fails, so
+that the row at fault fails alone.
 
 A row whose settings turn out unusable (a seed the generator refuses, scores that overflow to inf or
 NaN) fails alone: ``make_sampler`` raises :class:`SamplingError`, and ``pick_tokens`` returns one in
@@ -49,8 +50,9 @@ class RowSampler:
     processors: LogitsProcessorList | None
     sample: bool
     generator: torch.Generator | None
-    # (temperature, top_k, top_p, repetition_penalty): rows of one key are processed together; None: on its own
+    # (temperature, top_k, top_p, repetition_penalty): rows of one key are processed together; None: plain greedy
     batch_key: tuple[float, int, float, float] | None = None
+    dry: Dry | None = None  # this row's DRY, where it is on
 
 
 class StableTemperature(LogitsProcessor):
@@ -194,12 +196,12 @@ def _build(
     # llama.cpp's order: penalties, then DRY, then temperature and truncation
     if repetition_penalty != 1.0:
         processors.append(RepetitionPenaltyLogitsProcessor(repetition_penalty))
-    own = dry is not None and dry.on
-    if dry is not None and own:
+    dry = dry if dry is not None and dry.on else None
+    if dry is not None:
         processors.append(DryLogitsProcessor(dry))
     if temperature == 0.0:
-        key = None if own or not processors else (0.0, 0, 1.0, repetition_penalty)
-        return RowSampler(processors or None, sample=False, generator=None, batch_key=key)
+        key = (0.0, 0, 1.0, repetition_penalty) if processors else None
+        return RowSampler(processors or None, sample=False, generator=None, batch_key=key, dry=dry)
     if temperature != 1.0:
         processors.append(StableTemperature(temperature))
     if top_k > 0:
@@ -208,8 +210,8 @@ def _build(
         processors.append(TopPLogitsWarper(top_p))
     generator = torch.Generator(device=device)
     generator.manual_seed(seed if seed is not None else secrets.randbits(63))
-    key = None if own else (temperature, top_k, top_p, repetition_penalty)
-    return RowSampler(processors, sample=True, generator=generator, batch_key=key)
+    key = (temperature, top_k, top_p, repetition_penalty)
+    return RowSampler(processors, sample=True, generator=generator, batch_key=key, dry=dry)
 
 
 def pick_tokens(
@@ -282,7 +284,7 @@ def _pick_alike(
     """The tokens of rows with the same settings (``key``), processed together; ``_UNUSABLE`` for a row whose
     scores are broken."""
     temperature = key[0]
-    candidates, ids, usable = alike_scores(logits, key, histories)
+    candidates, ids, usable = alike_scores(logits, key, histories, [sampler.dry for sampler in samplers])
     if temperature == 0.0:
         picks = candidates.argmax(dim=-1)
     else:
@@ -296,11 +298,15 @@ def _pick_alike(
 
 
 def alike_scores(
-    logits: torch.Tensor, key: tuple[float, int, float, float], histories: list[list[int]]
+    logits: torch.Tensor,
+    key: tuple[float, int, float, float],
+    histories: list[list[int]],
+    dries: Sequence[Dry | None] = (),
 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
     """The scores rows with the same settings sample from, as their processors give them one row at a time: the
-    repetition penalty, the temperature, top-k, then top-p (the smallest set of the best candidates whose
-    probability reaches ``top_p``), found among the top-k candidates only where there is a top-k. Returns the
+    repetition penalty, each row's DRY (``dries``), the temperature, top-k, then top-p (the smallest set of the
+    best candidates whose probability reaches ``top_p``), found among the top-k candidates only where there is a
+    top-k. Returns the
     candidates' scores (-inf where cut), their token ids (None: the whole vocabulary, in order), and whether each
     row's scores were usable (a broken row gets a harmless stand-in)."""
     temperature, top_k, top_p, penalty = key
@@ -310,6 +316,12 @@ def alike_scores(
         # a row's history padded with its own first token: a token penalised twice is penalised once
         ids = torch.tensor([h + h[:1] * (width - len(h)) for h in histories], dtype=torch.long, device=scores.device)
         scores = RepetitionPenaltyLogitsProcessor(penalty)(ids, scores)
+    for row, dry in enumerate(dries):
+        penalties = dry_penalties(histories[row], dry) if dry is not None else {}
+        if penalties:
+            tokens = torch.tensor(list(penalties), dtype=torch.long, device=scores.device)
+            amounts = torch.tensor(list(penalties.values()), dtype=scores.dtype, device=scores.device)
+            scores[row].index_add_(0, tokens, -amounts)
     # a row's best score is finite unless it holds a NaN or +inf, or nothing finite: one pass finds broken rows
     best = scores.max(dim=-1, keepdim=True).values
     usable = torch.isfinite(best[:, 0])

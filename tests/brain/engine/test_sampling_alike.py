@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from brain.engine.sampling import alike_scores, make_sampler, pick_tokens
+from brain.engine.sampling import Dry, alike_scores, make_sampler, pick_tokens
 
 CPU = torch.device("cpu")
 VOCAB = 500
@@ -67,3 +67,28 @@ def test_a_broken_row_among_alike_ones_fails_alone() -> None:
     picks = pick_tokens(logits, samplers, [[1]] * 3)
     assert isinstance(picks[0], int) and isinstance(picks[2], int)
     assert not isinstance(picks[1], int)
+
+
+def test_rows_with_dry_are_processed_with_the_others_and_keep_their_own_penalties() -> None:
+    """The persona's rows have DRY on: each row's repeats cost it alone, and the batch samples what its own
+    processors (DryLogitsProcessor among them) give."""
+    torch.manual_seed(2)
+    logits = torch.randn(3, VOCAB)
+    logits[:, [8, 11]] = 4.0  # the tokens that would extend row 0's and row 1's repeats are among the best
+    dry = Dry(multiplier=0.8, base=1.75, allowed_length=2, breaker_ids=frozenset({0}))
+    histories = [[5, 6, 7, 8, 5, 6, 7], [9, 10, 11, 9, 10], [1, 2, 3, 4]]  # rows 0 and 1 repeat themselves
+    key = (0.7, 40, 0.9, 1.05)
+    dries = [dry, dry, None]
+    candidates, ids, _ = alike_scores(logits, key, histories, dries)
+    got = distribution(candidates, ids)
+    for row, history in enumerate(histories):
+        sampler = make_sampler(
+            temperature=0.7, top_p=0.9, top_k=40, repetition_penalty=1.05, seed=0, device=CPU, dry=dries[row]
+        )
+        assert sampler.batch_key == key and (sampler.dry is not None) == (row < 2)
+        assert sampler.processors is not None
+        own = sampler.processors(torch.tensor([history]), logits[row : row + 1].clone())  # type: ignore[arg-type]
+        assert torch.allclose(got[row], torch.softmax(own, dim=-1)[0], atol=1e-6)
+    plain, plain_ids, _ = alike_scores(logits, key, histories)
+    assert not torch.allclose(distribution(plain, plain_ids)[0], got[0])  # DRY moved row 0's choice
+    assert torch.allclose(distribution(plain, plain_ids)[2], got[2])
