@@ -306,9 +306,8 @@ def alike_scores(
     """The scores rows with the same settings sample from, as their processors give them one row at a time: the
     repetition penalty, each row's DRY (``dries``), the temperature, top-k, then top-p (the smallest set of the
     best candidates whose probability reaches ``top_p``), found among the top-k candidates only where there is a
-    top-k. Returns the
-    candidates' scores (-inf where cut), their token ids (None: the whole vocabulary, in order), and whether each
-    row's scores were usable (a broken row gets a harmless stand-in)."""
+    top-k. Returns the candidates' scores (-inf where cut), their token ids (None: the whole vocabulary, in
+    order), and whether each row's scores were usable (a broken row gets a harmless stand-in)."""
     temperature, top_k, top_p, penalty = key
     scores = logits.float()  # float32: bf16 overflows far sooner
     if penalty != 1.0:
