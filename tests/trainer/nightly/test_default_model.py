@@ -35,8 +35,8 @@ def test_the_community_adapter_is_clearly_better_and_the_guard_decides(redis_ser
             "registry_dir": str(tmp_path / "registry"),
             "min_user_turns": 10_000,  # the community adapter only: the figure this test is about
             "finetune": {
-                "r": 8, "alpha": 16, "learning_rate": 2e-3, "max_steps": 40, "warmup_steps": 4, "batch_size": 8,
-                "eval_every": 20, "checkpoint_every": 20, "max_seq_tokens": 256,
+                "r": 8, "alpha": 16, "learning_rate": 2e-3, "max_steps": 24, "warmup_steps": 3, "batch_size": 8,
+                "eval_every": 12, "checkpoint_every": 12, "max_seq_tokens": 256,
                 # the gate's guard deciding is what this test is about: the fine-tune keeps its best step, guard or not
                 "keep_within_guard": False,
             },
