@@ -204,7 +204,7 @@ def fine_tune(
             validate, model, data.guards, batching, start_scored_first=not candidate_start, keep_later_within=within
         )
     training = Training(model, forward, Mixture(), batches, validate, optimizer, scheduler)
-    looping = loop_settings(settings, total, label, progress, hooks).model_copy(update={"keep_later_within": within})
+    looping = loop_settings(settings, total, label, progress, hooks, keep_later_within=within)
     result = train(training, looping, placement, hooks, resume)
     return finetune_result(result, data)
 
@@ -400,8 +400,11 @@ def auc_step(liked: int, disliked: int) -> float:
     return 0.5 / (liked * disliked)
 
 
-def loop_settings(settings: FinetuneSettings, total: int, label: str, progress: bool, hooks: LoopHooks) -> LoopSettings:
+def loop_settings(
+    settings: FinetuneSettings, total: int, label: str, progress: bool, hooks: LoopHooks, keep_later_within: float = 0.0
+) -> LoopSettings:
     return LoopSettings(
+        keep_later_within=keep_later_within,
         label=label,
         total_steps=total,
         grad_clip=settings.grad_clip,
