@@ -68,8 +68,13 @@ def start(requested_device: str = "auto") -> Placement:
     return Placement(device=device, rank=rank, local_rank=local_rank, world_size=world_size)
 
 
-def stop(placement: Placement) -> None:
+def stop(placement: Placement, *, failed: bool = False) -> None:
+    """Leave the process group once every process is done with it: a process that tears its group down while
+    a peer is still writing its results can abort at exit with the group's threads still running. A process
+    that failed leaves at once (its peers may never reach the barrier; the launcher ends them)."""
     if placement.distributed and dist.is_initialized():
+        if not failed:
+            dist.barrier()
         dist.destroy_process_group()
 
 

@@ -61,9 +61,12 @@ def pretrain(
         _check_same_model(cfg, restored)
     placement = distributed.start(cfg.device)
     try:
-        return _pretrain(cfg, placement, restored, stop_after, progress, started)
-    finally:
-        distributed.stop(placement)
+        result = _pretrain(cfg, placement, restored, stop_after, progress, started)
+    except BaseException:
+        distributed.stop(placement, failed=True)
+        raise
+    distributed.stop(placement)
+    return result
 
 
 def resume_config(path: str | Path, **overrides: Any) -> PretrainConfig:
