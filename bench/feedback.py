@@ -576,6 +576,8 @@ def night_summary(index: int, report: RunReport, seconds: float, cpu_seconds: fl
     out["phase_seconds"] = outcome.seconds
     if outcome.reward_model is not None:
         out["reward_model"] = outcome.reward_model.model_dump(mode="json")
+    if outcome.replies_judged is not None:
+        out["replies_judged"] = outcome.replies_judged.model_dump(mode="json")
     scores = outcome.scores
     if scores is not None and report.settings is not None:
         bound = report.settings.evaluation.general_bound
@@ -608,9 +610,11 @@ def night_summary(index: int, report: RunReport, seconds: float, cpu_seconds: fl
 def gate_cell(night: dict[str, Any] | None) -> str:
     if night is None:
         return "-"
-    gate, judged = night["gate"], night.get("ratings_judged")
+    gate, judged, replies = night["gate"], night.get("ratings_judged"), night.get("replies_judged")
     text = gate["status"] + (f" v{gate['version']}" if gate.get("version") else "")
-    if judged and judged["candidate_auc"] is not None:
+    if replies:
+        text += f"\nRM like {replies['live_like']:.0%}→{replies['candidate_like']:.0%} (n={replies['prompts']})"
+    elif judged and judged["candidate_auc"] is not None:
         live_auc = judged["live_auc"] if judged["live_auc"] is not None else 0.5
         text += f"\nAUC {live_auc:.2f}→{judged['candidate_auc']:.2f} (n={judged['heldout_rated']})"
     return text

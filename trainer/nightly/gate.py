@@ -16,6 +16,11 @@
   as well as live; a target without a canary keeps what it has).
   Without enough ratings, by perplexity instead: its test perplexity must be at most (1 - margin) x the live
   model's (the live adapter, else the base).
+- Judged by its own replies, where the night's reward model passed its held-out check (reward.py): replies
+  drawn from the candidate and from live for the held-out prompts alike, scored by the reward model; the
+  candidate's mean like estimate must beat live's by ``reward_margin_se`` standard errors of the mean per-prompt
+  difference. This comes first: it measures what members will be sent, where an implied reward measures how the
+  model scores replies it no longer has to write (a candidate can rank held-out ratings well and reply as before).
 - The general guard (guard.py) must hold: its perplexity on the prose may exceed the base model's by at most
   ``general_bound`` (a fraction), and it may lose at most ``questions_may_lose`` of the base model's right
   answers. Both are measured against the base, not the live adapter, so that small losses cannot pile up
@@ -27,6 +32,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from trainer.nightly.reward import RepliesJudged
 from trainer.nightly.scoring import Scores
 from trainer.nightly.stats import RankingDifference, paired_auc_difference, paired_pair_difference
 from trainer.settings import EvaluationSettings
@@ -50,16 +56,25 @@ def judged_by_ratings(candidate: Scores, settings: EvaluationSettings) -> bool:
     return candidate.reward_auc is not None and candidate.rated >= settings.min_heldout_ratings and enough_of_each
 
 
-def decide(candidate: Scores, live: Scores, base: Scores, settings: EvaluationSettings) -> Decision:
-    """Promote or keep; the reasons are the failed checks when kept, the passed ones when promoted."""
+def decide(
+    candidate: Scores,
+    live: Scores,
+    base: Scores,
+    settings: EvaluationSettings,
+    replies: RepliesJudged | None = None,
+) -> Decision:
+    """Promote or keep; the reasons are the failed checks when kept, the passed ones when promoted. ``replies``:
+    the reward model's judgment of both models' own replies, which comes first where there is one."""
     values = (candidate.test_ppl, candidate.general_ppl, live.test_ppl, base.general_ppl)
     if not all(math.isfinite(v) for v in values):
         return Decision(False, ["a perplexity is not a finite number (diverged training or an empty split)"])
     by_pairs = len(candidate.pairs) >= settings.min_heldout_pairs
-    by_ratings = by_pairs or judged_by_ratings(candidate, settings)
+    by_ratings = replies is None and (by_pairs or judged_by_ratings(candidate, settings))
     paired = _paired_difference(candidate, live, by_pairs) if by_ratings else None
     members_decide = paired is not None and _only_members_can_tell(paired, settings)
-    if paired is not None:
+    if replies is not None:
+        first = _replies(replies, settings)
+    elif paired is not None:
         first = _paired(candidate, live, paired, settings, members_decide, by_pairs)
     elif by_ratings:
         first = _unpaired(candidate, live, settings)
@@ -136,6 +151,18 @@ def _paired(
         )
     ok = _better(paired, settings)
     return ok, f"{said}, {'beyond' if ok else 'within'} the {settings.reward_margin_se:.2f} needed"
+
+
+def _replies(judged: RepliesJudged, settings: EvaluationSettings) -> tuple[bool, str]:
+    paired = judged.difference
+    spread = f"{paired.z:.2f} standard errors" if paired.se > 0 else "with a standard error of 0"
+    ok = _better(paired, settings)
+    return ok, (
+        f"its own replies to {judged.prompts} held-out prompts ({judged.samples} each), scored by the night's reward "
+        f"model, read as liked {paired.a:.1%} of the time against {judged.live}'s {paired.b:.1%}: "
+        f"{paired.difference:+.3f}, {spread} (paired by prompt), {'beyond' if ok else 'within'} the "
+        f"{settings.reward_margin_se:.2f} needed"
+    )
 
 
 def _perplexity(candidate: Scores, live: Scores, margin: float) -> tuple[bool, str]:

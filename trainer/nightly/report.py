@@ -23,7 +23,7 @@ from trainer.errors import TrainerInputError
 from trainer.nightly.canary import CanaryDecision
 from trainer.nightly.clean import CleanReport
 from trainer.nightly.files import write_json
-from trainer.nightly.reward import RewardCheck
+from trainer.nightly.reward import RepliesJudged, RewardCheck
 from trainer.nightly.scoring import Scores
 from trainer.settings import CanarySettings, EvaluationSettings, FinetuneSettings, PreferenceSettings
 
@@ -57,6 +57,7 @@ class Outcome(BaseModel):
     scores: ScoreSet | None = None
     finetune: FinetuneResult | None = None
     reward_model: RewardCheck | None = None  # the night's reward model, and the best-of-n pairs it made
+    replies_judged: RepliesJudged | None = None  # its judgment of the candidate's and live's own replies
     # where the target's night went, in seconds: "reward model" (training it, drawing and ranking best-of-n
     # replies), "fine-tune", "gate" (scoring base, live and candidate)
     seconds: dict[str, float] = Field(default_factory=dict)

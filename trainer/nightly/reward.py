@@ -34,7 +34,7 @@ from brain.feedback_records import RatedTurn
 from trainer.core.batches import chunks, collate, left_padded
 from trainer.core.examples import IGNORE_INDEX, ChatRenderer, Example
 from trainer.nightly.ratings import groups
-from trainer.nightly.stats import auc, pair_accuracy, prompt_pairs
+from trainer.nightly.stats import RankingDifference, auc, pair_accuracy, paired_mean_difference, prompt_pairs
 from trainer.settings import RewardModelSettings
 
 ONPOLICY_PAIRS = "onpolicy-pairs.jsonl"  # in the target's folder of the run
@@ -60,6 +60,23 @@ class RewardCheck(BaseModel):
     passed: bool = False
     reason: str = ""
     pairs: int = 0  # best-of-n pairs made from it
+
+
+class RepliesJudged(BaseModel):
+    """The candidate's and live's own replies to the held-out prompts, drawn alike and scored by the night's
+    reward model: the mean of its like estimate (the logistic of its score) per prompt, compared prompt by prompt
+    (for the gate and the report)."""
+
+    live: str
+    prompts: int
+    samples: int  # replies drawn per prompt from each model
+    candidate_like: float
+    live_like: float
+    se: float  # of the mean per-prompt difference
+
+    @property
+    def difference(self) -> RankingDifference:
+        return RankingDifference(a=self.candidate_like, b=self.live_like, se=self.se)
 
 
 class OnPolicyPair(BaseModel):
@@ -267,6 +284,10 @@ def train_reward_model(
     return model, check
 
 
+def logistic(value: float) -> float:
+    return 1 / (1 + math.exp(-value)) if value >= 0 else math.exp(value) / (1 + math.exp(value))
+
+
 @torch.no_grad()
 def sampled_replies(
     model: Any,
@@ -392,30 +413,76 @@ class RewardStep:
         """``best_of_n`` replies of ``policy`` to each rated prompt of ``turns`` (at most max_prompts, the newest);
         nothing unless the held-out check passed. Done apart from rank: where the policy is the base model with
         an adapter attached by peft, the base's own layers carry it, and the features must be taken after."""
-        if self.model is None or not self.check.passed or self.settings.best_of_n < 2:
+        if not self.trusted or self.settings.best_of_n < 2:
             return Drawn()
-        drawn = Drawn()
-        ids: list[list[int]] = []
+        return self.draw(policy, self.prompts_of(turns, self.settings.max_prompts), self.settings.best_of_n)
+
+    @property
+    def trusted(self) -> bool:
+        return self.model is not None and self.check.passed
+
+    def prompts_of(self, turns: list[RatedTurn], limit: int) -> list[list[dict[str, Any]]]:
+        """The distinct prompts of ``turns`` that fit the context, newest first, at most ``limit``."""
+        prompts: list[list[dict[str, Any]]] = []
         seen: set[str] = set()
         for rated in sorted(turns, key=lambda t: t.turn.at, reverse=True):
             key = repr(rated.turn.prompt)
-            parts = self.renderer.completion_parts(rated.turn.prompt, "")
-            if key in seen or parts is None:
+            if key in seen or self.renderer.completion_parts(rated.turn.prompt, "") is None:
                 continue
             seen.add(key)
-            drawn.prompts.append(rated.turn.prompt)
-            ids.append(parts[0])
-            if len(drawn.prompts) >= self.settings.max_prompts:
+            prompts.append(rated.turn.prompt)
+            if len(prompts) >= limit:
                 break
+        return prompts
+
+    def draw(self, policy: Any, prompts: list[list[dict[str, Any]]], n: int) -> Drawn:
+        """``n`` sampled replies of ``policy`` to each prompt, from the settings' seed: two models drawn from
+        for the same prompts draw with the same random numbers, which makes their comparison less noisy."""
+        drawn, ids = Drawn(), []
+        for prompt in prompts:
+            if (parts := self.renderer.completion_parts(prompt, "")) is not None:
+                drawn.prompts.append(prompt)
+                ids.append(parts[0])
         if not ids:
             return drawn
         torch.manual_seed(self.settings.seed)
         drawn.replies = sampled_replies(
-            policy, self.tokenizer, ids, n=self.settings.best_of_n, max_new_tokens=self.settings.max_new_tokens,
+            policy, self.tokenizer, ids, n=n, max_new_tokens=self.settings.max_new_tokens,
             temperature=self.settings.temperature, eos_token_ids=self.eos, pad_id=self.pad, device=self.device,
             batch_size=self.batch_size,
         )  # fmt: skip
         return drawn
+
+    def judge(self, prompts: list[list[dict[str, Any]]], candidate: Any, live: tuple[str, Any]) -> RepliesJudged | None:
+        """``judge_samples`` replies of the candidate and of live (a name and the model) to each of ``prompts``,
+        scored; None unless the model is trusted and two prompts or more fit. Each model is called only while
+        it is attached (see ``sample``): ``candidate`` and ``live[1]`` are context managers that attach it."""
+        n = self.settings.judge_samples
+        if not self.trusted or n < 1:
+            return None
+        with live[1] as policy:
+            live_drawn = self.draw(policy, prompts, n)
+        with candidate as policy:
+            candidate_drawn = self.draw(policy, live_drawn.prompts, n)
+        paired = paired_mean_difference(self.like_estimates(candidate_drawn), self.like_estimates(live_drawn))
+        if paired is None:
+            return None
+        return RepliesJudged(
+            live=live[0], prompts=len(live_drawn.prompts), samples=n, candidate_like=paired.a, live_like=paired.b,
+            se=paired.se,
+        )  # fmt: skip
+
+    def like_estimates(self, drawn: Drawn) -> list[float]:
+        """For each prompt, the mean of the reward model's like estimate (the logistic of its score) over the
+        replies drawn for it; a reply that does not fit counts as 0."""
+        drawn_pairs = zip(drawn.prompts, drawn.replies, strict=True)
+        flat = [(prompt, reply) for prompt, replies in drawn_pairs for reply in replies]
+        scores = iter(self.scores(flat))
+        estimates = []
+        for replies in drawn.replies:
+            values = [next(scores) for _ in replies]
+            estimates.append(sum(0.0 if v is None else logistic(v) for v in values) / max(1, len(values)))
+        return estimates
 
     def rank(self, drawn: Drawn) -> list[OnPolicyPair]:
         """The reward model's best against its worst of each prompt's drawn replies."""

@@ -69,7 +69,7 @@ from trainer.nightly.report import (
     write_report,
 )
 from trainer.nightly.report_plot import LIKES_PLOT, PLOT, write_like_plot, write_plot
-from trainer.nightly.reward import ONPOLICY_PAIRS, RewardCheck, RewardStep
+from trainer.nightly.reward import ONPOLICY_PAIRS, RepliesJudged, RewardCheck, RewardStep
 from trainer.nightly.scoring import EvalSet, Evaluator, Scores
 
 console = Console(stderr=True)
@@ -285,9 +285,10 @@ class Nightly:
             base = evaluator.score("base", None, data)
             live = self._live_scores(target, data, base)
             candidate = evaluator.score("candidate", adapter_dir, data)
+            outcome.replies_judged = self._judge_replies(target, adapter_dir)
         outcome.seconds = seconds
         outcome.scores = ScoreSet(base=base, live=live, candidate=candidate)
-        decision = decide(candidate, live, base, self.cfg.evaluation)
+        decision = decide(candidate, live, base, self.cfg.evaluation, outcome.replies_judged)
         outcome.reasons = decision.reasons
         if decision.members_decide and not (target.user is None and self.cfg.canary.share > 0):
             outcome.reasons.append("no canary to let members decide: the live version stays")
@@ -426,6 +427,18 @@ class Nightly:
         pairs = step.rank(drawn)  # scored by the base model's features, once the adapter is off
         write_jsonl(out_dir / ONPOLICY_PAIRS, [pair.model_dump() for pair in pairs])
         return step.check.model_copy()
+
+    def _judge_replies(self, target: Target, adapter_dir: str) -> RepliesJudged | None:
+        """The night's reward model's judgment of the candidate's and live's replies to the target's held-out
+        prompts (None where it was not trained or did not pass its check)."""
+        if self._reward is None or not self.cfg.preference.enabled:
+            return None
+        evaluator = self._get_evaluator()
+        limit = self.cfg.preference.reward_model.judge_max_prompts
+        prompts = self._reward.prompts_of(load_ratings(self.run_dir, "heldout", target.user), limit)
+        live = self._live(target)
+        serving = (live[0], evaluator.attached(str(live[1]))) if live else ("base", evaluator.attached(None))
+        return self._reward.judge(prompts, evaluator.attached(adapter_dir), serving)
 
     def _get_evaluator(self) -> Evaluator:
         if self._evaluator is None:

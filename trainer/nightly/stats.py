@@ -5,6 +5,8 @@
 - pair_accuracy, paired_pair_difference: the same for pairs of replies to one prompt that members rated apart
   (a /retry, a comparison, one question asked twice): how often the preferred reply scores higher, and two
   scorings compared with a standard error clustered by prompt (pairs of one prompt share replies);
+- paired_mean_difference: two models' mean of one measure on the same items, with the standard error of the
+  mean of their per-item differences (the paired t statistic's);
 - wilson: the Wilson score interval of a proportion (Wilson 1927), sound for small counts and rates near 0 or 1;
 - lower_tail_z: the one-sided two-proportion z-test with the pooled proportion, for "is A's rate below B's?".
 """
@@ -128,6 +130,16 @@ def paired_pair_difference(
     accuracy_a, accuracy_b = pair_accuracy(a, pairs), pair_accuracy(b, pairs)
     assert accuracy_a is not None and accuracy_b is not None
     return RankingDifference(a=accuracy_a, b=accuracy_b, se=math.sqrt(variance))
+
+
+def paired_mean_difference(a: list[float], b: list[float]) -> RankingDifference | None:
+    """Mean of ``a`` against mean of ``b``, item by item; None with fewer than two items."""
+    if len(a) != len(b) or len(a) < 2:
+        return None
+    differences = [x - y for x, y in zip(a, b, strict=True)]
+    mean = sum(differences) / len(differences)
+    variance = sum((d - mean) ** 2 for d in differences) / (len(differences) - 1)
+    return RankingDifference(a=sum(a) / len(a), b=sum(b) / len(b), se=math.sqrt(variance / len(differences)))
 
 
 def normal_cdf(z: float) -> float:
