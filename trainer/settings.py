@@ -81,9 +81,9 @@ class RewardModelSettings(BaseModel):
     max_new_tokens: int = Field(64, ge=1)
     temperature: float = Field(1.0, gt=0.0)
     seed: int = 0
-    # once it passed, the gate judges a candidate by its own replies: this many drawn per held-out prompt (at most
-    # judge_max_prompts) from the candidate and from live, scored by it (0: the gate judges by ratings alone).
-    # A candidate's implied reward on members' old replies says little of what it will reply: a night's
+    # once it passed, the gate judges a candidate by its own replies: this many drawn per held-out or validation
+    # prompt (at most judge_max_prompts) from the candidate and from live, scored by it (0: the gate judges by
+    # ratings alone). A candidate's implied reward on members' old replies says little of what it will reply: a night's
     # candidate ranked held-out ratings with an AUC of 0.85 and its replies were liked no more than base's
     judge_samples: int = Field(2, ge=0, le=16)
     judge_max_prompts: int = Field(64, ge=2)

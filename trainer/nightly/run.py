@@ -429,13 +429,14 @@ class Nightly:
         return step.check.model_copy()
 
     def _judge_replies(self, target: Target, adapter_dir: str) -> RepliesJudged | None:
-        """The night's reward model's judgment of the candidate's and live's replies to the target's held-out
-        prompts (None where it was not trained or did not pass its check)."""
+        """The night's reward model's judgment of the candidate's and live's replies to the target's held-out and
+        validation prompts (None where it was not trained or did not pass its check)."""
         if self._reward is None or not self.cfg.preference.enabled:
             return None
         evaluator = self._get_evaluator()
-        limit = self.cfg.preference.reward_model.judge_max_prompts
-        prompts = self._reward.prompts_of(load_ratings(self.run_dir, "heldout", target.user), limit)
+        # the prompts no step was trained on: held out, and validation (which only chose among steps)
+        unseen = [turn for split in ("heldout", "val") for turn in load_ratings(self.run_dir, split, target.user)]
+        prompts = self._reward.prompts_of(unseen, self.cfg.preference.reward_model.judge_max_prompts)
         live = self._live(target)
         serving = (live[0], evaluator.attached(str(live[1]))) if live else ("base", evaluator.attached(None))
         return self._reward.judge(prompts, evaluator.attached(adapter_dir), serving)
