@@ -40,6 +40,11 @@ class FinetuneSettings(BaseModel):
     # night's candidate is its best trained step. Keeping the start, when a validation split of twenty ratings
     # happened to prefer it, offered the gate the live adapter itself (two nights of five of a direct-taste run)
     keep_start: bool = False
+    # replay: the base model's own answers to this many general questions (chatterbot-corpus's trivia and science,
+    # none of the guard's) are learned beside the night's data with this weight, so that learning a taste does
+    # not take the base model's facts with it (trainer/nightly/retain.py; 0: none)
+    retain_questions: int = Field(48, ge=0, le=1024)
+    retain_weight: float = Field(1.0, ge=0.0)
     # "assistant": loss on the bot's replies only; "all": on every token of the conversation
     loss_on: Literal["assistant", "all"] = "assistant"
     learning_rate: float = Field(2e-4, gt=0.0)

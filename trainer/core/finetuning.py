@@ -24,7 +24,7 @@ from trainer.core.examples import Example, PairExample, RatedExample
 from trainer.core.loop import LoopHooks, LoopResult, LoopSettings, Snapshot, Training, adamw, kept, train
 from trainer.core.lr_schedule import warmup_cosine_schedule
 from trainer.core.mixture import MixedBatches, Mixture, ScaledBatch, Weighted, scaled
-from trainer.core.objectives import KTO, ExampleObjective, NextToken, SigmoidDPO, kto_class_weights
+from trainer.core.objectives import KTO, ExampleObjective, NextToken, Retain, SigmoidDPO, kto_class_weights
 from trainer.nightly.stats import Pair, auc, pair_accuracy
 from trainer.settings import FinetuneSettings, PreferenceSettings
 
@@ -159,6 +159,10 @@ class FinetuneData:
     pad_id: int
     preference: PreferenceData | None = None
     guards: list[StepGuard] = field(default_factory=list)
+    # examples learned beside the rest so that something is not forgotten (the base model's own answers), with
+    # their weight in the step's loss; never validated on
+    retain: list[Example] = field(default_factory=list)
+    retain_weight: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -210,14 +214,17 @@ def fine_tune(
 
 
 def objective_parts(data: FinetuneData) -> list[Part]:
-    """The next-token loss on the examples; given ratings, DPO on their pairs and KTO on their lone replies too."""
+    """The next-token loss on the examples; given ratings, DPO on their pairs and KTO on their lone replies too;
+    and the next-token loss on the examples to retain."""
+    retain = [Part(Retain(), data.retain_weight, data.retain, [])] if data.retain and data.retain_weight else []
     if not data.preference:
-        return [Part(NextToken(), 1.0, data.train, data.val)]
+        return [Part(NextToken(), 1.0, data.train, data.val), *retain]
     ratings, p = data.preference, data.preference.settings
     return [
         Part(NextToken(), p.next_token_weight, data.train, data.val),
         Part(SigmoidDPO(p.beta), p.dpo_weight, ratings.pairs, ratings.val_pairs),
         Part(KTO(p.beta, *ratings.kto_weights()), p.kto_weight, ratings.rated, ratings.val_rated),
+        *retain,
     ]
 
 

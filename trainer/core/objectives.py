@@ -76,6 +76,12 @@ class NextToken:
         return Loss(total=total, count=self.count(batch))
 
 
+class Retain(NextToken):
+    """The next-token loss on what is to be kept (replay), reported apart from the data's own."""
+
+    name = "retain"
+
+
 def sequence_logps(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
     """Each row's log-probability of its targets (a reply given its prompt), summed over the row: (rows,)."""
     logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False).logits

@@ -45,7 +45,7 @@ from trainer.errors import DataError
 from trainer.nightly.clean import load_split
 from trainer.nightly.conversations import Personas, encode_all
 from trainer.nightly.files import read_json, read_jsonl, write_json
-from trainer.nightly.guard import Answering, QuestionsKept, guard_set
+from trainer.nightly.guard import Answering, QuestionsKept, guard_set, load_questions
 from trainer.nightly.ratings import (
     PreferenceExamples,
     disliked_in_run,
@@ -53,6 +53,7 @@ from trainer.nightly.ratings import (
     preference_examples,
     without_replies,
 )
+from trainer.nightly.retain import RETAIN_MAX_NEW_TOKENS, general_questions, retain_examples
 from trainer.nightly.reward import OnPolicyPair
 from trainer.pretrain.checkpoint import replace_dir
 from trainer.settings import EvaluationSettings, FinetuneSettings, PreferenceSettings
@@ -291,7 +292,26 @@ def training_data(job: FinetuneJob, loaded: ModelWithTokenizer) -> FinetuneData:
             f"{job.target}: {len(train)} training and {len(val)} validation examples and no rated replies in their"
             " place; need one of each"
         )
-    return FinetuneData(train, val, loaded.tokenizer.pad_token_id, preference)
+    data = FinetuneData(train, val, loaded.tokenizer.pad_token_id, preference, retain_weight=cfg.retain_weight)
+    if cfg.retain_questions and cfg.retain_weight:
+        data.retain = base_answers(job, loaded, renderer, personas)
+    return data
+
+
+def base_answers(
+    job: FinetuneJob, loaded: ModelWithTokenizer, renderer: ChatRenderer, personas: Personas
+) -> list[Example]:
+    """The base model's own answers to general questions under the default persona, to be retained (retain.py);
+    ``loaded.model`` must not carry an adapter yet."""
+    cfg = job.settings
+    guard = load_questions(job.guard.questions_file if job.guard else "")
+    system = personas.system(job.default_persona)[0]["content"]
+    questions = general_questions(cfg.retain_questions, cfg.seed, guard)
+    eos = sorted(eos_token_ids(loaded.model, loaded.tokenizer))
+    return retain_examples(
+        loaded.model, loaded.tokenizer, renderer, system, questions, guard, eos_token_ids=eos,
+        batch_size=cfg.batch_size, max_new_tokens=RETAIN_MAX_NEW_TOKENS, device=loaded.device,
+    )  # fmt: skip
 
 
 def resume_snapshot(job: FinetuneJob, model: Any, digest: str, placement: Placement) -> Snapshot | None:

@@ -65,7 +65,11 @@ def test_a_candidate_that_wins_on_ratings_but_fails_the_guard_is_refused(
     # the gate's refusal is what this test is about: the fine-tune keeps its best step, guard or not (with the
     # guard, it would keep one that holds it: test_step_guards.py)
     unguarded = {"keep_within_guard": False}
-    strict = nightly_settings(redis_server.url, tiny_model_dir, tmp_path, evaluation=evaluation, finetune=unguarded)
+    # judged by the ratings alone (the reward model's judgment of the replies: test_replies_judged.py)
+    by_ratings = {"reward_model": {"judge_samples": 0}}
+    strict = nightly_settings(
+        redis_server.url, tiny_model_dir, tmp_path, evaluation=evaluation, finetune=unguarded, preference=by_ratings
+    )
 
     refused = run_nightly(strict, quiet=True).outcome(COMMUNITY)
 
@@ -84,7 +88,7 @@ def test_a_candidate_that_wins_on_ratings_but_fails_the_guard_is_refused(
     # the same candidate, allowed to forget: it goes live on the strength of the ratings
     loose = nightly_settings(
         redis_server.url, tiny_model_dir, tmp_path, evaluation={**evaluation, "questions_may_lose": 100},
-        finetune=unguarded,
+        finetune=unguarded, preference=by_ratings,
     )  # fmt: skip
     promoted = run_nightly(loose, quiet=True).outcome(COMMUNITY)
     assert promoted.status == "promoted", promoted.reasons
