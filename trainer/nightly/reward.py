@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import BaseModel
 
+from brain.api_models import SamplingParams
 from brain.feedback_records import RatedTurn
 from trainer.core.batches import chunks, collate, left_padded
 from trainer.core.examples import IGNORE_INDEX, ChatRenderer, Example
@@ -302,9 +303,16 @@ def sampled_replies(
     pad_id: int,
     device: Any,
     batch_size: int = 8,
+    top_p: float = 1.0,
+    top_k: int = 0,
+    repetition_penalty: float = 1.0,
 ) -> list[list[str]]:
-    """``n`` sampled replies to each prompt (token ids), in batches of left-padded prompts."""
+    """``n`` sampled replies to each prompt (token ids), in batches of left-padded prompts; a temperature of 0
+    draws the greedy reply (n times the same)."""
     out: list[list[str]] = []
+    drawing: dict[str, Any] = {"do_sample": False}
+    if temperature > 0:
+        drawing = {"do_sample": True, "temperature": temperature, "top_p": top_p, "top_k": top_k}
     for start in range(0, len(prompts), batch_size):
         chunk = prompts[start : start + batch_size]
         ids, mask = left_padded(chunk, pad_id)
@@ -312,15 +320,15 @@ def sampled_replies(
             input_ids=ids.to(device),
             attention_mask=mask.to(device),
             max_new_tokens=max_new_tokens,
-            do_sample=True,
-            temperature=temperature,
-            top_p=1.0,
-            top_k=0,
-            num_return_sequences=n,
+            repetition_penalty=repetition_penalty,
+            num_return_sequences=n if temperature > 0 else 1,
+            **drawing,
             eos_token_id=eos_token_ids,
             pad_token_id=pad_id,
         )
         texts = [tokenizer.decode(row[ids.shape[1] :], skip_special_tokens=True).strip() for row in generated]
+        if temperature <= 0:  # one greedy reply, n times
+            texts = [text for text in texts for _ in range(n)]
         out += [texts[i * n : (i + 1) * n] for i in range(len(chunk))]
     return out
 
@@ -436,9 +444,12 @@ class RewardStep:
                 break
         return prompts
 
-    def draw(self, policy: Any, prompts: list[list[dict[str, Any]]], n: int) -> Drawn:
+    def draw(
+        self, policy: Any, prompts: list[list[dict[str, Any]]], n: int, sampling: SamplingParams | None = None
+    ) -> Drawn:
         """``n`` sampled replies of ``policy`` to each prompt, from the settings' seed: two models drawn from
-        for the same prompts draw with the same random numbers, which makes their comparison less noisy."""
+        for the same prompts draw with the same random numbers, which makes their comparison less noisy. Drawn at
+        the settings' temperature from the whole vocabulary, or as ``sampling`` (a persona's) says."""
         drawn, ids = Drawn(), []
         for prompt in prompts:
             if (parts := self.renderer.completion_parts(prompt, "")) is not None:
@@ -447,24 +458,31 @@ class RewardStep:
         if not ids:
             return drawn
         torch.manual_seed(self.settings.seed)
+        shape = (
+            {"temperature": self.settings.temperature}
+            if sampling is None
+            else sampling.model_dump(include={"temperature", "top_p", "top_k", "repetition_penalty"})
+        )
         drawn.replies = sampled_replies(
-            policy, self.tokenizer, ids, n=n, max_new_tokens=self.settings.max_new_tokens,
-            temperature=self.settings.temperature, eos_token_ids=self.eos, pad_id=self.pad, device=self.device,
-            batch_size=self.batch_size,
+            policy, self.tokenizer, ids, n=n, max_new_tokens=self.settings.max_new_tokens, eos_token_ids=self.eos,
+            pad_id=self.pad, device=self.device, batch_size=self.batch_size, **shape,
         )  # fmt: skip
         return drawn
 
-    def judge(self, prompts: list[list[dict[str, Any]]], candidate: Any, live: tuple[str, Any]) -> RepliesJudged | None:
+    def judge(
+        self, prompts: list[list[dict[str, Any]]], candidate: Any, live: tuple[str, Any], sampling: SamplingParams
+    ) -> RepliesJudged | None:
         """``judge_samples`` replies of the candidate and of live (a name and the model) to each of ``prompts``,
-        scored; None unless the model is trusted and two prompts or more fit. Each model is called only while
-        it is attached (see ``sample``): ``candidate`` and ``live[1]`` are context managers that attach it."""
-        n = self.settings.judge_samples
+        drawn as members are served (``sampling``, the persona's: a shift that shows at temperature 1 can be
+        gone at 0.3), scored; None unless the model is trusted and two prompts or more fit. Each model is called
+        only while it is attached (see ``sample``): ``candidate`` and ``live[1]`` attach it as context managers."""
+        n = self.settings.judge_samples if sampling.temperature > 0 else min(1, self.settings.judge_samples)
         if not self.trusted or n < 1:
             return None
         with live[1] as policy:
-            live_drawn = self.draw(policy, prompts, n)
+            live_drawn = self.draw(policy, prompts, n, sampling)
         with candidate as policy:
-            candidate_drawn = self.draw(policy, live_drawn.prompts, n)
+            candidate_drawn = self.draw(policy, live_drawn.prompts, n, sampling)
         paired = paired_mean_difference(self.like_estimates(candidate_drawn), self.like_estimates(live_drawn))
         if paired is None:
             return None

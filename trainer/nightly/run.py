@@ -32,6 +32,7 @@ from rich.console import Console
 
 from brain import log_privacy, personas
 from brain.adapters import COMMUNITY, USER_PREFIX, target_of_member, user_target, version_dir
+from brain.api_models import SamplingParams
 from brain.consent import is_opted_in
 from brain.engine.model_loading import resolve_model
 from brain.settings import Settings
@@ -94,6 +95,9 @@ class Nightly:
         self.run_dir = runs.new_run_dir(self.cfg.runs_dir)
         presets = personas.load_presets(settings.brain.personas_dir)
         self.system_prompts = {name: p.system_prompt for name, p in presets.items()}
+        default = presets.get(settings.brain.default_persona)
+        # how members are served: the gate's reward model judges replies drawn the same way
+        self.serving = default.sampling if default else SamplingParams()
         self.personas = Personas(self.system_prompts, settings.brain.default_persona)
         self._evaluator: Evaluator | None = None
         self._reward: RewardStep | None = None
@@ -439,7 +443,7 @@ class Nightly:
         prompts = self._reward.prompts_of(unseen, self.cfg.preference.reward_model.judge_max_prompts)
         live = self._live(target)
         serving = (live[0], evaluator.attached(str(live[1]))) if live else ("base", evaluator.attached(None))
-        return self._reward.judge(prompts, evaluator.attached(adapter_dir), serving)
+        return self._reward.judge(prompts, evaluator.attached(adapter_dir), serving, self.serving)
 
     def _get_evaluator(self) -> Evaluator:
         if self._evaluator is None:

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import torch
 
+from brain.api_models import SamplingParams
 from tests.trainer.nightly.ratings_helpers import TOPICS, liked_reply, question, rated_turn
 from tests.trainer.nightly.test_few_likes import reward_step, scores, toy_ratings
 from trainer.nightly.gate import decide
@@ -32,6 +33,9 @@ def test_the_paired_mean_difference_is_the_mean_of_per_item_differences_with_its
     assert (paired.a, paired.b, paired.difference, paired.se) == pytest.approx((0.75, 0.475, mean, se))
     assert paired_mean_difference([1.0], [0.0]) is None  # one item has no spread to judge by
     assert paired_mean_difference([1.0, 2.0], [0.0]) is None
+
+
+SERVED = SamplingParams(temperature=1.0, top_p=1.0, top_k=0, repetition_penalty=1.0)
 
 
 def judged(candidate: float, live: float, se: float) -> RepliesJudged:
@@ -90,8 +94,8 @@ def test_a_candidate_whose_own_replies_read_as_liked_passes_and_one_that_replies
     step, model, prompts = trained_step(tiny_model_dir)
     serving = ("base", contextlib.nullcontext(model))
 
-    same = step.judge(prompts, contextlib.nullcontext(model), serving)
-    better = step.judge(prompts, contextlib.nullcontext(liking(model, step.tokenizer)), serving)
+    same = step.judge(prompts, contextlib.nullcontext(model), serving, SERVED)
+    better = step.judge(prompts, contextlib.nullcontext(liking(model, step.tokenizer)), serving, SERVED)
 
     assert same is not None and better is not None
     assert (same.prompts, same.samples) == (len(prompts), 2) and len(prompts) == 8
@@ -108,8 +112,31 @@ def test_a_candidate_whose_own_replies_read_as_liked_passes_and_one_that_replies
 def test_no_judgment_without_a_trusted_reward_model_or_samples(tiny_model_dir: Path) -> None:
     step, model, prompts = trained_step(tiny_model_dir, judge_samples=0)
     serving = ("base", contextlib.nullcontext(model))
-    assert step.judge(prompts, contextlib.nullcontext(model), serving) is None
+    assert step.judge(prompts, contextlib.nullcontext(model), serving, SERVED) is None
     step.settings = step.settings.model_copy(update={"judge_samples": 2})
-    assert step.judge(prompts[:1], contextlib.nullcontext(model), serving) is None  # one prompt: no spread
+    assert step.judge(prompts[:1], contextlib.nullcontext(model), serving, SERVED) is None  # one prompt: no spread
     step.check.passed = False
-    assert step.judge(prompts, contextlib.nullcontext(model), serving) is None
+    assert step.judge(prompts, contextlib.nullcontext(model), serving, SERVED) is None
+
+
+def test_the_judge_draws_as_members_are_served(tiny_model_dir: Path) -> None:
+    step, model, prompts = trained_step(tiny_model_dir)
+    serving = ("base", contextlib.nullcontext(model))
+    greedy = SamplingParams(temperature=0.0)
+    cold = SamplingParams(temperature=0.3, top_p=0.9, top_k=50, repetition_penalty=1.05)
+
+    once = step.judge(prompts, contextlib.nullcontext(liking(model, step.tokenizer)), serving, greedy)
+    cold_drawn = step.draw(model, prompts, 2, cold)
+    hot_drawn = step.draw(model, prompts, 2)
+
+    # a greedy persona's members get one reply to a prompt: one is drawn, and it is the greedy one
+    assert once is not None and once.samples == 1
+    assert step.draw(model, prompts, 1, greedy).replies == step.draw(model, prompts, 1, greedy).replies
+
+    # at the persona's temperature of 0.3 the replies start as the greedy one more often than at the reward model's 1.0
+    first = [replies[0][:4] for replies in step.draw(model, prompts, 1, greedy).replies]
+
+    def as_greedy(drawn: list[list[str]]) -> int:
+        return sum(reply[:4] == start for replies, start in zip(drawn, first, strict=True) for reply in replies)
+
+    assert as_greedy(cold_drawn.replies) > as_greedy(hot_drawn.replies)
