@@ -826,6 +826,10 @@ async def main_async(args: argparse.Namespace, taste: str, rater: Rater) -> dict
                         for e in day.exchanges[: args.samples]
                     ]  # fmt: skip
                     console.print(f"{taste} day {index}: {days[-1]}")
+                    # a run stopped early keeps what it measured: the day now, the night after it below
+                    save(
+                        args.out, taste, report_json(args, taste, days, nights, samples, time.perf_counter() - started)
+                    )
                     if index < args.nights:
                         console.print(f"{taste} night {index + 1}: trainer nightly ...")
                         log = work / f"night{index + 1}.log"
@@ -834,7 +838,7 @@ async def main_async(args: argparse.Namespace, taste: str, rater: Rater) -> dict
                         nights[-1]["serving"] = await community.follow_registry()
                         console.print(f"{taste} night {index + 1}: {nights[-1]}")
                     result = report_json(args, taste, days, nights, samples, time.perf_counter() - started)
-                    save(args.out, taste, result)  # after every day: a run stopped early keeps what it measured
+                    save(args.out, taste, result)
             finally:
                 await community.aclose()
                 await runtime.stop()
