@@ -17,7 +17,8 @@
   Without enough ratings, by perplexity instead: its test perplexity must be at most (1 - margin) x the live
   model's (the live adapter, else the base).
 - Judged by its own replies, where the night's reward model passed its held-out check (reward.py): replies
-  drawn from the candidate and from live for the held-out prompts alike, scored by the reward model; the
+  drawn from the candidate and from live alike (as members are served) for the held-out and validation prompts,
+  none of which a step was trained on, scored by the reward model; the
   candidate's mean like estimate must beat live's by ``reward_margin_se`` standard errors of the mean per-prompt
   difference. This comes first: it measures what members will be sent, where an implied reward measures how the
   model scores replies it no longer has to write (a candidate can rank held-out ratings well and reply as before).
@@ -158,8 +159,8 @@ def _replies(judged: RepliesJudged, settings: EvaluationSettings) -> tuple[bool,
     spread = f"{paired.z:.2f} standard errors" if paired.se > 0 else "with a standard error of 0"
     ok = _better(paired, settings)
     return ok, (
-        f"its own replies to {judged.prompts} held-out prompts ({judged.samples} each), scored by the night's reward "
-        f"model, read as liked {paired.a:.1%} of the time against {judged.live}'s {paired.b:.1%}: "
+        f"its own replies to {judged.prompts} held-out and validation prompts ({judged.samples} each), scored by the "
+        f"night's reward model, read as liked {paired.a:.1%} of the time against {judged.live}'s {paired.b:.1%}: "
         f"{paired.difference:+.3f}, {spread} (paired by prompt), {'beyond' if ok else 'within'} the "
         f"{settings.reward_margin_se:.2f} needed"
     )
