@@ -39,6 +39,8 @@ def test_the_community_adapter_is_clearly_better_and_the_guard_decides(redis_ser
                 "eval_every": 12, "checkpoint_every": 12, "max_seq_tokens": 256,
                 # the gate's guard deciding is what this test is about: the fine-tune keeps its best step, guard or not
                 "keep_within_guard": False,
+                # replay's greedy answers cost the default model minutes on a CPU (test_retain.py tests it)
+                "retain_questions": 0,
             },
             "evaluation": {"bleu_samples": 8, "bleu_max_new_tokens": 24, "question_max_new_tokens": 24},
             "canary": {"share": 0.0},
