@@ -286,10 +286,6 @@ def train_reward_model(
     return model, check
 
 
-def logistic(value: float) -> float:
-    return 1 / (1 + math.exp(-value)) if value >= 0 else math.exp(value) / (1 + math.exp(value))
-
-
 @torch.no_grad()
 def sampled_replies(
     model: Any,
@@ -500,7 +496,8 @@ class RewardStep:
         estimates = []
         for replies in drawn.replies:
             values = [next(scores) for _ in replies]
-            estimates.append(sum(0.0 if v is None else logistic(v) for v in values) / max(1, len(values)))
+            likes = torch.sigmoid(torch.tensor([v for v in values if v is not None], dtype=torch.float64))
+            estimates.append(float(likes.sum()) / max(1, len(values)))
         return estimates
 
     def rank(self, drawn: Drawn) -> list[OnPolicyPair]:
