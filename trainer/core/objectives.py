@@ -15,7 +15,8 @@ beta * (log p(y|x) - log p_ref(y|x)), p_ref a frozen reference model whose log-p
 
 Both follow TRL's definitions (DPOTrainer with loss_type "sigmoid", KTOTrainer with loss_type "kto"), which
 TRL only has inline in its trainers' methods; see trainer/README.md for why they are written out here.
-Each of the three owns its batching too (``collate``: its kind of examples into its kind of batch), so that
+Retain keeps what a LoRA fine-tune is not to change, by distillation from the model with its adapter off.
+Each owns its batching too (``collate``: its kind of examples into its kind of batch), so that
 mixture.py can add them up in one step, each part by its own mean.
 """
 
@@ -76,10 +77,42 @@ class NextToken:
         return Loss(total=total, count=self.count(batch))
 
 
-class Retain(NextToken):
-    """The next-token loss on what is to be kept (replay), reported apart from the data's own."""
+class Retain:
+    """Distillation on what is to be kept (replay): at each target token, the KL divergence of the adapted
+    model's next-token distribution from the base model's (the same model with its adapter switched off).
+    The whole distribution, not only the base model's pick: a fact the base model holds by a small margin
+    ("Madrid" 0.51 against "Barcelona" 0.18) is kept by keeping the margin, which the pick's cross-entropy
+    does not ask for (Hinton et al. 2015, "Distilling the Knowledge in a Neural Network", arXiv:1503.02531)."""
 
     name = "retain"
+
+    def collate(self, examples: list[Example], pad_id: int) -> Batch:
+        return collate(examples, pad_id)
+
+    def count(self, batch: Batch) -> int:
+        return int((batch.targets != IGNORE_INDEX).sum())
+
+    def __call__(self, model: torch.nn.Module, batch: Batch) -> Loss:
+        scored = batch.targets != IGNORE_INDEX
+        with torch.no_grad(), adapter_off(model):
+            base = target_log_probs(model, batch, scored)
+        policy = target_log_probs(model, batch, scored)
+        total = F.kl_div(policy, base, log_target=True, reduction="sum")
+        return Loss(total=total, count=self.count(batch))
+
+
+def target_log_probs(model: torch.nn.Module, batch: Batch, scored: torch.Tensor) -> torch.Tensor:
+    """The next-token log-distribution at each scored position of ``batch``: (positions, vocabulary)."""
+    logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False).logits
+    return logits[:, : batch.targets.size(1)][scored].float().log_softmax(dim=-1)
+
+
+def adapter_off(model: torch.nn.Module) -> Any:
+    """peft's context in which the model (or the one a data-parallel wrapper holds) runs without its adapter."""
+    inner: Any = getattr(model, "module", model)
+    if not hasattr(inner, "disable_adapter"):
+        raise TypeError("replay distils from the base model, which needs an adapter to switch off (a LoRA fine-tune)")
+    return inner.disable_adapter()
 
 
 def sequence_logps(model: torch.nn.Module, batch: Batch) -> torch.Tensor:

@@ -82,10 +82,12 @@ def test_the_retained_examples_are_a_part_of_their_own_in_every_step() -> None:
     assert [type(p.objective) for p in parts] == [NextToken, Retain]
     assert (parts[1].weight, list(parts[1].train), list(parts[1].val)) == (0.5, [example, example], [])
     assert [type(p.objective) for p in objective_parts(off)] == [NextToken]
-    assert Retain.name == "retain" and isinstance(Retain(), NextToken)
+    assert Retain.name == "retain"
 
 
-def retained_loss_after_a_night(tiny_model_dir: Path, weight: float) -> tuple[float, float]:
+def drift_after_a_night(tiny_model_dir: Path, weight: float) -> tuple[float, float]:
+    """How far a LoRA night on another exchange moves the model from the base one on a retained answer (the
+    summed KL divergence over its tokens), before and after, with the retained part at ``weight``."""
     from trainer.core.distributed import Placement
     from trainer.core.finetuning import fine_tune
     from trainer.core.models import add_lora
@@ -101,17 +103,32 @@ def retained_loss_after_a_night(tiny_model_dir: Path, weight: float) -> tuple[fl
         return renderer.completion(*parts)
 
     remembered, other = example("Capital?", "Paris."), example("Hello", "Hi there.")
-    settings = FinetuneSettings(max_steps=12, eval_every=6, learning_rate=5e-3, warmup_steps=0, batch_size=2)
+    settings = FinetuneSettings(
+        epochs=100, max_steps=12, eval_every=12, learning_rate=5e-3, warmup_steps=0, batch_size=2
+    )
     torch.manual_seed(0)
     model = add_lora(loaded.model, settings)
     data = FinetuneData([other], [other], pad, retain=[remembered], retain_weight=weight)
-    before = NextToken()(model, NextToken().collate([remembered], pad)).total.item()
+    batch = Retain().collate([remembered], pad)
+    with torch.no_grad():
+        before = Retain()(model, batch).total.item()
     fine_tune(model, data, settings, Placement(torch.device("cpu")), label="retain", progress=False)
-    return before, NextToken()(model, NextToken().collate([remembered], pad)).total.item()
+    with torch.no_grad():
+        return before, Retain()(model, batch).total.item()
 
 
-def test_a_night_learns_its_retained_answers_and_without_them_does_not(tiny_model_dir: Path) -> None:
-    before, retained = retained_loss_after_a_night(tiny_model_dir, 1.0)
-    _, left_out = retained_loss_after_a_night(tiny_model_dir, 0.0)
-    assert retained < 0.8 * before
-    assert retained < 0.8 * left_out
+def test_a_night_keeps_the_base_model_s_distribution_on_its_retained_answers(tiny_model_dir: Path) -> None:
+    before, retained = drift_after_a_night(tiny_model_dir, 1.0)
+    _, left_out = drift_after_a_night(tiny_model_dir, 0.0)
+    assert before == 0.0  # a fresh adapter changes nothing
+    assert left_out > 1.0  # the night moves the model on what it does not train on
+    assert retained < 0.2 * left_out
+
+
+def test_distilling_needs_an_adapter_to_switch_off(tiny_model_dir: Path) -> None:
+    import pytest
+
+    loaded = load_model(str(tiny_model_dir), device="cpu")
+    example = Example(ids=[1, 2, 3], labels=[IGNORE_INDEX, 2, 3])
+    with pytest.raises(TypeError, match="adapter"):
+        Retain()(loaded.model, Retain().collate([example], 0))
