@@ -23,10 +23,12 @@ install: $(STAMP)
 run: install
 	$(BIN)/bot console --start-brain
 
+# two workers, a test file each at a time (its fixtures and order as when run alone): most tests wait on
+# processes, sockets and Redis rather than a core, and the suite takes half the time
 test: install
 	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
 		echo "NOTE: Chromium is not installed, so the dashboard's browser tests (tests/brain/dashboard) are SKIPPED. Install it with: sudo apt-get install -y chromium"
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 2 --dist loadfile
 
 lint: install
 	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy

@@ -74,7 +74,8 @@ def test_a_report_of_another_version_is_refused_and_says_why(redis_server, tmp_p
            "OWNCHAT_TRAINER__REGISTRY_DIR": str(tmp_path / "registry")}  # fmt: skip
     shown = CliRunner().invoke(app, ["status"], env=env, catch_exceptions=False)
     assert shown.exit_code == 0, shown.output
-    assert f"last run: {old.name}:" in shown.output and "before reports carried a version" in shown.output
+    said = " ".join(shown.output.split())  # as read, whatever the terminal's width wrapped
+    assert f"last run: {old.name}:" in said and "before reports carried a version" in said
     as_json = json.loads(CliRunner().invoke(app, ["status", "--json"], env=env, catch_exceptions=False).output)
     assert as_json["last_run"]["run"] == old.name and "version 1" in as_json["last_run"]["refused"]
 
