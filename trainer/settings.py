@@ -74,10 +74,12 @@ class RewardModelSettings(BaseModel):
     ranks held-out ratings well enough."""
 
     enabled: bool = True
-    # held-out AUC (liked above disliked) it must reach before its pairs are used; where min_pairs held-out pairs
-    # of a liked and a disliked reply to one prompt are there, the share of them it ranks right instead
+    # AUC (liked above disliked) it must reach before its pairs are used, on every rating scored by a head fitted
+    # without that rating's prompt (check_folds folds by prompt); where min_pairs pairs of a liked and a disliked
+    # reply to one prompt are there, the share of them it ranks right instead
     min_auc: float = Field(0.7, ge=0.5, le=1.0)
-    # held-out ratings of each class (liked, disliked) needed before its AUC counts
+    check_folds: int = Field(5, ge=2, le=20)
+    # ratings of each class (liked, disliked) needed before its AUC counts
     min_per_class: int = Field(5, ge=1)
     min_pairs: int = Field(10, ge=1)
     # replies drawn per rated training prompt from the model serving now (0: no on-policy pairs)

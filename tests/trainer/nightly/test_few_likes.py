@@ -97,6 +97,27 @@ def test_the_reward_model_ranks_held_out_liked_replies_above_disliked_ones(tiny_
     assert liked is not None and disliked is not None and liked > disliked
 
 
+def test_the_reward_model_is_checked_on_every_rating_by_heads_that_never_saw_its_prompt(tiny_model_dir: Path) -> None:
+    torch.manual_seed(0)
+    topics = [f"{t} {n}" for n in range(3) for t in TOPICS]
+    few_heldout = toy_ratings(topics[40:42])  # one liked and one disliked: alone they could judge nothing
+    learnable, _ = reward_step(tiny_model_dir, RewardModelSettings(min_per_class=5, min_auc=0.8))
+    check = learnable.train(toy_ratings(topics[:32]), toy_ratings(topics[32:40]), few_heldout)
+    # ratings that follow no taste: the same kinds of replies, liked or disliked at random
+    draw = random.Random(0)
+    noise = [
+        rated_turn(question(t), (liked_reply if i % 2 else disliked_reply)(t), [draw.choice([1, -1])])
+        for i, t in enumerate(topics)
+    ]
+    unlearnable, _ = reward_step(tiny_model_dir, RewardModelSettings(min_per_class=5, min_auc=0.7))
+    refused = unlearnable.train(noise[:32], noise[32:40], noise[40:])
+
+    assert (check.heldout, check.folds) == (42, 5) and check.heldout_auc is not None and check.heldout_auc >= 0.9
+    assert check.passed and "each scored by a head fitted without its prompt (5 folds)" in check.reason
+    assert refused.heldout == 48 and refused.heldout_auc is not None and refused.heldout_auc < 0.7, refused
+    assert not refused.passed and not unlearnable.trusted
+
+
 @pytest.mark.parametrize("passes", [True, False])
 def test_best_of_n_pairs_are_made_only_when_the_reward_model_passes_its_held_out_check(
     tiny_model_dir: Path, passes: bool

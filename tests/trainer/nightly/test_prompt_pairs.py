@@ -18,6 +18,7 @@ from trainer.core.finetuning import PreferenceData, pair_score
 from trainer.core.models import load_model
 from trainer.nightly.gate import decide
 from trainer.nightly.ratings import heldout_replies
+from trainer.nightly.reward import rated_examples
 from trainer.nightly.scoring import Scores
 from trainer.nightly.stats import auc, pair_accuracy, paired_pair_difference, prompt_pairs
 from trainer.settings import EvaluationSettings, PreferenceSettings, RewardModelSettings
@@ -124,21 +125,32 @@ def test_a_night_keeps_the_step_that_orders_the_validation_pairs_given_enough_of
     assert not fewer.selects_by_pairs() and fewer.selects(), "fewer pairs: the AUC over every validation reply"
 
 
-def test_the_reward_model_is_checked_on_held_out_pairs_where_there_are_enough(tiny_model_dir: Path) -> None:
+def test_the_reward_model_is_checked_on_pairs_where_there_are_enough(tiny_model_dir: Path) -> None:
     torch.manual_seed(0)
     topics = [f"{t} {n}" for n in range(3) for t in TOPICS]
     train, val = toy_ratings(topics[:32]) + retry_pairs(topics[:8]), toy_ratings(topics[32:40])
     heldout = retry_pairs(topics[40:])  # 8 prompts, each a liked and a disliked reply: 8 pairs
+    # every rating is scored by a head fitted without its prompt: the pairs of all three splits check it
+    renderer = ChatRenderer(load_model(str(tiny_model_dir), device="cpu").tokenizer, max_tokens=256)
+    everyone = rated_examples(renderer, train) + rated_examples(renderer, val) + rated_examples(renderer, heldout)
+    pairs = len(prompt_pairs([r.liked for r in everyone], [r.group for r in everyone]))
+    classes = min(sum(r.liked for r in everyone), sum(not r.liked for r in everyone))
 
-    by_pairs, _ = reward_step(tiny_model_dir, RewardModelSettings(min_per_class=20, min_pairs=8, min_auc=0.8))
-    too_few, _ = reward_step(tiny_model_dir, RewardModelSettings(min_per_class=20, min_pairs=9, min_auc=0.8))
+    by_pairs, _ = reward_step(
+        tiny_model_dir, RewardModelSettings(min_per_class=classes + 1, min_pairs=pairs, min_auc=0.8)
+    )
+    too_few, _ = reward_step(
+        tiny_model_dir, RewardModelSettings(min_per_class=classes + 1, min_pairs=pairs + 1, min_auc=0.8)
+    )
     check = by_pairs.train(train, val, heldout)
     unjudged = too_few.train(train, val, heldout)
 
-    assert check.heldout_pairs == 8 and check.heldout_pair_accuracy is not None
+    assert pairs > 8 and check.heldout_pairs == pairs and check.heldout_pair_accuracy is not None
+    assert check.heldout == len(everyone) and check.folds == 5
     assert check.passed and check.heldout_pair_accuracy >= 0.8, check
-    assert "of 8 held-out pairs of a liked and a disliked reply to one prompt right" in check.reason
-    assert not unjudged.passed and "judged from 20 of each class or 9 pairs" in unjudged.reason
+    assert f"of {pairs} pairs of a liked and a disliked reply to one prompt right" in check.reason
+    assert f"judged from {classes + 1} of each class or {pairs + 1} pairs" in unjudged.reason
+    assert not unjudged.passed
 
 
 def test_held_out_replies_carry_their_pairs(tiny_model_dir: Path) -> None:
