@@ -69,8 +69,7 @@ class NextToken:
         return int((batch.targets != IGNORE_INDEX).sum())
 
     def __call__(self, model: torch.nn.Module, batch: Batch) -> Loss:
-        logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False).logits
-        logits = logits[:, : batch.targets.size(1)].float()  # the last input predicts nothing scored
+        logits = target_logits(model, batch)
         total = F.cross_entropy(
             logits.reshape(-1, logits.size(-1)), batch.targets.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum"
         )
@@ -95,16 +94,17 @@ class Retain:
     def __call__(self, model: torch.nn.Module, batch: Batch) -> Loss:
         scored = batch.targets != IGNORE_INDEX
         with torch.no_grad(), adapter_off(model):
-            base = target_log_probs(model, batch, scored)
-        policy = target_log_probs(model, batch, scored)
+            base = target_logits(model, batch)[scored].log_softmax(dim=-1)
+        policy = target_logits(model, batch)[scored].log_softmax(dim=-1)
         total = F.kl_div(policy, base, log_target=True, reduction="sum")
         return Loss(total=total, count=self.count(batch))
 
 
-def target_log_probs(model: torch.nn.Module, batch: Batch, scored: torch.Tensor) -> torch.Tensor:
-    """The next-token log-distribution at each scored position of ``batch``: (positions, vocabulary)."""
+def target_logits(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
+    """The logits of each position that predicts a target of ``batch`` (the last input predicts nothing
+    scored), in float32: (rows, target width, vocabulary)."""
     logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False).logits
-    return logits[:, : batch.targets.size(1)][scored].float().log_softmax(dim=-1)
+    return logits[:, : batch.targets.size(1)].float()
 
 
 def adapter_off(model: torch.nn.Module) -> Any:
@@ -117,8 +117,7 @@ def adapter_off(model: torch.nn.Module) -> Any:
 
 def sequence_logps(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
     """Each row's log-probability of its targets (a reply given its prompt), summed over the row: (rows,)."""
-    logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False).logits
-    logits = logits[:, : batch.targets.size(1)].float()
+    logits = target_logits(model, batch)
     nll = F.cross_entropy(logits.transpose(1, 2), batch.targets, ignore_index=IGNORE_INDEX, reduction="none")
     return -nll.sum(dim=1)
 
