@@ -28,6 +28,8 @@ class Placement:
     rank: int = 0
     local_rank: int = 0
     world_size: int = 1
+    # steps run under bf16 autocast on a CPU too (set where the weights are bf16: see models.pick_dtype)
+    cpu_bf16: bool = False
 
     @property
     def is_main(self) -> bool:
@@ -38,8 +40,8 @@ class Placement:
         return self.world_size > 1
 
     def autocast(self) -> contextlib.AbstractContextManager:
-        """bf16 mixed precision on CUDA; CPU stays in fp32."""
-        if self.device.type != "cuda":
+        """bf16 mixed precision on CUDA, and on a CPU where ``cpu_bf16`` asks for it; else fp32."""
+        if self.device.type != "cuda" and not (self.device.type == "cpu" and self.cpu_bf16):
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
 
@@ -48,8 +50,9 @@ class Placement:
             dist.barrier()
 
 
-def start(requested_device: str = "auto") -> Placement:
-    """Join the process group when launched by torchrun; set threads so processes share the cores."""
+def start(requested_device: str = "auto", *, cpu_bf16: bool = False) -> Placement:
+    """Join the process group when launched by torchrun; set threads so processes share the cores. ``cpu_bf16``:
+    steps on a CPU run under bf16 autocast."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
@@ -65,7 +68,7 @@ def start(requested_device: str = "auto") -> Placement:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, local_world)))
     if world_size > 1 and not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-    return Placement(device=device, rank=rank, local_rank=local_rank, world_size=world_size)
+    return Placement(device=device, rank=rank, local_rank=local_rank, world_size=world_size, cpu_bf16=cpu_bf16)
 
 
 def stop(placement: Placement, *, failed: bool = False) -> None:

@@ -14,6 +14,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
+from brain.engine.cpu_linear import cpu_has_bf16
 from brain.engine.model_loading import pick_device
 from trainer.errors import CheckpointError
 from trainer.settings import FinetuneSettings
@@ -42,9 +43,12 @@ class ModelWithTokenizer:
         return getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", None)
 
 
-def pick_dtype(device: torch.device) -> torch.dtype:
-    """Weights for inference and fine-tuning: bf16 on a GPU that has it, else fp32."""
+def pick_dtype(device: torch.device, cpu_precision: str = "float32") -> torch.dtype:
+    """Weights for inference and fine-tuning: bf16 on a GPU that has it, and with ``cpu_precision`` "auto" on a CPU
+    that multiplies bf16 natively (brain.engine.cpu_linear.cpu_has_bf16); else fp32."""
     if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    if device.type == "cpu" and cpu_precision == "auto" and cpu_has_bf16():
         return torch.bfloat16
     return torch.float32
 
@@ -75,7 +79,8 @@ def resolve_name(name: str) -> str:
 
 
 def load_model(name: str, device: str = "auto", dtype: torch.dtype | None = None) -> ModelWithTokenizer:
-    """A model and its tokenizer, in eval mode, on the chosen device (bf16 on a GPU, fp32 on CPU)."""
+    """A model and its tokenizer, in eval mode, on the chosen device (bf16 on a GPU, fp32 on CPU unless ``dtype``
+    says otherwise)."""
     target = pick_device(device)
     dtype = dtype or pick_dtype(target)
     source = resolve_name(name)

@@ -19,12 +19,12 @@ import threading
 from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from pydantic import BaseModel, Field
 
-from brain.engine.model_loading import eos_token_ids
+from brain.engine.model_loading import eos_token_ids, pick_device
 from trainer.core import distributed
 from trainer.core.distributed import Placement
 from trainer.core.evaluation import fill_reference
@@ -40,7 +40,7 @@ from trainer.core.finetuning import (
     prose_loss,
 )
 from trainer.core.loop import LoopHooks, LoopState, Snapshot
-from trainer.core.models import ModelWithTokenizer, add_lora, load_model
+from trainer.core.models import ModelWithTokenizer, add_lora, load_model, pick_dtype
 from trainer.errors import DataError
 from trainer.nightly.clean import load_split
 from trainer.nightly.conversations import Personas, encode_all
@@ -87,6 +87,8 @@ class FinetuneJob(BaseModel):
     start_name: str | None = None
     # the gate's general guard (its prose, its bound, its questions), which every step kept must hold; None: any
     guard: EvaluationSettings | None = None
+    # the trainer's cpu_precision: "auto" trains in bf16 on a CPU that multiplies it natively
+    cpu_precision: Literal["auto", "float32"] = "float32"
 
     def save(self, path: Path) -> None:
         write_json(path, self.model_dump())
@@ -104,7 +106,7 @@ def fingerprint(
     digest = hashlib.sha256()
     settings = job.preference.model_dump() if job.preference else None
     identity = [CHECKPOINT_FORMAT, Path(job.model_path).name, job.settings.model_dump(), job.user, settings]
-    identity += [job.start_name, job.guard.model_dump() if job.guard else None]
+    identity += [job.start_name, job.guard.model_dump() if job.guard else None, job.cpu_precision]
     digest.update(json.dumps(identity, sort_keys=True).encode())
     for example in train + val:
         digest.update(json.dumps([example.ids, example.labels]).encode())
@@ -208,11 +210,13 @@ def load_resume_state(folder: Path, fingerprint: str, device: torch.device) -> d
 
 def finetune(job: FinetuneJob, stop: threading.Event | None = None) -> FinetuneResult:
     """Train the job's adapter; its best adapter, checkpoint and result go to ``job.out_dir``."""
-    placement = distributed.start("auto")
+    device = pick_device("auto")
+    dtype = pick_dtype(device, job.cpu_precision)
+    placement = distributed.start("auto", cpu_bf16=dtype == torch.bfloat16)
     cfg = job.settings
     distributed.seed_everything(cfg.seed)
     out = Path(job.out_dir)
-    loaded = load_model(job.model_path, device=str(placement.device))
+    loaded = load_model(job.model_path, device=str(placement.device), dtype=dtype)
     data = training_data(job, loaded)  # with ratings, scored by the reference before the adapter is put on
     model = add_lora(loaded.model, cfg)
     fresh_because = continue_adapter(model, job.start_dir) if job.start_dir else ""

@@ -259,6 +259,7 @@ class Nightly:
             resume_dirs=[str(p) for p in runs.interrupted(self.cfg.runs_dir, target.name, self.run_dir)],
             preference=self.cfg.preference if self.cfg.preference.enabled else None,
             reference_dir=self._reference_dir(target),
+            cpu_precision=self.cfg.cpu_precision,
         )
         if self.cfg.finetune.keep_within_guard:
             job.guard = self.cfg.evaluation
@@ -454,6 +455,7 @@ class Nightly:
                 max_batch_tokens=evaluation.max_batch_tokens,
                 max_new_tokens=evaluation.bleu_max_new_tokens,
                 question_max_new_tokens=evaluation.question_max_new_tokens,
+                cpu_precision=self.cfg.cpu_precision,
             )
         return self._evaluator
 

@@ -20,11 +20,11 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from brain.engine.model_loading import eos_token_ids
+from brain.engine.model_loading import eos_token_ids, pick_device
 from trainer.core.batches import by_length
 from trainer.core.evaluation import bleu_chrf, greedy_replies, mean_loss, reply_logprobs
 from trainer.core.examples import Example
-from trainer.core.models import load_model
+from trainer.core.models import load_model, pick_dtype
 from trainer.core.objectives import NextToken
 from trainer.nightly.conversations import PromptSample
 from trainer.nightly.guard import Answering, GuardSet
@@ -74,8 +74,9 @@ class Evaluator:
         max_batch_tokens: int = 2048,
         max_new_tokens: int = 32,
         question_max_new_tokens: int = 32,
+        cpu_precision: str = "float32",
     ):
-        loaded = load_model(model_path)
+        loaded = load_model(model_path, dtype=pick_dtype(pick_device("auto"), cpu_precision))
         self.device = loaded.device
         self.tokenizer = loaded.tokenizer
         self.base = loaded.model

@@ -28,7 +28,7 @@ QUESTION_TOKENS = 6
 def questions_the_base_answers(model_dir: Path, path: Path) -> Path:
     """The shipped questions, each with the first word of the tiny base model's greedy reply as its answer:
     a question set the base model answers right, as the default one is for the default model."""
-    evaluator = Evaluator(str(model_dir))
+    evaluator = Evaluator(str(model_dir), cpu_precision=Settings().trainer.cpu_precision)  # as the nightly runs it
     system = personas.load_presets(None)[Settings().brain.default_persona].system_prompt
     guard = guard_set(ChatRenderer(evaluator.tokenizer), system)
     replies = greedy_replies(
