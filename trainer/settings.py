@@ -203,11 +203,6 @@ class TrainerSettings(BaseModel):
     adapter_cache_size: int = Field(8, ge=1)
     # brains re-read the registry this often, so a reload event that was lost or never sent costs at most this
     reload_reconcile_s: float = Field(30.0, gt=0.0)
-    # the nightly's model on a CPU: "auto" runs it in bfloat16 where the CPU multiplies bfloat16 natively (AVX512-BF16
-    # or AMX; the LoRA adapters stay float32, and the fine-tune's steps run under autocast), float32 elsewhere. On the
-    # default model, 2 cores with AVX512-BF16: a LoRA step 1.8x faster, a scoring pass 3.1x, sampling 1.6x (README,
-    # "Nightly personalization"). "float32" keeps float32 everywhere
-    cpu_precision: Literal["auto", "float32"] = "auto"
     finetune: FinetuneSettings = FinetuneSettings()
     preference: PreferenceSettings = PreferenceSettings()
     evaluation: EvaluationSettings = EvaluationSettings()

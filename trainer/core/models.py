@@ -14,7 +14,6 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
-from brain.engine.cpu_linear import cpu_has_bf16
 from brain.engine.model_loading import pick_device
 from trainer.errors import CheckpointError
 from trainer.settings import FinetuneSettings
@@ -43,14 +42,12 @@ class ModelWithTokenizer:
         return getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", None)
 
 
-def pick_dtype(device: torch.device, cpu_precision: str = "float32") -> torch.dtype:
-    """Weights for inference and fine-tuning: bf16 on a GPU that has it, and with ``cpu_precision`` "auto" on a CPU
-    that multiplies bf16 natively (brain.engine.cpu_linear.cpu_has_bf16); else fp32."""
+def pick_dtype(device: torch.device, cpu_bf16: bool = False) -> torch.dtype:
+    """Weights for inference and fine-tuning: bf16 on a GPU that has it, and on a CPU where ``cpu_bf16`` asks for it
+    (see trainer.nightly.run.cpu_bf16); else fp32."""
     if device.type == "cuda" and torch.cuda.is_bf16_supported():
         return torch.bfloat16
-    if device.type == "cpu" and cpu_precision == "auto" and cpu_has_bf16():
-        return torch.bfloat16
-    return torch.float32
+    return torch.bfloat16 if device.type == "cpu" and cpu_bf16 else torch.float32
 
 
 def training_dtype(method: Method, device: torch.device) -> torch.dtype:

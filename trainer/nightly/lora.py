@@ -19,7 +19,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from pydantic import BaseModel, Field
@@ -87,8 +87,8 @@ class FinetuneJob(BaseModel):
     start_name: str | None = None
     # the gate's general guard (its prose, its bound, its questions), which every step kept must hold; None: any
     guard: EvaluationSettings | None = None
-    # the trainer's cpu_precision: "auto" trains in bf16 on a CPU that multiplies it natively
-    cpu_precision: Literal["auto", "float32"] = "float32"
+    # on a CPU, the model in bf16 (its adapter float32, steps under autocast): where the brain serves it so (run.py)
+    cpu_bf16: bool = False
 
     def save(self, path: Path) -> None:
         write_json(path, self.model_dump())
@@ -106,7 +106,7 @@ def fingerprint(
     digest = hashlib.sha256()
     settings = job.preference.model_dump() if job.preference else None
     identity = [CHECKPOINT_FORMAT, Path(job.model_path).name, job.settings.model_dump(), job.user, settings]
-    identity += [job.start_name, job.guard.model_dump() if job.guard else None, job.cpu_precision]
+    identity += [job.start_name, job.guard.model_dump() if job.guard else None, job.cpu_bf16]
     digest.update(json.dumps(identity, sort_keys=True).encode())
     for example in train + val:
         digest.update(json.dumps([example.ids, example.labels]).encode())
@@ -211,7 +211,7 @@ def load_resume_state(folder: Path, fingerprint: str, device: torch.device) -> d
 def finetune(job: FinetuneJob, stop: threading.Event | None = None) -> FinetuneResult:
     """Train the job's adapter; its best adapter, checkpoint and result go to ``job.out_dir``."""
     device = pick_device("auto")
-    dtype = pick_dtype(device, job.cpu_precision)
+    dtype = pick_dtype(device, job.cpu_bf16)
     placement = distributed.start("auto", cpu_bf16=dtype == torch.bfloat16)
     cfg = job.settings
     distributed.seed_everything(cfg.seed)

@@ -34,7 +34,7 @@ from brain import log_privacy, personas
 from brain.adapters import COMMUNITY, USER_PREFIX, target_of_member, user_target, version_dir
 from brain.api_models import SamplingParams
 from brain.consent import is_opted_in
-from brain.engine.model_loading import resolve_model
+from brain.engine.model_loading import resolve_model, serving_dtype
 from brain.settings import Settings
 from brain.store.ids import tombstone_member
 from trainer.core.examples import ChatRenderer
@@ -259,7 +259,7 @@ class Nightly:
             resume_dirs=[str(p) for p in runs.interrupted(self.cfg.runs_dir, target.name, self.run_dir)],
             preference=self.cfg.preference if self.cfg.preference.enabled else None,
             reference_dir=self._reference_dir(target),
-            cpu_precision=self.cfg.cpu_precision,
+            cpu_bf16=cpu_bf16(self.settings),
         )
         if self.cfg.finetune.keep_within_guard:
             job.guard = self.cfg.evaluation
@@ -455,9 +455,18 @@ class Nightly:
                 max_batch_tokens=evaluation.max_batch_tokens,
                 max_new_tokens=evaluation.bleu_max_new_tokens,
                 question_max_new_tokens=evaluation.question_max_new_tokens,
-                cpu_precision=self.cfg.cpu_precision,
+                cpu_bf16=cpu_bf16(self.settings),
             )
         return self._evaluator
+
+
+def cpu_bf16(settings: Settings) -> bool:
+    """Whether the nightly runs its model in bf16 on a CPU: where the brain serves it so (``model.dtype`` and
+    ``model.cpu_weights``; by default on a CPU with bf16 instructions), so that the replies the gate judges are drawn
+    as members get them. Adapters stay float32 and the fine-tune's steps run under autocast. On the default model,
+    2 cores with AVX512-BF16, a LoRA step is 1.8x faster than in float32, a scoring pass 3.1x, sampling 1.6x."""
+    cpu = torch.device("cpu")
+    return serving_dtype(cpu, settings.model.dtype, settings.model.cpu_weights) == torch.bfloat16
 
 
 @contextlib.contextmanager

@@ -74,9 +74,9 @@ class Evaluator:
         max_batch_tokens: int = 2048,
         max_new_tokens: int = 32,
         question_max_new_tokens: int = 32,
-        cpu_precision: str = "float32",
+        cpu_bf16: bool = False,
     ):
-        loaded = load_model(model_path, dtype=pick_dtype(pick_device("auto"), cpu_precision))
+        loaded = load_model(model_path, dtype=pick_dtype(pick_device("auto"), cpu_bf16))
         self.device = loaded.device
         self.tokenizer = loaded.tokenizer
         self.base = loaded.model

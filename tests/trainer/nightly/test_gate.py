@@ -19,7 +19,7 @@ from tests.trainer.nightly.ratings_helpers import TOPICS, retry_pairs, store_rat
 from trainer.core.evaluation import greedy_replies
 from trainer.core.examples import ChatRenderer
 from trainer.nightly.guard import guard_set, load_questions
-from trainer.nightly.run import run_nightly
+from trainer.nightly.run import cpu_bf16, run_nightly
 from trainer.nightly.scoring import Evaluator
 
 QUESTION_TOKENS = 6
@@ -28,7 +28,7 @@ QUESTION_TOKENS = 6
 def questions_the_base_answers(model_dir: Path, path: Path) -> Path:
     """The shipped questions, each with the first word of the tiny base model's greedy reply as its answer:
     a question set the base model answers right, as the default one is for the default model."""
-    evaluator = Evaluator(str(model_dir), cpu_precision=Settings().trainer.cpu_precision)  # as the nightly runs it
+    evaluator = Evaluator(str(model_dir), cpu_bf16=cpu_bf16(Settings()))  # as the nightly runs it
     system = personas.load_presets(None)[Settings().brain.default_persona].system_prompt
     guard = guard_set(ChatRenderer(evaluator.tokenizer), system)
     replies = greedy_replies(

@@ -1,6 +1,7 @@
-"""The nightly's precision on a CPU: bfloat16 where the CPU multiplies it natively (trainer.cpu_precision "auto"),
-float32 when asked; a LoRA night in bfloat16 (weights bf16, adapter float32, steps under autocast) learns as one
-in float32 does. bf16 runs on any CPU (emulated where the instructions are missing), so this holds everywhere."""
+"""The nightly's precision on a CPU: bfloat16 where the brain serves in it (by default, a CPU that multiplies it
+natively), float32 where the brain serves in float32; a LoRA night in bfloat16 (weights bf16, adapter float32,
+steps under autocast) learns as one in float32 does. bf16 runs on any CPU (emulated where the instructions are
+missing), so this holds everywhere."""
 
 from __future__ import annotations
 
@@ -9,20 +10,24 @@ from pathlib import Path
 import torch
 
 from brain.engine.cpu_linear import cpu_has_bf16
+from brain.settings import Settings
 from trainer.core import distributed
 from trainer.core.examples import ChatRenderer
 from trainer.core.finetuning import FinetuneData, fine_tune
 from trainer.core.models import add_lora, load_model, pick_dtype
-from trainer.settings import FinetuneSettings, TrainerSettings
+from trainer.nightly.run import cpu_bf16
+from trainer.settings import FinetuneSettings
 
 CPU = torch.device("cpu")
 SETTINGS = FinetuneSettings(learning_rate=1e-2, max_steps=12, eval_every=4, batch_size=8, warmup_steps=1, epochs=100)
 
 
-def test_auto_is_bf16_exactly_where_the_cpu_multiplies_it() -> None:
-    assert TrainerSettings().cpu_precision == "auto"
-    assert pick_dtype(CPU, "auto") == (torch.bfloat16 if cpu_has_bf16() else torch.float32)
-    assert pick_dtype(CPU, "float32") == torch.float32
+def test_the_nightly_runs_in_bf16_exactly_where_the_brain_serves_in_it() -> None:
+    assert cpu_bf16(Settings()) == cpu_has_bf16()
+    assert not cpu_bf16(Settings(model={"cpu_weights": "float32"}))
+    assert cpu_bf16(Settings(model={"cpu_weights": "bfloat16"}))
+    assert not cpu_bf16(Settings(model={"dtype": "float32", "cpu_weights": "bfloat16"}))
+    assert (pick_dtype(CPU, True), pick_dtype(CPU, False)) == (torch.bfloat16, torch.float32)
 
 
 def test_a_lora_night_in_bf16_learns_like_one_in_float32(tiny_model_dir: Path) -> None:
