@@ -49,6 +49,8 @@ class FinetuneResult(LoopResult):
     # the adapter the fine-tune continued ("community@3"), or None for a fresh one; and why not, where it could not
     continued_from: str | None = None
     fresh_because: str = ""
+    # every step the fine-tune could keep went beyond its guards (the one kept is the least beyond): no candidate
+    beyond_guard: bool = False
 
 
 @dataclass
@@ -425,27 +427,28 @@ def loop_settings(
 
 def finetune_result(result: LoopResult, data: FinetuneData) -> FinetuneResult:
     """The loop's result, with what was trained on and, given ratings, how the kept step was chosen."""
-    counts: dict[str, Any] = {}
+    beyond = result.best_val_loss >= BEYOND_GUARD
+    # the kept step's validation score, where it is one (not a guard's penalty, nor infinite)
+    scored = math.isfinite(result.best_val_loss) and not beyond
+    counts: dict[str, Any] = {"beyond_guard": beyond}
     if data.preference:
         preference = data.preference
-        counts = {
+        counts |= {
             "train_pairs": len(preference.pairs),
             "train_rated": len(preference.rated),
             "val_pairs": len(preference.val_pairs),
             "val_rated": len(preference.val_rated),
         }
         counts["kto_desirable_weight"], counts["kto_undesirable_weight"] = preference.kto_weights()
-        if preference.selects_by_pairs() and math.isfinite(result.best_val_loss):
+        if preference.selects_by_pairs():
             step = pair_step(len(preference.val_pairs))
             # the kept step's accuracy, without pair_score's tie-break (less than half a step)
             counts["selected_by"] = "pairs"
-            counts["val_pair_accuracy"] = round((1 - result.best_val_loss) / step) * step
-        elif preference.selects() and math.isfinite(result.best_val_loss):
+            counts["val_pair_accuracy"] = round((1 - result.best_val_loss) / step) * step if scored else None
+        elif preference.selects():
             liked = preference.val_ratings()[2]
             step = auc_step(sum(liked), len(liked) - sum(liked))
             # the kept step's AUC, without preference_score's tie-break (less than half a step)
-            counts["selected_by"], counts["val_preference_auc"] = (
-                "preference",
-                round((1 - result.best_val_loss) / step) * step,
-            )
+            counts["selected_by"] = "preference"
+            counts["val_preference_auc"] = round((1 - result.best_val_loss) / step) * step if scored else None
     return FinetuneResult(**result.model_dump(), train_examples=len(data.train), val_examples=len(data.val), **counts)

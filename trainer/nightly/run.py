@@ -282,6 +282,13 @@ class Nightly:
             target=target.name, status="kept", reasons=[], turns=target.turns, finetune=result,
             reward_model=reward_check,
         )  # fmt: skip
+        if result.beyond_guard:  # nothing the gate could pass: its time is spared
+            outcome.seconds = seconds
+            outcome.reasons = [
+                f"every step of the night went beyond the general guard (its prose bound, or the base model's right"
+                f" answers; step {result.best_step} least): no candidate, the live version stays"
+            ]
+            return outcome
         adapter_dir = str(out_dir / "adapter")
 
         with timed(seconds, "gate"):

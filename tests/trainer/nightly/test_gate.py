@@ -96,3 +96,21 @@ def test_a_candidate_that_wins_on_ratings_but_fails_the_guard_is_refused(
     assert "held-out pairs of a liked and a disliked reply to one prompt" in promoted.reasons[0]
     assert re.search(r"first in (9\d|100)\.\d% against base's 50\.0%", promoted.reasons[0]), promoted.reasons[0]
     assert "(clustered by prompt), beyond the 1.65 needed" in promoted.reasons[0]
+
+
+def test_a_night_whose_every_step_breaks_the_guard_offers_no_candidate(
+    redis_server, tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    asyncio.run(seed(redis_server.url))
+    questions = questions_the_base_answers(tiny_model_dir, tmp_path / "questions.yaml")
+    # every trained step loses answers the base model had right: the fine-tune keeps the least beyond, which no
+    # gate could pass
+    evaluation = {"questions_file": str(questions), "questions_may_lose": 0, "question_max_new_tokens": QUESTION_TOKENS}
+    settings = nightly_settings(redis_server.url, tiny_model_dir, tmp_path, evaluation=evaluation)
+
+    outcome = run_nightly(settings, quiet=True).outcome(COMMUNITY)
+
+    assert outcome.status == "kept" and outcome.version is None
+    assert outcome.finetune.beyond_guard and outcome.finetune.val_pair_accuracy is None, outcome.finetune
+    assert "every step of the night went beyond the general guard" in outcome.reasons[0], outcome.reasons
+    assert outcome.scores is None and "gate" not in outcome.seconds, "the gate's time is spared"
