@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import re
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -56,12 +57,19 @@ async def seed(redis_url: str) -> None:
         await store.close()
 
 
+def seeded_with_a_strict_guard(redis_url: str, model_dir: Path, tmp_path: Path) -> dict[str, Any]:
+    """The community's logs and taste seeded; the gate's evaluation settings with questions the tiny base model
+    answers right, none of which a candidate may lose."""
+    asyncio.run(seed(redis_url))
+    questions = questions_the_base_answers(model_dir, tmp_path / "questions.yaml")
+    return {"questions_file": str(questions), "questions_may_lose": 0, "question_max_new_tokens": QUESTION_TOKENS}
+
+
 def test_a_candidate_that_wins_on_ratings_but_fails_the_guard_is_refused(
     redis_server, tmp_path: Path, tiny_model_dir: Path
 ) -> None:
-    asyncio.run(seed(redis_server.url))
-    questions = questions_the_base_answers(tiny_model_dir, tmp_path / "questions.yaml")
-    evaluation = {"questions_file": str(questions), "questions_may_lose": 0, "question_max_new_tokens": QUESTION_TOKENS}
+    evaluation = seeded_with_a_strict_guard(redis_server.url, tiny_model_dir, tmp_path)
+    questions = Path(evaluation["questions_file"])
     # the gate's refusal is what this test is about: the fine-tune keeps its best step, guard or not (with the
     # guard, it would keep one that holds it: test_step_guards.py)
     unguarded = {"keep_within_guard": False}
@@ -101,11 +109,9 @@ def test_a_candidate_that_wins_on_ratings_but_fails_the_guard_is_refused(
 def test_a_night_whose_every_step_breaks_the_guard_offers_no_candidate(
     redis_server, tmp_path: Path, tiny_model_dir: Path
 ) -> None:
-    asyncio.run(seed(redis_server.url))
-    questions = questions_the_base_answers(tiny_model_dir, tmp_path / "questions.yaml")
     # every trained step loses answers the base model had right: the fine-tune keeps the least beyond, which no
     # gate could pass
-    evaluation = {"questions_file": str(questions), "questions_may_lose": 0, "question_max_new_tokens": QUESTION_TOKENS}
+    evaluation = seeded_with_a_strict_guard(redis_server.url, tiny_model_dir, tmp_path)
     settings = nightly_settings(redis_server.url, tiny_model_dir, tmp_path, evaluation=evaluation)
 
     outcome = run_nightly(settings, quiet=True).outcome(COMMUNITY)
