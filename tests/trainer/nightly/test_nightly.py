@@ -197,7 +197,13 @@ def test_forget_removes_the_users_adapter_and_their_data_from_later_runs(
     # a steadier rate than the other tests' and no early stop: at 3e-2 her adapter's loss spiked and the run
     # stopped at an early step, which lost to the community's on her test split in about 1 run of 5
     steady = {"learning_rate": 1e-2, "patience": 8}
-    settings = nightly_settings(redis_server.url, tiny_model_dir, tmp_path, min_user_turns=20, finetune=steady)
+    # the community learns her way too (she is opted in): its perplexity on her test split read 1.03 to 1.21 against
+    # her own adapter's 1.01 across machines and precisions, so her adapter needs only to beat it, not by the 2 % a
+    # night asks (a refusal by the margin: test_the_gate_refuses_a_worse_candidate_and_says_why); what this test is
+    # about is what a /forget takes away
+    settings = nightly_settings(
+        redis_server.url, tiny_model_dir, tmp_path, min_user_turns=20, finetune=steady, evaluation={"margin": 0.0}
+    )
     first = run_nightly(settings, quiet=True)
     assert outcome(first, user_target(ann)).status == "promoted", outcome(first, user_target(ann)).reasons
     assert outcome(first).status == "promoted", outcome(first).reasons
