@@ -28,7 +28,7 @@ class Placement:
     rank: int = 0
     local_rank: int = 0
     world_size: int = 1
-    # steps run under bf16 autocast on a CPU too (set where the weights are bf16: see models.pick_dtype)
+    # steps run under bf16 autocast on a CPU too (set where the weights are bf16: models.pick_dtype's cpu_bf16)
     cpu_bf16: bool = False
 
     @property
@@ -41,9 +41,9 @@ class Placement:
 
     def autocast(self) -> contextlib.AbstractContextManager:
         """bf16 mixed precision on CUDA, and on a CPU where ``cpu_bf16`` asks for it; else fp32."""
-        if self.device.type != "cuda" and not (self.device.type == "cpu" and self.cpu_bf16):
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+        if self.device.type == "cuda" or (self.device.type == "cpu" and self.cpu_bf16):
+            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
 
     def barrier(self) -> None:
         if self.distributed:

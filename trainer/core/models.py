@@ -75,11 +75,13 @@ def resolve_name(name: str) -> str:
         raise CheckpointError(f"model not found: {e}") from None
 
 
-def load_model(name: str, device: str = "auto", dtype: torch.dtype | None = None) -> ModelWithTokenizer:
-    """A model and its tokenizer, in eval mode, on the chosen device (bf16 on a GPU, fp32 on CPU unless ``dtype``
-    says otherwise)."""
+def load_model(
+    name: str, device: str = "auto", dtype: torch.dtype | None = None, *, cpu_bf16: bool = False
+) -> ModelWithTokenizer:
+    """A model and its tokenizer, in eval mode, on the chosen device (without ``dtype``: pick_dtype's, bf16 on a GPU,
+    fp32 on a CPU unless ``cpu_bf16``)."""
     target = pick_device(device)
-    dtype = dtype or pick_dtype(target)
+    dtype = dtype or pick_dtype(target, cpu_bf16)
     source = resolve_name(name)
     path = Path(source).expanduser()
     if looks_like_path(source):

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from pydantic import BaseModel, Field
 
-from brain.engine.model_loading import eos_token_ids, pick_device
+from brain.engine.model_loading import eos_token_ids
 from trainer.core import distributed
 from trainer.core.distributed import Placement
 from trainer.core.evaluation import fill_reference
@@ -40,7 +40,7 @@ from trainer.core.finetuning import (
     prose_loss,
 )
 from trainer.core.loop import LoopHooks, LoopState, Snapshot
-from trainer.core.models import ModelWithTokenizer, add_lora, load_model, pick_dtype
+from trainer.core.models import ModelWithTokenizer, add_lora, load_model
 from trainer.errors import DataError
 from trainer.nightly.clean import load_split
 from trainer.nightly.conversations import Personas, encode_all
@@ -210,13 +210,11 @@ def load_resume_state(folder: Path, fingerprint: str, device: torch.device) -> d
 
 def finetune(job: FinetuneJob, stop: threading.Event | None = None) -> FinetuneResult:
     """Train the job's adapter; its best adapter, checkpoint and result go to ``job.out_dir``."""
-    device = pick_device("auto")
-    dtype = pick_dtype(device, job.cpu_bf16)
-    placement = distributed.start("auto", cpu_bf16=dtype == torch.bfloat16)
+    placement = distributed.start("auto", cpu_bf16=job.cpu_bf16)
     cfg = job.settings
     distributed.seed_everything(cfg.seed)
     out = Path(job.out_dir)
-    loaded = load_model(job.model_path, device=str(placement.device), dtype=dtype)
+    loaded = load_model(job.model_path, device=str(placement.device), cpu_bf16=job.cpu_bf16)
     data = training_data(job, loaded)  # with ratings, scored by the reference before the adapter is put on
     model = add_lora(loaded.model, cfg)
     fresh_because = continue_adapter(model, job.start_dir) if job.start_dir else ""

@@ -99,6 +99,7 @@ class Nightly:
         # how members are served: the gate's reward model judges replies drawn the same way
         self.serving = default.sampling if default else SamplingParams()
         self.personas = Personas(self.system_prompts, settings.brain.default_persona)
+        self.cpu_bf16 = cpu_bf16(settings)
         self._evaluator: Evaluator | None = None
         self._reward: RewardStep | None = None
         self._guard: GuardSet | None = None
@@ -259,7 +260,7 @@ class Nightly:
             resume_dirs=[str(p) for p in runs.interrupted(self.cfg.runs_dir, target.name, self.run_dir)],
             preference=self.cfg.preference if self.cfg.preference.enabled else None,
             reference_dir=self._reference_dir(target),
-            cpu_bf16=cpu_bf16(self.settings),
+            cpu_bf16=self.cpu_bf16,
         )
         if self.cfg.finetune.keep_within_guard:
             job.guard = self.cfg.evaluation
@@ -462,7 +463,7 @@ class Nightly:
                 max_batch_tokens=evaluation.max_batch_tokens,
                 max_new_tokens=evaluation.bleu_max_new_tokens,
                 question_max_new_tokens=evaluation.question_max_new_tokens,
-                cpu_bf16=cpu_bf16(self.settings),
+                cpu_bf16=self.cpu_bf16,
             )
         return self._evaluator
 

@@ -20,11 +20,11 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from brain.engine.model_loading import eos_token_ids, pick_device
+from brain.engine.model_loading import eos_token_ids
 from trainer.core.batches import by_length
 from trainer.core.evaluation import bleu_chrf, greedy_replies, mean_loss, reply_logprobs
 from trainer.core.examples import Example
-from trainer.core.models import load_model, pick_dtype
+from trainer.core.models import load_model
 from trainer.core.objectives import NextToken
 from trainer.nightly.conversations import PromptSample
 from trainer.nightly.guard import Answering, GuardSet
@@ -76,7 +76,7 @@ class Evaluator:
         question_max_new_tokens: int = 32,
         cpu_bf16: bool = False,
     ):
-        loaded = load_model(model_path, dtype=pick_dtype(pick_device("auto"), cpu_bf16))
+        loaded = load_model(model_path, cpu_bf16=cpu_bf16)
         self.device = loaded.device
         self.tokenizer = loaded.tokenizer
         self.base = loaded.model
