@@ -1,17 +1,16 @@
 """A reward model of the community's taste, trained each night on every member's ratings, and the on-policy
 pairs it makes.
 
-The model is a linear head on the frozen base model (the reward-model recipe of Ouyang et al. 2022, with the
-body frozen to fit a CPU night): what the head sees of a prompt and reply is the mean and the last of the base
-model's final hidden states over the reply's tokens, their mean over the reply's opening (the state that chose
-its first token and the next few: how a reply starts is half of many tastes), and the reply's length in tokens
-(log). It learns from
-liked against disliked replies with the logistic loss (each class weighted by its count, so that a night
-with few likes still learns what they share), plus the Bradley-Terry loss on replies to one prompt rated
-apart (a /retry, a comparison). Its L2 weight is chosen on the validation ratings; whether it is trusted at
-all is decided by its AUC on every rating, each scored by a head fitted without that rating's prompt (folds by
-prompt; or, where enough pairs of replies to one prompt were rated apart, the share of those pairs it ranks
-right: a comparison's two replies are often alike in what sets replies to other prompts apart).
+The model is a linear head on the frozen base model (the reward-model recipe of Ouyang et al. 2022, with the body
+frozen to fit a CPU night): what the head sees of a prompt and reply is the base model's final and middle hidden
+states over the reply pooled several ways (over all of it, its opening, its spans by place), the mean of its input
+embeddings and its length (PARTS, below). It learns from liked against disliked replies with the logistic loss (each
+class weighted by its count, so that a night with few likes still learns what they share), plus the Bradley-Terry
+loss on replies to one prompt rated apart (a /retry, a comparison). Its L2 weight is chosen on the validation
+ratings; whether it is trusted at all is decided by its AUC on every rating, each scored by a head fitted without
+that rating's prompt (folds by prompt; or, where enough pairs of replies to one prompt were rated apart, the share
+of those pairs it ranks right: a comparison's two replies are often alike in what sets replies to other prompts
+apart).
 
 When it is: several replies per rated training prompt are drawn from the model serving now, scored by it,
 and the best against the worst becomes a DPO pair (best-of-n, as in rejection-sampling fine-tuning and
@@ -25,7 +24,7 @@ import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -127,12 +126,29 @@ class RewardModel:
             return (((features - self.mean) / self.scale) @ self.weight + self.bias).tolist()
 
 
+# What the head sees of a reply, each part from the one forward pass: the final and the middle layer's states
+# pooled (their mean over the reply, the last, their mean over its opening: the state that chose its first token and
+# the next few), the same layers' means over each span of PLACES (how far into a reply a thing is said: a filler
+# opening, a first sentence that runs on), the mean of its input embeddings (which words it uses), and its length.
+# The middle layer holds more of what a reply says and how than the final one, which is shaped to predict the next
+# token. bench/reward_features.py measures each view on the feedback bench's tastes.
+Part = Literal["final", "middle", "final by place", "middle by place", "embeddings", "length"]
+PARTS: tuple[Part, ...] = ("final", "middle", "final by place", "middle by place", "embeddings", "length")
+PLACES = (0, 4, 16, 48)  # spans of a reply's tokens, each from one of these to the next (the last to its end)
+
+
 @torch.no_grad()
 def reply_features(
-    model: Any, examples: Sequence[Example], *, batch_size: int, max_batch_tokens: int, pad_id: int, device: Any
+    model: Any,
+    examples: Sequence[Example],
+    *,
+    batch_size: int,
+    max_batch_tokens: int,
+    pad_id: int,
+    device: Any,
+    parts: Sequence[Part] = PARTS,
 ) -> torch.Tensor:
-    """(examples, 3 * hidden + 1): the mean and the last final hidden state over each reply, their mean over its
-    opening, and log length."""
+    """(examples, features): ``parts`` of each reply, side by side."""
     was_training = model.training
     model.eval()
     order = sorted(range(len(examples)), key=lambda i: examples[i].size)
@@ -140,30 +156,59 @@ def reply_features(
     position = 0
     for group in chunks([examples[i] for i in order], batch_size, max_batch_tokens):
         batch = collate(group, pad_id).to(device)
-        hidden = (
-            model(
-                input_ids=batch.input_ids,
-                attention_mask=batch.attention_mask,
-                output_hidden_states=True,
-                use_cache=False,
-                logits_to_keep=1,  # the head reads hidden states: the vocabulary's logits would be a fifth of the work
-            )
-            .hidden_states[-1]
-            .float()
-        )
-        labels = torch.stack([torch.tensor(_padded(e.labels, batch.input_ids.size(1))) for e in group]).to(device)
-        reply = (labels != IGNORE_INDEX).float()
-        counts = reply.sum(dim=1).clamp(min=1)
-        mean = (hidden * reply.unsqueeze(-1)).sum(dim=1) / counts.unsqueeze(-1)
-        last_index = torch.tensor([_last(e.labels) for e in group], device=device)
-        last = hidden[torch.arange(len(group), device=device), last_index]
-        opening = torch.stack([hidden[row, _opening(e.labels)].mean(dim=0) for row, e in enumerate(group)])
-        features = torch.cat([mean, last, opening, counts.log().unsqueeze(-1)], dim=1).cpu()
+        states = model(
+            input_ids=batch.input_ids,
+            attention_mask=batch.attention_mask,
+            output_hidden_states=True,
+            use_cache=False,
+            logits_to_keep=1,  # the head reads hidden states: the vocabulary's logits would be a fifth of the work
+        ).hidden_states
+        features = _parts_of(states, group, parts, model.config.num_hidden_layers // 2).cpu()
         for row in features:
             rows[order[position]] = row
             position += 1
     model.train(was_training)
     return torch.stack(rows) if rows else torch.empty(0, 1)
+
+
+def _parts_of(
+    states: tuple[torch.Tensor, ...], group: list[Example], parts: Sequence[Part], middle: int
+) -> torch.Tensor:
+    """``parts`` of each reply of a batch, from the model's hidden states (see PARTS)."""
+    device = states[0].device
+    width = states[0].size(1)
+    labels = torch.stack([torch.tensor(_padded(e.labels, width)) for e in group]).to(device)
+    reply = (labels != IGNORE_INDEX).float()
+    counts = reply.sum(dim=1).clamp(min=1)
+    place = torch.arange(width, device=device).unsqueeze(0) - reply.argmax(dim=1, keepdim=True)
+    spans = [
+        reply * ((place >= low) & (place < high)).float()
+        for low, high in zip(PLACES, (*PLACES[1:], width), strict=True)
+    ]
+    last_index = torch.tensor([_last(e.labels) for e in group], device=device)
+    rows = torch.arange(len(group), device=device)
+
+    def mean_over(hidden: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
+        return (hidden * where.unsqueeze(-1)).sum(dim=1) / where.sum(dim=1, keepdim=True).clamp(min=1)
+
+    def pooled(layer: int) -> torch.Tensor:
+        hidden = states[layer].float()
+        opening = torch.stack([hidden[row, _opening(e.labels)].mean(dim=0) for row, e in enumerate(group)])
+        return torch.cat([mean_over(hidden, reply), hidden[rows, last_index], opening], dim=1)
+
+    def by_place(layer: int) -> torch.Tensor:
+        hidden = states[layer].float()
+        return torch.cat([mean_over(hidden, span) for span in spans], dim=1)
+
+    made = {
+        "final": lambda: pooled(-1),
+        "middle": lambda: pooled(middle),
+        "final by place": lambda: by_place(-1),
+        "middle by place": lambda: by_place(middle),
+        "embeddings": lambda: mean_over(states[0].float(), reply),
+        "length": lambda: counts.log().unsqueeze(-1),
+    }
+    return torch.cat([made[part]() for part in parts], dim=1)
 
 
 def _padded(labels: list[int], width: int) -> list[int]:
