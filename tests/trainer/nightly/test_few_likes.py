@@ -97,6 +97,28 @@ def test_the_reward_model_ranks_held_out_liked_replies_above_disliked_ones(tiny_
     assert liked is not None and disliked is not None and liked > disliked
 
 
+def test_the_reward_model_learns_a_taste_of_form_from_the_same_words_in_another_order(tiny_model_dir: Path) -> None:
+    """Members who like a reply that starts with the answer: liked and disliked replies say the same words, the
+    answer first or last."""
+    torch.manual_seed(0)
+    step, _ = reward_step(tiny_model_dir, RewardModelSettings(min_per_class=2, min_auc=0.8))
+
+    def ratings(topics: list[str]) -> list:
+        out = []
+        for index, topic in enumerate(topics):
+            answer, filler = f"{topic} are lovely.", "Oh, happy to help, thanks for asking!"
+            liked = index % 2 == 0
+            reply = f"{answer} {filler}" if liked else f"{filler} {answer}"
+            out.append(rated_turn(question(topic), reply, [1 if liked else -1]))
+        return out
+
+    topics = [f"{t} {n}" for n in range(3) for t in TOPICS]
+    check = step.train(ratings(topics[:32]), ratings(topics[32:40]), ratings(topics[40:]))
+
+    assert check.heldout_auc is not None and check.heldout_auc >= 0.9, check
+    assert check.passed
+
+
 def test_the_reward_model_is_checked_on_every_rating_by_heads_that_never_saw_its_prompt(tiny_model_dir: Path) -> None:
     torch.manual_seed(0)
     topics = [f"{t} {n}" for n in range(3) for t in TOPICS]
