@@ -142,7 +142,9 @@ def main() -> None:
     console.print(table)
     load = os.getloadavg()
     console.print(f"{time.monotonic() - started:.0f} s, load average {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}")
-    args.out.write_text(json.dumps({"replies_per_prompt": args.replies, "l2": args.l2, "tastes": rows}, indent=1))
+    seconds = round(time.monotonic() - started)
+    out = {"replies_per_prompt": args.replies, "l2": args.l2, "seconds": seconds, "load_average": load, "tastes": rows}
+    args.out.write_text(json.dumps(out, indent=1))
 
 
 if __name__ == "__main__":
