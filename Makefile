@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test install lint format images bench-serve bench-pretrain bench-nightly bench-feedback bench-soak clean
+.PHONY: run test install lint format images bench-serve bench-pretrain bench-nightly bench-feedback bench-reward-features bench-soak clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,9 @@ bench-nightly: install
 
 bench-feedback: install
 	$(BIN)/python -m bench.feedback --rater all
+
+bench-reward-features: install
+	$(BIN)/python -m bench.reward_features
 
 bench-soak: install
 	$(BIN)/python bench/soak.py
