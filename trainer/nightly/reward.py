@@ -484,18 +484,24 @@ class RewardStep:
         values = iter(self.model.score(self.featurize(fitting)) if fitting else [])
         return [next(values) if e is not None else None for e in examples]
 
-    def pairs(self, policy: Any, turns: list[RatedTurn]) -> list[OnPolicyPair]:
+    def pairs(self, policy: Any, turns: list[RatedTurn], sampling: SamplingParams | None = None) -> list[OnPolicyPair]:
         """Best-of-n pairs of ``policy``'s replies to the rated prompts of ``turns``; none unless the held-out
         check passed. ``policy`` must not share its layers with the base model (see sample and rank)."""
-        return self.rank(self.sample(policy, turns))
+        return self.rank(self.sample(policy, turns, sampling))
 
-    def sample(self, policy: Any, turns: list[RatedTurn]) -> Drawn:
+    def sample(self, policy: Any, turns: list[RatedTurn], sampling: SamplingParams | None = None) -> Drawn:
         """``best_of_n`` replies of ``policy`` to each rated prompt of ``turns`` (at most max_prompts, the newest);
-        nothing unless the held-out check passed. Done apart from rank: where the policy is the base model with
-        an adapter attached by peft, the base's own layers carry it, and the features must be taken after."""
+        nothing unless the held-out check passed. Drawn at the settings' temperature, within ``sampling``'s
+        nucleus and repetition penalty where given (the persona's: members' replies come from there; from the
+        whole vocabulary at temperature 1 a small model's replies are often not sentences, and the best of them
+        was learned as a liked reply: a night of a direct-answer taste lost the guard's questions at its first
+        evaluation). Done apart from rank: where the policy is the base model with an adapter attached by peft,
+        the base's own layers carry it, and the features must be taken after."""
         if not self.trusted or self.settings.best_of_n < 2:
             return Drawn()
-        return self.draw(policy, self.prompts_of(turns, self.settings.max_prompts), self.settings.best_of_n)
+        prompts = self.prompts_of(turns, self.settings.max_prompts)
+        within = sampling.model_copy(update={"temperature": self.settings.temperature}) if sampling else None
+        return self.draw(policy, prompts, self.settings.best_of_n, within)
 
     @property
     def trusted(self) -> bool:

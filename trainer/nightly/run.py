@@ -436,7 +436,7 @@ class Nightly:
         step = self._reward
         live = self._live(target)
         with evaluator.attached(str(live[1]) if live else None) as policy:
-            drawn = step.sample(policy, load_ratings(self.run_dir, "train", target.user))
+            drawn = step.sample(policy, load_ratings(self.run_dir, "train", target.user), self.serving)
         pairs = step.rank(drawn)  # scored by the base model's features, once the adapter is off
         write_jsonl(out_dir / ONPOLICY_PAIRS, [pair.model_dump() for pair in pairs])
         return step.check.model_copy()
