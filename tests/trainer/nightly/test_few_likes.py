@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from brain.adapters import COMMUNITY
+from brain.api_models import SamplingParams
 from brain.store import Store
 from brain.store.client import connect
 from tests.trainer.nightly.helpers import log_turns, nightly_settings
@@ -163,6 +164,23 @@ def test_best_of_n_pairs_are_made_only_when_the_reward_model_passes_its_held_out
         chosen, rejected = step.scores([(pair.prompt, pair.chosen), (pair.prompt, pair.rejected)])
         assert chosen is not None and rejected is not None and chosen > rejected
         assert pair.chosen_score == pytest.approx(chosen, abs=1e-4)
+
+
+def test_best_of_n_replies_are_drawn_within_the_personas_nucleus(tiny_model_dir: Path) -> None:
+    torch.manual_seed(0)
+    settings = RewardModelSettings(min_per_class=2, min_auc=0.8, best_of_n=3, max_new_tokens=8)
+    step, policy = reward_step(tiny_model_dir, settings)
+    topics = [f"{t} {n}" for n in range(3) for t in TOPICS]
+    train = toy_ratings(topics[:32])
+    step.train(train, toy_ratings(topics[32:40]), toy_ratings(topics[40:]))
+    assert step.trusted
+
+    wide = step.sample(policy, train, SamplingParams(top_k=0, top_p=1.0, repetition_penalty=1.0))
+    narrow = step.sample(policy, train, SamplingParams(top_k=1, repetition_penalty=1.0))  # one token to draw from
+
+    assert any(len(set(replies)) > 1 for replies in wide.replies)
+    assert narrow.replies and all(len(set(replies)) == 1 for replies in narrow.replies)
+    assert step.rank(narrow) == []  # n times the same reply: nothing to learn from
 
 
 def test_chosen_replies_the_reward_model_reads_as_liked_are_learned_as_liked_ones(
