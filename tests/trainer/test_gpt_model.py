@@ -51,6 +51,12 @@ def test_transformers_gpt2_weights_give_the_same_logits_in_our_gpt():
     torch.testing.assert_close(logits(ours, ids), logits(hf, ids), rtol=1e-4, atol=1e-4)
     # and shorter inputs than the context, which a causal mask must not disturb
     torch.testing.assert_close(logits(ours, ids[:, :5]), logits(hf, ids[:, :5]), rtol=1e-4, atol=1e-4)
+    # and only some positions' logits, as transformers' logits_to_keep asks for them (0: every position; a
+    # boolean mask: its positions)
+    with torch.no_grad():
+        for keep in (0, 1, 7, torch.rand(3, 24) < 0.3):
+            kept = ours(input_ids=ids, logits_to_keep=keep).logits
+            torch.testing.assert_close(kept, hf(input_ids=ids, logits_to_keep=keep).logits, rtol=1e-4, atol=1e-4)
 
 
 def test_our_weights_give_the_same_logits_in_transformers_gpt2(tokenizer):

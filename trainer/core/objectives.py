@@ -69,10 +69,8 @@ class NextToken:
         return int((batch.targets != IGNORE_INDEX).sum())
 
     def __call__(self, model: torch.nn.Module, batch: Batch) -> Loss:
-        logits = target_logits(model, batch)
-        total = F.cross_entropy(
-            logits.reshape(-1, logits.size(-1)), batch.targets.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum"
-        )
+        logits, targets, _ = target_logits(model, batch)
+        total = F.cross_entropy(logits, targets, reduction="sum")
         return Loss(total=total, count=self.count(batch))
 
 
@@ -92,19 +90,26 @@ class Retain:
         return int((batch.targets != IGNORE_INDEX).sum())
 
     def __call__(self, model: torch.nn.Module, batch: Batch) -> Loss:
-        scored = batch.targets != IGNORE_INDEX
         with torch.no_grad(), adapter_off(model):
-            base = target_logits(model, batch)[scored].log_softmax(dim=-1)
-        policy = target_logits(model, batch)[scored].log_softmax(dim=-1)
+            base = target_logits(model, batch)[0].log_softmax(dim=-1)
+        policy = target_logits(model, batch)[0].log_softmax(dim=-1)
         total = F.kl_div(policy, base, log_target=True, reduction="sum")
         return Loss(total=total, count=self.count(batch))
 
 
-def target_logits(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
-    """The logits of each position that predicts a target of ``batch`` (the last input predicts nothing
-    scored), in float32: (rows, target width, vocabulary)."""
-    logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False).logits
-    return logits[:, : batch.targets.size(1)].float()
+def target_logits(model: torch.nn.Module, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The logits of the positions that predict a scored target of ``batch``, in float32 (scored, vocabulary),
+    with those targets (scored,) and the row each is in (scored,). The vocabulary's head and its float32
+    softmax are a large share of a small model's step, and a chat's prompt (never scored when the loss is on
+    replies) is often half its tokens: the head runs only where a target is scored. The positions go to the
+    model as Hugging Face's boolean ``logits_to_keep``, which hands the head one (positions, width) matrix:
+    a strided slice of the states would make it copy its weight for every row."""
+    width = batch.targets.size(1)
+    scored = batch.targets != IGNORE_INDEX
+    keep = F.pad(scored, (0, batch.input_ids.size(1) - width))  # the last input predicts nothing scored
+    out = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False, logits_to_keep=keep)
+    rows = scored.nonzero()[:, 0]
+    return out.logits.float(), batch.targets[scored], rows
 
 
 def adapter_off(model: torch.nn.Module) -> Any:
@@ -117,9 +122,9 @@ def adapter_off(model: torch.nn.Module) -> Any:
 
 def sequence_logps(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
     """Each row's log-probability of its targets (a reply given its prompt), summed over the row: (rows,)."""
-    logits = target_logits(model, batch)
-    nll = F.cross_entropy(logits.transpose(1, 2), batch.targets, ignore_index=IGNORE_INDEX, reduction="none")
-    return -nll.sum(dim=1)
+    logits, targets, rows = target_logits(model, batch)
+    logps = -F.cross_entropy(logits, targets, reduction="none")
+    return logps.new_zeros(batch.targets.size(0)).index_add(0, rows, logps)
 
 
 class SigmoidDPO:

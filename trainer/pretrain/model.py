@@ -152,16 +152,25 @@ class GPT(nn.Module):
             nn.init.normal_(module.weight, mean=0.0, std=0.02)
 
     def forward(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, use_cache: bool = False
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        use_cache: bool = False,
+        logits_to_keep: int | torch.Tensor = 0,
     ) -> GPTOutput:
-        """Logits of the next token at every position. ``attention_mask`` and ``use_cache`` are there for
-        callers that speak to Hugging Face models: pretraining's windows are never padded, and training
-        keeps no cache, so a mask is refused rather than silently ignored."""
+        """Logits of the next token at every position, at the last ``logits_to_keep`` (0: every one) or, given
+        a boolean (batch, positions) mask, at its positions, as one (kept, vocabulary) matrix. ``attention_mask``,
+        ``use_cache`` and ``logits_to_keep`` are there for callers that speak to Hugging Face models:
+        pretraining's windows are never padded, and training keeps no cache, so a mask is refused rather than
+        silently ignored."""
         if attention_mask is not None:
             raise ValueError("this GPT trains on unpadded windows: pass no attention mask")
         if input_ids.size(1) > self.shape.block_size:
             raise ValueError(f"{input_ids.size(1)} positions do not fit the context of {self.shape.block_size}")
-        return GPTOutput(logits=self.lm_head(self.transformer(input_ids)))  # (B, T) -> (B, T, C) -> (B, T, vocab)
+        states = self.transformer(input_ids)  # (B, T) -> (B, T, C)
+        if isinstance(logits_to_keep, torch.Tensor):
+            return GPTOutput(logits=self.lm_head(states[logits_to_keep]))  # -> (kept, vocab)
+        return GPTOutput(logits=self.lm_head(states[:, -logits_to_keep:]))  # -> (B, kept, vocab)
 
     # -- Hugging Face GPT-2, out and in
 
