@@ -25,7 +25,7 @@ served by the base model and once by the live adapter, as two members who never 
 kept), and rates both by the same taste: the difference of the two like-rates on the same prompts, with its
 95 % interval and McNemar's exact p-value, is the training effect.
 
-    python -m bench.feedback --rater all              # every taste, 5 nights (45 to 65 min each: 2 cores, AVX512-BF16)
+    python -m bench.feedback --rater all              # every taste, 5 nights (43 to 65 min each: 2 cores, AVX512-BF16)
     python -m bench.feedback --rater sparse --nights 0   # the base model's like-rate under one taste
     python -m bench.feedback --rater mytaste:rate     # your own taste
 
