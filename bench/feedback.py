@@ -563,7 +563,9 @@ def night_summary(index: int, report: RunReport, seconds: float, cpu_seconds: fl
     if outcome is None:
         out["gate"] = {"status": "no community target", "reasons": []}
         return out
-    out["gate"] = {"status": outcome.status, "version": outcome.version, "reasons": outcome.reasons}
+    out["gate"] = {
+        "status": outcome.status, "version": outcome.version, "reasons": outcome.reasons, "carried": outcome.carried,
+    }  # fmt: skip
     if outcome.finetune is not None:
         result = outcome.finetune
         out["finetune"] = {
@@ -612,6 +614,7 @@ def gate_cell(night: dict[str, Any] | None) -> str:
         return "-"
     gate, judged, replies = night["gate"], night.get("ratings_judged"), night.get("replies_judged")
     text = gate["status"] + (f" v{gate['version']}" if gate.get("version") else "")
+    text += " (carried on)" if gate.get("carried") else ""
     if replies:
         text += f"\nRM like {replies['live_like']:.0%}→{replies['candidate_like']:.0%} (n={replies['prompts']})"
     elif judged and judged["candidate_auc"] is not None:

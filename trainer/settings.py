@@ -31,6 +31,13 @@ class FinetuneSettings(BaseModel):
     # cannot pile up unseen), or from a fresh adapter every night ("fresh"). A live adapter of another shape
     # (rank, modules) is not continued: that night starts fresh and says so
     start_from: Literal["live", "fresh"] = "live"
+    # with start_from "live": a candidate the gate kept out only for want of evidence (ahead of live on the
+    # measure that judged it, but inside the noise, and within the general guard) is what the next night goes on
+    # from, while the same version serves, so that nights add up before members' ratings can tell, as iterative
+    # DPO trains each round from the last. Where likes are rare the gate's held-out data is thin for several
+    # nights, and a night that starts again from what serves learns only what one night can (README, "Nightly
+    # personalization")
+    carry_unproven: bool = True
     # keep the best step that holds the general guard as the gate will check it (prose perplexity within
     # evaluation.general_bound, the base model's right answers kept), rather than the best step: a taste learned
     # hard then costs no candidate the gate

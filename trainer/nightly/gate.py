@@ -45,6 +45,9 @@ class Decision:
     reasons: list[str] = field(default_factory=list)
     # the held-out ratings could not tell candidate and live apart: only members' ratings may promote it
     members_decide: bool = False
+    # kept, but ahead of live on the measure that judged it (inside the noise) and within the general guard:
+    # worth going on from (finetune.carry_unproven)
+    ahead: bool = False
 
     @property
     def summary(self) -> str:
@@ -75,16 +78,23 @@ def decide(
     members_decide = paired is not None and _only_members_can_tell(paired, settings)
     if replies is not None:
         first = _replies(replies, settings)
+        lead = replies.difference.difference
     elif paired is not None:
         first = _paired(candidate, live, paired, settings, members_decide, by_pairs)
+        lead = paired.difference
     elif by_ratings:
         first = _unpaired(candidate, live, settings)
+        lead = (candidate.reward_auc or 0.5) - (0.5 if live.reward_auc is None else live.reward_auc)
     else:
         first = _perplexity(candidate, live, settings.margin)
-    checks = [first, _prose(candidate, base, settings.general_bound), _questions(candidate, base, settings)]
-    failed = [reason for passed, reason in checks if not passed]
+        lead = live.test_ppl - candidate.test_ppl
+    guard = [_prose(candidate, base, settings.general_bound), _questions(candidate, base, settings)]
+    failed = [reason for passed, reason in [first, *guard] if not passed]
     return Decision(
-        not failed, failed or [reason for _, reason in checks], members_decide=members_decide and not failed
+        not failed,
+        failed or [reason for _, reason in [first, *guard]],
+        members_decide=members_decide and not failed,
+        ahead=bool(failed) and lead > 0 and all(passed for passed, _ in guard),
     )
 
 

@@ -58,6 +58,8 @@ class Outcome(BaseModel):
     finetune: FinetuneResult | None = None
     reward_model: RewardCheck | None = None  # the night's reward model, and the best-of-n pairs it made
     replies_judged: RepliesJudged | None = None  # its judgment of the candidate's and live's own replies
+    # kept, and left for the next night to go on from (finetune.carry_unproven)
+    carried: bool = False
     # where the target's night went, in seconds: "reward model" (training it, drawing and ranking best-of-n
     # replies), "fine-tune", "gate" (scoring base, live and candidate)
     seconds: dict[str, float] = Field(default_factory=dict)

@@ -37,6 +37,7 @@ from brain.consent import is_opted_in
 from brain.engine.model_loading import resolve_model, serving_dtype
 from brain.settings import Settings
 from brain.store.ids import tombstone_member
+from brain.store.ratings import BASE
 from trainer.core.examples import ChatRenderer
 from trainer.core.finetuning import FinetuneResult
 from trainer.core.loop import RunCancelled
@@ -44,7 +45,7 @@ from trainer.nightly import canary, runs
 from trainer.nightly.clean import clean_export, load_split
 from trainer.nightly.conversations import Personas, encode_all, prompts
 from trainer.nightly.export import export_logs, load_snapshot
-from trainer.nightly.files import write_jsonl
+from trainer.nightly.files import write_json, write_jsonl
 from trainer.nightly.gate import decide
 from trainer.nightly.guard import GuardSet, guard_set
 from trainer.nightly.link import RedisLink
@@ -265,6 +266,9 @@ class Nightly:
         if self.cfg.finetune.keep_within_guard:
             job.guard = self.cfg.evaluation
         start = self._own_live(target) if self.cfg.finetune.start_from == "live" else None
+        carried = self._carried(target)
+        if carried is not None:
+            start = f"the candidate of run {carried[0].parents[2].name}", carried[0]
         if start is not None:
             job.start_name, job.start_dir = start[0], str(start[1])
         seconds: dict[str, float] = {}
@@ -303,6 +307,12 @@ class Nightly:
         outcome.scores = ScoreSet(base=base, live=live, candidate=candidate)
         decision = decide(candidate, live, base, self.cfg.evaluation, outcome.replies_judged)
         outcome.reasons = decision.reasons
+        if decision.ahead and self.cfg.finetune.start_from == "live" and self.cfg.finetune.carry_unproven:
+            learned = [tombstone_member(target.user)] if target.user else self._learned_from(result, carried)
+            carry = runs.Carry(live=self._live_name(target), learned_from=learned)
+            write_json(out_dir / runs.CARRY, carry.model_dump())
+            outcome.carried = True
+            outcome.reasons.append("ahead of live inside the noise: the next night goes on from it")
         if decision.members_decide and not (target.user is None and self.cfg.canary.share > 0):
             outcome.reasons.append("no canary to let members decide: the live version stays")
             return outcome
@@ -333,7 +343,7 @@ class Nightly:
             run=self.run_dir.name,
             metrics=metrics,
             user_hash=tombstone_member(target.user) if target.user else None,
-            user_hashes=None if target.user else self._learned_from(result),
+            user_hashes=None if target.user else self._learned_from(result, carried),
         )
         if target.user is None and self.cfg.canary.share > 0:  # members' ratings have the last word
             self.lock.check()
@@ -399,11 +409,25 @@ class Nightly:
         record = self.registry.records().get(target.name)
         return live if live is not None and record is not None and live[0] == record.name else None
 
-    def _learned_from(self, result: FinetuneResult) -> list[str]:
-        """Whom a community version learned from: tonight's members, and, when it continued a live version,
-        everyone that one learned from (a /forget of any of them takes it out of service too)."""
+    def _carried(self, target: Target) -> tuple[Path, runs.Carry] | None:
+        """The candidate an earlier night left to go on from (finetune.carry_unproven), while what it was trained
+        beside still serves."""
+        if self.cfg.finetune.start_from != "live" or not self.cfg.finetune.carry_unproven:
+            return None
+        return runs.carried(self.cfg.runs_dir, target.name, self._live_name(target), self.run_dir)
+
+    def _live_name(self, target: Target) -> str:
+        live = self._live(target)
+        return live[0] if live else BASE
+
+    def _learned_from(self, result: FinetuneResult, carried: tuple[Path, runs.Carry] | None) -> list[str]:
+        """Whom a community version learned from: tonight's members, and, when it continued a live version or
+        a carried candidate, everyone that one learned from (a /forget of any of them takes it out of service
+        too)."""
         if result.continued_from is None:
             return self.trained_on
+        if carried is not None:
+            return sorted(set(self.trained_on) | set(carried[1].learned_from))
         record = self.registry.records().get(COMMUNITY)
         earlier = self.registry.meta(COMMUNITY, record.version).user_hashes if record else []
         return sorted(set(self.trained_on) | set(earlier))

@@ -14,6 +14,8 @@ import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
+from pydantic import BaseModel
+
 from brain.adapters import USER_PREFIX
 from trainer.nightly.export import MANIFEST
 from trainer.nightly.files import read_json, write_json
@@ -22,8 +24,17 @@ from trainer.nightly.report import REPORT, ReportVersionError, RunReport, parse_
 from trainer.nightly.report_plot import PLOT, write_plot
 
 DATA_PARTS = ("export", "data", "targets")
+CARRY = "carry.json"  # in a target's folder of a run, beside its candidate adapter
 USER_TARGET = re.compile(re.escape(USER_PREFIX) + r"[0-9a-f]{16}")
 FORGOTTEN = "[forgotten]"
+
+
+class Carry(BaseModel):
+    """A candidate the gate kept out only for want of evidence, left for the next night to go on from (run data:
+    it goes with the run's other data, at once when one it learned from is forgotten)."""
+
+    live: str  # what served the target when it was trained: the live version's name, or "base"
+    learned_from: list[str]  # tombstone members whose data is in its weights
 
 
 def new_run_dir(runs_dir: str | Path) -> Path:
@@ -78,11 +89,33 @@ def purge_run_data(runs_dir: str | Path, link: RedisLink, *, keep: int, current:
             continue
         if not (run / MANIFEST).is_file():  # killed while exporting: whose data it holds is unknown
             doomed.add(run)
-        elif link.call(link.store.tombstones.tombstoned(read_json(run / MANIFEST).get("user_hashes", []))):
+        elif link.call(link.store.tombstones.tombstoned(_holds(run))):
             doomed.add(run)
     for run in doomed:
         delete_data(run)
     return sorted(run.name for run in doomed)
+
+
+def _holds(run: Path) -> list[str]:
+    """Whose data a run holds: its export's users, and whom its carried candidates learned from."""
+    members = set(read_json(run / MANIFEST).get("user_hashes", []))
+    for path in (run / "targets").glob(f"*/{CARRY}"):
+        members.update(Carry.model_validate(read_json(path)).learned_from)
+    return sorted(members)
+
+
+def carried(runs_dir: str | Path, target: str, live: str, current: Path) -> tuple[Path, Carry] | None:
+    """The candidate adapter the newest earlier run that trained ``target`` left to go on from, if it left one
+    and ``live`` (the version's name, or "base") still serves what it was trained beside."""
+    for run in reversed(run_dirs(runs_dir)):
+        folder = run / "targets" / target
+        if run == current or not folder.is_dir():
+            continue
+        if not (folder / CARRY).is_file() or not (folder / "adapter").is_dir():
+            return None
+        carry = Carry.model_validate(read_json(folder / CARRY))
+        return (folder / "adapter", carry) if carry.live == live else None
+    return None
 
 
 def interrupted(runs_dir: str | Path, target: str, current: Path) -> list[Path]:

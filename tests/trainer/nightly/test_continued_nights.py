@@ -1,4 +1,5 @@
-"""Nights add up: a night's fine-tune continues the target's live adapter (finetune.start_from), a version that
+"""Nights add up: a night's fine-tune continues the target's live adapter (finetune.start_from), or the candidate
+an earlier night left because the gate could not yet tell it from live (finetune.carry_unproven); a version that
 continued another keeps whom that one learned from, so a /forget of an earlier night's member takes both out
 of service, and a live adapter of another shape is not continued."""
 
@@ -15,12 +16,18 @@ from brain.store.client import connect
 from brain.store.ids import tombstone_member
 from tests.trainer.nightly.helpers import nightly_settings, seed_community
 from trainer.core.models import add_lora, load_model
+from trainer.nightly.export import MANIFEST
+from trainer.nightly.files import write_json
 from trainer.nightly.link import RedisLink
+from trainer.nightly.lock import TrainerLock
 from trainer.nightly.lora import continue_adapter
 from trainer.nightly.registry import Registry
 from trainer.nightly.report import Outcome, RunReport
 from trainer.nightly.run import run_nightly
+from trainer.nightly.runs import CARRY, Carry, purge_run_data
 from trainer.settings import FinetuneSettings
+
+SHORT_NIGHT = {"max_steps": 2, "warmup_steps": 0, "eval_every": 1, "learning_rate": 1e-5}
 
 
 def community(report: RunReport) -> Outcome:
@@ -88,3 +95,75 @@ def test_a_live_adapter_of_another_shape_is_not_continued(tiny_model_dir: Path, 
             assert torch.equal(same_shape.state_dict()[key], value), key
     assert reason == "the live adapter has rank 4 and alpha 8, not rank 16 and alpha 32"
     assert all(torch.equal(other_shape.state_dict()[k], v) for k, v in fresh.items())  # left fresh
+
+
+def test_a_candidate_kept_for_want_of_evidence_is_gone_on_from_and_keeps_whom_it_learned_from(
+    redis_server, tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    night_one = [f"telegram:{u}" for u in range(100, 104)]
+    asyncio.run(seed_community(redis_server.url, users=4, first=100))
+    # a night too short to beat the margin: its candidate is ahead of the base model, but not by enough
+    strict = nightly_settings(redis_server.url, tiny_model_dir, tmp_path, finetune=SHORT_NIGHT)
+
+    first = community(run_nightly(strict, quiet=True))
+    assert first.status == "kept" and first.carried, first.reasons
+    assert first.reasons[-1] == "ahead of live inside the noise: the next night goes on from it"
+    assert first.scores is not None and first.scores.candidate.test_ppl < first.scores.base.test_ppl
+
+    asyncio.run(leave_and_arrive(redis_server.url, night_one, first=200))
+    settings = nightly_settings(redis_server.url, tiny_model_dir, tmp_path)
+    second_report = run_nightly(settings, quiet=True)
+    second = community(second_report)
+
+    first_run = sorted(p.name for p in (tmp_path / "runs").iterdir() if p.name != second_report.run)[0]
+    assert second.finetune is not None and second.finetune.continued_from == f"the candidate of run {first_run}"
+    assert second.status == "promoted" and second.version == 1, second.reasons
+    with RedisLink(redis_server.url) as link:
+        learned_from = set(Registry(settings.trainer.registry_dir, link).meta(COMMUNITY, 1).user_hashes)
+    # the first night's members left before the second night, but their data is in the weights it went on from
+    assert {tombstone_member(u) for u in night_one} <= learned_from
+
+    async def forget() -> None:
+        store = Store(connect(redis_server.url))
+        await store.forgetting.forget(night_one[0])
+        await store.close()
+
+    asyncio.run(forget())
+    third = run_nightly(settings, quiet=True)
+
+    assert third.purged_community_versions == [1]
+
+
+def test_a_carried_candidate_is_not_gone_on_from_once_another_version_serves(
+    redis_server, tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    asyncio.run(seed_community(redis_server.url, users=4, first=100))
+    strict = nightly_settings(redis_server.url, tiny_model_dir, tmp_path, finetune=SHORT_NIGHT)
+    assert community(run_nightly(strict, quiet=True)).carried
+    settings = nightly_settings(redis_server.url, tiny_model_dir, tmp_path)
+    # an operator's version goes live meanwhile
+    with RedisLink(redis_server.url) as link, TrainerLock(link, ttl_s=30) as lock:
+        registry = Registry(settings.trainer.registry_dir, link)
+        first_run = next((tmp_path / "runs").iterdir())
+        registry.add(COMMUNITY, str(first_run / "targets" / COMMUNITY / "adapter"), base_model=str(tiny_model_dir))
+        registry.promote(COMMUNITY, 1, lock=lock)
+
+    second = community(run_nightly(settings, quiet=True))
+
+    assert second.finetune is not None and second.finetune.continued_from == "community@1"
+
+
+def test_a_run_whose_carried_candidate_learned_from_a_forgotten_member_loses_its_data(
+    redis_server, tmp_path: Path
+) -> None:
+    ann = "telegram:1"
+    run = tmp_path / "runs" / "20261201T000000Z-abcd"
+    write_json(run / MANIFEST, {"user_hashes": []})  # tonight's export did not hold her: only the weights do
+    folder = run / "targets" / COMMUNITY
+    (folder / "adapter").mkdir(parents=True)
+    write_json(folder / CARRY, Carry(live="base", learned_from=[tombstone_member(ann)]).model_dump())
+    with RedisLink(redis_server.url) as link:
+        assert purge_run_data(tmp_path / "runs", link, keep=5, current=None) == []
+        link.call(link.store.forgetting.forget(ann))
+        assert purge_run_data(tmp_path / "runs", link, keep=5, current=None) == [run.name]
+    assert not (folder / "adapter").exists()

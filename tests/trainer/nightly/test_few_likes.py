@@ -233,7 +233,9 @@ def test_the_paired_gate_refuses_an_advantage_inside_the_noise_and_accepts_a_cle
 
     assert not refused.promote
     assert "standard errors (DeLong), within the 1.65 needed" in refused.reasons[0]
+    assert refused.ahead, "ahead inside the noise: the next night goes on from it"
     assert accepted.promote, accepted.reasons
+    assert not accepted.ahead
     assert "beyond the 1.65 needed" in accepted.reasons[0]
     assert "prose perplexity" in " ".join(accepted.reasons), "the general guard is still checked"
     wordy = decide(clear.model_copy(update={"general_ppl": 21.5}), live, base, settings)
@@ -241,6 +243,9 @@ def test_the_paired_gate_refuses_an_advantage_inside_the_noise_and_accepts_a_cle
     assert wordy.reasons == [
         "general-prose perplexity 21.50 is +7.5% from the base model's 20.00, beyond the bound of +5%"
     ]
+    assert not wordy.ahead, "beyond the guard: not gone on from"
+    behind = decide(scores("candidate", [-r for r in noisy.rewards], liked), live, base, settings)
+    assert not behind.promote and not behind.ahead
 
 
 def test_where_both_rank_the_held_out_ratings_almost_perfectly_members_decide() -> None:
