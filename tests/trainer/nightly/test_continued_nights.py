@@ -45,6 +45,14 @@ async def leave_and_arrive(redis_url: str, leaving: list[str], first: int) -> No
     await seed_community(redis_url, users=4, first=first, answer="Paris is the capital of France, on the Seine.")
 
 
+async def forget(redis_url: str, user: str) -> None:
+    store = Store(connect(redis_url))
+    try:
+        await store.forgetting.forget(user)
+    finally:
+        await store.close()
+
+
 def test_the_second_night_continues_the_live_adapter_and_keeps_whom_it_learned_from(
     redis_server, tmp_path: Path, tiny_model_dir: Path
 ) -> None:
@@ -68,12 +76,7 @@ def test_the_second_night_continues_the_live_adapter_and_keeps_whom_it_learned_f
     assert {tombstone_member(u) for u in night_one} <= learned_from
     assert {tombstone_member(f"telegram:{u}") for u in range(200, 204)} <= learned_from
 
-    async def forget() -> None:
-        store = Store(connect(redis_server.url))
-        await store.forgetting.forget(night_one[0])
-        await store.close()
-
-    asyncio.run(forget())
+    asyncio.run(forget(redis_server.url, night_one[0]))
     third = run_nightly(settings, quiet=True)
 
     assert third.purged_community_versions == [1, 2]  # v2 never read her logs, but it carries what v1 learned
@@ -123,12 +126,7 @@ def test_a_candidate_kept_for_want_of_evidence_is_gone_on_from_and_keeps_whom_it
     # the first night's members left before the second night, but their data is in the weights it went on from
     assert {tombstone_member(u) for u in night_one} <= learned_from
 
-    async def forget() -> None:
-        store = Store(connect(redis_server.url))
-        await store.forgetting.forget(night_one[0])
-        await store.close()
-
-    asyncio.run(forget())
+    asyncio.run(forget(redis_server.url, night_one[0]))
     third = run_nightly(settings, quiet=True)
 
     assert third.purged_community_versions == [1]
