@@ -307,7 +307,7 @@ class Nightly:
         outcome.scores = ScoreSet(base=base, live=live, candidate=candidate)
         decision = decide(candidate, live, base, self.cfg.evaluation, outcome.replies_judged)
         outcome.reasons = decision.reasons
-        if decision.ahead and self.cfg.finetune.start_from == "live" and self.cfg.finetune.carry_unproven:
+        if decision.ahead and self._carrying:
             learned = [tombstone_member(target.user)] if target.user else self._learned_from(result, carried)
             carry = runs.Carry(live=self._live_name(target), learned_from=learned)
             write_json(out_dir / runs.CARRY, carry.model_dump())
@@ -409,10 +409,14 @@ class Nightly:
         record = self.registry.records().get(target.name)
         return live if live is not None and record is not None and live[0] == record.name else None
 
+    @property
+    def _carrying(self) -> bool:
+        return self.cfg.finetune.start_from == "live" and self.cfg.finetune.carry_unproven
+
     def _carried(self, target: Target) -> tuple[Path, runs.Carry] | None:
         """The candidate an earlier night left to go on from (finetune.carry_unproven), while what it was trained
         beside still serves."""
-        if self.cfg.finetune.start_from != "live" or not self.cfg.finetune.carry_unproven:
+        if not self._carrying:
             return None
         return runs.carried(self.cfg.runs_dir, target.name, self._live_name(target), self.run_dir)
 
