@@ -793,7 +793,9 @@ async def main_async(args: argparse.Namespace, taste: str, rater: Rater) -> dict
     nights: list[dict[str, Any]] = []
     samples: list[dict[str, Any]] = []
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="feedback-bench-") as tmp:
+    # --keep leaves the night's runs (reports, adapters, pairs) for a look after; the work folder is removed otherwise
+    kept = contextlib.nullcontext(tempfile.mkdtemp(prefix="feedback-bench-")) if args.keep else None
+    with kept or tempfile.TemporaryDirectory(prefix="feedback-bench-") as tmp:
         work = Path(tmp)
         redis = LocalRedis(work / "redis").start()
         try:
@@ -849,6 +851,8 @@ async def main_async(args: argparse.Namespace, taste: str, rater: Rater) -> dict
             redis.stop()
     console.print(table(taste, days, nights))
     console.print(result["verdict"])
+    if args.keep:
+        console.print(f"{taste}: the work folder is kept in {work}")
     return result
 
 
@@ -947,6 +951,7 @@ def main() -> None:
     # auto: what a CPU brain serves by default (bfloat16 or 4-bit weights where the CPU has the instructions)
     parser.add_argument("--cpu-weights", default="auto", choices=["auto", "float32", "bfloat16", "int4"])
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--keep", action="store_true", help="keep the work folder (runs, adapters, logs) and say where")
     parser.add_argument("--replot", action="store_true", help="redraw the plot of the results in --out, and stop")
     args = parser.parse_args()
     if args.replot:
