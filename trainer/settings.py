@@ -115,7 +115,8 @@ class PreferenceSettings(BaseModel):
     enabled: bool = True
     # DPO's and KTO's beta: how strongly the implied reward beta * (log p - log p_ref) is held near the reference
     beta: float = Field(0.1, gt=0.0)
-    # the reference model of the objectives: what serves the target now ("live"), or the base model
+    # the reference model of the objectives: the night's policy ("live": a candidate carried from an earlier night,
+    # else what serves the target now), or the base model
     reference: Literal["live", "base"] = "live"
     # the step's loss is the weighted sum of each part's mean: next-token (logs and liked replies), DPO, KTO
     next_token_weight: float = Field(1.0, ge=0.0)

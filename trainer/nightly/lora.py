@@ -80,7 +80,7 @@ class FinetuneJob(BaseModel):
     # reference (None: the base model)
     preference: PreferenceSettings | None = None
     reference_dir: str | None = None
-    # the night's best-of-n pairs of the serving model's own replies (reward.py), learned as DPO pairs
+    # the night's best-of-n pairs of its policy's own replies (reward.py; run.py's _policy), learned as DPO pairs
     onpolicy_pairs: str | None = None
     # the target's own live adapter, continued instead of a fresh one (settings.start_from), and its name
     start_dir: str | None = None

@@ -249,6 +249,7 @@ class Nightly:
 
     def _train_and_gate(self, target: Target) -> Outcome:
         out_dir = self.run_dir / "targets" / target.name
+        carried = self._carried(target)
         job = FinetuneJob(
             target=target.name,
             model_path=self.model_path,
@@ -260,20 +261,19 @@ class Nightly:
             settings=self.cfg.finetune,
             resume_dirs=[str(p) for p in runs.interrupted(self.cfg.runs_dir, target.name, self.run_dir)],
             preference=self.cfg.preference if self.cfg.preference.enabled else None,
-            reference_dir=self._reference_dir(target),
+            reference_dir=self._reference_dir(target, carried),
             cpu_bf16=self.cpu_bf16,
         )
         if self.cfg.finetune.keep_within_guard:
             job.guard = self.cfg.evaluation
         start = self._own_live(target) if self.cfg.finetune.start_from == "live" else None
-        carried = self._carried(target)
         if carried is not None:
             start = f"the candidate of run {carried[0].parents[2].name}", carried[0]
         if start is not None:
             job.start_name, job.start_dir = start[0], str(start[1])
         seconds: dict[str, float] = {}
         with timed(seconds, "reward model"):
-            reward_check = self._onpolicy_pairs(target, out_dir)
+            reward_check = self._onpolicy_pairs(target, out_dir, carried)
         if reward_check is not None and reward_check.pairs:
             job.onpolicy_pairs = str(out_dir / ONPOLICY_PAIRS)
         job.save(out_dir / "job.json")
@@ -440,14 +440,27 @@ class Nightly:
         live = self._live(target)
         return self._get_evaluator().score(live[0], str(live[1]), data) if live else base
 
-    def _reference_dir(self, target: Target) -> str | None:
-        """The preference objectives' reference: what serves the target now, or the base model."""
-        live = self._live(target) if self.cfg.preference.reference == "live" else None
-        return str(live[1]) if live else None
+    def _policy(self, target: Target, carried: tuple[Path, runs.Carry] | None) -> Path | None:
+        """The model tonight's training goes on from, as iterative DPO's rounds do: a carried candidate, else what
+        serves the target now (None: the base model). Its replies are what best-of-n draws, and its log-ratios
+        what the preference objectives measure from."""
+        if carried is not None:
+            return carried[0]
+        live = self._live(target)
+        return live[1] if live else None
 
-    def _onpolicy_pairs(self, target: Target, out_dir: Path) -> RewardCheck | None:
+    def _reference_dir(self, target: Target, carried: tuple[Path, runs.Carry] | None) -> str | None:
+        """The preference objectives' reference: the night's policy (``preference.reference: live``), or the
+        base model."""
+        policy = self._policy(target, carried) if self.cfg.preference.reference == "live" else None
+        return str(policy) if policy else None
+
+    def _onpolicy_pairs(
+        self, target: Target, out_dir: Path, carried: tuple[Path, runs.Carry] | None
+    ) -> RewardCheck | None:
         """Train the night's reward model on every member's ratings (once a run), and write the target's
-        best-of-n pairs beside its job when the model passed its held-out check (reward.py)."""
+        best-of-n pairs of the night's policy (see ``_policy``) beside its job when the model passed its held-out
+        check (reward.py)."""
         preference = self.cfg.preference
         if not (preference.enabled and preference.reward_model.enabled):
             return None
@@ -462,8 +475,8 @@ class Nightly:
             )  # fmt: skip
             self._reward.train(*(load_ratings(self.run_dir, split) for split in RATING_SPLITS))
         step = self._reward
-        live = self._live(target)
-        with evaluator.attached(str(live[1]) if live else None) as policy:
+        start = self._policy(target, carried)
+        with evaluator.attached(str(start) if start else None) as policy:
             drawn = step.sample(policy, load_ratings(self.run_dir, "train", target.user), self.serving)
         pairs = step.rank(drawn)  # scored by the base model's features, once the adapter is off
         write_jsonl(out_dir / ONPOLICY_PAIRS, [pair.model_dump() for pair in pairs])

@@ -20,7 +20,7 @@ from trainer.nightly.export import MANIFEST
 from trainer.nightly.files import write_json
 from trainer.nightly.link import RedisLink
 from trainer.nightly.lock import TrainerLock
-from trainer.nightly.lora import continue_adapter
+from trainer.nightly.lora import FinetuneJob, continue_adapter
 from trainer.nightly.registry import Registry
 from trainer.nightly.report import Outcome, RunReport
 from trainer.nightly.run import run_nightly
@@ -122,6 +122,9 @@ def test_a_candidate_kept_for_want_of_evidence_is_gone_on_from_and_keeps_whom_it
     first_run = sorted(p.name for p in (tmp_path / "runs").iterdir() if p.name != second_report.run)[0]
     assert second.finetune is not None and second.finetune.continued_from == f"the candidate of run {first_run}"
     assert second.status == "promoted" and second.version == 1, second.reasons
+    # the candidate is also what its preference objectives measure from (and what best-of-n draws): the night's policy
+    job = FinetuneJob.load(tmp_path / "runs" / second_report.run / "targets" / COMMUNITY / "job.json")
+    assert job.reference_dir == str(tmp_path / "runs" / first_run / "targets" / COMMUNITY / "adapter")
     with RedisLink(redis_server.url) as link:
         learned_from = set(Registry(settings.trainer.registry_dir, link).meta(COMMUNITY, 1).user_hashes)
     # the first night's members left before the second night, but their data is in the weights it went on from
