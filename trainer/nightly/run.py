@@ -441,9 +441,9 @@ class Nightly:
         return self._get_evaluator().score(live[0], str(live[1]), data) if live else base
 
     def _policy(self, target: Target, carried: tuple[Path, runs.Carry] | None) -> Path | None:
-        """The model tonight's training goes on from, as iterative DPO's rounds do: a carried candidate, else what
-        serves the target now (None: the base model). Its replies are what best-of-n draws, and its log-ratios
-        what the preference objectives measure from."""
+        """The night's policy: a candidate an earlier night carried, else what serves the target now (None: the
+        base model); what tonight's training goes on from where it continues one, as iterative DPO's rounds do.
+        Best-of-n draws its replies, and the preference objectives measure their log-ratios from it."""
         if carried is not None:
             return carried[0]
         live = self._live(target)
