@@ -938,9 +938,10 @@ def main() -> None:
     parser.add_argument("--learning-rate", type=float, default=2e-4, help="the LoRA's peak learning rate")
     parser.add_argument("--max-rated-turns", type=int, default=240, help="newest rated replies a night reads")
     parser.add_argument("--canary-share", type=float, default=0.5, help="opted-in members a canary serves")
-    # with comparisons on at 0.5, a canary's half of the members gives 25 to 30 ratings a day (a comparison is a
-    # choice, not a rating): at 30, a canary waited a second day and its night trained nothing
-    parser.add_argument("--min-ratings", type=int, default=24, help="a canary's ratings before it is promoted")
+    # with comparisons on at 0.5, a canary's half of the members gives 20 to 30 ratings a day (a comparison is a
+    # choice, not a rating): at 30, and in two sparse runs at 24 (20 and 21 ratings), a canary waited a second day
+    # and its night trained nothing; without comparisons the half gives 40 or more, and 20 changes nothing there
+    parser.add_argument("--min-ratings", type=int, default=20, help="a canary's ratings before it is promoted")
     parser.add_argument("--probe-prompts", type=int, default=40, help="prompts served by base and live a day")
     parser.add_argument("--best-of-n", type=int, default=8, help="replies the reward model ranks per prompt")
     parser.add_argument("--best-of-n-prompts", type=int, default=32, help="rated prompts sampled a night")
