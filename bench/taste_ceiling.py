@@ -31,10 +31,11 @@ from brain import personas
 from brain.engine.model_loading import DEFAULT_MODEL_ALIAS
 from brain.settings import Settings
 from trainer.core.batches import collate, collate_pairs
+from trainer.core.evaluation import fill_reference
 from trainer.core.examples import ChatRenderer, Example, PairExample
 from trainer.core.lr_schedule import warmup_cosine_schedule
 from trainer.core.models import add_lora, load_model
-from trainer.core.objectives import NextToken, SigmoidDPO, sequence_logps
+from trainer.core.objectives import NextToken, SigmoidDPO
 from trainer.nightly.reward import sampled_replies
 from trainer.nightly.run import cpu_bf16
 from trainer.settings import FinetuneSettings
@@ -112,13 +113,12 @@ def main() -> None:
             pairs.append(PairExample(example(prompt, ranked[0]), example(prompt, ranked[-1])))
             if rater(prompt, ranked[0]) == 1:
                 liked_best.append(pairs[-1].chosen)
-        model.eval()  # the reference: the model of the night before
-        with torch.no_grad(), torch.autocast(loaded.device.type, dtype=torch.bfloat16, enabled=cpu_bf16(settings)):
-            for start in range(0, len(pairs), 8):
-                chunk = pairs[start : start + 8]
-                logps = sequence_logps(model, collate_pairs(chunk, pad).to(loaded.device).rows).tolist()
-                for k, pair in enumerate(chunk):
-                    pair.ref_chosen, pair.ref_rejected = logps[k], logps[len(chunk) + k]
+        # the reference: the model of the night before
+        with torch.autocast(loaded.device.type, dtype=torch.bfloat16, enabled=cpu_bf16(settings)):
+            fill_reference(
+                model, pairs, [], batch_size=8, max_batch_tokens=finetune.max_batch_tokens, pad_id=pad,
+                device=loaded.device,
+            )  # fmt: skip
         model.train()
         trained = [p for p in model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(trained, lr=finetune.learning_rate, weight_decay=0.0)
